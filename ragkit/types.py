@@ -1,0 +1,163 @@
+"""The data that flows between ragkit's stages: frozen dataclasses with validation only.
+
+``Document`` (loaders) → ``Chunk`` (chunking) → ``ScoredChunk`` (retrieval and fusion) →
+``Answer`` with ``Citation`` and ``Usage`` (answering). Collections inside them are tuples and
+read-only mappings, so every value can be shared between threads and hashed into caches.
+
+This module leaves out behaviour: no I/O, no scoring, no formatting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "Document",
+    "ScoredChunk",
+    "Strategy",
+    "Usage",
+]
+
+Strategy = Literal["retrieve", "full", "none"]
+"""How an answer's context was chosen: retrieved chunks, the whole corpus, or no call at all."""
+
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One source document: its ID (path relative to the indexed folder, ``/`` separated) and text.
+
+    Example:
+        >>> Document("guide/intro.md", "# Intro\\nHello").content_hash[:8]
+        '2c4ad051'
+    """
+
+    id: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("Document.id must be a non-empty string")
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the UTF-8 text; incremental indexing compares these."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A span of a document, the unit that is indexed, retrieved and cited.
+
+    Attributes:
+        id: ``"{document_id}#{ordinal}"``, stable while the document is unchanged.
+        text: exactly ``document.text[start:end]``.
+        document_id: the ID of the document it came from.
+        start: character offset of the first character in the document.
+        end: character offset one past the last character.
+        headings: the markdown heading path the chunk falls under, outermost first.
+    """
+
+    id: str
+    text: str
+    document_id: str
+    start: int
+    end: int
+    headings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"Chunk offsets must satisfy 0 <= start < end, got {self.start}, {self.end}")
+        if self.end - self.start != len(self.text):
+            raise ValueError(
+                f"Chunk text length ({len(self.text)}) must equal end - start ({self.end - self.start})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A retrieved chunk and its score (higher is better).
+
+    Attributes:
+        chunk: the chunk.
+        score: the score of the retriever that returned it (fused score for hybrid search).
+        scores: for fused results, the score each contributing retriever gave, by name
+            (``{"bm25": 7.1, "vector": 0.62}``); a retriever that did not return the chunk is absent.
+    """
+
+    chunk: Chunk
+    score: float
+    scores: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scores, MappingProxyType):
+            object.__setattr__(self, "scores", MappingProxyType(dict(self.scores)))
+
+    @property
+    def id(self) -> str:
+        """The chunk's ID (shortcut for ``.chunk.id``)."""
+        return self.chunk.id
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A passage Claude cited: the chunk ID it came from and the cited text."""
+
+    chunk_id: str
+    cited_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens billed for one call and the estimated cost.
+
+    ``cost_usd`` is an estimate from ragkit's dated pricing table (``None`` for an unknown
+    model); the bill is the authority.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What :func:`ragkit.answer` returns.
+
+    Attributes:
+        text: the model's answer, or an explanation when ragkit abstained without a call.
+        citations: passages cited, de-duplicated, in order; only chunk IDs that were sent.
+        chunks: the chunks that were sent as context (or would have been, on abstention).
+        model: the model asked (empty when no call was made).
+        stop_reason: the API's stop reason, or ``None`` when no call was made.
+        abstained: true when the context did not contain the answer: the model said so, cited
+            nothing, refused, or the retrieval evidence was too weak to call at all.
+        usage: tokens and estimated cost (zeros when no call was made).
+        strategy: ``"retrieve"``, ``"full"`` (whole corpus in context) or ``"none"`` (no call).
+        dropped_citations: citations whose source was not a chunk that was sent; never returned.
+    """
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    chunks: tuple[ScoredChunk, ...] = ()
+    model: str = ""
+    stop_reason: str | None = None
+    abstained: bool = False
+    usage: Usage = field(default_factory=Usage)
+    strategy: Strategy = "retrieve"
+    dropped_citations: int = 0
+
+    @property
+    def cited_chunk_ids(self) -> tuple[str, ...]:
+        """The distinct chunk IDs cited, in first-cited order."""
+        return tuple(dict.fromkeys(c.chunk_id for c in self.citations))
