@@ -1,0 +1,381 @@
+"""The ``ragkit`` command: parse arguments, call the library, format the result.
+
+Results go to stdout (``--json`` prints one JSON object, for scripts); progress and warnings go
+to stderr. A :class:`~ragkit.errors.RagkitError` becomes a one-line message and exit code 1;
+usage errors exit with 2. This module holds no retrieval or answering logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import RagkitError
+from .fusion import FUSION_METHODS
+from .loaders import DEFAULT_INCLUDE
+from .types import Answer, ScoredChunk
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_INDEX = ".ragkit/index"
+
+
+def _index_path(value: str | None) -> Path:
+    return Path(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)
+
+
+def index_option(f: F) -> F:
+    return click.option(
+        "--index", "index_path", metavar="PATH", default=None,
+        help=f"Index directory (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(f)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn ragkit's run-time errors into click's one-line message and exit code 1."""
+    try:
+        yield
+    except RagkitError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+class _Progress:
+    """A tqdm bar on stderr, created on the first update (nothing shown when there is no work)."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc = desc
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="chunk", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
+    c = sc.chunk
+    return {
+        "id": c.id, "document_id": c.document_id, "score": sc.score, "scores": dict(sc.scores),
+        "start": c.start, "end": c.end, "headings": list(c.headings), "text": c.text,
+    }
+
+
+def _print_passages(results: Sequence[ScoredChunk]) -> None:
+    for rank, sc in enumerate(results, start=1):
+        parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
+        detail = f" ({parts})" if parts else ""
+        heading = f"  [{' > '.join(sc.chunk.headings)}]" if sc.chunk.headings else ""
+        click.echo(f"[{rank}] {sc.chunk.id}  score {sc.score:.4f}{detail}{heading}")
+        text = " ".join(sc.chunk.text.split())
+        click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ragkit")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(verbose: bool) -> None:
+    """ragkit: ask questions of your documents, answered by Claude from cited chunks.
+
+    \b
+    Quick start:
+        ragkit index docs/                  # build or update the index
+        ragkit search "fusion of rankings"  # retrieval only, no API key needed
+        ragkit ask "How are rankings fused?"
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="ragkit: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@cli.command("index")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@index_option
+@click.option("--include", "--glob", "include", multiple=True, metavar="GLOB",
+              help="Files to index, relative glob (repeatable; default: markdown, text, rst, html).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Files to skip (repeatable).")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens.")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens.")
+@click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
+@json_option
+def index_cmd(folder: Path, index_path: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
+              chunk_size: int | None, overlap: int | None, keyword_only: bool, as_json: bool) -> None:
+    """Build or update the index of FOLDER (only changed files are re-embedded).
+
+    \b
+    Examples:
+        ragkit index docs/
+        ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
+    """
+    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+    from .index import open_index, update_from_folder
+
+    path = _index_path(index_path)
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
+    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
+    if lap >= size:
+        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    with _errors():
+        if not folder.is_dir():
+            raise RagkitError(f"{folder} is not a directory")
+        started = time.perf_counter()
+        index = open_index(path, embedder=None if keyword_only else "default",
+                           chunk_size=size, chunk_overlap=lap)
+        progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
+        try:
+            update, loaded = update_from_folder(
+                index, folder, include=include or DEFAULT_INCLUDE, exclude=exclude, progress=progress
+            )
+        finally:
+            progress.close()
+        index.save(path)
+        elapsed = time.perf_counter() - started
+    summary = {
+        "index": str(path), "documents": len(index.document_ids), "chunks": len(index),
+        "added": list(update.added), "replaced": list(update.replaced),
+        "removed": list(update.removed), "unchanged": len(update.unchanged),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in loaded.skipped],
+        "chunks_embedded": update.chunks_embedded,
+        "embedder": index.embedder.name if index.embedder else None, "seconds": round(elapsed, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
+    click.echo(
+        f"Indexed {folder}: {summary['documents']} documents, {summary['chunks']} chunks, {mode}.\n"
+        f"  {len(update.added)} added, {len(update.replaced)} changed, {len(update.removed)} removed, "
+        f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → {path}"
+    )
+    for s in loaded.skipped:
+        click.echo(f"  skipped {s.path}: {s.reason}", err=True)
+
+
+def _load_index(index_path: str | None) -> Any:
+    from .index import Index
+
+    return Index.load(_index_path(index_path))
+
+
+@cli.command("search")
+@click.argument("query")
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to return.")
+@click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default=None,
+              help="Retrieval mode (default: hybrid when the index has vectors, else bm25).")
+@json_option
+def search_cmd(query: str, index_path: str | None, k: int, mode: str | None, as_json: bool) -> None:
+    """Retrieve the chunks that best match QUERY (no API key needed).
+
+    \b
+    Examples:
+        ragkit search "reciprocal rank fusion" -k 3
+        ragkit search "BM25 parameters" --mode bm25 --json
+    """
+    if not query.strip():
+        raise click.UsageError("QUERY must not be empty")
+    with _errors():
+        index = _load_index(index_path)
+        try:
+            results = index.search(query, k, mode=mode)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"query": query, "k": k, "results": [_chunk_json(r) for r in results]}))
+    elif not results:
+        click.echo("No matching chunks.")
+    else:
+        _print_passages(results)
+
+
+def _answer_json(question: str, result: Answer) -> dict[str, Any]:
+    u = result.usage
+    return {
+        "question": question, "answer": result.text, "abstained": result.abstained,
+        "strategy": result.strategy, "model": result.model, "stop_reason": result.stop_reason,
+        "citations": [{"chunk_id": c.chunk_id, "cited_text": c.cited_text} for c in result.citations],
+        "dropped_citations": result.dropped_citations,
+        "chunks": [_chunk_json(sc) for sc in result.chunks],
+        "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                  "cache_read_input_tokens": u.cache_read_input_tokens,
+                  "cache_creation_input_tokens": u.cache_creation_input_tokens},
+        "cost_usd": u.cost_usd,
+    }
+
+
+@cli.command("ask")
+@click.argument("question")
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to retrieve.")
+@click.option("-m", "--model", default=None, help="Claude model (default: $RAGKIT_MODEL or claude-haiku-4-5).")
+@click.option("--strategy", type=click.Choice(["auto", "retrieve", "full"]), default="auto",
+              show_default=True, help="Retrieve chunks, send the whole corpus, or choose by size.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--no-gate", is_flag=True, help="Call Claude even when retrieval evidence is weak.")
+@click.option("--no-stream", is_flag=True, help="Print the answer when complete instead of streaming.")
+@click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append a JSON Lines audit record to this file.")
+@json_option
+def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, strategy: str,
+            max_tokens: int, no_gate: bool, no_stream: bool, audit: Path | None, as_json: bool) -> None:
+    """Answer QUESTION from the indexed documents, citing chunk IDs.
+
+    Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
+
+    \b
+    Examples:
+        ragkit ask "How does incremental indexing work?"
+        ragkit ask "What does the gate do?" -k 8 --json --audit audit.jsonl
+    """
+    from .answer import DEFAULT_MODEL, answer, answer_stream
+
+    if not question.strip():
+        raise click.UsageError("QUESTION must not be empty")
+    model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
+    with _errors():
+        index = _load_index(index_path)
+        if not os.environ.get("ANTHROPIC_API_KEY"):
+            results = index.search(question, k)
+            if as_json:
+                click.echo(json.dumps({"question": question, "answer": None, "api_key": False,
+                                       "chunks": [_chunk_json(r) for r in results]}))
+            else:
+                _print_passages(results)
+            click.echo(
+                "ANTHROPIC_API_KEY is not set: showed the retrieved passages instead of asking "
+                f"{model}. Set the key to get an answer.",
+                err=as_json,
+            )
+            return
+        options: dict[str, Any] = {
+            "k": k, "model": model, "strategy": strategy, "max_tokens": max_tokens,
+            "gate": not no_gate, "audit": audit,
+        }
+        if as_json or no_stream:
+            result = answer(question, index, **options)
+            if not as_json:
+                click.echo(result.text)
+        else:
+            result = None
+            for event in answer_stream(question, index, **options):
+                if isinstance(event, Answer):
+                    result = event
+                else:
+                    click.echo(event, nl=False)
+            click.echo()
+            if result is None:  # pragma: no cover - answer_stream always ends with an Answer
+                raise RagkitError("the answer stream ended without a final answer")
+    if as_json:
+        click.echo(json.dumps(_answer_json(question, result)))
+        return
+    if result.citations:
+        click.echo("\nSources: " + ", ".join(result.cited_chunk_ids))
+    cost = f", ~${result.usage.cost_usd:.5f}" if result.usage.cost_usd is not None else ""
+    click.echo(
+        f"[{result.strategy}; {len(result.chunks)} chunks; {result.usage.input_tokens} in / "
+        f"{result.usage.output_tokens} out tokens{cost}{'; abstained' if result.abstained else ''}]",
+        err=True,
+    )
+
+
+@cli.command("eval")
+@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--retriever", "mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid",
+              show_default=True, help="What to evaluate; bm25 builds no embeddings.")
+@click.option("--fusion", type=click.Choice(list(FUSION_METHODS)), default=None,
+              help="Fusion method for hybrid (default: the index default).")
+@click.option("--qrels", default=None, metavar="FILE",
+              help="Judgments file (default: qrels.tsv, or qrels/test.tsv, in DATASET_DIR).")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the built index here and update it incrementally on the next run.")
+@click.option("--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens.")
+@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens.")
+@click.option("-k", type=click.IntRange(min=10), default=100, show_default=True,
+              help="Documents retrieved per query (recall@100 needs 100).")
+@json_option
+def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None, cache: Path | None,
+             chunk_size: int | None, overlap: int | None, k: int, as_json: bool) -> None:
+    """Measure retrieval quality on a BEIR-layout dataset (corpus.jsonl, queries.jsonl, qrels).
+
+    Reports nDCG@10, Recall@10, Recall@100 and MRR@10 over the judged queries, plus index time
+    and query latency (p50, p95; query embedding included).
+
+    \b
+    Examples:
+        ragkit eval ../shared/data/scifact --retriever bm25
+        ragkit eval ../shared/data/scifact --cache .cache/scifact --json
+        ragkit eval ../shared/data/scifact --qrels qrels-train.tsv --fusion minmax
+    """
+    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+    from .evaluation import evaluate, load_beir
+    from .index import build_dataset_index
+
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
+    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
+    if lap >= size:
+        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    with _errors():
+        dataset = load_beir(dataset_dir, qrels=qrels)
+        progress = _Progress("embedding", enabled=not as_json and mode != "bm25")
+        started = time.perf_counter()
+        try:
+            index = build_dataset_index(
+                dataset.corpus, keyword_only=mode == "bm25", cache=cache,
+                chunk_size=size, chunk_overlap=lap, progress=progress,
+            )
+        finally:
+            progress.close()
+        index_s = time.perf_counter() - started
+        try:
+            retriever = index.retriever(mode, fusion=fusion)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        depth = min(len(index), k * 3)
+
+        from .evaluation import chunk_hits_to_documents
+
+        def search(query: str, n: int) -> list[tuple[str, float]]:
+            hits = retriever.retrieve(query, depth)
+            return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
+
+        name = f"{mode}-{fusion or index.fusion}" if mode == "hybrid" else mode
+        report = evaluate(search, dataset, k=k, index_s=index_s, retriever=name)
+    result = report.as_dict()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{dataset_dir} — {name}, {report.n_queries} queries, {len(index)} chunks")
+    for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
+        click.echo(f"  {key:<11} {result[key]:.4f}")
+    click.echo(f"  index       {report.index_s:.1f} s")
+    click.echo(f"  query       p50 {report.query_p50_ms:.2f} ms, p95 {report.query_p95_ms:.2f} ms")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``ragkit`` console script and ``python -m ragkit``."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="ragkit")

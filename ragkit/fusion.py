@@ -1,0 +1,164 @@
+"""Rank fusion: combine several ranked lists of IDs into one. Pure functions, no I/O.
+
+Every function takes rankings as sequences of ``(id, score)`` pairs, best first, and returns one
+fused list of ``(id, fused_score)`` sorted by fused score descending, ties broken by ID so the
+order is deterministic. An ID missing from a ranking contributes that ranking's floor: nothing
+for reciprocal rank fusion, the lowest normalised value for the score-based methods.
+
+- :func:`reciprocal_rank_fusion` uses ranks only, so it needs no calibration between retrievers
+  whose scores live on different scales (BM25 is unbounded, cosine is in [-1, 1]).
+- :func:`minmax_fusion` rescales each ranking's scores to [0, 1] and takes a weighted sum.
+- :func:`zscore_fusion` standardises each ranking's scores (distribution-based fusion), which is
+  less sensitive than min-max to a single outlying top score.
+
+This module leaves out retrieval itself and any knowledge of chunks: see ``retrievers.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+__all__ = [
+    "FUSION_METHODS",
+    "FusionMethod",
+    "Ranking",
+    "fuse",
+    "minmax_fusion",
+    "reciprocal_rank_fusion",
+    "zscore_fusion",
+]
+
+Ranking = Sequence[tuple[str, float]]
+FusionMethod = Literal["rrf", "minmax", "zscore"]
+FUSION_METHODS: tuple[FusionMethod, ...] = ("rrf", "minmax", "zscore")
+
+
+def _check_weights(rankings: Sequence[Ranking], weights: Sequence[float] | None) -> list[float]:
+    if weights is None:
+        return [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(
+            f"weights has {len(weights)} entries but there are {len(rankings)} rankings; "
+            "give one weight per ranking"
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise ValueError(f"weights must be finite and non-negative, got {list(weights)}")
+    return [float(w) for w in weights]
+
+
+def _sorted(scores: dict[str, float]) -> list[tuple[str, float]]:
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Ranking], *, k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: ``score(d) = sum_i w_i / (k + rank_i(d))``, ranks from 1.
+
+    Cormack, Clarke and Büttcher, "Reciprocal Rank Fusion outperforms Condorcet and individual
+    Rank Learning Methods", SIGIR 2009; ``k = 60`` is the paper's constant.
+
+    Example:
+        >>> reciprocal_rank_fusion([[("a", 9.0), ("b", 1.0)], [("b", 0.9)]], k=1)
+        [('b', 0.8333333333333333), ('a', 0.5)]
+    """
+    if k < 0:
+        raise ValueError(f"k ({k}) must be >= 0")
+    ws = _check_weights(rankings, weights)
+    fused: dict[str, float] = {}
+    for ranking, w in zip(rankings, ws):
+        for rank, (doc_id, _score) in enumerate(ranking, start=1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + w / (k + rank)
+    return _sorted(fused)
+
+
+def _normalised_fusion(
+    rankings: Sequence[Ranking],
+    weights: Sequence[float] | None,
+    normalise: Callable[[list[float]], tuple[list[float], float]],
+) -> list[tuple[str, float]]:
+    ws = _check_weights(rankings, weights)
+    per_ranking: list[tuple[dict[str, float], float]] = []
+    for ranking in rankings:
+        ids = [doc_id for doc_id, _ in ranking]
+        values, floor = normalise([float(score) for _, score in ranking])
+        per_ranking.append((dict(zip(ids, values)), floor))
+    all_ids = {doc_id for normed, _ in per_ranking for doc_id in normed}
+    fused = {
+        doc_id: sum(w * normed.get(doc_id, floor) for (normed, floor), w in zip(per_ranking, ws))
+        for doc_id in all_ids
+    }
+    return _sorted(fused)
+
+
+def _minmax(scores: list[float]) -> tuple[list[float], float]:
+    if not scores:
+        return [], 0.0
+    lo, hi = min(scores), max(scores)
+    if hi == lo:  # one result, or all tied: every listed item is as good as the best
+        return [1.0] * len(scores), 0.0
+    return [(s - lo) / (hi - lo) for s in scores], 0.0
+
+
+def _zscore(scores: list[float]) -> tuple[list[float], float]:
+    if not scores:
+        return [], 0.0
+    n = len(scores)
+    mean = sum(scores) / n
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+    if std == 0.0:
+        return [0.0] * n, 0.0
+    values = [(s - mean) / std for s in scores]
+    # An unlisted item ranks below every listed one: give it the lowest listed value.
+    return values, min(values)
+
+
+def minmax_fusion(
+    rankings: Sequence[Ranking], *, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Weighted sum of min-max normalised scores (convex combination when weights sum to 1).
+
+    Each ranking's scores are rescaled to [0, 1] over the listed items; an item a ranking did not
+    list gets 0 from it. Lee, "Analyses of multiple evidence combination", SIGIR 1997; Bruch et
+    al., "An Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023 (convex combination).
+
+    Example:
+        >>> minmax_fusion([[("a", 10.0), ("b", 5.0)], [("b", 0.8), ("a", 0.2)]])
+        [('a', 1.0), ('b', 1.0)]
+    """
+    return _normalised_fusion(rankings, weights, _minmax)
+
+
+def zscore_fusion(
+    rankings: Sequence[Ranking], *, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Weighted sum of z-score standardised scores (distribution-based score fusion).
+
+    Each ranking's scores become ``(s - mean) / std`` over the listed items; an item a ranking
+    did not list gets that ranking's lowest standardised value. Montague and Aslam, "Relevance
+    score normalization for metasearch", CIKM 2001 (z-score normalisation).
+
+    Example:
+        >>> zscore_fusion([[("a", 3.0), ("b", 1.0)], [("a", 0.9), ("b", 0.1)]])
+        [('a', 2.0), ('b', -2.0)]
+    """
+    return _normalised_fusion(rankings, weights, _zscore)
+
+
+def fuse(
+    rankings: Sequence[Ranking],
+    method: FusionMethod = "rrf",
+    *,
+    weights: Sequence[float] | None = None,
+    rrf_k: int = 60,
+) -> list[tuple[str, float]]:
+    """Fuse rankings with the named method (``"rrf"``, ``"minmax"`` or ``"zscore"``)."""
+    if method == "rrf":
+        return reciprocal_rank_fusion(rankings, k=rrf_k, weights=weights)
+    if method == "minmax":
+        return minmax_fusion(rankings, weights=weights)
+    if method == "zscore":
+        return zscore_fusion(rankings, weights=weights)
+    raise ValueError(f"fusion method {method!r} is not one of {', '.join(FUSION_METHODS)}")
