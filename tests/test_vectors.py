@@ -1,0 +1,320 @@
+"""Tests of ragkit.vectors.VectorStore: exact search, the compressed path, updates, state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragkit import vectors as vectors_module
+from ragkit.errors import EmbeddingError, IndexFormatError
+from ragkit.vectors import VectorStore
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def brute_force(data: np.ndarray, keys: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    scores = unit(data.astype(np.float64)) @ unit(q.astype(np.float64))
+    order = np.lexsort((keys, -scores))[:k]
+    return keys[order]
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a compressed-path test with the numba kernel (when installed) and the numpy scan."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(vectors_module, "_kernel", None)
+        kernel = vectors_module._candidate_kernel()
+        assert kernel is not vectors_module._hamming_candidates_numpy
+    else:
+        monkeypatch.setattr(vectors_module, "_use_numba", False)
+    return str(request.param)
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    keys = rng.choice(10**9, size=500, replace=False).astype(np.int64)
+    return keys, rng.standard_normal((500, 24)).astype(np.float32)
+
+
+def test_exact_search_equals_brute_force(data: tuple[np.ndarray, np.ndarray]) -> None:
+    keys, vecs = data
+    store = VectorStore(24)
+    store.add(keys, vecs)
+    rng = np.random.default_rng(1)
+    for q in rng.standard_normal((20, 24)):
+        found, scores = store.search(q, 10)
+        np.testing.assert_array_equal(found, brute_force(vecs, keys, q, 10))
+        np.testing.assert_allclose(scores, unit(store.get(found)) @ unit(q), atol=1e-5)
+        assert found.dtype == np.int64
+        assert np.all(np.diff(scores) <= 0)
+
+
+def test_search_batch_equals_single_searches(data: tuple[np.ndarray, np.ndarray]) -> None:
+    keys, vecs = data
+    store = VectorStore(24)
+    store.add(keys, vecs)
+    queries = np.random.default_rng(2).standard_normal((7, 24)).astype(np.float32)
+    batch = store.search_batch(queries, 5)
+    for q, (found, scores) in zip(queries, batch, strict=True):
+        single = store.search(q, 5)
+        np.testing.assert_array_equal(found, single[0])
+        np.testing.assert_allclose(scores, single[1], atol=1e-6)
+
+
+def test_ties_break_by_key_ascending() -> None:
+    store = VectorStore(3)
+    same = np.array([[1.0, 1.0, 0.0]] * 5)
+    store.add([40, 10, 30, 20, 50], same)
+    store.add([5], np.array([[0.0, 0.0, 1.0]]))
+    found, scores = store.search(np.array([1.0, 1.0, 0.0]), 3)
+    assert found.tolist() == [10, 20, 30]
+    assert scores[0] == scores[2]
+
+
+def test_k_larger_than_store_returns_everything_sorted() -> None:
+    store = VectorStore(2)
+    store.add([1, 2, 3], np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    found, scores = store.search(np.array([1.0, 0.0]), 10)
+    assert found.tolist() == [1, 3, 2]
+    assert len(scores) == 3
+
+
+def test_empty_store_returns_empty_arrays() -> None:
+    found, scores = VectorStore(4).search(np.ones(4), 3)
+    assert found.shape == (0,) and scores.shape == (0,)
+
+
+def test_zero_vectors_score_zero() -> None:
+    store = VectorStore(2)
+    store.add([1, 2], np.array([[0.0, 0.0], [0.0, -1.0]]))
+    found, scores = store.search(np.array([1.0, 1.0]), 2)
+    assert found.tolist() == [1, 2]
+    assert scores[0] == 0.0
+    found, scores = store.search(np.zeros(2), 2)  # a zero query scores 0 against everything
+    assert scores.tolist() == [0.0, 0.0] and found.tolist() == [1, 2]
+
+
+def test_add_normalises_a_copy() -> None:
+    store = VectorStore(2)
+    original = np.array([[3.0, 4.0]], dtype=np.float32)
+    store.add([1], original)
+    np.testing.assert_allclose(store.get([1]), [[0.6, 0.8]], rtol=1e-6)
+    assert original.tolist() == [[3.0, 4.0]]
+
+
+def test_remove_then_add_equals_fresh_store(data: tuple[np.ndarray, np.ndarray]) -> None:
+    keys, vecs = data
+    store = VectorStore(24)
+    store.add(keys[:300], vecs[:300])
+    store.remove(keys[:100].tolist())
+    store.add(keys[300:], vecs[300:])
+    store.remove(keys[250:350])
+    survivors = np.r_[100:250, 350:500]
+    fresh = VectorStore(24)
+    fresh.add(keys[survivors], vecs[survivors])
+    assert len(store) == len(fresh) == survivors.size
+    assert set(store.keys().tolist()) == set(keys[survivors].tolist())
+    assert keys[0] not in store and keys[120] in store
+    for q in np.random.default_rng(3).standard_normal((10, 24)):
+        got, fresh_result = store.search(q, 15), fresh.search(q, 15)
+        np.testing.assert_array_equal(got[0], fresh_result[0])
+        np.testing.assert_array_equal(got[1], fresh_result[1])
+
+
+def test_remove_everything_then_reuse() -> None:
+    store = VectorStore(2)
+    store.add(range(2000), np.ones((2000, 2)))
+    store.remove(range(2000))
+    assert len(store) == 0 and store.search(np.ones(2), 1)[0].size == 0
+    store.add([7], np.array([[1.0, 0.0]]))
+    assert store.search(np.ones(2), 5)[0].tolist() == [7]
+
+
+def test_remove_unknown_key_names_it_and_changes_nothing() -> None:
+    store = VectorStore(2)
+    store.add([1, 2], np.eye(2))
+    with pytest.raises(KeyError, match="99"):
+        store.remove([1, 99])
+    assert len(store) == 2 and 1 in store
+
+
+def test_add_rejects_bad_keys() -> None:
+    store = VectorStore(2)
+    store.add([1], np.eye(2)[:1])
+    with pytest.raises(ValueError, match="already stored"):
+        store.add([1], np.eye(2)[:1])
+    with pytest.raises(ValueError, match="twice"):
+        store.add([2, 2], np.eye(2))
+    with pytest.raises(ValueError, match="non-negative"):
+        store.add([-1], np.eye(2)[:1])
+    with pytest.raises(TypeError, match="integers"):
+        store.add([1.5], np.eye(2)[:1])
+    assert len(store) == 1
+
+
+def test_dimension_mismatch_and_non_finite_raise_embedding_error() -> None:
+    store = VectorStore(3)
+    with pytest.raises(EmbeddingError, match="dimension 3"):
+        store.add([1], np.ones((1, 4)))
+    with pytest.raises(EmbeddingError, match="expected 2"):
+        store.add([1, 2], np.ones((3, 3)))
+    with pytest.raises(EmbeddingError, match="NaN"):
+        store.add([1], np.array([[1.0, np.nan, 0.0]]))
+    store.add([1], np.ones((1, 3)))
+    with pytest.raises(EmbeddingError, match="dimension 3"):
+        store.search(np.ones(4), 1)
+    with pytest.raises(ValueError, match="k"):
+        store.search(np.ones(3), 0)
+    with pytest.raises(ValueError, match="1-D"):
+        store.search(np.ones((2, 3)), 1)
+
+
+def test_get_returns_normalised_vectors_and_rejects_unknown_keys() -> None:
+    store = VectorStore(2)
+    store.add([5, 6], np.array([[2.0, 0.0], [0.0, -3.0]]))
+    np.testing.assert_allclose(store.get([6, 5]), [[0.0, -1.0], [1.0, 0.0]])
+    with pytest.raises(KeyError):
+        store.get([7])
+
+
+def test_compressed_path_returns_exact_scores_and_finds_copies(backend: str) -> None:
+    rng = np.random.default_rng(4)
+    # Clustered data, like real embeddings: 40 centres plus noise.
+    centres = rng.standard_normal((40, 64))
+    vecs = (centres[rng.integers(0, 40, 3000)] + 0.5 * rng.standard_normal((3000, 64))).astype(
+        np.float32
+    )
+    keys = np.arange(3000, dtype=np.int64) * 7 + 3
+    store = VectorStore(64, rerank=100)
+    store.add(keys, vecs)
+    for row in rng.choice(3000, size=20, replace=False):
+        found, scores = store.search(vecs[row], 10, exact=False)
+        assert found[0] == keys[row]
+        assert len(found) == 10 and len(set(found.tolist())) == 10
+        np.testing.assert_allclose(scores, store.get(found) @ unit(vecs[row]), atol=1e-5)
+        assert np.all(np.diff(scores) <= 0)
+    exact = store.search(vecs[0] + 0.1, 5)
+    assert store.search(vecs[0] + 0.1, 5, exact=True)[0].tolist() == exact[0].tolist()
+
+
+def test_compressed_path_with_all_candidates_equals_exact(backend: str) -> None:
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    store = VectorStore(16, rerank=300)
+    store.add(np.arange(300), vecs)
+    q = rng.standard_normal(16)
+    np.testing.assert_array_equal(store.search(q, 8, exact=False)[0], store.search(q, 8)[0])
+
+
+def test_threshold_switches_to_compressed_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = vectors_module._candidate_kernel()
+
+    def spy(codes: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
+        calls.append(count)
+        return real(codes, query, count)
+
+    monkeypatch.setattr(vectors_module, "_candidate_kernel", lambda: spy)
+    rng = np.random.default_rng(6)
+    store = VectorStore(8, binary_threshold=50, rerank=20)
+    store.add(np.arange(40), rng.standard_normal((40, 8)))
+    store.search(np.ones(8), 3)
+    assert calls == []
+    store.add(np.arange(40, 60), rng.standard_normal((20, 8)))
+    store.search(np.ones(8), 3)
+    assert calls == [20]
+    store.search(np.ones(8), 3, exact=True)
+    assert calls == [20]
+
+
+def test_candidate_kernel_picks_the_best_by_its_score(backend: str) -> None:
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((5000, 100)).astype(np.float32)
+    codes = vectors_module._sign_codes(vecs, 2)
+    query = unit(rng.standard_normal(100)).astype(np.float32)
+    got = vectors_module._candidate_kernel()(codes, query, 250)
+    assert len(set(got.tolist())) == 250
+    if backend == "numpy":  # Hamming distance between sign codes; ties go to lower rows
+        xor = codes ^ vectors_module._sign_codes(query[None], 2)[0]
+        dist = np.unpackbits(xor.view(np.uint8), axis=1).sum(axis=1)
+        expected = np.lexsort((np.arange(5000), dist))[:250]
+        np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+    else:  # asymmetric: sum of the query's components where the sign bit is set
+        score = (vecs > 0).astype(np.float64) @ query
+        cutoff = np.sort(score)[::-1][249]
+        assert score[got].min() >= cutoff - 1e-4
+
+
+def test_popcount_fallback_for_old_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.random.default_rng(8).integers(0, 2**63, size=(50, 3), dtype=np.int64).view(np.uint64)
+    expected = np.array([[bin(int(v)).count("1") for v in row] for row in x])
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    out = np.empty(x.shape, dtype=np.uint8)
+    vectors_module._popcount64(x, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_state_round_trip(data: tuple[np.ndarray, np.ndarray], tmp_path: object) -> None:
+    keys, vecs = data
+    store = VectorStore(24)
+    store.add(keys, vecs)
+    store.remove(keys[:50])
+    path = f"{tmp_path}/vectors.npz"
+    np.savez(path, **store.state())
+    with np.load(path, allow_pickle=False) as saved:
+        loaded = VectorStore.from_state(dict(saved), rerank=50)
+    assert loaded.rerank == 50 and len(loaded) == len(store)
+    np.testing.assert_array_equal(loaded.keys(), store.keys())
+    for q in np.random.default_rng(9).standard_normal((5, 24)):
+        a, b = store.search(q, 10), loaded.search(q, 10)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_state_is_read_only() -> None:
+    store = VectorStore(2)
+    store.add([1], np.ones((1, 2)))
+    state = store.state()
+    assert state["keys"].dtype == np.int64 and state["vectors"].dtype == np.float32
+    with pytest.raises(ValueError):
+        state["vectors"][0, 0] = 5.0
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"keys": np.arange(2)}, "vectors"),
+        ({"keys": np.arange(2), "vectors": np.zeros((3, 4), np.float32)}, "2 vector keys but 3"),
+        ({"keys": np.arange(2.0), "vectors": np.zeros((2, 4), np.float32)}, "integer"),
+        ({"keys": np.arange(2), "vectors": np.zeros((2, 4), np.int32)}, "float"),
+        ({"keys": np.arange(2), "vectors": np.zeros(8, np.float32)}, "2-D"),
+        ({"keys": np.array([1, 1]), "vectors": np.zeros((2, 4), np.float32)}, "unique"),
+        ({"keys": np.array([-1, 1]), "vectors": np.zeros((2, 4), np.float32)}, "negative"),
+        ({"keys": np.arange(1), "vectors": np.full((1, 4), np.nan, np.float32)}, "NaN"),
+        ({"keys": np.arange(1), "vectors": np.full((1, 4), 3.0, np.float32)}, "unit length"),
+    ],
+)
+def test_bad_state_raises_index_format_error(state: dict[str, np.ndarray], message: str) -> None:
+    with pytest.raises(IndexFormatError, match=message):
+        VectorStore.from_state(state)
+
+
+def test_memory_grows_with_content() -> None:
+    store = VectorStore(32)
+    empty = store.memory_bytes()
+    store.add(range(1000), np.ones((1000, 32)))
+    assert store.memory_bytes() >= empty + 1000 * 32 * 4
+
+
+def test_bad_constructor_arguments() -> None:
+    with pytest.raises(ValueError, match="dim"):
+        VectorStore(0)
+    with pytest.raises(ValueError, match="rerank"):
+        VectorStore(4, rerank=0)
+    with pytest.raises(ValueError, match="binary_threshold"):
+        VectorStore(4, binary_threshold=-1)
