@@ -1,0 +1,452 @@
+"""BM25Index and Analyzer: rank_bm25 as the okapi oracle, hand-computed lucene scores,
+incremental add/remove equal to a fresh build, search contract, state round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+
+import numpy as np
+import pytest
+import rank_bm25
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ragkit.bm25 import ENGLISH_STOPWORDS, Analyzer, BM25Index
+from ragkit.errors import IndexFormatError
+
+CORPORA = [
+    # "a" is in 4 of 5 documents (negative idf -> epsilon * mean idf); "b" in 3 of 5.
+    [["a", "b", "c"], ["a", "b"], ["a", "d", "d", "e"], ["f"], ["a", "b", "a"]],
+    # idf exactly 0 for "x" (2 of 4 documents) and an empty document.
+    [["x", "y"], ["x"], ["z", "z", "z"], []],
+    # Three documents, one term everywhere.
+    [["common", "rare"], ["common"], ["common", "other", "other"]],
+]
+
+QUERIES = [
+    ["a"],
+    ["a", "a", "d"],  # a repeated query term counts twice
+    ["zz", "b"],  # an unknown term scores 0
+    ["b", "e", "f", "x", "y", "z"],
+    ["common", "rare", "other", "other"],
+    ["x", "z", "y", "y"],
+]
+
+
+def build(
+    token_lists: list[list[str]], keys: list[int] | None = None, **kwargs: object
+) -> BM25Index:
+    index = BM25Index(**kwargs)  # type: ignore[arg-type]
+    index.add_tokens(list(range(len(token_lists))) if keys is None else keys, token_lists)
+    return index
+
+
+# ---------------------------------------------------------------------- okapi == rank_bm25
+
+
+@pytest.mark.parametrize("corpus", CORPORA)
+@pytest.mark.parametrize("query", QUERIES)
+def test_okapi_equals_rank_bm25(corpus: list[list[str]], query: list[str]) -> None:
+    index = build(corpus, variant="okapi")
+    oracle = rank_bm25.BM25Okapi(corpus)
+    got = index.get_scores(query, list(range(len(corpus))))
+    np.testing.assert_allclose(got, oracle.get_scores(query), rtol=1e-9, atol=0)
+
+
+def test_okapi_epsilon_path_is_exercised() -> None:
+    # Guard that the corpus above really has a negative-idf term and a floor > 0.
+    oracle = rank_bm25.BM25Okapi(CORPORA[0])
+    assert oracle.idf["a"] == pytest.approx(0.25 * oracle.average_idf)
+    assert oracle.average_idf > 0
+    assert build(CORPORA[0], variant="okapi").get_scores(["a"], [0])[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("k1", "b", "epsilon"), [(1.2, 0.5, 0.1), (0.5, 0.0, 0.0), (2.0, 1.0, 0.5)]
+)
+def test_okapi_parameters_match_rank_bm25(k1: float, b: float, epsilon: float) -> None:
+    corpus = CORPORA[0]
+    index = build(corpus, variant="okapi", k1=k1, b=b, epsilon=epsilon)
+    oracle = rank_bm25.BM25Okapi(corpus, k1=k1, b=b, epsilon=epsilon)
+    for query in QUERIES:
+        got = index.get_scores(query, list(range(len(corpus))))
+        np.testing.assert_allclose(got, oracle.get_scores(query), rtol=1e-9, atol=0)
+
+
+WORDS = st.sampled_from([f"w{i}" for i in range(12)])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    corpus=st.lists(st.lists(WORDS, min_size=1, max_size=12), min_size=3, max_size=15),
+    query=st.lists(WORDS, min_size=1, max_size=6),
+)
+def test_okapi_equals_rank_bm25_property(corpus: list[list[str]], query: list[str]) -> None:
+    index = build(corpus, variant="okapi")
+    oracle = rank_bm25.BM25Okapi(corpus)
+    got = index.get_scores(query, list(range(len(corpus))))
+    np.testing.assert_allclose(got, oracle.get_scores(query), rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- lucene by hand
+
+
+def test_lucene_matches_hand_computed_scores() -> None:
+    corpus = [["cat", "sat", "mat"], ["cat", "cat", "dog"], ["bird"]]
+    index = build(corpus, keys=[7, 8, 9], variant="lucene", k1=1.2, b=0.75)
+    n, avgdl = 3, 7 / 3
+    idf_cat = math.log(1 + (n - 2 + 0.5) / (2 + 0.5))
+    idf_dog = math.log(1 + (n - 1 + 0.5) / (1 + 0.5))
+
+    def tf_part(tf: int, dl: int) -> float:
+        return tf / (tf + 1.2 * (1 - 0.75 + 0.75 * dl / avgdl))
+
+    expected = {
+        7: idf_cat * tf_part(1, 3),
+        8: idf_cat * tf_part(2, 3) + idf_dog * tf_part(1, 3),
+    }
+    keys, scores = index.search_tokens(["cat", "dog"], 10)
+    assert keys.tolist() == [8, 7]
+    np.testing.assert_allclose(scores, [expected[8], expected[7]], rtol=1e-12)
+    np.testing.assert_allclose(
+        index.get_scores(["cat", "dog"], [9, 7]), [0.0, expected[7]], rtol=1e-12
+    )
+
+
+def test_lucene_idf_is_positive_even_for_a_term_in_every_document() -> None:
+    index = build([["x", "y"], ["x"], ["x", "z"]])
+    keys, scores = index.search_tokens(["x"], 5)
+    assert keys.tolist() == [1, 0, 2]  # the shortest document first; 0 and 2 tie, by key
+    assert (scores > 0).all()
+
+
+def test_default_parameters() -> None:
+    okapi = BM25Index(variant="okapi")
+    assert (okapi.k1, okapi.b, okapi.epsilon) == (1.5, 0.75, 0.25)
+    lucene = BM25Index()
+    assert lucene.variant == "lucene"
+    assert 0 < lucene.k1 and 0 <= lucene.b <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"variant": "bm25l"}, {"k1": -1.0}, {"b": 1.5}, {"epsilon": float("nan")}]
+)
+def test_invalid_parameters_raise(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        BM25Index(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- incremental
+
+
+def random_docs(rng: random.Random, n: int, vocab: int = 30) -> list[list[str]]:
+    return [
+        [f"t{min(int(rng.expovariate(0.15)), vocab)}" for _ in range(rng.randint(0, 15))]
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_equals_fresh_build(
+    variant: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragkit.bm25 as mod
+
+    # Small thresholds so merges and compactions happen inside a small test.
+    monkeypatch.setattr(mod, "_MIN_MERGE", 20)
+    monkeypatch.setattr(mod, "_MIN_COMPACT", 3)
+    rng = random.Random(seed)
+    index = BM25Index(variant=variant)  # type: ignore[arg-type]
+    docs: dict[int, list[str]] = {}
+    next_key = 0
+    queries = [["t0"], ["t1", "t3", "t3"], ["t2", "t9", "t20", "unknown"], ["t5", "t0", "t1"]]
+    for step in range(40):
+        if docs and rng.random() < 0.4:
+            gone = rng.sample(sorted(docs), rng.randint(1, min(4, len(docs))))
+            index.remove(gone)
+            for key in gone:
+                del docs[key]
+        else:
+            batch = random_docs(rng, rng.choice([1, 1, 2, 5, 30]))
+            keys = list(range(next_key, next_key + len(batch)))
+            next_key += len(batch) + rng.randint(0, 3)  # keys need not be dense
+            index.add_tokens(keys, batch)
+            docs.update(zip(keys, batch, strict=True))
+        if step % 5 == 4 or step == 39:
+            survivors = sorted(docs)
+            fresh = BM25Index(variant=variant)  # type: ignore[arg-type]
+            order = survivors[:]
+            rng.shuffle(order)  # insertion order must not matter
+            fresh.add_tokens(order, [docs[k] for k in order])
+            assert len(index) == len(fresh) == len(docs)
+            for query in queries:
+                got = index.get_scores(query, survivors)
+                want = fresh.get_scores(query, survivors)
+                assert np.array_equal(got, want)
+                for k in (1, 3, 100):
+                    a, b = index.search_tokens(query, k), fresh.search_tokens(query, k)
+                    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_remove_everything_then_add_again() -> None:
+    index = build([["a"], ["b"], ["a", "b"]])
+    index.remove([0, 1, 2])
+    assert len(index) == 0
+    assert index.search_tokens(["a"], 3)[0].size == 0
+    index.add_tokens([5, 6, 7], [["a"], ["c"], ["c"]])
+    assert index.search_tokens(["a"], 3)[0].tolist() == [5]
+
+
+def test_remove_unknown_key_raises_and_changes_nothing() -> None:
+    index = build(CORPORA[0])
+    with pytest.raises(KeyError, match="42"):
+        index.remove([0, 42])
+    assert len(index) == 5 and 0 in index
+    index.remove([])
+    assert len(index) == 5
+
+
+def test_add_existing_or_repeated_key_raises() -> None:
+    index = build(CORPORA[0])
+    with pytest.raises(ValueError, match="already"):
+        index.add_tokens([3], [["q"]])
+    with pytest.raises(ValueError, match="repeated"):
+        index.add_tokens([10, 10], [["q"], ["r"]])
+    with pytest.raises(ValueError, match="non-negative"):
+        index.add_tokens([-1], [["q"]])
+    with pytest.raises(ValueError, match="equal length"):
+        index.add_tokens([11, 12], [["q"]])
+    with pytest.raises(TypeError):
+        index.add_tokens([11], ["not a token list"])
+    with pytest.raises(TypeError):
+        index.add_tokens([11], [["fine", 3]])  # type: ignore[list-item]
+    assert len(index) == 5 and 10 not in index
+    assert index.search_tokens(["q"], 5)[0].size == 0
+
+
+def test_contains_and_len() -> None:
+    index = build([["a"], ["b"], ["c"]], keys=[3, 1, 2])
+    assert len(index) == 3 and 1 in index and 0 not in index and "1" not in index
+    index.remove([1])
+    assert 1 not in index and len(index) == 2
+
+
+# ---------------------------------------------------------------------- search contract
+
+
+@pytest.fixture
+def text_index() -> BM25Index:
+    index = BM25Index()
+    index.add(
+        [30, 10, 20, 40],
+        [
+            "Cats are small carnivorous mammals that sleep most of the day.",
+            "Dogs were domesticated from wolves; dogs are loyal.",
+            "A cat eats fish and chicken.",
+            "Rust is a systems programming language.",
+        ],
+    )
+    return index
+
+
+def test_search_contract(text_index: BM25Index) -> None:
+    for query in ["cat", "dogs and cats", "fish wolves language", "sleeping cat eating fish"]:
+        for k in (1, 2, 10):
+            keys, scores = text_index.search(query, k)
+            assert keys.dtype == np.int64 and scores.dtype == np.float64
+            assert len(keys) == len(scores) <= k
+            assert all(key in text_index for key in keys.tolist())
+            assert len(set(keys.tolist())) == len(keys)
+            pairs = list(zip((-scores).tolist(), keys.tolist(), strict=True))
+            assert pairs == sorted(pairs)  # score descending, then key ascending
+            assert (scores > 0).all()
+
+
+def test_search_returns_only_matching_documents(text_index: BM25Index) -> None:
+    keys, _ = text_index.search("cat", 10)
+    assert sorted(keys.tolist()) == [20, 30]  # "cats" stems to "cat"; 10 and 40 do not match
+
+
+def test_ties_are_broken_by_key() -> None:
+    index = build([["x"], ["x"], ["x"], ["y"]], keys=[9, 3, 5, 1])
+    keys, scores = index.search_tokens(["x"], 2)
+    assert keys.tolist() == [3, 5] and scores[0] == scores[1]
+
+
+def test_empty_query_after_analysis(text_index: BM25Index) -> None:
+    keys, scores = text_index.search("the and of", 5)  # only stopwords
+    assert keys.size == 0 and scores.size == 0
+    assert text_index.search("", 5)[0].size == 0
+    assert text_index.search("zebra", 5)[0].size == 0
+    np.testing.assert_array_equal(text_index.get_scores([], [10, 20]), [0.0, 0.0])
+
+
+def test_empty_index_and_bad_k() -> None:
+    index = BM25Index()
+    assert index.search("anything", 3)[0].size == 0
+    with pytest.raises(ValueError, match="k"):
+        index.search("anything", 0)
+
+
+def test_get_scores_agrees_with_search(text_index: BM25Index) -> None:
+    keys, scores = text_index.search("dogs cats fish", 10)
+    np.testing.assert_array_equal(
+        text_index.get_scores(text_index.analyzer("dogs cats fish"), keys), scores
+    )
+    with pytest.raises(KeyError):
+        text_index.get_scores(["cat"], [999])
+
+
+def test_okapi_search_keeps_matches_with_non_positive_scores() -> None:
+    # "x" is in 2 of 4 documents: okapi idf is exactly 0, yet those documents match.
+    index = build(CORPORA[1], variant="okapi")
+    keys, scores = index.search_tokens(["x"], 10)
+    assert keys.tolist() == [0, 1] and (scores == 0).all()
+
+
+# ---------------------------------------------------------------------- state
+
+
+def test_state_round_trip(text_index: BM25Index) -> None:
+    text_index.add([50], ["Dogs chase cats."])
+    text_index.remove([30])
+    config = json.loads(json.dumps(text_index.config()))
+    state = text_index.state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
+    loaded = BM25Index.from_state(config, state)
+    assert len(loaded) == len(text_index) and 50 in loaded and 30 not in loaded
+    for query in ["cat", "dogs chase", "rust fish wolves"]:
+        a, b = text_index.search(query, 10), loaded.search(query, 10)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # The loaded index stays incremental.
+    loaded.remove([50])
+    loaded.add([60], ["A cat."])
+    assert loaded.search("cat", 1)[0].tolist() == [60]
+    # Add then remove on a freshly loaded index (removal data derived from the postings).
+    again = BM25Index.from_state(config, state)
+    again.add([70], ["A cat sat."])
+    again.remove([70, 20])
+    assert 70 not in again and again.search("cat", 5)[0].tolist() == [50]
+
+
+def corrupt(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> dict[str, np.ndarray]:
+    out = dict(state)
+    out[name] = value
+    return out
+
+
+def test_corrupt_state_raises_index_format_error(text_index: BM25Index) -> None:
+    config, state = text_index.config(), text_index.state()
+    bad_states = [
+        {k: v for k, v in state.items() if k != "post_tf"},
+        corrupt(state, "post_tf", state["post_tf"][:-1]),
+        corrupt(state, "post_docs", state["post_docs"] + 100),
+        corrupt(state, "doc_len", state["doc_len"] + 1),
+        corrupt(state, "keys", np.zeros_like(state["keys"])),
+        corrupt(state, "indptr", state["indptr"][::-1].copy()),
+        corrupt(state, "vocab", np.full_like(state["vocab"], 0xFF)),
+        corrupt(state, "vocab_offsets", state["vocab_offsets"][:-1]),
+        corrupt(state, "keys", state["keys"].astype(np.float64)),
+    ]
+    for bad in bad_states:
+        with pytest.raises(IndexFormatError):
+            BM25Index.from_state(config, bad)
+    bad_configs: list[dict[str, object]] = [
+        {**config, "format": 99},
+        {**config, "variant": "nope"},
+        {"format": 1},
+    ]
+    for bad_config in bad_configs:
+        with pytest.raises(IndexFormatError):
+            BM25Index.from_state(bad_config, state)
+
+
+def test_memory_bytes_grows_with_content() -> None:
+    small, large = build(CORPORA[0]), build(CORPORA[0] * 20)
+    assert 0 < small.memory_bytes() < large.memory_bytes()
+
+
+# ---------------------------------------------------------------------- analyzer
+
+
+def test_analyzer_stems_and_drops_stopwords() -> None:
+    analyze = Analyzer()
+    assert analyze("running") == analyze("runs") == analyze("Run")
+    assert analyze("The cat and the hat") == ["cat", "hat"]
+    assert analyze("COVID-19 in 2020") == ["covid", "19", "2020"]
+    assert "the" in ENGLISH_STOPWORDS
+
+
+def test_analyzer_options() -> None:
+    assert Analyzer(stemmer=None, stopwords=None)("The Runs") == ["the", "runs"]
+    assert Analyzer(lowercase=False, stemmer=None, stopwords=None)("The Runs") == ["The", "Runs"]
+    assert Analyzer(stopwords=["Cat"], stemmer=None)("cat dog") == ["dog"]
+    assert Analyzer(min_token_len=3, stemmer=None)("a an ox cow") == ["cow"]
+    with pytest.raises(ValueError, match="stemmer"):
+        Analyzer(stemmer="klingon")
+    with pytest.raises(ValueError, match="stopwords"):
+        Analyzer(stopwords="french")
+    with pytest.raises(ValueError, match="min_token_len"):
+        Analyzer(min_token_len=0)
+
+
+@pytest.mark.parametrize(
+    "analyzer",
+    [
+        Analyzer(),
+        Analyzer(stopwords=["b", "a"], stemmer="porter", min_token_len=2),
+        Analyzer(lowercase=False, stopwords=None, stemmer=None),
+    ],
+)
+def test_analyzer_config_round_trip(analyzer: Analyzer) -> None:
+    config = json.loads(json.dumps(analyzer.config()))
+    again = Analyzer.from_config(config)
+    assert again == analyzer and again.config() == analyzer.config()
+    text = "The Runners ran a long Race, racing b A"
+    assert again(text) == analyzer(text)
+    assert pickle.loads(pickle.dumps(analyzer)) == analyzer
+
+
+def test_index_uses_its_analyzer_for_queries() -> None:
+    index = BM25Index(analyzer=Analyzer(stemmer=None))
+    index.add([1, 2, 3], ["running fast", "runs", "walks"])
+    assert index.search("running", 5)[0].tolist() == [1]
+    assert index.search("runs", 5)[0].tolist() == [2]
+
+
+def test_term_frequencies_beyond_uint16_stay_exact() -> None:
+    corpus = [["x"] * 70_000 + ["y"], ["y", "z"], ["x", "z", "w"]]
+    index = build(corpus, variant="okapi")
+    oracle = rank_bm25.BM25Okapi(corpus)
+    for query in (["x"], ["x", "y", "z"]):
+        np.testing.assert_allclose(
+            index.get_scores(query, [0, 1, 2]), oracle.get_scores(query), rtol=1e-9, atol=0
+        )
+    loaded = BM25Index.from_state(index.config(), index.state())
+    assert np.array_equal(loaded.get_scores(["x"], [0, 1, 2]), index.get_scores(["x"], [0, 1, 2]))
+
+
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+def test_search_equals_brute_force_on_a_larger_index(variant: str) -> None:
+    # Enough documents for the block-maximum pruning in search to engage, with tombstones.
+    rng = random.Random(7)
+    docs = random_docs(rng, 3000, vocab=60)
+    keys = rng.sample(range(10**6), len(docs))
+    index = BM25Index(variant=variant)  # type: ignore[arg-type]
+    index.add_tokens(keys, docs)
+    index.remove(keys[::7])
+    alive = [k for i, k in enumerate(keys) if i % 7]
+    for query in (["t0"], ["t3", "t8"], ["t1", "t2", "t40", "t40"], ["t59", "t60"]):
+        scores = index.get_scores(query, alive)
+        matches = {k for k, d in zip(keys, docs, strict=True) if set(d) & set(query)}
+        expected = sorted(
+            (-s, k) for s, k in zip(scores.tolist(), alive, strict=True) if k in matches
+        )
+        for k in (1, 10, 50, 5000):
+            got_keys, got_scores = index.search_tokens(query, k)
+            assert got_keys.tolist() == [key for _, key in expected[:k]]
+            assert got_scores.tolist() == [-s for s, _ in expected[:k]]
