@@ -236,13 +236,15 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
 @click.option("--strategy", type=click.Choice(["auto", "retrieve", "full"]), default="auto",
               show_default=True, help="Retrieve chunks, send the whole corpus, or choose by size.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="Context budget in (estimated) tokens [default: 20000].")
 @click.option("--no-gate", is_flag=True, help="Call Claude even when retrieval evidence is weak.")
 @click.option("--no-stream", is_flag=True, help="Print the answer when complete instead of streaming.")
 @click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Append a JSON Lines audit record to this file.")
 @json_option
 def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, strategy: str,
-            max_tokens: int, no_gate: bool, no_stream: bool, audit: Path | None, as_json: bool) -> None:
+            max_tokens: int, budget: int | None, no_gate: bool, no_stream: bool, audit: Path | None, as_json: bool) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
 
     Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
@@ -252,20 +254,40 @@ def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, st
         ragkit ask "How does incremental indexing work?"
         ragkit ask "What does the gate do?" -k 8 --json --audit audit.jsonl
     """
-    from .answer import DEFAULT_MODEL, answer, answer_stream
+    from .answering import DEFAULT_MODEL, answer, answer_stream
+    from .context import DEFAULT_BUDGET_TOKENS, retrieve_context
 
+    budget = budget or DEFAULT_BUDGET_TOKENS
     if not question.strip():
         raise click.UsageError("QUESTION must not be empty")
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     with _errors():
         index = _load_index(index_path)
         if not os.environ.get("ANTHROPIC_API_KEY"):
-            results = index.search(question, k)
-            if as_json:
-                click.echo(json.dumps({"question": question, "answer": None, "api_key": False,
-                                       "chunks": [_chunk_json(r) for r in results]}))
+            try:
+                plan = retrieve_context(question, index, k=k, strategy=strategy,
+                                        budget_tokens=budget, gate=not no_gate)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+            shown = list(plan.retrieved) or index.search(question, k)
+            if plan.strategy == "full":
+                would = f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
+            elif plan.strategy == "none":
+                would = "nothing: " + (plan.gate.reason if plan.gate else "the gate stopped it")
             else:
-                _print_passages(results)
+                would = f"{len(plan.passages)} passages (~{plan.estimated_tokens} tokens, estimated)"
+            if as_json:
+                click.echo(json.dumps({
+                    "question": question, "answer": None, "api_key": False,
+                    "strategy": plan.strategy, "estimated_tokens": plan.estimated_tokens,
+                    "gate": None if plan.gate is None else {
+                        "passed": plan.gate.passed, "reason": plan.gate.reason,
+                        "top_cosine": plan.gate.top_cosine, "coverage": plan.gate.coverage},
+                    "chunks": [_chunk_json(r) for r in shown],
+                }))
+            else:
+                _print_passages(shown)
+                click.echo(f"Would send {would} to {model}.")
             click.echo(
                 "ANTHROPIC_API_KEY is not set: showed the retrieved passages instead of asking "
                 f"{model}. Set the key to get an answer.",
@@ -274,7 +296,7 @@ def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, st
             return
         options: dict[str, Any] = {
             "k": k, "model": model, "strategy": strategy, "max_tokens": max_tokens,
-            "gate": not no_gate, "audit": audit,
+            "gate": not no_gate, "audit": audit, "budget_tokens": budget,
         }
         if as_json or no_stream:
             result = answer(question, index, **options)
@@ -374,6 +396,56 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
         click.echo(f"  {key:<11} {result[key]:.4f}")
     click.echo(f"  index       {report.index_s:.1f} s")
     click.echo(f"  query       p50 {report.query_p50_ms:.2f} ms, p95 {report.query_p95_ms:.2f} ms")
+
+
+@cli.command("cost")
+@click.option("--chunks", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Chunks sent per query.")
+@click.option("--chunk-tokens", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Tokens per chunk.")
+@click.option("--context-tokens", type=click.IntRange(min=0), default=None,
+              help="Context tokens per query (overrides --chunks x --chunk-tokens).")
+@click.option("--output-tokens", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Answer tokens per query (0 prices the context alone).")
+@click.option("--queries-per-day", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--cached", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of context tokens read from the prompt cache.")
+@click.option("-m", "--model", default="claude-haiku-4-5", show_default=True)
+@json_option
+def cost_cmd(chunks: int, chunk_tokens: int, context_tokens: int | None, output_tokens: int,
+             queries_per_day: int, cached: float, model: str, as_json: bool) -> None:
+    """Model a deployment's cost: context tokens per query x queries per day x price.
+
+    Prices are an estimate from ragkit's dated table (ragkit.pricing); the bill is the authority.
+
+    \b
+    Examples:
+        ragkit cost --model claude-3-5-haiku            # 3 x 500 tokens: $0.0012 per query
+        ragkit cost --chunks 5 --chunk-tokens 256 --queries-per-day 20000 --json
+    """
+    from .pricing import PRICES_AS_OF, estimate_query_cost
+
+    tokens = context_tokens if context_tokens is not None else chunks * chunk_tokens
+    try:
+        est = estimate_query_cost(tokens, queries_per_day=queries_per_day, model=model,
+                                  output_tokens=output_tokens, cached_fraction=cached)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({
+            "model": est.model, "context_tokens": est.context_tokens,
+            "output_tokens": est.output_tokens, "queries_per_day": est.queries_per_day,
+            "per_query_usd": est.per_query, "per_day_usd": est.per_day,
+            "per_month_usd": est.per_month, "prices_as_of": PRICES_AS_OF,
+        }))
+        return
+    click.echo(
+        f"{est.model}: {est.context_tokens} context + {est.output_tokens} output tokens per query\n"
+        f"  per query  ${est.per_query:.6f}\n"
+        f"  per day    ${est.per_day:.2f}  ({est.queries_per_day} queries)\n"
+        f"  per month  ${est.per_month:.2f}  (30 days)\n"
+        f"  estimate from prices as of {PRICES_AS_OF}; token counts are estimates too"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import anthropic
 import httpx2
 import pytest
 
-from ragkit.answer import (
+from ragkit.answering import (
     ABSTAIN_SENTINEL,
     SYSTEM_PROMPT,
     aanswer,

@@ -180,3 +180,76 @@ def test_eval_cache_reuses_the_index(tmp_path: Path, runner: CliRunner,
 def test_eval_bad_dataset(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["eval", str(tmp_path)])
     assert result.exit_code == 1 and "Error:" in result.stderr
+
+
+@pytest.fixture
+def with_claude(monkeypatch: pytest.MonkeyPatch, claude):  # type: ignore[no-untyped-def]
+    """Set a key and make the SDK client the CLI creates talk to a mock transport."""
+
+    def install(responses):  # type: ignore[no-untyped-def]
+        client, rec = claude(responses)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        monkeypatch.setattr("ragkit.answering.anthropic.Anthropic", lambda *a, **kw: client)
+        return rec
+
+    return install
+
+
+def _sse(name: str):  # type: ignore[no-untyped-def]
+    import httpx2
+
+    body = (Path(__file__).parent / "fixtures" / "sse" / name).read_bytes()
+    return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
+    rec = with_claude(["success"])
+    result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--json",
+                                 "--audit", str(indexed.parent / "audit.jsonl")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["answer"].startswith("Dogs learn commands")
+    assert data["citations"] and all(c["chunk_id"].startswith("dogs.md#") for c in data["citations"])
+    assert data["usage"]["input_tokens"] > 0 and data["cost_usd"] is not None
+    assert rec.last["model"] == "claude-haiku-4-5"
+    sent = [b for b in rec.last["messages"][0]["content"] if b["type"] == "search_result"]
+    assert sent, "context goes in search_result blocks"
+    audit = [json.loads(line) for line in (indexed.parent / "audit.jsonl").read_text().splitlines()]
+    assert len(audit) == 1 and audit[0]["question"] == "How do dogs learn?"
+    assert "test-key" not in (indexed.parent / "audit.jsonl").read_text()
+
+
+def test_ask_streams_by_default(runner: CliRunner, indexed: Path, with_claude,  # type: ignore[no-untyped-def]
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = with_claude([_sse("success.sse")])
+    monkeypatch.setenv("RAGKIT_MODEL", "claude-haiku-4-5-20251001")
+    result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed)])
+    assert result.exit_code == 0, result.output
+    assert "Dogs learn commands through repetition and rewards" in result.stdout
+    assert "Sources: dogs.md#" in result.stdout
+    assert rec.last["stream"] is True and rec.last["model"] == "claude-haiku-4-5-20251001"
+
+
+def test_ask_api_error_is_one_line(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import load_message
+
+    with_claude([(529, load_message("error_529"), {"request-id": "req_abc"})])
+    result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--no-stream"])
+    assert result.exit_code == 1
+    assert "529" in result.stderr and "Traceback" not in result.output
+
+
+def test_ask_without_key_reports_plan(runner: CliRunner, indexed: Path) -> None:
+    result = runner.invoke(cli, ["ask", "What do cats eat?", "--index", str(indexed), "--strategy", "retrieve"])
+    assert result.exit_code == 0, result.output
+    assert "Would send" in result.stdout
+
+
+def test_cost_reproduces_the_design_arithmetic(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["cost", "--model", "claude-3-5-haiku", "--json"])
+    data = json.loads(result.stdout)
+    assert data["context_tokens"] == 1500
+    assert data["per_query_usd"] == pytest.approx(0.0012)
+    assert data["per_day_usd"] == pytest.approx(1.2)
+    bad = runner.invoke(cli, ["cost", "--model", "no-such-model"])
+    assert bad.exit_code == 2 and "has no price" in bad.output
