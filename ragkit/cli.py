@@ -355,7 +355,7 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
     """
     from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from .evaluation import evaluate, load_beir
-    from .index import build_dataset_index
+    from .index import DEFAULT_DEPTH, DEFAULT_FUSION, DEFAULT_WEIGHTS, build_dataset_index
 
     size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
     lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
@@ -374,7 +374,11 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
             progress.close()
         index_s = time.perf_counter() - started
         try:
-            retriever = index.retriever(mode, fusion=fusion)  # type: ignore[arg-type]
+            # The cache is eval's own: score the library defaults unless --fusion says otherwise.
+            retriever = index.retriever(
+                mode, fusion=fusion or DEFAULT_FUSION, weights=DEFAULT_WEIGHTS or None,  # type: ignore[arg-type]
+                depth=DEFAULT_DEPTH,
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
         depth = min(len(index), k * 3)
@@ -385,7 +389,7 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
             hits = retriever.retrieve(query, depth)
             return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
 
-        name = f"{mode}-{fusion or index.fusion}" if mode == "hybrid" else mode
+        name = f"{mode}-{fusion or DEFAULT_FUSION}" if mode == "hybrid" else mode
         report = evaluate(search, dataset, k=k, index_s=index_s, retriever=name)
     result = report.as_dict()
     if as_json:

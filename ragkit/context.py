@@ -17,6 +17,7 @@ imports ``anthropic``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -533,14 +534,23 @@ def retrieve_context(
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question must be a non-empty string")
     _check_args(k, strategy, budget_tokens)
-    corpus: Sequence[Chunk] | None = (
-        getattr(index, "chunks", None) if hasattr(index, "retriever") else None
+    # Only an Index (it has .retriever() and .chunks) can send the whole corpus. Its chunks are
+    # materialised only when whole-corpus mode is possible: for "auto" a large index says "too
+    # big" from its character count without listing a million chunks on every question.
+    has_corpus = (
+        hasattr(index, "retriever") and inspect.getattr_static(index, "chunks", None) is not None
     )
-    if strategy == "full" and corpus is None:
+    if strategy == "full" and not has_corpus:
         raise ValueError(
             f"strategy='full' needs an Index (it sends every chunk); {type(index).__name__} "
             "is a retriever with no list of chunks. Pass the Index, or use strategy='retrieve'."
         )
+    total_chars = getattr(index, "total_chars", None)
+    may_fit = strategy == "full" or (
+        strategy == "auto"
+        and (total_chars is None or total_chars <= budget_tokens * _MAX_CHARS_PER_TOKEN * 2)
+    )
+    corpus: Sequence[Chunk] | None = index.chunks if has_corpus and may_fit else None
     question_tokens = count_tokens(question)
 
     if strategy in ("auto", "full") and corpus is not None:

@@ -109,7 +109,9 @@ def _zscore(scores: list[float]) -> tuple[list[float], float]:
     mean = sum(scores) / n
     std = math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
     if std == 0.0:
-        return [0.0] * n, 0.0
+        # One result, or all tied: no spread to standardise by. Listed items still beat unlisted
+        # ones, by one standard unit, so a lone keyword hit is not erased by the fusion.
+        return [0.0] * n, -1.0
     values = [(s - mean) / std for s in scores]
     # An unlisted item ranks below every listed one: give it the lowest listed value.
     return values, min(values)

@@ -15,6 +15,7 @@ embedding models (``embedders.py``).
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,19 @@ __all__ = [
     "Retriever",
     "VectorRetriever",
 ]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One long-lived pool for parallel hybrid search: a pool per query costs more than it saves."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragkit-hybrid")
+        return _POOL
 
 
 class Retriever(ABC):
@@ -185,9 +199,9 @@ class HybridRetriever(Retriever):
         self,
         retrievers: Sequence[Retriever],
         *,
-        fusion: FusionMethod = "rrf",
+        fusion: FusionMethod = "zscore",
         weights: Sequence[float] | None = None,
-        depth: int = 100,
+        depth: int = 500,
         rrf_k: int = 60,
         parallel: bool = False,
     ) -> None:
@@ -222,8 +236,11 @@ class HybridRetriever(Retriever):
 
     def _rankings(self, query: str, depth: int) -> list[list[ScoredChunk]]:
         if self.parallel and len(self.retrievers) > 1:
-            with ThreadPoolExecutor(max_workers=len(self.retrievers)) as pool:
-                return list(pool.map(lambda r: r.retrieve(query, depth), self.retrievers))
+            # The first retriever runs here while the others run in the shared pool's threads.
+            pool = _shared_pool()
+            futures = [pool.submit(r.retrieve, query, depth) for r in self.retrievers[1:]]
+            first = self.retrievers[0].retrieve(query, depth)
+            return [first, *(f.result() for f in futures)]
         return [r.retrieve(query, depth) for r in self.retrievers]
 
     def _search(self, query: str, k: int) -> list[ScoredChunk]:

@@ -53,6 +53,9 @@ def test_ties_break_by_id_and_degenerate_lists() -> None:
     assert fuse([[("b", 1.0)], [("a", 1.0)]], "rrf") == [("a", 1 / 61), ("b", 1 / 61)]
     assert minmax_fusion([[("x", 3.0), ("y", 3.0)]]) == [("x", 1.0), ("y", 1.0)]
     assert zscore_fusion([[("x", 3.0)]]) == [("x", 0.0)]
+    # a lone hit in one ranking still counts: it beats an item that ranking did not list
+    lone = dict(zscore_fusion([[("x", 3.0)], [("y", 0.9), ("x", 0.1)]]))
+    assert lone["x"] == pytest.approx(0.0 + -1.0) and lone["y"] == pytest.approx(-1.0 + 1.0)
     assert fuse([[], []], "minmax") == []
 
 
