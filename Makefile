@@ -16,11 +16,11 @@ $(BIN)/python:
 
 $(VENV)/.local-installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local]'
+	$(BIN)/pip install -q -e '.[local,fast]'
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.local-installed pyproject.toml
-	$(BIN)/pip install -q -e '.[local,dev]'
+	$(BIN)/pip install -q -e '.[local,fast,dev]'
 	touch $@
 
 demo: $(VENV)/.local-installed
