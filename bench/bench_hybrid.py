@@ -83,7 +83,9 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def bench_n(n: int, n_queries: int, qvecs: dict[str, np.ndarray], qtexts: list[str]) -> dict[str, object]:
+def bench_n(
+    n: int, n_queries: int, qvecs: dict[str, np.ndarray], qtexts: list[str]
+) -> dict[str, object]:
     t0 = time.perf_counter()
     texts = passages(n)
     chunks = {i: Chunk(f"p{i}#0", t, f"p{i}", 0, len(t)) for i, t in enumerate(texts)}
@@ -114,16 +116,31 @@ def bench_n(n: int, n_queries: int, qvecs: dict[str, np.ndarray], qtexts: list[s
             ks, ss = self.store.search(vector, k, exact=True)
             from ragkit.types import ScoredChunk
 
-            return [ScoredChunk(self.chunks[int(a)], float(b)) for a, b in zip(ks, ss)]
+            found = zip(ks, ss, strict=True)
+            return [ScoredChunk(self.chunks[int(a)], float(b)) for a, b in found]
 
     vec_exact = ExactVector(store=store, chunks=chunks, embedder=embedder)
     hybrid_exact = HybridRetriever([bm25_r, vec_exact], fusion="rrf", depth=100)
-    timers: dict[str, list[float]] = {name: [] for name in (
-        "bm25", "vector_exact", "vector_default", "hybrid_exact", "hybrid", "hybrid_parallel")}
+    timers: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "bm25",
+            "vector_exact",
+            "vector_default",
+            "hybrid_exact",
+            "hybrid",
+            "hybrid_parallel",
+        )
+    }
     recall_vec, recall_hyb = [], []
-    runs = {"bm25": lambda q: bm25_r.retrieve(q, K), "vector_exact": lambda q: vec_exact.retrieve(q, K),
-            "vector_default": lambda q: vec_r.retrieve(q, K), "hybrid_exact": lambda q: hybrid_exact.retrieve(q, K),
-            "hybrid": lambda q: hybrid.retrieve(q, K), "hybrid_parallel": lambda q: hybrid_par.retrieve(q, K)}
+    runs = {
+        "bm25": lambda q: bm25_r.retrieve(q, K),
+        "vector_exact": lambda q: vec_exact.retrieve(q, K),
+        "vector_default": lambda q: vec_r.retrieve(q, K),
+        "hybrid_exact": lambda q: hybrid_exact.retrieve(q, K),
+        "hybrid": lambda q: hybrid.retrieve(q, K),
+        "hybrid_parallel": lambda q: hybrid_par.retrieve(q, K),
+    }
     for q in qtexts[:3]:  # warm-up: numba compile, caches
         for fn in runs.values():
             fn(q)
@@ -136,13 +153,21 @@ def bench_n(n: int, n_queries: int, qvecs: dict[str, np.ndarray], qtexts: list[s
         recall_vec.append(len(set(got["vector_default"]) & set(got["vector_exact"])) / K)
         recall_hyb.append(len(set(got["hybrid"]) & set(got["hybrid_exact"])) / K)
     result: dict[str, object] = {
-        "n": n, "queries": n_queries,
-        "build_s": {"corpus": round(t_corpus, 1), "bm25": round(t_bm25, 1), "vectors": round(t_vec, 1)},
+        "n": n,
+        "queries": n_queries,
+        "build_s": {
+            "corpus": round(t_corpus, 1),
+            "bm25": round(t_bm25, 1),
+            "vectors": round(t_vec, 1),
+        },
         "p50_ms": {name: round(pct(v, 50), 2) for name, v in timers.items()},
         "p95_ms": {name: round(pct(v, 95), 2) for name, v in timers.items()},
         "recall@10_vector_default_vs_exact": round(float(np.mean(recall_vec)), 4),
         "recall@10_hybrid_vs_hybrid_exact": round(float(np.mean(recall_hyb)), 4),
-        "bytes_per_chunk": {"vectors": round(store.memory_bytes() / n), "bm25": round(bm25.memory_bytes() / n)},
+        "bytes_per_chunk": {
+            "vectors": round(store.memory_bytes() / n),
+            "bm25": round(bm25.memory_bytes() / n),
+        },
     }
     return result
 
@@ -166,11 +191,15 @@ def bench_updates(n: int) -> dict[str, object]:
         t = time.perf_counter()
         index.remove([f"p{j}"])
         removes.append(time.perf_counter() - t)
-    return {"n": n, "chunks": len(index), "build_s": round(build, 1),
-            "add_one_p50_ms": round(statistics.median(adds) * 1000, 2),
-            "add_one_max_ms": round(max(adds) * 1000, 2),
-            "remove_one_p50_ms": round(statistics.median(removes) * 1000, 2),
-            "remove_one_max_ms": round(max(removes) * 1000, 2)}
+    return {
+        "n": n,
+        "chunks": len(index),
+        "build_s": round(build, 1),
+        "add_one_p50_ms": round(statistics.median(adds) * 1000, 2),
+        "add_one_max_ms": round(max(adds) * 1000, 2),
+        "remove_one_p50_ms": round(statistics.median(removes) * 1000, 2),
+        "remove_one_max_ms": round(max(removes) * 1000, 2),
+    }
 
 
 def main() -> None:
@@ -190,9 +219,12 @@ def main() -> None:
         t = time.perf_counter()
         emb.embed([q])
         single.append(time.perf_counter() - t)
-    qvecs = dict(zip(qtexts, qmat))
-    report: dict[str, object] = {"query_embedding_p50_ms": round(pct(single, 50), 2),
-                                 "query_embedding_batch_s": round(t_embed, 2), "sizes": []}
+    qvecs = dict(zip(qtexts, qmat, strict=False))
+    report: dict[str, object] = {
+        "query_embedding_p50_ms": round(pct(single, 50), 2),
+        "query_embedding_batch_s": round(t_embed, 2),
+        "sizes": [],
+    }
     for n in args.n:
         r = bench_n(n, args.queries, qvecs, qtexts[3:] + qtexts[:3])
         print(json.dumps(r), flush=True)
@@ -204,13 +236,19 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"query embedding (MiniLM, one query) p50 {report['query_embedding_p50_ms']} ms")
-    print("| N | BM25 p50 | vector exact p50 | vector default p50 | hybrid exact p50 | hybrid p50 | hybrid parallel p50 | hybrid p95 | R@10 vector | R@10 hybrid |")
+    print(
+        "| N | BM25 p50 | vector exact p50 | vector default p50 | hybrid exact p50 | hybrid p50 "
+        "| hybrid parallel p50 | hybrid p95 | R@10 vector | R@10 hybrid |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["sizes"]:  # type: ignore[union-attr]
         p, p95 = r["p50_ms"], r["p95_ms"]
-        print(f"| {r['n']:,} | {p['bm25']} | {p['vector_exact']} | {p['vector_default']} | {p['hybrid_exact']} | "
-              f"{p['hybrid']} | {p['hybrid_parallel']} | {p95['hybrid']} | {r['recall@10_vector_default_vs_exact']} | "
-              f"{r['recall@10_hybrid_vs_hybrid_exact']} |")
+        print(
+            f"| {r['n']:,} | {p['bm25']} | {p['vector_exact']} | {p['vector_default']} "
+            f"| {p['hybrid_exact']} | {p['hybrid']} | {p['hybrid_parallel']} | {p95['hybrid']} "
+            f"| {r['recall@10_vector_default_vs_exact']} "
+            f"| {r['recall@10_hybrid_vs_hybrid_exact']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ragkit.index import build_dataset_index  # noqa: E402
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 DEPTH = 500
 DEPTHS = [25, 50, 100, 200, 500]  # candidates per retriever before fusion
-WEIGHTS = [round(0.1 * i, 1) for i in range(0, 11)]  # weight of the vector side; bm25 gets 1 - w
+WEIGHTS = [round(0.1 * i, 1) for i in range(11)]  # weight of the vector side; bm25 gets 1 - w
 RRF_KS = [10, 30, 60, 100]
 
 
@@ -77,20 +77,29 @@ def main() -> None:
     }
     report: dict[str, dict[str, object]] = {}
     for method in ("bm25", "vector"):
-        report[method] = {"test": score(test_runs, test.qrels, method, 0, 60),
-                          "train": score(train_runs, train.qrels, method, 0, 60)}
+        report[method] = {
+            "test": score(test_runs, test.qrels, method, 0, 60),
+            "train": score(train_runs, train.qrels, method, 0, 60),
+        }
     for method, settings in grid.items():
-        tried = [(score(train_runs, train.qrels, method, w, k, d)["ndcg@10"], w, k, d)
-                 for w, k, d in settings]
+        tried = [
+            (score(train_runs, train.qrels, method, w, k, d)["ndcg@10"], w, k, d)
+            for w, k, d in settings
+        ]
         best_train, w, k, d = max(tried, key=lambda t: (t[0], -abs(t[1] - 0.5)))
         equal = score(train_runs, train.qrels, method, 0.5, 60)["ndcg@10"]
         report[method] = {
-            "weight_vector": w, "rrf_k": k, "depth": d, "train_ndcg@10": best_train,
+            "weight_vector": w,
+            "rrf_k": k,
+            "depth": d,
+            "train_ndcg@10": best_train,
             "train_ndcg@10_equal_weights": equal,
             "test": score(test_runs, test.qrels, method, w, k, d),
             "test_equal_weights": score(test_runs, test.qrels, method, 0.5, 60),
-            "grid": [{"ndcg@10": n, "weight_vector": ww, "rrf_k": kk, "depth": dd}
-                     for n, ww, kk, dd in tried],
+            "grid": [
+                {"ndcg@10": n, "weight_vector": ww, "rrf_k": kk, "depth": dd}
+                for n, ww, kk, dd in tried
+            ],
         }
     out = HERE / "out" / "fusion.json"
     out.parent.mkdir(exist_ok=True)
@@ -99,15 +108,25 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for method, r in report.items():
         t = r["test"]
-        setting = "" if method in ("bm25", "vector") else (
-            f"vector weight {r['weight_vector']}, depth {r['depth']}"
-            + (f", k={r['rrf_k']}" if method == "rrf" else ""))
-        print(f"| {method} | {setting} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | "  # type: ignore[index]
-              f"{t['recall@100']:.4f} | {t['mrr@10']:.4f} |")  # type: ignore[index]
+        setting = (
+            ""
+            if method in ("bm25", "vector")
+            else (
+                f"vector weight {r['weight_vector']}, depth {r['depth']}"
+                + (f", k={r['rrf_k']}" if method == "rrf" else "")
+            )
+        )
+        print(
+            f"| {method} | {setting} | {t['ndcg@10']:.4f} | {t['recall@10']:.4f} | "  # type: ignore[index]
+            f"{t['recall@100']:.4f} | {t['mrr@10']:.4f} |"
+        )  # type: ignore[index]
         if method not in ("bm25", "vector"):
             e = r["test_equal_weights"]
-            print(f"| {method} | equal weights, depth 100 | {e['ndcg@10']:.4f} | {e['recall@10']:.4f} | "  # type: ignore[index]
-                  f"{e['recall@100']:.4f} | {e['mrr@10']:.4f} |")  # type: ignore[index]
+            print(
+                f"| {method} | equal weights, depth 100 "  # type: ignore[index]
+                f"| {e['ndcg@10']:.4f} | {e['recall@10']:.4f} | "  # type: ignore[index]
+                f"{e['recall@100']:.4f} | {e['mrr@10']:.4f} |"
+            )  # type: ignore[index]
 
 
 if __name__ == "__main__":

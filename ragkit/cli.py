@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
 from . import __version__
 from .errors import RagkitError
-from .fusion import FUSION_METHODS
+from .fusion import FUSION_METHODS, FusionMethod
 from .loaders import DEFAULT_INCLUDE
 from .types import Answer, ScoredChunk
 
@@ -36,13 +36,18 @@ def _index_path(value: str | None) -> Path:
 
 def index_option(f: F) -> F:
     return click.option(
-        "--index", "index_path", metavar="PATH", default=None,
+        "--index",
+        "index_path",
+        metavar="PATH",
+        default=None,
         help=f"Index directory (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
     )(f)
 
 
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(f)
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(
+        f
+    )
 
 
 @contextmanager
@@ -79,8 +84,14 @@ class _Progress:
 def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
     c = sc.chunk
     return {
-        "id": c.id, "document_id": c.document_id, "score": sc.score, "scores": dict(sc.scores),
-        "start": c.start, "end": c.end, "headings": list(c.headings), "text": c.text,
+        "id": c.id,
+        "document_id": c.document_id,
+        "score": sc.score,
+        "scores": dict(sc.scores),
+        "start": c.start,
+        "end": c.end,
+        "headings": list(c.headings),
+        "text": c.text,
     }
 
 
@@ -116,15 +127,33 @@ def cli(verbose: bool) -> None:
 @cli.command("index")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @index_option
-@click.option("--include", "--glob", "include", multiple=True, metavar="GLOB",
-              help="Files to index, relative glob (repeatable; default: markdown, text, rst, html).")
+@click.option(
+    "--include",
+    "--glob",
+    "include",
+    multiple=True,
+    metavar="GLOB",
+    help="Files to index, relative glob (repeatable; default: markdown, text, rst, html).",
+)
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Files to skip (repeatable).")
-@click.option("--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens.")
-@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens.")
+@click.option(
+    "--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens."
+)
+@click.option(
+    "--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens."
+)
 @click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
 @json_option
-def index_cmd(folder: Path, index_path: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
-              chunk_size: int | None, overlap: int | None, keyword_only: bool, as_json: bool) -> None:
+def index_cmd(
+    folder: Path,
+    index_path: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    chunk_size: int | None,
+    overlap: int | None,
+    keyword_only: bool,
+    as_json: bool,
+) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
 
     \b
@@ -144,24 +173,34 @@ def index_cmd(folder: Path, index_path: str | None, include: tuple[str, ...], ex
         if not folder.is_dir():
             raise RagkitError(f"{folder} is not a directory")
         started = time.perf_counter()
-        index = open_index(path, embedder=None if keyword_only else "default",
-                           chunk_size=size, chunk_overlap=lap)
+        index = open_index(
+            path, embedder=None if keyword_only else "default", chunk_size=size, chunk_overlap=lap
+        )
         progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
         try:
             update, loaded = update_from_folder(
-                index, folder, include=include or DEFAULT_INCLUDE, exclude=exclude, progress=progress
+                index,
+                folder,
+                include=include or DEFAULT_INCLUDE,
+                exclude=exclude,
+                progress=progress,
             )
         finally:
             progress.close()
         index.save(path)
         elapsed = time.perf_counter() - started
     summary = {
-        "index": str(path), "documents": len(index.document_ids), "chunks": len(index),
-        "added": list(update.added), "replaced": list(update.replaced),
-        "removed": list(update.removed), "unchanged": len(update.unchanged),
+        "index": str(path),
+        "documents": len(index.document_ids),
+        "chunks": len(index),
+        "added": list(update.added),
+        "replaced": list(update.replaced),
+        "removed": list(update.removed),
+        "unchanged": len(update.unchanged),
         "skipped": [{"path": s.path, "reason": s.reason} for s in loaded.skipped],
         "chunks_embedded": update.chunks_embedded,
-        "embedder": index.embedder.name if index.embedder else None, "seconds": round(elapsed, 3),
+        "embedder": index.embedder.name if index.embedder else None,
+        "seconds": round(elapsed, 3),
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -169,7 +208,8 @@ def index_cmd(folder: Path, index_path: str | None, include: tuple[str, ...], ex
     mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
     click.echo(
         f"Indexed {folder}: {summary['documents']} documents, {summary['chunks']} chunks, {mode}.\n"
-        f"  {len(update.added)} added, {len(update.replaced)} changed, {len(update.removed)} removed, "
+        f"  {len(update.added)} added, {len(update.replaced)} changed, "
+        f"{len(update.removed)} removed, "
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → {path}"
     )
     for s in loaded.skipped:
@@ -185,9 +225,15 @@ def _load_index(index_path: str | None) -> Any:
 @cli.command("search")
 @click.argument("query")
 @index_option
-@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to return.")
-@click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default=None,
-              help="Retrieval mode (default: hybrid when the index has vectors, else bm25).")
+@click.option(
+    "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to return."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "bm25", "vector"]),
+    default=None,
+    help="Retrieval mode (default: hybrid when the index has vectors, else bm25).",
+)
 @json_option
 def search_cmd(query: str, index_path: str | None, k: int, mode: str | None, as_json: bool) -> None:
     """Retrieve the chunks that best match QUERY (no API key needed).
@@ -206,7 +252,9 @@ def search_cmd(query: str, index_path: str | None, k: int, mode: str | None, as_
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({"query": query, "k": k, "results": [_chunk_json(r) for r in results]}))
+        click.echo(
+            json.dumps({"query": query, "k": k, "results": [_chunk_json(r) for r in results]})
+        )
     elif not results:
         click.echo("No matching chunks.")
     else:
@@ -216,14 +264,23 @@ def search_cmd(query: str, index_path: str | None, k: int, mode: str | None, as_
 def _answer_json(question: str, result: Answer) -> dict[str, Any]:
     u = result.usage
     return {
-        "question": question, "answer": result.text, "abstained": result.abstained,
-        "strategy": result.strategy, "model": result.model, "stop_reason": result.stop_reason,
-        "citations": [{"chunk_id": c.chunk_id, "cited_text": c.cited_text} for c in result.citations],
+        "question": question,
+        "answer": result.text,
+        "abstained": result.abstained,
+        "strategy": result.strategy,
+        "model": result.model,
+        "stop_reason": result.stop_reason,
+        "citations": [
+            {"chunk_id": c.chunk_id, "cited_text": c.cited_text} for c in result.citations
+        ],
         "dropped_citations": result.dropped_citations,
         "chunks": [_chunk_json(sc) for sc in result.chunks],
-        "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-                  "cache_read_input_tokens": u.cache_read_input_tokens,
-                  "cache_creation_input_tokens": u.cache_creation_input_tokens},
+        "usage": {
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        },
         "cost_usd": u.cost_usd,
     }
 
@@ -231,20 +288,50 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
 @cli.command("ask")
 @click.argument("question")
 @index_option
-@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to retrieve.")
-@click.option("-m", "--model", default=None, help="Claude model (default: $RAGKIT_MODEL or claude-haiku-4-5).")
-@click.option("--strategy", type=click.Choice(["auto", "retrieve", "full"]), default="auto",
-              show_default=True, help="Retrieve chunks, send the whole corpus, or choose by size.")
+@click.option(
+    "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to retrieve."
+)
+@click.option(
+    "-m", "--model", default=None, help="Claude model (default: $RAGKIT_MODEL or claude-haiku-4-5)."
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "retrieve", "full"]),
+    default="auto",
+    show_default=True,
+    help="Retrieve chunks, send the whole corpus, or choose by size.",
+)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
-@click.option("--budget", type=click.IntRange(min=1), default=None,
-              help="Context budget in (estimated) tokens [default: 20000].")
+@click.option(
+    "--budget",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Context budget in (estimated) tokens [default: 20000].",
+)
 @click.option("--no-gate", is_flag=True, help="Call Claude even when retrieval evidence is weak.")
-@click.option("--no-stream", is_flag=True, help="Print the answer when complete instead of streaming.")
-@click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Append a JSON Lines audit record to this file.")
+@click.option(
+    "--no-stream", is_flag=True, help="Print the answer when complete instead of streaming."
+)
+@click.option(
+    "--audit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append a JSON Lines audit record to this file.",
+)
 @json_option
-def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, strategy: str,
-            max_tokens: int, budget: int | None, no_gate: bool, no_stream: bool, audit: Path | None, as_json: bool) -> None:
+def ask_cmd(
+    question: str,
+    index_path: str | None,
+    k: int,
+    model: str | None,
+    strategy: str,
+    max_tokens: int,
+    budget: int | None,
+    no_gate: bool,
+    no_stream: bool,
+    audit: Path | None,
+    as_json: bool,
+) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
 
     Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
@@ -265,26 +352,48 @@ def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, st
         index = _load_index(index_path)
         if not os.environ.get("ANTHROPIC_API_KEY"):
             try:
-                plan = retrieve_context(question, index, k=k, strategy=strategy,
-                                        budget_tokens=budget, gate=not no_gate)
+                plan = retrieve_context(
+                    question,
+                    index,
+                    k=k,
+                    strategy=strategy,  # type: ignore[arg-type]
+                    budget_tokens=budget,
+                    gate=not no_gate,
+                )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
             shown = list(plan.retrieved) or index.search(question, k)
             if plan.strategy == "full":
-                would = f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
+                would = (
+                    f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
+                )
             elif plan.strategy == "none":
                 would = "nothing: " + (plan.gate.reason if plan.gate else "the gate stopped it")
             else:
-                would = f"{len(plan.passages)} passages (~{plan.estimated_tokens} tokens, estimated)"
+                would = (
+                    f"{len(plan.passages)} passages (~{plan.estimated_tokens} tokens, estimated)"
+                )
             if as_json:
-                click.echo(json.dumps({
-                    "question": question, "answer": None, "api_key": False,
-                    "strategy": plan.strategy, "estimated_tokens": plan.estimated_tokens,
-                    "gate": None if plan.gate is None else {
-                        "passed": plan.gate.passed, "reason": plan.gate.reason,
-                        "top_cosine": plan.gate.top_cosine, "coverage": plan.gate.coverage},
-                    "chunks": [_chunk_json(r) for r in shown],
-                }))
+                click.echo(
+                    json.dumps(
+                        {
+                            "question": question,
+                            "answer": None,
+                            "api_key": False,
+                            "strategy": plan.strategy,
+                            "estimated_tokens": plan.estimated_tokens,
+                            "gate": None
+                            if plan.gate is None
+                            else {
+                                "passed": plan.gate.passed,
+                                "reason": plan.gate.reason,
+                                "top_cosine": plan.gate.top_cosine,
+                                "coverage": plan.gate.coverage,
+                            },
+                            "chunks": [_chunk_json(r) for r in shown],
+                        }
+                    )
+                )
             else:
                 _print_passages(shown)
                 click.echo(f"Would send {would} to {model}.")
@@ -295,23 +404,29 @@ def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, st
             )
             return
         options: dict[str, Any] = {
-            "k": k, "model": model, "strategy": strategy, "max_tokens": max_tokens,
-            "gate": not no_gate, "audit": audit, "budget_tokens": budget,
+            "k": k,
+            "model": model,
+            "strategy": strategy,
+            "max_tokens": max_tokens,
+            "gate": not no_gate,
+            "audit": audit,
+            "budget_tokens": budget,
         }
         if as_json or no_stream:
             result = answer(question, index, **options)
             if not as_json:
                 click.echo(result.text)
         else:
-            result = None
+            final: Answer | None = None
             for event in answer_stream(question, index, **options):
                 if isinstance(event, Answer):
-                    result = event
+                    final = event
                 else:
                     click.echo(event, nl=False)
             click.echo()
-            if result is None:  # pragma: no cover - answer_stream always ends with an Answer
+            if final is None:  # pragma: no cover - answer_stream always ends with an Answer
                 raise RagkitError("the answer stream ended without a final answer")
+            result = final
     if as_json:
         click.echo(json.dumps(_answer_json(question, result)))
         return
@@ -320,28 +435,65 @@ def ask_cmd(question: str, index_path: str | None, k: int, model: str | None, st
     cost = f", ~${result.usage.cost_usd:.5f}" if result.usage.cost_usd is not None else ""
     click.echo(
         f"[{result.strategy}; {len(result.chunks)} chunks; {result.usage.input_tokens} in / "
-        f"{result.usage.output_tokens} out tokens{cost}{'; abstained' if result.abstained else ''}]",
+        f"{result.usage.output_tokens} out tokens{cost}"
+        f"{'; abstained' if result.abstained else ''}]",
         err=True,
     )
 
 
 @cli.command("eval")
 @click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--retriever", "mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid",
-              show_default=True, help="What to evaluate; bm25 builds no embeddings.")
-@click.option("--fusion", type=click.Choice(list(FUSION_METHODS)), default=None,
-              help="Fusion method for hybrid (default: the index default).")
-@click.option("--qrels", default=None, metavar="FILE",
-              help="Judgments file (default: qrels.tsv, or qrels/test.tsv, in DATASET_DIR).")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the built index here and update it incrementally on the next run.")
-@click.option("--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens.")
-@click.option("--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens.")
-@click.option("-k", type=click.IntRange(min=10), default=100, show_default=True,
-              help="Documents retrieved per query (recall@100 needs 100).")
+@click.option(
+    "--retriever",
+    "mode",
+    type=click.Choice(["hybrid", "bm25", "vector"]),
+    default="hybrid",
+    show_default=True,
+    help="What to evaluate; bm25 builds no embeddings.",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(list(FUSION_METHODS)),
+    default=None,
+    help="Fusion method for hybrid (default: the index default).",
+)
+@click.option(
+    "--qrels",
+    default=None,
+    metavar="FILE",
+    help="Judgments file (default: qrels.tsv, or qrels/test.tsv, in DATASET_DIR).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the built index here and update it incrementally on the next run.",
+)
+@click.option(
+    "--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens."
+)
+@click.option(
+    "--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens."
+)
+@click.option(
+    "-k",
+    type=click.IntRange(min=10),
+    default=100,
+    show_default=True,
+    help="Documents retrieved per query (recall@100 needs 100).",
+)
 @json_option
-def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None, cache: Path | None,
-             chunk_size: int | None, overlap: int | None, k: int, as_json: bool) -> None:
+def eval_cmd(
+    dataset_dir: Path,
+    mode: str,
+    fusion: str | None,
+    qrels: str | None,
+    cache: Path | None,
+    chunk_size: int | None,
+    overlap: int | None,
+    k: int,
+    as_json: bool,
+) -> None:
     """Measure retrieval quality on a BEIR-layout dataset (corpus.jsonl, queries.jsonl, qrels).
 
     Reports nDCG@10, Recall@10, Recall@100 and MRR@10 over the judged queries, plus index time
@@ -355,7 +507,13 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
     """
     from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from .evaluation import evaluate, load_beir
-    from .index import DEFAULT_DEPTH, DEFAULT_FUSION, DEFAULT_WEIGHTS, build_dataset_index
+    from .index import (
+        DEFAULT_DEPTH,
+        DEFAULT_FUSION,
+        DEFAULT_WEIGHTS,
+        SearchMode,
+        build_dataset_index,
+    )
 
     size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
     lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
@@ -367,8 +525,12 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
         started = time.perf_counter()
         try:
             index = build_dataset_index(
-                dataset.corpus, keyword_only=mode == "bm25", cache=cache,
-                chunk_size=size, chunk_overlap=lap, progress=progress,
+                dataset.corpus,
+                keyword_only=mode == "bm25",
+                cache=cache,
+                chunk_size=size,
+                chunk_overlap=lap,
+                progress=progress,
             )
         finally:
             progress.close()
@@ -376,7 +538,9 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
         try:
             # The cache is eval's own: score the library defaults unless --fusion says otherwise.
             retriever = index.retriever(
-                mode, fusion=fusion or DEFAULT_FUSION, weights=DEFAULT_WEIGHTS or None,  # type: ignore[arg-type]
+                cast(SearchMode, mode),
+                fusion=cast(FusionMethod, fusion or DEFAULT_FUSION),
+                weights=DEFAULT_WEIGHTS,
                 depth=DEFAULT_DEPTH,
             )
         except ValueError as exc:
@@ -403,21 +567,53 @@ def eval_cmd(dataset_dir: Path, mode: str, fusion: str | None, qrels: str | None
 
 
 @cli.command("cost")
-@click.option("--chunks", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Chunks sent per query.")
-@click.option("--chunk-tokens", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Tokens per chunk.")
-@click.option("--context-tokens", type=click.IntRange(min=0), default=None,
-              help="Context tokens per query (overrides --chunks x --chunk-tokens).")
-@click.option("--output-tokens", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Answer tokens per query (0 prices the context alone).")
+@click.option(
+    "--chunks",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Chunks sent per query.",
+)
+@click.option(
+    "--chunk-tokens",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Tokens per chunk.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Context tokens per query (overrides --chunks x --chunk-tokens).",
+)
+@click.option(
+    "--output-tokens",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Answer tokens per query (0 prices the context alone).",
+)
 @click.option("--queries-per-day", type=click.IntRange(min=0), default=1000, show_default=True)
-@click.option("--cached", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of context tokens read from the prompt cache.")
+@click.option(
+    "--cached",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of context tokens read from the prompt cache.",
+)
 @click.option("-m", "--model", default="claude-haiku-4-5", show_default=True)
 @json_option
-def cost_cmd(chunks: int, chunk_tokens: int, context_tokens: int | None, output_tokens: int,
-             queries_per_day: int, cached: float, model: str, as_json: bool) -> None:
+def cost_cmd(
+    chunks: int,
+    chunk_tokens: int,
+    context_tokens: int | None,
+    output_tokens: int,
+    queries_per_day: int,
+    cached: float,
+    model: str,
+    as_json: bool,
+) -> None:
     """Model a deployment's cost: context tokens per query x queries per day x price.
 
     Prices are an estimate from ragkit's dated table (ragkit.pricing); the bill is the authority.
@@ -431,17 +627,30 @@ def cost_cmd(chunks: int, chunk_tokens: int, context_tokens: int | None, output_
 
     tokens = context_tokens if context_tokens is not None else chunks * chunk_tokens
     try:
-        est = estimate_query_cost(tokens, queries_per_day=queries_per_day, model=model,
-                                  output_tokens=output_tokens, cached_fraction=cached)
+        est = estimate_query_cost(
+            tokens,
+            queries_per_day=queries_per_day,
+            model=model,
+            output_tokens=output_tokens,
+            cached_fraction=cached,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps({
-            "model": est.model, "context_tokens": est.context_tokens,
-            "output_tokens": est.output_tokens, "queries_per_day": est.queries_per_day,
-            "per_query_usd": est.per_query, "per_day_usd": est.per_day,
-            "per_month_usd": est.per_month, "prices_as_of": PRICES_AS_OF,
-        }))
+        click.echo(
+            json.dumps(
+                {
+                    "model": est.model,
+                    "context_tokens": est.context_tokens,
+                    "output_tokens": est.output_tokens,
+                    "queries_per_day": est.queries_per_day,
+                    "per_query_usd": est.per_query,
+                    "per_day_usd": est.per_day,
+                    "per_month_usd": est.per_month,
+                    "prices_as_of": PRICES_AS_OF,
+                }
+            )
+        )
         return
     click.echo(
         f"{est.model}: {est.context_tokens} context + {est.output_tokens} output tokens per query\n"

@@ -68,7 +68,7 @@ def reciprocal_rank_fusion(
         raise ValueError(f"k ({k}) must be >= 0")
     ws = _check_weights(rankings, weights)
     fused: dict[str, float] = {}
-    for ranking, w in zip(rankings, ws):
+    for ranking, w in zip(rankings, ws, strict=True):
         for rank, (doc_id, _score) in enumerate(ranking, start=1):
             fused[doc_id] = fused.get(doc_id, 0.0) + w / (k + rank)
     return _sorted(fused)
@@ -84,10 +84,13 @@ def _normalised_fusion(
     for ranking in rankings:
         ids = [doc_id for doc_id, _ in ranking]
         values, floor = normalise([float(score) for _, score in ranking])
-        per_ranking.append((dict(zip(ids, values)), floor))
+        per_ranking.append((dict(zip(ids, values, strict=True)), floor))
     all_ids = {doc_id for normed, _ in per_ranking for doc_id in normed}
     fused = {
-        doc_id: sum(w * normed.get(doc_id, floor) for (normed, floor), w in zip(per_ranking, ws))
+        doc_id: sum(
+            w * normed.get(doc_id, floor)
+            for (normed, floor), w in zip(per_ranking, ws, strict=True)
+        )
         for doc_id in all_ids
     }
     return _sorted(fused)

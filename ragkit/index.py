@@ -72,7 +72,7 @@ DEFAULT_DEPTH = 500
 EMBED_BATCH = 256
 
 ProgressFn = Callable[[int, int], None]
-EmbedderArg = Union[Embedder, None, Literal["default"]]
+EmbedderArg = Union[Embedder, None, Literal["default"]]  # noqa: UP007 - runtime alias on 3.10
 
 _warned_keyword_only = False
 
@@ -80,7 +80,7 @@ _warned_keyword_only = False
 def _resolve_embedder(embedder: EmbedderArg) -> Embedder | None:
     global _warned_keyword_only
     if embedder != "default":
-        return embedder  # type: ignore[return-value]
+        return embedder
     found = default_embedder()
     if found is None and not _warned_keyword_only:
         _warned_keyword_only = True
@@ -153,7 +153,8 @@ class Index:
             raise ValueError(f"chunk_size ({chunk_size}) must be >= 1")
         if not 0 <= chunk_overlap < chunk_size:
             raise ValueError(
-                f"chunk_overlap ({chunk_overlap}) must be >= 0 and smaller than chunk_size ({chunk_size})"
+                f"chunk_overlap ({chunk_overlap}) must be >= 0 and smaller than "
+                f"chunk_size ({chunk_size})"
             )
         if fusion not in FUSION_METHODS:
             raise ValueError(f"fusion {fusion!r} is not one of {', '.join(FUSION_METHODS)}")
@@ -223,8 +224,14 @@ class Index:
 
     # -- searching -----------------------------------------------------------------------------
 
-    def retriever(self, mode: SearchMode | None = None, *, fusion: FusionMethod | None = None,
-                  weights: Sequence[float] | None = None, depth: int | None = None) -> Retriever:
+    def retriever(
+        self,
+        mode: SearchMode | None = None,
+        *,
+        fusion: FusionMethod | None = None,
+        weights: Sequence[float] | None = None,
+        depth: int | None = None,
+    ) -> Retriever:
         """A retriever over this index that sees later ``add``/``remove`` calls.
 
         Args:
@@ -246,9 +253,12 @@ class Index:
         if self.embedder is None:
             raise ValueError(
                 f"mode {mode!r} needs vectors, but this index is keyword-only (built without an "
-                "embedder); use mode='bm25', or rebuild with an embedder (pip install 'ragkit[local]')"
+                "embedder); use mode='bm25', or rebuild with an embedder "
+                "(pip install 'ragkit[local]')"
             )
-        vector = VectorRetriever(store=self._vector_store(), chunks=self._chunks, embedder=self.embedder)
+        vector = VectorRetriever(
+            store=self._vector_store(), chunks=self._chunks, embedder=self.embedder
+        )
         if mode == "vector":
             return vector
         return HybridRetriever(
@@ -258,7 +268,9 @@ class Index:
             depth=depth or self.depth,
         )
 
-    def search(self, query: str, k: int = 5, *, mode: SearchMode | None = None) -> list[ScoredChunk]:
+    def search(
+        self, query: str, k: int = 5, *, mode: SearchMode | None = None
+    ) -> list[ScoredChunk]:
         """The ``k`` best chunks for ``query`` (see :meth:`retriever` for ``mode``)."""
         return self.retriever(mode).retrieve(query, k)
 
@@ -271,7 +283,9 @@ class Index:
             return VectorStore(1)
         return self._vectors
 
-    def add(self, documents: Iterable[Document], *, progress: ProgressFn | None = None) -> IndexUpdate:
+    def add(
+        self, documents: Iterable[Document], *, progress: ProgressFn | None = None
+    ) -> IndexUpdate:
         """Add documents, replacing any already indexed under the same ID.
 
         A document whose text is unchanged (same content hash) is neither re-chunked nor
@@ -285,7 +299,9 @@ class Index:
         latest: dict[str, Document] = {}
         for doc in documents:
             if not isinstance(doc, Document):
-                raise TypeError(f"documents must be ragkit.Document objects, got {type(doc).__name__}")
+                raise TypeError(
+                    f"documents must be ragkit.Document objects, got {type(doc).__name__}"
+                )
             latest[doc.id] = doc
         added: list[str] = []
         replaced: list[str] = []
@@ -312,7 +328,7 @@ class Index:
             position += len(chunks)
             self._doc_keys[doc.id] = doc_keys
             self._doc_hash[doc.id] = doc.content_hash
-            for key, chunk in zip(doc_keys, chunks):
+            for key, chunk in zip(doc_keys, chunks, strict=True):
                 self._chunks[key] = chunk
                 self._total_chars += len(chunk.text)
         if new_chunks:
@@ -430,7 +446,9 @@ class Index:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             for old in root.iterdir():
-                if old.name != gen and (old.name.startswith("gen-") or old.name.startswith(".gen-")):
+                if old.name != gen and (
+                    old.name.startswith("gen-") or old.name.startswith(".gen-")
+                ):
                     shutil.rmtree(old, ignore_errors=True)
         return root
 
@@ -438,8 +456,15 @@ class Index:
         with open(folder / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for key in sorted(self._chunks):
                 c = self._chunks[key]
-                record = {"key": key, "id": c.id, "document_id": c.document_id, "start": c.start,
-                          "end": c.end, "headings": list(c.headings), "text": c.text}
+                record = {
+                    "key": key,
+                    "id": c.id,
+                    "document_id": c.document_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "headings": list(c.headings),
+                    "text": c.text,
+                }
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -475,10 +500,14 @@ class Index:
         except IndexFormatError:
             raise
         except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError, EOFError) as exc:
-            raise IndexFormatError(f"index at {root} is corrupt: {type(exc).__name__}: {exc}") from exc
+            raise IndexFormatError(
+                f"index at {root} is corrupt: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @classmethod
-    def _from_generation(cls, folder: Path, manifest: dict[str, Any], embedder: EmbedderArg) -> Index:
+    def _from_generation(
+        cls, folder: Path, manifest: dict[str, Any], embedder: EmbedderArg
+    ) -> Index:
         built_with = manifest["embedder"]
         chosen: Embedder | None
         if embedder == "default":
@@ -486,17 +515,21 @@ class Index:
             if built_with is not None and (chosen is None or chosen.name != built_with):
                 logger.warning(
                     "index was built with embedder %r, which is not available here: "
-                    "searching keyword-only (BM25)", built_with)
+                    "searching keyword-only (BM25)",
+                    built_with,
+                )
                 chosen = None
         else:
-            chosen = embedder  # type: ignore[assignment]
+            chosen = embedder
             if chosen is not None and built_with is not None and chosen.name != built_with:
                 raise EmbeddingError(
                     f"index was built with embedder {built_with!r} but {chosen.name!r} was given; "
                     "queries must be embedded by the same model"
                 )
             if chosen is not None and built_with is None:
-                raise EmbeddingError("index is keyword-only; load it with embedder=None or rebuild it")
+                raise EmbeddingError(
+                    "index is keyword-only; load it with embedder=None or rebuild it"
+                )
         index = cls(
             embedder=None,
             chunk_size=int(manifest["chunk_size"]),
@@ -512,10 +545,18 @@ class Index:
             for line_no, line in enumerate(fh, start=1):
                 try:
                     r = json.loads(line)
-                    chunks[int(r["key"])] = Chunk(r["id"], r["text"], r["document_id"], int(r["start"]),
-                                                  int(r["end"]), tuple(r["headings"]))
+                    chunks[int(r["key"])] = Chunk(
+                        r["id"],
+                        r["text"],
+                        r["document_id"],
+                        int(r["start"]),
+                        int(r["end"]),
+                        tuple(r["headings"]),
+                    )
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    raise IndexFormatError(f"{folder / 'chunks.jsonl'} line {line_no} is corrupt: {exc}") from exc
+                    raise IndexFormatError(
+                        f"{folder / 'chunks.jsonl'} line {line_no} is corrupt: {exc}"
+                    ) from exc
         index._chunks = chunks
         index._total_chars = sum(len(c.text) for c in chunks.values())
         for doc_id, info in manifest["documents"].items():
@@ -527,12 +568,16 @@ class Index:
         index._next_key = int(manifest["next_key"])
         index._bm25 = BM25Index.from_state(manifest["bm25"], _load_npz(folder / "bm25.npz"))
         if len(index._bm25) != len(chunks):
-            raise IndexFormatError(f"{folder}: BM25 postings cover {len(index._bm25)} chunks, not {len(chunks)}")
+            raise IndexFormatError(
+                f"{folder}: BM25 postings cover {len(index._bm25)} chunks, not {len(chunks)}"
+            )
         if built_with is not None and (folder / "vectors.npz").exists():
             if chosen is not None:
                 store = VectorStore.from_state(_load_npz(folder / "vectors.npz"))
                 if len(store) != len(chunks):
-                    raise IndexFormatError(f"{folder}: {len(store)} vectors for {len(chunks)} chunks")
+                    raise IndexFormatError(
+                        f"{folder}: {len(store)} vectors for {len(chunks)} chunks"
+                    )
                 index._vectors = store
         elif built_with is not None and chunks:
             raise IndexFormatError(f"{folder}: vectors.npz is missing")
@@ -543,7 +588,9 @@ def _read_manifest(root: Path) -> tuple[Path, dict[str, Any]]:
     """The live generation's folder and its validated manifest."""
     if not (root / "CURRENT").is_file():
         if not root.exists():
-            raise IndexFormatError(f"no index at {root}; build one with `ragkit index DIR --index {root}`")
+            raise IndexFormatError(
+                f"no index at {root}; build one with `ragkit index DIR --index {root}`"
+            )
         raise IndexFormatError(f"{root} is not a ragkit index (no CURRENT file)")
     gen = (root / "CURRENT").read_text(encoding="utf-8").strip()
     folder = root / gen
@@ -552,7 +599,9 @@ def _read_manifest(root: Path) -> tuple[Path, dict[str, Any]]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexFormatError(f"{folder / 'manifest.json'} is unreadable or corrupt: {exc}") from exc
+        raise IndexFormatError(
+            f"{folder / 'manifest.json'} is unreadable or corrupt: {exc}"
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{folder / 'manifest.json'} is not a ragkit index manifest")
     if manifest.get("version") != FORMAT_VERSION:
@@ -573,7 +622,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:
-        np.savez(fh, **dict(arrays))
+        np.savez(fh, **dict(arrays))  # type: ignore[arg-type]
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -609,7 +658,9 @@ def update_from_folder(
     if gone:
         index.remove(gone)
     return (
-        IndexUpdate(update.added, update.replaced, update.unchanged, tuple(gone), update.chunks_embedded),
+        IndexUpdate(
+            update.added, update.replaced, update.unchanged, tuple(gone), update.chunks_embedded
+        ),
         loaded,
     )
 

@@ -128,7 +128,10 @@ class BM25Retriever(Retriever):
 
     def _search(self, query: str, k: int) -> list[ScoredChunk]:
         keys, scores = self.bm25.search(query, k)
-        return [ScoredChunk(self.chunks[int(key)], float(s)) for key, s in zip(keys, scores)]
+        chunks = self.chunks
+        return [
+            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+        ]
 
 
 class VectorRetriever(Retriever):
@@ -142,7 +145,9 @@ class VectorRetriever(Retriever):
 
     name = "vector"
 
-    def __init__(self, *, store: VectorStore, chunks: Mapping[int, Chunk], embedder: Embedder) -> None:
+    def __init__(
+        self, *, store: VectorStore, chunks: Mapping[int, Chunk], embedder: Embedder
+    ) -> None:
         self.store = store
         self.chunks = chunks
         self.embedder = embedder
@@ -165,12 +170,17 @@ class VectorRetriever(Retriever):
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding, checked against the store's dimension."""
-        return check_embeddings(self.embedder.embed([query]), n=1, dim=self.store.dim)[0]
+        vectors = check_embeddings(self.embedder.embed([query]), n=1, dim=self.store.dim)
+        query_vector: np.ndarray = vectors[0]
+        return query_vector
 
     def search_vector(self, vector: np.ndarray, k: int) -> list[ScoredChunk]:
         """Search with an already-embedded query (lets callers embed once, search many ways)."""
         keys, scores = self.store.search(vector, k)
-        return [ScoredChunk(self.chunks[int(key)], float(s)) for key, s in zip(keys, scores)]
+        chunks = self.chunks
+        return [
+            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+        ]
 
     def _search(self, query: str, k: int) -> list[ScoredChunk]:
         return self.search_vector(self.embed_query(query), k)
@@ -209,7 +219,9 @@ class HybridRetriever(Retriever):
             raise ValueError("retrievers must name at least one retriever to fuse")
         names = [r.name for r in retrievers]
         if len(set(names)) != len(names):
-            raise ValueError(f"retriever names must be distinct to report their scores, got {names}")
+            raise ValueError(
+                f"retriever names must be distinct to report their scores, got {names}"
+            )
         if fusion not in FUSION_METHODS:
             raise ValueError(f"fusion {fusion!r} is not one of {', '.join(FUSION_METHODS)}")
         if weights is not None and (
@@ -251,7 +263,7 @@ class HybridRetriever(Retriever):
         """Fuse per-retriever results (in ``self.retrievers`` order) into scored chunks."""
         by_id: dict[str, Chunk] = {}
         contributions: dict[str, dict[str, float]] = {}
-        for retriever, ranking in zip(self.retrievers, rankings):
+        for retriever, ranking in zip(self.retrievers, rankings, strict=True):
             for sc in ranking:
                 by_id[sc.chunk.id] = sc.chunk
                 contributions.setdefault(sc.chunk.id, {})[retriever.name] = sc.score

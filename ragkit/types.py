@@ -75,10 +75,13 @@ class Chunk:
 
     def __post_init__(self) -> None:
         if not 0 <= self.start < self.end:
-            raise ValueError(f"Chunk offsets must satisfy 0 <= start < end, got {self.start}, {self.end}")
+            raise ValueError(
+                f"Chunk offsets must satisfy 0 <= start < end, got {self.start}, {self.end}"
+            )
         if self.end - self.start != len(self.text):
             raise ValueError(
-                f"Chunk text length ({len(self.text)}) must equal end - start ({self.end - self.start})"
+                f"Chunk text length ({len(self.text)}) must equal "
+                f"end - start ({self.end - self.start})"
             )
 
 
@@ -90,7 +93,8 @@ class ScoredChunk:
         chunk: the chunk.
         score: the score of the retriever that returned it (fused score for hybrid search).
         scores: for fused results, the score each contributing retriever gave, by name
-            (``{"bm25": 7.1, "vector": 0.62}``); a retriever that did not return the chunk is absent.
+            (``{"bm25": 7.1, "vector": 0.62}``); a retriever that did not return the chunk is
+            absent.
     """
 
     chunk: Chunk

@@ -41,16 +41,21 @@ def test_version_and_help(runner: CliRunner) -> None:
         assert command in out
 
 
-def test_index_reports_counts_and_is_incremental(tmp_path: Path, runner: CliRunner, corpus_dir: Path,
-                                                 _fake_default_embedder: FakeEmbedder) -> None:
+def test_index_reports_counts_and_is_incremental(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path, _fake_default_embedder: FakeEmbedder
+) -> None:
     path = tmp_path / "idx"
     first = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--json"])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
-    assert summary["documents"] == len(SMALL_CORPUS) and sorted(summary["added"]) == sorted(SMALL_CORPUS)
+    assert summary["documents"] == len(SMALL_CORPUS) and sorted(summary["added"]) == sorted(
+        SMALL_CORPUS
+    )
     embedded = sum(_fake_default_embedder.calls)
     (corpus_dir / "dogs.md").write_text("# Dogs\n\nDogs herd sheep.\n")
-    second = json.loads(runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--json"]).stdout)
+    second = json.loads(
+        runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--json"]).stdout
+    )
     assert second["replaced"] == ["dogs.md"] and second["unchanged"] == len(SMALL_CORPUS) - 1
     assert sum(_fake_default_embedder.calls) == embedded + second["chunks_embedded"]
 
@@ -66,22 +71,32 @@ def test_index_human_output_names_skipped_files(tmp_path: Path, runner: CliRunne
 
 
 def test_search_prints_chunk_ids(runner: CliRunner, indexed: Path) -> None:
-    result = runner.invoke(cli, ["search", "borrow checker ownership", "--index", str(indexed), "-k", "2"])
+    result = runner.invoke(
+        cli, ["search", "borrow checker ownership", "--index", str(indexed), "-k", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("[1] rust.txt#0")
 
 
 def test_search_json(runner: CliRunner, indexed: Path) -> None:
-    result = runner.invoke(cli, ["search", "pip installs packages", "--index", str(indexed), "--json", "-k", "50"])
+    result = runner.invoke(
+        cli, ["search", "pip installs packages", "--index", str(indexed), "--json", "-k", "50"]
+    )
     data = json.loads(result.stdout)
     assert data["results"][0]["id"] == "python.rst#0"
     assert {"bm25", "vector"} & set(data["results"][0]["scores"])
     assert len(data["results"]) <= 50
-    bm25 = json.loads(runner.invoke(cli, ["search", "pip", "--index", str(indexed), "--json", "--mode", "bm25"]).stdout)
+    bm25 = json.loads(
+        runner.invoke(
+            cli, ["search", "pip", "--index", str(indexed), "--json", "--mode", "bm25"]
+        ).stdout
+    )
     assert all(set(r["scores"]) == set() for r in bm25["results"])
 
 
-def test_index_from_environment_variable(runner: CliRunner, indexed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_index_from_environment_variable(
+    runner: CliRunner, indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGKIT_INDEX", str(indexed))
     result = runner.invoke(cli, ["search", "wolves"])
     assert result.exit_code == 0 and "dogs.md#" in result.stdout
@@ -101,8 +116,16 @@ def test_ask_without_key_json(runner: CliRunner, indexed: Path) -> None:
     assert "ANTHROPIC_API_KEY" in result.stderr
 
 
-@pytest.mark.parametrize("argv", [["search", "", "--index", "x"], ["ask", "  ", "--index", "x"],
-                                  ["search", "cats", "-k", "0"], ["index"], ["bogus"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "", "--index", "x"],
+        ["ask", "  ", "--index", "x"],
+        ["search", "cats", "-k", "0"],
+        ["index"],
+        ["bogus"],
+    ],
+)
 def test_usage_errors_exit_2(runner: CliRunner, argv: list[str]) -> None:
     assert runner.invoke(cli, argv).exit_code == 2
 
@@ -125,15 +148,24 @@ def test_index_missing_folder(tmp_path: Path, runner: CliRunner) -> None:
     assert result.exit_code == 1 and "not a directory" in result.stderr
 
 
-def test_index_refuses_foreign_directory(tmp_path: Path, runner: CliRunner, corpus_dir: Path) -> None:
+def test_index_refuses_foreign_directory(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
     result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(corpus_dir)])
     assert result.exit_code == 1 and "not a ragkit index" in result.stderr
     assert sorted(p.name for p in corpus_dir.iterdir()) == sorted(SMALL_CORPUS)
 
 
-def test_keyword_only_index_and_vector_mode(tmp_path: Path, runner: CliRunner, corpus_dir: Path) -> None:
+def test_keyword_only_index_and_vector_mode(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
     path = tmp_path / "kw"
-    assert runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--keyword-only"]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli, ["index", str(corpus_dir), "--index", str(path), "--keyword-only"]
+        ).exit_code
+        == 0
+    )
     ok = runner.invoke(cli, ["search", "wolves", "--index", str(path)])
     assert ok.exit_code == 0 and "dogs.md#" in ok.stdout
     bad = runner.invoke(cli, ["search", "wolves", "--index", str(path), "--mode", "vector"])
@@ -142,8 +174,12 @@ def test_keyword_only_index_and_vector_mode(tmp_path: Path, runner: CliRunner, c
 
 def _tiny_beir(folder: Path) -> Path:
     folder.mkdir()
-    docs = {"d1": ("Cats", "Cats purr and sleep."), "d2": ("Dogs", "Dogs bark loudly."),
-            "d3": ("Rust", "Rust has a borrow checker."), "d4": ("", "Python uses pip.")}
+    docs = {
+        "d1": ("Cats", "Cats purr and sleep."),
+        "d2": ("Dogs", "Dogs bark loudly."),
+        "d3": ("Rust", "Rust has a borrow checker."),
+        "d4": ("", "Python uses pip."),
+    }
     with open(folder / "corpus.jsonl", "w") as fh:
         for doc_id, (title, text) in docs.items():
             fh.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
@@ -160,14 +196,23 @@ def test_eval_json(tmp_path: Path, runner: CliRunner, mode: str) -> None:
     result = runner.invoke(cli, ["eval", str(data_dir), "--retriever", mode, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10", "index_s", "query_p50_ms",
-                "query_p95_ms", "n_queries"):
+    for key in (
+        "ndcg@10",
+        "recall@10",
+        "recall@100",
+        "mrr@10",
+        "index_s",
+        "query_p50_ms",
+        "query_p95_ms",
+        "n_queries",
+    ):
         assert key in report
     assert report["n_queries"] == 2 and report["recall@10"] == 1.0
 
 
-def test_eval_cache_reuses_the_index(tmp_path: Path, runner: CliRunner,
-                                     _fake_default_embedder: FakeEmbedder) -> None:
+def test_eval_cache_reuses_the_index(
+    tmp_path: Path, runner: CliRunner, _fake_default_embedder: FakeEmbedder
+) -> None:
     data_dir = _tiny_beir(tmp_path / "beir")
     args = ["eval", str(data_dir), "--cache", str(tmp_path / "cache"), "--json"]
     first = json.loads(runner.invoke(cli, args).stdout)
@@ -204,12 +249,24 @@ def _sse(name: str):  # type: ignore[no-untyped-def]
 
 def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
     rec = with_claude(["success"])
-    result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--json",
-                                 "--audit", str(indexed.parent / "audit.jsonl")])
+    result = runner.invoke(
+        cli,
+        [
+            "ask",
+            "How do dogs learn?",
+            "--index",
+            str(indexed),
+            "--json",
+            "--audit",
+            str(indexed.parent / "audit.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"].startswith("Dogs learn commands")
-    assert data["citations"] and all(c["chunk_id"].startswith("dogs.md#") for c in data["citations"])
+    assert data["citations"] and all(
+        c["chunk_id"].startswith("dogs.md#") for c in data["citations"]
+    )
     assert data["usage"]["input_tokens"] > 0 and data["cost_usd"] is not None
     assert rec.last["model"] == "claude-haiku-4-5"
     sent = [b for b in rec.last["messages"][0]["content"] if b["type"] == "search_result"]
@@ -219,8 +276,12 @@ def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> Non
     assert "test-key" not in (indexed.parent / "audit.jsonl").read_text()
 
 
-def test_ask_streams_by_default(runner: CliRunner, indexed: Path, with_claude,  # type: ignore[no-untyped-def]
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ask_streams_by_default(
+    runner: CliRunner,
+    indexed: Path,
+    with_claude,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rec = with_claude([_sse("success.sse")])
     monkeypatch.setenv("RAGKIT_MODEL", "claude-haiku-4-5-20251001")
     result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed)])
@@ -234,13 +295,17 @@ def test_ask_api_error_is_one_line(runner: CliRunner, indexed: Path, with_claude
     from .conftest import load_message
 
     with_claude([(529, load_message("error_529"), {"request-id": "req_abc"})])
-    result = runner.invoke(cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--no-stream"])
+    result = runner.invoke(
+        cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--no-stream"]
+    )
     assert result.exit_code == 1
     assert "529" in result.stderr and "Traceback" not in result.output
 
 
 def test_ask_without_key_reports_plan(runner: CliRunner, indexed: Path) -> None:
-    result = runner.invoke(cli, ["ask", "What do cats eat?", "--index", str(indexed), "--strategy", "retrieve"])
+    result = runner.invoke(
+        cli, ["ask", "What do cats eat?", "--index", str(indexed), "--strategy", "retrieve"]
+    )
     assert result.exit_code == 0, result.output
     assert "Would send" in result.stdout
 

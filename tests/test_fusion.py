@@ -41,8 +41,14 @@ def test_zscore_hand_computed() -> None:
     fused = dict(zscore_fusion([BM25, DENSE]))
     m1, s1 = 22 / 3, math.sqrt(((12 - 22 / 3) ** 2 + (8 - 22 / 3) ** 2 + (2 - 22 / 3) ** 2) / 3)
     m2, s2 = 0.5, math.sqrt((0.4**2 + 0 + 0.4**2) / 3)
-    z = {("1", "a"): (12 - m1) / s1, ("1", "b"): (8 - m1) / s1, ("1", "c"): (2 - m1) / s1,
-         ("2", "c"): (0.9 - m2) / s2, ("2", "a"): 0.0, ("2", "d"): (0.1 - m2) / s2}
+    z = {
+        ("1", "a"): (12 - m1) / s1,
+        ("1", "b"): (8 - m1) / s1,
+        ("1", "c"): (2 - m1) / s1,
+        ("2", "c"): (0.9 - m2) / s2,
+        ("2", "a"): 0.0,
+        ("2", "d"): (0.1 - m2) / s2,
+    }
     floor1, floor2 = z[("1", "c")], z[("2", "d")]
     assert fused["a"] == pytest.approx(z[("1", "a")] + z[("2", "a")])
     assert fused["b"] == pytest.approx(z[("1", "b")] + floor2)

@@ -143,7 +143,10 @@ def test_save_load_round_trip(tmp_path: Path, emb: FakeEmbedder) -> None:
     loaded.remove(["b.md"])
     loaded.add([Document("f.md", "Fish swim in schools near the reef.")])
     fresh = Index(embedder=emb, chunk_size=64, chunk_overlap=8)
-    fresh.add([d for d in DOCS if d.id != "b.md"] + [Document("f.md", "Fish swim in schools near the reef.")])
+    fresh.add(
+        [d for d in DOCS if d.id != "b.md"]
+        + [Document("f.md", "Fish swim in schools near the reef.")]
+    )
     assert _results(loaded) == _results(fresh)
 
 
@@ -186,9 +189,21 @@ def test_refuses_to_save_over_a_foreign_directory(tmp_path: Path, emb: FakeEmbed
     assert (tmp_path / "mydocs" / "precious.txt").read_text() == "do not delete"
 
 
-@pytest.mark.parametrize("damage", ["truncate_chunks", "truncate_bm25", "truncate_vectors",
-                                    "garbage_manifest", "version", "missing_vectors", "current"])
-def test_corrupt_index_raises_index_format_error(tmp_path: Path, emb: FakeEmbedder, damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncate_chunks",
+        "truncate_bm25",
+        "truncate_vectors",
+        "garbage_manifest",
+        "version",
+        "missing_vectors",
+        "current",
+    ],
+)
+def test_corrupt_index_raises_index_format_error(
+    tmp_path: Path, emb: FakeEmbedder, damage: str
+) -> None:
     index = Index(embedder=emb)
     index.add(DOCS)
     root = index.save(tmp_path / "idx")
@@ -252,11 +267,14 @@ def test_index_folder_keeps_unreadable_files_indexed(tmp_path: Path, emb: FakeEm
     index_folder(folder, path, embedder=emb)
     (folder / "dogs.md").write_bytes(b"\xff\xfe\x00binary\x00now")
     updated = index_folder(folder, path, embedder=emb)
-    assert "dogs.md" in updated.document_ids, "a file that became unreadable is not dropped silently"
+    assert "dogs.md" in updated.document_ids, (
+        "a file that became unreadable is not dropped silently"
+    )
 
 
-def test_index_folder_rebuilds_when_chunking_changes(tmp_path: Path, emb: FakeEmbedder,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_index_folder_rebuilds_when_chunking_changes(
+    tmp_path: Path, emb: FakeEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     index_folder(folder, tmp_path / "idx", embedder=emb, chunk_size=256, chunk_overlap=32)
     with caplog.at_level(logging.WARNING, logger="ragkit"):

@@ -56,8 +56,12 @@ def _overlap() -> Retriever:
 
 
 FACTORIES = {
-    "bm25": _bm25, "vector": _vector, "hybrid-rrf": _hybrid("rrf"),
-    "hybrid-minmax": _hybrid("minmax"), "hybrid-zscore": _hybrid("zscore"), "subclass": _overlap,
+    "bm25": _bm25,
+    "vector": _vector,
+    "hybrid-rrf": _hybrid("rrf"),
+    "hybrid-minmax": _hybrid("minmax"),
+    "hybrid-zscore": _hybrid("zscore"),
+    "subclass": _overlap,
 }
 
 
