@@ -507,13 +507,7 @@ def eval_cmd(
     """
     from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from .evaluation import evaluate, load_beir
-    from .index import (
-        DEFAULT_DEPTH,
-        DEFAULT_FUSION,
-        DEFAULT_WEIGHTS,
-        SearchMode,
-        build_dataset_index,
-    )
+    from .index import SearchMode, build_dataset_index
 
     size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
     lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
@@ -536,12 +530,8 @@ def eval_cmd(
             progress.close()
         index_s = time.perf_counter() - started
         try:
-            # The cache is eval's own: score the library defaults unless --fusion says otherwise.
             retriever = index.retriever(
-                cast(SearchMode, mode),
-                fusion=cast(FusionMethod, fusion or DEFAULT_FUSION),
-                weights=DEFAULT_WEIGHTS,
-                depth=DEFAULT_DEPTH,
+                cast(SearchMode, mode), fusion=cast("FusionMethod | None", fusion)
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
@@ -553,7 +543,7 @@ def eval_cmd(
             hits = retriever.retrieve(query, depth)
             return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
 
-        name = f"{mode}-{fusion or DEFAULT_FUSION}" if mode == "hybrid" else mode
+        name = f"{mode}-{fusion or index.fusion}" if mode == "hybrid" else mode
         report = evaluate(search, dataset, k=k, index_s=index_s, retriever=name)
     result = report.as_dict()
     if as_json:

@@ -396,9 +396,6 @@ class Index:
             "dim": self._vectors.dim if self._vectors is not None else None,
             "chunk_size": self.chunk_size,
             "chunk_overlap": self.chunk_overlap,
-            "fusion": self.fusion,
-            "weights": list(self.weights) if self.weights is not None else None,
-            "depth": self.depth,
             "bm25": self._bm25.config(),
             "next_key": self._next_key,
             "documents": {
@@ -479,7 +476,15 @@ class Index:
         _fsync_dir(folder)
 
     @classmethod
-    def load(cls, path: str | Path, *, embedder: EmbedderArg = "default") -> Index:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        embedder: EmbedderArg = "default",
+        fusion: FusionMethod = DEFAULT_FUSION,
+        weights: Sequence[float] | None = DEFAULT_WEIGHTS,
+        depth: int = DEFAULT_DEPTH,
+    ) -> Index:
         """Load an index saved by :meth:`save`.
 
         Args:
@@ -489,6 +494,10 @@ class Index:
                 loaded where its embedder is unavailable falls back to keyword-only search, with
                 a warning.
 
+            fusion, weights, depth: hybrid search settings, as for :class:`Index`. They are
+                query-time choices and are not stored in the index, so improved defaults in a
+                newer ragkit apply to indexes built by an older one.
+
         Raises:
             IndexFormatError: missing, corrupt, truncated, or written by another format version.
             EmbeddingError: ``embedder`` is not the model the index was built with.
@@ -496,7 +505,7 @@ class Index:
         root = Path(path)
         folder, manifest = _read_manifest(root)
         try:
-            return cls._from_generation(folder, manifest, embedder)
+            return cls._from_generation(folder, manifest, embedder, fusion, weights, depth)
         except IndexFormatError:
             raise
         except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError, EOFError) as exc:
@@ -506,7 +515,13 @@ class Index:
 
     @classmethod
     def _from_generation(
-        cls, folder: Path, manifest: dict[str, Any], embedder: EmbedderArg
+        cls,
+        folder: Path,
+        manifest: dict[str, Any],
+        embedder: EmbedderArg,
+        fusion: FusionMethod,
+        weights: Sequence[float] | None,
+        depth: int,
     ) -> Index:
         built_with = manifest["embedder"]
         chosen: Embedder | None
@@ -534,9 +549,9 @@ class Index:
             embedder=None,
             chunk_size=int(manifest["chunk_size"]),
             chunk_overlap=int(manifest["chunk_overlap"]),
-            fusion=manifest["fusion"],
-            weights=manifest["weights"],
-            depth=int(manifest["depth"]),
+            fusion=fusion,
+            weights=weights,
+            depth=depth,
         )
         index.embedder = chosen
         index.built_with = built_with
