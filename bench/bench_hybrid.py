@@ -11,7 +11,7 @@ embeddings are computed once before timing, so the latencies exclude the query's
 (reported separately). For each N, interleaved query by query so CPU noise hits all alike:
 
 - BM25 alone, vector exact, vector compressed (1-bit first pass + exact re-scoring),
-- hybrid (RRF over the top 100 of each) with the exact vector scan and with the store's default
+- hybrid (ragkit's defaults: z-score fusion over the top 500 of each) with the exact vector scan and with the store's default
   (compressed above 200k chunks), sequential and with the two retrievers in parallel threads,
 - Recall@10 of the compressed vector search and of the hybrid top 10 against their exact
   versions.
@@ -108,8 +108,9 @@ def bench_n(
     embedder = LookupEmbedder(qvecs)
     bm25_r = BM25Retriever(bm25=bm25, chunks=chunks)
     vec_r = VectorRetriever(store=store, chunks=chunks, embedder=embedder)
-    hybrid = HybridRetriever([bm25_r, vec_r], fusion="rrf", depth=100)
-    hybrid_par = HybridRetriever([bm25_r, vec_r], fusion="rrf", depth=100, parallel=True)
+    # ragkit's defaults: z-score fusion over the top 500 of each retriever.
+    hybrid = HybridRetriever([bm25_r, vec_r])
+    hybrid_par = HybridRetriever([bm25_r, vec_r], parallel=True)
 
     class ExactVector(VectorRetriever):
         def search_vector(self, vector: np.ndarray, k: int):  # type: ignore[no-untyped-def]
@@ -120,7 +121,7 @@ def bench_n(
             return [ScoredChunk(self.chunks[int(a)], float(b)) for a, b in found]
 
     vec_exact = ExactVector(store=store, chunks=chunks, embedder=embedder)
-    hybrid_exact = HybridRetriever([bm25_r, vec_exact], fusion="rrf", depth=100)
+    hybrid_exact = HybridRetriever([bm25_r, vec_exact])
     timers: dict[str, list[float]] = {
         name: []
         for name in (

@@ -20,6 +20,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import numpy as np
+
 __all__ = [
     "FUSION_METHODS",
     "FusionMethod",
@@ -48,8 +50,34 @@ def _check_weights(rankings: Sequence[Ranking], weights: Sequence[float] | None)
     return [float(w) for w in weights]
 
 
-def _sorted(scores: dict[str, float]) -> list[tuple[str, float]]:
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+def _fused(
+    rankings: Sequence[Ranking],
+    weights: Sequence[float] | None,
+    contribution: Callable[[np.ndarray], tuple[np.ndarray, float]],
+) -> list[tuple[str, float]]:
+    """Sum each ranking's weighted per-item contribution (its floor for unlisted items).
+
+    Vectorised with numpy: hybrid search fuses hundreds of candidates per query.
+    """
+    ws = _check_weights(rankings, weights)
+    position: dict[str, int] = {}
+    for ranking in rankings:
+        for doc_id, _ in ranking:
+            position.setdefault(doc_id, len(position))
+    total = np.zeros(len(position), dtype=np.float64)
+    for ranking, w in zip(rankings, ws, strict=True):
+        n = len(ranking)
+        rows = np.fromiter((position[doc_id] for doc_id, _ in ranking), dtype=np.intp, count=n)
+        scores = np.fromiter((score for _, score in ranking), dtype=np.float64, count=n)
+        values, floor = contribution(scores)
+        part = np.full(len(position), w * floor, dtype=np.float64)
+        part[rows] = w * values
+        total += part
+    ids = list(position)
+    # Fused score descending, ties by ID ascending (numpy compares str by code point, as Python
+    # does): deterministic whatever the input order.
+    order = np.lexsort((np.array(ids, dtype=str), -total)) if ids else np.empty(0, dtype=np.intp)
+    return [(ids[i], float(total[i])) for i in order.tolist()]
 
 
 def reciprocal_rank_fusion(
@@ -66,58 +94,29 @@ def reciprocal_rank_fusion(
     """
     if k < 0:
         raise ValueError(f"k ({k}) must be >= 0")
-    ws = _check_weights(rankings, weights)
-    fused: dict[str, float] = {}
-    for ranking, w in zip(rankings, ws, strict=True):
-        for rank, (doc_id, _score) in enumerate(ranking, start=1):
-            fused[doc_id] = fused.get(doc_id, 0.0) + w / (k + rank)
-    return _sorted(fused)
+    return _fused(rankings, weights, lambda s: (1.0 / (k + np.arange(1, s.shape[0] + 1)), 0.0))
 
 
-def _normalised_fusion(
-    rankings: Sequence[Ranking],
-    weights: Sequence[float] | None,
-    normalise: Callable[[list[float]], tuple[list[float], float]],
-) -> list[tuple[str, float]]:
-    ws = _check_weights(rankings, weights)
-    per_ranking: list[tuple[dict[str, float], float]] = []
-    for ranking in rankings:
-        ids = [doc_id for doc_id, _ in ranking]
-        values, floor = normalise([float(score) for _, score in ranking])
-        per_ranking.append((dict(zip(ids, values, strict=True)), floor))
-    all_ids = {doc_id for normed, _ in per_ranking for doc_id in normed}
-    fused = {
-        doc_id: sum(
-            w * normed.get(doc_id, floor)
-            for (normed, floor), w in zip(per_ranking, ws, strict=True)
-        )
-        for doc_id in all_ids
-    }
-    return _sorted(fused)
-
-
-def _minmax(scores: list[float]) -> tuple[list[float], float]:
-    if not scores:
-        return [], 0.0
-    lo, hi = min(scores), max(scores)
+def _minmax(scores: np.ndarray) -> tuple[np.ndarray, float]:
+    if scores.shape[0] == 0:
+        return scores, 0.0
+    lo, hi = float(scores.min()), float(scores.max())
     if hi == lo:  # one result, or all tied: every listed item is as good as the best
-        return [1.0] * len(scores), 0.0
-    return [(s - lo) / (hi - lo) for s in scores], 0.0
+        return np.ones_like(scores), 0.0
+    return (scores - lo) / (hi - lo), 0.0
 
 
-def _zscore(scores: list[float]) -> tuple[list[float], float]:
-    if not scores:
-        return [], 0.0
-    n = len(scores)
-    mean = sum(scores) / n
-    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+def _zscore(scores: np.ndarray) -> tuple[np.ndarray, float]:
+    if scores.shape[0] == 0:
+        return scores, 0.0
+    std = float(scores.std())
     if std == 0.0:
         # One result, or all tied: no spread to standardise by. Listed items still beat unlisted
         # ones, by one standard unit, so a lone keyword hit is not erased by the fusion.
-        return [0.0] * n, -1.0
-    values = [(s - mean) / std for s in scores]
+        return np.zeros_like(scores), -1.0
+    values = (scores - scores.mean()) / std
     # An unlisted item ranks below every listed one: give it the lowest listed value.
-    return values, min(values)
+    return values, float(values.min())
 
 
 def minmax_fusion(
@@ -133,7 +132,7 @@ def minmax_fusion(
         >>> minmax_fusion([[("a", 10.0), ("b", 5.0)], [("b", 0.8), ("a", 0.2)]])
         [('a', 1.0), ('b', 1.0)]
     """
-    return _normalised_fusion(rankings, weights, _minmax)
+    return _fused(rankings, weights, _minmax)
 
 
 def zscore_fusion(
@@ -149,7 +148,7 @@ def zscore_fusion(
         >>> zscore_fusion([[("a", 3.0), ("b", 1.0)], [("a", 0.9), ("b", 0.1)]])
         [('a', 2.0), ('b', -2.0)]
     """
-    return _normalised_fusion(rankings, weights, _zscore)
+    return _fused(rankings, weights, _zscore)
 
 
 def fuse(

@@ -257,20 +257,27 @@ class HybridRetriever(Retriever):
 
     def _search(self, query: str, k: int) -> list[ScoredChunk]:
         rankings = self._rankings(query, max(self.depth, k))
-        return self.fuse_rankings(rankings)[:k]
+        return self.fuse_rankings(rankings, limit=k)
 
-    def fuse_rankings(self, rankings: Sequence[Sequence[ScoredChunk]]) -> list[ScoredChunk]:
-        """Fuse per-retriever results (in ``self.retrievers`` order) into scored chunks."""
-        by_id: dict[str, Chunk] = {}
-        contributions: dict[str, dict[str, float]] = {}
-        for retriever, ranking in zip(self.retrievers, rankings, strict=True):
-            for sc in ranking:
-                by_id[sc.chunk.id] = sc.chunk
-                contributions.setdefault(sc.chunk.id, {})[retriever.name] = sc.score
-        fused = fuse(
-            [[(sc.chunk.id, sc.score) for sc in ranking] for ranking in rankings],
-            self.fusion,
-            weights=self.weights,
-            rrf_k=self.rrf_k,
-        )
-        return [ScoredChunk(by_id[cid], score, contributions[cid]) for cid, score in fused]
+    def fuse_rankings(
+        self, rankings: Sequence[Sequence[ScoredChunk]], limit: int | None = None
+    ) -> list[ScoredChunk]:
+        """Fuse per-retriever results (in ``self.retrievers`` order) into scored chunks.
+
+        Only the best ``limit`` fused results are built (all when ``None``): hybrid search fuses
+        hundreds of candidates to return a handful.
+        """
+        pairs = [[(sc.chunk.id, sc.score) for sc in ranking] for ranking in rankings]
+        fused = fuse(pairs, self.fusion, weights=self.weights, rrf_k=self.rrf_k)
+        if limit is not None:
+            fused = fused[:limit]
+        by_id = {sc.chunk.id: sc.chunk for ranking in rankings for sc in ranking}
+        per_retriever = [(r.name, dict(p)) for r, p in zip(self.retrievers, pairs, strict=True)]
+        return [
+            ScoredChunk(
+                by_id[cid],
+                score,
+                {name: scores[cid] for name, scores in per_retriever if cid in scores},
+            )
+            for cid, score in fused
+        ]

@@ -341,7 +341,9 @@ class VectorStore:
             empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
             return [(empty[0].copy(), empty[1].copy()) for _ in range(m)]
         use_exact = (n < self.binary_threshold) if exact is None else exact
-        candidates = min(n, max(self.rerank, k))
+        # Re-score at least 4k candidates: a fused hybrid search asks for hundreds, and its
+        # normalisation reads the whole list, not just the top 10.
+        candidates = min(n, max(self.rerank, 4 * k))
         if use_exact or candidates >= n:
             return self._exact_many(queries, k)
         kernel = _candidate_kernel()

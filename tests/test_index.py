@@ -302,3 +302,16 @@ def test_copied_index_directory_loads(tmp_path: Path, emb: FakeEmbedder) -> None
     index.save(tmp_path / "idx")
     shutil.copytree(tmp_path / "idx", tmp_path / "copy")
     assert Index.load(tmp_path / "copy", embedder=emb).document_ids == index.document_ids
+
+
+def test_no_embedder_installed_means_keyword_only_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("ragkit.index.default_embedder", lambda: None)
+    monkeypatch.setattr("ragkit.index._warned_keyword_only", False)
+    with caplog.at_level(logging.WARNING, logger="ragkit"):
+        first, second = Index(), Index()
+    assert not first.has_vectors and not second.has_vectors
+    assert caplog.text.count("keyword-only") == 1
+    first.add(DOCS)
+    assert first.search("memory safety", 1)[0].chunk.document_id == "c.txt"
