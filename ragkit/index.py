@@ -423,31 +423,38 @@ class Index:
                 f"cannot save the index to {root}: the directory is not empty and is not a ragkit "
                 "index; choose another --index path"
             )
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-            tmp = root / f".{gen}.tmp"
-            tmp.mkdir()
-            try:
-                self._write_generation(tmp)
-                os.rename(tmp, root / gen)
-                pointer = root / ".CURRENT.tmp"
-                with open(pointer, "w", encoding="utf-8") as fh:
-                    fh.write(gen + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(pointer, root / "CURRENT")
-                _fsync_dir(root)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            for old in root.iterdir():
-                if old.name != gen and (
-                    old.name.startswith("gen-") or old.name.startswith(".gen-")
-                ):
-                    shutil.rmtree(old, ignore_errors=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._save_locked(root)
+        except OSError as exc:  # disk full, permissions, read-only file system
+            raise RagkitError(
+                f"could not save the index to {root}: {exc}; the previous index, if any, is intact"
+            ) from exc
         return root
+
+    def _save_locked(self, root: Path) -> None:
+        gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        tmp = root / f".{gen}.tmp"
+        tmp.mkdir()
+        try:
+            self._write_generation(tmp)
+            os.rename(tmp, root / gen)
+            pointer = root / ".CURRENT.tmp"
+            with open(pointer, "w", encoding="utf-8") as fh:
+                fh.write(gen + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(pointer, root / "CURRENT")
+            _fsync_dir(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # Only now is the new generation live; older ones (and debris of crashed saves) go.
+        for old in root.iterdir():
+            if old.name != gen and (old.name.startswith("gen-") or old.name.startswith(".gen-")):
+                shutil.rmtree(old, ignore_errors=True)
 
     def _write_generation(self, folder: Path) -> None:
         with open(folder / "chunks.jsonl", "w", encoding="utf-8") as fh:

@@ -315,3 +315,22 @@ def test_no_embedder_installed_means_keyword_only_said_once(
     assert caplog.text.count("keyword-only") == 1
     first.add(DOCS)
     assert first.search("memory safety", 1)[0].chunk.document_id == "c.txt"
+
+
+def test_save_failure_is_a_ragkit_error_and_keeps_the_old_index(
+    tmp_path: Path, emb: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = Index(embedder=emb)
+    index.add(DOCS[:2])
+    index.save(tmp_path / "idx")
+    index.add(DOCS[2:])
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ragkit.index._save_npz", disk_full)
+    with pytest.raises(RagkitError, match="No space left on device"):
+        index.save(tmp_path / "idx")
+    monkeypatch.undo()
+    assert Index.load(tmp_path / "idx", embedder=emb).document_ids == ("a.md", "b.md")
+    assert not [p for p in (tmp_path / "idx").iterdir() if p.name.endswith(".tmp")]
