@@ -8,7 +8,8 @@ thresholds, the share of train queries that pass and the share of unrelated ques
 
     .venv/bin/python bench/calibrate_gate.py [--k 5] [--keyword-only] [--out bench/out/gate.json]
 
-The index is cached under bench/data/index-cache, so only the first run embeds the corpus.
+The index is cached under .cache/scifact (shared with tune_fusion.py and `ragkit eval --cache`),
+so only the first run embeds the corpus.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--keyword-only", action="store_true", help="no embedder: coverage only")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "gate.json")
+    ap.add_argument("--cache", type=Path, default=HERE.parent / ".cache" / "scifact")
     args = ap.parse_args()
 
     ds = load_beir(SCIFACT, qrels="qrels-train.tsv")
@@ -67,7 +69,7 @@ def main() -> None:
     ]
     t0 = time.perf_counter()
     index = build_dataset_index(
-        ds.corpus, keyword_only=args.keyword_only, cache=HERE / "data" / "index-cache"
+        ds.corpus, keyword_only=args.keyword_only, cache=args.cache
     )
     print(
         f"index: {len(index)} chunks, vectors={index.has_vectors}, {time.perf_counter() - t0:.0f}s",
