@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,31 @@ _SCAN_BLOCK = 8192
 _ENCODE_BLOCK = 65536
 # Query-score blocks of search_batch's exact path stay under this many floats (64 MB).
 _BATCH_SCORES = 16 * 1024 * 1024
+
+# Below this many stored floats (~32 MB) an exact scan takes a millisecond or two on one core, and
+# waking a second BLAS thread costs more than it saves: measured here, with torch's OpenMP
+# threads from the query embedding still spinning, a 9k x 384 scan stalled to ~100 ms with two
+# OpenBLAS threads and took 0.4 ms with one. Larger scans keep every BLAS thread (bandwidth-bound:
+# 2 threads scan 1M x 384 in ~55 ms, 1 thread in ~100 ms).
+_SMALL_SCAN_FLOATS = 1 << 23
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it, scans use BLAS's own thread count
+        return None
+    return ThreadpoolController()
+
+
+def _scan_threads(floats: int) -> AbstractContextManager[Any]:
+    """One BLAS thread for small scans (see ``_SMALL_SCAN_FLOATS``), the default otherwise."""
+    controller = _blas_controller()
+    if controller is None or floats >= _SMALL_SCAN_FLOATS:
+        return nullcontext()
+    limited: AbstractContextManager[Any] = controller.limit(limits=1, user_api="blas")
+    return limited
 # A unit vector read back from a state must have this norm, within this tolerance (or be zero).
 _NORM_TOLERANCE = 1e-3
 
@@ -364,13 +391,24 @@ class VectorStore:
         matrix = self._vectors[:n]
         block = max(1, min(queries.shape[0], _BATCH_SCORES // n))
         results: list[tuple[np.ndarray, np.ndarray]] = []
+        with _scan_threads(n * self.dim):
+            self._exact_blocks(matrix, queries, block, k, results)
+        return results
+
+    def _exact_blocks(
+        self,
+        matrix: np.ndarray,
+        queries: np.ndarray,
+        block: int,
+        k: int,
+        results: list[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
         for start in range(0, queries.shape[0], block):
             chunk = queries[start : start + block]
             # One query: a BLAS matrix-vector product; several: one matrix product per block,
             # so the 1.5 GB matrix at 1M rows is read once per block instead of once per query.
             scores = (matrix @ chunk[0])[None, :] if chunk.shape[0] == 1 else chunk @ matrix.T
             results.extend(self._top_k(row, None, k) for row in scores)
-        return results
 
     def _top_k(
         self, scores: np.ndarray, rows: np.ndarray | None, k: int
