@@ -11,8 +11,9 @@ embeddings are computed once before timing, so the latencies exclude the query's
 (reported separately). For each N, interleaved query by query so CPU noise hits all alike:
 
 - BM25 alone, vector exact, vector compressed (1-bit first pass + exact re-scoring),
-- hybrid (ragkit's defaults: z-score fusion over the top 500 of each) with the exact vector scan and with the store's default
-  (compressed above 200k chunks), sequential and with the two retrievers in parallel threads,
+- hybrid (ragkit's defaults: z-score fusion over the top 500 of each) with the exact vector
+  scan and with the store's default (compressed above 200k chunks), sequential and with the two
+  retrievers in parallel threads,
 - Recall@10 of the compressed vector search and of the hybrid top 10 against their exact
   versions.
 
