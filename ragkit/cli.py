@@ -143,6 +143,12 @@ def cli(verbose: bool) -> None:
     "--overlap", type=click.IntRange(min=0), default=None, help="Chunk overlap in tokens."
 )
 @click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
+@click.option(
+    "--fallback-encoding",
+    default=None,
+    metavar="ENCODING",
+    help="Read files that are not UTF-8 with this encoding (e.g. cp1252).",
+)
 @json_option
 def index_cmd(
     folder: Path,
@@ -152,6 +158,7 @@ def index_cmd(
     chunk_size: int | None,
     overlap: int | None,
     keyword_only: bool,
+    fallback_encoding: str | None,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
@@ -183,6 +190,7 @@ def index_cmd(
                 folder,
                 include=include or DEFAULT_INCLUDE,
                 exclude=exclude,
+                fallback_encoding=fallback_encoding,
                 progress=progress,
             )
         finally:
@@ -212,8 +220,6 @@ def index_cmd(
         f"{len(update.removed)} removed, "
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → {path}"
     )
-    for s in loaded.skipped:
-        click.echo(f"  skipped {s.path}: {s.reason}", err=True)
 
 
 def _load_index(index_path: str | None) -> Any:

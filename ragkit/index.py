@@ -666,6 +666,7 @@ def update_from_folder(
     include: Sequence[str] = DEFAULT_INCLUDE,
     exclude: Sequence[str] = (),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    fallback_encoding: str | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
@@ -673,7 +674,13 @@ def update_from_folder(
     Files that could not be loaded are reported in the returned ``LoadResult.skipped`` and are
     left as they were in the index (a file that became unreadable is not silently dropped).
     """
-    loaded = load_folder(folder, include=include, exclude=exclude, max_bytes=max_bytes)
+    loaded = load_folder(
+        folder,
+        include=include,
+        exclude=exclude,
+        max_bytes=max_bytes,
+        fallback_encoding=fallback_encoding,
+    )
     update = index.add(loaded.documents, progress=progress)
     present = {d.id for d in loaded.documents} | {s.path for s in loaded.skipped}
     gone = [doc_id for doc_id in index.document_ids if doc_id not in present]

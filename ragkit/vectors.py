@@ -66,6 +66,8 @@ def _scan_threads(floats: int) -> AbstractContextManager[Any]:
         return nullcontext()
     limited: AbstractContextManager[Any] = controller.limit(limits=1, user_api="blas")
     return limited
+
+
 # A unit vector read back from a state must have this norm, within this tolerance (or be zero).
 _NORM_TOLERANCE = 1e-3
 

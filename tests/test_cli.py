@@ -60,14 +60,16 @@ def test_index_reports_counts_and_is_incremental(
     assert sum(_fake_default_embedder.calls) == embedded + second["chunks_embedded"]
 
 
-def test_index_human_output_names_skipped_files(tmp_path: Path, runner: CliRunner) -> None:
+def test_index_reports_skipped_files(tmp_path: Path, runner: CliRunner) -> None:
     folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     (folder / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     (folder / "empty.md").write_text("")
     result = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "idx")])
     assert result.exit_code == 0, result.output
     assert "4 documents" in result.stdout and "2 skipped" in result.stdout
-    assert "blob.txt" in result.stderr and "empty.md" in result.stderr
+    again = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "idx"), "--json"])
+    skipped = {s["path"]: s["reason"] for s in json.loads(again.stdout)["skipped"]}
+    assert skipped == {"blob.txt": "binary", "empty.md": "empty"}
 
 
 def test_search_prints_chunk_ids(runner: CliRunner, indexed: Path) -> None:
@@ -318,3 +320,17 @@ def test_cost_reproduces_the_design_arithmetic(runner: CliRunner) -> None:
     assert data["per_day_usd"] == pytest.approx(1.2)
     bad = runner.invoke(cli, ["cost", "--model", "no-such-model"])
     assert bad.exit_code == 2 and "has no price" in bad.output
+
+
+def test_index_fallback_encoding_reads_legacy_files(tmp_path: Path, runner: CliRunner) -> None:
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    (folder / "legacy.txt").write_bytes("Le café crème est servi chaud.".encode("cp1252"))
+    path = str(tmp_path / "idx")
+    first = json.loads(runner.invoke(cli, ["index", str(folder), "--index", path, "--json"]).stdout)
+    assert [s["path"] for s in first["skipped"]] == ["legacy.txt"]
+    second = runner.invoke(
+        cli, ["index", str(folder), "--index", path, "--json", "--fallback-encoding", "cp1252"]
+    )
+    assert json.loads(second.stdout)["added"] == ["legacy.txt"]
+    hit = json.loads(runner.invoke(cli, ["search", "café crème", "--index", path, "--json"]).stdout)
+    assert hit["results"][0]["id"] == "legacy.txt#0" and "café" in hit["results"][0]["text"]
