@@ -30,7 +30,7 @@ from ragkit.evaluation import load_beir  # noqa: E402
 from ragkit.index import build_dataset_index  # noqa: E402
 
 COSINES = [0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50]
-COVERAGES = [0.2, 0.25, 0.3, 0.34, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
+COVERAGES = [0.2, 0.25, 0.3, 0.34, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7]
 
 
 def signals(index, questions: list[str], k: int) -> list[tuple[float | None, float | None]]:
@@ -38,7 +38,9 @@ def signals(index, questions: list[str], k: int) -> list[tuple[float | None, flo
     retriever = index.retriever()
     out = []
     for q in questions:
-        verdict = probe.check(q, retriever.retrieve(q, k), retriever_name=retriever.name)
+        verdict = probe.check(
+            q, retriever.retrieve(q, k), retriever_name=retriever.name, idf=index.keyword_idf
+        )
         out.append((verdict.top_cosine, verdict.coverage))
     return out
 

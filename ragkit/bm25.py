@@ -780,6 +780,22 @@ class BM25Index:
         order = np.lexsort((cand_keys, -cand_scores))[:k]
         return cand_keys[order], cand_scores[order]
 
+    def document_frequencies(self, terms: Sequence[str]) -> list[int]:
+        """How many live documents contain each analysed term (0 for unknown terms).
+
+        Example:
+            >>> index = BM25Index(analyzer=Analyzer(stemmer=None, stopwords=None))
+            >>> index.add([0, 1, 2], ["cat", "cat dog", "fish"])
+            >>> index.document_frequencies(["cat", "bird"])
+            [2, 0]
+        """
+        df = self._df.view
+        out = []
+        for term in terms:
+            term_id = self._vocab.get(term)
+            out.append(int(df[term_id]) if term_id is not None and term_id < len(df) else 0)
+        return out
+
     def get_scores(self, tokens: Sequence[str], keys: Sequence[int] | np.ndarray) -> FloatArray:
         """The score of each given key for analysed query terms (0 where no term matches).
 

@@ -69,12 +69,13 @@ queries pass, 96.8% of the 62 unrelated questions are stopped (0.30: 99.8% / 82.
 0.40: 97.0% / 100%)."""
 
 MIN_COVERAGE = 0.34
-"""The share of the question's content terms (stemmed) found in one of the top chunks at or
-above which retrieval counts as evidence; used when the index has no vectors.
+"""The idf-weighted share of the question's content terms (stemmed) found in one of the top
+chunks at or above which retrieval counts as evidence; used when the index has no vectors.
 
-SciFact train, keyword-only index, k=5: 95.5% of train queries pass, 54.8% of unrelated
-questions are stopped. A weak signal (claims paraphrase their abstracts), so the default gate
-prefers the cosine whenever there is one."""
+SciFact train, keyword-only index, k=5, terms weighted by idf: 94.4% of train queries pass,
+67.7% of unrelated questions are stopped (unweighted: 95.5% / 54.8%). A weaker signal than
+the cosine (claims paraphrase their abstracts), so the default gate prefers the cosine whenever
+there is one."""
 
 Mode = Literal["auto", "retrieve", "full"]
 
@@ -304,24 +305,36 @@ def _terms(text: str) -> set[str]:
     return set(_stemmer().stemWords(words))
 
 
-def query_coverage(question: str, chunks: Iterable[Chunk]) -> float | None:
+IdfFn = Callable[[Sequence[str]], Sequence[float]]
+"""Maps stemmed terms to their idf in the index (``Index.keyword_idf``)."""
+
+
+def query_coverage(
+    question: str, chunks: Iterable[Chunk], *, idf: IdfFn | None = None
+) -> float | None:
     """The largest share of the question's content terms that one chunk contains (0..1).
 
     Terms are lower-cased, stop words dropped and Snowball-stemmed (PyStemmer), so "mice" and
-    "mouse" differ but "studies" and "study" match. ``None`` when the question has no content
-    terms. A keyword signal that needs nothing from the index: unlike a raw BM25 score it is
-    comparable across questions.
+    "mouse" differ but "studies" and "study" match. With ``idf`` each term counts by its idf in
+    the index, so matching "salmon" weighs more than matching "well", and a term the corpus never
+    uses (the highest idf) pulls the coverage down. ``None`` when the question has no content
+    terms. Unlike a raw BM25 score it is comparable across questions.
 
     Example:
         >>> query_coverage("what do cats eat", [Chunk("c#0", "A cat eats fish.", "c", 0, 16)])
         1.0
     """
-    wanted = _terms(question)
+    wanted = sorted(_terms(question))
     if not wanted:
+        return None
+    weights = [float(w) for w in idf(wanted)] if idf is not None else [1.0] * len(wanted)
+    total = sum(weights)
+    if total <= 0:
         return None
     best = 0.0
     for chunk in chunks:
-        best = max(best, len(wanted & _terms(chunk.text)) / len(wanted))
+        have = _terms(chunk.text)
+        best = max(best, sum(w for t, w in zip(wanted, weights, strict=True) if t in have) / total)
     return best
 
 
@@ -390,7 +403,12 @@ class EvidenceGate:
         return all(votes) if self.combine == "all" else any(votes)
 
     def check(
-        self, question: str, retrieved: Sequence[ScoredChunk], *, retriever_name: str | None = None
+        self,
+        question: str,
+        retrieved: Sequence[ScoredChunk],
+        *,
+        retriever_name: str | None = None,
+        idf: IdfFn | None = None,
     ) -> GateVerdict:
         """Judge the evidence in ``retrieved`` (best first) for ``question``.
 
@@ -399,6 +417,8 @@ class EvidenceGate:
             retrieved: the retrieved chunks, best first.
             retriever_name: for results with no per-retriever ``scores`` (a plain retriever),
                 the retriever's ``name``: with ``"vector"`` the score is taken as a cosine.
+            idf: term weights for the coverage signal (``Index.keyword_idf``); unweighted
+                without it.
         """
         if not retrieved:
             return GateVerdict(False, "Retrieval returned nothing: the index is empty.")
@@ -406,7 +426,8 @@ class EvidenceGate:
         if not cosines and retriever_name == "vector":
             cosines = [sc.score for sc in retrieved]
         top_cosine = max(cosines) if cosines else None
-        coverage = query_coverage(question, [sc.chunk for sc in retrieved[: self.window]])
+        window = [sc.chunk for sc in retrieved[: self.window]]
+        coverage = query_coverage(question, window, idf=idf)
         facts = []
         if top_cosine is not None:
             facts.append(f"best cosine {top_cosine:.2f}")
@@ -590,7 +611,10 @@ def retrieve_context(
     the_gate = DEFAULT_GATE if gate is True else gate or None
     if the_gate is not None:
         verdict = the_gate.check(
-            question, retrieved, retriever_name=getattr(retriever, "name", None)
+            question,
+            retrieved,
+            retriever_name=getattr(retriever, "name", None),
+            idf=getattr(index, "keyword_idf", None),
         )
         if not verdict.passed:
             return ContextPlan(

@@ -35,7 +35,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-from .bm25 import BM25Index
+from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, check_embeddings, default_embedder
 from .errors import EmbeddingError, IndexFormatError, RagkitError
@@ -221,6 +221,15 @@ class Index:
         if keys is not None and ordinal.isdigit() and int(ordinal) < len(keys):
             return self._chunks[keys[int(ordinal)]]
         raise KeyError(f"no chunk {chunk_id!r} in this index")
+
+    def keyword_idf(self, terms: Sequence[str]) -> list[float]:
+        """Lucene idf of each analysed term in this index (an unknown term gets the largest).
+
+        Used by the evidence gate to weight the question's terms: matching a rare term is better
+        evidence than matching a common one.
+        """
+        n = len(self._bm25)
+        return [lucene_idf(df, n) for df in self._bm25.document_frequencies(terms)]
 
     # -- searching -----------------------------------------------------------------------------
 

@@ -220,3 +220,33 @@ def test_plan_with_a_bare_retriever() -> None:
     with pytest.raises(ValueError, match="question"):
         retrieve_context("  ", r)
     assert retrieve_context("dogs?", Fixed([])).strategy == "none"
+
+
+def test_idf_weighted_coverage_favours_rare_terms() -> None:
+    from ragkit.context import query_coverage
+    from ragkit.types import Chunk
+
+    chunk = Chunk("c#0", "The salmon swam well upstream.", "c", 0, 30)
+    weights = {"salmon": 5.0, "well": 0.5, "wine": 8.0}
+
+    def idf(terms):  # type: ignore[no-untyped-def]
+        return [weights.get(t, 1.0) for t in terms]
+
+    # unweighted, "wine" and "well" count alike; weighted, missing the rare "wine" costs more
+    assert query_coverage("salmon well wine", [chunk]) == pytest.approx(2 / 3)
+    assert query_coverage("salmon well wine", [chunk], idf=idf) == pytest.approx(5.5 / 13.5)
+
+
+def test_index_keyword_idf_orders_terms_by_rarity() -> None:
+    from ragkit.index import Index
+    from ragkit.types import Document
+
+    index = Index(embedder=None)
+    index.add(
+        [
+            Document(f"d{i}.md", f"common words here, doc {i}" + (" rare" if i == 0 else ""))
+            for i in range(5)
+        ]
+    )
+    common, rare, unknown = index.keyword_idf(["common", "rare", "zebra"])
+    assert common < rare < unknown
