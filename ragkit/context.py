@@ -214,9 +214,14 @@ def merge_passages(
         >>> merge_passages([b, a])[0].text
         'abcdef'
     """
+    ranked = ((r, c.chunk if isinstance(c, ScoredChunk) else c) for r, c in enumerate(chunks))
+    return _passages_by_document(ranked, gap)
+
+
+def _passages_by_document(ranked: Iterable[tuple[int, Chunk]], gap: int | None) -> list[Passage]:
+    """Group ranked chunks by document, merge each document's run, order by best rank."""
     by_doc: dict[str, list[tuple[int, Chunk]]] = {}
-    for rank, item in enumerate(chunks):
-        chunk = item.chunk if isinstance(item, ScoredChunk) else item
+    for rank, chunk in ranked:
         by_doc.setdefault(chunk.document_id, []).append((rank, chunk))
     passages: list[Passage] = []
     for run in by_doc.values():
@@ -232,15 +237,7 @@ def corpus_passages(chunks: Iterable[Chunk]) -> list[Passage]:
     Each document's segments stay attributed to their chunks, so citations of whole-corpus
     blocks still map to chunk IDs.
     """
-    by_doc: dict[str, list[tuple[int, Chunk]]] = {}
-    for rank, chunk in enumerate(chunks):
-        by_doc.setdefault(chunk.document_id, []).append((rank, chunk))
-    passages: list[Passage] = []
-    for run in by_doc.values():
-        run.sort(key=lambda rc: (rc[1].start, rc[1].end))
-        passages.extend(_merge_run(run, gap=None))
-    passages.sort(key=lambda p: p.rank)
-    return passages
+    return _passages_by_document(enumerate(chunks), None)
 
 
 def estimate_passage_tokens(passage: Passage, count: Callable[[str], int] = count_tokens) -> int:

@@ -161,24 +161,6 @@ def test_save_replaces_previous_generation(tmp_path: Path, emb: FakeEmbedder) ->
     assert Index.load(tmp_path / "idx", embedder=emb).document_ids == index.document_ids
 
 
-def test_crash_mid_save_leaves_previous_index_loadable(
-    tmp_path: Path, emb: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    index = Index(embedder=emb)
-    index.add(DOCS[:2])
-    index.save(tmp_path / "idx")
-    index.add(DOCS[2:])
-
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("ragkit.index._save_npz", crash)
-    with pytest.raises(KeyboardInterrupt):
-        index.save(tmp_path / "idx")
-    monkeypatch.undo()
-    assert Index.load(tmp_path / "idx", embedder=emb).document_ids == ("a.md", "b.md")
-
-
 def test_refuses_to_save_over_a_foreign_directory(tmp_path: Path, emb: FakeEmbedder) -> None:
     (tmp_path / "mydocs").mkdir()
     (tmp_path / "mydocs" / "precious.txt").write_text("do not delete")
@@ -317,19 +299,30 @@ def test_no_embedder_installed_means_keyword_only_said_once(
     assert first.search("memory safety", 1)[0].chunk.document_id == "c.txt"
 
 
-def test_save_failure_is_a_ragkit_error_and_keeps_the_old_index(
-    tmp_path: Path, emb: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        (KeyboardInterrupt(), KeyboardInterrupt),  # killed mid-save
+        (OSError(28, "No space left on device"), RagkitError),  # disk full
+    ],
+)
+def test_failed_save_keeps_the_previous_index_loadable(
+    tmp_path: Path,
+    emb: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+    raised: type[BaseException],
 ) -> None:
     index = Index(embedder=emb)
     index.add(DOCS[:2])
     index.save(tmp_path / "idx")
     index.add(DOCS[2:])
 
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError(28, "No space left on device")
+    def fail(*args: object, **kwargs: object) -> None:
+        raise failure
 
-    monkeypatch.setattr("ragkit.index._save_npz", disk_full)
-    with pytest.raises(RagkitError, match="No space left on device"):
+    monkeypatch.setattr("ragkit.index._save_npz", fail)
+    with pytest.raises(raised):
         index.save(tmp_path / "idx")
     monkeypatch.undo()
     assert Index.load(tmp_path / "idx", embedder=emb).document_ids == ("a.md", "b.md")
