@@ -302,7 +302,7 @@ def test_no_embedder_installed_means_keyword_only_said_once(
 @pytest.mark.parametrize(
     ("failure", "raised", "message"),
     [
-        (KeyboardInterrupt(), KeyboardInterrupt, ""),  # killed mid-save
+        (KeyboardInterrupt(), KeyboardInterrupt, None),  # killed mid-save
         (OSError(28, "No space left on device"), RagkitError, "No space left on device"),
     ],
 )
@@ -312,7 +312,7 @@ def test_failed_save_keeps_the_previous_index_loadable(
     monkeypatch: pytest.MonkeyPatch,
     failure: BaseException,
     raised: type[BaseException],
-    message: str,
+    message: str | None,
 ) -> None:
     index = Index(embedder=emb)
     index.add(DOCS[:2])
