@@ -52,11 +52,13 @@ def json_option(f: F) -> F:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Turn ragkit's run-time errors into click's one-line message and exit code 1."""
+    """Run-time errors: one-line message, exit 1. Bad option values (ValueError): exit 2."""
     try:
         yield
     except RagkitError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # a bad value the user passed through an option
+        raise click.UsageError(str(exc)) from exc
 
 
 class _Progress:

@@ -334,3 +334,14 @@ def test_index_fallback_encoding_reads_legacy_files(tmp_path: Path, runner: CliR
     assert json.loads(second.stdout)["added"] == ["legacy.txt"]
     hit = json.loads(runner.invoke(cli, ["search", "café crème", "--index", path, "--json"]).stdout)
     assert hit["results"][0]["id"] == "legacy.txt#0" and "café" in hit["results"][0]["text"]
+
+
+def test_bad_option_value_is_a_usage_error(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    result = runner.invoke(
+        cli,
+        ["index", str(corpus_dir), "--index", str(tmp_path / "idx"), "--fallback-encoding", "nope"],
+    )
+    assert result.exit_code == 2 and "not a known codec" in result.output
+    assert "Traceback" not in result.output
