@@ -623,7 +623,10 @@ def _read_manifest(root: Path) -> tuple[Path, dict[str, Any]]:
                 f"no index at {root}; build one with `ragkit index DIR --index {root}`"
             )
         raise IndexFormatError(f"{root} is not a ragkit index (no CURRENT file)")
-    gen = (root / "CURRENT").read_text(encoding="utf-8").strip()
+    try:
+        gen = (root / "CURRENT").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"{root}/CURRENT is unreadable: {exc}") from exc
     folder = root / gen
     if not gen or "/" in gen or not folder.is_dir():
         raise IndexFormatError(f"{root}/CURRENT names a missing generation {gen!r}")

@@ -181,6 +181,7 @@ def test_refuses_to_save_over_a_foreign_directory(tmp_path: Path, emb: FakeEmbed
         "version",
         "missing_vectors",
         "current",
+        "binary_current",
     ],
 )
 def test_corrupt_index_raises_index_format_error(
@@ -204,6 +205,8 @@ def test_corrupt_index_raises_index_format_error(
         os.remove(gen / "vectors.npz")
     elif damage == "current":
         (root / "CURRENT").write_text("gen-does-not-exist\n")
+    elif damage == "binary_current":
+        (root / "CURRENT").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(IndexFormatError):
         Index.load(root, embedder=emb)
 
