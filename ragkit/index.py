@@ -62,10 +62,11 @@ logger = logging.getLogger("ragkit")
 FORMAT_NAME = "ragkit-index"
 FORMAT_VERSION = 1
 SearchMode = Literal["hybrid", "bm25", "vector"]
-# Chosen on SciFact *train* by bench/tune_fusion.py (grid: rrf/minmax/zscore x vector weight
-# 0.1..0.9 x depth 25..500 x rrf k): z-score fusion with equal weights over the top 500 of each
-# retriever had the best train nDCG@10 (0.740; rrf's best 0.724, minmax's 0.739). Equal weights
-# and a parameter-free normalisation carry over to other collections better than a tuned weight.
+# Chosen on SciFact *train* by bench/tune_fusion.py, jointly with BM25's k1/b (grid: BM25 k1/b x
+# rrf/minmax/zscore x vector weight 0.3..0.7 x depth 100..500 x rrf k): z-score fusion with equal
+# weights over the top 500 of each retriever had the best train nDCG@10 (0.740; min-max's best
+# 0.739, rrf's 0.724). Equal weights and a parameter-free normalisation carry over to other
+# collections better than a tuned weight.
 DEFAULT_FUSION: FusionMethod = "zscore"
 DEFAULT_WEIGHTS: tuple[float, float] | None = None
 DEFAULT_DEPTH = 500
@@ -315,49 +316,49 @@ class Index:
         added: list[str] = []
         replaced: list[str] = []
         unchanged: list[str] = []
-        pending: list[tuple[Document, list[Chunk]]] = []
+        pending: list[tuple[str, str, list[Chunk]]] = []
         for doc_id, doc in latest.items():
             digest = doc.content_hash
             if self._doc_hash.get(doc_id) == digest:
                 unchanged.append(doc_id)
                 continue
             (replaced if doc_id in self._doc_hash else added).append(doc_id)
-            pending.append(
-                (doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap))
-            )
-        new_chunks = [c for _, chunks in pending for c in chunks]
-        vectors = self._embed(new_chunks, progress)
+            chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            pending.append((doc_id, digest, chunks))
+        new_chunks = [c for _, _, chunks in pending for c in chunks]
+        texts = [_embedding_text(c) for c in new_chunks]
+        vectors = self._embed(texts, progress)
         # Nothing has changed yet; from here on only in-memory bookkeeping that cannot fail.
         self._drop(replaced)
         keys = np.arange(self._next_key, self._next_key + len(new_chunks), dtype=np.int64)
         self._next_key += len(new_chunks)
         position = 0
-        for doc, chunks in pending:
+        for doc_id, digest, chunks in pending:
             doc_keys = [int(k) for k in keys[position : position + len(chunks)]]
             position += len(chunks)
-            self._doc_keys[doc.id] = doc_keys
-            self._doc_hash[doc.id] = doc.content_hash
+            self._doc_keys[doc_id] = doc_keys
+            self._doc_hash[doc_id] = digest
             for key, chunk in zip(doc_keys, chunks, strict=True):
                 self._chunks[key] = chunk
                 self._total_chars += len(chunk.text)
         if new_chunks:
-            self._bm25.add(keys, [_embedding_text(c) for c in new_chunks])
+            self._bm25.add(keys, texts)
             if vectors is not None:
                 if self._vectors is None:
                     self._vectors = VectorStore(vectors.shape[1])
                 self._vectors.add(keys, vectors)
         return IndexUpdate(tuple(added), tuple(replaced), tuple(unchanged), (), len(new_chunks))
 
-    def _embed(self, chunks: Sequence[Chunk], progress: ProgressFn | None) -> np.ndarray | None:
-        if self.embedder is None or not chunks:
+    def _embed(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray | None:
+        if self.embedder is None or not texts:
             return None
         dim = self._vectors.dim if self._vectors is not None else None
         parts: list[np.ndarray] = []
-        total = len(chunks)
+        total = len(texts)
         for start in range(0, total, EMBED_BATCH):
-            batch = chunks[start : start + EMBED_BATCH]
+            batch = texts[start : start + EMBED_BATCH]
             try:
-                raw = self.embedder.embed([_embedding_text(c) for c in batch])
+                raw = self.embedder.embed(batch)
             except RagkitError:
                 raise
             except Exception as exc:  # a third-party embedder's own failure
