@@ -83,6 +83,17 @@ class _Progress:
             self.bar.close()
 
 
+def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
+    """--chunk-size and --overlap with their defaults; a default overlap shrinks with the size."""
+    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
+    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
+    if lap >= size:
+        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    return size, lap
+
+
 def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
     c = sc.chunk
     return {
@@ -170,14 +181,10 @@ def index_cmd(
         ragkit index docs/
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
     """
-    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from .index import open_index, update_from_folder
 
     path = _index_path(index_path)
-    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
-    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
-    if lap >= size:
-        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    size, lap = _chunk_settings(chunk_size, overlap)
     with _errors():
         if not folder.is_dir():
             raise RagkitError(f"{folder} is not a directory")
@@ -513,14 +520,10 @@ def eval_cmd(
         ragkit eval ../shared/data/scifact --cache .cache/scifact --json
         ragkit eval ../shared/data/scifact --qrels qrels-train.tsv --fusion minmax
     """
-    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from .evaluation import evaluate, load_beir
     from .index import SearchMode, build_dataset_index
 
-    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
-    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
-    if lap >= size:
-        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    size, lap = _chunk_settings(chunk_size, overlap)
     with _errors():
         dataset = load_beir(dataset_dir, qrels=qrels)
         progress = _Progress("embedding", enabled=not as_json and mode != "bm25")

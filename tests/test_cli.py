@@ -345,3 +345,15 @@ def test_bad_option_value_is_a_usage_error(
     )
     assert result.exit_code == 2 and "not a known codec" in result.output
     assert "Traceback" not in result.output
+
+
+def test_overlap_not_smaller_than_chunk_size_is_a_usage_error(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    for argv in (
+        ["index", str(corpus_dir), "--index", str(tmp_path / "idx")],
+        ["eval", str(tmp_path)],
+    ):
+        result = runner.invoke(cli, [*argv, "--chunk-size", "32", "--overlap", "32"])
+        assert result.exit_code == 2 and "must be smaller than --chunk-size (32)" in result.output
+    assert not (tmp_path / "idx").exists()
