@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import tiktoken
 
-from .types import Chunk, Document
+from .types import Chunk, Document, Metadata, freeze_metadata
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP",
@@ -573,6 +573,7 @@ def chunk_text(
     size: int = DEFAULT_CHUNK_SIZE,
     overlap: int = DEFAULT_CHUNK_OVERLAP,
     count_tokens: Callable[[str], int] | None = None,
+    metadata: Metadata | None = None,
 ) -> list[Chunk]:
     """Split ``text`` into chunks of at most ``size`` tokens that overlap by up to ``overlap``.
 
@@ -596,6 +597,7 @@ def chunk_text(
         overlap: the most tokens two consecutive chunks share.
         count_tokens: the token counter; defaults to cl100k (an estimate of Claude's count). A
             custom counter is called on many spans: keep it fast.
+        metadata: given to every chunk (one shared read-only mapping).
 
     Returns:
         The chunks in text order; ``[]`` for empty or whitespace-only text.
@@ -619,6 +621,7 @@ def chunk_text(
     outline = _outline(text)
     splitter = _Splitter(text, measure, outline)
     spans = splitter.split(size, overlap)
+    shared = freeze_metadata(metadata)
     return [
         Chunk(
             id=f"{document_id}#{ordinal}",
@@ -627,6 +630,7 @@ def chunk_text(
             start=start,
             end=end,
             headings=outline.path_at(splitter.content_start(start, end)),
+            metadata=shared,
         )
         for ordinal, (start, end) in enumerate(spans)
     ]
@@ -651,4 +655,5 @@ def chunk_document(
         size=size,
         overlap=overlap,
         count_tokens=count_tokens,
+        metadata=document.metadata,
     )

@@ -13,27 +13,69 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "Answer",
     "Chunk",
     "Citation",
     "Document",
+    "Metadata",
     "ScoredChunk",
     "Strategy",
     "Usage",
+    "freeze_metadata",
 ]
+
+Metadata = Mapping[str, Any]
+"""A read-only mapping of metadata: JSON-like values (str, int, float, bool, None, lists)."""
 
 Strategy = Literal["retrieve", "full", "none"]
 """How an answer's context was chosen: retrieved chunks, the whole corpus, or no call at all."""
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
+_NO_METADATA: Metadata = MappingProxyType({})
+
+
+def _freeze_value(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze_value(key, v) for v in value)
+    if hasattr(value, "isoformat"):  # date, datetime: stored as ISO 8601 text, compared as such
+        return str(value.isoformat())
+    raise TypeError(
+        f"metadata[{key!r}] must be a str, number, bool, None, date or a list of those, "
+        f"got {type(value).__name__}"
+    )
+
+
+def freeze_metadata(metadata: Mapping[str, Any] | None) -> Metadata:
+    """A read-only copy of ``metadata`` with JSON-like values (lists become tuples).
+
+    Example:
+        >>> dict(freeze_metadata({"tags": ["a", "b"]}))
+        {'tags': ('a', 'b')}
+    """
+    if not metadata:
+        return _NO_METADATA
+    if isinstance(metadata, MappingProxyType) and all(
+        isinstance(v, (str, bool, int, float, tuple, type(None))) for v in metadata.values()
+    ):
+        return metadata
+    frozen: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata keys must be str, got {type(key).__name__}")
+        frozen[key] = _freeze_value(key, value)
+    return MappingProxyType(frozen)
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One source document: its ID (path relative to the indexed folder, ``/`` separated) and text.
+    """One source document: its ID (path relative to the indexed folder, ``/`` separated), text
+    and metadata (read-only; loaders fill ``path``, ``suffix``, ``size``, ``mtime``, ``title``
+    and markdown front-matter fields, and user code may add its own).
 
     Example:
         >>> Document("guide/intro.md", "# Intro\\nHello").content_hash[:8]
@@ -42,10 +84,12 @@ class Document:
 
     id: str
     text: str
+    metadata: Metadata = field(default_factory=lambda: _NO_METADATA)
 
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("Document.id must be a non-empty string")
+        object.__setattr__(self, "metadata", freeze_metadata(self.metadata))
 
     @property
     def content_hash(self) -> str:
@@ -64,6 +108,8 @@ class Chunk:
         start: character offset of the first character in the document.
         end: character offset one past the last character.
         headings: the markdown heading path the chunk falls under, outermost first.
+        metadata: the document's metadata plus anything specific to the chunk (a PDF page);
+            filters match against it.
     """
 
     id: str
@@ -72,8 +118,10 @@ class Chunk:
     start: int
     end: int
     headings: tuple[str, ...] = ()
+    metadata: Metadata = field(default_factory=lambda: _NO_METADATA)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", freeze_metadata(self.metadata))
         if not 0 <= self.start < self.end:
             raise ValueError(
                 f"Chunk offsets must satisfy 0 <= start < end, got {self.start}, {self.end}"
