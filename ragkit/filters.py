@@ -288,7 +288,7 @@ def matches(where: Filter | None, metadata: Mapping[str, Any]) -> bool:
     values = _values(metadata, where.key)
     op = where.op
     if op == "exists":
-        return (values is not None) == where.value
+        return (values is not None) is bool(where.value)
     if op in ("ne", "nin"):
         wanted = where.value if op == "nin" else (where.value,)
         return values is None or not any(_equal(v, w) for v in values for w in wanted)
