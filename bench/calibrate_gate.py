@@ -26,8 +26,7 @@ sys.path.insert(0, str(HERE))
 from corpus import SCIFACT  # noqa: E402
 
 from ragkit.context import MIN_COSINE, MIN_COVERAGE, EvidenceGate  # noqa: E402
-from ragkit.evaluation import load_beir  # noqa: E402
-from ragkit.index import build_dataset_index  # noqa: E402
+from ragkit.evaluation import build_dataset_index, load_beir  # noqa: E402
 
 COSINES = [0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50]
 COVERAGES = [0.2, 0.25, 0.3, 0.34, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7]
@@ -70,9 +69,7 @@ def main() -> None:
         if line.strip()
     ]
     t0 = time.perf_counter()
-    index = build_dataset_index(
-        ds.corpus, keyword_only=args.keyword_only, cache=args.cache
-    )
+    index = build_dataset_index(ds.corpus, keyword_only=args.keyword_only, cache=args.cache)
     print(
         f"index: {len(index)} chunks, vectors={index.has_vectors}, {time.perf_counter() - t0:.0f}s",
         file=sys.stderr,

@@ -27,9 +27,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from ragkit.bm25 import BM25Index  # noqa: E402
-from ragkit.evaluation import chunk_hits_to_documents, evaluate_run, load_beir  # noqa: E402
+from ragkit.evaluation import (  # noqa: E402
+    build_dataset_index,  # noqa: E402
+    chunk_hits_to_documents,
+    evaluate_run,
+    load_beir,
+)
 from ragkit.fusion import fuse  # noqa: E402
-from ragkit.index import build_dataset_index  # noqa: E402
 from ragkit.retrievers import BM25Retriever  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import ragkit
-from ragkit import HybridRetriever, Retriever, ScoredChunk
+from ragkit import HybridRetriever, Query, Retriever, ScoredChunk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +30,10 @@ class HeadingBoost(Retriever):
     def size(self) -> int | None:
         return self.base.size()
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        words = {w.lower() for w in query.split()}
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        words = {w.lower() for w in query.text.split()}
         results = []
-        for hit in self.base.retrieve(query, max(k * 4, 20)):
+        for hit in self.base.retrieve(query.with_k(max(query.k * 4, 20))):
             path = " ".join(hit.chunk.headings).lower()
             boost = self.bonus * sum(1 for w in words if w in path)
             results.append(ScoredChunk(hit.chunk, hit.score + boost))

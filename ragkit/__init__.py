@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
+from .base import Query, Store
 from .bm25 import Analyzer, BM25Index
 from .chunking import chunk_document, chunk_text, count_tokens
 from .context import DEFAULT_BUDGET_TOKENS, ContextPlan, EvidenceGate, retrieve_context
@@ -44,6 +45,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Analyzer",
+    "Query",
+    "Store",
     "Answer",
     "AnswerError",
     "AuditLog",

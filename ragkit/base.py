@@ -390,6 +390,11 @@ class Retriever(ABC):
         """Number of chunks this retriever searches, or ``None`` when it cannot tell."""
         return None
 
+    def score_kinds(self) -> Mapping[str, ScoreKind]:
+        """What each contributor's score in a result's ``scores`` means, by name (fused
+        retrievers report their parts; a plain retriever has none)."""
+        return {}
+
     def retrieve(self, query: str | Query, k: int | None = None) -> list[ScoredChunk]:
         """The ``k`` best chunks for ``query``, best first.
 

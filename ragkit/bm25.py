@@ -747,8 +747,17 @@ class BM25Index:
         """
         return self.search_tokens(self.analyzer(query), k)
 
-    def search_tokens(self, tokens: Sequence[str], k: int) -> tuple[IntArray, FloatArray]:
-        """Like :meth:`search` for already-analysed query terms (no analyzer is applied)."""
+    def search_tokens(
+        self, tokens: Sequence[str], k: int, *, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[IntArray, FloatArray]:
+        """Like :meth:`search` for already-analysed query terms (no analyzer is applied).
+
+        Args:
+            tokens: the analysed query terms.
+            k: how many results at most.
+            allowed: a filter applied before the top ``k``: ``allowed[key]`` is true for the
+                keys that may be returned (keys beyond its length may not).
+        """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k ({k!r}) must be an int")
         if k < 1:
@@ -757,8 +766,19 @@ class BM25Index:
         if acc is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         scores, positive = acc
+        slot_ok: npt.NDArray[np.bool_] | None = None
+        if allowed is not None:
+            keys = self._keys.view
+            slot_ok = np.zeros(len(keys), dtype=np.bool_)
+            inside = keys < len(allowed)
+            slot_ok[inside] = allowed[keys[inside]]
+            if positive:
+                scores = np.where(slot_ok, scores, 0.0)
         if not positive:
-            cand = np.flatnonzero(self._matched(tokens))
+            matched = self._matched(tokens)
+            if slot_ok is not None:
+                matched &= slot_ok
+            cand = np.flatnonzero(matched)
         else:
             # A lower bound on the k-th best score: the k-th largest of per-block maxima (each
             # is a distinct document's score). Cheaper than partitioning every match.

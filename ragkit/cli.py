@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -25,23 +25,62 @@ from .fusion import FUSION_METHODS, FusionMethod
 from .loaders import DEFAULT_INCLUDE
 from .types import Answer, ScoredChunk
 
+if TYPE_CHECKING:
+    from .base import SearchMode
+    from .index import Index
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_INDEX = ".ragkit/index"
 
 
-def _index_path(value: str | None) -> Path:
-    return Path(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)
+def _index_path(value: str | None) -> str:
+    """The index location: a directory or a ``postgresql://`` URL (kept as given)."""
+    return str(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)
+
+
+def _shown(location: str) -> str:
+    """A location safe to print: a URL without its password."""
+    from .stores import redact
+
+    return redact(location)
 
 
 def index_option(f: F) -> F:
     return click.option(
         "--index",
         "index_path",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help=f"Index directory (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
+        help=f"Index directory or postgresql:// URL (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
     )(f)
+
+
+def filter_options(f: F) -> F:
+    f = click.option(
+        "--path",
+        "paths",
+        multiple=True,
+        metavar="GLOB",
+        help="Only documents whose path matches GLOB, e.g. 'docs/api/**' (repeatable: any).",
+    )(f)
+    return click.option(
+        "--where",
+        "wheres",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Only chunks whose metadata matches: KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<N, KEY "
+        "(exists), !KEY (absent). Repeatable: all must hold.",
+    )(f)
+
+
+def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
+    from .filters import parse_cli
+
+    try:
+        return parse_cli(wheres, paths)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def json_option(f: F) -> F:
@@ -92,6 +131,13 @@ def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, i
     if lap >= size:
         raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
     return size, lap
+
+
+def _chunk_request(chunk_size: int | None, overlap: int | None) -> tuple[int | None, int | None]:
+    """The chunk settings the user asked for; ``None`` where an existing index's own apply."""
+    if chunk_size is None and overlap is None:
+        return None, None
+    return _chunk_settings(chunk_size, overlap)
 
 
 def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
@@ -184,7 +230,7 @@ def index_cmd(
     from .index import open_index, update_from_folder
 
     path = _index_path(index_path)
-    size, lap = _chunk_settings(chunk_size, overlap)
+    size, lap = _chunk_request(chunk_size, overlap)
     with _errors():
         if not folder.is_dir():
             raise RagkitError(f"{folder} is not a directory")
@@ -207,7 +253,7 @@ def index_cmd(
         index.save(path)
         elapsed = time.perf_counter() - started
     summary = {
-        "index": str(path),
+        "index": _shown(path),
         "documents": len(index.document_ids),
         "chunks": len(index),
         "added": list(update.added),
@@ -227,11 +273,12 @@ def index_cmd(
         f"Indexed {folder}: {summary['documents']} documents, {summary['chunks']} chunks, {mode}.\n"
         f"  {len(update.added)} added, {len(update.replaced)} changed, "
         f"{len(update.removed)} removed, "
-        f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → {path}"
+        f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
+        f"{_shown(path)}"
     )
 
 
-def _load_index(index_path: str | None) -> Any:
+def _load_index(index_path: str | None) -> Index:
     from .index import Index
 
     return Index.load(_index_path(index_path))
@@ -249,21 +296,32 @@ def _load_index(index_path: str | None) -> Any:
     default=None,
     help="Retrieval mode (default: hybrid when the index has vectors, else bm25).",
 )
+@filter_options
 @json_option
-def search_cmd(query: str, index_path: str | None, k: int, mode: str | None, as_json: bool) -> None:
+def search_cmd(
+    query: str,
+    index_path: str | None,
+    k: int,
+    mode: str | None,
+    wheres: tuple[str, ...],
+    paths: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Retrieve the chunks that best match QUERY (no API key needed).
 
     \b
     Examples:
         ragkit search "reciprocal rank fusion" -k 3
         ragkit search "BM25 parameters" --mode bm25 --json
+        ragkit search "refunds" --where team=billing --path 'docs/api/**'
     """
     if not query.strip():
         raise click.UsageError("QUERY must not be empty")
+    where = _filter(wheres, paths)
     with _errors():
         index = _load_index(index_path)
         try:
-            results = index.search(query, k, mode=mode)
+            results = index.search(query, k, mode=cast("SearchMode | None", mode), where=where)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -520,8 +578,8 @@ def eval_cmd(
         ragkit eval ../shared/data/scifact --cache .cache/scifact --json
         ragkit eval ../shared/data/scifact --qrels qrels-train.tsv --fusion minmax
     """
-    from .evaluation import evaluate, load_beir
-    from .index import SearchMode, build_dataset_index
+    from .base import DEFAULT_FUSION, SearchMode
+    from .evaluation import build_dataset_index, evaluate, load_beir
 
     size, lap = _chunk_settings(chunk_size, overlap)
     with _errors():
@@ -554,7 +612,7 @@ def eval_cmd(
             hits = retriever.retrieve(query, depth)
             return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
 
-        name = f"{mode}-{fusion or index.fusion}" if mode == "hybrid" else mode
+        name = f"{mode}-{fusion or DEFAULT_FUSION}" if mode == "hybrid" else mode
         report = evaluate(search, dataset, k=k, index_s=index_s, retriever=name)
     result = report.as_dict()
     if as_json:

@@ -17,16 +17,20 @@ imports ``anthropic``.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
 import Stemmer
 
+from ragkit.base import Query, Retriever
+from ragkit.filters import FilterSpec, parse_filter
 from ragkit.types import Chunk, ScoredChunk, Strategy
+
+if TYPE_CHECKING:
+    from ragkit.index import Index
 
 __all__ = [
     "DEFAULT_BUDGET_TOKENS",
@@ -297,8 +301,15 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
-def _terms(text: str) -> set[str]:
+def _terms(text: str, analyzer: Callable[[str], list[str]] | None = None) -> set[str]:
+    """The content terms of ``text``: question words dropped, then analysed.
+
+    With the index's analyzer the terms are exactly those the keyword index holds; without it,
+    lower-cased words stemmed by Snowball English.
+    """
     words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1]
+    if analyzer is not None:
+        return set(analyzer(" ".join(words)))
     return set(_stemmer().stemWords(words))
 
 
@@ -307,21 +318,26 @@ IdfFn = Callable[[Sequence[str]], Sequence[float]]
 
 
 def query_coverage(
-    question: str, chunks: Iterable[Chunk], *, idf: IdfFn | None = None
+    question: str,
+    chunks: Iterable[Chunk],
+    *,
+    idf: IdfFn | None = None,
+    analyzer: Callable[[str], list[str]] | None = None,
 ) -> float | None:
     """The largest share of the question's content terms that one chunk contains (0..1).
 
     Terms are lower-cased, stop words dropped and Snowball-stemmed (PyStemmer), so "mice" and
     "mouse" differ but "studies" and "study" match. With ``idf`` each term counts by its idf in
     the index, so matching "salmon" weighs more than matching "well", and a term the corpus never
-    uses (the highest idf) pulls the coverage down. ``None`` when the question has no content
-    terms. Unlike a raw BM25 score it is comparable across questions.
+    uses (the highest idf) pulls the coverage down. With ``analyzer`` (the index's) question and
+    chunks are analysed exactly as the keyword index analyses them. ``None`` when the question
+    has no content terms. Unlike a raw BM25 score it is comparable across questions.
 
     Example:
         >>> query_coverage("what do cats eat", [Chunk("c#0", "A cat eats fish.", "c", 0, 16)])
         1.0
     """
-    wanted = sorted(_terms(question))
+    wanted = sorted(_terms(question, analyzer))
     if not wanted:
         return None
     weights = [float(w) for w in idf(wanted)] if idf is not None else [1.0] * len(wanted)
@@ -330,7 +346,7 @@ def query_coverage(
         return None
     best = 0.0
     for chunk in chunks:
-        have = _terms(chunk.text)
+        have = set(analyzer(chunk.text)) if analyzer is not None else _terms(chunk.text)
         best = max(best, sum(w for t, w in zip(wanted, weights, strict=True) if t in have) / total)
     return best
 
@@ -404,27 +420,26 @@ class EvidenceGate:
         question: str,
         retrieved: Sequence[ScoredChunk],
         *,
-        retriever_name: str | None = None,
+        retriever: Retriever | None = None,
         idf: IdfFn | None = None,
+        analyzer: Callable[[str], list[str]] | None = None,
     ) -> GateVerdict:
         """Judge the evidence in ``retrieved`` (best first) for ``question``.
 
         Args:
             question: the question asked.
             retrieved: the retrieved chunks, best first.
-            retriever_name: for results with no per-retriever ``scores`` (a plain retriever),
-                the retriever's ``name``: with ``"vector"`` the score is taken as a cosine.
+            retriever: the retriever that returned them; its declared score kinds say which
+                scores are cosines (its own, or a fused contributor's).
             idf: term weights for the coverage signal (``Index.keyword_idf``); unweighted
                 without it.
+            analyzer: the index's analyzer, so the question's terms are the index's terms.
         """
         if not retrieved:
             return GateVerdict(False, "Retrieval returned nothing: the index is empty.")
-        cosines = [sc.scores["vector"] for sc in retrieved if "vector" in sc.scores]
-        if not cosines and retriever_name == "vector":
-            cosines = [sc.score for sc in retrieved]
-        top_cosine = max(cosines) if cosines else None
+        top_cosine = _top_cosine(retrieved, retriever)
         window = [sc.chunk for sc in retrieved[: self.window]]
-        coverage = query_coverage(question, window, idf=idf)
+        coverage = query_coverage(question, window, idf=idf, analyzer=analyzer)
         facts = []
         if top_cosine is not None:
             facts.append(f"best cosine {top_cosine:.2f}")
@@ -447,16 +462,22 @@ class EvidenceGate:
         )
 
 
+def _top_cosine(retrieved: Sequence[ScoredChunk], retriever: Retriever | None) -> float | None:
+    """The best cosine among the results, read by the retriever's declared score kinds."""
+    if retriever is None:
+        return None
+    if retriever.score_kind == "cosine":
+        return max(sc.score for sc in retrieved)
+    names = [name for name, kind in retriever.score_kinds().items() if kind == "cosine"]
+    cosines = [sc.scores[n] for sc in retrieved for n in names if n in sc.scores]
+    return max(cosines) if cosines else None
+
+
 DEFAULT_GATE = EvidenceGate()
 """The gate :func:`ragkit.answer` uses with ``gate=True``."""
 
 
 # -- planning ------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class _HasRetrieve(Protocol):
-    def retrieve(self, query: str, k: int = 5) -> list[ScoredChunk]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,20 +535,29 @@ def _corpus_fit(chunks: Sequence[Chunk], budget: int) -> list[Passage] | None:
     return passages
 
 
-def _check_args(k: int, strategy: str, budget_tokens: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k ({k!r}) must be an integer >= 1")
+def check_options(k: int, strategy: str, budget_tokens: int) -> None:
+    """The one place answer options are validated: TypeError for a wrong type, ValueError for a
+    wrong value, each naming the parameter."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k ({k}) must be >= 1")
+    if not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a str, got {type(strategy).__name__}")
     if strategy not in ("auto", "retrieve", "full"):
         raise ValueError(f"strategy ({strategy!r}) must be one of 'auto', 'retrieve', 'full'")
-    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
-        raise ValueError(f"budget_tokens ({budget_tokens!r}) must be an integer >= 1")
+    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int):
+        raise TypeError(f"budget_tokens must be an int, got {type(budget_tokens).__name__}")
+    if budget_tokens < 1:
+        raise ValueError(f"budget_tokens ({budget_tokens}) must be >= 1")
 
 
 def retrieve_context(
-    question: str,
-    index: Any,
+    question: str | Query,
+    index: Index | Retriever,
     *,
     k: int = 5,
+    where: FilterSpec | None = None,
     strategy: Mode = "auto",
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     gate: bool | EvidenceGate = True,
@@ -535,10 +565,11 @@ def retrieve_context(
     """Decide what to send for ``question``: whole corpus or retrieved chunks, gated and packed.
 
     Args:
-        question: the question.
-        index: a :class:`ragkit.Index` (has ``.chunks`` and ``.retriever()``) or any
-            :class:`ragkit.retrievers.Retriever`.
+        question: the question, or a :class:`~ragkit.base.Query` (its ``k``, filter and search
+            options are used; ``k`` and ``where`` here then must be left at their defaults).
+        index: a :class:`ragkit.Index`, or any :class:`ragkit.Retriever`.
         k: chunks to retrieve.
+        where: a metadata filter; whole-corpus mode sends only the matching chunks.
         strategy: ``"auto"`` sends the whole corpus when its estimated tokens fit
             ``budget_tokens`` and retrieves otherwise; ``"retrieve"`` always retrieves;
             ``"full"`` always sends the whole corpus, whatever the budget.
@@ -546,76 +577,92 @@ def retrieve_context(
         gate: ``True`` for :data:`DEFAULT_GATE`, ``False`` for none, or an :class:`EvidenceGate`.
 
     Raises:
+        TypeError: ``index`` is neither an Index nor a Retriever, or an option of the wrong type.
         ValueError: an empty question, bad ``k``/``strategy``/``budget_tokens``,
             ``strategy="full"`` with a bare retriever, or a budget smaller than the best chunk.
     """
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("question must be a non-empty string")
-    _check_args(k, strategy, budget_tokens)
-    # Only an Index (it has .retriever() and .chunks) can send the whole corpus. Its chunks are
-    # materialised only when whole-corpus mode is possible: for "auto" a large index says "too
-    # big" from its character count without listing a million chunks on every question.
-    has_corpus = (
-        hasattr(index, "retriever") and inspect.getattr_static(index, "chunks", None) is not None
-    )
-    if strategy == "full" and not has_corpus:
+    from .index import Index
+
+    if isinstance(question, Query):
+        query = (
+            question
+            if (k == 5 and where is None)
+            else replace(
+                question, k=k, where=parse_filter(where) if where is not None else question.where
+            )
+        )
+    elif isinstance(question, str):
+        if not question.strip():
+            raise ValueError("question must be a non-empty string")
+        check_options(k, strategy, budget_tokens)
+        query = Query(question, k, where=where)
+    else:
+        raise TypeError(f"question must be a str or ragkit.Query, got {type(question).__name__}")
+    check_options(query.k, strategy, budget_tokens)
+    if not isinstance(index, (Index, Retriever)):
+        raise TypeError(f"index must be a ragkit Index or Retriever, got {type(index).__name__}")
+    text = query.text
+    if strategy == "full" and not isinstance(index, Index):
         raise ValueError(
             f"strategy='full' needs an Index (it sends every chunk); {type(index).__name__} "
             "is a retriever with no list of chunks. Pass the Index, or use strategy='retrieve'."
         )
-    total_chars = getattr(index, "total_chars", None)
-    may_fit = strategy == "full" or (
-        strategy == "auto"
-        and (total_chars is None or total_chars <= budget_tokens * _MAX_CHARS_PER_TOKEN * 2)
-    )
-    corpus: Sequence[Chunk] | None = index.chunks if has_corpus and may_fit else None
-    question_tokens = count_tokens(question)
-
-    if strategy in ("auto", "full") and corpus is not None:
-        chunks = tuple(corpus)
-        passages = (
-            _corpus_fit(chunks, budget_tokens) if strategy == "auto" else corpus_passages(chunks)
-        )
-        if passages is not None and passages:
-            return ContextPlan(
-                question=question,
-                strategy="full",
-                retrieved=(),
-                chunks=tuple(ScoredChunk(c, 0.0) for c in chunks),
-                passages=tuple(passages),
-                estimated_tokens=sum(estimate_passage_tokens(p) for p in passages)
-                + question_tokens,
-                gate=None,
-                budget_tokens=budget_tokens,
+    question_tokens = count_tokens(text)
+    if isinstance(index, Index) and strategy in ("auto", "full"):
+        # For "auto" a large index says "too big" from its character count, without listing a
+        # million chunks on every question.
+        chars = index.store.stats(query.where).characters
+        if strategy == "full" or chars <= budget_tokens * _MAX_CHARS_PER_TOKEN * 2:
+            chunks = tuple(index.store.chunks(query.where))
+            passages = (
+                _corpus_fit(chunks, budget_tokens)
+                if strategy == "auto"
+                else corpus_passages(chunks)
             )
+            if passages:
+                return ContextPlan(
+                    question=text,
+                    strategy="full",
+                    retrieved=(),
+                    chunks=tuple(ScoredChunk(c, 0.0) for c in chunks),
+                    passages=tuple(passages),
+                    estimated_tokens=sum(estimate_passage_tokens(p) for p in passages)
+                    + question_tokens,
+                    gate=None,
+                    budget_tokens=budget_tokens,
+                )
 
-    retriever = index.retriever() if hasattr(index, "retriever") else index
-    if not isinstance(retriever, _HasRetrieve):
-        raise TypeError(f"index must be a ragkit Index or Retriever, got {type(index).__name__}")
-    retrieved = tuple(retriever.retrieve(question, k))
+    retriever = index.retriever_for(query) if isinstance(index, Index) else index
+    retrieved = tuple(retriever.retrieve(query))
     if not retrieved:
+        reason = (
+            "Retrieval returned nothing: no chunk matches the filter."
+            if query.where is not None
+            else "Retrieval returned nothing: the index is empty."
+        )
         return ContextPlan(
-            question=question,
+            question=text,
             strategy="none",
             retrieved=(),
             chunks=(),
             passages=(),
             estimated_tokens=0,
-            gate=GateVerdict(False, "Retrieval returned nothing: the index is empty."),
+            gate=GateVerdict(False, reason),
             budget_tokens=budget_tokens,
         )
     verdict: GateVerdict | None = None
     the_gate = DEFAULT_GATE if gate is True else gate or None
     if the_gate is not None:
         verdict = the_gate.check(
-            question,
+            text,
             retrieved,
-            retriever_name=getattr(retriever, "name", None),
-            idf=getattr(index, "keyword_idf", None),
+            retriever=retriever,
+            idf=index.keyword_idf if isinstance(index, Index) else None,
+            analyzer=index.store.analyzer if isinstance(index, Index) else None,
         )
         if not verdict.passed:
             return ContextPlan(
-                question=question,
+                question=text,
                 strategy="none",
                 retrieved=retrieved,
                 chunks=retrieved,
@@ -634,7 +681,7 @@ def retrieve_context(
         )
     passages = merge_passages(kept)
     return ContextPlan(
-        question=question,
+        question=text,
         strategy="retrieve",
         retrieved=retrieved,
         chunks=tuple(kept),

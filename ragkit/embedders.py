@@ -17,10 +17,11 @@ import importlib.util
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from ragkit.base import Embedder
 from ragkit.errors import EmbeddingError, MissingDependencyError
 
 __all__ = [
@@ -41,30 +42,6 @@ _INSTALL_HINT = (
     "    pip install torch==2.13.0\n"
     "    pip install 'ragkit[local]'"
 )
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Batch of texts in, float32 matrix ``(len(texts), dim)`` out.
-
-    Structural: any object with these members fits, without importing ragkit.
-
-    Attributes:
-        name: a stable model identifier, stored in the index to detect a model change.
-    """
-
-    name: str
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed a batch of texts.
-
-        Args:
-            texts: the texts, in order; may be empty.
-
-        Returns:
-            A float32 array of shape ``(len(texts), dim)``, row ``i`` embedding ``texts[i]``.
-        """
-        ...
 
 
 def check_embeddings(vectors: object, *, n: int, dim: int | None = None) -> np.ndarray:
@@ -195,6 +172,17 @@ class LocalEmbedder:
                 raise EmbeddingError(f"could not load {self.name}: {exc}") from exc
             self._model = model
             return model
+
+    max_input_tokens = 256
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed passages (see :meth:`embed`)."""
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one query."""
+        vector: np.ndarray = self.embed([text])[0]
+        return vector
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of texts.

@@ -7,6 +7,11 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     RagkitError
     ├── LoadError               a document cannot be read (path attribute)
     ├── IndexFormatError        an index on disk is corrupt, truncated or of another version
+    ├── StoreError              a store cannot do what was asked
+    │   ├── IndexLockedError        another writer holds the index (waited, then gave up)
+    │   ├── SettingsMismatchError   the index was built with another embedder or chunking
+    │   ├── StoreUnavailableError   the database cannot be reached
+    │   └── SchemaError             the database schema is missing or from a newer ragkit
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
     └── AnswerError             the Claude call failed (status_code, request_id attributes)
@@ -24,6 +29,11 @@ __all__ = [
     "AnswerError",
     "EmbeddingError",
     "IndexFormatError",
+    "IndexLockedError",
+    "SchemaError",
+    "SettingsMismatchError",
+    "StoreError",
+    "StoreUnavailableError",
     "LoadError",
     "MissingAPIKeyError",
     "MissingDependencyError",
@@ -51,6 +61,26 @@ class LoadError(RagkitError):
 
 class IndexFormatError(RagkitError):
     """An index on disk is corrupt, truncated, missing a file or written by another version."""
+
+
+class StoreError(RagkitError):
+    """A store (in memory, on disk or in Postgres) cannot do what was asked."""
+
+
+class IndexLockedError(StoreError):
+    """Another writer kept the index locked for longer than the wait allowed."""
+
+
+class SettingsMismatchError(StoreError):
+    """A write or an open uses settings (embedder, dimension, chunking) other than the index's."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached; the message says where (never the password)."""
+
+
+class SchemaError(StoreError):
+    """The database has no ragkit schema (run the migration) or one from a newer ragkit."""
 
 
 class EmbeddingError(RagkitError):

@@ -541,3 +541,45 @@ def chunk_hits_to_documents(hits: Sequence[tuple[str, float]], k: int) -> list[t
             if len(best) == k:
                 break
     return list(best.items())
+
+
+def build_dataset_index(
+    corpus: Mapping[str, tuple[str, str]],
+    *,
+    keyword_only: bool = False,
+    embedder: Any = "default",
+    cache: str | Path | None = None,
+    chunk_size: int | None = None,
+    chunk_overlap: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Index a test collection's corpus (``doc_id -> (title, text)``), reusing ``cache``.
+
+    Each record becomes one document; a title becomes the document's top heading, so every chunk
+    of a long record carries it. With ``cache``, the index is kept under ``cache/<kind>`` and
+    updated incrementally, so a second run embeds nothing.
+    """
+    from ragkit.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+    from ragkit.index import _resolve_embedder, open_index
+    from ragkit.types import Document
+
+    size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    overlap = DEFAULT_CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap
+    chosen = None if keyword_only else _resolve_embedder(embedder)
+    target: Path | None = None
+    if cache is not None:
+        kind = "keyword-only" if chosen is None else chosen.name.replace("/", "__")
+        target = Path(cache) / f"{kind}-{size}-{overlap}"
+    index = open_index(target, embedder=chosen, chunk_size=size, chunk_overlap=overlap)
+    documents = [
+        Document(doc_id, f"# {title.strip()}\n\n{text}" if title.strip() else text)
+        for doc_id, (title, text) in corpus.items()
+        if (title + text).strip()
+    ]
+    index.add(documents, progress=progress)
+    gone = [doc_id for doc_id in index.document_ids if doc_id not in corpus]
+    if gone:
+        index.remove(gone)
+    if target is not None:
+        index.save(target)
+    return index

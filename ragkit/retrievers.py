@@ -6,28 +6,28 @@
   similarity of embeddings (``ragkit.vectors``), and :class:`HybridRetriever` fuses any
   retrievers' rankings (``ragkit.fusion``) and keeps each contributor's score on the result.
 
-The BM25 and vector retrievers are views over stores keyed by integer chunk handles, so an
-``Index`` can add and remove documents under them without rebuilding. ``from_chunks`` builds a
-standalone retriever over a list of chunks. This module leaves out persistence (``index.py``) and
-embedding models (``embedders.py``).
+The BM25 and vector retrievers are views over a :class:`ragkit.base.Store`, so they see every
+later write, and a query's filter is applied inside the store. ``from_chunks`` builds a
+standalone retriever over a list of chunks. This module leaves out storage (``ragkit.stores``)
+and embedding models (``ragkit.embedders``).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from .bm25 import BM25Index
+from .base import Query, Retriever, ScoreKind, Store
 from .embedders import Embedder, check_embeddings
+from .errors import EmbeddingError, RagkitError
+from .filters import FilterSpec, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod, fuse
 from .types import Chunk, ScoredChunk
-from .vectors import VectorStore
 
 __all__ = [
     "BM25Retriever",
@@ -50,106 +50,41 @@ def _shared_pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-class Retriever(ABC):
-    """Base class for retrievers: implement ``_search``; call ``retrieve``.
-
-    Subclasses take their configuration as keyword-only ``__init__`` arguments and set ``name``,
-    the key under which a :class:`HybridRetriever` reports their scores.
-
-    Example:
-        >>> class Everything(Retriever):
-        ...     name = "everything"
-        ...     def __init__(self, chunks): self.chunks = chunks
-        ...     def _search(self, query, k):
-        ...         return [ScoredChunk(c, 1.0) for c in self.chunks]
-    """
-
-    name: str = "retriever"
-
-    @abstractmethod
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        """Return up to ``k`` (more is tolerated) scored chunks for a non-empty query."""
-
-    def size(self) -> int | None:
-        """Number of chunks this retriever searches, or ``None`` when it cannot tell."""
-        return None
-
-    def retrieve(self, query: str, k: int = 5) -> list[ScoredChunk]:
-        """The ``k`` best chunks for ``query``, best first.
-
-        Ties are broken by chunk ID, so the order is deterministic. ``k`` larger than the index
-        is clamped; an empty index returns ``[]``.
-
-        Raises:
-            TypeError: ``query`` is not a string or ``k`` not an integer.
-            ValueError: ``query`` is empty or blank, or ``k < 1``.
-        """
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if not query.strip():
-            raise ValueError("query must not be empty; pass the question or keywords to search for")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k ({k}) must be >= 1")
-        n = self.size()
-        if n is not None:
-            if n == 0:
-                return []
-            k = min(int(k), n)
-        results = self._search(query, int(k))
-        results.sort(key=lambda sc: (-sc.score, sc.chunk.id))
-        return results[:k]
-
-
 class BM25Retriever(Retriever):
-    """Keyword retrieval with BM25 over a :class:`ragkit.bm25.BM25Index`.
+    """Keyword retrieval: BM25 over a store's postings, the filter applied inside the store.
 
     Args:
-        bm25: the keyword index, keyed by chunk handle.
-        chunks: chunk handle → chunk, for the handles in ``bm25`` (a live mapping is fine).
+        store: the store to search (``ragkit.stores.memory.MemoryStore``, Postgres, ...).
     """
 
     name = "bm25"
+    score_kind: ScoreKind = "bm25"
 
-    def __init__(self, *, bm25: BM25Index, chunks: Mapping[int, Chunk]) -> None:
-        self.bm25 = bm25
-        self.chunks = chunks
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
 
     @classmethod
     def from_chunks(cls, chunks: Sequence[Chunk], **bm25_options: Any) -> BM25Retriever:
         """A standalone BM25 retriever over ``chunks`` (options go to ``BM25Index``)."""
-        bm25 = BM25Index(**bm25_options)
-        bm25.add(np.arange(len(chunks), dtype=np.int64), [c.text for c in chunks])
-        return cls(bm25=bm25, chunks=dict(enumerate(chunks)))
+        return cls(store=_standalone(chunks, None, bm25_options))
 
-    def size(self) -> int:
-        return len(self.bm25)
-
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        keys, scores = self.bm25.search(query, k)
-        chunks = self.chunks
-        return [
-            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-        ]
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        return self.store.keyword_search(query.text, query.k, query.where)
 
 
 class VectorRetriever(Retriever):
     """Dense retrieval: cosine similarity between the query's and the chunks' embeddings.
 
     Args:
-        store: the vectors, keyed by chunk handle.
-        chunks: chunk handle → chunk, for the handles in ``store``.
+        store: the store holding the chunks' vectors.
         embedder: embeds the query; must be the model that embedded the chunks.
     """
 
     name = "vector"
+    score_kind: ScoreKind = "cosine"
 
-    def __init__(
-        self, *, store: VectorStore, chunks: Mapping[int, Chunk], embedder: Embedder
-    ) -> None:
+    def __init__(self, *, store: Store, embedder: Embedder) -> None:
         self.store = store
-        self.chunks = chunks
         self.embedder = embedder
 
     @classmethod
@@ -157,33 +92,78 @@ class VectorRetriever(Retriever):
         cls, chunks: Sequence[Chunk], *, embedder: Embedder, vectors: np.ndarray | None = None
     ) -> VectorRetriever:
         """A standalone vector retriever; embeds ``chunks`` unless ``vectors`` are given."""
-        texts = [c.text for c in chunks]
-        raw = embedder.embed(texts) if vectors is None else vectors
-        matrix = check_embeddings(raw, n=len(chunks))
-        store = VectorStore(matrix.shape[1] if len(chunks) else 1)
-        if len(chunks):
-            store.add(np.arange(len(chunks), dtype=np.int64), matrix)
-        return cls(store=store, chunks=dict(enumerate(chunks)), embedder=embedder)
-
-    def size(self) -> int:
-        return len(self.store)
+        if vectors is None:
+            vectors = embedder.embed_documents([c.text for c in chunks])
+        matrix = check_embeddings(vectors, n=len(chunks), dim=embedder.dim)
+        return cls(store=_standalone(chunks, (embedder, matrix), {}), embedder=embedder)
 
     def embed_query(self, query: str) -> np.ndarray:
-        """The query's embedding, checked against the store's dimension."""
-        vectors = check_embeddings(self.embedder.embed([query]), n=1, dim=self.store.dim)
-        query_vector: np.ndarray = vectors[0]
-        return query_vector
+        """The query's embedding, checked against the embedder's dimension.
 
-    def search_vector(self, vector: np.ndarray, k: int) -> list[ScoredChunk]:
+        Raises:
+            EmbeddingError: the embedder failed or returned a vector of the wrong shape.
+        """
+        try:
+            raw = self.embedder.embed_query(query)
+        except RagkitError:
+            raise
+        except Exception as exc:  # a third-party embedder's own failure
+            raise EmbeddingError(f"embedder {self.embedder.name!r} failed: {exc}") from exc
+        vector: np.ndarray = check_embeddings(
+            np.asarray(raw).reshape(1, -1), n=1, dim=self.embedder.dim
+        )[0]
+        return vector
+
+    def search_vector(
+        self, vector: np.ndarray, k: int, where: FilterSpec | None = None
+    ) -> list[ScoredChunk]:
         """Search with an already-embedded query (lets callers embed once, search many ways)."""
-        keys, scores = self.store.search(vector, k)
-        chunks = self.chunks
-        return [
-            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-        ]
+        return self.store.vector_search(vector, k, parse_filter(where))
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        return self.search_vector(self.embed_query(query), k)
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        return self.search_vector(self.embed_query(query.text), query.k, query.where)
+
+
+def _standalone(
+    chunks: Sequence[Chunk],
+    vectors: tuple[Embedder, np.ndarray] | None,
+    bm25_options: Mapping[str, Any],
+) -> Store:
+    """A private in-memory store holding ``chunks`` (as one pseudo-document per chunk)."""
+    from .base import DocumentEntry, IndexSettings
+    from .bm25 import BM25Index
+    from .stores.memory import MemoryStore
+
+    store = MemoryStore()
+    config = BM25Index(**dict(bm25_options), analyzer=store.analyzer).config()
+    embedder = vectors[0] if vectors is not None else None
+    store.configure(
+        IndexSettings(
+            embedder=embedder.name if embedder is not None else None,
+            dim=embedder.dim if embedder is not None else None,
+            chunk_size=1,
+            chunk_overlap=0,
+            bm25={k: config[k] for k in ("variant", "k1", "b", "epsilon")},
+            analyzer=dict(store.analyzer.config()),
+        )
+    )
+    by_doc: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_doc.setdefault(c.document_id, []).append(i)
+    entries = []
+    for doc_id, rows in by_doc.items():
+        entries.append(
+            DocumentEntry(
+                document_id=doc_id,
+                content_hash="",
+                metadata=chunks[rows[0]].metadata,
+                chunks=tuple(chunks[i] for i in rows),
+                keyword_texts=tuple(chunks[i].text for i in rows),
+                vectors=None if vectors is None else vectors[1][rows],
+            )
+        )
+    store.write(entries)
+    return store
 
 
 class HybridRetriever(Retriever):
@@ -204,6 +184,7 @@ class HybridRetriever(Retriever):
     """
 
     name = "hybrid"
+    score_kind: ScoreKind = "fused"
 
     def __init__(
         self,
@@ -246,18 +227,22 @@ class HybridRetriever(Retriever):
             return None
         return max(s for s in sizes if s is not None)
 
-    def _rankings(self, query: str, depth: int) -> list[list[ScoredChunk]]:
+    def score_kinds(self) -> Mapping[str, ScoreKind]:
+        """What each contributor's score in a result's ``scores`` means, by name."""
+        return {r.name: r.score_kind for r in self.retrievers}
+
+    def _rankings(self, query: Query) -> list[list[ScoredChunk]]:
+        deep = query.with_k(max(self.depth, query.k))
         if self.parallel and len(self.retrievers) > 1:
             # The first retriever runs here while the others run in the shared pool's threads.
             pool = _shared_pool()
-            futures = [pool.submit(r.retrieve, query, depth) for r in self.retrievers[1:]]
-            first = self.retrievers[0].retrieve(query, depth)
+            futures = [pool.submit(r.retrieve, deep) for r in self.retrievers[1:]]
+            first = self.retrievers[0].retrieve(deep)
             return [first, *(f.result() for f in futures)]
-        return [r.retrieve(query, depth) for r in self.retrievers]
+        return [r.retrieve(deep) for r in self.retrievers]
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        rankings = self._rankings(query, max(self.depth, k))
-        return self.fuse_rankings(rankings, limit=k)
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        return self.fuse_rankings(self._rankings(query), limit=query.k)
 
     def fuse_rankings(
         self, rankings: Sequence[Sequence[ScoredChunk]], limit: int | None = None

@@ -199,7 +199,12 @@ class VectorStore:
         return self._vectors[np.asarray(rows, dtype=np.intp)]
 
     def search(
-        self, query: np.ndarray, k: int, *, exact: bool | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        exact: bool | None = None,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` stored vectors with the highest cosine similarity to ``query``.
 
@@ -208,6 +213,9 @@ class VectorStore:
             k: how many results to return at most.
             exact: ``True`` scans every vector; ``False`` uses the compressed first pass then
                 exact re-scoring; ``None`` picks exact below ``binary_threshold`` rows.
+            allowed: a filter applied before the top ``k`` (in the compressed first pass too):
+                ``allowed[key]`` is true for keys that may be returned (keys beyond its length
+                may not). A selective filter is searched exactly over the allowed rows.
 
         Returns:
             ``(keys, scores)``: int64 keys and their float32 cosine scores, best first, ties
@@ -223,7 +231,10 @@ class VectorStore:
             raise ValueError(
                 f"query must be one vector (1-D), got shape {q.shape}; use search_batch()"
             )
-        return self._search_many(self._prepare_queries(q[None, :]), k, exact)[0]
+        prepared = self._prepare_queries(q[None, :])
+        if allowed is not None:
+            return self._search_allowed(prepared[0], k, exact, allowed)
+        return self._search_many(prepared, k, exact)[0]
 
     def search_batch(
         self, queries: np.ndarray, k: int, *, exact: bool | None = None
@@ -387,6 +398,34 @@ class VectorStore:
             scores = self._vectors[rows] @ q
             results.append(self._top_k(scores, rows, k))
         return results
+
+    def _search_allowed(
+        self, q: np.ndarray, k: int, exact: bool | None, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One query restricted to the rows whose key is allowed, the filter before the top k."""
+        n = self._n
+        keys = self._keys[:n]
+        ok = np.zeros(n, dtype=np.bool_)
+        inside = keys < len(allowed)
+        ok[inside] = allowed[keys[inside]]
+        rows = np.flatnonzero(ok)
+        if rows.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        use_exact = (n < self.binary_threshold) if exact is None else exact
+        candidates = min(rows.size, max(self.rerank, 4 * k))
+        if use_exact or candidates >= rows.size:
+            if rows.size * 4 < n:  # selective: gather the allowed rows and scan only those
+                scores = self._vectors[rows] @ q
+            else:
+                with _scan_threads(n * self.dim):
+                    scores = (self._vectors[:n] @ q)[rows]
+            return self._top_k(scores, rows, k)
+        kernel = _candidate_kernel()
+        if kernel is _hamming_candidates_numpy:
+            candidates = min(rows.size, candidates * _NUMPY_CANDIDATE_FACTOR)
+        picked = rows[kernel(np.ascontiguousarray(self._codes[rows]), q, candidates)]
+        picked.sort()
+        return self._top_k(self._vectors[picked] @ q, picked, k)
 
     def _exact_many(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         n = self._n

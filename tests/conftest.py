@@ -111,10 +111,19 @@ class FakeEmbedder:
     Good enough for ranking tests (cosine of word overlap), instant, and needs no model.
     """
 
+    batch_size = 256
+    max_input_tokens = 512
+
     def __init__(self, dim: int = 64, name: str = "fake-hash-64") -> None:
         self.dim = dim
         self.name = name
         self.calls: list[int] = []
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(len(texts))

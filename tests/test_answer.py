@@ -20,9 +20,10 @@ from ragkit.answering import (
     answer_stream,
 )
 from ragkit.audit import AuditLog
+from ragkit.base import DocumentEntry, Query, Retriever
 from ragkit.context import EvidenceGate
 from ragkit.errors import AnswerError, MissingAPIKeyError
-from ragkit.retrievers import Retriever
+from ragkit.index import Index
 from ragkit.types import Answer, Chunk, ScoredChunk
 
 from .conftest import MESSAGES, load_message
@@ -61,29 +62,36 @@ class FixedRetriever(Retriever):
     """Returns preset results, whatever the query (the contract's rules still apply)."""
 
     name = "hybrid"
+    score_kind = "fused"
 
     def __init__(self, results: list[ScoredChunk]) -> None:
         self.results = results
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
+    def score_kinds(self) -> dict[str, str]:
+        return {"bm25": "bm25", "vector": "cosine"}
+
+    def _search(self, query: Query) -> list[ScoredChunk]:
         return list(self.results)
 
 
-class StubIndex:
-    """Duck-typed stand-in for ragkit.Index: chunks plus a retriever."""
+class StubIndex(Index):
+    """A real keyword-only Index holding ``chunks`` whose retrieval returns preset results."""
 
     def __init__(self, results: list[ScoredChunk], chunks: list[Chunk] | None = None) -> None:
+        super().__init__(embedder=None)
+        by_doc: dict[str, list[Chunk]] = {}
+        for c in chunks if chunks is not None else CHUNKS.values():
+            by_doc.setdefault(c.document_id, []).append(c)
+        self.store.write(
+            [
+                DocumentEntry(doc, "-", {}, tuple(cs), tuple(c.text for c in cs))
+                for doc, cs in by_doc.items()
+            ]
+        )
         self._retriever = FixedRetriever(results)
-        self.chunks = tuple(chunks if chunks is not None else CHUNKS.values())
 
-    def retriever(self, mode: str = "hybrid") -> Retriever:
+    def retriever_for(self, query: Query) -> Retriever:
         return self._retriever
-
-    def search(self, query: str, k: int = 5, *, mode: str = "hybrid") -> list[ScoredChunk]:
-        return self._retriever.retrieve(query, k)
-
-    def __len__(self) -> int:
-        return len(self.chunks)
 
 
 def sc(chunk_id: str, score: float, *, bm25: float = 6.0, vector: float = 0.7) -> ScoredChunk:

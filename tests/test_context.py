@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ragkit.base import Query
 from ragkit.context import (
     BLOCK_OVERHEAD_TOKENS,
     EvidenceGate,
@@ -17,8 +20,9 @@ from ragkit.context import (
     query_coverage,
     retrieve_context,
 )
-from ragkit.retrievers import BM25Retriever, Retriever
-from ragkit.types import Chunk, ScoredChunk
+from ragkit.index import Index
+from ragkit.retrievers import Retriever
+from ragkit.types import Chunk, Document, ScoredChunk
 
 TEXT = "Alpha beta gamma. Delta epsilon zeta. Eta theta iota. Kappa lambda mu. Nu xi omicron."
 
@@ -29,12 +33,19 @@ def span(doc: str, i: int, start: int, end: int, text: str = TEXT) -> Chunk:
 
 class Fixed(Retriever):
     name = "hybrid"
+    score_kind = "fused"
 
     def __init__(self, results: list[ScoredChunk]) -> None:
         self.results = results
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
+    def score_kinds(self) -> dict[str, str]:
+        return {"bm25": "bm25", "vector": "cosine"}
+
+    def _search(self, query: Query) -> list[ScoredChunk]:
         return list(self.results)
+
+
+FUSED = Fixed([])
 
 
 # -- merging -------------------------------------------------------------------------------
@@ -127,8 +138,10 @@ def test_query_coverage_uses_stems_and_ignores_stop_words() -> None:
 def test_gate_uses_the_vector_cosine_when_present() -> None:
     c = Chunk("c#0", "unrelated words here", "c", 0, 20)
     gate = EvidenceGate(min_cosine=0.3, min_coverage=0.9)
-    strong = gate.check("capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.5, "bm25": 1.0})])
-    weak = gate.check("capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.1})])
+    strong = gate.check(
+        "capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.5, "bm25": 1.0})], retriever=FUSED
+    )
+    weak = gate.check("capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.1})], retriever=FUSED)
     assert strong.passed and strong.top_cosine == 0.5
     assert not weak.passed and "gate=False" in weak.reason
 
@@ -138,9 +151,10 @@ def test_gate_combine_rules() -> None:
     hits = [ScoredChunk(c, 0.1, {"vector": 0.1})]  # full keyword coverage, weak cosine
     q = "capital of peru"
     # default "fallback": the cosine decides when there is one
-    assert not EvidenceGate(min_cosine=0.3, min_coverage=0.5).check(q, hits).passed
-    assert EvidenceGate(min_cosine=0.3, min_coverage=0.5, combine="any").check(q, hits).passed
-    assert not EvidenceGate(min_cosine=0.3, min_coverage=0.5, combine="all").check(q, hits).passed
+    gate = EvidenceGate(min_cosine=0.3, min_coverage=0.5)
+    assert not gate.check(q, hits, retriever=FUSED).passed
+    assert replace(gate, combine="any").check(q, hits, retriever=FUSED).passed
+    assert not replace(gate, combine="all").check(q, hits, retriever=FUSED).passed
     # without vectors, coverage judges
     keyword_only = [ScoredChunk(c, 7.5)]
     assert EvidenceGate(min_cosine=0.3, min_coverage=0.5).check(q, keyword_only).passed
@@ -148,12 +162,19 @@ def test_gate_combine_rules() -> None:
     assert not EvidenceGate(min_cosine=0.3, min_coverage=0.5).check("lima beans", unrelated).passed
 
 
-def test_gate_reads_a_plain_vector_retrievers_score_as_cosine() -> None:
+def test_gate_reads_the_score_of_a_retriever_declaring_cosines() -> None:
     c = Chunk("c#0", "zzz", "c", 0, 3)
-    v = EvidenceGate(min_coverage=None).check(
-        "peru", [ScoredChunk(c, 0.9)], retriever_name="vector"
-    )
+
+    class Dense(Fixed):
+        name = "my-dense"  # any name: the declared kind is what counts
+        score_kind = "cosine"
+
+    hits = [ScoredChunk(c, 0.9)]
+    v = EvidenceGate(min_coverage=None).check("peru", hits, retriever=Dense(hits))
     assert v.passed and v.top_cosine == 0.9
+    # The same scores from a retriever that does not declare them cosines are not read as such.
+    unknown = EvidenceGate(min_coverage=None).check("peru", hits, retriever=Fixed(hits))
+    assert unknown.top_cosine is None
 
 
 def test_gate_with_no_signal_passes_and_empty_retrieval_stops() -> None:
@@ -174,13 +195,12 @@ DOCS = {
 CORPUS = [Chunk(f"{d}#0", t, d, 0, len(t)) for d, t in DOCS.items()]
 
 
-class TinyIndex:
-    def __init__(self) -> None:
-        self.chunks = tuple(CORPUS)
-        self._bm25 = BM25Retriever.from_chunks(CORPUS)
-
-    def retriever(self, mode: str | None = None) -> Retriever:
-        return self._bm25
+def TinyIndex() -> Index:  # noqa: N802 - reads as the class it used to be
+    """A keyword-only index of DOCS (one chunk each)."""
+    index = Index(embedder=None)
+    index.add([Document(d, t) for d, t in DOCS.items()])
+    assert [c.id for c in index.chunks] == [c.id for c in CORPUS]
+    return index
 
 
 def test_plan_auto_sends_the_corpus_when_it_fits() -> None:

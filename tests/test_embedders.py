@@ -20,10 +20,16 @@ from ragkit.errors import EmbeddingError, MissingDependencyError
 
 
 class _Fake:
-    name = "fake"
+    name = "fake/4"
+    dim = 4
+    batch_size = 8
+    max_input_tokens = 128
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.ones(4, dtype=np.float32)
 
 
 def test_check_embeddings_converts_to_contiguous_float32() -> None:

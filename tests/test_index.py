@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragkit.errors import EmbeddingError, IndexFormatError, RagkitError
+from ragkit.errors import EmbeddingError, IndexFormatError, RagkitError, SettingsMismatchError
 from ragkit.index import Index, index_folder
 from ragkit.types import Document
 
@@ -76,13 +76,11 @@ def test_embedding_failure_leaves_index_unchanged(emb: FakeEmbedder) -> None:
     index.add(DOCS[:3])
     before = _results(index)
 
-    class Broken:
-        name = emb.name
-
+    class Broken(FakeEmbedder):
         def embed(self, texts: object) -> np.ndarray:
             raise RuntimeError("model crashed")
 
-    index.embedder = Broken()
+    index.embedder = Broken(name=emb.name)
     with pytest.raises(EmbeddingError, match="model crashed"):
         index.add([Document("a.md", "replacement text"), DOCS[4]])
     index.embedder = emb
@@ -156,8 +154,13 @@ def test_save_replaces_previous_generation(tmp_path: Path, emb: FakeEmbedder) ->
     index.save(tmp_path / "idx")
     index.add(DOCS[2:])
     index.save(tmp_path / "idx")
+    index.remove(["a.md"])
+    index.save(tmp_path / "idx")
+    # The live generation and the one before it (a reader may still be opening it) remain.
     gens = [p for p in (tmp_path / "idx").iterdir() if p.name.startswith("gen-")]
-    assert len(gens) == 1
+    assert len(gens) == 2
+    live = (tmp_path / "idx" / "CURRENT").read_text().split()[0]
+    assert live in {g.name for g in gens}
     assert Index.load(tmp_path / "idx", embedder=emb).document_ids == index.document_ids
 
 
@@ -190,7 +193,7 @@ def test_corrupt_index_raises_index_format_error(
     index = Index(embedder=emb)
     index.add(DOCS)
     root = index.save(tmp_path / "idx")
-    gen = root / (root / "CURRENT").read_text().strip()
+    gen = root / (root / "CURRENT").read_text().split()[0]
     if damage.startswith("truncate_"):
         name = {"chunks": "chunks.jsonl", "bm25": "bm25.npz", "vectors": "vectors.npz"}[damage[9:]]
         data = (gen / name).read_bytes()
@@ -207,7 +210,7 @@ def test_corrupt_index_raises_index_format_error(
         (root / "CURRENT").write_text("gen-does-not-exist\n")
     elif damage == "binary_current":
         (root / "CURRENT").write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(IndexFormatError):
+    with pytest.raises(IndexFormatError, match="idx"):
         Index.load(root, embedder=emb)
 
 
@@ -222,7 +225,7 @@ def test_load_with_another_embedder_is_refused(tmp_path: Path, emb: FakeEmbedder
     index = Index(embedder=emb)
     index.add(DOCS)
     index.save(tmp_path / "idx")
-    with pytest.raises(EmbeddingError, match="fake-hash-64"):
+    with pytest.raises(SettingsMismatchError, match="built with embedder 'fake-hash-64'"):
         Index.load(tmp_path / "idx", embedder=FakeEmbedder(name="other-model"))
 
 
@@ -257,21 +260,23 @@ def test_index_folder_keeps_unreadable_files_indexed(tmp_path: Path, emb: FakeEm
     )
 
 
-def test_index_folder_rebuilds_when_chunking_changes(
-    tmp_path: Path, emb: FakeEmbedder, caplog: pytest.LogCaptureFixture
+def test_index_folder_keeps_the_index_settings_and_refuses_others(
+    tmp_path: Path, emb: FakeEmbedder
 ) -> None:
     folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
-    index_folder(folder, tmp_path / "idx", embedder=emb, chunk_size=256, chunk_overlap=32)
-    with caplog.at_level(logging.WARNING, logger="ragkit"):
-        index = index_folder(folder, tmp_path / "idx", embedder=emb, chunk_size=16, chunk_overlap=4)
-    assert index.chunk_size == 16 and "rebuilding" in caplog.text
-    assert Index.load(tmp_path / "idx", embedder=emb).chunk_size == 16
+    index_folder(folder, tmp_path / "idx", embedder=emb, chunk_size=64, chunk_overlap=8)
+    # A re-run that does not name the settings reuses the index's own.
+    again = index_folder(folder, tmp_path / "idx", embedder=emb)
+    assert (again.chunk_size, again.chunk_overlap) == (64, 8)
+    with pytest.raises(SettingsMismatchError, match="chunk size 16 \\(index: 64\\)"):
+        index_folder(folder, tmp_path / "idx", embedder=emb, chunk_size=16, chunk_overlap=4)
+    assert Index.load(tmp_path / "idx", embedder=emb).chunk_size == 64
 
 
 def test_index_folder_refuses_to_drop_vectors(tmp_path: Path, emb: FakeEmbedder) -> None:
     folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     index_folder(folder, tmp_path / "idx", embedder=emb)
-    with pytest.raises(RagkitError, match="not available here"):
+    with pytest.raises(SettingsMismatchError, match="keyword-only would drop them"):
         index_folder(folder, tmp_path / "idx", embedder=None)
 
 
@@ -325,7 +330,7 @@ def test_failed_save_keeps_the_previous_index_loadable(
     def fail(*args: object, **kwargs: object) -> None:
         raise failure
 
-    monkeypatch.setattr("ragkit.index._save_npz", fail)
+    monkeypatch.setattr("ragkit.stores.memory.np.savez", fail)
     with pytest.raises(raised, match=message):
         index.save(tmp_path / "idx")
     monkeypatch.undo()

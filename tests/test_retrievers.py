@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from ragkit.base import Query
 from ragkit.retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from ragkit.types import Chunk, ScoredChunk
 
@@ -34,8 +35,8 @@ class KeywordOverlap(Retriever):
     def size(self) -> int:
         return len(self.chunks)
 
-    def _search(self, query: str, k: int) -> list[ScoredChunk]:
-        words = set(query.lower().split())
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        words = set(query.text.lower().split())
         return [ScoredChunk(c, float(len(words & set(c.text.split())))) for c in self.chunks]
 
 
@@ -115,7 +116,7 @@ def test_subclass_missing_search_fails_at_creation() -> None:
 
 def test_ties_are_broken_by_chunk_id() -> None:
     class Flat(KeywordOverlap):
-        def _search(self, query: str, k: int) -> list[ScoredChunk]:
+        def _search(self, query: Query) -> list[ScoredChunk]:
             return [ScoredChunk(c, 1.0) for c in reversed(self.chunks)]
 
     got = Flat(chunks=CHUNKS).retrieve("anything", 3)

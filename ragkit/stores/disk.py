@@ -1,0 +1,344 @@
+"""The memory store's on-disk format: generations swapped atomically, every file checksummed.
+
+An index directory::
+
+    PATH/CURRENT              "<generation> <sha256 of its manifest.json>", replaced atomically
+    PATH/gen-…/manifest.json  format, version, settings, documents, counts, each file's sha256
+    PATH/gen-…/chunks.jsonl   one chunk per line
+    PATH/gen-…/bm25.npz       BM25 postings (numpy arrays, no pickle)
+    PATH/gen-…/vectors.npz    keys and float32 vectors (absent for a keyword-only index)
+    PATH/.lock                held (flock) by a writer for the whole save
+
+A save writes a new generation beside the live one, fsyncs it, then swaps ``CURRENT``; a crash
+at any point leaves the previous generation live. The generation before the live one is kept
+(a reader that read the old ``CURRENT`` a moment ago can still open it); older ones and debris
+of crashed saves are removed by the next save. Reading opens every file without following
+links and without blocking (a FIFO or device fails at once), checks each file's size and
+SHA-256 against the manifest, and never unpickles.
+
+This module leaves out what the files mean (``ragkit.stores.memory``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import IndexFormatError, IndexLockedError, RagkitError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Generation",
+    "is_index_dir",
+    "only_debris",
+    "read_generation",
+    "write_generation",
+    "writer_lock",
+]
+
+FORMAT_NAME = "ragkit-index"
+FORMAT_VERSION = 2
+_MAX_MANIFEST_BYTES = 1 << 30
+_LOCK_TIMEOUT = 30.0
+
+Writer = Callable[[IO[bytes]], object]
+
+
+class Generation:
+    """One generation read back: its manifest and its files' verified bytes."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.files = files
+
+    def npz(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of an ``.npz`` file of this generation (no pickle)."""
+        try:
+            with np.load(io.BytesIO(self.files[name]), allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except KeyError as exc:
+            raise IndexFormatError(f"{self.folder / name} is missing") from exc
+        except Exception as exc:  # ValueError, zipfile.BadZipFile, EOFError from damage
+            raise IndexFormatError(
+                f"{self.folder / name} is corrupt: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def is_index_dir(root: Path) -> bool:
+    """True when ``root`` holds a ragkit index (a ``CURRENT`` pointer)."""
+    return (root / "CURRENT").is_file()
+
+
+def only_debris(root: Path) -> bool:
+    """True when ``root`` holds nothing but what an interrupted first save leaves."""
+    for entry in root.iterdir():
+        name = entry.name
+        if name in (".lock", ".CURRENT.tmp") or name.startswith((".gen-", "gen-")):
+            continue
+        return False
+    return True
+
+
+@contextmanager
+def writer_lock(root: Path, *, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the index directory's writer lock (flock on ``.lock``), waiting up to ``timeout``.
+
+    The lock is the kernel's: it is released when its holder exits or is killed, so a crashed
+    writer never leaves a stale lock.
+
+    Raises:
+        IndexLockedError: another writer held the lock for ``timeout`` seconds.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexLockedError(
+                        f"another process is writing the index at {root} (waited {timeout:.0f} s); "
+                        "try again when it has finished"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the pid is informational
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str, Any]) -> str:
+    """Write a new generation with ``files`` and ``manifest`` and make it live; hold the lock.
+
+    Each writer is given a binary file to write; the file's SHA-256 and size go into the
+    manifest's ``files`` entry. Returns the generation's name.
+
+    Raises:
+        RagkitError: ``root`` is a file, or a non-empty directory that is not a ragkit index.
+        OSError: the disk is full or not writable (the previous generation stays live).
+    """
+    if root.exists() and not root.is_dir():
+        raise RagkitError(f"cannot save the index to {root}: it is a file, not a directory")
+    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+        raise RagkitError(
+            f"cannot save the index to {root}: the directory is not empty and is not a ragkit "
+            "index; choose another --index path"
+        )
+    gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp = root / f".{gen}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        listing: dict[str, dict[str, Any]] = {}
+        for name, write in files.items():
+            listing[name] = _write_file(tmp / name, write)
+        full = dict(manifest)
+        full["format"] = FORMAT_NAME
+        full["version"] = FORMAT_VERSION
+        full["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        full["files"] = listing
+        body = json.dumps(full, indent=1, ensure_ascii=False).encode("utf-8")
+        _write_file(tmp / "manifest.json", lambda fh: fh.write(body))
+        _fsync_dir(tmp)
+        os.rename(tmp, root / gen)
+        pointer = root / ".CURRENT.tmp"
+        text = f"{gen} {hashlib.sha256(body).hexdigest()}\n".encode()
+        _write_file(pointer, lambda fh: fh.write(text))
+        previous = _current_name(root)
+        os.replace(pointer, root / "CURRENT")
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _current_name(root) != gen:
+            shutil.rmtree(root / gen, ignore_errors=True)
+        raise
+    for old in root.iterdir():
+        if old.name in (gen, previous) or not old.name.startswith(("gen-", ".gen-")):
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    return gen
+
+
+def _current_name(root: Path) -> str | None:
+    try:
+        return (root / "CURRENT").read_text(encoding="utf-8").split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+
+
+def _write_file(path: Path, write: Writer) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    size = 0
+
+    class _Hashing(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            nonlocal size
+            view = memoryview(data).cast("B")
+            digest.update(view)
+            size += view.nbytes
+            return raw.write(view)
+
+    with open(path, "xb") as raw:
+        sink = io.BufferedWriter(_Hashing(), buffer_size=1 << 20)
+        write(sink)
+        sink.flush()
+        raw.flush()
+        os.fsync(raw.fileno())
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: Path, *, limit: int | None = None) -> bytes:
+    """The bytes of a regular file, opened without following links or blocking.
+
+    Raises:
+        IndexFormatError: the path is missing, a link, a FIFO, a device or a directory, or
+            larger than ``limit``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise IndexFormatError(f"{path} is missing") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise IndexFormatError(f"{path} is a symbolic link, not an index file") from exc
+        raise IndexFormatError(f"{path} cannot be opened: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IndexFormatError(f"{path} is not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise IndexFormatError(f"{path} is too large ({info.st_size} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def read_generation(root: Path) -> Generation:
+    """The live generation of the index at ``root``, every file verified against the manifest.
+
+    A save that swaps ``CURRENT`` while this reads is survived: the read is retried on the new
+    generation.
+
+    Raises:
+        IndexFormatError: no index, a damaged or missing file, a checksum or size mismatch, or
+            another format version; the message names the file.
+    """
+    for attempt in range(5):
+        try:
+            return _read_once(root)
+        except _Vanished:
+            if attempt == 4:
+                break
+            time.sleep(0.02 * (attempt + 1))
+    raise IndexFormatError(f"{root}: the index kept changing while it was read; try again")
+
+
+class _Vanished(Exception):
+    """The generation named by CURRENT disappeared: a save replaced it while we read."""
+
+
+def _read_once(root: Path) -> Generation:
+    pointer_path = root / "CURRENT"
+    if not root.exists():
+        raise IndexFormatError(
+            f"no index at {root}; build one with `ragkit index DIR --index {root}`"
+        )
+    if not pointer_path.exists() and not pointer_path.is_symlink():
+        raise IndexFormatError(f"{root} is not a ragkit index (no CURRENT file)")
+    raw = read_regular(pointer_path, limit=4096)
+    try:
+        parts = raw.decode("utf-8").split()
+    except UnicodeDecodeError as exc:
+        raise IndexFormatError(f"{pointer_path} is unreadable: {exc}") from exc
+    if len(parts) == 1:
+        raise IndexFormatError(
+            f"{root} was written by an older ragkit (format version 1); rebuild it with "
+            f"`ragkit index DIR --index {root}`"
+        )
+    if len(parts) != 2 or not parts[0].startswith("gen-") or "/" in parts[0]:
+        raise IndexFormatError(f"{pointer_path} is corrupt: {raw[:80]!r}")
+    gen, manifest_sha = parts
+    folder = root / gen
+    try:
+        body = read_regular(folder / "manifest.json", limit=_MAX_MANIFEST_BYTES)
+    except IndexFormatError:
+        if _current_name(root) != gen:
+            raise _Vanished() from None
+        raise
+    if hashlib.sha256(body).hexdigest() != manifest_sha:
+        raise IndexFormatError(
+            f"{folder / 'manifest.json'} does not match the checksum in CURRENT: it was changed "
+            "or damaged; rebuild the index"
+        )
+    try:
+        manifest = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexFormatError(f"{folder / 'manifest.json'} is corrupt: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{folder / 'manifest.json'} is not a ragkit index manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{root} has index format version {manifest.get('version')!r}; this ragkit reads "
+            f"version {FORMAT_VERSION}. Rebuild it with `ragkit index`."
+        )
+    listing = manifest.get("files")
+    if not isinstance(listing, dict):
+        raise IndexFormatError(f"{folder / 'manifest.json'}: 'files' must be an object")
+    files: dict[str, bytes] = {}
+    for name, info in listing.items():
+        if (
+            not isinstance(name, str)
+            or "/" in name
+            or name.startswith(".")
+            or not isinstance(info, dict)
+            or not isinstance(info.get("sha256"), str)
+            or not isinstance(info.get("bytes"), int)
+        ):
+            raise IndexFormatError(f"{folder / 'manifest.json'}: bad file entry {name!r}")
+        try:
+            data = read_regular(folder / name, limit=int(info["bytes"]))
+        except IndexFormatError:
+            if _current_name(root) != gen:
+                raise _Vanished() from None
+            raise
+        if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+            raise IndexFormatError(
+                f"{folder / name} does not match its checksum in the manifest: it was changed "
+                "or damaged; rebuild the index"
+            )
+        files[name] = data
+    return Generation(folder, manifest, files)

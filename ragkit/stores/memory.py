@@ -1,0 +1,552 @@
+"""The in-memory store: BM25 postings, vectors and chunks in this process, saved to a directory.
+
+:class:`MemoryStore` implements :class:`ragkit.base.Store` with ``ragkit.bm25.BM25Index`` (keyword
+side), ``ragkit.vectors.VectorStore`` (exact scan, compressed first pass at scale) and a map of
+integer chunk keys to chunks. Filters become a boolean mask over keys, computed once per
+document (chunks share their document's metadata) and cached until the next write; both
+searches apply the mask before their top ``k``.
+
+Concurrency: any number of threads may search while one writes. Writes prepare everything
+(analysis, validation) before taking the write lock and then apply in-memory bookkeeping that
+cannot fail, so a search sees the store before or after a write, never half of one.
+
+This module leaves out chunking and embedding (``ragkit.index``) and the file format
+(``ragkit.stores.disk``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..base import DocumentEntry, IndexSettings, StoreStats
+from ..bm25 import Analyzer, BM25Index
+from ..errors import IndexFormatError, RagkitError, SettingsMismatchError
+from ..filters import Filter, matches
+from ..types import Chunk, ScoredChunk, freeze_metadata
+from ..vectors import VectorStore
+from .disk import Generation, read_generation, write_generation, writer_lock
+
+__all__ = ["MemoryStore", "check_settings"]
+
+
+class _RWLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _describe(settings: IndexSettings) -> str:
+    emb = settings.embedder or "no embedder (keyword-only)"
+    return f"{emb}, chunks of {settings.chunk_size}/{settings.chunk_overlap} tokens"
+
+
+def check_settings(current: IndexSettings | None, wanted: IndexSettings, where: str) -> bool:
+    """Whether ``wanted`` must be recorded (``current`` is None); raise when they differ."""
+    if current is None:
+        return True
+    if current != wanted:
+        raise SettingsMismatchError(
+            f"the index at {where} was built with {_describe(current)}; this write uses "
+            f"{_describe(wanted)}. Use the index's own settings, or build a new index elsewhere"
+        )
+    return False
+
+
+class MemoryStore:
+    """A :class:`ragkit.base.Store` held in memory; :meth:`save` and :meth:`load` a directory.
+
+    Example:
+        >>> store = MemoryStore()
+        >>> store.stats().chunks
+        0
+    """
+
+    def __init__(self, *, analyzer: Analyzer | None = None, location: str = "memory") -> None:
+        self.analyzer = analyzer if analyzer is not None else Analyzer()
+        self.location = location
+        self._settings: IndexSettings | None = None
+        self._bm25 = BM25Index(analyzer=self.analyzer)
+        self._vectors: VectorStore | None = None
+        self._chunks: dict[int, Chunk] = {}
+        self._doc_keys: dict[str, list[int]] = {}
+        self._doc_hash: dict[str, str] = {}
+        self._doc_meta: dict[str, Mapping[str, Any]] = {}
+        self._next_key = 0
+        self._total_chars = 0
+        self._lock = _RWLock()
+        self._version = 0
+        self._masks: dict[Filter, npt.NDArray[np.bool_]] = {}
+        self._masks_version = 0
+        self._masks_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"<MemoryStore {self.location}: {len(self._doc_keys)} documents, "
+            f"{len(self._chunks)} chunks>"
+        )
+
+    # -- settings --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> IndexSettings | None:
+        """What the index was built with (``None`` until :meth:`configure`)."""
+        return self._settings
+
+    def configure(self, settings: IndexSettings) -> None:
+        """Record the settings of a new store; refuse different settings on a used one.
+
+        Raises:
+            SettingsMismatchError: the store was built with other settings.
+        """
+        if not check_settings(self._settings, settings, self.location):
+            return
+        with self._lock.write():
+            self._settings = settings
+            self.analyzer = (
+                Analyzer.from_config(settings.analyzer) if settings.analyzer else self.analyzer
+            )
+            self._bm25 = BM25Index(analyzer=self.analyzer, **dict(settings.bm25))
+            self._version += 1
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def document_hashes(self) -> Mapping[str, str]:
+        """Document ID → SHA-256 of its text, sorted by ID."""
+        with self._lock.read():
+            return MappingProxyType(dict(sorted(self._doc_hash.items())))
+
+    def document_metadata(self, document_id: str) -> Mapping[str, Any]:
+        """The stored metadata of one document; ``KeyError`` when there is none."""
+        with self._lock.read():
+            return self._doc_meta[document_id]
+
+    def stats(self, where: Filter | None = None) -> StoreStats:
+        """Documents, chunks and characters (of the chunks matching ``where``)."""
+        with self._lock.read():
+            if where is None:
+                return StoreStats(len(self._doc_keys), len(self._chunks), self._total_chars)
+            mask = self._mask(where)
+            docs = chunks = chars = 0
+            for keys in self._doc_keys.values():
+                hit = [k for k in keys if k < len(mask) and mask[k]]
+                if hit:
+                    docs += 1
+                    chunks += len(hit)
+                    chars += sum(len(self._chunks[k].text) for k in hit)
+            return StoreStats(docs, chunks, chars)
+
+    def chunks(self, where: Filter | None = None) -> Iterator[Chunk]:
+        """Every chunk (matching ``where``), by document ID, then position (a snapshot)."""
+        with self._lock.read():
+            mask = self._mask(where) if where is not None else None
+            picked = [
+                self._chunks[key]
+                for doc_id in sorted(self._doc_keys)
+                for key in self._doc_keys[doc_id]
+                if mask is None or (key < len(mask) and mask[key])
+            ]
+        return iter(picked)
+
+    def get_chunk(self, chunk_id: str) -> Chunk:
+        """The chunk with this ID; ``KeyError`` when there is none."""
+        doc_id, _, ordinal = chunk_id.rpartition("#")
+        with self._lock.read():
+            keys = self._doc_keys.get(doc_id)
+            if keys is not None and ordinal.isdigit() and int(ordinal) < len(keys):
+                return self._chunks[keys[int(ordinal)]]
+        raise KeyError(f"no chunk {chunk_id!r} in this index")
+
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
+        """The number of chunks and how many contain each analysed term."""
+        with self._lock.read():
+            return len(self._bm25), self._bm25.document_frequencies(terms)
+
+    @property
+    def dim(self) -> int | None:
+        """The vector dimension, or ``None`` with no vectors."""
+        return self._vectors.dim if self._vectors is not None else None
+
+    def keyword_search(self, text: str, k: int, where: Filter | None = None) -> list[ScoredChunk]:
+        """The ``k`` best chunks by BM25 among those matching ``where``."""
+        tokens = self.analyzer(text)
+        with self._lock.read():
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed)
+            chunks = self._chunks
+            return [
+                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+            ]
+
+    def vector_search(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[ScoredChunk]:
+        """The ``k`` nearest chunks by cosine among those matching ``where``."""
+        with self._lock.read():
+            if self._vectors is None or not len(self._vectors):
+                return []
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._vectors.search(vector, k, allowed=allowed)
+            chunks = self._chunks
+            return [
+                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+            ]
+
+    def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
+        """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
+        with self._masks_lock:
+            if self._masks_version != self._version:
+                self._masks.clear()
+                self._masks_version = self._version
+            cached = self._masks.get(where)
+        if cached is not None:
+            return cached
+        mask = np.zeros(self._next_key, dtype=np.bool_)
+        for doc_id, keys in self._doc_keys.items():
+            meta = self._doc_meta[doc_id]
+            verdict: bool | None = None
+            for key in keys:
+                chunk_meta = self._chunks[key].metadata
+                if chunk_meta is meta:
+                    if verdict is None:
+                        verdict = matches(where, meta)
+                    mask[key] = verdict
+                else:
+                    mask[key] = matches(where, chunk_meta)
+        with self._masks_lock:
+            if self._masks_version == self._version and len(self._masks) < 64:
+                self._masks[where] = mask
+        return mask
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, entries: Sequence[DocumentEntry], delete: Sequence[str] = ()) -> None:
+        """Add or replace ``entries`` (by document ID) and delete the ``delete`` documents.
+
+        Everything that can fail (validation, text analysis) happens before the store changes.
+
+        Raises:
+            RagkitError: the store is not configured.
+            EmbeddingError / ValueError: vectors missing, unexpected or of the wrong shape.
+        """
+        settings = self._settings
+        if settings is None:
+            raise RagkitError("the store has no settings yet: call configure() first")
+        latest = {e.document_id: e for e in entries}
+        drop = [d for d in dict.fromkeys(delete) if d not in latest]
+        for entry in latest.values():
+            if (entry.vectors is None) != (settings.embedder is None) and entry.chunks:
+                raise ValueError(
+                    f"document {entry.document_id!r}: vectors must be given exactly when the "
+                    f"index has an embedder ({settings.embedder!r})"
+                )
+            if entry.vectors is not None and entry.vectors.shape[1:] != (settings.dim,):
+                raise ValueError(
+                    f"document {entry.document_id!r}: vectors of shape {entry.vectors.shape} "
+                    f"for an index of dimension {settings.dim}"
+                )
+        tokens = [self.analyzer(t) for e in latest.values() for t in e.keyword_texts]
+        with self._lock.write():
+            self._apply(list(latest.values()), drop, tokens)
+
+    def _apply(
+        self, entries: list[DocumentEntry], drop: list[str], tokens: list[list[str]]
+    ) -> None:
+        self._drop([e.document_id for e in entries] + drop)
+        n = sum(len(e.chunks) for e in entries)
+        keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
+        self._next_key += n
+        position = 0
+        vector_parts: list[np.ndarray] = []
+        for entry in entries:
+            doc_keys = [int(k) for k in keys[position : position + len(entry.chunks)]]
+            position += len(entry.chunks)
+            meta = freeze_metadata(entry.metadata)
+            self._doc_keys[entry.document_id] = doc_keys
+            self._doc_hash[entry.document_id] = entry.content_hash
+            self._doc_meta[entry.document_id] = meta
+            for key, chunk in zip(doc_keys, entry.chunks, strict=True):
+                if chunk.metadata == meta and chunk.metadata is not meta:
+                    chunk = _with_metadata(chunk, meta)
+                self._chunks[key] = chunk
+                self._total_chars += len(chunk.text)
+            if entry.vectors is not None:
+                vector_parts.append(entry.vectors)
+        if n:
+            self._bm25.add_tokens(keys, tokens)
+            if vector_parts:
+                matrix = np.concatenate(vector_parts, axis=0)
+                if self._vectors is None:
+                    self._vectors = VectorStore(matrix.shape[1])
+                self._vectors.add(keys, matrix)
+        self._version += 1
+
+    def _drop(self, doc_ids: Sequence[str]) -> None:
+        keys = [key for doc_id in doc_ids for key in self._doc_keys.get(doc_id, [])]
+        if keys:
+            self._bm25.remove(keys)
+            if self._vectors is not None:
+                self._vectors.remove(keys)
+            for key in keys:
+                self._total_chars -= len(self._chunks.pop(key).text)
+        for doc_id in doc_ids:
+            self._doc_keys.pop(doc_id, None)
+            self._doc_hash.pop(doc_id, None)
+            self._doc_meta.pop(doc_id, None)
+
+    def close(self) -> None:
+        """Nothing to release; present for the :class:`~ragkit.base.Store` protocol."""
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, path: str | Path, *, lock: bool = True) -> Path:
+        """Write the store to directory ``path`` atomically (see ``ragkit.stores.disk``).
+
+        Args:
+            path: the index directory.
+            lock: take the directory's writer lock (pass ``False`` when already holding it).
+
+        Raises:
+            IndexLockedError: another process kept the directory locked.
+            RagkitError: ``path`` is a file or a foreign non-empty directory, or the disk
+                failed (the previous index, if any, stays intact).
+        """
+        root = Path(path)
+        if self._settings is None:
+            raise RagkitError("cannot save a store with no settings: configure() it first")
+        try:
+            if lock:
+                with writer_lock(root):
+                    self._save(root)
+            else:
+                self._save(root)
+        except OSError as exc:  # disk full, permissions, read-only file system
+            raise RagkitError(
+                f"could not save the index to {root}: {exc.strerror or exc}; the previous index, "
+                "if any, is intact"
+            ) from exc
+        return root
+
+    def _save(self, root: Path) -> None:
+        settings = self._settings
+        assert settings is not None
+        with self._lock.read():
+            chunk_items = sorted(self._chunks.items())
+            documents = {
+                doc_id: {
+                    "sha256": self._doc_hash[doc_id],
+                    "keys": list(self._doc_keys[doc_id]),
+                    "metadata": _jsonable(self._doc_meta[doc_id]),
+                }
+                for doc_id in sorted(self._doc_keys)
+            }
+            bm25_state = {k: np.array(v) for k, v in self._bm25.state().items()}
+            vector_state = (
+                {k: np.array(v) for k, v in self._vectors.state().items()}
+                if self._vectors is not None
+                else None
+            )
+            doc_meta = dict(self._doc_meta)
+            next_key = self._next_key
+
+        def write_chunks(fh: IO[bytes]) -> None:
+            for key, c in chunk_items:
+                record: dict[str, Any] = {
+                    "key": key,
+                    "id": c.id,
+                    "document_id": c.document_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "headings": list(c.headings),
+                    "text": c.text,
+                }
+                if c.metadata != doc_meta.get(c.document_id):
+                    record["metadata"] = _jsonable(c.metadata)
+                fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+
+        files: dict[str, Any] = {
+            "chunks.jsonl": write_chunks,
+            "bm25.npz": lambda fh: np.savez(fh, **bm25_state),  # type: ignore[arg-type]
+        }
+        if vector_state is not None:
+            files["vectors.npz"] = lambda fh: np.savez(fh, **vector_state)  # type: ignore[arg-type]
+        manifest = {
+            "settings": settings.as_dict(),
+            "next_key": next_key,
+            "counts": {
+                "documents": len(documents),
+                "chunks": len(chunk_items),
+                "vectors": 0 if vector_state is None else int(len(vector_state["keys"])),
+            },
+            "documents": documents,
+        }
+        write_generation(root, files, manifest)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MemoryStore:
+        """Load a store saved by :meth:`save`, verifying every file.
+
+        Raises:
+            IndexFormatError: missing, damaged, tampered with, or of another format version;
+                the message names the file.
+        """
+        root = Path(path)
+        gen = read_generation(root)
+        try:
+            return cls._from_generation(gen, str(root))
+        except IndexFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexFormatError(
+                f"index at {root} is corrupt: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_generation(cls, gen: Generation, location: str) -> MemoryStore:
+        folder, manifest = gen.folder, gen.manifest
+        where = folder / "manifest.json"
+        settings = IndexSettings.from_dict(
+            _expect(manifest.get("settings"), dict, where, "settings")
+        )
+        store = cls(location=location)
+        store.configure(settings)
+        docs = _expect(manifest.get("documents"), dict, where, "documents")
+        counts = _expect(manifest.get("counts"), dict, where, "counts")
+        next_key = _expect(manifest.get("next_key"), int, where, "next_key")
+        for doc_id, info in docs.items():
+            info = _expect(info, dict, where, f"documents[{doc_id!r}]")
+            keys = _expect(info.get("keys"), list, where, f"documents[{doc_id!r}].keys")
+            if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
+                raise IndexFormatError(f"{where}: documents[{doc_id!r}].keys must be integers")
+            store._doc_keys[doc_id] = keys
+            store._doc_hash[doc_id] = _expect(info.get("sha256"), str, where, "sha256")
+            meta = _expect(info.get("metadata", {}), dict, where, "metadata")
+            store._doc_meta[doc_id] = freeze_metadata(meta)
+        chunks: dict[int, Chunk] = {}
+        chunk_file = folder / "chunks.jsonl"
+        for line_no, line in enumerate(gen.files.get("chunks.jsonl", b"").splitlines(), 1):
+            try:
+                r = json.loads(line)
+                doc_id = r["document_id"]
+                extra = r.get("metadata")
+                meta = store._doc_meta[doc_id] if extra is None else freeze_metadata(extra)
+                chunk = Chunk(
+                    _expect(r["id"], str, chunk_file, "id"),
+                    _expect(r["text"], str, chunk_file, "text"),
+                    _expect(doc_id, str, chunk_file, "document_id"),
+                    _expect(r["start"], int, chunk_file, "start"),
+                    _expect(r["end"], int, chunk_file, "end"),
+                    tuple(_expect(r["headings"], list, chunk_file, "headings")),
+                    meta,
+                )
+                chunks[_expect(r["key"], int, chunk_file, "key")] = chunk
+            except (
+                json.JSONDecodeError,
+                UnicodeDecodeError,
+                KeyError,
+                TypeError,
+                ValueError,
+            ) as exc:
+                raise IndexFormatError(f"{chunk_file} line {line_no} is corrupt: {exc}") from exc
+        listed = sorted(k for keys in store._doc_keys.values() for k in keys)
+        if listed != sorted(chunks) or len(chunks) != counts.get("chunks"):
+            raise IndexFormatError(f"{folder}: the manifest and chunks.jsonl disagree")
+        for doc_id, keys in store._doc_keys.items():
+            for ordinal, key in enumerate(keys):
+                c = chunks[key]
+                if c.document_id != doc_id or c.id != f"{doc_id}#{ordinal}":
+                    raise IndexFormatError(
+                        f"{chunk_file}: chunk {key} does not belong where listed"
+                    )
+        if listed and listed[-1] >= next_key:
+            raise IndexFormatError(f"{where}: next_key {next_key} is not above every chunk key")
+        store._chunks = chunks
+        store._next_key = next_key
+        store._total_chars = sum(len(c.text) for c in chunks.values())
+        store._bm25 = BM25Index.from_state(
+            {**store._bm25.config(), **dict(settings.bm25)}, gen.npz("bm25.npz")
+        )
+        store._bm25.analyzer = store.analyzer
+        if len(store._bm25) != len(chunks) or any(k not in store._bm25 for k in listed[:1]):
+            raise IndexFormatError(
+                f"{folder / 'bm25.npz'}: postings cover {len(store._bm25)} chunks, "
+                f"not {len(chunks)}"
+            )
+        if settings.embedder is not None and chunks:
+            vectors = VectorStore.from_state(gen.npz("vectors.npz"))
+            if len(vectors) != len(chunks) or sorted(vectors.keys().tolist()) != listed:
+                raise IndexFormatError(
+                    f"{folder / 'vectors.npz'}: the vectors' keys do not match the chunks"
+                )
+            if settings.dim is not None and vectors.dim != settings.dim:
+                raise IndexFormatError(
+                    f"{folder / 'vectors.npz'}: vectors of dimension {vectors.dim}, settings say "
+                    f"{settings.dim}"
+                )
+            store._vectors = vectors
+        return store
+
+
+def _with_metadata(chunk: Chunk, meta: Mapping[str, Any]) -> Chunk:
+    """The chunk sharing its document's metadata object (one mapping per document in memory)."""
+    return Chunk(
+        chunk.id, chunk.text, chunk.document_id, chunk.start, chunk.end, chunk.headings, meta
+    )
+
+
+def _jsonable(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+
+
+def _expect(value: Any, kind: type, where: Path, name: str) -> Any:
+    """``value`` when it is of ``kind`` (bool is not an int), else an IndexFormatError."""
+    if isinstance(value, bool) and kind is not bool:
+        ok = False
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise IndexFormatError(
+            f"{where}: {name} must be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
