@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import ragkit
-from ragkit import HybridRetriever, Query, Retriever, ScoredChunk
+from ragkit import Query, Retriever, ScoredChunk
+from ragkit.retrievers import HybridRetriever
 
 ROOT = Path(__file__).resolve().parents[1]
 

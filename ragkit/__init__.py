@@ -4,102 +4,64 @@ Index a folder, search it with hybrid BM25 + vector retrieval, and ask Claude qu
 only from the retrieved chunks, with the chunk IDs it cites::
 
     import ragkit
-    index = ragkit.index_folder("docs", ".ragkit/index")
-    result = ragkit.answer("How are rankings fused?", index)
+    index = ragkit.index_folder("docs", ".ragkit/index")   # or "postgresql://..."
+    result = ragkit.answer("How are rankings fused?", index, where={"team": "search"})
     print(result.text, result.cited_chunk_ids)
 
+The top level holds what users call or receive. Everything else has a stable submodule path:
+``ragkit.base`` (extension points: Embedder, Store, Loader, Reranker, Retriever),
+``ragkit.stores`` (MemoryStore, PostgresStore), ``ragkit.filters``, ``ragkit.retrievers``,
+``ragkit.embedders``, ``ragkit.loaders``, ``ragkit.chunking``, ``ragkit.bm25``, ``ragkit.vectors``,
+``ragkit.fusion``, ``ragkit.context``, ``ragkit.answering``, ``ragkit.pricing``, ``ragkit.audit``,
+``ragkit.evaluation`` and ``ragkit.errors``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .audit import AuditLog
-from .base import Query, Store
-from .bm25 import Analyzer, BM25Index
-from .chunking import chunk_document, chunk_text, count_tokens
-from .context import DEFAULT_BUDGET_TOKENS, ContextPlan, EvidenceGate, retrieve_context
-from .embedders import Embedder, LocalEmbedder, default_embedder
-from .errors import (
-    AnswerError,
-    EmbeddingError,
-    IndexFormatError,
-    LoadError,
-    MissingAPIKeyError,
-    MissingDependencyError,
-    RagkitError,
-)
-from .evaluation import EvalReport, evaluate, load_beir
-from .fusion import minmax_fusion, reciprocal_rank_fusion, zscore_fusion
+from .base import Embedder, Query, Retriever, Store
+from .context import ContextPlan, EvidenceGate, retrieve_context
+from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
+from .evaluation import evaluate
 from .index import Index, IndexUpdate, index_folder, open_index
-from .loaders import LoadResult, load_file, load_folder
-from .pricing import CostEstimate, ModelPrice, estimate_query_cost, register_price
-from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
+from .loaders import load_folder
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
-from .vectors import VectorStore
 
 if TYPE_CHECKING:
-    from .answering import DEFAULT_MODEL, aanswer, aanswer_stream, answer, answer_stream
+    from .answering import aanswer, aanswer_stream, answer, answer_stream
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Analyzer",
-    "Query",
-    "Store",
     "Answer",
     "AnswerError",
-    "AuditLog",
-    "BM25Index",
-    "BM25Retriever",
     "Chunk",
     "Citation",
     "ContextPlan",
-    "CostEstimate",
-    "DEFAULT_BUDGET_TOKENS",
-    "DEFAULT_MODEL",
     "Document",
     "Embedder",
-    "EmbeddingError",
-    "EvalReport",
     "EvidenceGate",
-    "HybridRetriever",
     "Index",
     "IndexFormatError",
     "IndexUpdate",
-    "LoadError",
-    "LoadResult",
-    "LocalEmbedder",
-    "MissingAPIKeyError",
-    "MissingDependencyError",
-    "ModelPrice",
+    "Query",
     "RagkitError",
     "Retriever",
     "ScoredChunk",
+    "Store",
+    "StoreError",
     "Usage",
-    "VectorRetriever",
-    "VectorStore",
     "__version__",
     "aanswer",
     "aanswer_stream",
     "answer",
     "answer_stream",
-    "chunk_document",
-    "chunk_text",
-    "count_tokens",
-    "default_embedder",
-    "estimate_query_cost",
     "evaluate",
     "index_folder",
-    "load_beir",
-    "load_file",
     "load_folder",
-    "minmax_fusion",
     "open_index",
-    "reciprocal_rank_fusion",
-    "register_price",
     "retrieve_context",
-    "zscore_fusion",
 ]
 
 _ANSWERING = frozenset({"DEFAULT_MODEL", "aanswer", "aanswer_stream", "answer", "answer_stream"})

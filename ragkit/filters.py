@@ -19,8 +19,9 @@ Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $exists $glob``. Rules every sto
 - ``$ne``, ``$nin`` and ``$not`` match chunks that lack the key.
 
 From the command line, :func:`parse_cli` reads ``--where KEY=VALUE`` (also ``!=``, ``>``, ``>=``,
-``<``, ``<=``, a bare ``KEY`` for "exists" and ``!KEY`` for "absent"; values are JSON when they
-parse as a number, ``true``, ``false`` or ``null``, else text) and ``--path GLOB``; several
+``<``, ``<=``, a bare ``KEY`` for "exists" and ``!KEY`` for "absent"; a value that reads as a
+number, ``true``, ``false`` or ``null`` matches that value or the same text, so ``version=1.10``
+matches ``1.1`` and ``"1.10"``) and ``--path GLOB``; several
 ``--where`` must all hold, several ``--path`` globs are alternatives.
 
 This module leaves out where a filter is applied: each store applies it inside its search,
@@ -76,7 +77,7 @@ class Field:
             raise ValueError(f"filter key must be a non-empty string, got {self.key!r}")
         if self.op not in _OPERATORS:
             raise ValueError(
-                f"filter operator {self.op!r} is not one of "
+                f"filter operator ${self.op} is not one of "
                 + ", ".join(f"${o}" for o in sorted(_OPERATORS))
             )
         v = self.value
@@ -91,6 +92,9 @@ class Field:
             if not isinstance(v, str) or not v:
                 raise ValueError(f"$glob on {self.key!r} needs a non-empty pattern, got {v!r}")
         elif self.op in _RANGE:
+            if hasattr(v, "isoformat"):
+                v = str(v.isoformat())
+                object.__setattr__(self, "value", v)
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):
                 raise ValueError(
                     f"${self.op} on {self.key!r} needs a number or text (ISO 8601 for dates), "
@@ -351,11 +355,17 @@ def parse_cli(wheres: Sequence[str] = (), paths: Sequence[str] = ()) -> Filter |
         text = raw.strip()
         found = _CLI.match(text)
         if found is not None:
-            value = _cli_value(found["value"].strip())
-            op = _CLI_OPS[found["op"]]
+            text_value = found["value"].strip()
+            value = _cli_value(text_value)
+            key, op = found["key"].strip(), _CLI_OPS[found["op"]]
             if op in _RANGE and value is None:
                 raise ValueError(f"--where {raw!r}: a range needs a number or text, not null")
-            parts.append(Field(found["key"].strip(), op, value))
+            if op in ("eq", "ne") and value is not None and not isinstance(value, str):
+                # "version=1.10" should match the text "1.10" as well as the number 1.1.
+                either = AnyOf((Field(key, "eq", value), Field(key, "eq", text_value)))
+                parts.append(either if op == "eq" else Not(either))
+            else:
+                parts.append(Field(key, op, value))
         elif text.startswith("!") and text[1:].strip():
             parts.append(Field(text[1:].strip(), "exists", False))
         elif text and not any(c in text for c in "=<>!"):

@@ -1,0 +1,200 @@
+"""The filter language, and filtered search in the memory store against brute force."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ragkit import Document, Index
+from ragkit.filters import AllOf, AnyOf, Field, Not, glob_to_regex, matches, parse_cli, parse_filter
+
+from .conftest import FakeEmbedder
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def test_a_plain_mapping_means_equality_on_every_key() -> None:
+    where = parse_filter({"team": "billing", "year": 2024})
+    assert where == AllOf((Field("team", "eq", "billing"), Field("year", "eq", 2024)))
+    assert matches(where, {"team": "billing", "year": 2024, "other": 1})
+    assert not matches(where, {"team": "billing", "year": 2023})
+
+
+def test_operators_and_boolean_combinators() -> None:
+    where = parse_filter(
+        {
+            "$or": [{"team": {"$in": ["a", "b"]}}, {"year": {"$gte": 2020, "$lt": 2022}}],
+            "$not": {"draft": True},
+        }
+    )
+    assert matches(where, {"team": "a"})
+    assert matches(where, {"team": "z", "year": 2021})
+    assert not matches(where, {"team": "z", "year": 2022})
+    assert not matches(where, {"team": "a", "draft": True})
+
+
+def test_list_fields_match_on_any_element() -> None:
+    meta = {"tags": ("python", "web")}
+    assert matches(parse_filter({"tags": "web"}), meta)
+    assert matches(parse_filter({"tags": {"$in": ["go", "python"]}}), meta)
+    assert not matches(parse_filter({"tags": {"$ne": "web"}}), meta)
+    assert matches(parse_filter({"tags": {"$nin": ["go"]}}), meta)
+
+
+def test_ranges_compare_like_with_like_and_bool_is_not_a_number() -> None:
+    assert not matches(parse_filter({"n": {"$gte": 1}}), {"n": "5"})
+    assert not matches(parse_filter({"n": {"$gte": 1}}), {"n": True})
+    assert not matches(parse_filter({"n": 1}), {"n": True})
+    assert matches(parse_filter({"n": 1}), {"n": 1.0})
+    # Dates are ISO 8601 text, so text ranges order them.
+    since = parse_filter({"date": {"$gte": dt.date(2024, 1, 1)}})
+    assert matches(since, {"date": "2024-03-01"}) and not matches(since, {"date": "2023-12-31"})
+
+
+def test_missing_keys() -> None:
+    assert not matches(parse_filter({"team": "a"}), {})
+    assert matches(parse_filter({"team": {"$ne": "a"}}), {})
+    assert matches(parse_filter({"team": {"$exists": False}}), {})
+    assert not matches(parse_filter({"n": {"$lt": 3}}), {})
+
+
+def test_glob_semantics() -> None:
+    assert matches(parse_filter({"path": {"$glob": "docs/**"}}), {"path": "docs/api/a.md"})
+    assert matches(parse_filter({"path": {"$glob": "docs/*.md"}}), {"path": "docs/a.md"})
+    assert not matches(parse_filter({"path": {"$glob": "docs/*.md"}}), {"path": "docs/x/a.md"})
+    assert matches(parse_filter({"path": {"$glob": "**/a.md"}}), {"path": "a.md"})
+    assert glob_to_regex("a+b?.md") == "^a\\+b[^/]\\.md$"
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        ({"team": {"$near": 1}}, ValueError, r"\$near.*not one of"),
+        ({"team": ["a", "b"]}, ValueError, "ambiguous"),
+        ({"$xor": []}, ValueError, "unknown filter operator"),
+        ({"team": {"$in": "abc"}}, ValueError, "needs a list"),
+        ({"n": {"$gt": [1]}}, ValueError, "number or text"),
+        ("team=billing", TypeError, "where must be a mapping"),
+    ],
+)
+def test_bad_filters_name_the_problem(spec: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        parse_filter(spec)  # type: ignore[arg-type]
+
+
+def test_cli_syntax() -> None:
+    where = parse_cli(["team=billing", "year>=2020", "draft", "!archived", "n!=3"], ["a/**"])
+    assert where == AllOf(
+        (
+            Field("team", "eq", "billing"),
+            Field("year", "gte", 2020),
+            Field("draft", "exists", True),
+            Field("archived", "exists", False),
+            Not(AnyOf((Field("n", "eq", 3), Field("n", "eq", "3")))),
+            Field("path", "glob", "a/**"),
+        )
+    )
+    assert parse_cli([], ["a/**", "b/**"]) == AnyOf(
+        (Field("path", "glob", "a/**"), Field("path", "glob", "b/**"))
+    )
+    version = parse_cli(["version=1.10"])
+    assert matches(version, {"version": 1.1}) and matches(version, {"version": "1.10"})
+    assert not matches(version, {"version": "1.1"})
+    assert matches(parse_cli(["flag=true"]), {"flag": True})
+    with pytest.raises(ValueError, match="is not KEY=VALUE"):
+        parse_cli(["=x"])
+
+
+def test_not_of_field() -> None:
+    assert matches(Not(Field("a", "eq", 1)), {"a": 2})
+
+
+# -- filtered search == brute force over the matching subset ---------------------------------
+
+TEAMS = ["billing", "support", "infra"]
+WORDS = "refund invoice outage latency pager card charge deploy rollback ticket".split()
+
+
+def _corpus(seed: int, n: int) -> list[Document]:
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(n):
+        text = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 12))))
+        meta: dict[str, object] = {"team": TEAMS[int(rng.integers(0, 3))], "n": int(i % 7)}
+        if i % 4 == 0:
+            meta["tags"] = ["a", "b"] if i % 8 == 0 else ["b"]
+        docs.append(Document(f"d{i:03d}.md", text, meta | {"path": f"dir{i % 3}/d{i:03d}.md"}))
+    return docs
+
+
+FILTERS = st.sampled_from(
+    [
+        {"team": "billing"},
+        {"team": {"$in": ["support", "infra"]}},
+        {"n": {"$gte": 2, "$lt": 5}},
+        {"tags": "a"},
+        {"tags": {"$exists": False}},
+        {"$or": [{"team": "infra"}, {"n": 0}]},
+        {"$not": {"team": "support"}},
+        {"path": {"$glob": "dir1/**"}},
+        {"team": "nobody"},
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), spec=FILTERS, k=st.integers(1, 12), word=st.sampled_from(WORDS))
+def test_filtered_search_equals_brute_force(seed: int, spec: dict, k: int, word: str) -> None:
+    docs = _corpus(seed, 40)
+    index = Index(embedder=FakeEmbedder(dim=16))
+    index.add(docs)
+    where = parse_filter(spec)
+    allowed = [d for d in docs if matches(where, d.metadata)]
+    subset = Index(embedder=FakeEmbedder(dim=16))
+    subset.add(allowed)
+    for mode in ("bm25", "vector"):
+        got = index.search(word, k, where=spec, mode=mode)
+        assert all(matches(where, r.chunk.metadata) for r in got)
+        if mode == "vector":
+            # Exact cosine does not depend on the collection: the same chunks, same order.
+            want = subset.search(word, k, mode=mode) if allowed else []
+            assert [r.id for r in got] == [r.id for r in want]
+            assert len(got) == min(k, len(allowed))
+        else:
+            # BM25's idf is collection-wide, so compare against brute force over the full index.
+            scored = {r.id: r.score for r in index.search(word, len(docs), mode="bm25")}
+            want_ids = sorted(
+                (cid for cid in scored if matches(where, index.chunk(cid).metadata)),
+                key=lambda cid: (-scored[cid], cid),
+            )[:k]
+            assert [r.id for r in got] == want_ids
+
+
+def test_filtered_search_at_scale_uses_the_compressed_pass_and_still_fills_k() -> None:
+    from ragkit.vectors import VectorStore
+
+    rng = np.random.default_rng(3)
+    store = VectorStore(32, binary_threshold=100, rerank=20)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    store.add(np.arange(3000), vectors)
+    allowed = np.zeros(3000, dtype=bool)
+    allowed[rng.choice(3000, 90, replace=False)] = True  # 3 % selectivity
+    q = rng.standard_normal(32)
+    keys, _ = store.search(q, 10, allowed=allowed)
+    assert len(keys) == 10 and allowed[keys].all()
+    exact_keys, _ = store.search(q, 10, allowed=allowed, exact=True)
+    assert set(keys) == set(exact_keys)  # a selective filter is scanned exactly
+
+
+def test_whole_corpus_mode_respects_the_filter() -> None:
+    from ragkit.context import retrieve_context
+
+    index = Index(embedder=None)
+    index.add(_corpus(1, 12))
+    plan = retrieve_context("refund", index, where={"team": "billing"}, strategy="full")
+    assert plan.strategy == "full"
+    assert plan.chunks and all(sc.chunk.metadata["team"] == "billing" for sc in plan.chunks)
