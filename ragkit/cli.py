@@ -164,7 +164,89 @@ def _print_passages(results: Sequence[ScoredChunk]) -> None:
         click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], Path | None]:
+    """Option defaults from ``ragkit.toml`` or ``[tool.ragkit]`` of ``pyproject.toml``.
+
+    Looked up in ``start`` and its parents (the nearest file wins). Top-level keys apply to
+    every command with an option of that name (``index = "..."``, ``model = "..."``); a table
+    ``[tool.ragkit.commands.NAME]`` applies to that command only and wins. Keys are option
+    names without dashes (``chunk-size`` or ``chunk_size``).
+    """
+    config: dict[str, Any] | None = None
+    found: Path | None = None
+    for folder in (start, *start.parents):
+        for name in ("ragkit.toml", "pyproject.toml"):
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
+            section = data.get("tool", {}).get("ragkit") if name == "pyproject.toml" else data
+            if section is not None:
+                if not isinstance(section, dict):
+                    raise click.UsageError(f"{path}: the ragkit settings must be a table")
+                config, found = section, path
+                break
+        if config is not None:
+            break
+    if config is None:
+        return {}, None
+    commands = config.get("commands", {})
+    if not isinstance(commands, dict):
+        raise click.UsageError(f"{found}: 'commands' must be a table of per-command tables")
+    shared = {k: v for k, v in config.items() if k != "commands"}
+    default_map: dict[str, Any] = {}
+    for command_name, command in group.commands.items():
+        by_option: dict[str, str] = {}
+        for param in command.params:
+            for opt in getattr(param, "opts", []):
+                by_option[opt.lstrip("-").replace("-", "_")] = str(param.name)
+        values: dict[str, Any] = {}
+        own = commands.get(command_name, {})
+        for table in (shared, own if isinstance(own, dict) else {}):
+            for key, value in table.items():
+                target = by_option.get(str(key).replace("-", "_"))
+                if target is not None:
+                    values[target] = tuple(value) if isinstance(value, list) else value
+        if values:
+            default_map[command_name] = values
+    known = {n for c in group.commands.values() for p in c.params for n in _names(p)}
+    unknown = sorted(str(k) for k in shared if str(k).replace("-", "_") not in known) + sorted(
+        f"commands.{k}" for k in commands if k not in group.commands
+    )
+    if unknown:
+        raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
+    return default_map, found
+
+
+def _names(param: click.Parameter) -> list[str]:
+    return [o.lstrip("-").replace("-", "_") for o in getattr(param, "opts", [])]
+
+
+class _Group(click.Group):
+    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        if "default_map" not in extra:
+            defaults, _ = _project_defaults(self, Path.cwd())
+            if defaults:
+                extra["default_map"] = defaults
+        return super().make_context(info_name, args, parent, **extra)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="ragkit")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
@@ -175,6 +257,9 @@ def cli(verbose: bool) -> None:
         ragkit index docs/                  # build or update the index
         ragkit search "fusion of rankings"  # retrieval only, no API key needed
         ragkit ask "How are rankings fused?"
+
+    Project defaults for any option can live in ragkit.toml or [tool.ragkit] of pyproject.toml
+    (e.g. index = "postgresql://...", [tool.ragkit.commands.index] exclude = ["drafts/**"]).
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -357,3 +357,34 @@ def test_overlap_not_smaller_than_chunk_size_is_a_usage_error(
         result = runner.invoke(cli, [*argv, "--chunk-size", "32", "--overlap", "32"])
         assert result.exit_code == 2 and "must be smaller than --chunk-size (32)" in result.output
     assert not (tmp_path / "idx").exists()
+
+
+def test_project_defaults_from_pyproject(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keep.md").write_text("# Keep\n\nCats purr when content.\n")
+    (docs / "drafts").mkdir()
+    (docs / "drafts" / "wip.md").write_text("# WIP\n\nUnfinished cats.\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.ragkit]\nindex = "idx-from-config"\n\n'
+        '[tool.ragkit.commands.index]\nexclude = ["drafts/**"]\nkeyword-only = true\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["index", "docs", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["index"] == "idx-from-config" and summary["documents"] == 1
+    # An explicit option still wins over the file.
+    other = runner.invoke(cli, ["search", "cats", "--index", "idx-from-config", "--json"])
+    assert [r["document_id"] for r in json.loads(other.stdout)["results"]] == ["keep.md"]
+
+
+def test_unknown_project_setting_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ragkit.toml").write_text("chunk_sise = 128\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["search", "x"])
+    assert result.exit_code == 2 and "unknown ragkit settings: chunk_sise" in result.stderr
