@@ -425,12 +425,20 @@ class EvidenceGate:
         top_cosine = max(cosines) if cosines else None
         window = [sc.chunk for sc in retrieved[: self.window]]
         coverage = query_coverage(question, window, idf=idf)
+        # Each signal that votes is shown with its threshold, so a reader sees what decided.
+        # The hint to turn the gate off is the caller's to word (gate=False, --no-gate).
+        cosine_votes = self.min_cosine is not None and top_cosine is not None
         facts = []
         if top_cosine is not None:
-            facts.append(f"best cosine {top_cosine:.2f}")
+            limit = f", needs {self.min_cosine:.2f}" if cosine_votes else ""
+            facts.append(f"best cosine {top_cosine:.2f}{limit}")
         if coverage is not None:
-            facts.append(f"{coverage:.0%} of the question's terms in one passage")
-        seen = ", ".join(facts) or "no usable signal"
+            votes = self.min_coverage is not None and (
+                self.combine != "fallback" or not cosine_votes
+            )
+            limit = f", needs {self.min_coverage:.0%}" if votes else ""
+            facts.append(f"{coverage:.0%} of the question's terms in one passage{limit}")
+        seen = "; ".join(facts) or "no usable signal"
         passed = self.passes(top_cosine, coverage)
         if passed is None:
             return GateVerdict(
@@ -440,8 +448,8 @@ class EvidenceGate:
             return GateVerdict(True, f"Evidence is sufficient ({seen}).", top_cosine, coverage)
         return GateVerdict(
             False,
-            "The retrieved passages look unrelated to the question "
-            f"({seen}), so Claude was not asked. Pass gate=False to ask anyway.",
+            f"The retrieved passages look unrelated to the question ({seen}): "
+            "the gate stops the call to Claude.",
             top_cosine,
             coverage,
         )
