@@ -418,7 +418,7 @@ class EvidenceGate:
                 without it.
         """
         if not retrieved:
-            return GateVerdict(False, "Retrieval returned nothing: the index is empty.")
+            return GateVerdict(False, "Retrieval returned nothing: no chunk matches the question, or the index is empty.")
         cosines = [sc.scores["vector"] for sc in retrieved if "vector" in sc.scores]
         if not cosines and retriever_name == "vector":
             cosines = [sc.score for sc in retrieved]
@@ -609,7 +609,7 @@ def retrieve_context(
             chunks=(),
             passages=(),
             estimated_tokens=0,
-            gate=GateVerdict(False, "Retrieval returned nothing: the index is empty."),
+            gate=GateVerdict(False, "Retrieval returned nothing: no chunk matches the question, or the index is empty."),
             budget_tokens=budget_tokens,
         )
     verdict: GateVerdict | None = None
