@@ -335,6 +335,11 @@ def query_coverage(
     return best
 
 
+_NOTHING_RETRIEVED = (
+    "Retrieval returned nothing: no chunk matches the question, or the index is empty."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class GateVerdict:
     """What the evidence gate saw and decided.
@@ -418,7 +423,7 @@ class EvidenceGate:
                 without it.
         """
         if not retrieved:
-            return GateVerdict(False, "Retrieval returned nothing: no chunk matches the question, or the index is empty.")
+            return GateVerdict(False, _NOTHING_RETRIEVED)
         cosines = [sc.scores["vector"] for sc in retrieved if "vector" in sc.scores]
         if not cosines and retriever_name == "vector":
             cosines = [sc.score for sc in retrieved]
@@ -609,7 +614,7 @@ def retrieve_context(
             chunks=(),
             passages=(),
             estimated_tokens=0,
-            gate=GateVerdict(False, "Retrieval returned nothing: no chunk matches the question, or the index is empty."),
+            gate=GateVerdict(False, _NOTHING_RETRIEVED),
             budget_tokens=budget_tokens,
         )
     verdict: GateVerdict | None = None
