@@ -601,6 +601,7 @@ def test_cli_500_with_request_id(server: FakeClaude, keyword_index: Path) -> Non
     assert line.startswith("Error: Claude API error 500 api_error: Internal error")
     assert "req_srv500" in line and "retry" in line
     assert "Traceback" not in result.output and KEY not in result.output
+    assert len(server.requests) == 1  # x-should-retry: false is honoured
 
 
 def test_cli_stream_cut_before_message_stop(server: FakeClaude, keyword_index: Path) -> None:
