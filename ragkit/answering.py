@@ -166,7 +166,7 @@ def _next_step(status: int | None, etype: str | None) -> str:
     if etype == "overloaded_error" or status == 529:
         return "Claude is overloaded; retry in a little while"
     if etype == "rate_limit_error" or status == 429:
-        return "rate limited; retry later, or raise max_retries"
+        return "rate limited; retry later"
     if etype == "authentication_error" or status == 401:
         return "check ANTHROPIC_API_KEY"
     if etype == "permission_error" or status == 403:
@@ -182,7 +182,11 @@ def _next_step(status: int | None, etype: str | None) -> str:
 
 @dataclass
 class _Call:
-    """One request in flight: turns whatever fails into an AnswerError with what is known."""
+    """One request in flight: turns whatever fails into an AnswerError with what is known.
+
+    Mutable on purpose, and private to one call: it learns the request id and whether the
+    stream has started as the call goes on.
+    """
 
     secrets: tuple[str | None, ...]
     timeout: float | None
@@ -239,8 +243,8 @@ class _Call:
         if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
             within = f" within {self.timeout:g} s" if self.timeout is not None else ""
             return self.fail(
-                f"no response from the Claude API{within}; raise the timeout (timeout=, "
-                "ragkit ask --timeout) or check the network and ANTHROPIC_BASE_URL"
+                f"no response from the Claude API{within}; raise the timeout, or check the "
+                "network and ANTHROPIC_BASE_URL"
             )
         if isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError)):
             cause = exc.__cause__ if isinstance(exc, anthropic.APIConnectionError) else exc
