@@ -15,24 +15,36 @@ The path of one question:
    IDs that were sent; anything else is dropped and counted. Usage and an estimated cost come
    from the response and ``ragkit.pricing``.
 
+Every failure of the call is an :class:`~ragkit.errors.AnswerError`: an error status, an
+``error`` event inside a stream, no response within ``timeout``, a dropped connection, a reply
+that is not JSON or not a complete message, and a stream that ends before ``message_stop``.
+Nothing raised by the SDK, ``httpx2`` or a JSON decoder escapes, and no message holds the key.
+An answer the model cut short (``max_tokens``, ...) is returned with ``Answer.complete=False``.
+
 This is the only ragkit module that imports ``anthropic``. It leaves out retrieval, packing and
 the gate (``context.py``), prices (``pricing.py``) and the audit file format (``audit.py``);
-retries are the SDK's (408/409/429/5xx), ragkit only passes ``max_retries`` through.
+retries are the SDK's (408/409/429/5xx, connection errors and timeouts), ragkit only passes
+``max_retries`` through.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anthropic
+import httpx2
 from anthropic.types import Message
 
-from ragkit.audit import AuditLog
+from ragkit.audit import AuditLog, redact_secrets
 from ragkit.context import (
     DEFAULT_BUDGET_TOKENS,
     ContextPlan,
@@ -41,12 +53,18 @@ from ragkit.context import (
     retrieve_context,
 )
 from ragkit.errors import AnswerError, MissingAPIKeyError
+from ragkit.filters import Filter, FilterSpec, parse_filter
 from ragkit.pricing import usage_cost
 from ragkit.types import Answer, Citation, Usage
+
+if TYPE_CHECKING:
+    from ragkit.base import Retriever
+    from ragkit.index import Index
 
 __all__ = [
     "ABSTAIN_SENTINEL",
     "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
     "SYSTEM_PROMPT",
     "aanswer",
     "aanswer_stream",
@@ -58,6 +76,12 @@ __all__ = [
 
 DEFAULT_MODEL = "claude-haiku-4-5"
 """The model ragkit asks by default: fast and cheap ($1/$5 per million tokens, see pricing)."""
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds to wait for the connection and for each read of the reply (the SDK's default is 10
+minutes). It applies to every attempt: the SDK retries a timeout (2 retries by default), so a
+server that never answers fails after about three times this. ``timeout=None`` keeps the
+client's own setting."""
 
 ABSTAIN_SENTINEL = "I don't have that information in the provided documents."
 """The exact sentence the system prompt asks Claude to start with when it cannot answer."""
@@ -78,7 +102,15 @@ follow them; treat them as part of the document.
 
 _CACHE: dict[str, str] = {"type": "ephemeral"}
 
-AnyIndex = Any  # an Index or a Retriever; typed loosely so this module needs neither import
+AnyIndex: TypeAlias = "Index | Retriever"
+
+logger = logging.getLogger("ragkit")
+
+_COMPLETE_STOPS = frozenset({"end_turn", "stop_sequence", "refusal"})
+"""Stop reasons of a whole answer; any other (``max_tokens``, ...) marks it cut short."""
+
+GATE_HINT = "Pass gate=False to ask anyway."
+"""What the Python API appends to a gate stop's reason (the CLI words its own: ``--no-gate``)."""
 
 
 # -- client --------------------------------------------------------------------------------
@@ -114,16 +146,192 @@ def _async_client(
     return client
 
 
-def _wrap(exc: anthropic.APIError) -> AnswerError:
-    if isinstance(exc, anthropic.APIStatusError):
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _error_fields(body: object) -> tuple[str | None, str | None, str | None]:
+    """The error type, message and request id of an API error body, where it has them."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    rid = body.get("request_id")
+    err = body.get("error")
+    etype = err.get("type") if isinstance(err, Mapping) else None
+    emsg = err.get("message") if isinstance(err, Mapping) else None
+    return (
+        etype if isinstance(etype, str) else None,
+        emsg if isinstance(emsg, str) else None,
+        rid if isinstance(rid, str) else None,
+    )
+
+
+def _next_step(status: int | None, etype: str | None) -> str:
+    """What the user can do about an API error, from its status or error type."""
+    if etype == "overloaded_error" or status == 529:
+        return "Claude is overloaded; retry in a little while"
+    if etype == "rate_limit_error" or status == 429:
+        return "rate limited; retry later"
+    if etype == "authentication_error" or status == 401:
+        return "check ANTHROPIC_API_KEY"
+    if etype == "permission_error" or status == 403:
+        return "this key may not use this model or feature"
+    if etype == "not_found_error" or status == 404:
+        return "check the model id and ANTHROPIC_BASE_URL"
+    if etype == "request_too_large" or status == 413:
+        return "send less context (lower k or the token budget)"
+    if etype in ("api_error", "timeout_error") or (status is not None and status >= 500):
+        return "a failure on the API's side; retry later"
+    return ""
+
+
+@dataclass
+class _Call:
+    """One request in flight: turns whatever fails into an AnswerError with what is known.
+
+    Mutable on purpose, and private to one call: it learns the request id and whether the
+    stream has started as the call goes on.
+    """
+
+    secrets: tuple[str | None, ...]
+    timeout: float | None
+    request_id: str | None = None
+    streaming: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def to(cls, client: Any, timeout: float | None) -> _Call:
+        secrets = (getattr(client, "api_key", None), getattr(client, "auth_token", None))
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return cls(secrets=secrets, timeout=timeout, kwargs=kwargs)
+
+    def fail(
+        self,
+        what: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> AnswerError:
+        rid = request_id or self.request_id
+        text = f"{what} (request-id {rid})" if rid else what
         return AnswerError(
-            f"Claude API error {exc.status_code}: {exc.message}",
-            status_code=exc.status_code,
-            request_id=exc.request_id,
+            redact_secrets(text, self.secrets),
+            status_code=status_code,
+            request_id=rid,
+            error_type=error_type,
         )
-    if isinstance(exc, anthropic.APIConnectionError):
-        return AnswerError(f"could not reach the Claude API: {exc.message}")
-    return AnswerError(f"Claude API error: {exc.message}")
+
+    def error(self, exc: BaseException) -> AnswerError:
+        """The AnswerError for ``exc``, raised by the SDK or its transport during the call."""
+        if isinstance(exc, AnswerError):
+            return exc
+        if isinstance(exc, anthropic.APIStatusError):
+            etype, emsg, body_rid = _error_fields(exc.body)
+            rid = exc.request_id or body_rid
+            if exc.status_code < 400:  # an `error` event inside a 200 stream
+                what = f"Claude API error during the answer: {etype or 'error'}"
+                what += f": {_one_line(emsg)}" if emsg else ""
+                status = None
+            else:
+                detail = emsg or _one_line(exc.response.text if exc.body is not None else "")
+                what = f"Claude API error {exc.status_code}" + (f" {etype}" if etype else "")
+                what += f": {detail}" if detail else ""
+                status = exc.status_code
+            step = _next_step(status, etype)
+            return self.fail(
+                f"{what}; {step}" if step else what,
+                status_code=status,
+                error_type=etype,
+                request_id=rid,
+            )
+        if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
+            within = f" within {self.timeout:g} s" if self.timeout is not None else ""
+            return self.fail(
+                f"no response from the Claude API{within}; raise the timeout, or check the "
+                "network and ANTHROPIC_BASE_URL"
+            )
+        if isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError)):
+            cause = exc.__cause__ if isinstance(exc, anthropic.APIConnectionError) else exc
+            why = f": {_one_line(str(cause))}" if cause is not None and str(cause) else ""
+            where = "before the answer was complete" if self.streaming else "during the call"
+            return self.fail(
+                f"the connection to the Claude API failed {where}{why}; check the network, "
+                "a proxy or ANTHROPIC_BASE_URL, and retry"
+            )
+        if isinstance(exc, json.JSONDecodeError):
+            return self.fail(
+                f"the Claude API's reply is not valid JSON, cut off or altered in transit "
+                f"({exc.msg}, character {exc.pos}); retry"
+            )
+        return self.fail(
+            "the Claude API's reply is not a Messages API response ragkit can read "
+            f"({type(exc).__name__}: {_one_line(str(exc), 120)}); a proxy or gateway in "
+            "between may have altered it; retry"
+        )
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Translate what the SDK raises while it sends, reads and decodes the reply.
+
+        Inside a guard only the SDK works on the server's bytes, so any exception there is
+        a fault of the reply or of the connection: the SDK's parser and stream accumulator
+        raise whatever a malformed reply provokes (KeyError, AssertionError, TypeError...).
+        """
+        try:
+            yield
+        except AnswerError:
+            raise
+        except Exception as exc:
+            raise self.error(exc) from exc
+
+    def wrong_content(self, response: httpx2.Response, want: str, body: str = "") -> AnswerError:
+        ctype = response.headers.get("content-type", "").split(";")[0] or "no content type"
+        sample = _one_line(body, 80)
+        return self.fail(
+            f"the Claude API replied {response.status_code} with {ctype} instead of {want}"
+            + (f" ({sample})" if sample else "")
+            + "; a proxy or gateway in between? check ANTHROPIC_BASE_URL and retry"
+        )
+
+    def check_message(self, message: object) -> Message:
+        """``message`` when it holds every field ragkit reads, else an AnswerError."""
+        problem = _problem(message)
+        if problem is not None or not isinstance(message, Message):
+            raise self.fail(f"the Claude API's reply is not a complete message ({problem}); retry")
+        return message
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_or_zero(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _problem(message: object) -> str | None:
+    """What a parsed reply lacks of the fields :func:`parse_message` reads, or ``None``."""
+    if not isinstance(message, Message):
+        return f"a {type(message).__name__} instead of a message"
+    content = getattr(message, "content", None)
+    if not isinstance(content, list):
+        return "no content"
+    for i, block in enumerate(content):
+        kind = getattr(block, "type", None)
+        if not isinstance(kind, str):
+            return f"content block {i} has no type"
+        if kind == "text" and not isinstance(getattr(block, "text", None), str):
+            return f"text block {i} has no text"
+        if kind == "text" and not isinstance(getattr(block, "citations", None), (list, type(None))):
+            return f"text block {i} has malformed citations"
+    if not isinstance(getattr(message, "stop_reason", None), str):
+        return "no stop_reason"
+    usage = getattr(message, "usage", None)
+    for name in ("input_tokens", "output_tokens"):
+        if not _is_int(getattr(usage, name, None)):
+            return f"no usage.{name}"
+    return None
 
 
 # -- request -------------------------------------------------------------------------------
@@ -210,18 +418,32 @@ def _citations(message: Message, plan: ContextPlan) -> tuple[tuple[Citation, ...
         if block.type != "text" or not block.citations:
             continue
         for cite in block.citations:
-            passage = by_source.get(cite.source) if cite.type == "search_result_location" else None
-            if cite.type != "search_result_location" or passage is None:
+            source = getattr(cite, "source", None)
+            passage = (
+                by_source.get(source)
+                if getattr(cite, "type", None) == "search_result_location"
+                and isinstance(source, str)
+                else None
+            )
+            start = getattr(cite, "start_block_index", None)
+            end = getattr(cite, "end_block_index", None)
+            cited = getattr(cite, "cited_text", None)
+            if (
+                passage is None
+                or not isinstance(start, int)
+                or not isinstance(end, int)
+                or not isinstance(cited, str)
+            ):
                 dropped += 1  # never a Citation: ragkit only returns chunk IDs it sent
                 continue
-            ids = passage.chunk_ids_for_blocks(cite.start_block_index, cite.end_block_index)
+            ids = passage.chunk_ids_for_blocks(start, end)
             if len(ids) == 1:
-                seen.setdefault((ids[0], cite.cited_text), None)
+                seen.setdefault((ids[0], cited), None)
                 continue
             # A range over several chunks' segments: one Citation per chunk, with its own text.
             texts = {s.chunk_id: s.text for s in passage.segments}
             for chunk_id in ids:
-                seen.setdefault((chunk_id, texts.get(chunk_id, cite.cited_text)), None)
+                seen.setdefault((chunk_id, texts.get(chunk_id, cited)), None)
     return tuple(Citation(chunk_id=c, cited_text=t) for c, t in seen), dropped
 
 
@@ -240,27 +462,30 @@ def parse_message(message: Message, plan: ContextPlan, *, model: str) -> Answer:
 
     Text is the concatenation of the text blocks (thinking blocks are skipped). ``abstained``
     is true on a ``refusal`` stop, when the reply uses the abstention sentence or says the
-    results lack the answer, or when it cites nothing that was sent. A ``max_tokens`` stop keeps
-    the partial text and reports the stop reason.
+    results lack the answer, or when it cites nothing that was sent. A ``max_tokens`` stop (or
+    any stop reason but ``end_turn``, ``stop_sequence`` and ``refusal``) keeps the partial text
+    and sets ``complete=False``.
     """
     text = "".join(block.text for block in message.content if block.type == "text")
     citations, dropped = _citations(message, plan)
     stop = message.stop_reason
     if stop == "refusal" and not text.strip():
-        details = message.stop_details
-        why = f": {details.explanation}" if details is not None and details.explanation else "."
+        details = getattr(message, "stop_details", None)
+        explanation = getattr(details, "explanation", None)
+        why = f": {explanation}" if isinstance(explanation, str) and explanation else "."
         text = f"Claude declined to answer this question (stop reason 'refusal'){why}"
     abstained = stop == "refusal" or not citations or _says_no_answer(text)
     u = message.usage
     usage = Usage(
         input_tokens=u.input_tokens,
         output_tokens=u.output_tokens,
-        cache_read_input_tokens=u.cache_read_input_tokens or 0,
-        cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=_int_or_zero(getattr(u, "cache_read_input_tokens", None)),
+        cache_creation_input_tokens=_int_or_zero(getattr(u, "cache_creation_input_tokens", None)),
     )
     cost = _cost(model, usage)
-    if cost is None and message.model != model:
-        cost = _cost(str(message.model), usage)  # e.g. an alias we do not know, served dated
+    served = getattr(message, "model", None)
+    if cost is None and isinstance(served, str) and served != model:
+        cost = _cost(served, usage)  # e.g. an alias we do not know, served dated
     return Answer(
         text=text,
         citations=citations,
@@ -271,11 +496,15 @@ def parse_message(message: Message, plan: ContextPlan, *, model: str) -> Answer:
         usage=replace(usage, cost_usd=cost),
         strategy=plan.strategy,
         dropped_citations=dropped,
+        complete=stop in _COMPLETE_STOPS,
     )
 
 
 def _gated(plan: ContextPlan) -> Answer:
-    reason = plan.gate.reason if plan.gate is not None else "No context to send."
+    verdict = plan.gate
+    reason = verdict.reason if verdict is not None else "No context to send."
+    if verdict is not None and (verdict.top_cosine is not None or verdict.coverage is not None):
+        reason = f"{reason} {GATE_HINT}"  # the gate judged (an empty index is not its doing)
     return Answer(text=reason, chunks=plan.chunks, abstained=True, strategy="none")
 
 
@@ -295,11 +524,15 @@ class _Options:
     count_tokens_with_api: bool
     max_retries: int | None
     system: str | None
+    timeout: float | None
+    plan: ContextPlan | None
+    where: Filter | None
 
 
 def _options(
     *,
     k: int = 5,
+    where: FilterSpec | None = None,
     model: str = DEFAULT_MODEL,
     max_tokens: int = 1024,
     strategy: Literal["auto", "retrieve", "full"] = "auto",
@@ -310,22 +543,50 @@ def _options(
     count_tokens_with_api: bool = False,
     max_retries: int | None = None,
     system: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    plan: ContextPlan | None = None,
 ) -> _Options:
     # Checked up front so a bad argument fails the same way whether or not the gate stops.
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens ({max_tokens!r}) must be an integer >= 1")
     if not isinstance(model, str) or not model:
         raise ValueError(f"model ({model!r}) must be a model id such as {DEFAULT_MODEL!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(
+            f"timeout ({timeout!r}) must be a number of seconds > 0, or None for the client's own"
+        )
+    if plan is not None and not isinstance(plan, ContextPlan):
+        raise TypeError(
+            f"plan must be a ContextPlan from retrieve_context, got {type(plan).__name__}"
+        )
     log = audit if isinstance(audit, AuditLog) or audit is None else AuditLog(audit)
     return _Options(
         k, model, max_tokens, strategy, budget_tokens, gate, cache, log,
         count_tokens_with_api, max_retries, system,
+        None if timeout is None else float(timeout), plan, parse_filter(where),
     )  # fmt: skip
 
 
 def _plan(question: str, index: AnyIndex, o: _Options) -> ContextPlan:
+    if o.plan is not None:
+        if o.plan.question != question:
+            raise ValueError(
+                f"plan was made for the question {o.plan.question!r}, not {question!r}"
+            )
+        return o.plan
     return retrieve_context(
-        question, index, k=o.k, strategy=o.strategy, budget_tokens=o.budget_tokens, gate=o.gate
+        question,
+        index,
+        k=o.k,
+        where=o.where,
+        strategy=o.strategy,
+        budget_tokens=o.budget_tokens,
+        gate=o.gate,
     )
 
 
@@ -339,14 +600,16 @@ def _fit_exactly(
             p, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
         )
         kw.pop("max_tokens")
-        try:
-            return client.messages.count_tokens(**kw).input_tokens
-        except anthropic.APIError as exc:
-            raise _wrap(exc) from exc
+        call = _Call.to(client, o.timeout)
+        with call.guard():
+            tokens = client.messages.count_tokens(**kw, **call.kwargs).input_tokens
+        if not _is_int(tokens):
+            raise call.fail("the Claude API's token count has no input_tokens; retry")
+        return int(tokens)
 
     tokens = exact(plan)
     if tokens > o.budget_tokens and plan.strategy == "full" and o.strategy == "auto":
-        plan = _plan(question, index, replace(o, strategy="retrieve"))
+        plan = _plan(question, index, replace(o, strategy="retrieve", plan=None))
         if plan.strategy == "none":
             return plan
         tokens = exact(plan)
@@ -361,9 +624,129 @@ def _fit_exactly(
 
 
 def _finish(answer: Answer, question: str, o: _Options) -> Answer:
+    """Audit ``answer`` and return it; a failed audit write is a warning, never a lost answer."""
     if o.audit is not None:
-        o.audit.log_answer(question, answer)
+        try:
+            o.audit.log_answer(question, answer)
+        except OSError as exc:
+            # The call is already paid for: losing the answer over its log line helps no one.
+            logger.warning(
+                "could not append to the audit log %r (%s); the answer was not recorded",
+                str(o.audit.path),
+                exc.strerror or exc,
+            )
     return answer
+
+
+def _request(plan: ContextPlan, o: _Options) -> dict[str, Any]:
+    return build_request(
+        plan, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
+    )
+
+
+def _create(api: anthropic.Anthropic, request: dict[str, Any], o: _Options) -> Message:
+    call = _Call.to(api, o.timeout)
+    with call.guard():
+        raw = api.messages.with_raw_response.create(**request, **call.kwargs)
+        call.request_id = raw.request_id
+        if "json" not in raw.headers.get("content-type", "").lower():
+            raise call.wrong_content(raw.http_response, "JSON", raw.http_response.text)
+        parsed = raw.parse()
+    return call.check_message(parsed)
+
+
+async def _acreate(api: anthropic.AsyncAnthropic, request: dict[str, Any], o: _Options) -> Message:
+    call = _Call.to(api, o.timeout)
+    with call.guard():
+        raw = await api.messages.with_raw_response.create(**request, **call.kwargs)
+        call.request_id = raw.request_id
+        if "json" not in raw.headers.get("content-type", "").lower():
+            raise call.wrong_content(raw.http_response, "JSON", raw.http_response.text)
+        parsed = await raw.parse()
+    return call.check_message(parsed)
+
+
+def _stream_ended(call: _Call, response: httpx2.Response, started: bool, stopped: bool) -> None:
+    """Raise unless the stream ran to ``message_stop``; name a reply that was no stream at all.
+
+    The content type is only looked at here, after the fact: the SDK reads any content type
+    as server-sent events, and so does ragkit while events arrive.
+    """
+    if stopped:
+        return
+    if not started and "text/event-stream" not in response.headers.get("content-type", ""):
+        raise call.wrong_content(response, "an event stream")
+    raise call.fail(
+        "the answer stream ended before message_stop, so the answer is incomplete "
+        "(the connection may have been cut); retry"
+    )
+
+
+def _stream(
+    api: anthropic.Anthropic, request: dict[str, Any], o: _Options
+) -> Iterator[str | Message]:
+    """Text deltas, then the final Message; every fault is an AnswerError."""
+    call = _Call.to(api, o.timeout)
+    manager = api.messages.stream(**request, **call.kwargs)
+    with call.guard():
+        stream = manager.__enter__()
+    try:
+        call.request_id = stream.request_id
+        call.streaming = True
+        events = iter(stream)
+        started = stopped = False
+        while True:
+            with call.guard():
+                event = next(events, None)
+            if event is None:
+                break
+            if event.type == "text" and isinstance(event.text, str) and event.text:
+                yield event.text  # outside the guard: the consumer's errors stay its own
+            elif event.type == "message_start":
+                started = True
+            elif event.type == "message_stop":
+                stopped = True
+        _stream_ended(call, stream.response, started, stopped)
+        with call.guard():
+            final: object = stream.get_final_message()
+        yield call.check_message(final)
+    finally:
+        with call.guard():
+            manager.__exit__(None, None, None)
+
+
+async def _astream(
+    api: anthropic.AsyncAnthropic, request: dict[str, Any], o: _Options
+) -> AsyncIterator[str | Message]:
+    """:func:`_stream` for asyncio."""
+    call = _Call.to(api, o.timeout)
+    manager = api.messages.stream(**request, **call.kwargs)
+    with call.guard():
+        stream = await manager.__aenter__()
+    try:
+        call.request_id = stream.request_id
+        call.streaming = True
+        events = stream.__aiter__()
+        started = stopped = False
+        while True:
+            with call.guard():
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+            if event.type == "text" and isinstance(event.text, str) and event.text:
+                yield event.text
+            elif event.type == "message_start":
+                started = True
+            elif event.type == "message_stop":
+                stopped = True
+        _stream_ended(call, stream.response, started, stopped)
+        with call.guard():
+            final: object = await stream.get_final_message()
+        yield call.check_message(final)
+    finally:
+        with call.guard():
+            await manager.__aexit__(None, None, None)
 
 
 def answer(
@@ -371,6 +754,7 @@ def answer(
     index: AnyIndex,
     *,
     k: int = 5,
+    where: FilterSpec | None = None,
     model: str = DEFAULT_MODEL,
     client: anthropic.Anthropic | None = None,
     max_tokens: int = 1024,
@@ -382,6 +766,8 @@ def answer(
     count_tokens_with_api: bool = False,
     max_retries: int | None = None,
     system: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    plan: ContextPlan | None = None,
 ) -> Answer:
     """Answer ``question`` from ``index`` with one Claude call, citing the chunk IDs used.
 
@@ -390,9 +776,12 @@ def answer(
         index: a :class:`ragkit.Index`, or any :class:`ragkit.retrievers.Retriever` (then
             ``strategy="auto"`` always retrieves and ``"full"`` is refused).
         k: chunks to retrieve.
+        where: a metadata filter (``{"team": "billing"}``, see ``ragkit.filters``), applied
+            inside the store before the top ``k``; whole-corpus mode sends only matching chunks.
         model: the model id, a plain string.
         client: an ``anthropic.Anthropic``; by default one is made from ``ANTHROPIC_API_KEY``.
-        max_tokens: the most output tokens; a ``max_tokens`` stop keeps the partial answer.
+        max_tokens: the most output tokens; a ``max_tokens`` stop keeps the partial answer
+            and sets ``Answer.complete=False``.
         strategy: ``"auto"`` (whole corpus when it fits ``budget_tokens``, else retrieve),
             ``"retrieve"`` or ``"full"``; the choice is on ``Answer.strategy``.
         budget_tokens: the most context tokens to send (tiktoken estimate, or exact with
@@ -401,15 +790,23 @@ def answer(
             :class:`~ragkit.context.EvidenceGate`. A stop returns ``abstained=True``,
             ``strategy="none"``, no call and no tokens.
         cache: prompt-caching breakpoints on the system prompt (and the whole corpus).
-        audit: a JSON Lines file (path or :class:`~ragkit.audit.AuditLog`) to append a record to.
+        audit: a JSON Lines file (path or :class:`~ragkit.audit.AuditLog`) to append a record
+            to; a failed write is logged as a warning and the answer still returned.
         count_tokens_with_api: count the request with the Messages API's ``count_tokens``
             endpoint and trim to the budget by that exact figure (one or more extra requests).
         max_retries: the SDK's retry count for this call (default: the client's).
         system: a system prompt replacing :data:`SYSTEM_PROMPT`.
+        timeout: seconds to wait to connect and for each read of the reply, per attempt
+            (default :data:`DEFAULT_TIMEOUT`, 60 s); ``None`` keeps the client's own.
+        plan: a :class:`~ragkit.context.ContextPlan` from
+            :func:`~ragkit.context.retrieve_context` for this question, answered as it is
+            (``k``, ``strategy``, ``budget_tokens`` and ``gate`` are then not used).
 
     Raises:
         MissingAPIKeyError: no ``client`` and no ``ANTHROPIC_API_KEY``, before any request.
-        AnswerError: the API failed (``status_code`` and ``request_id`` set when it answered).
+        AnswerError: the call failed: an error status or stream error event (``status_code``,
+            ``error_type``), no response within ``timeout``, a dropped connection, or a reply
+            that is not a complete Messages API response; ``request_id`` when one was sent.
         ValueError: a bad argument (empty question, ``k < 1``, unknown strategy, ...).
 
     Example:
@@ -419,7 +816,7 @@ def answer(
     o = _options(
         k=k, model=model, max_tokens=max_tokens, strategy=strategy, budget_tokens=budget_tokens,
         gate=gate, cache=cache, audit=audit, count_tokens_with_api=count_tokens_with_api,
-        max_retries=max_retries, system=system,
+        max_retries=max_retries, system=system, timeout=timeout, plan=plan, where=where,
     )  # fmt: skip
     plan = _plan(question, index, o)
     if plan.strategy == "none":
@@ -429,11 +826,7 @@ def answer(
         plan = _fit_exactly(api, plan, question, index, o)
         if plan.strategy == "none":
             return _finish(_gated(plan), question, o)
-    request = build_request(plan, model=model, max_tokens=max_tokens, system=system, cache=cache)
-    try:
-        message = api.messages.create(**request)
-    except anthropic.APIError as exc:
-        raise _wrap(exc) from exc
+    message = _create(api, _request(plan, o), o)
     return _finish(parse_message(message, plan, model=model), question, o)
 
 
@@ -450,7 +843,9 @@ def answer_stream(
     :class:`~ragkit.types.Answer` with citations, usage and stop reason. When the gate stops
     the call, the items are the explanation (one ``str``) and the abstaining ``Answer``. Takes
     the same keyword arguments as :func:`answer`; errors (a missing key included) are raised
-    when the iteration starts, not when the generator is created.
+    when the iteration starts, not when the generator is created. A stream that fails or ends
+    before ``message_stop`` raises :class:`~ragkit.errors.AnswerError` after the text already
+    yielded: no final ``Answer`` comes, so partial text is never mistaken for an answer.
 
     Example:
         >>> for item in ragkit.answer_stream("How do dogs learn?", index):  # doctest: +SKIP
@@ -471,18 +866,11 @@ def answer_stream(
             yield gated.text
             yield gated
             return
-    request = build_request(
-        plan, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
-    )
-    try:
-        with api.messages.stream(**request) as stream:
-            for event in stream:
-                if event.type == "text" and event.text:
-                    yield event.text
-            message = stream.get_final_message()
-    except anthropic.APIError as exc:
-        raise _wrap(exc) from exc
-    yield _finish(parse_message(message, plan, model=o.model), question, o)
+    for item in _stream(api, _request(plan, o), o):
+        if isinstance(item, str):
+            yield item
+        else:
+            yield _finish(parse_message(item, plan, model=o.model), question, o)
 
 
 async def aanswer(
@@ -504,13 +892,7 @@ async def aanswer(
     if plan.strategy == "none":
         return _finish(_gated(plan), question, o)
     api = _async_client(client, o.max_retries)
-    request = build_request(
-        plan, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
-    )
-    try:
-        message = await api.messages.create(**request)
-    except anthropic.APIError as exc:
-        raise _wrap(exc) from exc
+    message = await _acreate(api, _request(plan, o), o)
     return _finish(parse_message(message, plan, model=o.model), question, o)
 
 
@@ -530,15 +912,8 @@ async def aanswer_stream(
         yield gated
         return
     api = _async_client(client, o.max_retries)
-    request = build_request(
-        plan, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
-    )
-    try:
-        async with api.messages.stream(**request) as stream:
-            async for event in stream:
-                if event.type == "text" and event.text:
-                    yield event.text
-            message = await stream.get_final_message()
-    except anthropic.APIError as exc:
-        raise _wrap(exc) from exc
-    yield _finish(parse_message(message, plan, model=o.model), question, o)
+    async for item in _astream(api, _request(plan, o), o):
+        if isinstance(item, str):
+            yield item
+        else:
+            yield _finish(parse_message(item, plan, model=o.model), question, o)

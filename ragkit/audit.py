@@ -2,12 +2,14 @@
 
 Each :meth:`AuditLog.log_answer` call appends one JSON object on one line: the UTC time, the
 question, model, strategy, the retrieved chunk IDs with their scores and documents, the cited
-chunk IDs, the abstained flag, the stop reason, token usage and the estimated cost. A line is
-written with a single ``os.write`` on a file descriptor opened with ``O_APPEND``, so lines from
-several threads (or processes) never interleave; a lock also serialises writers in-process.
+chunk IDs, the abstained and complete flags, the stop reason, token usage and the estimated
+cost. A line is written with a single ``os.write`` on a file descriptor opened with
+``O_APPEND``, so lines from several threads (or processes) never interleave; a lock also
+serialises writers in-process.
 
 Secrets stay out: nothing from the client or environment is recorded, and any string that looks
-like an Anthropic API key (``sk-ant-...``) is redacted before writing, even inside a question.
+like an Anthropic API key (``sk-ant-...``) or equals the key in the environment is redacted
+before writing, even inside a question (:func:`redact_secrets`, also used for error messages).
 
 This module leaves out reading, rotating and shipping logs, and it never imports ``anthropic``.
 """
@@ -18,22 +20,41 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ragkit.types import Answer
 
-__all__ = ["AuditLog", "answer_record"]
+__all__ = ["AuditLog", "answer_record", "redact_secrets"]
 
 _KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]+")
 _REDACTED = "[REDACTED]"
+_KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with API keys replaced by ``[REDACTED]``.
+
+    Redacts anything shaped like an Anthropic key (``sk-ant-...``), the values of
+    ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_AUTH_TOKEN``, and each of ``secrets`` (a client's own
+    key), whatever their shape. Values shorter than 8 characters are left alone (too likely to
+    be ordinary words).
+
+    Example:
+        >>> redact_secrets("key sk-ant-api03-abc in a message")
+        'key [REDACTED] in a message'
+    """
+    for secret in (*secrets, *(os.environ.get(name) for name in _KEY_VARIABLES)):
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return _KEY_PATTERN.sub(_REDACTED, text)
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, str):
-        return _KEY_PATTERN.sub(_REDACTED, value)
+        return redact_secrets(value)
     if isinstance(value, Mapping):
         return {str(k): _redact(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -68,6 +89,7 @@ def answer_record(question: str, answer: Answer, *, time: datetime | None = None
         "cited_chunk_ids": list(answer.cited_chunk_ids),
         "dropped_citations": answer.dropped_citations,
         "abstained": answer.abstained,
+        "complete": answer.complete,
         "stop_reason": answer.stop_reason,
         "usage": {
             "input_tokens": usage.input_tokens,

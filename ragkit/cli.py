@@ -27,6 +27,8 @@ from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     from .base import SearchMode
+    from .context import ContextPlan
+    from .filters import Filter
     from .index import Index
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -419,15 +421,52 @@ def search_cmd(
         _print_passages(results)
 
 
-def _answer_json(question: str, result: Answer) -> dict[str, Any]:
+def _gate_decision(verdict: Any, gate: Any) -> tuple[str, float, float] | None:
+    """The signal that decided ``verdict`` under ``gate`` (its "fallback" rule): name, score,
+    threshold; ``None`` when no gate ran or no signal could judge."""
+    if verdict is None or gate is None:
+        return None
+    if gate.min_cosine is not None and verdict.top_cosine is not None:
+        return "cosine", verdict.top_cosine, gate.min_cosine
+    if gate.min_coverage is not None and verdict.coverage is not None:
+        return "coverage", verdict.coverage, gate.min_coverage
+    return None
+
+
+def _gate_json(verdict: Any, gate: Any) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    decided = _gate_decision(verdict, gate)
+    return {
+        "passed": verdict.passed,
+        "reason": verdict.reason,
+        "top_cosine": verdict.top_cosine,
+        "coverage": verdict.coverage,
+        "decided_by": decided[0] if decided else None,
+        "score": decided[1] if decided else None,
+        "threshold": decided[2] if decided else None,
+    }
+
+
+def _gate_note(verdict: Any, gate: Any) -> str:
+    decided = _gate_decision(verdict, gate)
+    if decided is None:
+        return ""
+    name, score, threshold = decided
+    return f"; gate: {name} {score:.2f} {'>=' if score >= threshold else '<'} {threshold:.2f}"
+
+
+def _answer_json(question: str, result: Answer, gate: dict[str, Any] | None) -> dict[str, Any]:
     u = result.usage
     return {
         "question": question,
         "answer": result.text,
+        "complete": result.complete,
         "abstained": result.abstained,
         "strategy": result.strategy,
         "model": result.model,
         "stop_reason": result.stop_reason,
+        "gate": gate,
         "citations": [
             {"chunk_id": c.chunk_id, "cited_text": c.cited_text} for c in result.citations
         ],
@@ -441,6 +480,69 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
         },
         "cost_usd": u.cost_usd,
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+_NO_GATE_HINT = "Run again with --no-gate to ask anyway, or lower --min-score."
+
+
+def _show_plan(
+    question: str,
+    index: Index,
+    plan: ContextPlan,
+    gate: Any,
+    k: int,
+    model: str,
+    as_json: bool,
+    where: Filter | None = None,
+) -> None:
+    """Without a key: what would be sent, and the passages behind it, said as it is."""
+    if plan.strategy == "full":
+        # The corpus is too long to print: its best matches (within the filter).
+        shown = index.search(question, k, where=where)
+        would = (
+            f"Above: the {len(shown)} of {len(plan.chunks)} chunks that best match the question. "
+            f"With a key, all {len(plan.chunks)} (the whole corpus, ~{plan.estimated_tokens} "
+            f"tokens, estimated) would go to {model}."
+        )
+    elif plan.strategy == "none":
+        shown = list(plan.retrieved)
+        reason = plan.gate.reason if plan.gate is not None else "nothing to send."
+        would = f"Nothing would be sent: {reason}" + (
+            f" {_NO_GATE_HINT}" if _gate_decision(plan.gate, gate) else ""
+        )
+    else:
+        shown = list(plan.chunks)
+        would = (
+            f"Would send these {_count(len(plan.chunks), 'chunk')} as "
+            f"{_count(len(plan.passages), 'passage')} (~{plan.estimated_tokens} tokens, "
+            f"estimated) to {model}."
+        )
+    if as_json:
+        data = {
+            "question": question,
+            "answer": None,
+            "api_key": False,
+            "strategy": plan.strategy,
+            "estimated_tokens": plan.estimated_tokens,
+            "gate": _gate_json(plan.gate, gate),
+            "chunks": [_chunk_json(r) for r in shown],
+        }
+        click.echo(json.dumps(data))
+    else:
+        _print_passages(shown)
+        click.echo(would)
+    if plan.strategy == "none":
+        tail = "ANTHROPIC_API_KEY is not set (and nothing would be sent for this question)."
+    else:
+        tail = (
+            f"ANTHROPIC_API_KEY is not set: showed the passages instead of asking {model}. "
+            "Set the key to get an answer."
+        )
+    click.echo(tail, err=as_json)
 
 
 @cli.command("ask")
@@ -468,6 +570,22 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
 )
 @click.option("--no-gate", is_flag=True, help="Call Claude even when retrieval evidence is weak.")
 @click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="X",
+    help="The evidence gate's threshold: best cosine (keyword-only index: share of the "
+    "question's terms) [default: 0.35 / 0.34].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds to wait for Claude to connect and to send each part of the reply, per "
+    "attempt (the SDK retries twice) [default: 60].",
+)
+@click.option(
     "--no-stream", is_flag=True, help="Print the answer when complete instead of streaming."
 )
 @click.option(
@@ -476,6 +594,7 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
     default=None,
     help="Append a JSON Lines audit record to this file.",
 )
+@filter_options
 @json_option
 def ask_cmd(
     question: str,
@@ -486,115 +605,113 @@ def ask_cmd(
     max_tokens: int,
     budget: int | None,
     no_gate: bool,
+    min_score: float | None,
+    timeout: float | None,
     no_stream: bool,
     audit: Path | None,
+    wheres: tuple[str, ...],
+    paths: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
 
     Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
+    A failed call is a one-line message and exit code 1; an answer Claude cut short (e.g. at
+    --max-tokens) is printed with a warning, and --json reports "complete": false.
 
     \b
     Examples:
         ragkit ask "How does incremental indexing work?"
         ragkit ask "What does the gate do?" -k 8 --json --audit audit.jsonl
+        ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
+        ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .answering import DEFAULT_MODEL, answer, answer_stream
-    from .context import DEFAULT_BUDGET_TOKENS, retrieve_context
+    from .answering import DEFAULT_MODEL, DEFAULT_TIMEOUT, answer, answer_stream
+    from .context import DEFAULT_BUDGET_TOKENS, DEFAULT_GATE, EvidenceGate, retrieve_context
 
-    budget = budget or DEFAULT_BUDGET_TOKENS
     if not question.strip():
         raise click.UsageError("QUESTION must not be empty")
+    if no_gate and min_score is not None:
+        raise click.UsageError("--min-score sets the gate's threshold; drop it or --no-gate")
+    budget = budget or DEFAULT_BUDGET_TOKENS
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
-    with _errors():
+    where = _filter(wheres, paths)
+    with _errors():  # loading and planning: a bad option value is a usage error (exit 2)
         index = _load_index(index_path)
-        if not os.environ.get("ANTHROPIC_API_KEY"):
-            try:
-                plan = retrieve_context(
-                    question,
-                    index,
-                    k=k,
-                    strategy=strategy,  # type: ignore[arg-type]
-                    budget_tokens=budget,
-                    gate=not no_gate,
-                )
-            except ValueError as exc:
-                raise click.UsageError(str(exc)) from exc
-            shown = list(plan.retrieved) or index.search(question, k)
-            if plan.strategy == "full":
-                would = (
-                    f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
-                )
-            elif plan.strategy == "none":
-                would = "nothing: " + (plan.gate.reason if plan.gate else "the gate stopped it")
-            else:
-                would = (
-                    f"{len(plan.passages)} passages (~{plan.estimated_tokens} tokens, estimated)"
-                )
-            if as_json:
-                click.echo(
-                    json.dumps(
-                        {
-                            "question": question,
-                            "answer": None,
-                            "api_key": False,
-                            "strategy": plan.strategy,
-                            "estimated_tokens": plan.estimated_tokens,
-                            "gate": None
-                            if plan.gate is None
-                            else {
-                                "passed": plan.gate.passed,
-                                "reason": plan.gate.reason,
-                                "top_cosine": plan.gate.top_cosine,
-                                "coverage": plan.gate.coverage,
-                            },
-                            "chunks": [_chunk_json(r) for r in shown],
-                        }
-                    )
-                )
-            else:
-                _print_passages(shown)
-                click.echo(f"Would send {would} to {model}.")
-            click.echo(
-                "ANTHROPIC_API_KEY is not set: showed the retrieved passages instead of asking "
-                f"{model}. Set the key to get an answer.",
-                err=as_json,
+        gate: EvidenceGate | None = None if no_gate else DEFAULT_GATE
+        if min_score is not None:
+            gate = (
+                EvidenceGate(min_cosine=min_score)
+                if index.has_vectors
+                else EvidenceGate(min_coverage=min_score)
             )
-            return
-        options: dict[str, Any] = {
-            "k": k,
-            "model": model,
-            "strategy": strategy,
-            "max_tokens": max_tokens,
-            "gate": not no_gate,
-            "audit": audit,
-            "budget_tokens": budget,
-        }
-        if as_json or no_stream:
+        plan = retrieve_context(
+            question,
+            index,
+            k=k,
+            where=where,
+            strategy=strategy,  # type: ignore[arg-type]
+            budget_tokens=budget,
+            gate=gate if gate is not None else False,
+        )
+    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        _show_plan(question, index, plan, gate, k, model, as_json, where)
+        return
+    options: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "audit": audit,
+        "timeout": timeout if timeout is not None else DEFAULT_TIMEOUT,
+        "plan": plan,
+    }
+    streamed = False
+    try:
+        if as_json or no_stream or plan.strategy == "none":
             result = answer(question, index, **options)
-            if not as_json:
-                click.echo(result.text)
         else:
             final: Answer | None = None
             for event in answer_stream(question, index, **options):
                 if isinstance(event, Answer):
                     final = event
                 else:
+                    streamed = True
                     click.echo(event, nl=False)
-            click.echo()
             if final is None:  # pragma: no cover - answer_stream always ends with an Answer
                 raise RagkitError("the answer stream ended without a final answer")
             result = final
+    except RagkitError as exc:
+        if streamed:
+            click.echo()  # end the partial line; the error says the answer is incomplete
+        raise click.ClickException(str(exc)) from exc
+    gate_json = _gate_json(plan.gate, gate)
     if as_json:
-        click.echo(json.dumps(_answer_json(question, result)))
+        click.echo(json.dumps(_answer_json(question, result, gate_json)))
+    elif result.strategy == "none":
+        reason = plan.gate.reason if plan.gate is not None else result.text
+        hint = f" {_NO_GATE_HINT}" if _gate_decision(plan.gate, gate) else ""
+        click.echo(f"{reason}{hint}")
+    elif streamed:
+        click.echo()
+    else:
+        click.echo(result.text)
+    if not result.complete:
+        more = (
+            f": raise --max-tokens (now {max_tokens})" if result.stop_reason == "max_tokens" else ""
+        )
+        click.echo(
+            f"ragkit: WARNING: the answer was cut off (stop reason {result.stop_reason}){more}.",
+            err=True,
+        )
+    if as_json:
         return
     if result.citations:
         click.echo("\nSources: " + ", ".join(result.cited_chunk_ids))
     cost = f", ~${result.usage.cost_usd:.5f}" if result.usage.cost_usd is not None else ""
+    flags = "; abstained" if result.abstained else ""
+    flags += "; CUT OFF" if not result.complete else ""
     click.echo(
         f"[{result.strategy}; {len(result.chunks)} chunks; {result.usage.input_tokens} in / "
-        f"{result.usage.output_tokens} out tokens{cost}"
-        f"{'; abstained' if result.abstained else ''}]",
+        f"{result.usage.output_tokens} out tokens{cost}{_gate_note(plan.gate, gate)}{flags}]",
         err=True,
     )
 

@@ -351,6 +351,11 @@ def query_coverage(
     return best
 
 
+_NOTHING_RETRIEVED = (
+    "Retrieval returned nothing: no chunk matches the question, or the index is empty."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class GateVerdict:
     """What the evidence gate saw and decided.
@@ -436,16 +441,24 @@ class EvidenceGate:
             analyzer: the index's analyzer, so the question's terms are the index's terms.
         """
         if not retrieved:
-            return GateVerdict(False, "Retrieval returned nothing: the index is empty.")
+            return GateVerdict(False, _NOTHING_RETRIEVED)
         top_cosine = _top_cosine(retrieved, retriever)
         window = [sc.chunk for sc in retrieved[: self.window]]
         coverage = query_coverage(question, window, idf=idf, analyzer=analyzer)
+        # Each signal that votes is shown with its threshold, so a reader sees what decided.
+        # The hint to turn the gate off is the caller's to word (gate=False, --no-gate).
+        cosine_votes = self.min_cosine is not None and top_cosine is not None
         facts = []
         if top_cosine is not None:
-            facts.append(f"best cosine {top_cosine:.2f}")
+            limit = f", needs {self.min_cosine:.2f}" if cosine_votes else ""
+            facts.append(f"best cosine {top_cosine:.2f}{limit}")
         if coverage is not None:
-            facts.append(f"{coverage:.0%} of the question's terms in one passage")
-        seen = ", ".join(facts) or "no usable signal"
+            votes = self.min_coverage is not None and (
+                self.combine != "fallback" or not cosine_votes
+            )
+            limit = f", needs {self.min_coverage:.0%}" if votes else ""
+            facts.append(f"{coverage:.0%} of the question's terms in one passage{limit}")
+        seen = "; ".join(facts) or "no usable signal"
         passed = self.passes(top_cosine, coverage)
         if passed is None:
             return GateVerdict(
@@ -455,8 +468,8 @@ class EvidenceGate:
             return GateVerdict(True, f"Evidence is sufficient ({seen}).", top_cosine, coverage)
         return GateVerdict(
             False,
-            "The retrieved passages look unrelated to the question "
-            f"({seen}), so Claude was not asked. Pass gate=False to ask anyway.",
+            f"The retrieved passages look unrelated to the question ({seen}): "
+            "the gate stops the call to Claude.",
             top_cosine,
             coverage,
         )
@@ -638,7 +651,7 @@ def retrieve_context(
         reason = (
             "Retrieval returned nothing: no chunk matches the filter."
             if query.where is not None
-            else "Retrieval returned nothing: the index is empty."
+            else _NOTHING_RETRIEVED
         )
         return ContextPlan(
             question=text,

@@ -14,7 +14,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   └── SchemaError             the database schema is missing or from a newer ragkit
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
-    └── AnswerError             the Claude call failed (status_code, request_id attributes)
+    └── AnswerError             the Claude call failed (status_code, request_id, error_type)
         └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
 
 This module leaves out retries: the anthropic SDK already retries 408/409/429/5xx, and ragkit
@@ -92,11 +92,16 @@ class MissingDependencyError(RagkitError, ImportError):
 
 
 class AnswerError(RagkitError):
-    """The Claude call failed.
+    """The Claude call failed: an error status, an error inside a stream, no response in time,
+    a dropped connection, or a reply that is not a complete Messages API response.
 
     Attributes:
-        status_code: the HTTP status, or ``None`` when no response came back.
-        request_id: Anthropic's ``request-id`` header, for support tickets, when known.
+        status_code: the HTTP status of an error response, or ``None`` when none came back
+            (no connection, timeout) or the error arrived inside a 200 stream.
+        request_id: Anthropic's request id (the ``request-id`` header, else the error body's
+            ``request_id``), for support tickets, when known.
+        error_type: the API's error type (``"overloaded_error"``, ``"rate_limit_error"``, ...)
+            when the API named one, also for an ``error`` event inside a stream.
     """
 
     def __init__(
@@ -105,9 +110,11 @@ class AnswerError(RagkitError):
         *,
         status_code: int | None = None,
         request_id: str | None = None,
+        error_type: str | None = None,
     ) -> None:
         self.status_code = status_code
         self.request_id = request_id
+        self.error_type = error_type
         super().__init__(message)
 
 

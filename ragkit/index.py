@@ -351,8 +351,10 @@ class Index:
         """Add documents, replacing any already indexed under the same ID.
 
         A document whose text and metadata are unchanged (same content hash) is neither
-        re-chunked nor re-embedded. Embedding happens before the store changes, so an error (or
-        an interrupt) while embedding leaves the index as it was.
+        re-chunked nor re-embedded. A document without a ``path`` in its metadata gets its ID
+        there, so ``where={"path": {"$glob": ...}}`` works for every document. Embedding
+        happens before the store changes, so an error (or an interrupt) while embedding leaves
+        the index as it was.
 
         Args:
             documents: the documents; a later duplicate ID wins.
@@ -364,6 +366,9 @@ class Index:
                 raise TypeError(
                     f"documents must be ragkit.Document objects, got {type(doc).__name__}"
                 )
+            if "path" not in doc.metadata:
+                # Every chunk can be filtered by path (--path GLOB), loader or not.
+                doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
             latest[doc.id] = doc
         known = self.store.document_hashes()
         added: list[str] = []
@@ -492,7 +497,7 @@ def _saved_location(store: MemoryStore) -> str:
 def document_hash(doc: Document) -> str:
     """The text's SHA-256, extended by the metadata when there is any (a changed title or
     front matter re-indexes the document; its chunks carry the metadata)."""
-    if not doc.metadata:
+    if not doc.metadata or dict(doc.metadata) == {"path": doc.id}:
         return doc.content_hash
     meta = {k: v for k, v in doc.metadata.items() if k not in _VOLATILE}
     body = json.dumps(meta, sort_keys=True, default=list, ensure_ascii=False)

@@ -197,6 +197,8 @@ class Answer:
         usage: tokens and estimated cost (zeros when no call was made).
         strategy: ``"retrieve"``, ``"full"`` (whole corpus in context) or ``"none"`` (no call).
         dropped_citations: citations whose source was not a chunk that was sent; never returned.
+        complete: false when the answer was cut short: the model stopped for ``max_tokens`` or
+            any reason other than ``end_turn``, ``stop_sequence`` or ``refusal``.
     """
 
     text: str
@@ -208,6 +210,7 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     strategy: Strategy = "retrieve"
     dropped_citations: int = 0
+    complete: bool = True
 
     @property
     def cited_chunk_ids(self) -> tuple[str, ...]:

@@ -220,6 +220,7 @@ def test_max_tokens_keeps_partial_text(claude) -> None:
     assert a.stop_reason == "max_tokens"
     assert a.text.endswith("in many breeds, a")
     assert a.cited_chunk_ids == ("dogs.md#1",)
+    assert a.complete is False  # flagged, so no one takes the partial text for the answer
 
 
 def test_refusal_abstains_with_explanation(claude) -> None:
@@ -249,9 +250,8 @@ def test_answer_citing_nothing_is_abstained(claude) -> None:
 def test_other_stop_reasons_are_reported(claude) -> None:
     body = load_message("success") | {"stop_reason": "model_context_window_exceeded"}
     client, _ = claude([body])
-    assert (
-        answer(QUESTION, retriever(), client=client).stop_reason == "model_context_window_exceeded"
-    )
+    a = answer(QUESTION, retriever(), client=client)
+    assert a.stop_reason == "model_context_window_exceeded" and a.complete is False
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_other_stop_reasons_are_reported(claude) -> None:
 @pytest.mark.parametrize(("status", "fixture"), [(429, "error_429"), (529, "error_529")])
 def test_api_errors_carry_status_and_request_id(claude, status: int, fixture: str) -> None:
     client, rec = claude([(status, load_message(fixture), {"request-id": "req_011CTest"})])
-    with pytest.raises(AnswerError) as info:
+    with pytest.raises(AnswerError, match=rf"Claude API error {status} .*req_011CTest") as info:
         answer(QUESTION, retriever(), client=client)
     assert info.value.status_code == status
     assert info.value.request_id == "req_011CTest"
@@ -282,10 +282,11 @@ def test_connection_error_has_no_status(claude) -> None:
         raise httpx2.ConnectError("no route to host", request=request)
 
     client, _ = claude(boom)
-    with pytest.raises(AnswerError) as info:
+    with pytest.raises(AnswerError, match="connection to the Claude API failed") as info:
         answer(QUESTION, retriever(), client=client)
     assert info.value.status_code is None
     assert isinstance(info.value.__cause__, anthropic.APIConnectionError)
+    assert "no route to host" in str(info.value)
 
 
 def test_missing_key_fails_before_any_request() -> None:
@@ -376,12 +377,18 @@ def test_full_with_a_bare_retriever_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"k": 0}, {"strategy": "everything"}, {"budget_tokens": 0}, {"max_tokens": 0}],
+    ("kwargs", "named"),
+    [
+        ({"k": 0}, "k"),
+        ({"strategy": "everything"}, "strategy"),
+        ({"budget_tokens": 0}, "budget_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"timeout": 0}, "timeout"),
+    ],
 )
-def test_bad_arguments(claude, kwargs: dict[str, Any]) -> None:
+def test_bad_arguments(claude, kwargs: dict[str, Any], named: str) -> None:
     client, rec = claude(["success"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"^{named} \("):
         answer(QUESTION, retriever(), client=client, **kwargs)
     assert rec.requests == []
 
@@ -422,6 +429,7 @@ def test_audit_records_one_line_per_answer(claude, tmp_path: Path) -> None:
     assert [r["chunk_id"] for r in first["retrieved"]] == ["dogs.md#1", "dogs.md#0", "notes.md#1"]
     assert first["retrieved"][0]["document_id"] == "dogs.md"
     assert first["usage"]["input_tokens"] == 412 and first["cost_usd"] > 0
+    assert first["complete"] is True and first["stop_reason"] == "end_turn"
     assert second["abstained"] is True and second["strategy"] == "none"
     assert "test-key" not in path.read_text()
 
@@ -447,7 +455,7 @@ def test_answer_stream_yields_text_then_answer(claude) -> None:
     assert isinstance(final, Answer)
     assert final.text == "".join(texts)
     assert final.cited_chunk_ids == ("dogs.md#1",)
-    assert final.stop_reason == "end_turn"
+    assert final.stop_reason == "end_turn" and final.complete is True
     assert final.usage.output_tokens == 24 and final.usage.cache_read_input_tokens == 380
     assert rec.last["stream"] is True
 
@@ -456,8 +464,9 @@ def test_answer_stream_error_midstream_is_an_answer_error(claude) -> None:
     client, _ = claude(sse_handler("overloaded_midstream.sse"))
     stream = answer_stream(QUESTION, retriever(), client=client)
     assert next(stream) == "Dogs learn"
-    with pytest.raises(AnswerError):
+    with pytest.raises(AnswerError, match="overloaded_error: Overloaded") as info:
         list(stream)
+    assert info.value.error_type == "overloaded_error" and info.value.status_code is None
 
 
 def test_answer_stream_gate_stop_yields_the_reason_then_the_answer(claude) -> None:
@@ -493,10 +502,10 @@ def test_aanswer_error_and_missing_key() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(429, json=load_message("error_429"), headers={"request-id": "req_a"})
 
-    with pytest.raises(AnswerError) as info:
+    with pytest.raises(AnswerError, match="429 rate_limit_error") as info:
         asyncio.run(aanswer(QUESTION, retriever(), client=_async_client(handler)))
     assert (info.value.status_code, info.value.request_id) == (429, "req_a")
-    with pytest.raises(MissingAPIKeyError):
+    with pytest.raises(MissingAPIKeyError, match="ANTHROPIC_API_KEY"):
         asyncio.run(aanswer(QUESTION, retriever()))
 
 

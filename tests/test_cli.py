@@ -388,3 +388,34 @@ def test_unknown_project_setting_is_a_usage_error(
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, ["search", "x"])
     assert result.exit_code == 2 and "unknown ragkit settings: chunk_sise" in result.stderr
+
+
+def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "billing").mkdir(parents=True)
+    (docs / "infra").mkdir()
+    (docs / "billing" / "refunds.md").write_text(
+        "---\nteam: billing\n---\n# Refunds\n\nRefunds take five days.\n"
+    )
+    (docs / "infra" / "outages.md").write_text(
+        "---\nteam: infra\n---\n# Outages\n\nRefunds are not our job; outages are.\n"
+    )
+    (docs / "other.md").write_text("# Other\n\nNothing about money here at all.\n")
+    idx = tmp_path / "idx"
+    assert (
+        runner.invoke(cli, ["index", str(docs), "--index", str(idx), "--keyword-only"]).exit_code
+        == 0
+    )
+    by_path = runner.invoke(
+        cli, ["search", "refunds", "--index", str(idx), "--path", "infra/**", "--json"]
+    )
+    assert [r["document_id"] for r in json.loads(by_path.stdout)["results"]] == ["infra/outages.md"]
+    ask = runner.invoke(
+        cli,
+        ["ask", "How long do refunds take?", "--index", str(idx), "--path", "billing/**", "--json"],
+    )
+    assert ask.exit_code == 0, ask.output
+    sent = json.loads(ask.stdout)["chunks"]
+    assert sent and {c["document_id"] for c in sent} == {"billing/refunds.md"}
+    bad = runner.invoke(cli, ["search", "refunds", "--index", str(idx), "--where", "=x"])
+    assert bad.exit_code == 2 and "is not KEY=VALUE" in bad.stderr

@@ -143,7 +143,8 @@ def test_gate_uses_the_vector_cosine_when_present() -> None:
     )
     weak = gate.check("capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.1})], retriever=FUSED)
     assert strong.passed and strong.top_cosine == 0.5
-    assert not weak.passed and "gate=False" in weak.reason
+    assert not weak.passed and "best cosine 0.10, needs 0.30" in weak.reason
+    assert "gate=False" not in weak.reason  # the caller words the hint (gate=False, --no-gate)
 
 
 def test_gate_combine_rules() -> None:
