@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -546,7 +547,7 @@ def _show_plan(
 
 
 @cli.command("ask")
-@click.argument("question")
+@click.argument("question", required=False)
 @index_option
 @click.option(
     "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to retrieve."
@@ -597,7 +598,7 @@ def _show_plan(
 @filter_options
 @json_option
 def ask_cmd(
-    question: str,
+    question: str | None,
     index_path: str | None,
     k: int,
     model: str | None,
@@ -615,8 +616,9 @@ def ask_cmd(
 ) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
 
-    Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
-    A failed call is a one-line message and exit code 1; an answer Claude cut short (e.g. at
+    With no QUESTION, asks at a prompt (or each line of standard input) with the index and
+    embedder loaded once. Without ANTHROPIC_API_KEY, prints the passages that would be sent,
+    with their chunk IDs. A failed call is a one-line message and exit code 1; an answer Claude cut short (e.g. at
     --max-tokens) is printed with a warning, and --json reports "complete": false.
 
     \b
@@ -626,17 +628,17 @@ def ask_cmd(
         ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .answering import DEFAULT_MODEL, DEFAULT_TIMEOUT, answer, answer_stream
-    from .context import DEFAULT_BUDGET_TOKENS, DEFAULT_GATE, EvidenceGate, retrieve_context
+    from .answering import DEFAULT_MODEL
+    from .context import DEFAULT_BUDGET_TOKENS, DEFAULT_GATE, EvidenceGate
 
-    if not question.strip():
+    if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
     if no_gate and min_score is not None:
         raise click.UsageError("--min-score sets the gate's threshold; drop it or --no-gate")
     budget = budget or DEFAULT_BUDGET_TOKENS
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     where = _filter(wheres, paths)
-    with _errors():  # loading and planning: a bad option value is a usage error (exit 2)
+    with _errors():
         index = _load_index(index_path)
         gate: EvidenceGate | None = None if no_gate else DEFAULT_GATE
         if min_score is not None:
@@ -645,13 +647,69 @@ def ask_cmd(
                 if index.has_vectors
                 else EvidenceGate(min_coverage=min_score)
             )
+    settings = _AskSettings(
+        k, model, strategy, max_tokens, budget, gate, timeout, no_stream, audit, where, as_json
+    )
+    if question is not None:
+        _ask_one(question, index, settings)
+        return
+    # No question: a prompt that keeps the index (and the embedder) loaded between questions.
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(
+            f"ragkit: asking {_shown(_index_path(index_path))}; an empty line or Ctrl-D ends.",
+            err=True,
+        )
+    while True:
+        try:
+            line = input("? " if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            if interactive:
+                break
+            continue
+        try:
+            _ask_one(line.strip(), index, settings)
+        except click.ClickException as exc:
+            exc.show()  # one question failed; the session goes on
+        if interactive:
+            click.echo()
+
+
+@dataclass(frozen=True, slots=True)
+class _AskSettings:
+    """The options of ``ragkit ask``, parsed once and reused for every question of a session."""
+
+    k: int
+    model: str
+    strategy: str
+    max_tokens: int
+    budget: int
+    gate: Any
+    timeout: float | None
+    no_stream: bool
+    audit: Path | None
+    where: Any
+    as_json: bool
+
+
+def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
+    """Plan, show or ask, and print one answer (the body of ``ragkit ask``)."""
+    from .answering import DEFAULT_TIMEOUT, answer, answer_stream
+    from .context import retrieve_context
+
+    k, model, max_tokens, gate, audit, where, as_json = (
+        s.k, s.model, s.max_tokens, s.gate, s.audit, s.where, s.as_json
+    )  # fmt: skip
+    with _errors():  # planning: a bad option value is a usage error (exit 2)
         plan = retrieve_context(
             question,
             index,
             k=k,
             where=where,
-            strategy=strategy,  # type: ignore[arg-type]
-            budget_tokens=budget,
+            strategy=s.strategy,  # type: ignore[arg-type]
+            budget_tokens=s.budget,
             gate=gate if gate is not None else False,
         )
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
@@ -661,12 +719,12 @@ def ask_cmd(
         "model": model,
         "max_tokens": max_tokens,
         "audit": audit,
-        "timeout": timeout if timeout is not None else DEFAULT_TIMEOUT,
+        "timeout": s.timeout if s.timeout is not None else DEFAULT_TIMEOUT,
         "plan": plan,
     }
     streamed = False
     try:
-        if as_json or no_stream or plan.strategy == "none":
+        if as_json or s.no_stream or plan.strategy == "none":
             result = answer(question, index, **options)
         else:
             final: Answer | None = None

@@ -419,3 +419,16 @@ def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path:
     assert sent and {c["document_id"] for c in sent} == {"billing/refunds.md"}
     bad = runner.invoke(cli, ["search", "refunds", "--index", str(idx), "--where", "=x"])
     assert bad.exit_code == 2 and "is not KEY=VALUE" in bad.stderr
+
+
+def test_ask_without_a_question_reads_questions_until_end_of_input(
+    runner: CliRunner, indexed: Path
+) -> None:
+    result = runner.invoke(
+        cli,
+        ["ask", "--index", str(indexed), "--json", "--strategy", "retrieve"],
+        input="What do cats eat?\n\nWhich dogs bark?\n",
+    )
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [a["question"] for a in answers] == ["What do cats eat?", "Which dogs bark?"]
