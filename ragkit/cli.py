@@ -618,8 +618,9 @@ def ask_cmd(
 
     With no QUESTION, asks at a prompt (or each line of standard input) with the index and
     embedder loaded once. Without ANTHROPIC_API_KEY, prints the passages that would be sent,
-    with their chunk IDs. A failed call is a one-line message and exit code 1; an answer Claude cut short (e.g. at
-    --max-tokens) is printed with a warning, and --json reports "complete": false.
+    with their chunk IDs. A failed call is a one-line message and exit code 1; an answer
+    Claude cut short (e.g. at --max-tokens) is printed with a warning, and --json reports
+    "complete": false.
 
     \b
     Examples:
