@@ -17,6 +17,7 @@ from ragkit.loaders import (
     html_to_text,
     load_file,
     load_folder,
+    registered_suffixes,
 )
 
 
@@ -214,17 +215,15 @@ def test_symlinked_folder_loops_terminate(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_corpus(tmp_path, {"a.md": "a", "locked.md": "secret"})
-    import ragkit.loaders as loaders
+    real_open = os.open
 
-    real_open = open
-
-    def guarded_open(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(path).name == "locked.md":
+    def guarded_open(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path).endswith("locked.md"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    # Running as root ignores file modes, so simulate the OS refusing the read.
-    monkeypatch.setattr(loaders, "open", guarded_open, raising=False)
+    # Running as root ignores file modes, so simulate the OS refusing the open.
+    monkeypatch.setattr(os, "open", guarded_open)
     result = load_folder(tmp_path)
     assert ids(result) == ["a.md"]
     assert reasons(result) == {"locked.md": "unreadable (permission denied)"}
@@ -267,15 +266,11 @@ def test_load_file_raises_with_a_reason(tmp_path: Path) -> None:
     assert load_file(good, document_id="ok").id == "ok"
 
 
-def test_default_include_covers_the_documented_formats() -> None:
+def test_default_include_covers_every_built_in_format() -> None:
     assert {p.rsplit(".", 1)[1] for p in DEFAULT_INCLUDE} == {
-        "md",
-        "markdown",
-        "txt",
-        "rst",
-        "html",
-        "htm",
-    }
+        "md", "markdown", "mdx", "txt", "rst", "html", "htm", "xhtml", "ipynb", "pdf", "docx"
+    }  # fmt: skip
+    assert {"." + p.rsplit(".", 1)[1] for p in DEFAULT_INCLUDE} <= set(registered_suffixes())
     assert Skipped("a.md", "empty") == Skipped("a.md", "empty")
 
 
