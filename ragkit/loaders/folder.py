@@ -641,7 +641,11 @@ def _walk(walk: _Walk, openers: tuple[_Opener, _Opener] | None) -> None:
                 handle = os.path.join(walk.real_root, *parts)
             entries = sorted(os.scandir(handle), key=lambda e: e.name)
         except OSError as exc:
-            walk.skip(prefix.rstrip("/") or ".", f"folder {_os_reason(exc)}")
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.EMLINK):
+                reason = "folder was replaced during the walk (not followed)"
+            else:
+                reason = f"folder {_os_reason(exc)}"
+            walk.skip(prefix.rstrip("/") or ".", reason)
             if owned:
                 os.close(handle)  # type: ignore[arg-type]
             continue
