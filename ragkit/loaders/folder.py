@@ -424,46 +424,53 @@ def _printable(name: str) -> str | None:
 class _Opener:
     """Opens folders below the root one component at a time, never following a symlink.
 
-    Keeps the descriptors of the last branch opened (up to ``_MAX_HELD_DIRS``), so a sorted
-    walk opens each folder about once.
+    Keeps descriptors for the folders of the last branch opened, so a sorted depth-first walk
+    opens each folder about once. At most ``_MAX_HELD_DIRS`` are held: the deepest ones (held
+    descriptors are always a contiguous tail ``chain[lo:]``); shallower ones are reopened when
+    the walk comes back up to them.
     """
 
     def __init__(self, root_fd: int) -> None:
         self.root_fd = root_fd
-        self.chain: list[tuple[str, int]] = []
+        self.chain: list[tuple[str, int | None]] = []
+        self.lo = 0  # chain[lo:] hold descriptors
 
-    def open_dir(self, parts: Sequence[str]) -> tuple[int, bool]:
-        """A descriptor for ``parts`` and whether the caller must close it."""
+    def _push(self, name: str, parent: int) -> int:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        self.chain.append((name, fd))
+        if len(self.chain) - self.lo > _MAX_HELD_DIRS:
+            old_name, old_fd = self.chain[self.lo]
+            os.close(old_fd)  # type: ignore[arg-type]
+            self.chain[self.lo] = (old_name, None)
+            self.lo += 1
+        return fd
+
+    def open_dir(self, parts: Sequence[str]) -> int:
+        """A descriptor for the folder ``parts`` below the root, valid until the next call."""
         keep = 0
         while keep < min(len(self.chain), len(parts)) and self.chain[keep][0] == parts[keep]:
             keep += 1
-        for _, fd in self.chain[keep:]:
-            os.close(fd)
+        for _, fd in self.chain[max(keep, self.lo) :]:
+            os.close(fd)  # type: ignore[arg-type]
         del self.chain[keep:]
-        while len(self.chain) < min(len(parts), _MAX_HELD_DIRS):
-            parent = self.chain[-1][1] if self.chain else self.root_fd
-            name = parts[len(self.chain)]
-            self.chain.append((name, os.open(name, _DIR_FLAGS, dir_fd=parent)))
-        fd = self.chain[-1][1] if self.chain else self.root_fd
-        if len(parts) <= len(self.chain):
-            return fd, False
-        owned = False
-        try:
-            for name in parts[len(self.chain) :]:  # deeper than we keep open: transient
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                if owned:
-                    os.close(fd)
-                fd, owned = child, True
-        except OSError:
-            if owned:
-                os.close(fd)
-            raise
-        return fd, True
+        if self.chain and self.lo >= len(self.chain):  # nothing held: reopen from the root
+            names = [name for name, _ in self.chain]
+            self.chain.clear()
+            self.lo = 0
+            current = self.root_fd
+            for name in names:
+                current = self._push(name, current)
+        self.lo = min(self.lo, len(self.chain))
+        current = self.chain[-1][1] if self.chain else self.root_fd  # type: ignore[assignment]
+        for name in parts[len(self.chain) :]:
+            current = self._push(name, current)
+        return current
 
     def close(self) -> None:
-        for _, fd in self.chain:
-            os.close(fd)
+        for _, fd in self.chain[self.lo :]:
+            os.close(fd)  # type: ignore[arg-type]
         self.chain.clear()
+        self.lo = 0
 
 
 @dataclass
@@ -632,11 +639,10 @@ def _walk(walk: _Walk, openers: tuple[_Opener, _Opener] | None) -> None:
     stack: list[Frame] = [("", (), None)]
     while stack:
         prefix, parts, ancestors = stack.pop()
-        owned = False
         handle: int | str
         try:
             if openers is not None:
-                handle, owned = openers[0].open_dir(parts)
+                handle = openers[0].open_dir(parts)
             else:
                 handle = os.path.join(walk.real_root, *parts)
             entries = sorted(os.scandir(handle), key=lambda e: e.name)
@@ -646,19 +652,13 @@ def _walk(walk: _Walk, openers: tuple[_Opener, _Opener] | None) -> None:
             else:
                 reason = f"folder {_os_reason(exc)}"
             walk.skip(prefix.rstrip("/") or ".", reason)
-            if owned:
-                os.close(handle)  # type: ignore[arg-type]
             continue
-        try:
-            chain = (parts, ancestors)
-            subfolders: list[Frame] = []
-            for entry in entries:
-                frame = _visit(walk, openers, entry, prefix, parts, chain, handle)
-                if frame is not None:
-                    subfolders.append(frame)
-        finally:
-            if owned:
-                os.close(handle)  # type: ignore[arg-type]
+        chain = (parts, ancestors)
+        subfolders: list[Frame] = []
+        for entry in entries:  # openers[0] is not used meanwhile, so `handle` stays open
+            frame = _visit(walk, openers, entry, prefix, parts, chain, handle)
+            if frame is not None:
+                subfolders.append(frame)
         stack.extend(reversed(subfolders))
 
 
@@ -781,13 +781,9 @@ def _visit_link(
         walk.read(rel, name, walk.real_root, os.path.join(*target_parts))
         return None
     try:
-        handle, owned = openers[1].open_dir(target_parts[:-1])
+        handle = openers[1].open_dir(target_parts[:-1])
     except OSError as exc:
         walk.skip(rel, _os_reason(exc))
         return None
-    try:
-        walk.read(rel, name, handle, target_parts[-1])
-    finally:
-        if owned:
-            os.close(handle)
+    walk.read(rel, name, handle, target_parts[-1])
     return None

@@ -192,9 +192,6 @@ def test_symlink_loops_and_broken_links_are_skipped_with_a_reason(
 
 def test_a_thousand_nested_folders_load_without_recursion_error(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    deepest = root
-    for _ in range(1000):
-        deepest = deepest / "d"
     # Build it relative to each level: the absolute path is longer than PATH_MAX allows.
     fd = os.open(root.parent, os.O_RDONLY)
     os.mkdir("root", dir_fd=fd)
@@ -210,10 +207,39 @@ def test_a_thousand_nested_folders_load_without_recursion_error(tmp_path: Path) 
     os.write(leaf, b"# Bottom\n\nfound")
     os.close(leaf)
     os.close(current)
-    result = bounded(lambda: load_folder(root))
+    try:
+        result = bounded(lambda: load_folder(root))
+    finally:
+        remove_chain(root)  # pytest's own clean-up recurses once per level
     assert ids(result) == ["d/" * 1000 + "leaf.md", "top.md"]
     assert result.documents[0].metadata["title"] == "Bottom"
     assert result.skipped == ()
+
+
+def remove_chain(root: Path) -> None:
+    """Delete a chain of nested ``d`` folders bottom-up, holding one descriptor at a time."""
+    current = os.open(root, os.O_RDONLY)
+    depth = 0
+    while _has_d(current):
+        child = os.open("d", os.O_RDONLY, dir_fd=current)
+        os.close(current)
+        current, depth = child, depth + 1
+    for name in os.listdir(current):
+        os.unlink(name, dir_fd=current)
+    for _ in range(depth):
+        parent = os.open("..", os.O_RDONLY, dir_fd=current)
+        os.close(current)
+        os.rmdir("d", dir_fd=parent)
+        current = parent
+    os.close(current)
+
+
+def _has_d(fd: int) -> bool:
+    try:
+        os.stat("d", dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- hostile names
@@ -252,3 +278,21 @@ def test_a_file_name_cannot_forge_a_log_line(
     (message,) = [r.getMessage() for r in caplog.records]
     assert "\n" not in message and "\x1b" not in message
     assert message == "skipped 'x\\nragkit: WARNING all good\\x1b[2K.md': binary"
+
+
+def test_deep_and_wide_trees_load_the_same_with_few_descriptors_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    for i in range(3):
+        for j in range(3):
+            leaf = root / f"a{i}" / "b" / f"c{j}" / "d" / "e"
+            leaf.mkdir(parents=True)
+            (leaf / f"f{i}{j}.md").write_text(f"text {i}{j}")
+    (root / "a1" / "b" / "link.md").symlink_to(root / "a2" / "b" / "c0" / "d" / "e" / "f20.md")
+    expected = load_folder(root)
+    assert len(expected.documents) == 10
+    import ragkit.loaders.folder as folder
+
+    monkeypatch.setattr(folder, "_MAX_HELD_DIRS", 2)  # forces the reopen-from-root path
+    assert bounded(lambda: load_folder(root)) == expected
