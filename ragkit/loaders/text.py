@@ -51,6 +51,8 @@ _H1 = re.compile(r"\A\s*# ")
 # Front matter is metadata, not a data dump: more values than this and it is ignored (this also
 # bounds YAML alias expansion, the "billion laughs").
 _MAX_FRONT_MATTER_VALUES = 1000
+# How much of a text is searched for its title before searching all of it.
+_TITLE_PREFIX = 4096
 # File facts the folder loader sets; front matter cannot override them.
 RESERVED_KEYS = frozenset({"path", "suffix", "size", "mtime"})
 
@@ -127,6 +129,13 @@ def first_heading(text: str) -> str | None:
     """
     from ..chunking import _outline  # one heading grammar for titles and heading paths
 
+    # Most titles are near the top: outline a prefix (cut at a line end) first, and trust a
+    # heading found well inside it; otherwise outline the whole text.
+    cut = text.rfind("\n", 0, _TITLE_PREFIX) if len(text) > _TITLE_PREFIX else -1
+    if cut > 0:
+        outline = _outline(text[:cut])
+        if outline.starts and outline.ends[outline.starts[0]] < cut - 1:
+            return outline.paths[0][-1]
     paths = _outline(text).paths
     return paths[0][-1] if paths else None
 
@@ -182,7 +191,7 @@ def parse_front_matter(text: str, *, document_id: str = "") -> tuple[dict[str, A
 
     Example:
         >>> parse_front_matter("---\\ntitle: Hi\\ntags: [a, b]\\n---\\nBody")
-        ({'title': 'Hi', 'tags': ('a', 'b')}, 33)
+        ({'title': 'Hi', 'tags': ('a', 'b')}, 31)
     """
     match = _FRONT_MATTER.match(text)
     if match is None:
