@@ -193,7 +193,8 @@ class Loader(Protocol):
         suffixes: lower-case file suffixes it reads (``(".md", ".markdown")``).
     """
 
-    suffixes: tuple[str, ...]
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
 
     def load(self, data: bytes, *, document_id: str) -> Document:
         """The document's text and the metadata found in the file (title, front matter, pages).

@@ -23,7 +23,7 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import DEFAULT_INCLUDE
+from .loaders import LoadResult
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
@@ -153,16 +153,32 @@ def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
         "start": c.start,
         "end": c.end,
         "headings": list(c.headings),
+        "metadata": {k: list(v) if isinstance(v, tuple) else v for k, v in c.metadata.items()},
         "text": c.text,
     }
 
 
+def _source(result: Answer, chunk_id: str) -> str:
+    """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
+    from .context import chunk_label
+
+    for sc in result.chunks:
+        if sc.chunk.id == chunk_id:
+            label = chunk_label(sc.chunk)
+            return chunk_id if label == sc.chunk.document_id else f"{chunk_id} ({label})"
+    return chunk_id
+
+
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
+    from .context import chunk_label
+
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
         detail = f" ({parts})" if parts else ""
         heading = f"  [{' > '.join(sc.chunk.headings)}]" if sc.chunk.headings else ""
-        click.echo(f"[{rank}] {sc.chunk.id}  score {sc.score:.4f}{detail}{heading}")
+        label = chunk_label(sc.chunk)
+        where = f"  ({label})" if label != sc.chunk.document_id else ""
+        click.echo(f"[{rank}] {sc.chunk.id}{where}  score {sc.score:.4f}{detail}{heading}")
         text = " ".join(sc.chunk.text.split())
         click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
 
@@ -296,6 +312,9 @@ def cli(verbose: bool) -> None:
     metavar="ENCODING",
     help="Read files that are not UTF-8 with this encoding (e.g. cp1252).",
 )
+@click.option(
+    "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
+)
 @json_option
 def index_cmd(
     folder: Path,
@@ -306,6 +325,7 @@ def index_cmd(
     overlap: int | None,
     keyword_only: bool,
     fallback_encoding: str | None,
+    hidden: bool,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
@@ -331,9 +351,10 @@ def index_cmd(
             update, loaded = update_from_folder(
                 index,
                 folder,
-                include=include or DEFAULT_INCLUDE,
+                include=include or None,
                 exclude=exclude,
                 fallback_encoding=fallback_encoding,
+                skip_hidden=not hidden,
                 progress=progress,
             )
         finally:
@@ -349,6 +370,8 @@ def index_cmd(
         "removed": list(update.removed),
         "unchanged": len(update.unchanged),
         "skipped": [{"path": s.path, "reason": s.reason} for s in loaded.skipped],
+        "not_indexed": dict(loaded.not_indexed),
+        "hidden": list(loaded.hidden),
         "chunks_embedded": update.chunks_embedded,
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
@@ -364,6 +387,29 @@ def index_cmd(
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
         f"{_shown(path)}"
     )
+    for line in _load_notes(loaded):
+        click.echo(f"  {line}")
+
+
+def _load_notes(loaded: LoadResult) -> list[str]:
+    """What the user should know about the files: left out by type, hidden, and the documents
+    that dominate the index (one file with half the text skews every search)."""
+    notes = []
+    left_out = loaded.describe_not_indexed()
+    if left_out:
+        notes.append(f"{left_out}; use --include to add them")
+    if loaded.hidden:
+        names = ", ".join(repr(h) for h in loaded.hidden[:3])
+        more = f" and {len(loaded.hidden) - 3} more" if len(loaded.hidden) > 3 else ""
+        notes.append(f"{len(loaded.hidden)} hidden left out ({names}{more}); --hidden adds them")
+    total = sum(len(d.text) for d in loaded.documents)
+    if total and len(loaded.documents) >= 5:
+        biggest = sorted(loaded.documents, key=lambda d: -len(d.text))[:3]
+        heavy = [d for d in biggest if len(d.text) / total >= 0.2]
+        if heavy:
+            shares = ", ".join(f"{d.id!r}: {len(d.text) / total:.0%}" for d in heavy)
+            notes.append(f"largest documents by share of the text: {shares}")
+    return notes
 
 
 def _load_index(index_path: str | None) -> Index:
@@ -764,7 +810,9 @@ def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
     if as_json:
         return
     if result.citations:
-        click.echo("\nSources: " + ", ".join(result.cited_chunk_ids))
+        click.echo(
+            "\nSources: " + ", ".join(_source(result, cid) for cid in result.cited_chunk_ids)
+        )
     cost = f", ~${result.usage.cost_usd:.5f}" if result.usage.cost_usd is not None else ""
     flags = "; abstained" if result.abstained else ""
     flags += "; CUT OFF" if not result.complete else ""

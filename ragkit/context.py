@@ -38,6 +38,7 @@ __all__ = [
     "MIN_COSINE",
     "MIN_COVERAGE",
     "ContextPlan",
+    "chunk_label",
     "EvidenceGate",
     "GateVerdict",
     "Passage",
@@ -159,10 +160,26 @@ class Passage:
         return picked or (self.source,)
 
 
-def _title(chunk: Chunk) -> str:
-    if chunk.headings:
-        return f"{chunk.document_id} — {' > '.join(chunk.headings)}"
+def chunk_label(chunk: Chunk) -> str:
+    """Where a chunk is, for people: its document, and its page(s) when it has them.
+
+    Example:
+        >>> chunk_label(Chunk("a.pdf#3", "x", "a.pdf", 0, 1, metadata={"page": (12, 13)}))
+        'a.pdf pp. 12-13'
+    """
+    pages = chunk.metadata.get("page")
+    if isinstance(pages, tuple) and pages and all(isinstance(p, int) for p in pages):
+        if len(pages) == 1:
+            return f"{chunk.document_id} p. {pages[0]}"
+        return f"{chunk.document_id} pp. {pages[0]}-{pages[-1]}"
     return chunk.document_id
+
+
+def _title(chunk: Chunk) -> str:
+    label = chunk_label(chunk)
+    if chunk.headings:
+        return f"{label} — {' > '.join(chunk.headings)}"
+    return label
 
 
 def _merge_run(run: Sequence[tuple[int, Chunk]], *, gap: int | None) -> list[Passage]:

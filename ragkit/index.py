@@ -31,7 +31,7 @@ from .embedders import Embedder, check_embeddings, default_embedder
 from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
-from .loaders import DEFAULT_INCLUDE, DEFAULT_MAX_BYTES, LoadResult, load_folder
+from .loaders import LoadResult, load_folder, pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import is_database_url, open_store
 from .stores.memory import MemoryStore
@@ -381,7 +381,9 @@ class Index:
                 unchanged.append(doc_id)
                 continue
             (replaced if doc_id in known else added).append(doc_id)
-            chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            chunks = _with_pages(
+                doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            )
             pending.append((doc, digest, chunks))
         texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
         vectors = self._embed(texts, progress)
@@ -488,6 +490,30 @@ class Index:
         return cls(store, embedder=embedder)
 
 
+def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
+    """Chunks of a paged document (PDF) carrying ``page``: the pages their text falls on.
+
+    ``page`` is a tuple, so ``where={"page": 12}`` finds every chunk touching page 12. The
+    document's ``page_starts`` offsets stay on the document only.
+    """
+    starts = doc.metadata.get("page_starts")
+    if not isinstance(starts, tuple) or not starts:
+        return chunks
+    base = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
+    return [
+        Chunk(
+            c.id,
+            c.text,
+            c.document_id,
+            c.start,
+            c.end,
+            c.headings,
+            {**base, "page": pages_for_span(starts, c.start, c.end)},
+        )
+        for c in chunks
+    ]
+
+
 def _saved_location(store: MemoryStore) -> str:
     if store.location == "memory":
         raise ValueError("this index was never saved: pass save(path)")
@@ -532,10 +558,11 @@ def update_from_folder(
     index: Index,
     folder: str | Path,
     *,
-    include: Sequence[str] = DEFAULT_INCLUDE,
+    include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     fallback_encoding: str | None = None,
+    skip_hidden: bool = True,
     progress: ProgressFn | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
@@ -549,6 +576,7 @@ def update_from_folder(
         exclude=exclude,
         max_bytes=max_bytes,
         fallback_encoding=fallback_encoding,
+        skip_hidden=skip_hidden,
     )
     update = index.add(loaded.documents, progress=progress)
     present = {d.id for d in loaded.documents} | {s.path for s in loaded.skipped}
@@ -618,7 +646,7 @@ def index_folder(
     path: str | Path | None = None,
     *,
     embedder: EmbedderArg = "default",
-    include: Sequence[str] = DEFAULT_INCLUDE,
+    include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
