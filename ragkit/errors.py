@@ -9,8 +9,13 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     ├── IndexFormatError        an index on disk is corrupt, truncated or of another version
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
-    └── AnswerError             the Claude call failed (status_code, request_id attributes)
-        └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
+    ├── AnswerError             the Claude call failed (status_code, request_id attributes)
+    │   └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
+    └── StoreError              a store (a database) cannot serve the request
+        ├── StoreUnavailableError  the server cannot be reached, or the connection was lost
+        ├── SchemaError            the store's schema is missing (run the migration) or newer
+        ├── SettingsMismatchError  the store was built with another embedder or settings
+        └── StoreBusyError         another writer held the store's write lock too long
 
 This module leaves out retries: the anthropic SDK already retries 408/409/429/5xx, and ragkit
 only passes ``max_retries`` through.
@@ -28,6 +33,11 @@ __all__ = [
     "MissingAPIKeyError",
     "MissingDependencyError",
     "RagkitError",
+    "SchemaError",
+    "SettingsMismatchError",
+    "StoreBusyError",
+    "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -83,3 +93,26 @@ class AnswerError(RagkitError):
 
 class MissingAPIKeyError(AnswerError):
     """``ANTHROPIC_API_KEY`` is not set and no client was passed in."""
+
+
+class StoreError(RagkitError):
+    """A store cannot serve the request; the subclasses say why and what to do."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached, or the connection to it was lost.
+
+    The message names the server without its password and says what to check.
+    """
+
+
+class SchemaError(StoreError):
+    """The store's schema is missing (run the migration) or from a newer ragkit version."""
+
+
+class SettingsMismatchError(StoreError):
+    """The store was built with another embedder, dimension or index settings than asked for."""
+
+
+class StoreBusyError(StoreError):
+    """Another writer held the store's write lock for longer than the lock timeout."""
