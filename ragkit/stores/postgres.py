@@ -76,7 +76,7 @@ SCHEMA_VERSION: Final = 1
 """The schema version this module creates and reads."""
 
 # HNSW build parameters (pgvector's defaults) and the per-query candidate list: at least
-# _EF_SEARCH_MIN, and 2k for larger k, capped at pgvector's maximum. pgvector's default
+# _EF_SEARCH_MIN, and 1.25k for larger k, capped at pgvector's maximum. pgvector's default
 # ef_search of 40 loses neighbours at k=10 (recall measured in docs/postgres.md).
 _HNSW_M = 16
 _HNSW_EF_CONSTRUCTION = 64
@@ -952,8 +952,11 @@ class PostgresStore:
                     if filtered else " f AS (SELECT chunk_key, score FROM s),"
                 ) +
                 " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
-                " SELECT " + _CHUNK_COLUMNS + ", f.score FROM f JOIN {s}.chunks c USING (chunk_key)"
-                " WHERE f.score >= (SELECT min(score) FROM top)"
+                # The k best and the ties at the k-th score, each chunk fetched by its key.
+                " SELECT " + _CHUNK_COLUMNS + ", f.score"
+                " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
+                " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
+                "   WHERE c.chunk_key = f.chunk_key) c"
                 " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
             )  # fmt: skip
             okapi = bm25.variant == "okapi"
@@ -1022,10 +1025,14 @@ class PostgresStore:
         condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
         values = {"v": query, "k": k, **params.values}
         with self._connection() as conn:
-            ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, 2 * k))
+            ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
             conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
             if where is not None:
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            else:
+                # Unfiltered, the graph is always the faster path; the planner's estimate for a
+                # large k over wide (TOASTed) rows can prefer a sequential scan and a sort.
+                conn.execute("SET LOCAL enable_seqscan = off")
             rows = conn.execute(
                 self._q(
                     "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
