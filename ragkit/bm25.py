@@ -748,7 +748,12 @@ class BM25Index:
         return self.search_tokens(self.analyzer(query), k)
 
     def search_tokens(
-        self, tokens: Sequence[str], k: int, *, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        tokens: Sequence[str],
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        with_ties: bool = False,
     ) -> tuple[IntArray, FloatArray]:
         """Like :meth:`search` for already-analysed query terms (no analyzer is applied).
 
@@ -757,6 +762,8 @@ class BM25Index:
             k: how many results at most.
             allowed: a filter applied before the top ``k``: ``allowed[key]`` is true for the
                 keys that may be returned (keys beyond its length may not).
+            with_ties: also return every key tied with the ``k``-th score (more than ``k``
+                results), so a caller can break ties by its own order.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k ({k!r}) must be an int")
@@ -797,7 +804,9 @@ class BM25Index:
             sel = cand_scores >= kth
             cand, cand_scores = cand[sel], cand_scores[sel]
         cand_keys = self._keys.view[cand]
-        order = np.lexsort((cand_keys, -cand_scores))[:k]
+        order = np.lexsort((cand_keys, -cand_scores))
+        if not with_ties:
+            order = order[:k]
         return cand_keys[order], cand_scores[order]
 
     def document_frequencies(self, terms: Sequence[str]) -> list[int]:

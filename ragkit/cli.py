@@ -412,6 +412,31 @@ def _load_notes(loaded: LoadResult) -> list[str]:
     return notes
 
 
+@cli.command("migrate")
+@index_option
+def migrate_cmd(index_path: str | None) -> None:
+    """Create or upgrade the ragkit schema of a postgresql:// index (idempotent).
+
+    `ragkit index` runs it too; run it alone when the database user that searches may not run
+    DDL, or to prepare a database ahead of time.
+
+    \b
+    Example:
+        ragkit migrate --index postgresql://app@db/ragkit
+    """
+    from .stores import is_database_url, open_store
+
+    location = _index_path(index_path)
+    if not is_database_url(location):
+        raise click.UsageError(
+            f"--index {location!r} is a directory: only a postgresql:// index has a schema"
+        )
+    with _errors():
+        store = open_store(location, migrate=True)
+        store.close()
+    click.echo(f"Schema ready at {_shown(location)}.")
+
+
 def _load_index(index_path: str | None) -> Index:
     from .index import Index
 

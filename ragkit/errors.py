@@ -30,14 +30,14 @@ __all__ = [
     "EmbeddingError",
     "IndexFormatError",
     "IndexLockedError",
-    "SchemaError",
-    "SettingsMismatchError",
-    "StoreError",
-    "StoreUnavailableError",
     "LoadError",
     "MissingAPIKeyError",
     "MissingDependencyError",
     "RagkitError",
+    "SchemaError",
+    "SettingsMismatchError",
+    "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -68,7 +68,8 @@ class StoreError(RagkitError):
 
 
 class IndexLockedError(StoreError):
-    """Another writer kept the index locked for longer than the wait allowed."""
+    """Another writer kept the index (a directory or a database) locked for longer than the
+    wait allowed; try again when it has finished."""
 
 
 class SettingsMismatchError(StoreError):

@@ -610,7 +610,7 @@ def open_index(
         IndexFormatError: the saved index is corrupt.
         MissingDependencyError: the saved index's embedder or the Postgres driver is missing.
     """
-    store = open_store(location) if location is not None else MemoryStore()
+    store = open_store(location, migrate=True) if location is not None else MemoryStore()
     settings = store.settings
     size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     overlap = DEFAULT_CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap

@@ -29,13 +29,13 @@ import numpy.typing as npt
 
 from ..base import DocumentEntry, IndexSettings, StoreStats
 from ..bm25 import Analyzer, BM25Index
-from ..errors import IndexFormatError, RagkitError, SettingsMismatchError
+from ..errors import IndexFormatError, RagkitError
 from ..filters import Filter, matches
 from ..types import Chunk, ScoredChunk, freeze_metadata
 from ..vectors import VectorStore
 from .disk import Generation, read_generation, write_generation, writer_lock
 
-__all__ = ["MemoryStore", "check_settings"]
+__all__ = ["MemoryStore"]
 
 
 class _RWLock:
@@ -75,23 +75,6 @@ class _RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
-
-
-def _describe(settings: IndexSettings) -> str:
-    emb = settings.embedder or "no embedder (keyword-only)"
-    return f"{emb}, chunks of {settings.chunk_size}/{settings.chunk_overlap} tokens"
-
-
-def check_settings(current: IndexSettings | None, wanted: IndexSettings, where: str) -> bool:
-    """Whether ``wanted`` must be recorded (``current`` is None); raise when they differ."""
-    if current is None:
-        return True
-    if current != wanted:
-        raise SettingsMismatchError(
-            f"the index at {where} was built with {_describe(current)}; this write uses "
-            f"{_describe(wanted)}. Use the index's own settings, or build a new index elsewhere"
-        )
-    return False
 
 
 class MemoryStore:
@@ -140,7 +123,8 @@ class MemoryStore:
         Raises:
             SettingsMismatchError: the store was built with other settings.
         """
-        if not check_settings(self._settings, settings, self.location):
+        if self._settings is not None:
+            self._settings.require_same(settings, f"the index at {self.location}")
             return
         with self._lock.write():
             self._settings = settings
@@ -213,11 +197,8 @@ class MemoryStore:
         tokens = self.analyzer(text)
         with self._lock.read():
             allowed = self._mask(where) if where is not None else None
-            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed)
-            chunks = self._chunks
-            return [
-                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-            ]
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed, with_ties=True)
+            return self._ranked(keys, scores, k)
 
     def vector_search(
         self, vector: np.ndarray, k: int, where: Filter | None = None
@@ -227,11 +208,19 @@ class MemoryStore:
             if self._vectors is None or not len(self._vectors):
                 return []
             allowed = self._mask(where) if where is not None else None
-            keys, scores = self._vectors.search(vector, k, allowed=allowed)
-            chunks = self._chunks
-            return [
-                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-            ]
+            keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
+            return self._ranked(keys, scores, k)
+
+    def _ranked(self, keys: np.ndarray, scores: np.ndarray, k: int) -> list[ScoredChunk]:
+        """The top ``k`` by score, ties broken by chunk ID (the order every store returns)."""
+        chunks = self._chunks
+        hits = [
+            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+        ]
+        if len(hits) > k or (len(hits) > 1 and len({sc.score for sc in hits}) < len(hits)):
+            hits.sort(key=lambda sc: (-sc.score, sc.chunk.id))
+            del hits[k:]
+        return hits
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
