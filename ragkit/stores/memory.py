@@ -29,11 +29,17 @@ import numpy.typing as npt
 
 from ..base import DocumentEntry, IndexSettings, StoreStats
 from ..bm25 import Analyzer, BM25Index
-from ..errors import IndexFormatError, RagkitError, SettingsMismatchError
+from ..errors import IndexConflictError, IndexFormatError, RagkitError, SettingsMismatchError
 from ..filters import Filter, matches
 from ..types import Chunk, ScoredChunk, freeze_metadata
 from ..vectors import VectorStore
-from .disk import Generation, read_generation, write_generation, writer_lock
+from .disk import (
+    Generation,
+    current_generation,
+    read_generation,
+    write_generation,
+    writer_lock,
+)
 
 __all__ = ["MemoryStore", "check_settings"]
 
@@ -120,6 +126,9 @@ class MemoryStore:
         self._masks: dict[Filter, npt.NDArray[np.bool_]] = {}
         self._masks_version = 0
         self._masks_lock = threading.Lock()
+        # The generation of ``location`` this store was loaded from or last saved as: a save
+        # to ``location`` refuses to replace a generation another writer made meanwhile.
+        self._generation: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -347,8 +356,14 @@ class MemoryStore:
             path: the index directory.
             lock: take the directory's writer lock (pass ``False`` when already holding it).
 
+        A save to the directory this store was loaded from (or last saved to) checks, under
+        the lock, that no other writer saved it meanwhile: a load → change → save cycle never
+        silently replaces another writer's update.
+
         Raises:
             IndexLockedError: another process kept the directory locked.
+            IndexConflictError: another writer saved ``path`` after this store was loaded
+                from it; load it again and reapply the change.
             RagkitError: ``path`` is a file or a foreign non-empty directory, or the disk
                 failed (the previous index, if any, stays intact).
         """
@@ -368,9 +383,27 @@ class MemoryStore:
             ) from exc
         return root
 
+    def _is_home(self, root: Path) -> bool:
+        if self.location == "memory":
+            return False
+        try:
+            return Path(self.location).resolve() == root.resolve()
+        except OSError:
+            return False
+
     def _save(self, root: Path) -> None:
         settings = self._settings
         assert settings is not None
+        home = self._is_home(root)
+        if home:
+            live = current_generation(root)
+            if live != self._generation:
+                seen = self._generation or "no index"
+                raise IndexConflictError(
+                    f"the index at {root} was saved by another writer after this process "
+                    f"loaded it ({seen}, now {live}); saving would lose that update. Load it "
+                    "again and reapply your change"
+                )
         with self._lock.read():
             chunk_items = sorted(self._chunks.items())
             documents = {
@@ -421,7 +454,9 @@ class MemoryStore:
             },
             "documents": documents,
         }
-        write_generation(root, files, manifest)
+        gen = write_generation(root, files, manifest)
+        if home:
+            self._generation = gen
 
     @classmethod
     def load(cls, path: str | Path) -> MemoryStore:
@@ -525,6 +560,7 @@ class MemoryStore:
                     f"{settings.dim}"
                 )
             store._vectors = vectors
+        store._generation = folder.name
         return store
 
 
