@@ -178,9 +178,7 @@ def _lock_timeout() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise RagkitError(
-            f"RAGKIT_LOCK_TIMEOUT ({raw!r}) must be a number of seconds"
-        ) from None
+        raise RagkitError(f"RAGKIT_LOCK_TIMEOUT ({raw!r}) must be a number of seconds") from None
     return max(0.0, value)
 
 
