@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_INDEX := .ragkit-demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 # torch==2.13.0 first: on this machine kind it is a CPU build served from local disk, while an
 # unpinned resolve pulls a multi-GB CUDA build (see ../shared/NOTES.md).
@@ -30,6 +30,10 @@ demo: $(VENV)/.local-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q
+
+# Longer scenarios (every kill point of a save, repeated kills of a folder run, the real model).
+test-slow: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -m slow
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check ragkit tests examples bench

@@ -159,18 +159,31 @@ class Analyzer:
             # One pass: each distinct token maps to its term, or to "" when it is dropped.
             return [term for term in map(cache.__getitem__, tokens) if term]
         except KeyError:
-            self._fill(tokens)
-            return [term for term in map(cache.__getitem__, tokens) if term]
+            # Looked up in this call's own map: another thread may clear the shared cache.
+            terms = self._fill(tokens)
+            return [term for term in map(terms.__getitem__, tokens) if term]
 
-    def _fill(self, tokens: list[str]) -> None:
+    def _fill(self, tokens: list[str]) -> dict[str, str]:
+        """Each distinct token's term ("" when dropped), also stored in the shared cache."""
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        missing = [t for t in set(tokens) if t not in cache]
+        distinct = set(tokens)
+        terms: dict[str, str] = {}
+        missing: list[str] = []
+        for token in distinct:
+            term = cache.get(token)
+            if term is None:
+                missing.append(token)
+            else:
+                terms[token] = term
         kept = [t for t in missing if len(t) >= self._min_len and t not in self._stop]
-        cache.update(dict.fromkeys(missing, ""))
+        found = dict.fromkeys(missing, "")
         stems = self._stemmer().stemWords(kept) if self._stemmer_name is not None else kept
-        cache.update(zip(kept, stems, strict=True))
+        found.update(zip(kept, stems, strict=True))
+        cache.update(found)
+        terms.update(found)
+        return terms
 
     def config(self) -> dict[str, object]:
         """The constructor arguments, JSON-serialisable; :meth:`from_config` inverts it."""

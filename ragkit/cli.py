@@ -335,7 +335,7 @@ def index_cmd(
         ragkit index docs/
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
     """
-    from .index import open_index, update_from_folder
+    from .index import open_index, update_from_folder, writing
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)
@@ -343,23 +343,29 @@ def index_cmd(
         if not folder.is_dir():
             raise RagkitError(f"{folder} is not a directory")
         started = time.perf_counter()
-        index = open_index(
-            path, embedder=None if keyword_only else "default", chunk_size=size, chunk_overlap=lap
-        )
-        progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
-        try:
-            update, loaded = update_from_folder(
-                index,
-                folder,
-                include=include or None,
-                exclude=exclude,
-                fallback_encoding=fallback_encoding,
-                skip_hidden=not hidden,
-                progress=progress,
+        # The writer lock is held from the load to the last save: concurrent runs take turns.
+        with writing(path):
+            index = open_index(
+                path,
+                embedder=None if keyword_only else "default",
+                chunk_size=size,
+                chunk_overlap=lap,
             )
-        finally:
-            progress.close()
-        index.save(path)
+            progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
+            try:
+                update, loaded = update_from_folder(
+                    index,
+                    folder,
+                    include=include or None,
+                    exclude=exclude,
+                    fallback_encoding=fallback_encoding,
+                    skip_hidden=not hidden,
+                    progress=progress,
+                    checkpoint=lambda: index.save(path),
+                )
+            finally:
+                progress.close()
+            index.save(path)
         elapsed = time.perf_counter() - started
     summary = {
         "index": _shown(path),

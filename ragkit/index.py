@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -28,12 +30,13 @@ from .base import DocumentEntry, IndexSettings, Query, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, check_embeddings, default_embedder
-from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError
+from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError, StoreError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
 from .loaders import LoadResult, load_folder, pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import is_database_url, open_store
+from .stores.disk import is_index_dir, only_debris, writer_lock
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
 
@@ -43,6 +46,7 @@ __all__ = [
     "index_folder",
     "open_index",
     "update_from_folder",
+    "writing",
 ]
 
 logger = logging.getLogger("ragkit")
@@ -554,6 +558,13 @@ def _embedder_for(settings: IndexSettings) -> Embedder | None:
     )
 
 
+CHECKPOINT_SECONDS = 60.0
+"""How often (at most) a folder update saves its finished work while it embeds."""
+
+_BATCH_CHARS = 1_000_000
+"""Characters of changed documents embedded and written to the store between checkpoints."""
+
+
 def update_from_folder(
     index: Index,
     folder: str | Path,
@@ -564,12 +575,24 @@ def update_from_folder(
     fallback_encoding: str | None = None,
     skip_hidden: bool = True,
     progress: ProgressFn | None = None,
+    checkpoint: Callable[[], object] | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
 
     Files that could not be loaded are reported in the returned ``LoadResult.skipped`` and are
     left as they were in the index (a file that became unreadable is not silently dropped).
+
+    Changed documents are embedded and written in batches (about a million characters each).
+    With ``checkpoint`` (e.g. ``lambda: index.save(path)``), it is called after a batch once
+    ``checkpoint_every`` seconds have passed since the start or the last checkpoint, so a run
+    that is killed keeps the batches saved so far and a re-run embeds only the rest. Removals
+    of deleted files come last; the caller makes the final save.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)):
+        raise TypeError(f"checkpoint_every must be a number, got {type(checkpoint_every).__name__}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every ({checkpoint_every}) must be >= 0 seconds")
     loaded = load_folder(
         folder,
         include=include,
@@ -578,17 +601,79 @@ def update_from_folder(
         fallback_encoding=fallback_encoding,
         skip_hidden=skip_hidden,
     )
-    update = index.add(loaded.documents, progress=progress)
+    known = index.documents
+    changed = [d for d in loaded.documents if known.get(d.id) != document_hash(d)]
+    batches: list[list[Document]] = [[]]
+    size = 0
+    for doc in changed:
+        if batches[-1] and size + len(doc.text) > _BATCH_CHARS:
+            batches.append([])
+            size = 0
+        batches[-1].append(doc)
+        size += len(doc.text)
+    report = progress
+    if progress is not None and index.has_vectors and len(batches) > 1:
+        # One bar over every batch: count the chunks to embed up front.
+        total = sum(
+            len(chunk_document(d, size=index.chunk_size, overlap=index.chunk_overlap))
+            for d in changed
+        )
+        done = [0]
+
+        def report(batch_done: int, _batch_total: int) -> None:
+            progress(min(total, done[0] + batch_done), total)
+
+    added: list[str] = []
+    replaced: list[str] = []
+    embedded = 0
+    last = time.monotonic()
+    for number, batch in enumerate(batches, 1):
+        if not batch:
+            continue
+        step = index.add(batch, progress=report)
+        added += step.added
+        replaced += step.replaced
+        embedded += step.chunks_embedded
+        if report is not progress:
+            done[0] += step.chunks_embedded
+        if (
+            checkpoint is not None
+            and number < len(batches)
+            and time.monotonic() - last >= checkpoint_every
+        ):
+            checkpoint()
+            last = time.monotonic()
     present = {d.id for d in loaded.documents} | {s.path for s in loaded.skipped}
     gone = [doc_id for doc_id in index.document_ids if doc_id not in present]
     if gone:
         index.remove(gone)
+    changed_ids = {d.id for d in changed}
+    unchanged = tuple(d.id for d in loaded.documents if d.id not in changed_ids)
     return (
-        IndexUpdate(
-            update.added, update.replaced, update.unchanged, tuple(gone), update.chunks_embedded
-        ),
+        IndexUpdate(tuple(added), tuple(replaced), unchanged, tuple(gone), embedded),
         loaded,
     )
+
+
+@contextmanager
+def writing(location: str | Path | None) -> Iterator[None]:
+    """Hold the writer lock of the index at ``location`` across a load → change → save cycle.
+
+    A directory's lock (``ragkit.stores.disk.writer_lock``) is held by this thread; the saves
+    inside take it again without waiting. Nothing for ``None`` (an unsaved index) or a
+    database URL (a database store writes each change in its own transaction).
+
+    Raises:
+        IndexLockedError: another writer held the lock for longer than the wait allowed.
+        RagkitError: ``location`` is a file, not a directory.
+    """
+    if location is None or is_database_url(location):
+        yield
+        return
+    root = Path(location)
+    _check_target(root)
+    with writer_lock(root):
+        yield
 
 
 def open_index(
@@ -651,6 +736,7 @@ def index_folder(
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
     progress: ProgressFn | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
 ) -> Index:
     """Build or update the index at ``path`` (directory or URL) from ``folder``; return it.
 
@@ -659,15 +745,34 @@ def index_folder(
     and embedder; asking for others is refused (see :func:`open_index`). Without ``path``
     nothing is saved.
 
+    The index directory's writer lock is held from the load to the last save, so concurrent
+    runs on one path take turns (a second waits up to 30 s, then raises
+    ``IndexLockedError``). The work is saved every ``checkpoint_every`` seconds while
+    embedding: a killed run's re-run embeds only what was not saved yet.
+
     Example:
         >>> index = index_folder("docs", ".ragkit/index")  # doctest: +SKIP
     """
-    if path is not None and not is_database_url(path):
-        _check_target(Path(path))
-    index = open_index(path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    update_from_folder(index, folder, include=include, exclude=exclude, progress=progress)
-    if path is not None:
-        index.save(path)
+    with writing(path):
+        index = open_index(
+            path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+        target = path
+
+        def save() -> object:
+            return index.save(target)
+
+        update_from_folder(
+            index,
+            folder,
+            include=include,
+            exclude=exclude,
+            progress=progress,
+            checkpoint=save if path is not None else None,
+            checkpoint_every=checkpoint_every,
+        )
+        if path is not None:
+            index.save(path)
     return index
 
 
@@ -675,3 +780,8 @@ def _check_target(root: Path) -> None:
     """Refuse a save target that can never work, before any embedding is paid for."""
     if root.exists() and not root.is_dir():
         raise RagkitError(f"cannot save the index to {root}: it is a file, not a directory")
+    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+        raise StoreError(
+            f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
+            "index; choose another --index path"
+        )
