@@ -434,8 +434,7 @@ def build_server(
             text = result.text
             if citations:
                 text += "\n\nSources:\n" + "\n".join(
-                    f"- chunk {c['chunk_id']} ({c['source']}): {c['cited_text']}"
-                    for c in citations
+                    f"- chunk {c['chunk_id']} ({c['source']}): {c['cited_text']}" for c in citations
                 )
             output: AnswerOutput = {
                 "answer": result.text,

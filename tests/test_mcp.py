@@ -149,9 +149,7 @@ def test_index_rebuilt_on_disk_is_picked_up_without_restart(built: tuple[Path, P
         before = await client.call_tool("search", {"query": "platypus"})
         found["before"] = [h["chunk_id"] for h in before.structured_content["results"]]
         (folder / "platypus.md").write_text("# Platypus\n\nThe platypus lays eggs.\n")
-        await anyio.to_thread.run_sync(
-            lambda: ragkit.index_folder(folder, index, embedder=None)
-        )
+        await anyio.to_thread.run_sync(lambda: ragkit.index_folder(folder, index, embedder=None))
         after = await client.call_tool("search", {"query": "platypus"})
         found["after"] = [h["chunk_id"] for h in after.structured_content["results"]]
         docs = await client.call_tool("list_documents", {})
