@@ -300,6 +300,10 @@ def _watch(
 
     def report(event: WatchUpdate) -> None:
         u = event.update
+        if event.initial and not as_json:
+            click.echo(f"Watching {folder} (Ctrl-C stops)...", err=True)
+        if event.initial and not u.changed:
+            return
         if as_json:
             click.echo(
                 json.dumps(
@@ -317,8 +321,6 @@ def _watch(
             names = ", ".join([*u.added, *u.replaced, *(f"-{r}" for r in u.removed)])
             click.echo(f"Updated ({event.seconds:.2f}s): {names}")
 
-    if not as_json:
-        click.echo(f"Watching {folder} (Ctrl-C stops)...", err=True)
     with _errors():
         try:
             watch_folder(
@@ -328,7 +330,6 @@ def _watch(
                 include=include,
                 exclude=exclude,
                 fallback_encoding=fallback_encoding,
-                initial_sync=False,
                 on_update=report,
             )
         except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,9 @@ DEFAULT_DEBOUNCE_MS = 1_600
 
 DEFAULT_STEP_MS = 100
 """A batch is applied once no new event has arrived for this long."""
+
+_TICK_MS = 250
+"""How often an idle watcher wakes to look at its stop event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +120,10 @@ def watch_folder(
         fallback_encoding: the encoding of files that are not UTF-8.
         debounce_ms: the longest a burst of events is collected before it is applied.
         step_ms: a batch is applied once no event has arrived for this long.
-        initial_sync: bring the index up to date with the folder before watching.
-        on_update: called with a :class:`WatchUpdate` after the initial sync and after each
-            batch that changed the index.
+        initial_sync: bring the index up to date with the folder once the watcher is
+            listening (so nothing saved in between is missed).
+        on_update: called with a :class:`WatchUpdate` after the initial sync (then the watcher
+            is listening) and after each batch that changed the index.
         stop_event: set it (from another thread) to stop watching.
 
     Raises:
@@ -151,15 +156,12 @@ def watch_folder(
         update, loaded = update_from_folder(
             idx, root, include=include, exclude=exclude, fallback_encoding=fallback_encoding
         )
-        if index_location is not None and (update.changed or initial):
+        if index_location is not None and update.changed:
             idx.save(index_location)
         if on_update is not None and (update.changed or initial):
             on_update(
                 WatchUpdate(update, loaded.skipped, paths, time.perf_counter() - started, initial)
             )
-
-    if initial_sync:
-        apply((), True)
 
     base_filter = watchfiles.DefaultFilter()
 
@@ -167,18 +169,33 @@ def watch_folder(
         # The index's own files change on every save: never a reason for another batch.
         return bool(base_filter(change, path)) and not _inside(Path(path).resolve(), index_root)
 
-    for changes in watchfiles.watch(
+    batches = watchfiles.watch(
         root,
         watch_filter=relevant,
         debounce=debounce_ms,
         step=step_ms,
         stop_event=stop_event,
+        rust_timeout=_TICK_MS,
+        yield_on_timeout=True,
         raise_interrupt=True,
-    ):
-        paths = tuple(sorted({p for _, p in changes}))
-        try:
-            apply(paths, False)
-        except (RagkitError, OSError) as exc:
-            logger.warning("watch: could not apply %d change(s): %s", len(paths), exc)
-        if stop_event is not None and stop_event.is_set():
-            break
+    )
+    with closing(batches):
+        # The watcher exists once the first batch (or tick) comes back; syncing after that
+        # point leaves no gap in which a saved file goes unseen.
+        first = next(batches, None)
+        if first is None:
+            return
+        if initial_sync:
+            apply((), True)
+        elif first:
+            apply(tuple(sorted({p for _, p in first})), False)
+        for changes in batches:
+            if stop_event is not None and stop_event.is_set():
+                break
+            if not changes:
+                continue
+            paths = tuple(sorted({p for _, p in changes}))
+            try:
+                apply(paths, False)
+            except (RagkitError, OSError) as exc:
+                logger.warning("watch: could not apply %d change(s): %s", len(paths), exc)
