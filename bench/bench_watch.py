@@ -10,9 +10,9 @@ and the script saves one page (~500 words) ``--changes`` times: a new page, then
 each with a word found nowhere else. For each save it records the time from the file being
 closed to a keyword search for that word returning the page (polled every 5 ms; the store writes
 a document's chunks, keyword statistics and vectors in one step, so the keyword side seeing it
-means the vectors are in too. A nonsense word is no test of the vector side's ranking.), and how much of that
-the batch itself took (load, chunk, embed, save: ``WatchUpdate.seconds``); the rest is the
-file-system notification plus the watcher's quiet period (``step_ms``, 100 ms by default).
+means the vectors are in too. A nonsense word is no test of the vector side's ranking.), and
+how much of that the batch itself took (load, chunk, embed, save: ``WatchUpdate.seconds``); the
+rest is the file-system notification plus the quiet period (``step_ms``, 100 ms by default).
 
 Baseline in the same run: rebuilding the whole corpus's index from scratch with the same
 embedder, which is what a re-run without incremental updates would cost.

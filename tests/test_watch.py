@@ -127,26 +127,33 @@ def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
     )
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=lambda s=stream, d=dest: d.extend(s), daemon=True)
+        for stream, dest in ((proc.stdout, out), (proc.stderr, err))
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        assert proc.stderr is not None and proc.stdout is not None
-        line = proc.stderr.readline()
-        while line and not line.startswith("Watching"):
-            line = proc.stderr.readline()
-        assert line.startswith("Watching"), "the watcher never started"
+        wait_for(lambda: any(line.startswith("Watching") for line in err), "the watcher")
         (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
-        wait_for(
-            lambda: "otters.md" in ragkit.Index.load(location, embedder=None).document_ids,
-            "the CLI watcher to save the new file",
-        )
+        wait_for(lambda: any("otters.md" in line for line in out), "the update line")
+        assert "otters.md" in ragkit.Index.load(location, embedder=None).document_ids
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=WAIT)
+        proc.wait(timeout=WAIT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
-    assert "Stopped watching." in err
-    assert "Indexed" in out and "Updated" in out and "otters.md" in out
+        for reader in readers:
+            reader.join(timeout=WAIT)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, "".join(err)
+    assert "Stopped watching.\n" in err
+    assert out[0].startswith("Indexed")
+    assert out[-1].startswith("Updated") and "otters.md" in out[-1]
 
 
 def test_mcp_watch_serves_changes_in_process(tmp_path: Path) -> None:
