@@ -315,6 +315,7 @@ def cli(verbose: bool) -> None:
 @click.option(
     "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
 )
+@click.option("--watch", is_flag=True, help="Then keep updating the index as files change.")
 @json_option
 def index_cmd(
     folder: Path,
@@ -326,6 +327,7 @@ def index_cmd(
     keyword_only: bool,
     fallback_encoding: str | None,
     hidden: bool,
+    watch: bool,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
@@ -334,6 +336,7 @@ def index_cmd(
     Examples:
         ragkit index docs/
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
+        ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
     from .index import open_index, update_from_folder, writing
 
@@ -382,8 +385,11 @@ def index_cmd(
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
     }
+    watching = (index, include or None, exclude, fallback_encoding, as_json)
     if as_json:
         click.echo(json.dumps(summary))
+        if watch:
+            _watch(folder, path, *watching)
         return
     mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
     click.echo(
@@ -395,6 +401,59 @@ def index_cmd(
     )
     for line in _load_notes(loaded):
         click.echo(f"  {line}")
+    if watch:
+        _watch(folder, path, *watching)
+
+
+def _watch(
+    folder: Path,
+    path: str,
+    index: Index,
+    include: Sequence[str] | None,
+    exclude: Sequence[str],
+    fallback_encoding: str | None,
+    as_json: bool,
+) -> None:
+    """Watch FOLDER after `ragkit index --watch`; one line (or JSON object) per update."""
+    from .watch import WatchUpdate, watch_folder
+
+    def report(event: WatchUpdate) -> None:
+        u = event.update
+        if event.initial and not as_json:
+            click.echo(f"Watching {folder} (Ctrl-C stops)...", err=True)
+        if event.initial and not u.changed:
+            return
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "added": list(u.added),
+                        "replaced": list(u.replaced),
+                        "removed": list(u.removed),
+                        "skipped": [{"path": s.path, "reason": s.reason} for s in event.skipped],
+                        "chunks_embedded": u.chunks_embedded,
+                        "seconds": round(event.seconds, 3),
+                    }
+                )
+            )
+        else:
+            names = ", ".join([*u.added, *u.replaced, *(f"-{r}" for r in u.removed)])
+            click.echo(f"Updated ({event.seconds:.2f}s): {names}")
+
+    with _errors():
+        try:
+            watch_folder(
+                folder,
+                path,
+                index=index,
+                include=include,
+                exclude=exclude,
+                fallback_encoding=fallback_encoding,
+                on_update=report,
+            )
+        except KeyboardInterrupt:
+            if not as_json:
+                click.echo("Stopped watching.", err=True)
 
 
 def _load_notes(loaded: LoadResult) -> list[str]:
@@ -852,6 +911,48 @@ def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
         f"{result.usage.output_tokens} out tokens{cost}{_gate_note(plan.gate, gate)}{flags}]",
         err=True,
     )
+
+
+@cli.command("mcp")
+@index_option
+@click.option("--http", is_flag=True, help="Serve streamable HTTP on 127.0.0.1, not stdio.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="HTTP port."
+)
+@click.option("--allow-index", is_flag=True, help="Add the `index` tool (writes to the index).")
+@click.option(
+    "--watch",
+    "watch",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    metavar="FOLDER",
+    help="Keep the index in line with FOLDER while serving.",
+)
+def mcp_cmd(
+    index_path: str | None, http: bool, port: int, allow_index: bool, watch: Path | None
+) -> None:
+    """Serve the index to Claude Code, Claude Desktop and other MCP hosts (stdio by default).
+
+    Tools: search, list_documents, get_chunk; ask when ANTHROPIC_API_KEY is set; index with
+    --allow-index. An index rebuilt by `ragkit index` is picked up without a restart.
+
+    \b
+    Examples:
+        claude mcp add ragkit -- ragkit mcp --index /abs/path/.ragkit/index
+        ragkit mcp --index .ragkit/index --http --port 8765
+        ragkit mcp --index .ragkit/index --watch docs/
+    """
+    with _errors():
+        from .mcp_server import serve
+
+        serve(
+            _index_path(index_path),
+            http=http,
+            port=port,
+            allow_index=allow_index,
+            watch=watch,
+            on_ready=lambda line: click.echo(f"ragkit: {line}", err=True),
+        )
 
 
 @cli.command("eval")
