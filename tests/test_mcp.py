@@ -130,7 +130,7 @@ def test_stdio_session_search_list_get_and_tool_errors(tagged: Path) -> None:
 
     for name, message in (
         ("bad_k", "greater than or equal to 1"),
-        ("bad_filter", "filter operator 'near'"),
+        ("bad_filter", "filter operator $near"),
         ("bad_mode", "needs vectors, but this index is keyword-only"),
         ("no_chunk", "no chunk 'nope.md#4' in this index"),
         ("missing_arg", "query"),
