@@ -18,7 +18,7 @@ from ..errors import MissingDependencyError, StoreError
 from .disk import only_debris
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "is_database_url", "open_store", "redact"]
+__all__ = ["MemoryStore", "is_database_url", "open_store", "redact", "split_schema"]
 
 
 def is_database_url(location: object) -> bool:
@@ -47,6 +47,26 @@ def redact(location: str | Path) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def split_schema(url: str) -> tuple[str, str]:
+    """A database URL without ragkit's own ``ragkit_schema`` parameter, and that schema.
+
+    One database can hold several indexes, one per schema: ``postgresql://db/app?ragkit_schema=
+    docs``. The default schema is ``ragkit``.
+
+    Example:
+        >>> split_schema("postgresql://db/app?sslmode=require&ragkit_schema=docs")
+        ('postgresql://db/app?sslmode=require', 'docs')
+    """
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in pairs if k == "ragkit_schema"]
+    if not schemas:
+        return url, "ragkit"
+    kept = [(k, v) for k, v in pairs if k != "ragkit_schema"]
+    query = urlencode(kept, safe="/")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), schemas[-1]
+
+
 def open_store(location: str | Path, *, migrate: bool = False) -> Store:
     """The store at ``location``: Postgres for a URL, else the directory (empty if new).
 
@@ -64,7 +84,8 @@ def open_store(location: str | Path, *, migrate: bool = False) -> Store:
             raise MissingDependencyError(
                 "a postgresql:// index needs the 'pg' extra: pip install 'ragkit[pg]'"
             ) from exc
-        pg = postgres.PostgresStore(str(location))
+        url, schema = split_schema(str(location))
+        pg = postgres.PostgresStore(url, schema=schema)
         if migrate:
             pg.migrate()
         store: Store = pg

@@ -44,15 +44,15 @@ def _doc(i: int, version: int) -> Document:
 
 @pytest.fixture(params=["memory", "postgres"])
 def store(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
-    """A factory of empty stores of each kind (Postgres only with RAGKIT_TEST_PG_URL)."""
+    """A factory of empty stores of each kind (Postgres: the bundled test server)."""
     if request.param == "memory":
         yield MemoryStore
         return
-    postgres = pytest.importorskip("ragkit.stores.postgres")
-    url = os.environ.get("RAGKIT_TEST_PG_URL")
-    if not url:
-        pytest.skip("set RAGKIT_TEST_PG_URL to run the Postgres scenarios")
-    yield lambda: postgres.PostgresStore(url)  # pragma: no cover - needs a server
+    pytest.importorskip("ragkit.stores.postgres")
+    from ragkit.stores import open_store
+
+    url = request.getfixturevalue("pg_index_url")
+    yield lambda: open_store(url, migrate=True)
 
 
 def _run_for(seconds: float, readers: list[Callable[[], None]], writer: Callable[[], None]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,27 +24,6 @@ from ragkit.types import Chunk, freeze_metadata
 DIM = 8
 SETTINGS = IndexSettings(embedder="test-hash/8", dim=DIM, chunk_size=256, chunk_overlap=32)
 _schemas = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A unix-socket URL of a bundled PostgreSQL server with the vector extension."""
-    with warnings.catch_warnings():
-        # platformdirs warns about XDG_RUNTIME_DIR when pgserver is imported in a container.
-        warnings.simplefilter("ignore")
-        pgserver = pytest.importorskip("pgserver")
-        pytest.importorskip("psycopg")
-        pytest.importorskip("pgvector")
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    import psycopg
-
-    url = server.get_uri()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    yield url
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server.cleanup()
 
 
 @pytest.fixture
