@@ -452,6 +452,16 @@ class Index:
             self.store.write([], delete=ids)
         return IndexUpdate(removed=tuple(ids))
 
+    def close(self) -> None:
+        """Release the store's connections or files; the index is not used afterwards."""
+        self.store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path | str:

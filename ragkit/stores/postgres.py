@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -144,6 +145,11 @@ CREATE TABLE {s}.postings (
 
 
 # -- URLs and passwords ---------------------------------------------------------------------------
+
+
+def _close_later(pool: ConnectionPool[Any]) -> None:
+    if not pool.closed:
+        threading.Thread(target=pool.close, name="ragkit-pool-close", daemon=True).start()
 
 
 def redact_url(url: str) -> str:
@@ -388,6 +394,9 @@ class PostgresStore:
                 name=f"ragkit:{schema}",
             )
             self._own_pool = True
+            # A store dropped without close() closes its pool from a thread of its own: the
+            # collector may run in one of the pool's workers, which cannot join itself.
+            weakref.finalize(self, _close_later, self._pool)
         elif isinstance(url_or_pool, ConnectionPool):
             self._pool = url_or_pool
             self._own_pool = False
@@ -421,6 +430,8 @@ class PostgresStore:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
+        """``text`` (a driver's message) on one line, without the password."""
+        text = " ".join(text.split())
         return text.replace(self._secret, "***") if self._secret else text
 
     def _check_reachable(self, url: str, timeout: int) -> None:

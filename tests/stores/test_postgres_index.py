@@ -48,6 +48,8 @@ def test_index_folder_open_index_and_incremental_sync(tmp_path: Path, pg_index_u
     assert reopened.search("cats", 1, where={"path": {"$glob": "a*"}})[0].id == "a.md#0"
     with pytest.raises(SettingsMismatchError, match="chunk size 64"):
         ragkit.index_folder(folder, pg_index_url, embedder=emb, chunk_size=64)
+    for index in (first, again, reopened):
+        index.close()
 
 
 def test_cli_index_search_ask_against_a_url(pg_index_url: str) -> None:
@@ -86,6 +88,7 @@ def test_stores_rank_alike_on_real_documents(pg_index_url: str) -> None:
         mem_hybrid = [r.id for r in memory.search(q, 5)]
         pg_hybrid = [r.id for r in pg.search(q, 5)]
         assert len(set(mem_hybrid) & set(pg_hybrid)) >= 4, q
+    pg.close()
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
@@ -93,5 +96,6 @@ def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["search", "x", "--index", url])
     assert result.exit_code == 1
     assert "hunter2" not in result.output
-    assert "cannot connect to Postgres" in result.output and "Check that the server" in result.output
+    assert "cannot connect to Postgres" in result.output
+    assert "Check that the server" in result.output
     assert len(result.output.strip().splitlines()) == 1
