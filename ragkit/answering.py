@@ -33,6 +33,7 @@ import anthropic
 from anthropic.types import Message
 
 from ragkit.audit import AuditLog
+from ragkit.base import Reranker
 from ragkit.context import (
     DEFAULT_BUDGET_TOKENS,
     ContextPlan,
@@ -295,6 +296,7 @@ class _Options:
     count_tokens_with_api: bool
     max_retries: int | None
     system: str | None
+    rerank: str | Reranker | None = None
 
 
 def _options(
@@ -310,6 +312,7 @@ def _options(
     count_tokens_with_api: bool = False,
     max_retries: int | None = None,
     system: str | None = None,
+    rerank: str | Reranker | None = None,
 ) -> _Options:
     # Checked up front so a bad argument fails the same way whether or not the gate stops.
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
@@ -317,16 +320,21 @@ def _options(
     if not isinstance(model, str) or not model:
         raise ValueError(f"model ({model!r}) must be a model id such as {DEFAULT_MODEL!r}")
     log = audit if isinstance(audit, AuditLog) or audit is None else AuditLog(audit)
+    if rerank is not None:  # resolved once, so a missing key fails before any retrieval
+        from ragkit.rerankers import resolve_reranker
+
+        rerank = resolve_reranker(rerank)
     return _Options(
         k, model, max_tokens, strategy, budget_tokens, gate, cache, log,
-        count_tokens_with_api, max_retries, system,
+        count_tokens_with_api, max_retries, system, rerank,
     )  # fmt: skip
 
 
 def _plan(question: str, index: AnyIndex, o: _Options) -> ContextPlan:
     return retrieve_context(
-        question, index, k=o.k, strategy=o.strategy, budget_tokens=o.budget_tokens, gate=o.gate
-    )
+        question, index, k=o.k, strategy=o.strategy, budget_tokens=o.budget_tokens, gate=o.gate,
+        rerank=o.rerank,
+    )  # fmt: skip
 
 
 def _fit_exactly(
@@ -382,6 +390,7 @@ def answer(
     count_tokens_with_api: bool = False,
     max_retries: int | None = None,
     system: str | None = None,
+    rerank: str | Reranker | None = None,
 ) -> Answer:
     """Answer ``question`` from ``index`` with one Claude call, citing the chunk IDs used.
 
@@ -406,6 +415,8 @@ def answer(
             endpoint and trim to the budget by that exact figure (one or more extra requests).
         max_retries: the SDK's retry count for this call (default: the client's).
         system: a system prompt replacing :data:`SYSTEM_PROMPT`.
+        rerank: a reranker (or its name, e.g. ``"voyage"``; see ``ragkit.rerankers``) that
+            re-scores the retrieved candidates before packing.
 
     Raises:
         MissingAPIKeyError: no ``client`` and no ``ANTHROPIC_API_KEY``, before any request.
@@ -419,7 +430,7 @@ def answer(
     o = _options(
         k=k, model=model, max_tokens=max_tokens, strategy=strategy, budget_tokens=budget_tokens,
         gate=gate, cache=cache, audit=audit, count_tokens_with_api=count_tokens_with_api,
-        max_retries=max_retries, system=system,
+        max_retries=max_retries, system=system, rerank=rerank,
     )  # fmt: skip
     plan = _plan(question, index, o)
     if plan.strategy == "none":

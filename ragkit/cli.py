@@ -83,6 +83,16 @@ def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
+def rerank_option(f: F) -> F:
+    return click.option(
+        "--rerank",
+        default=None,
+        metavar="NAME",
+        help="Re-score the top candidates with a reranker: voyage, voyage:rerank-2.5-lite, "
+        "cross-encoder:PATH, embedder (see docs/reranking.md).",
+    )(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(
         f
@@ -297,6 +307,7 @@ def _load_index(index_path: str | None) -> Index:
     help="Retrieval mode (default: hybrid when the index has vectors, else bm25).",
 )
 @filter_options
+@rerank_option
 @json_option
 def search_cmd(
     query: str,
@@ -305,6 +316,7 @@ def search_cmd(
     mode: str | None,
     wheres: tuple[str, ...],
     paths: tuple[str, ...],
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Retrieve the chunks that best match QUERY (no API key needed).
@@ -321,7 +333,9 @@ def search_cmd(
     with _errors():
         index = _load_index(index_path)
         try:
-            results = index.search(query, k, mode=cast("SearchMode | None", mode), where=where)
+            results = index.search(
+                query, k, mode=cast("SearchMode | None", mode), where=where, rerank=rerank
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -391,6 +405,7 @@ def _answer_json(question: str, result: Answer) -> dict[str, Any]:
     default=None,
     help="Append a JSON Lines audit record to this file.",
 )
+@rerank_option
 @json_option
 def ask_cmd(
     question: str,
@@ -403,6 +418,7 @@ def ask_cmd(
     no_gate: bool,
     no_stream: bool,
     audit: Path | None,
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
@@ -432,10 +448,11 @@ def ask_cmd(
                     strategy=strategy,  # type: ignore[arg-type]
                     budget_tokens=budget,
                     gate=not no_gate,
+                    rerank=rerank,
                 )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
-            shown = list(plan.retrieved) or index.search(question, k)
+            shown = list(plan.retrieved) or index.search(question, k, rerank=rerank)
             if plan.strategy == "full":
                 would = (
                     f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
@@ -484,6 +501,7 @@ def ask_cmd(
             "gate": not no_gate,
             "audit": audit,
             "budget_tokens": budget,
+            "rerank": rerank,
         }
         if as_json or no_stream:
             result = answer(question, index, **options)

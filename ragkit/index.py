@@ -24,7 +24,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-from .base import DocumentEntry, IndexSettings, Query, SearchMode, Store
+from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, check_embeddings, default_embedder
@@ -305,6 +305,7 @@ class Index:
         *,
         where: FilterSpec | None = None,
         mode: SearchMode | None = None,
+        rerank: str | Reranker | None = None,
     ) -> list[ScoredChunk]:
         """The ``k`` best chunks for ``query``, best first.
 
@@ -314,9 +315,11 @@ class Index:
             where: a metadata filter (``{"team": "billing"}``; see ``ragkit.filters``),
                 applied inside the store before the top ``k``.
             mode: ``"hybrid"``, ``"bm25"`` or ``"vector"`` (see :meth:`retriever`).
+            rerank: a reranker (or its name, see ``ragkit.rerankers``) that re-scores the top
+                candidates; ``None`` for none.
         """
         q = self.query(query, k, where=where, mode=mode)
-        return self.retriever_for(q).retrieve(q)
+        return self.retriever_for(q, rerank=rerank).retrieve(q)
 
     def query(
         self,
@@ -337,11 +340,17 @@ class Index:
             q = replace(q, mode=mode)
         return q
 
-    def retriever_for(self, query: Query) -> Retriever:
-        """The retriever that runs ``query`` (its mode and fusion settings)."""
-        return self.retriever(
+    def retriever_for(self, query: Query, rerank: str | Reranker | None = None) -> Retriever:
+        """The retriever that runs ``query`` (its mode and fusion settings), reranked by
+        ``rerank`` when given (a :class:`~ragkit.rerankers.RerankRetriever`)."""
+        base = self.retriever(
             query.mode, fusion=query.fusion, weights=query.weights, depth=query.depth
         )
+        if rerank is None:
+            return base
+        from .rerankers import with_reranker
+
+        return with_reranker(base, rerank)
 
     # -- changing ------------------------------------------------------------------------------
 
