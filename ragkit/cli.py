@@ -213,6 +213,19 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
 @click.option(
+    "--contextualize",
+    is_flag=True,
+    help="Have Claude situate each new chunk in its document before indexing it (contextual "
+    "retrieval; needs ANTHROPIC_API_KEY; shows the estimated cost first).",
+)
+@click.option(
+    "--context-model",
+    default=None,
+    metavar="MODEL",
+    help="Model that writes chunk contexts [default: claude-haiku-4-5].",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before paying for --contextualize.")
+@click.option(
     "--fallback-encoding",
     default=None,
     metavar="ENCODING",
@@ -227,6 +240,9 @@ def index_cmd(
     chunk_size: int | None,
     overlap: int | None,
     keyword_only: bool,
+    contextualize: bool,
+    context_model: str | None,
+    yes: bool,
     fallback_encoding: str | None,
     as_json: bool,
 ) -> None:
@@ -248,6 +264,7 @@ def index_cmd(
         index = open_index(
             path, embedder=None if keyword_only else "default", chunk_size=size, chunk_overlap=lap
         )
+        contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
         progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
         try:
             update, loaded = update_from_folder(
@@ -257,6 +274,7 @@ def index_cmd(
                 exclude=exclude,
                 fallback_encoding=fallback_encoding,
                 progress=progress,
+                contextualizer=contextualizer,
             )
         finally:
             progress.close()
@@ -285,6 +303,24 @@ def index_cmd(
         f"{len(update.removed)} removed, "
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
         f"{_shown(path)}"
+    )
+
+
+def _contextualizer(path: str, model: str | None, yes: bool) -> Any:
+    """The CLI's contextualizer: cached beside the index, asking before it spends."""
+    from .contextual import DEFAULT_CONTEXT_MODEL, ContextCost, Contextualizer, cache_path_for
+
+    def confirm(cost: ContextCost) -> bool:
+        click.echo(cost.describe(), err=True)
+        if yes:
+            return True
+        if not sys.stdin or not sys.stdin.isatty():
+            click.echo("Not a terminal: pass --yes to accept the cost.", err=True)
+            return False
+        return click.confirm("Proceed?", default=False, err=True)
+
+    return Contextualizer(
+        model=model or DEFAULT_CONTEXT_MODEL, cache_path=cache_path_for(path), confirm=confirm
     )
 
 

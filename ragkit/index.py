@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriev
 from .stores import is_database_url, open_store
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
+
+if TYPE_CHECKING:
+    from .contextual import SupportsContextualize
 
 __all__ = [
     "Index",
@@ -355,7 +358,11 @@ class Index:
     # -- changing ------------------------------------------------------------------------------
 
     def add(
-        self, documents: Iterable[Document], *, progress: ProgressFn | None = None
+        self,
+        documents: Iterable[Document],
+        *,
+        progress: ProgressFn | None = None,
+        contextualizer: SupportsContextualize | None = None,
     ) -> IndexUpdate:
         """Add documents, replacing any already indexed under the same ID.
 
@@ -366,6 +373,8 @@ class Index:
         Args:
             documents: the documents; a later duplicate ID wins.
             progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
+            contextualizer: writes a context per new chunk (``ragkit.contextual``), indexed
+                (keyword and vector) before the chunk's text; the chunk itself is unchanged.
         """
         latest: dict[str, Document] = {}
         for doc in documents:
@@ -388,6 +397,10 @@ class Index:
             chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
             pending.append((doc, digest, chunks))
         texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
+        if contextualizer is not None and pending:
+            from .contextual import contextualized_texts
+
+            texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
         vectors = self._embed(texts, progress)
         entries: list[DocumentEntry] = []
         position = 0
@@ -541,6 +554,7 @@ def update_from_folder(
     max_bytes: int = DEFAULT_MAX_BYTES,
     fallback_encoding: str | None = None,
     progress: ProgressFn | None = None,
+    contextualizer: SupportsContextualize | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
 
@@ -554,7 +568,7 @@ def update_from_folder(
         max_bytes=max_bytes,
         fallback_encoding=fallback_encoding,
     )
-    update = index.add(loaded.documents, progress=progress)
+    update = index.add(loaded.documents, progress=progress, contextualizer=contextualizer)
     present = {d.id for d in loaded.documents} | {s.path for s in loaded.skipped}
     gone = [doc_id for doc_id in index.document_ids if doc_id not in present]
     if gone:
@@ -627,13 +641,15 @@ def index_folder(
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
     progress: ProgressFn | None = None,
+    contextualize: bool | SupportsContextualize = False,
 ) -> Index:
     """Build or update the index at ``path`` (directory or URL) from ``folder``; return it.
 
     Incremental: unchanged files (by content hash) are neither re-chunked nor re-embedded,
     changed files are replaced and deleted files removed. An existing index keeps its settings
     and embedder; asking for others is refused (see :func:`open_index`). Without ``path``
-    nothing is saved.
+    nothing is saved. ``contextualize=True`` (or a contextualizer) indexes each new chunk with
+    Claude's context for it (``ragkit.contextual``), cached next to the index.
 
     Example:
         >>> index = index_folder("docs", ".ragkit/index")  # doctest: +SKIP
@@ -641,7 +657,21 @@ def index_folder(
     if path is not None and not is_database_url(path):
         _check_target(Path(path))
     index = open_index(path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    update_from_folder(index, folder, include=include, exclude=exclude, progress=progress)
+    contextualizer: SupportsContextualize | None = None
+    if contextualize is True:
+        from .contextual import Contextualizer, cache_path_for
+
+        contextualizer = Contextualizer(cache_path=cache_path_for(path))
+    elif contextualize is not False:
+        contextualizer = contextualize
+    update_from_folder(
+        index,
+        folder,
+        include=include,
+        exclude=exclude,
+        progress=progress,
+        contextualizer=contextualizer,
+    )
     if path is not None:
         index.save(path)
     return index
