@@ -636,7 +636,12 @@ def retrieve_context(
                 )
 
     if isinstance(index, Index):
-        retriever = index.retriever_for(query, rerank=rerank)
+        # rerank passed only when given: Index subclasses may override retriever_for(query)
+        retriever = (
+            index.retriever_for(query)
+            if rerank is None
+            else index.retriever_for(query, rerank=rerank)
+        )
     elif rerank is not None:
         from ragkit.rerankers import with_reranker
 
