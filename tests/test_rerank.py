@@ -357,3 +357,36 @@ def test_cli_rerank_errors(keyword_index_dir: Path, monkeypatch: pytest.MonkeyPa
     no_key = runner.invoke(cli, ["search", "cats", "--index", str(keyword_index_dir),
                                  "--rerank", "voyage"])  # fmt: skip
     assert no_key.exit_code == 1 and "VOYAGE_API_KEY is not set" in no_key.output
+
+
+# -- cross-encoder (real sentence-transformers code on a tiny model built here) ------------------
+
+
+@pytest.mark.slow
+def test_cross_encoder_reranker_loads_a_local_model_offline(tmp_path: Path, keyword: Index) -> None:
+    pytest.importorskip("sentence_transformers")
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from ragkit.rerankers.cross_encoder import CrossEncoderReranker
+
+    words = sorted({w.lower().strip(".,:#=") for t in SMALL_CORPUS.values() for w in t.split()})
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    model_dir = tmp_path / "tiny-cross-encoder"
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(model_dir)
+    config = BertConfig(
+        vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=128, num_labels=1,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(model_dir)
+
+    reranker = CrossEncoderReranker(model_dir, max_length=64)
+    assert reranker.name == "cross-encoder:tiny-cross-encoder"
+    candidates = keyword.search("cats dogs", k=4)
+    out = reranker.rerank("cats dogs", candidates)
+    assert sorted(sc.chunk.id for sc in out) == sorted(sc.chunk.id for sc in candidates)
+    assert [sc.score for sc in out] == sorted((sc.score for sc in out), reverse=True)
+    reranked = keyword.search("cats dogs", k=2, rerank=reranker)
+    assert [r.chunk.id for r in reranked] == [sc.chunk.id for sc in out[:2]]
+    with pytest.raises(RerankError, match="cannot load cross-encoder"):
+        CrossEncoderReranker(tmp_path / "missing")
