@@ -324,6 +324,18 @@ def _contextualizer(path: str, model: str | None, yes: bool) -> Any:
     )
 
 
+def _reranker(name: str | None) -> Any:
+    """The reranker named by ``--rerank`` (resolved once), or ``None``."""
+    if name is None:
+        return None
+    from .rerankers import get_reranker
+
+    try:
+        return get_reranker(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _load_index(index_path: str | None) -> Index:
     from .index import Index
 
@@ -367,10 +379,11 @@ def search_cmd(
         raise click.UsageError("QUERY must not be empty")
     where = _filter(wheres, paths)
     with _errors():
+        reranker = _reranker(rerank)
         index = _load_index(index_path)
         try:
             results = index.search(
-                query, k, mode=cast("SearchMode | None", mode), where=where, rerank=rerank
+                query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
@@ -474,6 +487,7 @@ def ask_cmd(
         raise click.UsageError("QUESTION must not be empty")
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     with _errors():
+        reranker = _reranker(rerank)
         index = _load_index(index_path)
         if not os.environ.get("ANTHROPIC_API_KEY"):
             try:
@@ -484,11 +498,11 @@ def ask_cmd(
                     strategy=strategy,  # type: ignore[arg-type]
                     budget_tokens=budget,
                     gate=not no_gate,
-                    rerank=rerank,
+                    rerank=reranker,
                 )
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from exc
-            shown = list(plan.retrieved) or index.search(question, k, rerank=rerank)
+            shown = list(plan.retrieved) or index.search(question, k, rerank=reranker)
             if plan.strategy == "full":
                 would = (
                     f"the whole corpus ({len(plan.chunks)} chunks, ~{plan.estimated_tokens} tokens)"
@@ -537,7 +551,7 @@ def ask_cmd(
             "gate": not no_gate,
             "audit": audit,
             "budget_tokens": budget,
-            "rerank": rerank,
+            "rerank": reranker,
         }
         if as_json or no_stream:
             result = answer(question, index, **options)

@@ -357,6 +357,10 @@ def test_cli_rerank_errors(keyword_index_dir: Path, monkeypatch: pytest.MonkeyPa
     no_key = runner.invoke(cli, ["search", "cats", "--index", str(keyword_index_dir),
                                  "--rerank", "voyage"])  # fmt: skip
     assert no_key.exit_code == 1 and "VOYAGE_API_KEY is not set" in no_key.output
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")  # the answering path checks it too
+    ask = runner.invoke(cli, ["ask", "cats", "--index", str(keyword_index_dir),
+                              "--rerank", "nope"])  # fmt: skip
+    assert ask.exit_code == 2 and "unknown reranker 'nope'" in ask.output
 
 
 # -- cross-encoder (real sentence-transformers code on a tiny model built here) ------------------
