@@ -10,7 +10,8 @@ embedder (minutes), then for each query, interleaved so CPU noise hits both alik
 search (top 10) and the same search reranked (top ``top_n`` candidates re-scored, top 10
 kept). Reports nDCG@10 of both (documents ranked MaxP from chunks), the gain, and per-query
 latency medians and p90 of both and of the difference. Train is for choices (a sample of
-``--train-queries`` queries, seeded), test for the table. Writes bench/out/rerank.json.
+``--train-queries`` queries, seeded), test for the table (all, or a seeded sample of
+``--test-queries``). Writes bench/out/rerank-<split>.json.
 
 The only offline reranker that ships weights here is ``embedder`` (the default MiniLM
 bi-encoder, re-scoring candidates by cosine at query time); no PyPI package ships
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["train", "test", "both"], default="both")
     parser.add_argument("--top-n", type=int, default=20)
     parser.add_argument("--train-queries", type=int, default=150)
+    parser.add_argument("--test-queries", type=int, default=0, help="0: all")
     parser.add_argument("--reranker", default="embedder")
     parser.add_argument("--index", choices=["keyword", "hybrid"], default="keyword")
     args = parser.parse_args()
@@ -108,11 +110,15 @@ def main() -> None:
         result["train"] = run_split(index, reranker, train, qids, args.top_n)
         print("train", result["train"], flush=True)
     if args.split in ("test", "both"):
-        result["test"] = run_split(index, reranker, test, sorted(test.queries), args.top_n)
+        qids = sorted(test.queries)
+        if args.test_queries:
+            random.Random(0).shuffle(qids)
+            qids = qids[: args.test_queries]
+        result["test"] = run_split(index, reranker, test, qids, args.top_n)
         print("test", result["test"], flush=True)
     out = HERE / "out"
     out.mkdir(exist_ok=True)
-    (out / "rerank.json").write_text(json.dumps(result, indent=2))
+    (out / f"rerank-{args.split}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
