@@ -86,6 +86,16 @@ def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
+def rerank_option(f: F) -> F:
+    return click.option(
+        "--rerank",
+        default=None,
+        metavar="NAME",
+        help="Re-score the top candidates with a reranker: voyage, voyage:rerank-2.5-lite, "
+        "cross-encoder:PATH, embedder (see docs/reranking.md).",
+    )(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(
         f
@@ -307,6 +317,19 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
 @click.option(
+    "--contextualize",
+    is_flag=True,
+    help="Have Claude situate each new chunk in its document before indexing it (contextual "
+    "retrieval; needs ANTHROPIC_API_KEY; shows the estimated cost first).",
+)
+@click.option(
+    "--context-model",
+    default=None,
+    metavar="MODEL",
+    help="Model that writes chunk contexts [default: claude-haiku-4-5].",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before paying for --contextualize.")
+@click.option(
     "--fallback-encoding",
     default=None,
     metavar="ENCODING",
@@ -325,6 +348,9 @@ def index_cmd(
     chunk_size: int | None,
     overlap: int | None,
     keyword_only: bool,
+    contextualize: bool,
+    context_model: str | None,
+    yes: bool,
     fallback_encoding: str | None,
     hidden: bool,
     watch: bool,
@@ -354,6 +380,7 @@ def index_cmd(
                 chunk_size=size,
                 chunk_overlap=lap,
             )
+            contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
             progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
             try:
                 update, loaded = update_from_folder(
@@ -365,6 +392,7 @@ def index_cmd(
                     skip_hidden=not hidden,
                     progress=progress,
                     checkpoint=lambda: index.save(path),
+                    contextualizer=contextualizer,
                 )
             finally:
                 progress.close()
@@ -502,6 +530,36 @@ def migrate_cmd(index_path: str | None) -> None:
     click.echo(f"Schema ready at {_shown(location)}.")
 
 
+def _contextualizer(path: str, model: str | None, yes: bool) -> Any:
+    """The CLI's contextualizer: cached beside the index, asking before it spends."""
+    from .contextual import DEFAULT_CONTEXT_MODEL, ContextCost, Contextualizer, cache_path_for
+
+    def confirm(cost: ContextCost) -> bool:
+        click.echo(cost.describe(), err=True)
+        if yes:
+            return True
+        if not sys.stdin or not sys.stdin.isatty():
+            click.echo("Not a terminal: pass --yes to accept the cost.", err=True)
+            return False
+        return click.confirm("Proceed?", default=False, err=True)
+
+    return Contextualizer(
+        model=model or DEFAULT_CONTEXT_MODEL, cache_path=cache_path_for(path), confirm=confirm
+    )
+
+
+def _reranker(name: str | None) -> Any:
+    """The reranker named by ``--rerank`` (resolved once), or ``None``."""
+    if name is None:
+        return None
+    from .rerankers import get_reranker
+
+    try:
+        return get_reranker(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _load_index(index_path: str | None) -> Index:
     from .index import Index
 
@@ -521,6 +579,7 @@ def _load_index(index_path: str | None) -> Index:
     help="Retrieval mode (default: hybrid when the index has vectors, else bm25).",
 )
 @filter_options
+@rerank_option
 @json_option
 def search_cmd(
     query: str,
@@ -529,6 +588,7 @@ def search_cmd(
     mode: str | None,
     wheres: tuple[str, ...],
     paths: tuple[str, ...],
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Retrieve the chunks that best match QUERY (no API key needed).
@@ -543,9 +603,12 @@ def search_cmd(
         raise click.UsageError("QUERY must not be empty")
     where = _filter(wheres, paths)
     with _errors():
+        reranker = _reranker(rerank)
         index = _load_index(index_path)
         try:
-            results = index.search(query, k, mode=cast("SearchMode | None", mode), where=where)
+            results = index.search(
+                query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -732,6 +795,7 @@ def _show_plan(
     help="Append a JSON Lines audit record to this file.",
 )
 @filter_options
+@rerank_option
 @json_option
 def ask_cmd(
     question: str | None,
@@ -748,6 +812,7 @@ def ask_cmd(
     audit: Path | None,
     wheres: tuple[str, ...],
     paths: tuple[str, ...],
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
@@ -776,6 +841,7 @@ def ask_cmd(
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     where = _filter(wheres, paths)
     with _errors():
+        reranker = _reranker(rerank)
         index = _load_index(index_path)
         gate: EvidenceGate | None = None if no_gate else DEFAULT_GATE
         if min_score is not None:
@@ -785,7 +851,18 @@ def ask_cmd(
                 else EvidenceGate(min_coverage=min_score)
             )
     settings = _AskSettings(
-        k, model, strategy, max_tokens, budget, gate, timeout, no_stream, audit, where, as_json
+        k,
+        model,
+        strategy,
+        max_tokens,
+        budget,
+        gate,
+        timeout,
+        no_stream,
+        audit,
+        where,
+        as_json,
+        reranker,
     )
     if question is not None:
         _ask_one(question, index, settings)
@@ -829,6 +906,7 @@ class _AskSettings:
     audit: Path | None
     where: Any
     as_json: bool
+    rerank: Any = None
 
 
 def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
@@ -848,6 +926,7 @@ def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
             strategy=s.strategy,  # type: ignore[arg-type]
             budget_tokens=s.budget,
             gate=gate if gate is not None else False,
+            rerank=s.rerank,
         )
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
         _show_plan(question, index, plan, gate, k, model, as_json, where)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import Stemmer
 
-from ragkit.base import Query, Retriever
+from ragkit.base import Query, Reranker, Retriever
 from ragkit.filters import FilterSpec, parse_filter
 from ragkit.types import Chunk, ScoredChunk, Strategy
 
@@ -591,6 +591,7 @@ def retrieve_context(
     strategy: Mode = "auto",
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     gate: bool | EvidenceGate = True,
+    rerank: str | Reranker | None = None,
 ) -> ContextPlan:
     """Decide what to send for ``question``: whole corpus or retrieved chunks, gated and packed.
 
@@ -605,6 +606,8 @@ def retrieve_context(
             ``"full"`` always sends the whole corpus, whatever the budget.
         budget_tokens: the most estimated context tokens to send when retrieving.
         gate: ``True`` for :data:`DEFAULT_GATE`, ``False`` for none, or an :class:`EvidenceGate`.
+        rerank: a reranker (or its name, see ``ragkit.rerankers``) re-scoring the retrieved
+            candidates; the whole-corpus strategy sends everything and does not rerank.
 
     Raises:
         TypeError: ``index`` is neither an Index nor a Retriever, or an option of the wrong type.
@@ -662,7 +665,19 @@ def retrieve_context(
                     budget_tokens=budget_tokens,
                 )
 
-    retriever = index.retriever_for(query) if isinstance(index, Index) else index
+    if isinstance(index, Index):
+        # rerank passed only when given: Index subclasses may override retriever_for(query)
+        retriever = (
+            index.retriever_for(query)
+            if rerank is None
+            else index.retriever_for(query, rerank=rerank)
+        )
+    elif rerank is not None:
+        from ragkit.rerankers import with_reranker
+
+        retriever = with_reranker(index, rerank)
+    else:
+        retriever = index
     retrieved = tuple(retriever.retrieve(query))
     if not retrieved:
         reason = (

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
-from .base import DocumentEntry, IndexSettings, Query, SearchMode, Store
+from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, check_embeddings, default_embedder
@@ -39,6 +39,9 @@ from .stores import is_database_url, open_store
 from .stores.disk import is_index_dir, only_debris, writer_lock
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
+
+if TYPE_CHECKING:
+    from .contextual import SupportsContextualize
 
 __all__ = [
     "Index",
@@ -309,6 +312,7 @@ class Index:
         *,
         where: FilterSpec | None = None,
         mode: SearchMode | None = None,
+        rerank: str | Reranker | None = None,
     ) -> list[ScoredChunk]:
         """The ``k`` best chunks for ``query``, best first.
 
@@ -318,9 +322,11 @@ class Index:
             where: a metadata filter (``{"team": "billing"}``; see ``ragkit.filters``),
                 applied inside the store before the top ``k``.
             mode: ``"hybrid"``, ``"bm25"`` or ``"vector"`` (see :meth:`retriever`).
+            rerank: a reranker (or its name, see ``ragkit.rerankers``) that re-scores the top
+                candidates; ``None`` for none.
         """
         q = self.query(query, k, where=where, mode=mode)
-        return self.retriever_for(q).retrieve(q)
+        return self.retriever_for(q, rerank=rerank).retrieve(q)
 
     def query(
         self,
@@ -341,16 +347,26 @@ class Index:
             q = replace(q, mode=mode)
         return q
 
-    def retriever_for(self, query: Query) -> Retriever:
-        """The retriever that runs ``query`` (its mode and fusion settings)."""
-        return self.retriever(
+    def retriever_for(self, query: Query, rerank: str | Reranker | None = None) -> Retriever:
+        """The retriever that runs ``query`` (its mode and fusion settings), reranked by
+        ``rerank`` when given (a :class:`~ragkit.rerankers.RerankRetriever`)."""
+        base = self.retriever(
             query.mode, fusion=query.fusion, weights=query.weights, depth=query.depth
         )
+        if rerank is None:
+            return base
+        from .rerankers import with_reranker
+
+        return with_reranker(base, rerank)
 
     # -- changing ------------------------------------------------------------------------------
 
     def add(
-        self, documents: Iterable[Document], *, progress: ProgressFn | None = None
+        self,
+        documents: Iterable[Document],
+        *,
+        progress: ProgressFn | None = None,
+        contextualizer: SupportsContextualize | None = None,
     ) -> IndexUpdate:
         """Add documents, replacing any already indexed under the same ID.
 
@@ -363,6 +379,8 @@ class Index:
         Args:
             documents: the documents; a later duplicate ID wins.
             progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
+            contextualizer: writes a context per new chunk (``ragkit.contextual``), indexed
+                (keyword and vector) before the chunk's text; the chunk itself is unchanged.
         """
         latest: dict[str, Document] = {}
         for doc in documents:
@@ -390,6 +408,10 @@ class Index:
             )
             pending.append((doc, digest, chunks))
         texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
+        if contextualizer is not None and pending:
+            from .contextual import contextualized_texts
+
+            texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
         vectors = self._embed(texts, progress)
         entries: list[DocumentEntry] = []
         position = 0
@@ -587,6 +609,7 @@ def update_from_folder(
     progress: ProgressFn | None = None,
     checkpoint: Callable[[], object] | None = None,
     checkpoint_every: float = CHECKPOINT_SECONDS,
+    contextualizer: SupportsContextualize | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
 
@@ -640,7 +663,7 @@ def update_from_folder(
     for number, batch in enumerate(batches, 1):
         if not batch:
             continue
-        step = index.add(batch, progress=report)
+        step = index.add(batch, progress=report, contextualizer=contextualizer)
         added += step.added
         replaced += step.replaced
         embedded += step.chunks_embedded
@@ -747,13 +770,15 @@ def index_folder(
     chunk_overlap: int | None = None,
     progress: ProgressFn | None = None,
     checkpoint_every: float = CHECKPOINT_SECONDS,
+    contextualize: bool | SupportsContextualize = False,
 ) -> Index:
     """Build or update the index at ``path`` (directory or URL) from ``folder``; return it.
 
     Incremental: unchanged files (by content hash) are neither re-chunked nor re-embedded,
     changed files are replaced and deleted files removed. An existing index keeps its settings
     and embedder; asking for others is refused (see :func:`open_index`). Without ``path``
-    nothing is saved.
+    nothing is saved. ``contextualize=True`` (or a contextualizer) indexes each new chunk with
+    Claude's context for it (``ragkit.contextual``), cached next to the index.
 
     The index directory's writer lock is held from the load to the last save, so concurrent
     runs on one path take turns (a second waits up to 30 s, then raises
@@ -767,6 +792,13 @@ def index_folder(
         index = open_index(
             path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap
         )
+        contextualizer: SupportsContextualize | None = None
+        if contextualize is True:
+            from .contextual import Contextualizer, cache_path_for
+
+            contextualizer = Contextualizer(cache_path=cache_path_for(path))
+        elif contextualize is not False:
+            contextualizer = contextualize
         target = path
 
         def save() -> object:
@@ -780,6 +812,7 @@ def index_folder(
             progress=progress,
             checkpoint=save if path is not None else None,
             checkpoint_every=checkpoint_every,
+            contextualizer=contextualizer,
         )
         if path is not None:
             index.save(path)
