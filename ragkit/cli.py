@@ -114,15 +114,29 @@ def _errors() -> Iterator[None]:
 
 
 class _Progress:
-    """A tqdm bar on stderr, created on the first update (nothing shown when there is no work)."""
+    """Progress on stderr: a tqdm bar on a terminal, a plain line per tenth of the work in a
+    log (no bar leftovers glued to the summary). Nothing is shown when there is no work."""
 
     def __init__(self, desc: str, enabled: bool) -> None:
         self.desc = desc
         self.enabled = enabled
         self.bar: Any = None
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def note(self, message: str) -> None:
+        """One line about a phase (loading, saving), when progress is shown."""
+        if self.enabled:
+            click.echo(f"ragkit: {message}", err=True)
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self.enabled or total <= 0:
+            return
+        if not self.tty:
+            tenth = done * 10 // total
+            if tenth > self.shown:
+                self.shown = tenth
+                click.echo(f"ragkit: {self.desc}: {done}/{total} chunks", err=True)
             return
         if self.bar is None:
             from tqdm import tqdm
@@ -133,6 +147,7 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
@@ -381,7 +396,13 @@ def index_cmd(
                 chunk_overlap=lap,
             )
             contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
-            progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
+            progress = _Progress("embedding", enabled=not as_json)
+            progress.note(f"reading {folder} ...")
+
+            def loaded_note(result: LoadResult, changed: int) -> None:
+                work = f"{changed} to index" + (" (embedding)" if index.has_vectors else "")
+                progress.note(f"read {len(result.documents)} documents; {work}")
+
             try:
                 update, loaded = update_from_folder(
                     index,
@@ -393,9 +414,11 @@ def index_cmd(
                     progress=progress,
                     checkpoint=lambda: index.save(path),
                     contextualizer=contextualizer,
+                    on_loaded=loaded_note,
                 )
             finally:
                 progress.close()
+            progress.note(f"saving to {_shown(path)} ...")
             index.save(path)
         elapsed = time.perf_counter() - started
     summary = {

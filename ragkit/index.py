@@ -610,8 +610,12 @@ def update_from_folder(
     checkpoint: Callable[[], object] | None = None,
     checkpoint_every: float = CHECKPOINT_SECONDS,
     contextualizer: SupportsContextualize | None = None,
+    on_loaded: Callable[[LoadResult, int], None] | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
+
+    ``on_loaded(result, changed)`` is called once the folder is read, with the number of
+    documents that will be (re)indexed: the moment to tell a user what the long part will be.
 
     Files that could not be loaded are reported in the returned ``LoadResult.skipped`` and are
     left as they were in the index (a file that became unreadable is not silently dropped).
@@ -636,6 +640,8 @@ def update_from_folder(
     )
     known = index.documents
     changed = [d for d in loaded.documents if known.get(d.id) != document_hash(d)]
+    if on_loaded is not None:
+        on_loaded(loaded, len(changed))
     batches: list[list[Document]] = [[]]
     size = 0
     for doc in changed:
@@ -768,7 +774,7 @@ def index_folder(
     exclude: Sequence[str] = (),
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = None,
     checkpoint_every: float = CHECKPOINT_SECONDS,
     contextualize: bool | SupportsContextualize = False,
 ) -> Index:
@@ -783,10 +789,11 @@ def index_folder(
     The index directory's writer lock is held from the load to the last save, so concurrent
     runs on one path take turns (a second waits up to 30 s, then raises
     ``IndexLockedError``). The work is saved every ``checkpoint_every`` seconds while
-    embedding: a killed run's re-run embeds only what was not saved yet.
+    embedding: a killed run's re-run embeds only what was not saved yet. ``progress=True``
+    shows a bar of the chunks embedded on stderr; a callable gets ``(done, total)``.
 
     Example:
-        >>> index = index_folder("docs", ".ragkit/index")  # doctest: +SKIP
+        >>> index = index_folder("docs", ".ragkit/index", progress=True)  # doctest: +SKIP
     """
     with writing(path):
         index = open_index(
@@ -804,19 +811,48 @@ def index_folder(
         def save() -> object:
             return index.save(target)
 
+        bar = _TqdmProgress() if progress is True else None
+        report: ProgressFn | None
+        if bar is not None:
+            report = bar
+        elif progress is None or isinstance(progress, bool):
+            report = None
+        else:
+            report = progress
         update_from_folder(
             index,
             folder,
             include=include,
             exclude=exclude,
-            progress=progress,
+            progress=report,
             checkpoint=save if path is not None else None,
             checkpoint_every=checkpoint_every,
             contextualizer=contextualizer,
         )
+        if bar is not None:
+            bar.close()
         if path is not None:
             index.save(path)
     return index
+
+
+class _TqdmProgress:
+    """``index_folder(progress=True)``: a tqdm bar of the chunks embedded, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="embedding", unit="chunk", leave=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check_target(root: Path) -> None:
