@@ -528,6 +528,67 @@ def _load_notes(loaded: LoadResult) -> list[str]:
     return notes
 
 
+@cli.command("calibrate")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True)
+@json_option
+def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool) -> None:
+    """Choose the evidence gate's threshold from your own example questions.
+
+    QUESTIONS is a text file, one question per line: "+ question" for one your documents
+    answer, "- question" for one they do not ("#" starts a comment). Prints each question's
+    score and the threshold that separates them best; use it with `ragkit ask --min-score X`
+    or put `min-score = X` under [tool.ragkit.commands.ask] in pyproject.toml.
+
+    \b
+    Example file:
+        + How long do refunds take?
+        - Who won the 1998 World Cup?
+    """
+    from .context import calibrate_gate
+
+    good: list[str] = []
+    bad: list[str] = []
+    for number, raw in enumerate(questions.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line[0] not in "+-" or not line[1:].strip():
+            raise click.UsageError(
+                f"{questions}:{number}: start the line with '+ ' (answerable) or '- ' "
+                f"(not answerable), got {line[:40]!r}"
+            )
+        (good if line[0] == "+" else bad).append(line[1:].strip())
+    with _errors():
+        index = _load_index(index_path)
+        result = calibrate_gate(index, good, bad, k=k)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "signal": result.signal,
+                    "threshold": result.threshold,
+                    "passed": result.passed,
+                    "stopped": result.stopped,
+                    "answerable": [{"question": q, "score": v} for q, v in result.answerable],
+                    "unanswerable": [{"question": q, "score": v} for q, v in result.unanswerable],
+                }
+            )
+        )
+        return
+    for mark, rows in (("+", result.answerable), ("-", result.unanswerable)):
+        for question, value in rows:
+            verdict = "passes" if value >= result.threshold else "stopped"
+            click.echo(f"{mark} {value:.3f}  {verdict:<7}  {question}")
+    click.echo(
+        f"Threshold on the {result.signal}: {result.threshold} — passes {result.passed} of "
+        f"{len(result.answerable)} answerable, stops {result.stopped} of "
+        f"{len(result.unanswerable)} unanswerable. Use: ragkit ask --min-score "
+        f"{result.threshold} (or min-score = {result.threshold} in [tool.ragkit.commands.ask])."
+    )
+
+
 @cli.command("migrate")
 @index_option
 def migrate_cmd(index_path: str | None) -> None:

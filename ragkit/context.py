@@ -38,6 +38,8 @@ __all__ = [
     "MIN_COSINE",
     "MIN_COVERAGE",
     "ContextPlan",
+    "GateCalibration",
+    "calibrate_gate",
     "chunk_label",
     "EvidenceGate",
     "GateVerdict",
@@ -504,6 +506,102 @@ def _top_cosine(retrieved: Sequence[ScoredChunk], retriever: Retriever | None) -
 
 
 DEFAULT_GATE = EvidenceGate()
+
+
+@dataclass(frozen=True, slots=True)
+class GateCalibration:
+    """A threshold for the evidence gate chosen on a folder's own example questions.
+
+    Attributes:
+        signal: ``"cosine"`` (the index has vectors) or ``"coverage"`` (keyword-only).
+        threshold: the chosen threshold (``ragkit ask --min-score``, ``EvidenceGate``'s
+            ``min_cosine`` or ``min_coverage``).
+        answerable: ``(question, score)`` for the questions the documents answer.
+        unanswerable: ``(question, score)`` for the questions they do not.
+        passed: answerable questions the threshold lets through.
+        stopped: unanswerable questions it stops.
+    """
+
+    signal: Literal["cosine", "coverage"]
+    threshold: float
+    answerable: tuple[tuple[str, float], ...]
+    unanswerable: tuple[tuple[str, float], ...]
+    passed: int
+    stopped: int
+
+    @property
+    def gate(self) -> EvidenceGate:
+        """The gate with this threshold."""
+        if self.signal == "cosine":
+            return EvidenceGate(min_cosine=self.threshold)
+        return EvidenceGate(min_coverage=self.threshold)
+
+
+def calibrate_gate(
+    index: Index,
+    answerable: Sequence[str],
+    unanswerable: Sequence[str],
+    *,
+    k: int = 5,
+) -> GateCalibration:
+    """Choose the gate's threshold from example questions the documents do and do not answer.
+
+    Each question is retrieved as ``ragkit.answer`` would retrieve it, and its deciding signal
+    read (the best cosine with vectors, the keyword coverage without). The threshold is the one
+    that classifies the most examples right, placed midway between the scores it separates; on
+    a tie the more permissive one wins (a wrongly stopped question costs more than a call that
+    Claude itself can answer with "I don't have that information").
+
+    Raises:
+        ValueError: no answerable or no unanswerable example, or an empty question.
+    """
+    if not answerable or not unanswerable:
+        raise ValueError(
+            "calibration needs at least one answerable and one unanswerable question "
+            f"(got {len(answerable)} and {len(unanswerable)})"
+        )
+    signal: Literal["cosine", "coverage"] = "cosine" if index.has_vectors else "coverage"
+    probe = EvidenceGate(min_cosine=None, min_coverage=None)
+
+    def score(question: str) -> float:
+        query = Query(question, k)
+        retriever = index.retriever_for(query)
+        hits = retriever.retrieve(query)
+        verdict = probe.check(
+            question,
+            hits,
+            retriever=retriever,
+            idf=index.keyword_idf,
+            analyzer=index.store.analyzer,
+        )
+        value = verdict.top_cosine if signal == "cosine" else verdict.coverage
+        return float(value) if value is not None else 0.0
+
+    good = tuple((q, score(q)) for q in answerable)
+    bad = tuple((q, score(q)) for q in unanswerable)
+    # Candidate thresholds: midway between consecutive distinct scores (a margin on both
+    # sides), and just below the lowest score (pass everything).
+    values = sorted({v for _, v in good} | {v for _, v in bad})
+    candidates = [values[0] - 1e-6] + [
+        (x + y) / 2 for x, y in zip(values, values[1:], strict=False)
+    ]
+    best: tuple[int, float] | None = None
+    for t in candidates:  # ascending: on a tie the more permissive threshold is kept
+        right = sum(v >= t for _, v in good) + sum(v < t for _, v in bad)
+        if best is None or right > best[0]:
+            best = (right, t)
+    assert best is not None
+    threshold = round(best[1], 4)
+    return GateCalibration(
+        signal=signal,
+        threshold=threshold,
+        answerable=good,
+        unanswerable=bad,
+        passed=sum(v >= threshold for _, v in good),
+        stopped=sum(v < threshold for _, v in bad),
+    )
+
+
 """The gate :func:`ragkit.answer` uses with ``gate=True``."""
 
 

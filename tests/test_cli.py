@@ -432,3 +432,29 @@ def test_ask_without_a_question_reads_questions_until_end_of_input(
     assert result.exit_code == 0, result.output
     answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert [a["question"] for a in answers] == ["What do cats eat?", "Which dogs bark?"]
+
+
+def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    idx = tmp_path / "idx"
+    assert (
+        runner.invoke(cli, ["index", str(folder), "--index", str(idx), "--keyword-only"]).exit_code
+        == 0
+    )
+    questions = tmp_path / "q.txt"
+    questions.write_text(
+        "# examples\n+ What do cats eat?\n+ How do dogs learn tricks?\n"
+        "- Who painted the Sistine Chapel ceiling?\n- What is the boiling point of mercury?\n"
+    )
+    result = runner.invoke(cli, ["calibrate", str(questions), "--index", str(idx), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["signal"] == "coverage"
+    good = [r["score"] for r in report["answerable"]]
+    bad = [r["score"] for r in report["unanswerable"]]
+    assert max(bad) < report["threshold"] <= min(good)
+    assert (report["passed"], report["stopped"]) == (2, 2)
+    wrong = tmp_path / "bad.txt"
+    wrong.write_text("What do cats eat?\n")
+    usage = runner.invoke(cli, ["calibrate", str(wrong), "--index", str(idx)])
+    assert usage.exit_code == 2 and "start the line with '+ '" in usage.stderr
