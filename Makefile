@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_INDEX := .ragkit-demo
 
-.PHONY: demo demo-pg test test-slow lint bench clean
+.PHONY: demo demo-pg test test-slow lint docs bench clean
 
 # torch==2.13.0 first: on this machine kind it is a CPU build served from local disk, while an
 # unpinned resolve pulls a multi-GB CUDA build (see ../shared/NOTES.md).
@@ -43,9 +43,14 @@ test: $(VENV)/.dev-installed
 test-slow: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q -m slow
 
+# The docs site into site/, offline; --strict turns every warning (a broken link or anchor, a
+# docstring mkdocstrings cannot read) into an error.
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check ragkit tests examples bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_INDEX) .ragkit-pg
+	rm -rf $(VENV) $(DEMO_INDEX) .ragkit-pg site
