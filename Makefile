@@ -32,11 +32,13 @@ demo: $(VENV)/.local-installed
 demo-pg: $(VENV)/.dev-installed
 	$(BIN)/python examples/postgres_demo.py
 
-# The house rules run with the tests: ruff, mypy --strict, the docstrings' examples, then the suite.
+# The house rules run with the tests: ruff, mypy --strict, the docstrings' examples, the docs
+# site's strict build (offline, ~5 s), then the suite.
 test: $(VENV)/.dev-installed
-	$(BIN)/ruff check ragkit tests examples bench
+	$(BIN)/ruff check ragkit tests examples bench mkdocs_hooks.py
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --doctest-modules ragkit
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Longer scenarios (every kill point of a save, repeated kills of a folder run, the real model).
@@ -45,11 +47,12 @@ test-slow: $(VENV)/.dev-installed
 
 # The docs site into site/, offline; --strict turns every warning (a broken link or anchor, a
 # docstring mkdocstrings cannot read) into an error.
+# (No --quiet: mkdocs counts warnings for --strict only when it logs them.)
 docs: $(VENV)/.dev-installed
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check ragkit tests examples bench
+	$(BIN)/ruff check ragkit tests examples bench mkdocs_hooks.py
 	$(BIN)/mypy
 
 clean:
