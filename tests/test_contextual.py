@@ -63,7 +63,8 @@ def test_single_requests_cache_the_document_and_return_one_context_per_chunk(cla
     contexts = ctx.contextualize(DOC, chunks)
     assert len(contexts) == len(chunks) == len(rec.requests)
     first = rec.requests[0]
-    assert first["model"] == "claude-haiku-4-5" and first["max_tokens"] == 200
+    assert first["model"] == "claude-haiku-4-5"
+    assert first["max_tokens"] == 200
     doc_block, chunk_block = first["messages"][0]["content"]
     assert doc_block["cache_control"] == {"type": "ephemeral"}
     assert doc_block["text"] == DOCUMENT_PROMPT.format(document=DOC.text)
@@ -92,7 +93,8 @@ def test_cache_means_unchanged_documents_cost_nothing(claude, tmp_path: Path) ->
     made = len(rec.requests)
     again = Contextualizer(client, batch=False, cache_path=cache)
     assert again.contextualize(DOC, chunks) == first
-    assert len(rec.requests) == made and again.requests_made == 0
+    assert len(rec.requests) == made
+    assert again.requests_made == 0
     assert again.estimate([(DOC, chunks)]).requests == 0
     changed = Document(DOC.id, DOC.text.replace("softly", "loudly"))
     again.contextualize(changed, chunk_document(changed, size=8, overlap=0))
@@ -159,7 +161,8 @@ def test_batch_polls_until_ended_and_retries_failed_requests_singly(claude) -> N
     contexts = ctx.contextualize(DOC, chunks)
     assert len(submitted["requests"]) == n
     assert submitted["requests"][0]["params"]["messages"][0]["content"][0]["cache_control"]
-    assert waits == [5.0, 5.0] and len(polls) >= 2  # in_progress, in_progress, ended
+    assert waits == [5.0, 5.0]
+    assert len(polls) >= 2
     assert contexts[0] == "Batch context."
     assert contexts[1] == "Retried context."  # errored in the batch, then retried alone
     assert retried == [c.text for c in chunks[1:]]
@@ -202,10 +205,13 @@ def test_cost_estimate_from_the_pricing_table(claude) -> None:
     price = price_for("claude-haiku-4-5")
     assert price is not None
     expected = (inputs * price.input + 200 * len(chunks) * price.output) / 1e6
-    assert single.requests == len(chunks) and single.input_tokens == inputs
+    assert single.requests == len(chunks)
+    assert single.input_tokens == inputs
     assert single.usd == pytest.approx(expected)
-    assert batch.batch and batch.usd == pytest.approx(expected / 2)
-    assert "(estimate)" in single.describe() and not rec.requests
+    assert batch.batch
+    assert batch.usd == pytest.approx(expected / 2)
+    assert "(estimate)" in single.describe()
+    assert not rec.requests
 
     long_doc = Document("long.md", "Sentence number seven about mitochondria. " * 900)
     long_chunks = chunk_document(long_doc, size=256, overlap=0)
@@ -233,12 +239,15 @@ def test_cli_index_contextualize_asks_then_caches(
     base = ["index", str(corpus), "--index", str(path), "--keyword-only", "--contextualize"]
     runner = CliRunner()
     refused = runner.invoke(cli, base)
-    assert refused.exit_code == 1 and "(estimate)" in refused.output
-    assert "pass --yes" in refused.output and not rec.requests
+    assert refused.exit_code == 1
+    assert "(estimate)" in refused.output
+    assert "pass --yes" in refused.output
+    assert not rec.requests
     done = runner.invoke(cli, [*base, "--yes", "--json"])
     assert done.exit_code == 0, done.output
     made = len(rec.requests)
-    assert made > 0 and (tmp_path / "idx.contextual.jsonl").exists()
+    assert made > 0
+    assert (tmp_path / "idx.contextual.jsonl").exists()
     found = runner.invoke(cli, ["search", "zebrafish", "--index", str(path), "--json"])
     assert json.loads(found.stdout)["results"]
     (corpus / "cats.md").write_text("# Cats\n\nCats hunt birds.\n")

@@ -62,7 +62,8 @@ def test_ties_break_by_id_and_degenerate_lists() -> None:
     # a lone hit in one ranking counts as the top of that ranking (+1), not its middle: the
     # only keyword match ties with the best vector match it lost to on the vector side
     lone = dict(zscore_fusion([[("x", 3.0)], [("y", 0.9), ("x", 0.1)]]))
-    assert lone["x"] == pytest.approx(1.0 + -1.0) and lone["y"] == pytest.approx(-1.0 + 1.0)
+    assert lone["x"] == pytest.approx(1.0 + -1.0)
+    assert lone["y"] == pytest.approx(-1.0 + 1.0)
     both = zscore_fusion([[("x", 3.0)], [("y", 0.9), ("x", 0.5), ("z", 0.4)]])
     assert both[0][0] == "x"  # a middling cosine plus the lone keyword hit wins
     assert fuse([[], []], "minmax") == []

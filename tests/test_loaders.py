@@ -218,7 +218,8 @@ def test_symlinked_folder_loops_terminate(tmp_path: Path) -> None:
     os.symlink(root / "b", root / "a" / "to_b")  # a sibling: followed once
     os.symlink(root / "a", root / "b" / "to_a")  # ... which links back to a
     result = load_folder(root)
-    assert "a/x.md" in ids(result) and "b/y.md" in ids(result)
+    assert "a/x.md" in ids(result)
+    assert "b/y.md" in ids(result)
     assert "a/to_b/y.md" in ids(result)
     assert all(r == "symlink loop" for r in reasons(result).values())
     assert {"a/up", "a/to_b/to_a"} <= set(reasons(result))
@@ -266,7 +267,7 @@ def test_bad_arguments_are_value_errors(
 
 def test_load_file_raises_with_a_reason(tmp_path: Path) -> None:
     path = write_bytes(tmp_path, "bin.md", b"\x00\x01\x02")
-    with pytest.raises(LoadError) as info:
+    with pytest.raises(LoadError, match="bin.md: binary") as info:
         load_file(path)
     assert info.value.reason == "binary"
     assert info.value.path == str(path)
@@ -315,8 +316,10 @@ PAGE = """<!DOCTYPE html>
 
 def test_html_to_text_keeps_structure_and_drops_code() -> None:
     text = html_to_text(PAGE)
-    assert "script" not in text and "color" not in text
-    assert "Enable JS" not in text and "template text" not in text
+    assert "script" not in text
+    assert "color" not in text
+    assert "Enable JS" not in text
+    assert "template text" not in text
     assert text.startswith(("Home\n\n# Guide\n\n", "# Guide\n\nHome"))
     assert "Fish & chips <3 été — done." in text
     assert "\n## Install steps\n" in text
@@ -419,7 +422,8 @@ def test_front_matter_alias_bombs_are_bounded(caplog: pytest.LogCaptureFixture) 
     bomb += "---\nbody"
     with caplog.at_level(logging.WARNING, logger="ragkit"):
         fields, length = parse_front_matter(bomb, document_id="bomb.md")
-    assert fields == {} and length == bomb.index("body")
+    assert fields == {}
+    assert length == bomb.index("body")
     assert any("more than 1000 values" in r.getMessage() for r in caplog.records)
 
 
@@ -463,7 +467,9 @@ def test_files_left_out_are_counted_by_type(tmp_path: Path) -> None:
     assert result.hidden == (".git/", ".hidden.md", "node_modules/")
     assert result.skipped == ()
     every = load_folder(tmp_path, include=["**"], skip_hidden=False)
-    assert len(every.documents) == 9 and every.hidden == () and dict(every.not_indexed) == {}
+    assert len(every.documents) == 9
+    assert every.hidden == ()
+    assert dict(every.not_indexed) == {}
 
 
 def test_an_empty_folder_is_an_error_the_caller_can_detect(tmp_path: Path) -> None:
@@ -508,7 +514,8 @@ def test_notebook_cells_become_markdown_and_fenced_code(tmp_path: Path) -> None:
     result = load_folder(tmp_path)
     (doc,) = result.documents
     assert doc.text == "# Analysis\n\nWe load data.\n\n````python\ndf = load()\nprint('```')\n````"
-    assert doc.metadata["title"] == "Analysis" and doc.metadata["language"] == "python"
+    assert doc.metadata["title"] == "Analysis"
+    assert doc.metadata["language"] == "python"
     assert reasons(result)["bad.ipynb"].startswith("not a Jupyter notebook")
 
 
@@ -535,7 +542,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_third_party_loaders_register_by_suffix(tmp_path: Path, registry: Any) -> None:
     org = OrgLoader()
     register_loader(org)
-    assert loader_for("ORG") is org and loader_for(".org") is org
+    assert loader_for("ORG") is org
+    assert loader_for(".org") is org
     with pytest.raises(ValueError, match=r"already read by another loader: \.md"):
         register_loader(OrgLoader(suffixes=(".md",)))
     with pytest.raises(TypeError, match="ragkit.base.Loader"):
@@ -648,14 +656,19 @@ def test_pdf_pages_and_title_go_into_metadata(tmp_path: Path) -> None:
     write_bytes(tmp_path, "manual.PDF", data)
     (doc,) = load_folder(tmp_path).documents
     meta = doc.metadata
-    assert meta["pages"] == 3 and meta["title"] == "The Manual" and meta["suffix"] == ".pdf"
+    assert meta["pages"] == 3
+    assert meta["title"] == "The Manual"
+    assert meta["suffix"] == ".pdf"
     starts = meta["page_starts"]
-    assert len(starts) == 3 and starts[0] == 0 and starts[1] == starts[2]
+    assert len(starts) == 3
+    assert starts[0] == 0
+    assert starts[1] == starts[2]
     assert doc.text[: starts[1]].strip() == "First page line"
     assert doc.text[starts[2] :].split() == ["Third", "page", "second", "line"]
     for chunk in chunk_document(doc, size=8, overlap=0):
         pages = pages_for_span(starts, chunk.start, chunk.end)
-        assert pages and 2 not in pages
+        assert pages
+        assert 2 not in pages
         if "Third" in chunk.text:
             assert 3 in pages
 
@@ -729,5 +742,6 @@ def test_docx_headings_become_markdown_heading_paths(tmp_path: Path) -> None:
     assert doc.metadata["title"] == "Handbook"
     assert docs["titled.docx"].metadata["title"] == "HR Handbook 2026"
     paths = {c.headings for c in chunk_document(doc, size=12, overlap=0)}
-    assert ("Handbook", "Leave") in paths and ("Handbook", "Pay") in paths
+    assert ("Handbook", "Leave") in paths
+    assert ("Handbook", "Pay") in paths
     assert reasons(result)["broken.docx"].startswith("not a readable .docx")

@@ -95,14 +95,16 @@ def test_top_n_bounds_the_candidates_and_k_the_results(hybrid: Index) -> None:
     reverse = Reverse()
     retriever = RerankRetriever(hybrid.retriever(), reverse, top_n=4)
     results = retriever.retrieve("cats dogs python rust", 2)
-    assert len(reverse.seen[0]) == 4 and len(results) == 2
+    assert len(reverse.seen[0]) == 4
+    assert len(results) == 2
     retriever.retrieve("cats dogs python rust", 6)  # k above top_n: k candidates
     assert len(reverse.seen[1]) == 6
 
 
 def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
     plan = retrieve_context("what do cats eat", hybrid, k=3, strategy="retrieve", rerank=Reverse())
-    assert plan.gate is not None and plan.gate.top_cosine is not None
+    assert plan.gate is not None
+    assert plan.gate.top_cosine is not None
     cosines = [sc.scores["vector"] for sc in plan.retrieved if "vector" in sc.scores]
     assert plan.gate.top_cosine == max(cosines)
     assert [sc.scores["reverse"] for sc in plan.retrieved] == sorted(
@@ -113,7 +115,8 @@ def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
 def test_retrieve_context_reranks_a_bare_retriever(keyword: Index) -> None:
     reverse = Reverse()
     plan = retrieve_context("cats", keyword.retriever(), k=2, rerank=reverse, gate=False)
-    assert reverse.seen and plan.retrieved[0].chunk.id == reverse.seen[0][-1]
+    assert reverse.seen
+    assert plan.retrieved[0].chunk.id == reverse.seen[0][-1]
 
 
 def test_a_reranker_inventing_chunks_or_failing_is_a_rerank_error(keyword: Index) -> None:
@@ -235,12 +238,14 @@ def test_voyage_sends_query_and_documents_and_maps_scores_back(keyword: Index) -
     body = json.loads(seen[0].content)
     assert str(seen[0].url) == "https://api.voyageai.com/v1/rerank"
     assert seen[0].headers["authorization"] == "Bearer vk-test"
-    assert body["query"] == "cats dogs" and body["model"] == "rerank-2.5"
+    assert body["query"] == "cats dogs"
+    assert body["model"] == "rerank-2.5"
     assert body["truncation"] is True
     assert body["documents"][0].endswith(candidates[0].chunk.text)
     assert [sc.chunk.id for sc in out] == [candidates[i].chunk.id for i in (1, 2, 0)]
     assert [sc.score for sc in out] == [0.9, 0.4, 0.1]
-    assert reranker.total_tokens == 120 and reranker.name == "voyage-rerank-2.5"
+    assert reranker.total_tokens == 120
+    assert reranker.name == "voyage-rerank-2.5"
 
 
 def test_voyage_retries_429_and_5xx_with_backoff(keyword: Index) -> None:
@@ -254,7 +259,8 @@ def test_voyage_retries_429_and_5xx_with_backoff(keyword: Index) -> None:
     )
     reranker, seen, waits = _voyage(lambda r: next(replies), backoff=0.5)
     out = reranker.rerank("cats", candidates)
-    assert len(seen) == 3 and out[0].chunk.id == candidates[1].chunk.id
+    assert len(seen) == 3
+    assert out[0].chunk.id == candidates[1].chunk.id
     assert waits[0] == 2.0  # Retry-After honoured
     assert 1.0 <= waits[1] <= 1.25  # 0.5 * 2**1, with jitter
 
@@ -266,7 +272,8 @@ def test_voyage_gives_up_after_max_retries_and_reports_client_errors(keyword: In
     )
     with pytest.raises(RerankError, match="Voyage rerank failed with 500 after 3 attempts: boom"):
         reranker.rerank("cats", candidates)
-    assert len(seen) == 3 and len(waits) == 2
+    assert len(seen) == 3
+    assert len(waits) == 2
     bad_key, seen, _ = _voyage(lambda r: httpx2.Response(401, json={"detail": "Invalid key"}))
     with pytest.raises(RerankError, match="refused the API key .401: Invalid key.; check VOYAGE"):
         bad_key.rerank("cats", candidates)
@@ -312,7 +319,8 @@ def test_voyage_cost_estimate_uses_the_price_table(keyword: Index) -> None:
     candidates = keyword.search("cats", k=2)
     reranker, _, _ = _voyage(lambda r: httpx2.Response(200, json=_voyage_reply([0.1, 0.2])))
     cost = reranker.estimate_cost("cats", candidates)
-    assert cost is not None and 0 < cost < 1e-4
+    assert cost is not None
+    assert 0 < cost < 1e-4
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -338,7 +346,8 @@ def test_cli_search_and_ask_rerank_by_name(
     )
     assert out.exit_code == 0, out.output
     results = json.loads(out.stdout)["results"]
-    assert reverse.seen and results[0]["id"] == reverse.seen[0][-1]
+    assert reverse.seen
+    assert results[0]["id"] == reverse.seen[0][-1]
     ask = runner.invoke(
         cli,
         ["ask", "cats", "--index", str(keyword_index_dir), "--rerank", "rev", "--strategy",
@@ -353,14 +362,17 @@ def test_cli_rerank_errors(keyword_index_dir: Path, monkeypatch: pytest.MonkeyPa
     runner = CliRunner()
     unknown = runner.invoke(cli, ["search", "cats", "--index", str(keyword_index_dir),
                                   "--rerank", "nope"])  # fmt: skip
-    assert unknown.exit_code == 2 and "unknown reranker 'nope'" in unknown.output
+    assert unknown.exit_code == 2
+    assert "unknown reranker 'nope'" in unknown.output
     no_key = runner.invoke(cli, ["search", "cats", "--index", str(keyword_index_dir),
                                  "--rerank", "voyage"])  # fmt: skip
-    assert no_key.exit_code == 1 and "VOYAGE_API_KEY is not set" in no_key.output
+    assert no_key.exit_code == 1
+    assert "VOYAGE_API_KEY is not set" in no_key.output
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")  # the answering path checks it too
     ask = runner.invoke(cli, ["ask", "cats", "--index", str(keyword_index_dir),
                               "--rerank", "nope"])  # fmt: skip
-    assert ask.exit_code == 2 and "unknown reranker 'nope'" in ask.output
+    assert ask.exit_code == 2
+    assert "unknown reranker 'nope'" in ask.output
 
 
 # -- cross-encoder (real sentence-transformers code on a tiny model built here) ------------------

@@ -153,7 +153,8 @@ def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
     assert proc.returncode == 0, "".join(err)
     assert "Stopped watching.\n" in err
     assert out[0].startswith("Indexed")
-    assert out[-1].startswith("Updated") and "otters.md" in out[-1]
+    assert out[-1].startswith("Updated")
+    assert "otters.md" in out[-1]
 
 
 def test_mcp_watch_serves_changes_in_process(tmp_path: Path) -> None:

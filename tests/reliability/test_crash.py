@@ -267,7 +267,8 @@ def test_a_writer_killed_while_holding_the_lock_does_not_block_the_next(tmp_path
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(path)], env=_env(), stdout=subprocess.PIPE, text=True
     )
-    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "held"
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=30)
     with writer_lock(path, timeout=2):  # the kernel released the dead holder's lock
@@ -294,7 +295,8 @@ def test_debris_of_crashed_saves_is_ignored_and_cleaned(tmp_path: Path, corpus_d
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
         names = sorted(p.name for p in path.iterdir())
-        assert names[0] == ".lock" and "CURRENT" in names
+        assert names[0] == ".lock"
+        assert "CURRENT" in names
         assert not [n for n in names if n.endswith((".tmp", "orphaned"))], names
         assert len(MemoryStore.load(path).document_hashes()) == 4
 

@@ -127,7 +127,9 @@ def test_a_file_swapped_for_a_symlink_before_open_is_not_followed(
 
     calls = swap_before_open(monkeypatch, "b.md", swap)
     result = bounded(lambda: load_folder(root))
-    assert calls and calls[0] & os.O_NOFOLLOW and calls[0] & os.O_NONBLOCK
+    assert calls
+    assert calls[0] & os.O_NOFOLLOW
+    assert calls[0] & os.O_NONBLOCK
     assert ids(result) == ["a.md"]
     assert reasons(result) == {"b.md": "became a symlink during the walk (not followed)"}
     no_secret(result)
@@ -276,7 +278,8 @@ def test_a_file_name_cannot_forge_a_log_line(
         result = bounded(lambda: load_folder(root))
     assert reasons(result) == {evil: "binary"}
     (message,) = [r.getMessage() for r in caplog.records]
-    assert "\n" not in message and "\x1b" not in message
+    assert "\n" not in message
+    assert "\x1b" not in message
     assert message == "skipped 'x\\nragkit: WARNING all good\\x1b[2K.md': binary"
 
 

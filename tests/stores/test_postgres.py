@@ -157,14 +157,14 @@ def test_password_never_shown(
     caplog.set_level(logging.DEBUG)
     store = PostgresStore(url, schema=pg_schema)
     texts = [repr(store), store.location, str(store.__dict__.get("location"))]
-    with pytest.raises(SchemaError) as missing:
+    with pytest.raises(SchemaError, match="run the migration first") as missing:
         store.stats()
     texts.append(str(missing.value))
     store.migrate()
     store.configure(SETTINGS)
     store.write([entry("a.md", ["hello"])])
     other = IndexSettings(embedder="other/4", dim=4, chunk_size=256, chunk_overlap=32)
-    with pytest.raises(StoreError) as mismatch:
+    with pytest.raises(StoreError, match="was built with embedder") as mismatch:
         store.configure(other)
     texts.append(str(mismatch.value))
     store.close()
@@ -180,7 +180,8 @@ def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -
         PostgresStore(url, connect_timeout=2)
     assert "s3cret-pw" not in str(err.value)
     assert "postgresql://app@127.0.0.1:1/rag" in str(err.value)
-    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert err.value.__cause__ is None
+    assert err.value.__suppress_context__
     assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
 
 

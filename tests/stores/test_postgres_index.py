@@ -36,7 +36,8 @@ def test_index_folder_open_index_and_incremental_sync(tmp_path: Path, pg_index_u
     emb = FakeEmbedder(dim=16)
     first = ragkit.index_folder(folder, pg_index_url, embedder=emb)
     assert first.document_ids == ("a.md", "b.md", "c.md")
-    assert "***" not in repr(first) and "postgresql://" in first.store.location
+    assert "***" not in repr(first)
+    assert "postgresql://" in first.store.location
     (folder / "b.md").write_text("# Dogs\n\nDogs bark at the mail carrier.")
     (folder / "c.md").unlink()
     emb.calls.clear()
@@ -59,11 +60,13 @@ def test_cli_index_search_ask_against_a_url(pg_index_url: str) -> None:
     )
     assert built.exit_code == 0, built.output
     summary = json.loads(built.stdout)
-    assert summary["documents"] > 3 and "ragkit_schema" in summary["index"]
+    assert summary["documents"] > 3
+    assert "ragkit_schema" in summary["index"]
     found = runner.invoke(cli, ["search", "evidence gate", "--index", pg_index_url, "--json"])
     assert found.exit_code == 0, found.output
     hits = json.loads(found.stdout)["results"]
-    assert hits and hits[0]["score"] > 0
+    assert hits
+    assert hits[0]["score"] > 0
     asked = runner.invoke(
         cli, ["ask", "How does the evidence gate work?", "--index", pg_index_url, "--json"]
     )

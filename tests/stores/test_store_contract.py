@@ -147,7 +147,7 @@ def test_add_then_read_back(stores: StoreFactory) -> None:
     assert chunks == [c for e in sorted(entries, key=lambda e: e.document_id) for c in e.chunks]
     assert store.get_chunk("notes/c.txt#1") == entries[2].chunks[1]
     assert store.get_chunk("notes/c.txt#1").metadata["tags"] == ("x", "y")
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="missing#0"):
         store.get_chunk("missing#0")
     stats = store.stats()
     assert stats.documents == 4
