@@ -480,4 +480,5 @@ def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path
     wrong = tmp_path / "bad.txt"
     wrong.write_text("What do cats eat?\n")
     usage = runner.invoke(cli, ["calibrate", str(wrong), "--index", str(idx)])
-    assert usage.exit_code == 2 and "start the line with '+ '" in usage.stderr
+    assert usage.exit_code == 2
+    assert "start the line with '+ '" in usage.stderr
