@@ -23,7 +23,9 @@ from __future__ import annotations
 from ragkit.base import Embedder
 
 from ._common import check_embeddings, plan_batches
+from ._http import EmbedderKeyError, EmbeddingCost, HostedEmbedder
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
+from .openai import OpenAIEmbedder
 from .registry import (
     ENTRY_POINT_GROUP,
     GATE_THRESHOLDS,
@@ -33,6 +35,7 @@ from .registry import (
     get_embedder,
 )
 from .st import SentenceTransformerEmbedder
+from .voyage import VoyageEmbedder
 
 LocalEmbedder = MiniLMEmbedder
 """The offline default embedder (the name ragkit 0.1 used; now torch-free)."""
@@ -45,9 +48,14 @@ __all__ = [
     "GATE_THRESHOLDS",
     "MINILM_NAME",
     "Embedder",
+    "EmbedderKeyError",
+    "EmbeddingCost",
+    "HostedEmbedder",
     "LocalEmbedder",
     "MiniLMEmbedder",
+    "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
+    "VoyageEmbedder",
     "check_embeddings",
     "default_embedder",
     "embedder_families",
