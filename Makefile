@@ -8,14 +8,13 @@ DEMO_INDEX := .ragkit-demo
 
 .PHONY: demo demo-pg test test-slow lint docs bench clean
 
-# torch==2.13.0 first: on this machine kind it is a CPU build served from local disk, while an
-# unpinned resolve pulls a multi-GB CUDA build (see ../shared/NOTES.md).
+# The default embedder runs on onnxruntime: neither demo nor test installs torch (tests of the
+# optional sentence-transformers embedder skip without it).
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.local-installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[local,fast]'
 	touch $@
 

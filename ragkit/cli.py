@@ -59,6 +59,27 @@ def index_option(f: F) -> F:
     )(f)
 
 
+def _embedder_arg(name: str | None) -> Any:
+    """--embedder NAME as an embedder, or "default" (an existing index's own, else the
+    offline default)."""
+    if name is None:
+        return "default"
+    from .embedders import get_embedder
+
+    return get_embedder(name)
+
+
+def embedder_option(f: F) -> F:
+    return click.option(
+        "--embedder",
+        "embedder_name",
+        metavar="NAME",
+        default=None,
+        help="Embedder by name, e.g. minilm-l6-v2-int8/384, openai/text-embedding-3-small/1536, "
+        "voyage/voyage-4-lite/1024 (default: the offline one; an existing index uses its own).",
+    )(f)
+
+
 def filter_options(f: F) -> F:
     f = click.option(
         "--path",
@@ -354,9 +375,11 @@ def cli(verbose: bool) -> None:
     "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
 )
 @click.option("--watch", is_flag=True, help="Then keep updating the index as files change.")
+@embedder_option
 @json_option
 def index_cmd(
     folder: Path,
+    embedder_name: str | None,
     index_path: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
@@ -391,7 +414,7 @@ def index_cmd(
         with writing(path):
             index = open_index(
                 path,
-                embedder=None if keyword_only else "default",
+                embedder=None if keyword_only else _embedder_arg(embedder_name),
                 chunk_size=size,
                 chunk_overlap=lap,
             )
@@ -644,10 +667,16 @@ def _reranker(name: str | None) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
-def _load_index(index_path: str | None) -> Index:
+def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
+    """The index at --index, opened with the embedder it was built with (or --embedder's)."""
     from .index import Index
 
-    return Index.load(_index_path(index_path))
+    chosen: Any = "default"
+    if embedder is not None:
+        from .embedders import get_embedder
+
+        chosen = get_embedder(embedder)
+    return Index.load(_index_path(index_path), embedder=chosen)
 
 
 @cli.command("search")
@@ -664,9 +693,11 @@ def _load_index(index_path: str | None) -> Index:
 )
 @filter_options
 @rerank_option
+@embedder_option
 @json_option
 def search_cmd(
     query: str,
+    embedder_name: str | None,
     index_path: str | None,
     k: int,
     mode: str | None,
@@ -688,7 +719,7 @@ def search_cmd(
     where = _filter(wheres, paths)
     with _errors():
         reranker = _reranker(rerank)
-        index = _load_index(index_path)
+        index = _load_index(index_path, embedder_name)
         try:
             results = index.search(
                 query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
@@ -880,9 +911,11 @@ def _show_plan(
 )
 @filter_options
 @rerank_option
+@embedder_option
 @json_option
 def ask_cmd(
     question: str | None,
+    embedder_name: str | None,
     index_path: str | None,
     k: int,
     model: str | None,
@@ -915,7 +948,7 @@ def ask_cmd(
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
     from .answering import DEFAULT_MODEL
-    from .context import DEFAULT_BUDGET_TOKENS, DEFAULT_GATE, EvidenceGate
+    from .context import DEFAULT_BUDGET_TOKENS, EvidenceGate, default_gate
 
     if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
@@ -926,8 +959,8 @@ def ask_cmd(
     where = _filter(wheres, paths)
     with _errors():
         reranker = _reranker(rerank)
-        index = _load_index(index_path)
-        gate: EvidenceGate | None = None if no_gate else DEFAULT_GATE
+        index = _load_index(index_path, embedder_name)
+        gate: EvidenceGate | None = None if no_gate else default_gate(index)
         if min_score is not None:
             gate = (
                 EvidenceGate(min_cosine=min_score)

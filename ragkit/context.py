@@ -40,6 +40,7 @@ __all__ = [
     "ContextPlan",
     "GateCalibration",
     "calibrate_gate",
+    "default_gate",
     "chunk_label",
     "EvidenceGate",
     "GateVerdict",
@@ -494,6 +495,20 @@ class EvidenceGate:
         )
 
 
+def default_gate(index: Index | Retriever) -> EvidenceGate:
+    """The calibrated gate: the cosine threshold of the index's own embedder when it has one
+    (each model spreads cosines differently), :data:`MIN_COSINE` otherwise."""
+    from ragkit.index import Index
+
+    if isinstance(index, Index) and index.settings.embedder is not None:
+        from ragkit.embedders import gate_threshold
+
+        threshold = gate_threshold(index.embedder or index.settings.embedder)
+        if threshold is not None and threshold != DEFAULT_GATE.min_cosine:
+            return replace(DEFAULT_GATE, min_cosine=threshold)
+    return DEFAULT_GATE
+
+
 def _top_cosine(retrieved: Sequence[ScoredChunk], retriever: Retriever | None) -> float | None:
     """The best cosine among the results, read by the retriever's declared score kinds."""
     if retriever is None:
@@ -794,7 +809,7 @@ def retrieve_context(
             budget_tokens=budget_tokens,
         )
     verdict: GateVerdict | None = None
-    the_gate = DEFAULT_GATE if gate is True else gate or None
+    the_gate = default_gate(index) if gate is True else gate or None
     if the_gate is not None:
         verdict = the_gate.check(
             text,

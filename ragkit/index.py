@@ -29,7 +29,7 @@ import numpy as np
 from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
-from .embedders import Embedder, check_embeddings, default_embedder
+from .embedders import Embedder, check_embeddings, default_embedder, get_embedder
 from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError, StoreError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
@@ -571,23 +571,18 @@ _VOLATILE = frozenset({"mtime"})
 
 
 def _embedder_for(settings: IndexSettings) -> Embedder | None:
-    """The embedder an index was built with, resolved by name."""
+    """The embedder an index was built with, resolved by its stored name.
+
+    Raises:
+        MissingDependencyError: the embedder's extra is not installed (the message gives the
+            pip command).
+    """
     if settings.embedder is None:
         return None
-    from . import embedders
-
-    resolve = getattr(embedders, "get_embedder", None)
-    if resolve is not None:
-        found: Embedder = resolve(settings.embedder)
-        return found
-    found_default = default_embedder()
-    if found_default is not None and found_default.name == settings.embedder:
-        return found_default
-    raise SettingsMismatchError(
-        f"the index was built with embedder {settings.embedder!r}, which is not available here; "
-        "install it (pip install 'ragkit[local]') or open the index with embedder=None for "
-        "keyword-only search"
-    )
+    default = default_embedder()
+    if default is not None and default.name == settings.embedder:
+        return default
+    return get_embedder(settings.embedder)
 
 
 CHECKPOINT_SECONDS = 60.0
