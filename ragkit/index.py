@@ -29,8 +29,8 @@ import numpy as np
 from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
-from .embedders import Embedder, check_embeddings, default_embedder, get_embedder
-from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError, StoreError
+from .embedders import Embedder, default_embedder, embed_checked, get_embedder
+from .errors import RagkitError, SchemaError, SettingsMismatchError, StoreError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
 from .loaders import LoadResult, load_folder, pages_for_span
@@ -446,13 +446,7 @@ class Index:
         batch_size = max(1, int(self.embedder.batch_size or EMBED_BATCH))
         for start in range(0, total, batch_size):
             batch = texts[start : start + batch_size]
-            try:
-                raw = self.embedder.embed_documents(batch)
-            except RagkitError:
-                raise
-            except Exception as exc:  # a third-party embedder's own failure
-                raise EmbeddingError(f"embedder {self.embedder.name!r} failed: {exc}") from exc
-            parts.append(check_embeddings(raw, n=len(batch), dim=dim))
+            parts.append(embed_checked(self.embedder, batch, dim=dim))
             if progress is not None:
                 progress(min(start + len(batch), total), total)
         return np.concatenate(parts, axis=0)

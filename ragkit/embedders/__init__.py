@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ragkit.base import Embedder
 
-from ._common import check_embeddings, plan_batches
+from ._common import check_embeddings, embed_checked, plan_batches
 from ._http import EmbedderKeyError, EmbeddingCost, HostedEmbedder
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
 from .openai import OpenAIEmbedder
@@ -58,6 +58,7 @@ __all__ = [
     "VoyageEmbedder",
     "check_embeddings",
     "default_embedder",
+    "embed_checked",
     "embedder_families",
     "gate_threshold",
     "get_embedder",

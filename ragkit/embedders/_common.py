@@ -15,13 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragkit.errors import EmbeddingError
+from ragkit.base import Embedder
+from ragkit.errors import EmbeddingError, RagkitError
 
 __all__ = [
     "check_embeddings",
     "check_query",
     "check_texts",
     "cpu_threads",
+    "embed_checked",
     "plan_batches",
     "unit_rows",
 ]
@@ -153,3 +155,26 @@ def cpu_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def embed_checked(
+    embedder: Embedder, texts: Sequence[str], *, dim: int | None, query: bool = False
+) -> np.ndarray:
+    """Call any embedder (built-in or third-party) and validate what it returned.
+
+    Documents come back as a ``(len(texts), dim)`` matrix; with ``query=True`` the one text is
+    embedded as a query and returned as a ``(1, dim)`` matrix. A third-party embedder's own
+    exception becomes an :class:`~ragkit.errors.EmbeddingError` naming the embedder.
+
+    Raises:
+        EmbeddingError: the embedder failed, or returned vectors of the wrong shape.
+    """
+    try:
+        raw = embedder.embed_query(texts[0]) if query else embedder.embed_documents(texts)
+    except RagkitError:
+        raise
+    except Exception as exc:  # a third-party embedder's own failure
+        raise EmbeddingError(f"embedder {embedder.name!r} failed: {exc}") from exc
+    if query:
+        raw = np.asarray(raw).reshape(1, -1)
+    return check_embeddings(raw, n=len(texts) if not query else 1, dim=dim)
