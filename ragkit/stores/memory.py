@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import MappingProxyType
 from typing import IO, Any
 
 import numpy as np
@@ -120,6 +119,7 @@ class MemoryStore:
         self._masks: dict[Filter, npt.NDArray[np.bool_]] = {}
         self._masks_version = 0
         self._masks_lock = threading.Lock()
+        self._hashes: tuple[int, _SortedSnapshot] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -155,7 +155,14 @@ class MemoryStore:
     def document_hashes(self) -> Mapping[str, str]:
         """Document ID → SHA-256 of its text, sorted by ID."""
         with self._lock.read():
-            return MappingProxyType(dict(sorted(self._doc_hash.items())))
+            cached = self._hashes
+            if cached is not None and cached[0] == self._version:
+                return cached[1]
+            # A plain copy (sorting is deferred to the first iteration): Index.add and remove
+            # read this before every write, so it must not cost a sort of every document ID.
+            snapshot = _SortedSnapshot(dict(self._doc_hash))
+            self._hashes = (self._version, snapshot)
+            return snapshot
 
     def document_metadata(self, document_id: str) -> Mapping[str, Any]:
         """The stored metadata of one document; ``KeyError`` when there is none."""
@@ -526,6 +533,36 @@ class MemoryStore:
                 )
             store._vectors = vectors
         return store
+
+
+class _SortedSnapshot(Mapping[str, str]):
+    """A read-only mapping over a private copy, iterated in key order (sorted when first needed).
+
+    Lookups cost what a dict's do; only iteration pays for the sort, once.
+    """
+
+    __slots__ = ("_data", "_order")
+
+    def __init__(self, data: dict[str, str]) -> None:
+        self._data = data
+        self._order: list[str] | None = None
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._order is None:
+            self._order = sorted(self._data)
+        return iter(self._order)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{k!r}: {self._data[k]!r}' for k in self)}}}"
 
 
 def _with_metadata(chunk: Chunk, meta: Mapping[str, Any]) -> Chunk:
