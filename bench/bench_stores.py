@@ -53,7 +53,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DATA = HERE / "data"
+DATA = Path(os.environ.get("RAGKIT_BENCH_DATA", HERE / "data"))
 OUT = HERE / "out"
 PY = sys.executable
 SCIFACT = Path(os.environ.get("RAGKIT_SCIFACT", ROOT.parent / "shared" / "data" / "scifact"))
@@ -63,6 +63,9 @@ K = 10
 
 
 def git_commit(root: Path) -> str:
+    """The checkout's short commit (``ROOT/.commit`` names it for an exported tree)."""
+    if (root / ".commit").is_file():
+        return (root / ".commit").read_text().strip()
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
@@ -289,6 +292,14 @@ class Worker:
         self.index.add([doc])
         return {"ms": (time.perf_counter() - t) * 1000}
 
+    def warm_updates(self) -> dict[str, Any]:
+        """One untimed add and remove (loads the tokenizer the chunker uses)."""
+        from ragkit.types import Document
+
+        self.index.add([Document("warm", self.spare[-1])])
+        self.index.remove(["warm"])
+        return {}
+
     def remove_one(self, j: int) -> dict[str, Any]:
         t = time.perf_counter()
         self.index.remove([f"p{j}"])
@@ -397,9 +408,17 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def ratio(cur: list[float], base: list[float], q: float) -> float:
+    return round(float(np.percentile(cur, q) / np.percentile(base, q)), 3)
+
+
 def cmd_latency(args: argparse.Namespace) -> None:
     versions = {"baseline": Path(args.baseline), "current": Path(args.current)}
+    for spec in args.extra:
+        name, _, root = spec.partition("=")
+        versions[name] = Path(root)
     clients = {v: Client(v, root) for v, root in versions.items()}
+    others = [v for v in clients if v != "baseline"]
     report: dict[str, Any] = {
         "commits": {v: git_commit(root) for v, root in versions.items()},
         "workers": {v: c.call("info") for v, c in clients.items()},
@@ -409,89 +428,77 @@ def cmd_latency(args: argparse.Namespace) -> None:
     print(json.dumps(report), flush=True)
     modes = ("bm25", "vector", "hybrid")
     rng = np.random.default_rng(7)
+    order = list(clients)
     try:
         for n in args.n:
             vectors = synthetic_vectors(n)
-            for c in clients.values():  # build both at once (two cores)
+            for c in clients.values():  # build all at once (two cores)
                 c.send("build", n=n, vectors=str(vectors))
             builds = {v: c.recv() for v, c in clients.items()}
             print(n, json.dumps(builds), flush=True)
             n_queries = args.queries if n <= 200_000 else args.queries_large
-            qids = rng.permutation(report["workers"]["current"]["claims"])
+            qids = rng.permutation(report["workers"]["baseline"]["claims"])
             warm, qids = qids[:3].tolist(), qids[3 : 3 + n_queries].tolist()
             for q in warm:
                 for c in clients.values():
                     for mode in modes:
                         c.call("search", mode=mode, q=q)
-            lat: dict[str, dict[str, list[float]]] = {v: {m: [] for m in modes} for v in clients}
-            same: dict[str, list[float]] = {m: [] for m in modes}
+            lat = {v: {m: [] for m in modes} for v in clients}
+            same: dict[str, dict[str, list[float]]] = {v: {m: [] for m in modes} for v in others}
+            filtering = n in args.filter_n and report["workers"]["current"]["seam"]
             filt: dict[str, dict[str, list[float]]] = {f: {m: [] for m in modes} for f in FILTERS}
             filt_recall: dict[str, list[float]] = {f: [] for f in FILTERS}
-            filt_ok: dict[str, bool] = {f: True for f in FILTERS}
-            seam = report["workers"]["current"]["seam"]
-            order = list(clients)
+            filt_ok = {f: True for f in FILTERS}
             for i, q in enumerate(qids):
-                turn = order if i % 2 == 0 else order[::-1]
+                turn = order[i % len(order) :] + order[: i % len(order)]
+                if (i // len(order)) % 2:
+                    turn = turn[::-1]
                 for mode in modes:
                     got = {}
                     for v in turn:
                         r = clients[v].call("search", mode=mode, q=q)
                         lat[v][mode].append(r["ms"])
                         got[v] = r["ids"]
-                    same[mode].append(
-                        len(set(got["baseline"]) & set(got["current"]))
-                        / max(1, len(got["baseline"]))
-                    )
-                if seam and n in args.filter_n:
+                    for v in others:
+                        base = got["baseline"]
+                        same[v][mode].append(len(set(base) & set(got[v])) / max(1, len(base)))
+                if filtering:
                     cur = clients["current"]
                     for f in FILTERS:
+                        rows = set(bucket_rows(n, f).tolist())
                         for mode in modes:
                             r = cur.call("search", mode=mode, q=q, where=f)
                             filt[f][mode].append(r["ms"])
-                            rows = set(bucket_rows(n, f).tolist())
                             if any(int(cid[1:].split("#")[0]) not in rows for cid in r["ids"]):
                                 filt_ok[f] = False
                             if mode == "vector":
                                 truth = cur.call("exact", q=q, where=f)["ids"]
                                 filt_recall[f].append(len(set(truth) & set(r["ids"])) / K)
+            base_lat = lat["baseline"]
             row: dict[str, Any] = {
                 "n": n,
                 "queries": len(qids),
                 "build": builds,
                 "latency": {v: {m: summary(lat[v][m]) for m in modes} for v in clients},
                 "ratio_p50": {
-                    m: round(
-                        statistics.median(lat["current"][m])
-                        / statistics.median(lat["baseline"][m]),
-                        3,
-                    )
-                    for m in modes
+                    v: {m: ratio(lat[v][m], base_lat[m], 50) for m in modes} for v in others
                 },
                 "ratio_p95": {
-                    m: round(
-                        float(
-                            np.percentile(lat["current"][m], 95)
-                            / np.percentile(lat["baseline"][m], 95)
-                        ),
-                        3,
-                    )
-                    for m in modes
+                    v: {m: ratio(lat[v][m], base_lat[m], 95) for m in modes} for v in others
                 },
                 # Per query, the ratio of the two versions' times (paired): its median.
                 "paired_ratio_median": {
-                    m: round(
-                        float(
-                            np.median(np.array(lat["current"][m]) / np.array(lat["baseline"][m]))
-                        ),
-                        3,
-                    )
-                    for m in modes
+                    v: {
+                        m: round(float(np.median(np.divide(lat[v][m], base_lat[m]))), 3)
+                        for m in modes
+                    }
+                    for v in others
                 },
-                "top10_overlap_current_vs_baseline": {
-                    m: round(float(np.mean(same[m])), 4) for m in modes
+                "top10_overlap_vs_baseline": {
+                    v: {m: round(float(np.mean(same[v][m])), 4) for m in modes} for v in others
                 },
             }
-            if seam and n in args.filter_n:
+            if filtering:
                 row["filtered"] = {
                     f: {
                         "latency": {m: summary(filt[f][m]) for m in modes},
@@ -509,34 +516,31 @@ def cmd_latency(args: argparse.Namespace) -> None:
                         statistics.median(c["again_ms"] for c in cold), 3
                     ),
                 }
-            if n == min(args.n):
-                adds: dict[str, list[float]] = {v: [] for v in clients}
-                removes: dict[str, list[float]] = {v: [] for v in clients}
-                after: dict[str, list[float]] = {v: [] for v in clients}
+            if n in args.updates_n:
+                ops = ("add_one", "remove_one")
+                upd = {v: {op: [] for op in (*ops, "after")} for v in clients}
+                for c in clients.values():
+                    c.call("warm_updates")
                 for j in range(args.updates):
                     turn = order if j % 2 == 0 else order[::-1]
                     for v in turn:
                         c = clients[v]
-                        adds[v].append(c.call("add_one", j=j)["ms"])
-                        after[v].append(c.call("search", mode="hybrid", q=qids[j])["ms"])
-                        removes[v].append(c.call("remove_one", j=j)["ms"])
+                        upd[v]["add_one"].append(c.call("add_one", j=j)["ms"])
+                        upd[v]["after"].append(c.call("search", mode="hybrid", q=qids[j])["ms"])
+                        upd[v]["remove_one"].append(c.call("remove_one", j=j)["ms"])
                 row["updates"] = {
                     v: {
-                        "add_one": {**summary(adds[v]), "max_ms": round(max(adds[v]), 3)},
-                        "remove_one": {**summary(removes[v]), "max_ms": round(max(removes[v]), 3)},
-                        "hybrid_after_update": summary(after[v]),
+                        **{
+                            op: {**summary(upd[v][op]), "max_ms": round(max(upd[v][op]), 3)}
+                            for op in ops
+                        },
+                        "hybrid_after_update": summary(upd[v]["after"]),
                     }
                     for v in clients
                 }
-                row["updates"]["ratio_p50"] = {
-                    "add_one": round(
-                        statistics.median(adds["current"]) / statistics.median(adds["baseline"]), 3
-                    ),
-                    "remove_one": round(
-                        statistics.median(removes["current"])
-                        / statistics.median(removes["baseline"]),
-                        3,
-                    ),
+                row["updates_ratio_p50"] = {
+                    v: {op: ratio(upd[v][op], upd["baseline"][op], 50) for op in ops}
+                    for v in others
                 }
             row["memory"] = {v: c.call("memory") for v, c in clients.items()}
             print(json.dumps(row), flush=True)
@@ -618,40 +622,46 @@ def scifact_table(report: dict[str, Any]) -> str:
 
 def latency_tables(report: dict[str, Any]) -> str:
     c = report["commits"]
+    others = [v for v in c if v != "baseline"]
+    names = ", ".join(f"{v} {c[v]}" for v in others)
     lines = [
-        f"baseline {c['baseline']} vs current {c['current']}; ms; ratio = current / baseline",
+        f"baseline {c['baseline']} vs {names}; ms; ratio = version / baseline "
+        "(paired: median over queries of the per-query ratio)",
         "",
-        "| N | mode | baseline p50 | current p50 | **ratio p50** | paired ratio | baseline p95 "
-        "| current p95 | ratio p95 | same top 10 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | mode | version | baseline p50 | p50 | **ratio p50** | paired ratio "
+        "| baseline p95 | p95 | ratio p95 | same top 10 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["sizes"]:
         for m in ("bm25", "vector", "hybrid"):
-            b, cur = row["latency"]["baseline"][m], row["latency"]["current"][m]
-            lines.append(
-                f"| {row['n']:,} | {m} | {b['p50_ms']:.2f} | {cur['p50_ms']:.2f} | "
-                f"**{row['ratio_p50'][m]:.2f}** | {row['paired_ratio_median'][m]:.2f} | "
-                f"{b['p95_ms']:.2f} | {cur['p95_ms']:.2f} | {row['ratio_p95'][m]:.2f} | "
-                f"{row['top10_overlap_current_vs_baseline'][m]:.3f} |"
-            )
+            b = row["latency"]["baseline"][m]
+            for v in others:
+                cur = row["latency"][v][m]
+                lines.append(
+                    f"| {row['n']:,} | {m} | {v} | {b['p50_ms']:.2f} | {cur['p50_ms']:.2f} | "
+                    f"**{row['ratio_p50'][v][m]:.2f}** | {row['paired_ratio_median'][v][m]:.2f} | "
+                    f"{b['p95_ms']:.2f} | {cur['p95_ms']:.2f} | {row['ratio_p95'][v][m]:.2f} | "
+                    f"{row['top10_overlap_vs_baseline'][v][m]:.3f} |"
+                )
     for row in report["sizes"]:
         up = row.get("updates")
         if not up:
             continue
         lines += [
             "",
-            f"Updates at {row['n']:,} chunks ({up['baseline']['add_one']['runs']} each):",
+            f"Updates at {row['n']:,} chunks ({up['baseline']['add_one']['runs']} each, ms):",
             "",
-            "| operation | baseline p50 | current p50 | **ratio p50** "
-            "| baseline max | current max |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| operation | version | p50 | p95 | max | **ratio p50** |",
+            "|---|---|---:|---:|---:|---:|",
         ]
         for op in ("add_one", "remove_one"):
-            b, cur = up["baseline"][op], up["current"][op]
-            lines.append(
-                f"| {op.replace('_', ' ')} document | {b['p50_ms']:.3f} | {cur['p50_ms']:.3f} | "
-                f"**{up['ratio_p50'][op]:.2f}** | {b['max_ms']:.2f} | {cur['max_ms']:.2f} |"
-            )
+            for v in ["baseline", *others]:
+                r = up[v][op]
+                rr = row["updates_ratio_p50"][v][op] if v != "baseline" else 1.0
+                lines.append(
+                    f"| {op.replace('_', ' ')} document | {v} | {r['p50_ms']:.3f} | "
+                    f"{r['p95_ms']:.3f} | {r['max_ms']:.2f} | **{rr:.2f}** |"
+                )
     for row in report["sizes"]:
         filt = row.get("filtered")
         if not filt:
@@ -716,6 +726,8 @@ def main() -> None:
     p.add_argument("--queries-large", type=int, default=60, help="queries at larger N")
     p.add_argument("--filter-n", type=int, nargs="*", default=[100_000])
     p.add_argument("--updates", type=int, default=30)
+    p.add_argument("--updates-n", type=int, nargs="*", default=[100_000])
+    p.add_argument("--extra", nargs="*", default=[], help="more versions as NAME=ROOT")
     p.add_argument("--out", default="stores_latency.json")
     p = sub.add_parser("report")
     p.add_argument("files", nargs="*", default=["stores_latency.json", "stores_scifact.json"])
