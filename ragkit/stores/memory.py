@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -250,10 +250,21 @@ class MemoryStore:
         if cached is not None:
             return cached
         mask = np.zeros(self._next_key, dtype=np.bool_)
-        for doc_id, keys in self._doc_keys.items():
+        self._fill_mask(mask, where, self._doc_keys)
+        with self._masks_lock:
+            if self._masks_version == self._version and len(self._masks) < 64:
+                self._masks[where] = mask
+        return mask
+
+    def _fill_mask(
+        self, mask: npt.NDArray[np.bool_], where: Filter, doc_ids: Iterable[str]
+    ) -> None:
+        """Set ``mask[key]`` for every chunk of ``doc_ids`` (one verdict per document when its
+        chunks share the document's metadata)."""
+        for doc_id in doc_ids:
             meta = self._doc_meta[doc_id]
             verdict: bool | None = None
-            for key in keys:
+            for key in self._doc_keys[doc_id]:
                 chunk_meta = self._chunks[key].metadata
                 if chunk_meta is meta:
                     if verdict is None:
@@ -261,10 +272,24 @@ class MemoryStore:
                     mask[key] = verdict
                 else:
                     mask[key] = matches(where, chunk_meta)
+
+    def _carry_masks(self, before: int, written: Sequence[str], dropped: Sequence[int]) -> None:
+        """Bring the cached filter masks across a write (called under the write lock).
+
+        Only the written documents' chunks are evaluated, so the first filtered search after a
+        one-document update does not re-evaluate the filter on every document. Masks that were
+        already stale before the write are left for :meth:`_mask` to drop.
+        """
         with self._masks_lock:
-            if self._masks_version == self._version and len(self._masks) < 64:
+            if self._masks_version != before:
+                return
+            for where, old in list(self._masks.items()):
+                mask = np.zeros(self._next_key, dtype=np.bool_)
+                mask[: len(old)] = old
+                mask[list(dropped)] = False
+                self._fill_mask(mask, where, written)
                 self._masks[where] = mask
-        return mask
+            self._masks_version = self._version
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -300,7 +325,8 @@ class MemoryStore:
     def _apply(
         self, entries: list[DocumentEntry], drop: list[str], tokens: list[list[str]]
     ) -> None:
-        self._drop([e.document_id for e in entries] + drop)
+        before = self._version
+        dropped = self._drop([e.document_id for e in entries] + drop)
         n = sum(len(e.chunks) for e in entries)
         keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
         self._next_key += n
@@ -328,8 +354,9 @@ class MemoryStore:
                     self._vectors = VectorStore(matrix.shape[1])
                 self._vectors.add(keys, matrix)
         self._version += 1
+        self._carry_masks(before, [e.document_id for e in entries], dropped)
 
-    def _drop(self, doc_ids: Sequence[str]) -> None:
+    def _drop(self, doc_ids: Sequence[str]) -> list[int]:
         keys = [key for doc_id in doc_ids for key in self._doc_keys.get(doc_id, [])]
         if keys:
             self._bm25.remove(keys)
@@ -341,6 +368,7 @@ class MemoryStore:
             self._doc_keys.pop(doc_id, None)
             self._doc_hash.pop(doc_id, None)
             self._doc_meta.pop(doc_id, None)
+        return keys
 
     def close(self) -> None:
         """Nothing to release; present for the :class:`~ragkit.base.Store` protocol."""
