@@ -284,6 +284,19 @@ class Worker:
         again = (time.perf_counter() - t) * 1000
         return {"first_ms": first, "again_ms": again}
 
+    def filter_after_write(self, q: int, j: int) -> dict[str, Any]:
+        """A filtered search right after a one-document write, its filter used just before."""
+        from ragkit.types import Document
+
+        where = FILTERS["1%"]
+        self.index.search(self.claims[q], K, mode="bm25", where=where)
+        self.index.add([Document(f"fw{j}", self.spare[100 + j % 100])])
+        t = time.perf_counter()
+        self.index.search(self.claims[q], K, mode="bm25", where=where)
+        ms = (time.perf_counter() - t) * 1000
+        self.index.remove([f"fw{j}"])
+        return {"ms": ms}
+
     def add_one(self, j: int) -> dict[str, Any]:
         from ragkit.types import Document
 
@@ -538,6 +551,13 @@ def cmd_latency(args: argparse.Namespace) -> None:
                     }
                     for v in clients
                 }
+                seams = [v for v in clients if report["workers"][v]["seam"]]
+                after_write: dict[str, list[float]] = {v: [] for v in seams}
+                for j in range(min(args.updates, 10)):
+                    for v in seams:
+                        r = clients[v].call("filter_after_write", q=qids[j], j=j)
+                        after_write[v].append(r["ms"])
+                row["filtered_bm25_after_write"] = {v: summary(after_write[v]) for v in seams}
                 row["updates_ratio_p50"] = {
                     v: {op: ratio(upd[v][op], upd["baseline"][op], 50) for op in ops}
                     for v in others
@@ -686,6 +706,12 @@ def latency_tables(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {f} | {cells} | {fr['vector_recall@10_vs_exact_filtered']:.3f} | "
                 f"{fr['all_results_match_filter']} |"
+            )
+        aw = row.get("filtered_bm25_after_write")
+        if aw:
+            cells = "; ".join(f"{v} {r['p50_ms']:.2f} ms" for v, r in aw.items())
+            lines.append(
+                f"\nFiltered (1%) bm25 search right after a one-document add, p50: {cells}."
             )
         mb = row.get("filter_mask_build")
         if mb:
