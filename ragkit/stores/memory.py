@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import MappingProxyType
 from typing import IO, Any
 
 import numpy as np
@@ -112,6 +111,7 @@ class MemoryStore:
         # The generation of ``location`` this store was loaded from or last saved as: a save
         # to ``location`` refuses to replace a generation another writer made meanwhile.
         self._generation: str | None = None
+        self._hashes: tuple[int, _SortedSnapshot] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -148,7 +148,14 @@ class MemoryStore:
     def document_hashes(self) -> Mapping[str, str]:
         """Document ID → SHA-256 of its text, sorted by ID."""
         with self._lock.read():
-            return MappingProxyType(dict(sorted(self._doc_hash.items())))
+            cached = self._hashes
+            if cached is not None and cached[0] == self._version:
+                return cached[1]
+            # A plain copy (sorting is deferred to the first iteration): Index.add and remove
+            # read this before every write, so it must not cost a sort of every document ID.
+            snapshot = _SortedSnapshot(dict(self._doc_hash))
+            self._hashes = (self._version, snapshot)
+            return snapshot
 
     def document_metadata(self, document_id: str) -> Mapping[str, Any]:
         """The stored metadata of one document; ``KeyError`` when there is none."""
@@ -241,10 +248,21 @@ class MemoryStore:
         if cached is not None:
             return cached
         mask = np.zeros(self._next_key, dtype=np.bool_)
-        for doc_id, keys in self._doc_keys.items():
+        self._fill_mask(mask, where, self._doc_keys)
+        with self._masks_lock:
+            if self._masks_version == self._version and len(self._masks) < 64:
+                self._masks[where] = mask
+        return mask
+
+    def _fill_mask(
+        self, mask: npt.NDArray[np.bool_], where: Filter, doc_ids: Iterable[str]
+    ) -> None:
+        """Set ``mask[key]`` for every chunk of ``doc_ids`` (one verdict per document when its
+        chunks share the document's metadata)."""
+        for doc_id in doc_ids:
             meta = self._doc_meta[doc_id]
             verdict: bool | None = None
-            for key in keys:
+            for key in self._doc_keys[doc_id]:
                 chunk_meta = self._chunks[key].metadata
                 if chunk_meta is meta:
                     if verdict is None:
@@ -252,10 +270,24 @@ class MemoryStore:
                     mask[key] = verdict
                 else:
                     mask[key] = matches(where, chunk_meta)
+
+    def _carry_masks(self, before: int, written: Sequence[str], dropped: Sequence[int]) -> None:
+        """Bring the cached filter masks across a write (called under the write lock).
+
+        Only the written documents' chunks are evaluated, so the first filtered search after a
+        one-document update does not re-evaluate the filter on every document. Masks that were
+        already stale before the write are left for :meth:`_mask` to drop.
+        """
         with self._masks_lock:
-            if self._masks_version == self._version and len(self._masks) < 64:
+            if self._masks_version != before:
+                return
+            for where, old in list(self._masks.items()):
+                mask = np.zeros(self._next_key, dtype=np.bool_)
+                mask[: len(old)] = old
+                mask[list(dropped)] = False
+                self._fill_mask(mask, where, written)
                 self._masks[where] = mask
-        return mask
+            self._masks_version = self._version
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -291,7 +323,8 @@ class MemoryStore:
     def _apply(
         self, entries: list[DocumentEntry], drop: list[str], tokens: list[list[str]]
     ) -> None:
-        self._drop([e.document_id for e in entries] + drop)
+        before = self._version
+        dropped = self._drop([e.document_id for e in entries] + drop)
         n = sum(len(e.chunks) for e in entries)
         keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
         self._next_key += n
@@ -319,8 +352,9 @@ class MemoryStore:
                     self._vectors = VectorStore(matrix.shape[1])
                 self._vectors.add(keys, matrix)
         self._version += 1
+        self._carry_masks(before, [e.document_id for e in entries], dropped)
 
-    def _drop(self, doc_ids: Sequence[str]) -> None:
+    def _drop(self, doc_ids: Sequence[str]) -> list[int]:
         keys = [key for doc_id in doc_ids for key in self._doc_keys.get(doc_id, [])]
         if keys:
             self._bm25.remove(keys)
@@ -332,6 +366,7 @@ class MemoryStore:
             self._doc_keys.pop(doc_id, None)
             self._doc_hash.pop(doc_id, None)
             self._doc_meta.pop(doc_id, None)
+        return keys
 
     def close(self) -> None:
         """Nothing to release; present for the :class:`~ragkit.base.Store` protocol."""
@@ -605,6 +640,36 @@ def _blame(path: Path, detail: str = "") -> Iterator[None]:
         raise IndexFormatError(f"{where} is corrupt: {exc}{advice}") from exc
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise IndexFormatError(f"{where} is corrupt: {type(exc).__name__}: {exc}{advice}") from exc
+
+
+class _SortedSnapshot(Mapping[str, str]):
+    """A read-only mapping over a private copy, iterated in key order (sorted when first needed).
+
+    Lookups cost what a dict's do; only iteration pays for the sort, once.
+    """
+
+    __slots__ = ("_data", "_order")
+
+    def __init__(self, data: dict[str, str]) -> None:
+        self._data = data
+        self._order: list[str] | None = None
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._order is None:
+            self._order = sorted(self._data)
+        return iter(self._order)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{k!r}: {self._data[k]!r}' for k in self)}}}"
 
 
 def _with_metadata(chunk: Chunk, meta: Mapping[str, Any]) -> Chunk:
