@@ -1192,9 +1192,11 @@ def mcp_cmd(
     show_default=True,
     help="Documents retrieved per query (recall@100 needs 100).",
 )
+@embedder_option
 @json_option
 def eval_cmd(
     dataset_dir: Path,
+    embedder_name: str | None,
     mode: str,
     fusion: str | None,
     qrels: str | None,
@@ -1214,6 +1216,7 @@ def eval_cmd(
         ragkit eval ../shared/data/scifact --retriever bm25
         ragkit eval ../shared/data/scifact --cache .cache/scifact --json
         ragkit eval ../shared/data/scifact --qrels qrels-train.tsv --fusion minmax
+        ragkit eval ../shared/data/scifact --embedder openai/text-embedding-3-small/512
     """
     from .base import DEFAULT_FUSION, SearchMode
     from .evaluation import build_dataset_index, evaluate, load_beir
@@ -1227,6 +1230,7 @@ def eval_cmd(
             index = build_dataset_index(
                 dataset.corpus,
                 keyword_only=mode == "bm25",
+                embedder=_embedder_arg(embedder_name),
                 cache=cache,
                 chunk_size=size,
                 chunk_overlap=lap,
