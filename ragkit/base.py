@@ -347,8 +347,9 @@ class Store(Protocol):
         """Record the settings of a new store; refuse different settings on a used one."""
         ...
 
-    def document_hashes(self) -> Mapping[str, str]:
-        """Document ID → content hash of every stored document."""
+    def document_hashes(self, ids: Sequence[str] | None = None) -> Mapping[str, str]:
+        """Document ID → content hash of every stored document (only of ``ids`` when given:
+        a one-document update must not read every document's hash)."""
         ...
 
     def write(self, entries: Sequence[DocumentEntry], delete: Sequence[str] = ()) -> None:

@@ -392,7 +392,7 @@ class Index:
                 # Every chunk can be filtered by path (--path GLOB), loader or not.
                 doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
             latest[doc.id] = doc
-        known = self.store.document_hashes()
+        known = self.store.document_hashes(list(latest))
         added: list[str] = []
         replaced: list[str] = []
         unchanged: list[str] = []
@@ -460,7 +460,7 @@ class Index:
         if isinstance(document_ids, str):
             raise TypeError("document_ids must be a list of IDs, not one string")
         ids = list(dict.fromkeys(document_ids))
-        known = self.store.document_hashes()
+        known = self.store.document_hashes(ids)
         missing = [doc_id for doc_id in ids if doc_id not in known]
         if missing:
             raise KeyError(f"not in the index: {', '.join(map(repr, missing))}")

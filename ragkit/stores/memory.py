@@ -145,9 +145,12 @@ class MemoryStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def document_hashes(self) -> Mapping[str, str]:
-        """Document ID → SHA-256 of its text, sorted by ID."""
+    def document_hashes(self, ids: Sequence[str] | None = None) -> Mapping[str, str]:
+        """Document ID → SHA-256 of its text, sorted by ID (only ``ids`` when given)."""
         with self._lock.read():
+            if ids is not None:
+                hashes = self._doc_hash
+                return {i: hashes[i] for i in ids if i in hashes}
             cached = self._hashes
             if cached is not None and cached[0] == self._version:
                 return cached[1]

@@ -656,13 +656,22 @@ class PostgresStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def document_hashes(self) -> Mapping[str, str]:
-        """Document ID → content hash of every stored document."""
+    def document_hashes(self, ids: Sequence[str] | None = None) -> Mapping[str, str]:
+        """Document ID → content hash of every stored document (only of ``ids`` when given)."""
         self._ready()
         with self._connection() as conn:
-            rows = conn.execute(
-                self._q("SELECT document_id, content_hash FROM {s}.documents")
-            ).fetchall()
+            if ids is None:
+                rows = conn.execute(
+                    self._q("SELECT document_id, content_hash FROM {s}.documents")
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    self._q(
+                        "SELECT document_id, content_hash FROM {s}.documents "
+                        "WHERE document_id = ANY(%s)"
+                    ),
+                    (list(ids),),
+                ).fetchall()
         return {doc_id: digest for doc_id, digest in rows}
 
     def write(self, entries: Sequence[DocumentEntry], delete: Sequence[str] = ()) -> None:

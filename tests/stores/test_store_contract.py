@@ -143,6 +143,9 @@ def test_add_then_read_back(stores: StoreFactory) -> None:
     entries = corpus()
     store.write(entries)
     assert dict(store.document_hashes()) == {e.document_id: e.content_hash for e in entries}
+    first = entries[0]
+    asked = store.document_hashes([first.document_id, "not/there.md"])
+    assert dict(asked) == {first.document_id: first.content_hash}
     chunks = list(store.chunks())
     assert chunks == [c for e in sorted(entries, key=lambda e: e.document_id) for c in e.chunks]
     assert store.get_chunk("notes/c.txt#1") == entries[2].chunks[1]
