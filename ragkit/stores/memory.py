@@ -231,15 +231,19 @@ class MemoryStore:
             return self._ranked(keys, scores, k)
 
     def _ranked(self, keys: np.ndarray, scores: np.ndarray, k: int) -> list[ScoredChunk]:
-        """The top ``k`` by score, ties broken by chunk ID (the order every store returns)."""
+        """The top ``k`` by score, ties broken by chunk ID (the order every store returns).
+
+        ``keys``/``scores`` come best first with every key tied at the ``k``-th score; only
+        when two neighbours tie is the order redone by chunk ID (a vectorised check).
+        """
         chunks = self._chunks
-        hits = [
-            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-        ]
-        if len(hits) > k or (len(hits) > 1 and len({sc.score for sc in hits}) < len(hits)):
-            hits.sort(key=lambda sc: (-sc.score, sc.chunk.id))
-            del hits[k:]
-        return hits
+        found = [chunks[key] for key in keys.tolist()]
+        values = scores.tolist()
+        if len(found) > 1 and bool(np.any(scores[1:] == scores[:-1])):
+            ids = np.array([c.id for c in found])
+            order = np.lexsort((ids, -np.asarray(scores, dtype=np.float64)))[:k].tolist()
+            return [ScoredChunk(found[i], float(values[i])) for i in order]
+        return [ScoredChunk(c, float(v)) for c, v in zip(found[:k], values[:k], strict=True)]
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
