@@ -262,7 +262,7 @@ def test_voyage_retries_429_and_5xx_with_backoff(keyword: Index) -> None:
     assert len(seen) == 3
     assert out[0].chunk.id == candidates[1].chunk.id
     assert waits[0] == 2.0  # Retry-After honoured
-    assert 1.0 <= waits[1] <= 1.25  # 0.5 * 2**1, with jitter
+    assert 0.5 <= waits[1] <= 1.0  # 0.5 * 2**1, with jitter (x 0.5-1)
 
 
 def test_voyage_gives_up_after_max_retries_and_reports_client_errors(keyword: Index) -> None:

@@ -30,9 +30,91 @@ from ragkit.errors import EmbeddingError, MissingDependencyError
 
 from ._common import check_embeddings, check_query, check_texts, unit_rows
 
-__all__ = ["EmbedderKeyError", "EmbeddingCost", "HostedEmbedder", "token_batches"]
+__all__ = [
+    "EmbedderKeyError",
+    "EmbeddingCost",
+    "HostedEmbedder",
+    "PostFailure",
+    "post_json",
+    "token_batches",
+]
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 529})
+
+
+class PostFailure(Exception):
+    """A POST that retries could not save; the caller words it as its own error.
+
+    Attributes:
+        detail: what went wrong (the transport error, or the provider's error text).
+        status: the HTTP status, or ``None`` when no response came back.
+        attempts: how many requests were sent.
+        response: the last response, when there was one.
+    """
+
+    def __init__(self, detail: str, *, status: int | None, attempts: int, response: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.attempts = attempts
+        self.response = response
+
+
+def post_json(
+    client: Any,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    max_retries: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> Any:
+    """POST ``body`` as JSON and return the decoded reply, retrying what a retry can fix.
+
+    Connection errors, timeouts and 408/409/429/5xx replies are retried up to ``max_retries``
+    times with exponential backoff and jitter (``backoff`` x 2^attempt x 0.5–1), at least the
+    reply's ``Retry-After`` seconds, at most 60 s. Every hosted provider ragkit talks to
+    (embedders, rerankers) goes through here.
+
+    Raises:
+        PostFailure: an error status that is not retried, retries exhausted, or a 200 whose
+            body is not JSON.
+    """
+    attempt = 0
+    while True:
+        retry_after: float | None = None
+        try:
+            response = client.post(url, json=body, headers=headers)
+        except Exception as exc:  # httpx2.TransportError and timeouts
+            if attempt >= max_retries:
+                raise PostFailure(
+                    f"{type(exc).__name__}: {exc}", status=None, attempts=attempt + 1, response=None
+                ) from exc
+        else:
+            if response.status_code == 200:
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    raise PostFailure(
+                        "the answer is not JSON",
+                        status=200,
+                        attempts=attempt + 1,
+                        response=response,
+                    ) from exc
+            if response.status_code not in _RETRY_STATUS or attempt >= max_retries:
+                raise PostFailure(
+                    _error_message(response),
+                    status=response.status_code,
+                    attempts=attempt + 1,
+                    response=response,
+                )
+            retry_after = _retry_after(response.headers.get("retry-after"))
+        delay = backoff * (2**attempt) * (0.5 + random.random() / 2)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        sleep(min(delay, 60.0))
+        attempt += 1
 
 
 class EmbedderKeyError(EmbeddingError):
@@ -170,40 +252,32 @@ class HostedEmbedder:
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to the embeddings endpoint, retrying what a retry can fix."""
-        client = self._http()
         headers = {"Authorization": f"Bearer {self._key()}", "Content-Type": "application/json"}
         url = f"{self.base_url}/embeddings"
-        attempt = 0
-        while True:
-            retry_after: float | None = None
-            try:
-                response = client.post(url, json=body, headers=headers)
-            except Exception as exc:  # httpx2.TransportError and timeouts
-                if attempt >= self.max_retries:
-                    raise EmbeddingError(
-                        f"{self.name}: no answer from {url} after {attempt + 1} tries: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-            else:
-                if response.status_code == 200:
-                    try:
-                        data: dict[str, Any] = response.json()
-                    except ValueError as exc:
-                        raise EmbeddingError(f"{self.name}: the answer is not JSON") from exc
-                    return data
-                problem = f"HTTP {response.status_code}: {_error_message(response)}"
-                if response.status_code not in _RETRY_STATUS or attempt >= self.max_retries:
-                    hint = ""
-                    if response.status_code == 401:
-                        hint = f" (check {self.env_key})"
-                    tries = f" after {attempt + 1} tries" if attempt else ""
-                    raise EmbeddingError(f"{self.name}: {problem}{hint}{tries}")
-                retry_after = _retry_after(response.headers.get("retry-after"))
-            delay = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            self._sleep(min(delay, 60.0))
-            attempt += 1
+        try:
+            data: dict[str, Any] = post_json(
+                self._http(),
+                url,
+                body,
+                headers=headers,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                sleep=self._sleep,
+            )
+        except PostFailure as failure:
+            if failure.status is None:
+                raise EmbeddingError(
+                    f"{self.name}: no answer from {url} after {failure.attempts} tries: "
+                    f"{failure.detail}"
+                ) from failure
+            if failure.status == 200:
+                raise EmbeddingError(f"{self.name}: {failure.detail}") from failure
+            hint = f" (check {self.env_key})" if failure.status == 401 else ""
+            tries = f" after {failure.attempts} tries" if failure.attempts > 1 else ""
+            raise EmbeddingError(
+                f"{self.name}: HTTP {failure.status}: {failure.detail}{hint}{tries}"
+            ) from None
+        return data
 
     def _embed(self, texts: list[str], input_type: str) -> np.ndarray:
         sent, counts = self._prepare(texts)

@@ -16,13 +16,13 @@ This module leaves out the embedding side of Voyage (``ragkit.embedders``).
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx2
 
+from ..embedders._http import PostFailure, post_json
 from ..types import ScoredChunk
 from ._common import RerankError, passage_text
 
@@ -41,7 +41,6 @@ MAX_DOCUMENTS = 1000
 VOYAGE_RERANK_PRICES: dict[str, float] = {"rerank-2.5": 0.05, "rerank-2.5-lite": 0.02}
 """USD per million tokens, from Voyage's pricing page (an estimate; the bill is the authority)."""
 
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
 
 class VoyageReranker:
@@ -145,40 +144,24 @@ class VoyageReranker:
         return tokens * price / 1_000_000
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        attempt = 0
-        while True:
-            wait: float | None = None
-            try:
-                response = self._client.post(path, json=body)
-            except httpx2.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise RerankError(
-                        f"could not reach Voyage ({exc}) after {attempt + 1} attempts; check the "
-                        "network, or search without --rerank"
-                    ) from exc
-            else:
-                if response.status_code == 200:
-                    try:
-                        return response.json()
-                    except ValueError as exc:
-                        raise RerankError("Voyage replied with a body that is not JSON") from exc
-                if response.status_code not in _RETRY_STATUS or attempt >= self.max_retries:
-                    raise _status_error(response, attempt + 1)
-                wait = _retry_after(response)
-            if wait is None:
-                wait = self.backoff * (2**attempt) * (1 + 0.25 * random.random())
-            self._sleep(wait)
-            attempt += 1
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, min(float(value), 60.0))
-    except ValueError:
-        return None
+        try:
+            return post_json(
+                self._client,
+                path,
+                body,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                sleep=self._sleep,
+            )
+        except PostFailure as failure:
+            if failure.status is None:
+                raise RerankError(
+                    f"could not reach Voyage ({failure.detail}) after {failure.attempts} "
+                    "attempts; check the network, or search without --rerank"
+                ) from failure
+            if failure.status == 200:
+                raise RerankError("Voyage replied with a body that is not JSON") from failure
+            raise _status_error(failure.response, failure.attempts) from None
 
 
 def _status_error(response: httpx2.Response, attempts: int) -> RerankError:
