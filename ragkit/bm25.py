@@ -159,18 +159,31 @@ class Analyzer:
             # One pass: each distinct token maps to its term, or to "" when it is dropped.
             return [term for term in map(cache.__getitem__, tokens) if term]
         except KeyError:
-            self._fill(tokens)
-            return [term for term in map(cache.__getitem__, tokens) if term]
+            # Looked up in this call's own map: another thread may clear the shared cache.
+            terms = self._fill(tokens)
+            return [term for term in map(terms.__getitem__, tokens) if term]
 
-    def _fill(self, tokens: list[str]) -> None:
+    def _fill(self, tokens: list[str]) -> dict[str, str]:
+        """Each distinct token's term ("" when dropped), also stored in the shared cache."""
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        missing = [t for t in set(tokens) if t not in cache]
+        distinct = set(tokens)
+        terms: dict[str, str] = {}
+        missing: list[str] = []
+        for token in distinct:
+            term = cache.get(token)
+            if term is None:
+                missing.append(token)
+            else:
+                terms[token] = term
         kept = [t for t in missing if len(t) >= self._min_len and t not in self._stop]
-        cache.update(dict.fromkeys(missing, ""))
+        found = dict.fromkeys(missing, "")
         stems = self._stemmer().stemWords(kept) if self._stemmer_name is not None else kept
-        cache.update(zip(kept, stems, strict=True))
+        found.update(zip(kept, stems, strict=True))
+        cache.update(found)
+        terms.update(found)
+        return terms
 
     def config(self) -> dict[str, object]:
         """The constructor arguments, JSON-serialisable; :meth:`from_config` inverts it."""
@@ -748,7 +761,12 @@ class BM25Index:
         return self.search_tokens(self.analyzer(query), k)
 
     def search_tokens(
-        self, tokens: Sequence[str], k: int, *, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        tokens: Sequence[str],
+        k: int,
+        *,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        with_ties: bool = False,
     ) -> tuple[IntArray, FloatArray]:
         """Like :meth:`search` for already-analysed query terms (no analyzer is applied).
 
@@ -757,6 +775,8 @@ class BM25Index:
             k: how many results at most.
             allowed: a filter applied before the top ``k``: ``allowed[key]`` is true for the
                 keys that may be returned (keys beyond its length may not).
+            with_ties: also return every key tied with the ``k``-th score (more than ``k``
+                results), so a caller can break ties by its own order.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k ({k!r}) must be an int")
@@ -797,7 +817,9 @@ class BM25Index:
             sel = cand_scores >= kth
             cand, cand_scores = cand[sel], cand_scores[sel]
         cand_keys = self._keys.view[cand]
-        order = np.lexsort((cand_keys, -cand_scores))[:k]
+        order = np.lexsort((cand_keys, -cand_scores))
+        if not with_ties:
+            order = order[:k]
         return cand_keys[order], cand_scores[order]
 
     def document_frequencies(self, terms: Sequence[str]) -> list[int]:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -22,7 +23,7 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import DEFAULT_INCLUDE
+from .loaders import LoadResult
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
@@ -58,6 +59,27 @@ def index_option(f: F) -> F:
     )(f)
 
 
+def _embedder_arg(name: str | None) -> Any:
+    """--embedder NAME as an embedder, or "default" (an existing index's own, else the
+    offline default)."""
+    if name is None:
+        return "default"
+    from .embedders import get_embedder
+
+    return get_embedder(name)
+
+
+def embedder_option(f: F) -> F:
+    return click.option(
+        "--embedder",
+        "embedder_name",
+        metavar="NAME",
+        default=None,
+        help="Embedder by name, e.g. minilm-l6-v2-int8/384, openai/text-embedding-3-small/1536, "
+        "voyage/voyage-4-lite/1024 (default: the offline one; an existing index uses its own).",
+    )(f)
+
+
 def filter_options(f: F) -> F:
     f = click.option(
         "--path",
@@ -85,6 +107,16 @@ def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
+def rerank_option(f: F) -> F:
+    return click.option(
+        "--rerank",
+        default=None,
+        metavar="NAME",
+        help="Re-score the top candidates with a reranker: voyage, voyage:rerank-2.5-lite, "
+        "cross-encoder:PATH, embedder (see docs/reranking.md).",
+    )(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(
         f
@@ -103,15 +135,29 @@ def _errors() -> Iterator[None]:
 
 
 class _Progress:
-    """A tqdm bar on stderr, created on the first update (nothing shown when there is no work)."""
+    """Progress on stderr: a tqdm bar on a terminal, a plain line per tenth of the work in a
+    log (no bar leftovers glued to the summary). Nothing is shown when there is no work."""
 
     def __init__(self, desc: str, enabled: bool) -> None:
         self.desc = desc
         self.enabled = enabled
         self.bar: Any = None
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def note(self, message: str) -> None:
+        """One line about a phase (loading, saving), when progress is shown."""
+        if self.enabled:
+            click.echo(f"ragkit: {message}", err=True)
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self.enabled or total <= 0:
+            return
+        if not self.tty:
+            tenth = done * 10 // total
+            if tenth > self.shown:
+                self.shown = tenth
+                click.echo(f"ragkit: {self.desc}: {done}/{total} chunks", err=True)
             return
         if self.bar is None:
             from tqdm import tqdm
@@ -122,6 +168,7 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
@@ -152,16 +199,32 @@ def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
         "start": c.start,
         "end": c.end,
         "headings": list(c.headings),
+        "metadata": {k: list(v) if isinstance(v, tuple) else v for k, v in c.metadata.items()},
         "text": c.text,
     }
 
 
+def _source(result: Answer, chunk_id: str) -> str:
+    """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
+    from .context import chunk_label
+
+    for sc in result.chunks:
+        if sc.chunk.id == chunk_id:
+            label = chunk_label(sc.chunk)
+            return chunk_id if label == sc.chunk.document_id else f"{chunk_id} ({label})"
+    return chunk_id
+
+
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
+    from .context import chunk_label
+
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
         detail = f" ({parts})" if parts else ""
         heading = f"  [{' > '.join(sc.chunk.headings)}]" if sc.chunk.headings else ""
-        click.echo(f"[{rank}] {sc.chunk.id}  score {sc.score:.4f}{detail}{heading}")
+        label = chunk_label(sc.chunk)
+        where = f"  ({label})" if label != sc.chunk.document_id else ""
+        click.echo(f"[{rank}] {sc.chunk.id}{where}  score {sc.score:.4f}{detail}{heading}")
         text = " ".join(sc.chunk.text.split())
         click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
 
@@ -290,21 +353,45 @@ def cli(verbose: bool) -> None:
 )
 @click.option("--keyword-only", is_flag=True, help="Skip embeddings: BM25 search only.")
 @click.option(
+    "--contextualize",
+    is_flag=True,
+    help="Have Claude situate each new chunk in its document before indexing it (contextual "
+    "retrieval; needs ANTHROPIC_API_KEY; shows the estimated cost first).",
+)
+@click.option(
+    "--context-model",
+    default=None,
+    metavar="MODEL",
+    help="Model that writes chunk contexts [default: claude-haiku-4-5].",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before paying for --contextualize.")
+@click.option(
     "--fallback-encoding",
     default=None,
     metavar="ENCODING",
     help="Read files that are not UTF-8 with this encoding (e.g. cp1252).",
 )
+@click.option(
+    "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
+)
+@click.option("--watch", is_flag=True, help="Then keep updating the index as files change.")
+@embedder_option
 @json_option
 def index_cmd(
     folder: Path,
+    embedder_name: str | None,
     index_path: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     chunk_size: int | None,
     overlap: int | None,
     keyword_only: bool,
+    contextualize: bool,
+    context_model: str | None,
+    yes: bool,
     fallback_encoding: str | None,
+    hidden: bool,
+    watch: bool,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
@@ -313,8 +400,9 @@ def index_cmd(
     Examples:
         ragkit index docs/
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
+        ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
-    from .index import open_index, update_from_folder
+    from .index import open_index, update_from_folder, writing
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)
@@ -322,22 +410,39 @@ def index_cmd(
         if not folder.is_dir():
             raise RagkitError(f"{folder} is not a directory")
         started = time.perf_counter()
-        index = open_index(
-            path, embedder=None if keyword_only else "default", chunk_size=size, chunk_overlap=lap
-        )
-        progress = _Progress("embedding", enabled=not as_json and index.has_vectors)
-        try:
-            update, loaded = update_from_folder(
-                index,
-                folder,
-                include=include or DEFAULT_INCLUDE,
-                exclude=exclude,
-                fallback_encoding=fallback_encoding,
-                progress=progress,
+        # The writer lock is held from the load to the last save: concurrent runs take turns.
+        with writing(path):
+            index = open_index(
+                path,
+                embedder=None if keyword_only else _embedder_arg(embedder_name),
+                chunk_size=size,
+                chunk_overlap=lap,
             )
-        finally:
-            progress.close()
-        index.save(path)
+            contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
+            progress = _Progress("embedding", enabled=not as_json)
+            progress.note(f"reading {folder} ...")
+
+            def loaded_note(result: LoadResult, changed: int) -> None:
+                work = f"{changed} to index" + (" (embedding)" if index.has_vectors else "")
+                progress.note(f"read {len(result.documents)} documents; {work}")
+
+            try:
+                update, loaded = update_from_folder(
+                    index,
+                    folder,
+                    include=include or None,
+                    exclude=exclude,
+                    fallback_encoding=fallback_encoding,
+                    skip_hidden=not hidden,
+                    progress=progress,
+                    checkpoint=lambda: index.save(path),
+                    contextualizer=contextualizer,
+                    on_loaded=loaded_note,
+                )
+            finally:
+                progress.close()
+            progress.note(f"saving to {_shown(path)} ...")
+            index.save(path)
         elapsed = time.perf_counter() - started
     summary = {
         "index": _shown(path),
@@ -348,12 +453,17 @@ def index_cmd(
         "removed": list(update.removed),
         "unchanged": len(update.unchanged),
         "skipped": [{"path": s.path, "reason": s.reason} for s in loaded.skipped],
+        "not_indexed": dict(loaded.not_indexed),
+        "hidden": list(loaded.hidden),
         "chunks_embedded": update.chunks_embedded,
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
     }
+    watching = (index, include or None, exclude, fallback_encoding, as_json)
     if as_json:
         click.echo(json.dumps(summary))
+        if watch:
+            _watch(folder, path, *watching)
         return
     mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
     click.echo(
@@ -363,12 +473,210 @@ def index_cmd(
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
         f"{_shown(path)}"
     )
+    for line in _load_notes(loaded):
+        click.echo(f"  {line}")
+    if watch:
+        _watch(folder, path, *watching)
 
 
-def _load_index(index_path: str | None) -> Index:
+def _watch(
+    folder: Path,
+    path: str,
+    index: Index,
+    include: Sequence[str] | None,
+    exclude: Sequence[str],
+    fallback_encoding: str | None,
+    as_json: bool,
+) -> None:
+    """Watch FOLDER after `ragkit index --watch`; one line (or JSON object) per update."""
+    from .watch import WatchUpdate, watch_folder
+
+    def report(event: WatchUpdate) -> None:
+        u = event.update
+        if event.initial and not as_json:
+            click.echo(f"Watching {folder} (Ctrl-C stops)...", err=True)
+        if event.initial and not u.changed:
+            return
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "added": list(u.added),
+                        "replaced": list(u.replaced),
+                        "removed": list(u.removed),
+                        "skipped": [{"path": s.path, "reason": s.reason} for s in event.skipped],
+                        "chunks_embedded": u.chunks_embedded,
+                        "seconds": round(event.seconds, 3),
+                    }
+                )
+            )
+        else:
+            names = ", ".join([*u.added, *u.replaced, *(f"-{r}" for r in u.removed)])
+            click.echo(f"Updated ({event.seconds:.2f}s): {names}")
+
+    with _errors():
+        try:
+            watch_folder(
+                folder,
+                path,
+                index=index,
+                include=include,
+                exclude=exclude,
+                fallback_encoding=fallback_encoding,
+                on_update=report,
+            )
+        except KeyboardInterrupt:
+            if not as_json:
+                click.echo("Stopped watching.", err=True)
+
+
+def _load_notes(loaded: LoadResult) -> list[str]:
+    """What the user should know about the files: left out by type, hidden, and the documents
+    that dominate the index (one file with half the text skews every search)."""
+    notes = []
+    left_out = loaded.describe_not_indexed()
+    if left_out:
+        notes.append(f"{left_out}; use --include to add them")
+    if loaded.hidden:
+        names = ", ".join(repr(h) for h in loaded.hidden[:3])
+        more = f" and {len(loaded.hidden) - 3} more" if len(loaded.hidden) > 3 else ""
+        notes.append(f"{len(loaded.hidden)} hidden left out ({names}{more}); --hidden adds them")
+    total = sum(len(d.text) for d in loaded.documents)
+    if total and len(loaded.documents) >= 5:
+        biggest = sorted(loaded.documents, key=lambda d: -len(d.text))[:3]
+        heavy = [d for d in biggest if len(d.text) / total >= 0.2]
+        if heavy:
+            shares = ", ".join(f"{d.id!r}: {len(d.text) / total:.0%}" for d in heavy)
+            notes.append(f"largest documents by share of the text: {shares}")
+    return notes
+
+
+@cli.command("calibrate")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@index_option
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True)
+@json_option
+def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool) -> None:
+    """Choose the evidence gate's threshold from your own example questions.
+
+    QUESTIONS is a text file, one question per line: "+ question" for one your documents
+    answer, "- question" for one they do not ("#" starts a comment). Prints each question's
+    score and the threshold that separates them best; use it with `ragkit ask --min-score X`
+    or put `min-score = X` under [tool.ragkit.commands.ask] in pyproject.toml.
+
+    \b
+    Example file:
+        + How long do refunds take?
+        - Who won the 1998 World Cup?
+    """
+    from .context import calibrate_gate
+
+    good: list[str] = []
+    bad: list[str] = []
+    for number, raw in enumerate(questions.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line[0] not in "+-" or not line[1:].strip():
+            raise click.UsageError(
+                f"{questions}:{number}: start the line with '+ ' (answerable) or '- ' "
+                f"(not answerable), got {line[:40]!r}"
+            )
+        (good if line[0] == "+" else bad).append(line[1:].strip())
+    with _errors():
+        index = _load_index(index_path)
+        result = calibrate_gate(index, good, bad, k=k)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "signal": result.signal,
+                    "threshold": result.threshold,
+                    "passed": result.passed,
+                    "stopped": result.stopped,
+                    "answerable": [{"question": q, "score": v} for q, v in result.answerable],
+                    "unanswerable": [{"question": q, "score": v} for q, v in result.unanswerable],
+                }
+            )
+        )
+        return
+    for mark, rows in (("+", result.answerable), ("-", result.unanswerable)):
+        for question, value in rows:
+            verdict = "passes" if value >= result.threshold else "stopped"
+            click.echo(f"{mark} {value:.3f}  {verdict:<7}  {question}")
+    click.echo(
+        f"Threshold on the {result.signal}: {result.threshold} — passes {result.passed} of "
+        f"{len(result.answerable)} answerable, stops {result.stopped} of "
+        f"{len(result.unanswerable)} unanswerable. Use: ragkit ask --min-score "
+        f"{result.threshold} (or min-score = {result.threshold} in [tool.ragkit.commands.ask])."
+    )
+
+
+@cli.command("migrate")
+@index_option
+def migrate_cmd(index_path: str | None) -> None:
+    """Create or upgrade the ragkit schema of a postgresql:// index (idempotent).
+
+    `ragkit index` runs it too; run it alone when the database user that searches may not run
+    DDL, or to prepare a database ahead of time.
+
+    \b
+    Example:
+        ragkit migrate --index postgresql://app@db/ragkit
+    """
+    from .stores import is_database_url, open_store
+
+    location = _index_path(index_path)
+    if not is_database_url(location):
+        raise click.UsageError(
+            f"--index {location!r} is a directory: only a postgresql:// index has a schema"
+        )
+    with _errors():
+        store = open_store(location, migrate=True)
+        store.close()
+    click.echo(f"Schema ready at {_shown(location)}.")
+
+
+def _contextualizer(path: str, model: str | None, yes: bool) -> Any:
+    """The CLI's contextualizer: cached beside the index, asking before it spends."""
+    from .contextual import DEFAULT_CONTEXT_MODEL, ContextCost, Contextualizer, cache_path_for
+
+    def confirm(cost: ContextCost) -> bool:
+        click.echo(cost.describe(), err=True)
+        if yes:
+            return True
+        if not sys.stdin or not sys.stdin.isatty():
+            click.echo("Not a terminal: pass --yes to accept the cost.", err=True)
+            return False
+        return click.confirm("Proceed?", default=False, err=True)
+
+    return Contextualizer(
+        model=model or DEFAULT_CONTEXT_MODEL, cache_path=cache_path_for(path), confirm=confirm
+    )
+
+
+def _reranker(name: str | None) -> Any:
+    """The reranker named by ``--rerank`` (resolved once), or ``None``."""
+    if name is None:
+        return None
+    from .rerankers import get_reranker
+
+    try:
+        return get_reranker(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
+    """The index at --index, opened with the embedder it was built with (or --embedder's)."""
     from .index import Index
 
-    return Index.load(_index_path(index_path))
+    chosen: Any = "default"
+    if embedder is not None:
+        from .embedders import get_embedder
+
+        chosen = get_embedder(embedder)
+    return Index.load(_index_path(index_path), embedder=chosen)
 
 
 @cli.command("search")
@@ -384,14 +692,18 @@ def _load_index(index_path: str | None) -> Index:
     help="Retrieval mode (default: hybrid when the index has vectors, else bm25).",
 )
 @filter_options
+@rerank_option
+@embedder_option
 @json_option
 def search_cmd(
     query: str,
+    embedder_name: str | None,
     index_path: str | None,
     k: int,
     mode: str | None,
     wheres: tuple[str, ...],
     paths: tuple[str, ...],
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Retrieve the chunks that best match QUERY (no API key needed).
@@ -406,9 +718,12 @@ def search_cmd(
         raise click.UsageError("QUERY must not be empty")
     where = _filter(wheres, paths)
     with _errors():
-        index = _load_index(index_path)
+        reranker = _reranker(rerank)
+        index = _load_index(index_path, embedder_name)
         try:
-            results = index.search(query, k, mode=cast("SearchMode | None", mode), where=where)
+            results = index.search(
+                query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -546,7 +861,7 @@ def _show_plan(
 
 
 @cli.command("ask")
-@click.argument("question")
+@click.argument("question", required=False)
 @index_option
 @click.option(
     "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to retrieve."
@@ -595,9 +910,12 @@ def _show_plan(
     help="Append a JSON Lines audit record to this file.",
 )
 @filter_options
+@rerank_option
+@embedder_option
 @json_option
 def ask_cmd(
-    question: str,
+    question: str | None,
+    embedder_name: str | None,
     index_path: str | None,
     k: int,
     model: str | None,
@@ -611,13 +929,16 @@ def ask_cmd(
     audit: Path | None,
     wheres: tuple[str, ...],
     paths: tuple[str, ...],
+    rerank: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the indexed documents, citing chunk IDs.
 
-    Without ANTHROPIC_API_KEY, prints the passages that would be sent, with their chunk IDs.
-    A failed call is a one-line message and exit code 1; an answer Claude cut short (e.g. at
-    --max-tokens) is printed with a warning, and --json reports "complete": false.
+    With no QUESTION, asks at a prompt (or each line of standard input) with the index and
+    embedder loaded once. Without ANTHROPIC_API_KEY, prints the passages that would be sent,
+    with their chunk IDs. A failed call is a one-line message and exit code 1; an answer
+    Claude cut short (e.g. at --max-tokens) is printed with a warning, and --json reports
+    "complete": false.
 
     \b
     Examples:
@@ -626,33 +947,103 @@ def ask_cmd(
         ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .answering import DEFAULT_MODEL, DEFAULT_TIMEOUT, answer, answer_stream
-    from .context import DEFAULT_BUDGET_TOKENS, DEFAULT_GATE, EvidenceGate, retrieve_context
+    from .answering import DEFAULT_MODEL
+    from .context import DEFAULT_BUDGET_TOKENS, EvidenceGate, default_gate
 
-    if not question.strip():
+    if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
     if no_gate and min_score is not None:
         raise click.UsageError("--min-score sets the gate's threshold; drop it or --no-gate")
     budget = budget or DEFAULT_BUDGET_TOKENS
     model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     where = _filter(wheres, paths)
-    with _errors():  # loading and planning: a bad option value is a usage error (exit 2)
-        index = _load_index(index_path)
-        gate: EvidenceGate | None = None if no_gate else DEFAULT_GATE
+    with _errors():
+        reranker = _reranker(rerank)
+        index = _load_index(index_path, embedder_name)
+        gate: EvidenceGate | None = None if no_gate else default_gate(index)
         if min_score is not None:
             gate = (
                 EvidenceGate(min_cosine=min_score)
                 if index.has_vectors
                 else EvidenceGate(min_coverage=min_score)
             )
+    settings = _AskSettings(
+        k,
+        model,
+        strategy,
+        max_tokens,
+        budget,
+        gate,
+        timeout,
+        no_stream,
+        audit,
+        where,
+        as_json,
+        reranker,
+    )
+    if question is not None:
+        _ask_one(question, index, settings)
+        return
+    # No question: a prompt that keeps the index (and the embedder) loaded between questions.
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(
+            f"ragkit: asking {_shown(_index_path(index_path))}; an empty line or Ctrl-D ends.",
+            err=True,
+        )
+    while True:
+        try:
+            line = input("? " if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            if interactive:
+                break
+            continue
+        try:
+            _ask_one(line.strip(), index, settings)
+        except click.ClickException as exc:
+            exc.show()  # one question failed; the session goes on
+        if interactive:
+            click.echo()
+
+
+@dataclass(frozen=True, slots=True)
+class _AskSettings:
+    """The options of ``ragkit ask``, parsed once and reused for every question of a session."""
+
+    k: int
+    model: str
+    strategy: str
+    max_tokens: int
+    budget: int
+    gate: Any
+    timeout: float | None
+    no_stream: bool
+    audit: Path | None
+    where: Any
+    as_json: bool
+    rerank: Any = None
+
+
+def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
+    """Plan, show or ask, and print one answer (the body of ``ragkit ask``)."""
+    from .answering import DEFAULT_TIMEOUT, answer, answer_stream
+    from .context import retrieve_context
+
+    k, model, max_tokens, gate, audit, where, as_json = (
+        s.k, s.model, s.max_tokens, s.gate, s.audit, s.where, s.as_json
+    )  # fmt: skip
+    with _errors():  # planning: a bad option value is a usage error (exit 2)
         plan = retrieve_context(
             question,
             index,
             k=k,
             where=where,
-            strategy=strategy,  # type: ignore[arg-type]
-            budget_tokens=budget,
+            strategy=s.strategy,  # type: ignore[arg-type]
+            budget_tokens=s.budget,
             gate=gate if gate is not None else False,
+            rerank=s.rerank,
         )
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
         _show_plan(question, index, plan, gate, k, model, as_json, where)
@@ -661,12 +1052,12 @@ def ask_cmd(
         "model": model,
         "max_tokens": max_tokens,
         "audit": audit,
-        "timeout": timeout if timeout is not None else DEFAULT_TIMEOUT,
+        "timeout": s.timeout if s.timeout is not None else DEFAULT_TIMEOUT,
         "plan": plan,
     }
     streamed = False
     try:
-        if as_json or no_stream or plan.strategy == "none":
+        if as_json or s.no_stream or plan.strategy == "none":
             result = answer(question, index, **options)
         else:
             final: Answer | None = None
@@ -705,7 +1096,9 @@ def ask_cmd(
     if as_json:
         return
     if result.citations:
-        click.echo("\nSources: " + ", ".join(result.cited_chunk_ids))
+        click.echo(
+            "\nSources: " + ", ".join(_source(result, cid) for cid in result.cited_chunk_ids)
+        )
     cost = f", ~${result.usage.cost_usd:.5f}" if result.usage.cost_usd is not None else ""
     flags = "; abstained" if result.abstained else ""
     flags += "; CUT OFF" if not result.complete else ""
@@ -714,6 +1107,48 @@ def ask_cmd(
         f"{result.usage.output_tokens} out tokens{cost}{_gate_note(plan.gate, gate)}{flags}]",
         err=True,
     )
+
+
+@cli.command("mcp")
+@index_option
+@click.option("--http", is_flag=True, help="Serve streamable HTTP on 127.0.0.1, not stdio.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="HTTP port."
+)
+@click.option("--allow-index", is_flag=True, help="Add the `index` tool (writes to the index).")
+@click.option(
+    "--watch",
+    "watch",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    metavar="FOLDER",
+    help="Keep the index in line with FOLDER while serving.",
+)
+def mcp_cmd(
+    index_path: str | None, http: bool, port: int, allow_index: bool, watch: Path | None
+) -> None:
+    """Serve the index to Claude Code, Claude Desktop and other MCP hosts (stdio by default).
+
+    Tools: search, list_documents, get_chunk; ask when ANTHROPIC_API_KEY is set; index with
+    --allow-index. An index rebuilt by `ragkit index` is picked up without a restart.
+
+    \b
+    Examples:
+        claude mcp add ragkit -- ragkit mcp --index /abs/path/.ragkit/index
+        ragkit mcp --index .ragkit/index --http --port 8765
+        ragkit mcp --index .ragkit/index --watch docs/
+    """
+    with _errors():
+        from .mcp_server import serve
+
+        serve(
+            _index_path(index_path),
+            http=http,
+            port=port,
+            allow_index=allow_index,
+            watch=watch,
+            on_ready=lambda line: click.echo(f"ragkit: {line}", err=True),
+        )
 
 
 @cli.command("eval")

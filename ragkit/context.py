@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import Stemmer
 
-from ragkit.base import Query, Retriever
+from ragkit.base import Query, Reranker, Retriever
 from ragkit.filters import FilterSpec, parse_filter
 from ragkit.types import Chunk, ScoredChunk, Strategy
 
@@ -38,6 +38,10 @@ __all__ = [
     "MIN_COSINE",
     "MIN_COVERAGE",
     "ContextPlan",
+    "GateCalibration",
+    "calibrate_gate",
+    "default_gate",
+    "chunk_label",
     "EvidenceGate",
     "GateVerdict",
     "Passage",
@@ -159,10 +163,26 @@ class Passage:
         return picked or (self.source,)
 
 
-def _title(chunk: Chunk) -> str:
-    if chunk.headings:
-        return f"{chunk.document_id} — {' > '.join(chunk.headings)}"
+def chunk_label(chunk: Chunk) -> str:
+    """Where a chunk is, for people: its document, and its page(s) when it has them.
+
+    Example:
+        >>> chunk_label(Chunk("a.pdf#3", "x", "a.pdf", 0, 1, metadata={"page": (12, 13)}))
+        'a.pdf pp. 12-13'
+    """
+    pages = chunk.metadata.get("page")
+    if isinstance(pages, tuple) and pages and all(isinstance(p, int) for p in pages):
+        if len(pages) == 1:
+            return f"{chunk.document_id} p. {pages[0]}"
+        return f"{chunk.document_id} pp. {pages[0]}-{pages[-1]}"
     return chunk.document_id
+
+
+def _title(chunk: Chunk) -> str:
+    label = chunk_label(chunk)
+    if chunk.headings:
+        return f"{label} — {' > '.join(chunk.headings)}"
+    return label
 
 
 def _merge_run(run: Sequence[tuple[int, Chunk]], *, gap: int | None) -> list[Passage]:
@@ -475,6 +495,20 @@ class EvidenceGate:
         )
 
 
+def default_gate(index: Index | Retriever) -> EvidenceGate:
+    """The calibrated gate: the cosine threshold of the index's own embedder when it has one
+    (each model spreads cosines differently), :data:`MIN_COSINE` otherwise."""
+    from ragkit.index import Index
+
+    if isinstance(index, Index) and index.settings.embedder is not None:
+        from ragkit.embedders import gate_threshold
+
+        threshold = gate_threshold(index.embedder or index.settings.embedder)
+        if threshold is not None and threshold != DEFAULT_GATE.min_cosine:
+            return replace(DEFAULT_GATE, min_cosine=threshold)
+    return DEFAULT_GATE
+
+
 def _top_cosine(retrieved: Sequence[ScoredChunk], retriever: Retriever | None) -> float | None:
     """The best cosine among the results, read by the retriever's declared score kinds."""
     if retriever is None:
@@ -487,6 +521,102 @@ def _top_cosine(retrieved: Sequence[ScoredChunk], retriever: Retriever | None) -
 
 
 DEFAULT_GATE = EvidenceGate()
+
+
+@dataclass(frozen=True, slots=True)
+class GateCalibration:
+    """A threshold for the evidence gate chosen on a folder's own example questions.
+
+    Attributes:
+        signal: ``"cosine"`` (the index has vectors) or ``"coverage"`` (keyword-only).
+        threshold: the chosen threshold (``ragkit ask --min-score``, ``EvidenceGate``'s
+            ``min_cosine`` or ``min_coverage``).
+        answerable: ``(question, score)`` for the questions the documents answer.
+        unanswerable: ``(question, score)`` for the questions they do not.
+        passed: answerable questions the threshold lets through.
+        stopped: unanswerable questions it stops.
+    """
+
+    signal: Literal["cosine", "coverage"]
+    threshold: float
+    answerable: tuple[tuple[str, float], ...]
+    unanswerable: tuple[tuple[str, float], ...]
+    passed: int
+    stopped: int
+
+    @property
+    def gate(self) -> EvidenceGate:
+        """The gate with this threshold."""
+        if self.signal == "cosine":
+            return EvidenceGate(min_cosine=self.threshold)
+        return EvidenceGate(min_coverage=self.threshold)
+
+
+def calibrate_gate(
+    index: Index,
+    answerable: Sequence[str],
+    unanswerable: Sequence[str],
+    *,
+    k: int = 5,
+) -> GateCalibration:
+    """Choose the gate's threshold from example questions the documents do and do not answer.
+
+    Each question is retrieved as ``ragkit.answer`` would retrieve it, and its deciding signal
+    read (the best cosine with vectors, the keyword coverage without). The threshold is the one
+    that classifies the most examples right, placed midway between the scores it separates; on
+    a tie the more permissive one wins (a wrongly stopped question costs more than a call that
+    Claude itself can answer with "I don't have that information").
+
+    Raises:
+        ValueError: no answerable or no unanswerable example, or an empty question.
+    """
+    if not answerable or not unanswerable:
+        raise ValueError(
+            "calibration needs at least one answerable and one unanswerable question "
+            f"(got {len(answerable)} and {len(unanswerable)})"
+        )
+    signal: Literal["cosine", "coverage"] = "cosine" if index.has_vectors else "coverage"
+    probe = EvidenceGate(min_cosine=None, min_coverage=None)
+
+    def score(question: str) -> float:
+        query = Query(question, k)
+        retriever = index.retriever_for(query)
+        hits = retriever.retrieve(query)
+        verdict = probe.check(
+            question,
+            hits,
+            retriever=retriever,
+            idf=index.keyword_idf,
+            analyzer=index.store.analyzer,
+        )
+        value = verdict.top_cosine if signal == "cosine" else verdict.coverage
+        return float(value) if value is not None else 0.0
+
+    good = tuple((q, score(q)) for q in answerable)
+    bad = tuple((q, score(q)) for q in unanswerable)
+    # Candidate thresholds: midway between consecutive distinct scores (a margin on both
+    # sides), and just below the lowest score (pass everything).
+    values = sorted({v for _, v in good} | {v for _, v in bad})
+    candidates = [values[0] - 1e-6] + [
+        (x + y) / 2 for x, y in zip(values, values[1:], strict=False)
+    ]
+    best: tuple[int, float] | None = None
+    for t in candidates:  # ascending: on a tie the more permissive threshold is kept
+        right = sum(v >= t for _, v in good) + sum(v < t for _, v in bad)
+        if best is None or right > best[0]:
+            best = (right, t)
+    assert best is not None
+    threshold = round(best[1], 4)
+    return GateCalibration(
+        signal=signal,
+        threshold=threshold,
+        answerable=good,
+        unanswerable=bad,
+        passed=sum(v >= threshold for _, v in good),
+        stopped=sum(v < threshold for _, v in bad),
+    )
+
+
 """The gate :func:`ragkit.answer` uses with ``gate=True``."""
 
 
@@ -574,6 +704,7 @@ def retrieve_context(
     strategy: Mode = "auto",
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
     gate: bool | EvidenceGate = True,
+    rerank: str | Reranker | None = None,
 ) -> ContextPlan:
     """Decide what to send for ``question``: whole corpus or retrieved chunks, gated and packed.
 
@@ -588,6 +719,8 @@ def retrieve_context(
             ``"full"`` always sends the whole corpus, whatever the budget.
         budget_tokens: the most estimated context tokens to send when retrieving.
         gate: ``True`` for :data:`DEFAULT_GATE`, ``False`` for none, or an :class:`EvidenceGate`.
+        rerank: a reranker (or its name, see ``ragkit.rerankers``) re-scoring the retrieved
+            candidates; the whole-corpus strategy sends everything and does not rerank.
 
     Raises:
         TypeError: ``index`` is neither an Index nor a Retriever, or an option of the wrong type.
@@ -645,7 +778,19 @@ def retrieve_context(
                     budget_tokens=budget_tokens,
                 )
 
-    retriever = index.retriever_for(query) if isinstance(index, Index) else index
+    if isinstance(index, Index):
+        # rerank passed only when given: Index subclasses may override retriever_for(query)
+        retriever = (
+            index.retriever_for(query)
+            if rerank is None
+            else index.retriever_for(query, rerank=rerank)
+        )
+    elif rerank is not None:
+        from ragkit.rerankers import with_reranker
+
+        retriever = with_reranker(index, rerank)
+    else:
+        retriever = index
     retrieved = tuple(retriever.retrieve(query))
     if not retrieved:
         reason = (
@@ -664,7 +809,7 @@ def retrieve_context(
             budget_tokens=budget_tokens,
         )
     verdict: GateVerdict | None = None
-    the_gate = DEFAULT_GATE if gate is True else gate or None
+    the_gate = default_gate(index) if gate is True else gate or None
     if the_gate is not None:
         verdict = the_gate.check(
             text,

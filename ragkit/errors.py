@@ -9,6 +9,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     ├── IndexFormatError        an index on disk is corrupt, truncated or of another version
     ├── StoreError              a store cannot do what was asked
     │   ├── IndexLockedError        another writer holds the index (waited, then gave up)
+    │   ├── IndexConflictError      another writer saved the index since it was loaded
     │   ├── SettingsMismatchError   the index was built with another embedder or chunking
     │   ├── StoreUnavailableError   the database cannot be reached
     │   └── SchemaError             the database schema is missing or from a newer ragkit
@@ -28,16 +29,17 @@ from pathlib import Path
 __all__ = [
     "AnswerError",
     "EmbeddingError",
+    "IndexConflictError",
     "IndexFormatError",
     "IndexLockedError",
-    "SchemaError",
-    "SettingsMismatchError",
-    "StoreError",
-    "StoreUnavailableError",
     "LoadError",
     "MissingAPIKeyError",
     "MissingDependencyError",
     "RagkitError",
+    "SchemaError",
+    "SettingsMismatchError",
+    "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -68,7 +70,12 @@ class StoreError(RagkitError):
 
 
 class IndexLockedError(StoreError):
-    """Another writer kept the index locked for longer than the wait allowed."""
+    """Another writer kept the index (a directory or a database) locked for longer than the
+    wait allowed; try again when it has finished."""
+
+
+class IndexConflictError(StoreError):
+    """Another writer saved the index after this process loaded it; saving would lose its work."""
 
 
 class SettingsMismatchError(StoreError):

@@ -111,9 +111,10 @@ def _zscore(scores: np.ndarray) -> tuple[np.ndarray, float]:
         return scores, 0.0
     std = float(scores.std())
     if std == 0.0:
-        # One result, or all tied: no spread to standardise by. Listed items still beat unlisted
-        # ones, by one standard unit, so a lone keyword hit is not erased by the fusion.
-        return np.zeros_like(scores), -1.0
+        # One result, or all tied: no spread to standardise by. Listed items get +1 and unlisted
+        # ones -1, as the two items of a two-item ranking would: a lone keyword hit (a rare name
+        # or code only one chunk contains) counts as the top of its ranking, not its middle.
+        return np.ones_like(scores), -1.0
     values = (scores - scores.mean()) / std
     # An unlisted item ranks below every listed one: give it the lowest listed value.
     return values, float(values.min())

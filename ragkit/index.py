@@ -17,25 +17,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
-from .base import DocumentEntry, IndexSettings, Query, SearchMode, Store
+from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
-from .embedders import Embedder, check_embeddings, default_embedder
-from .errors import EmbeddingError, RagkitError, SchemaError, SettingsMismatchError
+from .embedders import Embedder, default_embedder, embed_checked, get_embedder
+from .errors import RagkitError, SchemaError, SettingsMismatchError, StoreError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
-from .loaders import DEFAULT_INCLUDE, DEFAULT_MAX_BYTES, LoadResult, load_folder
+from .loaders import LoadResult, load_folder, pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import is_database_url, open_store
+from .stores.disk import is_index_dir, only_debris, writer_lock
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
+
+if TYPE_CHECKING:
+    from .contextual import SupportsContextualize
 
 __all__ = [
     "Index",
@@ -43,6 +49,7 @@ __all__ = [
     "index_folder",
     "open_index",
     "update_from_folder",
+    "writing",
 ]
 
 logger = logging.getLogger("ragkit")
@@ -305,6 +312,7 @@ class Index:
         *,
         where: FilterSpec | None = None,
         mode: SearchMode | None = None,
+        rerank: str | Reranker | None = None,
     ) -> list[ScoredChunk]:
         """The ``k`` best chunks for ``query``, best first.
 
@@ -314,9 +322,11 @@ class Index:
             where: a metadata filter (``{"team": "billing"}``; see ``ragkit.filters``),
                 applied inside the store before the top ``k``.
             mode: ``"hybrid"``, ``"bm25"`` or ``"vector"`` (see :meth:`retriever`).
+            rerank: a reranker (or its name, see ``ragkit.rerankers``) that re-scores the top
+                candidates; ``None`` for none.
         """
         q = self.query(query, k, where=where, mode=mode)
-        return self.retriever_for(q).retrieve(q)
+        return self.retriever_for(q, rerank=rerank).retrieve(q)
 
     def query(
         self,
@@ -337,16 +347,26 @@ class Index:
             q = replace(q, mode=mode)
         return q
 
-    def retriever_for(self, query: Query) -> Retriever:
-        """The retriever that runs ``query`` (its mode and fusion settings)."""
-        return self.retriever(
+    def retriever_for(self, query: Query, rerank: str | Reranker | None = None) -> Retriever:
+        """The retriever that runs ``query`` (its mode and fusion settings), reranked by
+        ``rerank`` when given (a :class:`~ragkit.rerankers.RerankRetriever`)."""
+        base = self.retriever(
             query.mode, fusion=query.fusion, weights=query.weights, depth=query.depth
         )
+        if rerank is None:
+            return base
+        from .rerankers import with_reranker
+
+        return with_reranker(base, rerank)
 
     # -- changing ------------------------------------------------------------------------------
 
     def add(
-        self, documents: Iterable[Document], *, progress: ProgressFn | None = None
+        self,
+        documents: Iterable[Document],
+        *,
+        progress: ProgressFn | None = None,
+        contextualizer: SupportsContextualize | None = None,
     ) -> IndexUpdate:
         """Add documents, replacing any already indexed under the same ID.
 
@@ -359,6 +379,8 @@ class Index:
         Args:
             documents: the documents; a later duplicate ID wins.
             progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
+            contextualizer: writes a context per new chunk (``ragkit.contextual``), indexed
+                (keyword and vector) before the chunk's text; the chunk itself is unchanged.
         """
         latest: dict[str, Document] = {}
         for doc in documents:
@@ -381,9 +403,15 @@ class Index:
                 unchanged.append(doc_id)
                 continue
             (replaced if doc_id in known else added).append(doc_id)
-            chunks = chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            chunks = _with_pages(
+                doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
+            )
             pending.append((doc, digest, chunks))
         texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
+        if contextualizer is not None and pending:
+            from .contextual import contextualized_texts
+
+            texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
         vectors = self._embed(texts, progress)
         entries: list[DocumentEntry] = []
         position = 0
@@ -418,13 +446,7 @@ class Index:
         batch_size = max(1, int(self.embedder.batch_size or EMBED_BATCH))
         for start in range(0, total, batch_size):
             batch = texts[start : start + batch_size]
-            try:
-                raw = self.embedder.embed_documents(batch)
-            except RagkitError:
-                raise
-            except Exception as exc:  # a third-party embedder's own failure
-                raise EmbeddingError(f"embedder {self.embedder.name!r} failed: {exc}") from exc
-            parts.append(check_embeddings(raw, n=len(batch), dim=dim))
+            parts.append(embed_checked(self.embedder, batch, dim=dim))
             if progress is not None:
                 progress(min(start + len(batch), total), total)
         return np.concatenate(parts, axis=0)
@@ -445,6 +467,16 @@ class Index:
         if ids:
             self.store.write([], delete=ids)
         return IndexUpdate(removed=tuple(ids))
+
+    def close(self) -> None:
+        """Release the store's connections or files; the index is not used afterwards."""
+        self.store.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -488,6 +520,30 @@ class Index:
         return cls(store, embedder=embedder)
 
 
+def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
+    """Chunks of a paged document (PDF) carrying ``page``: the pages their text falls on.
+
+    ``page`` is a tuple, so ``where={"page": 12}`` finds every chunk touching page 12. The
+    document's ``page_starts`` offsets stay on the document only.
+    """
+    starts = doc.metadata.get("page_starts")
+    if not isinstance(starts, tuple) or not starts:
+        return chunks
+    base = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
+    return [
+        Chunk(
+            c.id,
+            c.text,
+            c.document_id,
+            c.start,
+            c.end,
+            c.headings,
+            {**base, "page": pages_for_span(starts, c.start, c.end)},
+        )
+        for c in chunks
+    ]
+
+
 def _saved_location(store: MemoryStore) -> str:
     if store.location == "memory":
         raise ValueError("this index was never saved: pass save(path)")
@@ -509,58 +565,143 @@ _VOLATILE = frozenset({"mtime"})
 
 
 def _embedder_for(settings: IndexSettings) -> Embedder | None:
-    """The embedder an index was built with, resolved by name."""
+    """The embedder an index was built with, resolved by its stored name.
+
+    Raises:
+        MissingDependencyError: the embedder's extra is not installed (the message gives the
+            pip command).
+    """
     if settings.embedder is None:
         return None
-    from . import embedders
+    default = default_embedder()
+    if default is not None and default.name == settings.embedder:
+        return default
+    return get_embedder(settings.embedder)
 
-    resolve = getattr(embedders, "get_embedder", None)
-    if resolve is not None:
-        found: Embedder = resolve(settings.embedder)
-        return found
-    found_default = default_embedder()
-    if found_default is not None and found_default.name == settings.embedder:
-        return found_default
-    raise SettingsMismatchError(
-        f"the index was built with embedder {settings.embedder!r}, which is not available here; "
-        "install it (pip install 'ragkit[local]') or open the index with embedder=None for "
-        "keyword-only search"
-    )
+
+CHECKPOINT_SECONDS = 60.0
+"""How often (at most) a folder update saves its finished work while it embeds."""
+
+_BATCH_CHARS = 1_000_000
+"""Characters of changed documents embedded and written to the store between checkpoints."""
 
 
 def update_from_folder(
     index: Index,
     folder: str | Path,
     *,
-    include: Sequence[str] = DEFAULT_INCLUDE,
+    include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     fallback_encoding: str | None = None,
+    skip_hidden: bool = True,
     progress: ProgressFn | None = None,
+    checkpoint: Callable[[], object] | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
+    contextualizer: SupportsContextualize | None = None,
+    on_loaded: Callable[[LoadResult, int], None] | None = None,
 ) -> tuple[IndexUpdate, LoadResult]:
     """Bring ``index`` in line with ``folder``: add new files, replace changed, remove deleted.
 
+    ``on_loaded(result, changed)`` is called once the folder is read, with the number of
+    documents that will be (re)indexed: the moment to tell a user what the long part will be.
+
     Files that could not be loaded are reported in the returned ``LoadResult.skipped`` and are
     left as they were in the index (a file that became unreadable is not silently dropped).
+
+    Changed documents are embedded and written in batches (about a million characters each).
+    With ``checkpoint`` (e.g. ``lambda: index.save(path)``), it is called after a batch once
+    ``checkpoint_every`` seconds have passed since the start or the last checkpoint, so a run
+    that is killed keeps the batches saved so far and a re-run embeds only the rest. Removals
+    of deleted files come last; the caller makes the final save.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)):
+        raise TypeError(f"checkpoint_every must be a number, got {type(checkpoint_every).__name__}")
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every ({checkpoint_every}) must be >= 0 seconds")
     loaded = load_folder(
         folder,
         include=include,
         exclude=exclude,
         max_bytes=max_bytes,
         fallback_encoding=fallback_encoding,
+        skip_hidden=skip_hidden,
     )
-    update = index.add(loaded.documents, progress=progress)
+    known = index.documents
+    changed = [d for d in loaded.documents if known.get(d.id) != document_hash(d)]
+    if on_loaded is not None:
+        on_loaded(loaded, len(changed))
+    batches: list[list[Document]] = [[]]
+    size = 0
+    for doc in changed:
+        if batches[-1] and size + len(doc.text) > _BATCH_CHARS:
+            batches.append([])
+            size = 0
+        batches[-1].append(doc)
+        size += len(doc.text)
+    report = progress
+    if progress is not None and index.has_vectors and len(batches) > 1:
+        # One bar over every batch: count the chunks to embed up front.
+        total = sum(
+            len(chunk_document(d, size=index.chunk_size, overlap=index.chunk_overlap))
+            for d in changed
+        )
+        done = [0]
+
+        def report(batch_done: int, _batch_total: int) -> None:
+            progress(min(total, done[0] + batch_done), total)
+
+    added: list[str] = []
+    replaced: list[str] = []
+    embedded = 0
+    last = time.monotonic()
+    for number, batch in enumerate(batches, 1):
+        if not batch:
+            continue
+        step = index.add(batch, progress=report, contextualizer=contextualizer)
+        added += step.added
+        replaced += step.replaced
+        embedded += step.chunks_embedded
+        if report is not progress:
+            done[0] += step.chunks_embedded
+        if (
+            checkpoint is not None
+            and number < len(batches)
+            and time.monotonic() - last >= checkpoint_every
+        ):
+            checkpoint()
+            last = time.monotonic()
     present = {d.id for d in loaded.documents} | {s.path for s in loaded.skipped}
     gone = [doc_id for doc_id in index.document_ids if doc_id not in present]
     if gone:
         index.remove(gone)
+    changed_ids = {d.id for d in changed}
+    unchanged = tuple(d.id for d in loaded.documents if d.id not in changed_ids)
     return (
-        IndexUpdate(
-            update.added, update.replaced, update.unchanged, tuple(gone), update.chunks_embedded
-        ),
+        IndexUpdate(tuple(added), tuple(replaced), unchanged, tuple(gone), embedded),
         loaded,
     )
+
+
+@contextmanager
+def writing(location: str | Path | None) -> Iterator[None]:
+    """Hold the writer lock of the index at ``location`` across a load → change → save cycle.
+
+    A directory's lock (``ragkit.stores.disk.writer_lock``) is held by this thread; the saves
+    inside take it again without waiting. Nothing for ``None`` (an unsaved index) or a
+    database URL (a database store writes each change in its own transaction).
+
+    Raises:
+        IndexLockedError: another writer held the lock for longer than the wait allowed.
+        RagkitError: ``location`` is a file, not a directory.
+    """
+    if location is None or is_database_url(location):
+        yield
+        return
+    root = Path(location)
+    _check_target(root)
+    with writer_lock(root):
+        yield
 
 
 def open_index(
@@ -582,7 +723,7 @@ def open_index(
         IndexFormatError: the saved index is corrupt.
         MissingDependencyError: the saved index's embedder or the Postgres driver is missing.
     """
-    store = open_store(location) if location is not None else MemoryStore()
+    store = open_store(location, migrate=True) if location is not None else MemoryStore()
     settings = store.settings
     size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     overlap = DEFAULT_CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap
@@ -618,32 +759,97 @@ def index_folder(
     path: str | Path | None = None,
     *,
     embedder: EmbedderArg = "default",
-    include: Sequence[str] = DEFAULT_INCLUDE,
+    include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
+    contextualize: bool | SupportsContextualize = False,
 ) -> Index:
     """Build or update the index at ``path`` (directory or URL) from ``folder``; return it.
 
     Incremental: unchanged files (by content hash) are neither re-chunked nor re-embedded,
     changed files are replaced and deleted files removed. An existing index keeps its settings
     and embedder; asking for others is refused (see :func:`open_index`). Without ``path``
-    nothing is saved.
+    nothing is saved. ``contextualize=True`` (or a contextualizer) indexes each new chunk with
+    Claude's context for it (``ragkit.contextual``), cached next to the index.
+
+    The index directory's writer lock is held from the load to the last save, so concurrent
+    runs on one path take turns (a second waits up to 30 s, then raises
+    ``IndexLockedError``). The work is saved every ``checkpoint_every`` seconds while
+    embedding: a killed run's re-run embeds only what was not saved yet. ``progress=True``
+    shows a bar of the chunks embedded on stderr; a callable gets ``(done, total)``.
 
     Example:
-        >>> index = index_folder("docs", ".ragkit/index")  # doctest: +SKIP
+        >>> index = index_folder("docs", ".ragkit/index", progress=True)  # doctest: +SKIP
     """
-    if path is not None and not is_database_url(path):
-        _check_target(Path(path))
-    index = open_index(path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    update_from_folder(index, folder, include=include, exclude=exclude, progress=progress)
-    if path is not None:
-        index.save(path)
+    with writing(path):
+        index = open_index(
+            path, embedder=embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap
+        )
+        contextualizer: SupportsContextualize | None = None
+        if contextualize is True:
+            from .contextual import Contextualizer, cache_path_for
+
+            contextualizer = Contextualizer(cache_path=cache_path_for(path))
+        elif contextualize is not False:
+            contextualizer = contextualize
+        target = path
+
+        def save() -> object:
+            return index.save(target)
+
+        bar = _TqdmProgress() if progress is True else None
+        report: ProgressFn | None
+        if bar is not None:
+            report = bar
+        elif progress is None or isinstance(progress, bool):
+            report = None
+        else:
+            report = progress
+        update_from_folder(
+            index,
+            folder,
+            include=include,
+            exclude=exclude,
+            progress=report,
+            checkpoint=save if path is not None else None,
+            checkpoint_every=checkpoint_every,
+            contextualizer=contextualizer,
+        )
+        if bar is not None:
+            bar.close()
+        if path is not None:
+            index.save(path)
     return index
+
+
+class _TqdmProgress:
+    """``index_folder(progress=True)``: a tqdm bar of the chunks embedded, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="embedding", unit="chunk", leave=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check_target(root: Path) -> None:
     """Refuse a save target that can never work, before any embedding is paid for."""
     if root.exists() and not root.is_dir():
         raise RagkitError(f"cannot save the index to {root}: it is a file, not a directory")
+    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+        raise StoreError(
+            f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
+            "index; choose another --index path"
+        )

@@ -19,10 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "EMBEDDING_PRICES",
+    "EMBEDDING_PRICES_AS_OF",
     "PRICES",
     "PRICES_AS_OF",
     "CostEstimate",
     "ModelPrice",
+    "embedding_cost",
     "estimate_query_cost",
     "price_for",
     "register_price",
@@ -253,3 +256,33 @@ def estimate_query_cost(
         per_day=round(per_query * queries_per_day, 10),
         per_month=round(per_query * queries_per_day * 30, 10),
     )
+
+
+# -- hosted embedders --------------------------------------------------------------------------
+
+EMBEDDING_PRICES_AS_OF = "2026-11-25"
+"""The date the embedding prices were copied from OpenAI's and Voyage AI's pricing pages."""
+
+EMBEDDING_PRICES: Mapping[str, float] = {
+    # OpenAI, USD per million input tokens.
+    "text-embedding-3-small": 0.02,
+    "text-embedding-3-large": 0.13,
+    # Voyage AI's voyage-4 family (before its free-token allowance).
+    "voyage-4-large": 0.12,
+    "voyage-4": 0.06,
+    "voyage-4-lite": 0.02,
+}
+"""USD per million tokens embedded, per hosted embedding model (estimates: the bill decides)."""
+
+
+def embedding_cost(model: str, tokens: int) -> float | None:
+    """Estimated USD to embed ``tokens`` tokens with ``model``, or ``None`` without a price.
+
+    Example:
+        >>> embedding_cost("text-embedding-3-small", 1_000_000)
+        0.02
+    """
+    if tokens < 0:
+        raise ValueError(f"tokens ({tokens}) must be >= 0")
+    price = EMBEDDING_PRICES.get(model)
+    return None if price is None else round(tokens * price / 1_000_000, 10)

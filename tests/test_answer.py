@@ -194,7 +194,8 @@ def test_success_citations_map_to_chunk_ids(claude) -> None:
     assert a.strategy == "retrieve"
     assert a.model == "claude-haiku-4-5"
     assert [c.id for c in a.chunks] == ["dogs.md#1", "dogs.md#0", "notes.md#1"]
-    assert a.usage.input_tokens == 412 and a.usage.output_tokens == 38
+    assert a.usage.input_tokens == 412
+    assert a.usage.output_tokens == 38
     assert a.usage.cost_usd == pytest.approx((412 * 1.0 + 38 * 5.0) / 1e6)
     assert a.dropped_citations == 0
 
@@ -228,7 +229,8 @@ def test_refusal_abstains_with_explanation(claude) -> None:
     a = answer(QUESTION, retriever(), client=client)
     assert a.stop_reason == "refusal"
     assert a.abstained is True
-    assert "declined" in a.text and "safety classifier" in a.text
+    assert "declined" in a.text
+    assert "safety classifier" in a.text
 
 
 def test_abstention_sentence_marks_abstained(claude) -> None:
@@ -251,7 +253,8 @@ def test_other_stop_reasons_are_reported(claude) -> None:
     body = load_message("success") | {"stop_reason": "model_context_window_exceeded"}
     client, _ = claude([body])
     a = answer(QUESTION, retriever(), client=client)
-    assert a.stop_reason == "model_context_window_exceeded" and a.complete is False
+    assert a.stop_reason == "model_context_window_exceeded"
+    assert a.complete is False
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -297,7 +300,8 @@ def test_missing_key_fails_before_any_request() -> None:
 def test_missing_key_is_not_needed_when_the_gate_stops() -> None:
     weak = FixedRetriever([sc("notes.md#1", 0.1, vector=0.05)])
     a = answer("What is the capital of Peru?", weak)
-    assert a.abstained and a.strategy == "none"
+    assert a.abstained
+    assert a.strategy == "none"
 
 
 # -- the gate ------------------------------------------------------------------------------
@@ -310,8 +314,10 @@ def test_gate_stops_without_any_request(claude) -> None:
     assert rec.requests == []
     assert a.abstained is True
     assert a.strategy == "none"
-    assert a.usage.input_tokens == 0 and a.usage.cost_usd == 0.0
-    assert a.stop_reason is None and a.model == ""
+    assert a.usage.input_tokens == 0
+    assert a.usage.cost_usd == 0.0
+    assert a.stop_reason is None
+    assert a.model == ""
     assert [c.id for c in a.chunks] == ["notes.md#1", "cats.md#0"]
     assert "gate=False" in a.text
 
@@ -321,14 +327,16 @@ def test_gate_off_calls_anyway(claude) -> None:
     weak = FixedRetriever([sc("notes.md#1", 0.2, vector=0.05)])
     a = answer("What is the capital of Peru?", weak, client=client, gate=False)
     assert len(rec.requests) == 1
-    assert a.abstained is True and a.strategy == "retrieve"
+    assert a.abstained is True
+    assert a.strategy == "retrieve"
 
 
 def test_custom_gate(claude) -> None:
     client, rec = claude(["success"])
     strict = EvidenceGate(min_cosine=0.95, min_coverage=None)
     a = answer(QUESTION, retriever(), client=client, gate=strict)
-    assert rec.requests == [] and a.abstained
+    assert rec.requests == []
+    assert a.abstained
 
 
 # -- strategies ----------------------------------------------------------------------------
@@ -428,9 +436,12 @@ def test_audit_records_one_line_per_answer(claude, tmp_path: Path) -> None:
     assert first["cited_chunk_ids"] == ["dogs.md#1", "dogs.md#0"]
     assert [r["chunk_id"] for r in first["retrieved"]] == ["dogs.md#1", "dogs.md#0", "notes.md#1"]
     assert first["retrieved"][0]["document_id"] == "dogs.md"
-    assert first["usage"]["input_tokens"] == 412 and first["cost_usd"] > 0
-    assert first["complete"] is True and first["stop_reason"] == "end_turn"
-    assert second["abstained"] is True and second["strategy"] == "none"
+    assert first["usage"]["input_tokens"] == 412
+    assert first["cost_usd"] > 0
+    assert first["complete"] is True
+    assert first["stop_reason"] == "end_turn"
+    assert second["abstained"] is True
+    assert second["strategy"] == "none"
     assert "test-key" not in path.read_text()
 
 
@@ -455,8 +466,10 @@ def test_answer_stream_yields_text_then_answer(claude) -> None:
     assert isinstance(final, Answer)
     assert final.text == "".join(texts)
     assert final.cited_chunk_ids == ("dogs.md#1",)
-    assert final.stop_reason == "end_turn" and final.complete is True
-    assert final.usage.output_tokens == 24 and final.usage.cache_read_input_tokens == 380
+    assert final.stop_reason == "end_turn"
+    assert final.complete is True
+    assert final.usage.output_tokens == 24
+    assert final.usage.cache_read_input_tokens == 380
     assert rec.last["stream"] is True
 
 
@@ -466,14 +479,17 @@ def test_answer_stream_error_midstream_is_an_answer_error(claude) -> None:
     assert next(stream) == "Dogs learn"
     with pytest.raises(AnswerError, match="overloaded_error: Overloaded") as info:
         list(stream)
-    assert info.value.error_type == "overloaded_error" and info.value.status_code is None
+    assert info.value.error_type == "overloaded_error"
+    assert info.value.status_code is None
 
 
 def test_answer_stream_gate_stop_yields_the_reason_then_the_answer(claude) -> None:
     client, rec = claude(sse_handler("success.sse"))
     weak = FixedRetriever([sc("notes.md#1", 0.1, vector=0.0)])
     reason, final = answer_stream("Capital of Peru?", weak, client=client)
-    assert isinstance(final, Answer) and final.abstained and final.strategy == "none"
+    assert isinstance(final, Answer)
+    assert final.abstained
+    assert final.strategy == "none"
     assert reason == final.text
     assert rec.requests == []
 
@@ -516,5 +532,6 @@ def test_aanswer_stream() -> None:
         return [item async for item in aanswer_stream(QUESTION, retriever(), client=client)]
 
     *texts, final = asyncio.run(collect())
-    assert isinstance(final, Answer) and final.text == "".join(texts)  # type: ignore[arg-type]
+    assert isinstance(final, Answer)
+    assert final.text == "".join(texts)
     assert final.cited_chunk_ids == ("dogs.md#1",)

@@ -30,7 +30,8 @@ def test_record_has_the_documented_fields() -> None:
     rec = answer_record("What is alpha?", make_answer(), time=when)
     assert rec["time"] == "2025-11-01T12:00:00Z"
     assert rec["question"] == "What is alpha?"
-    assert rec["model"] == "claude-haiku-4-5" and rec["strategy"] == "retrieve"
+    assert rec["model"] == "claude-haiku-4-5"
+    assert rec["strategy"] == "retrieve"
     assert rec["retrieved"] == [
         {
             "chunk_id": "a.md#0",
@@ -41,7 +42,8 @@ def test_record_has_the_documented_fields() -> None:
     ]
     assert rec["cited_chunk_ids"] == ["a.md#0"]
     assert rec["abstained"] is False
-    assert rec["usage"]["input_tokens"] == 100 and rec["cost_usd"] == 0.00015
+    assert rec["usage"]["input_tokens"] == 100
+    assert rec["cost_usd"] == 0.00015
 
 
 def test_log_appends_lines(tmp_path: Path) -> None:
@@ -58,7 +60,8 @@ def test_api_key_like_strings_are_redacted(tmp_path: Path) -> None:
     secret = "sk-ant-api03-AbCdEf_123-xyz"
     log.log_answer(f"my key is {secret}, why does it fail?", make_answer())
     text = log.path.read_text()
-    assert secret not in text and "[REDACTED]" in text
+    assert secret not in text
+    assert "[REDACTED]" in text
 
 
 def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:

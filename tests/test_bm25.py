@@ -128,14 +128,21 @@ def test_default_parameters() -> None:
     assert (okapi.k1, okapi.b, okapi.epsilon) == (1.5, 0.75, 0.25)
     lucene = BM25Index()
     assert lucene.variant == "lucene"
-    assert 0 < lucene.k1 and 0 <= lucene.b <= 1
+    assert 0 < lucene.k1
+    assert 0 <= lucene.b <= 1
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"variant": "bm25l"}, {"k1": -1.0}, {"b": 1.5}, {"epsilon": float("nan")}]
+    ("kwargs", "message"),
+    [
+        ({"variant": "bm25l"}, "variant .* must be one of"),
+        ({"k1": -1.0}, "k1 .* must be a finite number"),
+        ({"b": 1.5}, "b .* must be between 0 and 1"),
+        ({"epsilon": float("nan")}, "epsilon .* must be finite"),
+    ],
 )
-def test_invalid_parameters_raise(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_parameters_raise(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         BM25Index(**kwargs)  # type: ignore[arg-type]
 
 
@@ -189,7 +196,8 @@ def test_incremental_equals_fresh_build(
                 assert np.array_equal(got, want)
                 for k in (1, 3, 100):
                     a, b = index.search_tokens(query, k), fresh.search_tokens(query, k)
-                    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+                    assert np.array_equal(a[0], b[0])
+                    assert np.array_equal(a[1], b[1])
 
 
 def test_remove_everything_then_add_again() -> None:
@@ -205,7 +213,8 @@ def test_remove_unknown_key_raises_and_changes_nothing() -> None:
     index = build(CORPORA[0])
     with pytest.raises(KeyError, match="42"):
         index.remove([0, 42])
-    assert len(index) == 5 and 0 in index
+    assert len(index) == 5
+    assert 0 in index
     index.remove([])
     assert len(index) == 5
 
@@ -220,19 +229,24 @@ def test_add_existing_or_repeated_key_raises() -> None:
         index.add_tokens([-1], [["q"]])
     with pytest.raises(ValueError, match="equal length"):
         index.add_tokens([11, 12], [["q"]])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not a string"):
         index.add_tokens([11], ["not a token list"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="tokens must be strings"):
         index.add_tokens([11], [["fine", 3]])  # type: ignore[list-item]
-    assert len(index) == 5 and 10 not in index
+    assert len(index) == 5
+    assert 10 not in index
     assert index.search_tokens(["q"], 5)[0].size == 0
 
 
 def test_contains_and_len() -> None:
     index = build([["a"], ["b"], ["c"]], keys=[3, 1, 2])
-    assert len(index) == 3 and 1 in index and 0 not in index and "1" not in index
+    assert len(index) == 3
+    assert 1 in index
+    assert 0 not in index
+    assert "1" not in index
     index.remove([1])
-    assert 1 not in index and len(index) == 2
+    assert 1 not in index
+    assert len(index) == 2
 
 
 # ---------------------------------------------------------------------- search contract
@@ -257,7 +271,8 @@ def test_search_contract(text_index: BM25Index) -> None:
     for query in ["cat", "dogs and cats", "fish wolves language", "sleeping cat eating fish"]:
         for k in (1, 2, 10):
             keys, scores = text_index.search(query, k)
-            assert keys.dtype == np.int64 and scores.dtype == np.float64
+            assert keys.dtype == np.int64
+            assert scores.dtype == np.float64
             assert len(keys) == len(scores) <= k
             assert all(key in text_index for key in keys.tolist())
             assert len(set(keys.tolist())) == len(keys)
@@ -274,12 +289,14 @@ def test_search_returns_only_matching_documents(text_index: BM25Index) -> None:
 def test_ties_are_broken_by_key() -> None:
     index = build([["x"], ["x"], ["x"], ["y"]], keys=[9, 3, 5, 1])
     keys, scores = index.search_tokens(["x"], 2)
-    assert keys.tolist() == [3, 5] and scores[0] == scores[1]
+    assert keys.tolist() == [3, 5]
+    assert scores[0] == scores[1]
 
 
 def test_empty_query_after_analysis(text_index: BM25Index) -> None:
     keys, scores = text_index.search("the and of", 5)  # only stopwords
-    assert keys.size == 0 and scores.size == 0
+    assert keys.size == 0
+    assert scores.size == 0
     assert text_index.search("", 5)[0].size == 0
     assert text_index.search("zebra", 5)[0].size == 0
     np.testing.assert_array_equal(text_index.get_scores([], [10, 20]), [0.0, 0.0])
@@ -297,7 +314,7 @@ def test_get_scores_agrees_with_search(text_index: BM25Index) -> None:
     np.testing.assert_array_equal(
         text_index.get_scores(text_index.analyzer("dogs cats fish"), keys), scores
     )
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="999"):
         text_index.get_scores(["cat"], [999])
 
 
@@ -305,7 +322,8 @@ def test_okapi_search_keeps_matches_with_non_positive_scores() -> None:
     # "x" is in 2 of 4 documents: okapi idf is exactly 0, yet those documents match.
     index = build(CORPORA[1], variant="okapi")
     keys, scores = index.search_tokens(["x"], 10)
-    assert keys.tolist() == [0, 1] and (scores == 0).all()
+    assert keys.tolist() == [0, 1]
+    assert (scores == 0).all()
 
 
 # ---------------------------------------------------------------------- state
@@ -318,10 +336,13 @@ def test_state_round_trip(text_index: BM25Index) -> None:
     state = text_index.state()
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
     loaded = BM25Index.from_state(config, state)
-    assert len(loaded) == len(text_index) and 50 in loaded and 30 not in loaded
+    assert len(loaded) == len(text_index)
+    assert 50 in loaded
+    assert 30 not in loaded
     for query in ["cat", "dogs chase", "rust fish wolves"]:
         a, b = text_index.search(query, 10), loaded.search(query, 10)
-        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        assert np.array_equal(a[0], b[0])
+        assert np.array_equal(a[1], b[1])
     # The loaded index stays incremental.
     loaded.remove([50])
     loaded.add([60], ["A cat."])
@@ -330,7 +351,8 @@ def test_state_round_trip(text_index: BM25Index) -> None:
     again = BM25Index.from_state(config, state)
     again.add([70], ["A cat sat."])
     again.remove([70, 20])
-    assert 70 not in again and again.search("cat", 5)[0].tolist() == [50]
+    assert 70 not in again
+    assert again.search("cat", 5)[0].tolist() == [50]
 
 
 def corrupt(state: dict[str, np.ndarray], name: str, value: np.ndarray) -> dict[str, np.ndarray]:
@@ -353,7 +375,7 @@ def test_corrupt_state_raises_index_format_error(text_index: BM25Index) -> None:
         corrupt(state, "keys", state["keys"].astype(np.float64)),
     ]
     for bad in bad_states:
-        with pytest.raises(IndexFormatError):
+        with pytest.raises(IndexFormatError, match="BM25 (state|vocabulary)"):
             BM25Index.from_state(config, bad)
     bad_configs: list[dict[str, object]] = [
         {**config, "format": 99},
@@ -361,7 +383,7 @@ def test_corrupt_state_raises_index_format_error(text_index: BM25Index) -> None:
         {"format": 1},
     ]
     for bad_config in bad_configs:
-        with pytest.raises(IndexFormatError):
+        with pytest.raises(IndexFormatError, match="BM25 (config|format)"):
             BM25Index.from_state(bad_config, state)
 
 
@@ -405,7 +427,8 @@ def test_analyzer_options() -> None:
 def test_analyzer_config_round_trip(analyzer: Analyzer) -> None:
     config = json.loads(json.dumps(analyzer.config()))
     again = Analyzer.from_config(config)
-    assert again == analyzer and again.config() == analyzer.config()
+    assert again == analyzer
+    assert again.config() == analyzer.config()
     text = "The Runners ran a long Race, racing b A"
     assert again(text) == analyzer(text)
     assert pickle.loads(pickle.dumps(analyzer)) == analyzer

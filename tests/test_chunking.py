@@ -76,7 +76,8 @@ def check_invariants(
         assert c.document_id == "doc"
         assert text[c.start : c.end] == c.text
         assert counter(c.text) <= size, (c.text, counter(c.text))
-        assert not c.text[0].isspace() and not c.text[-1].isspace()
+        assert not c.text[0].isspace()
+        assert not c.text[-1].isspace()
         covered[c.start : c.end] = b"\x01" * (c.end - c.start)
     missing = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
     assert missing == []
@@ -239,7 +240,8 @@ def test_small_paragraphs_are_packed_and_cut_at_blank_lines() -> None:
     chunks = chunk_text(text, document_id="doc", size=60, overlap=0)
     assert 1 < len(chunks) < len(paragraphs)
     for c in chunks:
-        assert c.text.startswith("Paragraph ") and c.text.endswith(".")
+        assert c.text.startswith("Paragraph ")
+        assert c.text.endswith(".")
         assert c.text.count("\n\n") >= 1  # several paragraphs per chunk
     assert "\n\n".join(c.text for c in chunks) == text
 
@@ -289,7 +291,8 @@ def test_non_ascii_offsets_are_character_offsets() -> None:
     assert any("中" in c.text for c in chunks)
     # CJK text is cut after a full stop, not inside a sentence.
     cjk = [c for c in chunks if c.text.startswith(("中", "日"))]
-    assert cjk and all(c.text.endswith("。") for c in cjk[:-1])
+    assert cjk
+    assert all(c.text.endswith("。") for c in cjk[:-1])
 
 
 def test_lone_surrogates_do_not_break_offsets() -> None:

@@ -15,7 +15,7 @@ from .conftest import SMALL_CORPUS, FakeEmbedder, write_corpus
 
 
 @pytest.fixture(autouse=True)
-def _fake_default_embedder(monkeypatch: pytest.MonkeyPatch) -> FakeEmbedder:
+def fake_default_embedder(monkeypatch: pytest.MonkeyPatch) -> FakeEmbedder:
     emb = FakeEmbedder()
     monkeypatch.setattr("ragkit.index.default_embedder", lambda: emb)
     return emb
@@ -42,22 +42,22 @@ def test_version_and_help(runner: CliRunner) -> None:
 
 
 def test_index_reports_counts_and_is_incremental(
-    tmp_path: Path, runner: CliRunner, corpus_dir: Path, _fake_default_embedder: FakeEmbedder
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path, fake_default_embedder: FakeEmbedder
 ) -> None:
     path = tmp_path / "idx"
     first = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--json"])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
-    assert summary["documents"] == len(SMALL_CORPUS) and sorted(summary["added"]) == sorted(
-        SMALL_CORPUS
-    )
-    embedded = sum(_fake_default_embedder.calls)
+    assert summary["documents"] == len(SMALL_CORPUS)
+    assert sorted(summary["added"]) == sorted(SMALL_CORPUS)
+    embedded = sum(fake_default_embedder.calls)
     (corpus_dir / "dogs.md").write_text("# Dogs\n\nDogs herd sheep.\n")
     second = json.loads(
         runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path), "--json"]).stdout
     )
-    assert second["replaced"] == ["dogs.md"] and second["unchanged"] == len(SMALL_CORPUS) - 1
-    assert sum(_fake_default_embedder.calls) == embedded + second["chunks_embedded"]
+    assert second["replaced"] == ["dogs.md"]
+    assert second["unchanged"] == len(SMALL_CORPUS) - 1
+    assert sum(fake_default_embedder.calls) == embedded + second["chunks_embedded"]
 
 
 def test_index_reports_skipped_files(tmp_path: Path, runner: CliRunner) -> None:
@@ -66,7 +66,8 @@ def test_index_reports_skipped_files(tmp_path: Path, runner: CliRunner) -> None:
     (folder / "empty.md").write_text("")
     result = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "idx")])
     assert result.exit_code == 0, result.output
-    assert "4 documents" in result.stdout and "2 skipped" in result.stdout
+    assert "4 documents" in result.stdout
+    assert "2 skipped" in result.stdout
     again = runner.invoke(cli, ["index", str(folder), "--index", str(tmp_path / "idx"), "--json"])
     skipped = {s["path"]: s["reason"] for s in json.loads(again.stdout)["skipped"]}
     assert skipped == {"blob.txt": "binary", "empty.md": "empty"}
@@ -101,7 +102,8 @@ def test_index_from_environment_variable(
 ) -> None:
     monkeypatch.setenv("RAGKIT_INDEX", str(indexed))
     result = runner.invoke(cli, ["search", "wolves"])
-    assert result.exit_code == 0 and "dogs.md#" in result.stdout
+    assert result.exit_code == 0
+    assert "dogs.md#" in result.stdout
 
 
 def test_ask_without_key_shows_passages(runner: CliRunner, indexed: Path) -> None:
@@ -114,7 +116,9 @@ def test_ask_without_key_shows_passages(runner: CliRunner, indexed: Path) -> Non
 def test_ask_without_key_json(runner: CliRunner, indexed: Path) -> None:
     result = runner.invoke(cli, ["ask", "What do cats eat?", "--index", str(indexed), "--json"])
     data = json.loads(result.stdout)
-    assert data["answer"] is None and data["api_key"] is False and data["chunks"]
+    assert data["answer"] is None
+    assert data["api_key"] is False
+    assert data["chunks"]
     assert "ANTHROPIC_API_KEY" in result.stderr
 
 
@@ -135,26 +139,30 @@ def test_usage_errors_exit_2(runner: CliRunner, argv: list[str]) -> None:
 def test_missing_index_is_a_one_line_error(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["search", "cats", "--index", str(tmp_path / "none")])
     assert result.exit_code == 1
-    assert "Error: no index at" in result.stderr and "Traceback" not in result.output
+    assert "Error: no index at" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_corrupt_index_is_a_one_line_error(runner: CliRunner, indexed: Path) -> None:
     gen = indexed / (indexed / "CURRENT").read_text().split()[0]
     (gen / "chunks.jsonl").write_text("{broken")
     result = runner.invoke(cli, ["search", "cats", "--index", str(indexed)])
-    assert result.exit_code == 1 and "corrupt" in result.stderr
+    assert result.exit_code == 1
+    assert "corrupt" in result.stderr
 
 
 def test_index_missing_folder(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["index", str(tmp_path / "nope"), "--index", str(tmp_path / "idx")])
-    assert result.exit_code == 1 and "not a directory" in result.stderr
+    assert result.exit_code == 1
+    assert "not a directory" in result.stderr
 
 
 def test_index_refuses_foreign_directory(
     tmp_path: Path, runner: CliRunner, corpus_dir: Path
 ) -> None:
     result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(corpus_dir)])
-    assert result.exit_code == 1 and "not a ragkit index" in result.stderr
+    assert result.exit_code == 1
+    assert "not a ragkit index" in result.stderr
     assert sorted(p.name for p in corpus_dir.iterdir()) == sorted(SMALL_CORPUS)
 
 
@@ -169,9 +177,11 @@ def test_keyword_only_index_and_vector_mode(
         == 0
     )
     ok = runner.invoke(cli, ["search", "wolves", "--index", str(path)])
-    assert ok.exit_code == 0 and "dogs.md#" in ok.stdout
+    assert ok.exit_code == 0
+    assert "dogs.md#" in ok.stdout
     bad = runner.invoke(cli, ["search", "wolves", "--index", str(path), "--mode", "vector"])
-    assert bad.exit_code == 2 and "keyword-only" in bad.output
+    assert bad.exit_code == 2
+    assert "keyword-only" in bad.output
 
 
 def _tiny_beir(folder: Path) -> Path:
@@ -209,24 +219,26 @@ def test_eval_json(tmp_path: Path, runner: CliRunner, mode: str) -> None:
         "n_queries",
     ):
         assert key in report
-    assert report["n_queries"] == 2 and report["recall@10"] == 1.0
+    assert report["n_queries"] == 2
+    assert report["recall@10"] == 1.0
 
 
 def test_eval_cache_reuses_the_index(
-    tmp_path: Path, runner: CliRunner, _fake_default_embedder: FakeEmbedder
+    tmp_path: Path, runner: CliRunner, fake_default_embedder: FakeEmbedder
 ) -> None:
     data_dir = _tiny_beir(tmp_path / "beir")
     args = ["eval", str(data_dir), "--cache", str(tmp_path / "cache"), "--json"]
     first = json.loads(runner.invoke(cli, args).stdout)
-    calls = sum(_fake_default_embedder.calls)
+    calls = sum(fake_default_embedder.calls)
     second = json.loads(runner.invoke(cli, args).stdout)
-    assert sum(_fake_default_embedder.calls) - calls == 2, "only the 2 queries are embedded"
+    assert sum(fake_default_embedder.calls) - calls == 2, "only the 2 queries are embedded"
     assert first["ndcg@10"] == second["ndcg@10"]
 
 
 def test_eval_bad_dataset(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["eval", str(tmp_path)])
-    assert result.exit_code == 1 and "Error:" in result.stderr
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr
 
 
 @pytest.fixture
@@ -266,15 +278,16 @@ def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> Non
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"].startswith("Dogs learn commands")
-    assert data["citations"] and all(
-        c["chunk_id"].startswith("dogs.md#") for c in data["citations"]
-    )
-    assert data["usage"]["input_tokens"] > 0 and data["cost_usd"] is not None
+    assert data["citations"]
+    assert all(c["chunk_id"].startswith("dogs.md#") for c in data["citations"])
+    assert data["usage"]["input_tokens"] > 0
+    assert data["cost_usd"] is not None
     assert rec.last["model"] == "claude-haiku-4-5"
     sent = [b for b in rec.last["messages"][0]["content"] if b["type"] == "search_result"]
     assert sent, "context goes in search_result blocks"
     audit = [json.loads(line) for line in (indexed.parent / "audit.jsonl").read_text().splitlines()]
-    assert len(audit) == 1 and audit[0]["question"] == "How do dogs learn?"
+    assert len(audit) == 1
+    assert audit[0]["question"] == "How do dogs learn?"
     assert "test-key" not in (indexed.parent / "audit.jsonl").read_text()
 
 
@@ -290,7 +303,8 @@ def test_ask_streams_by_default(
     assert result.exit_code == 0, result.output
     assert "Dogs learn commands through repetition and rewards" in result.stdout
     assert "Sources: dogs.md#" in result.stdout
-    assert rec.last["stream"] is True and rec.last["model"] == "claude-haiku-4-5-20251001"
+    assert rec.last["stream"] is True
+    assert rec.last["model"] == "claude-haiku-4-5-20251001"
 
 
 def test_ask_api_error_is_one_line(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +315,8 @@ def test_ask_api_error_is_one_line(runner: CliRunner, indexed: Path, with_claude
         cli, ["ask", "How do dogs learn?", "--index", str(indexed), "--no-stream"]
     )
     assert result.exit_code == 1
-    assert "529" in result.stderr and "Traceback" not in result.output
+    assert "529" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_ask_without_key_reports_plan(runner: CliRunner, indexed: Path) -> None:
@@ -319,7 +334,8 @@ def test_cost_reproduces_the_design_arithmetic(runner: CliRunner) -> None:
     assert data["per_query_usd"] == pytest.approx(0.0012)
     assert data["per_day_usd"] == pytest.approx(1.2)
     bad = runner.invoke(cli, ["cost", "--model", "no-such-model"])
-    assert bad.exit_code == 2 and "has no price" in bad.output
+    assert bad.exit_code == 2
+    assert "has no price" in bad.output
 
 
 def test_index_fallback_encoding_reads_legacy_files(tmp_path: Path, runner: CliRunner) -> None:
@@ -333,7 +349,8 @@ def test_index_fallback_encoding_reads_legacy_files(tmp_path: Path, runner: CliR
     )
     assert json.loads(second.stdout)["added"] == ["legacy.txt"]
     hit = json.loads(runner.invoke(cli, ["search", "café crème", "--index", path, "--json"]).stdout)
-    assert hit["results"][0]["id"] == "legacy.txt#0" and "café" in hit["results"][0]["text"]
+    assert hit["results"][0]["id"] == "legacy.txt#0"
+    assert "café" in hit["results"][0]["text"]
 
 
 def test_bad_option_value_is_a_usage_error(
@@ -343,7 +360,8 @@ def test_bad_option_value_is_a_usage_error(
         cli,
         ["index", str(corpus_dir), "--index", str(tmp_path / "idx"), "--fallback-encoding", "nope"],
     )
-    assert result.exit_code == 2 and "not a known codec" in result.output
+    assert result.exit_code == 2
+    assert "not a known codec" in result.output
     assert "Traceback" not in result.output
 
 
@@ -355,7 +373,8 @@ def test_overlap_not_smaller_than_chunk_size_is_a_usage_error(
         ["eval", str(tmp_path)],
     ):
         result = runner.invoke(cli, [*argv, "--chunk-size", "32", "--overlap", "32"])
-        assert result.exit_code == 2 and "must be smaller than --chunk-size (32)" in result.output
+        assert result.exit_code == 2
+        assert "must be smaller than --chunk-size (32)" in result.output
     assert not (tmp_path / "idx").exists()
 
 
@@ -375,7 +394,8 @@ def test_project_defaults_from_pyproject(
     result = runner.invoke(cli, ["index", "docs", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["index"] == "idx-from-config" and summary["documents"] == 1
+    assert summary["index"] == "idx-from-config"
+    assert summary["documents"] == 1
     # An explicit option still wins over the file.
     other = runner.invoke(cli, ["search", "cats", "--index", "idx-from-config", "--json"])
     assert [r["document_id"] for r in json.loads(other.stdout)["results"]] == ["keep.md"]
@@ -387,7 +407,8 @@ def test_unknown_project_setting_is_a_usage_error(
     (tmp_path / "ragkit.toml").write_text("chunk_sise = 128\n")
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, ["search", "x"])
-    assert result.exit_code == 2 and "unknown ragkit settings: chunk_sise" in result.stderr
+    assert result.exit_code == 2
+    assert "unknown ragkit settings: chunk_sise" in result.stderr
 
 
 def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path: Path) -> None:
@@ -416,6 +437,48 @@ def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path:
     )
     assert ask.exit_code == 0, ask.output
     sent = json.loads(ask.stdout)["chunks"]
-    assert sent and {c["document_id"] for c in sent} == {"billing/refunds.md"}
+    assert sent
+    assert {c["document_id"] for c in sent} == {"billing/refunds.md"}
     bad = runner.invoke(cli, ["search", "refunds", "--index", str(idx), "--where", "=x"])
-    assert bad.exit_code == 2 and "is not KEY=VALUE" in bad.stderr
+    assert bad.exit_code == 2
+    assert "is not KEY=VALUE" in bad.stderr
+
+
+def test_ask_without_a_question_reads_questions_until_end_of_input(
+    runner: CliRunner, indexed: Path
+) -> None:
+    result = runner.invoke(
+        cli,
+        ["ask", "--index", str(indexed), "--json", "--strategy", "retrieve"],
+        input="What do cats eat?\n\nWhich dogs bark?\n",
+    )
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [a["question"] for a in answers] == ["What do cats eat?", "Which dogs bark?"]
+
+
+def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    idx = tmp_path / "idx"
+    assert (
+        runner.invoke(cli, ["index", str(folder), "--index", str(idx), "--keyword-only"]).exit_code
+        == 0
+    )
+    questions = tmp_path / "q.txt"
+    questions.write_text(
+        "# examples\n+ What do cats eat?\n+ How do dogs learn tricks?\n"
+        "- Who painted the Sistine Chapel ceiling?\n- What is the boiling point of mercury?\n"
+    )
+    result = runner.invoke(cli, ["calibrate", str(questions), "--index", str(idx), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["signal"] == "coverage"
+    good = [r["score"] for r in report["answerable"]]
+    bad = [r["score"] for r in report["unanswerable"]]
+    assert max(bad) < report["threshold"] <= min(good)
+    assert (report["passed"], report["stopped"]) == (2, 2)
+    wrong = tmp_path / "bad.txt"
+    wrong.write_text("What do cats eat?\n")
+    usage = runner.invoke(cli, ["calibrate", str(wrong), "--index", str(idx)])
+    assert usage.exit_code == 2
+    assert "start the line with '+ '" in usage.stderr

@@ -142,8 +142,10 @@ def test_gate_uses_the_vector_cosine_when_present() -> None:
         "capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.5, "bm25": 1.0})], retriever=FUSED
     )
     weak = gate.check("capital of peru", [ScoredChunk(c, 0.1, {"vector": 0.1})], retriever=FUSED)
-    assert strong.passed and strong.top_cosine == 0.5
-    assert not weak.passed and "best cosine 0.10, needs 0.30" in weak.reason
+    assert strong.passed
+    assert strong.top_cosine == 0.5
+    assert not weak.passed
+    assert "best cosine 0.10, needs 0.30" in weak.reason
     assert "gate=False" not in weak.reason  # the caller words the hint (gate=False, --no-gate)
 
 
@@ -172,7 +174,8 @@ def test_gate_reads_the_score_of_a_retriever_declaring_cosines() -> None:
 
     hits = [ScoredChunk(c, 0.9)]
     v = EvidenceGate(min_coverage=None).check("peru", hits, retriever=Dense(hits))
-    assert v.passed and v.top_cosine == 0.9
+    assert v.passed
+    assert v.top_cosine == 0.9
     # The same scores from a retriever that does not declare them cosines are not read as such.
     unknown = EvidenceGate(min_coverage=None).check("peru", hits, retriever=Fixed(hits))
     assert unknown.top_cosine is None
@@ -182,7 +185,7 @@ def test_gate_with_no_signal_passes_and_empty_retrieval_stops() -> None:
     c = Chunk("c#0", "zzz", "c", 0, 3)
     assert EvidenceGate(min_coverage=None).check("peru", [ScoredChunk(c, 1.0)]).passed
     assert not EvidenceGate().check("peru", []).passed
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="combine .* must be 'fallback', 'any' or 'all'"):
         EvidenceGate(combine="some")  # type: ignore[arg-type]
 
 
@@ -206,7 +209,8 @@ def TinyIndex() -> Index:  # noqa: N802 - reads as the class it used to be
 
 def test_plan_auto_sends_the_corpus_when_it_fits() -> None:
     plan = retrieve_context("How do dogs learn?", TinyIndex())
-    assert plan.strategy == "full" and plan.gate is None
+    assert plan.strategy == "full"
+    assert plan.gate is None
     assert [p.source for p in plan.passages] == ["cats.md#0", "dogs.md#0", "rust.md#0"]
     assert plan.estimated_tokens > sum(count_tokens(t) for t in DOCS.values())
 
@@ -217,13 +221,17 @@ def test_plan_retrieves_when_over_budget_or_forced() -> None:
     assert [c.id for c in small.chunks] == ["dogs.md#0"]
     assert small.estimated_tokens <= 50
     forced = retrieve_context("How do dogs learn commands?", TinyIndex(), strategy="retrieve")
-    assert forced.strategy == "retrieve" and forced.gate is not None and forced.gate.passed
+    assert forced.strategy == "retrieve"
+    assert forced.gate is not None
+    assert forced.gate.passed
 
 
 def test_plan_gate_stop_keeps_the_retrieved_chunks() -> None:
     plan = retrieve_context("Who painted the Sistine Chapel?", TinyIndex(), strategy="retrieve")
-    assert plan.strategy == "none" and plan.passages == ()
-    assert plan.gate is not None and not plan.gate.passed
+    assert plan.strategy == "none"
+    assert plan.passages == ()
+    assert plan.gate is not None
+    assert not plan.gate.passed
 
 
 def test_plan_budget_smaller_than_the_best_chunk_is_an_error() -> None:

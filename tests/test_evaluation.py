@@ -249,9 +249,9 @@ def test_load_beir_tiny(beir_dir: Path) -> None:
     }
     assert ds.document_text("d2") == "Cats\n\nCats sleep a lot."
     assert ds.document_text("d1") == "Dogs are loyal."
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         ds.qrels["q1"]["d1"] = 1  # type: ignore[index]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         ds.corpus["new"] = ("", "x")  # type: ignore[index]
 
 

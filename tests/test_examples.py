@@ -37,4 +37,5 @@ def test_custom_retriever_example_fuses_a_subclass() -> None:
     result = _run("custom_retriever.py", "chunk size")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if ".md#" in line]
-    assert lines and "heading-boost=" in lines[0]
+    assert lines
+    assert "heading-boost=" in lines[0]

@@ -52,7 +52,8 @@ def test_ranges_compare_like_with_like_and_bool_is_not_a_number() -> None:
     assert matches(parse_filter({"n": 1}), {"n": 1.0})
     # Dates are ISO 8601 text, so text ranges order them.
     since = parse_filter({"date": {"$gte": dt.date(2024, 1, 1)}})
-    assert matches(since, {"date": "2024-03-01"}) and not matches(since, {"date": "2023-12-31"})
+    assert matches(since, {"date": "2024-03-01"})
+    assert not matches(since, {"date": "2023-12-31"})
 
 
 def test_missing_keys() -> None:
@@ -102,7 +103,8 @@ def test_cli_syntax() -> None:
         (Field("path", "glob", "a/**"), Field("path", "glob", "b/**"))
     )
     version = parse_cli(["version=1.10"])
-    assert matches(version, {"version": 1.1}) and matches(version, {"version": "1.10"})
+    assert matches(version, {"version": 1.1})
+    assert matches(version, {"version": "1.10"})
     assert not matches(version, {"version": "1.1"})
     assert matches(parse_cli(["flag=true"]), {"flag": True})
     with pytest.raises(ValueError, match="is not KEY=VALUE"):
@@ -185,7 +187,8 @@ def test_filtered_search_at_scale_uses_the_compressed_pass_and_still_fills_k() -
     allowed[rng.choice(3000, 90, replace=False)] = True  # 3 % selectivity
     q = rng.standard_normal(32)
     keys, _ = store.search(q, 10, allowed=allowed)
-    assert len(keys) == 10 and allowed[keys].all()
+    assert len(keys) == 10
+    assert allowed[keys].all()
     exact_keys, _ = store.search(q, 10, allowed=allowed, exact=True)
     assert set(keys) == set(exact_keys)  # a selective filter is scanned exactly
 
@@ -197,4 +200,5 @@ def test_whole_corpus_mode_respects_the_filter() -> None:
     index.add(_corpus(1, 12))
     plan = retrieve_context("refund", index, where={"team": "billing"}, strategy="full")
     assert plan.strategy == "full"
-    assert plan.chunks and all(sc.chunk.metadata["team"] == "billing" for sc in plan.chunks)
+    assert plan.chunks
+    assert all(sc.chunk.metadata["team"] == "billing" for sc in plan.chunks)

@@ -58,10 +58,14 @@ def test_zscore_hand_computed() -> None:
 def test_ties_break_by_id_and_degenerate_lists() -> None:
     assert fuse([[("b", 1.0)], [("a", 1.0)]], "rrf") == [("a", 1 / 61), ("b", 1 / 61)]
     assert minmax_fusion([[("x", 3.0), ("y", 3.0)]]) == [("x", 1.0), ("y", 1.0)]
-    assert zscore_fusion([[("x", 3.0)]]) == [("x", 0.0)]
-    # a lone hit in one ranking still counts: it beats an item that ranking did not list
+    assert zscore_fusion([[("x", 3.0)]]) == [("x", 1.0)]
+    # a lone hit in one ranking counts as the top of that ranking (+1), not its middle: the
+    # only keyword match ties with the best vector match it lost to on the vector side
     lone = dict(zscore_fusion([[("x", 3.0)], [("y", 0.9), ("x", 0.1)]]))
-    assert lone["x"] == pytest.approx(0.0 + -1.0) and lone["y"] == pytest.approx(-1.0 + 1.0)
+    assert lone["x"] == pytest.approx(1.0 + -1.0)
+    assert lone["y"] == pytest.approx(-1.0 + 1.0)
+    both = zscore_fusion([[("x", 3.0)], [("y", 0.9), ("x", 0.5), ("z", 0.4)]])
+    assert both[0][0] == "x"  # a middling cosine plus the lone keyword hit wins
     assert fuse([[], []], "minmax") == []
 
 

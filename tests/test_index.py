@@ -39,11 +39,13 @@ def emb() -> FakeEmbedder:
 def test_search_finds_the_right_document(emb: FakeEmbedder) -> None:
     index = Index(embedder=emb)
     update = index.add(DOCS)
-    assert update.added == tuple(d.id for d in DOCS) and update.chunks_embedded == len(index)
+    assert update.added == tuple(d.id for d in DOCS)
+    assert update.chunks_embedded == len(index)
     for mode in ("hybrid", "bm25", "vector"):
         assert index.search("memory safety ownership", 1, mode=mode)[0].chunk.document_id == "c.txt"  # type: ignore[arg-type]
     hit = index.search("cats purr", 1)[0]
-    assert hit.chunk.id == "a.md#0" and hit.chunk.headings == ("Alpha",)
+    assert hit.chunk.id == "a.md#0"
+    assert hit.chunk.headings == ("Alpha",)
     assert set(hit.scores) == {"bm25", "vector"}
 
 
@@ -65,10 +67,12 @@ def test_unchanged_documents_are_not_re_embedded(emb: FakeEmbedder) -> None:
     index.add(DOCS)
     calls = len(emb.calls)
     update = index.add(DOCS)
-    assert update.unchanged == tuple(d.id for d in DOCS) and not update.changed
+    assert update.unchanged == tuple(d.id for d in DOCS)
+    assert not update.changed
     assert len(emb.calls) == calls
     update = index.add([Document("a.md", "Cats changed their mind.")])
-    assert update.replaced == ("a.md",) and update.chunks_embedded == 1
+    assert update.replaced == ("a.md",)
+    assert update.chunks_embedded == 1
 
 
 def test_embedding_failure_leaves_index_unchanged(emb: FakeEmbedder) -> None:
@@ -84,14 +88,15 @@ def test_embedding_failure_leaves_index_unchanged(emb: FakeEmbedder) -> None:
     with pytest.raises(EmbeddingError, match="model crashed"):
         index.add([Document("a.md", "replacement text"), DOCS[4]])
     index.embedder = emb
-    assert _results(index) == before and index.document_ids == ("a.md", "b.md", "c.txt")
+    assert _results(index) == before
+    assert index.document_ids == ("a.md", "b.md", "c.txt")
 
 
 def test_wrong_dimension_is_an_embedding_error(emb: FakeEmbedder) -> None:
     index = Index(embedder=emb)
     index.add(DOCS[:3])
     index.embedder = FakeEmbedder(dim=32, name=emb.name)
-    with pytest.raises(EmbeddingError):
+    with pytest.raises(EmbeddingError, match="expected embeddings of dimension 64, got 32"):
         index.add([DOCS[3]])
     assert len(index.document_ids) == 3
 
@@ -125,7 +130,7 @@ def test_chunk_lookup(emb: FakeEmbedder) -> None:
     index = Index(embedder=emb)
     index.add(DOCS)
     assert index.chunk("c.txt#0").document_id == "c.txt"
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no chunk 'c.txt#9' in this index"):
         index.chunk("c.txt#9")
 
 
@@ -134,7 +139,8 @@ def test_save_load_round_trip(tmp_path: Path, emb: FakeEmbedder) -> None:
     index.add(DOCS)
     index.save(tmp_path / "idx")
     loaded = Index.load(tmp_path / "idx", embedder=emb)
-    assert loaded.chunks == index.chunks and loaded.documents == index.documents
+    assert loaded.chunks == index.chunks
+    assert loaded.documents == index.documents
     for mode in ("hybrid", "bm25", "vector"):
         assert _results(loaded, mode) == _results(index, mode)
     # the loaded index keeps working incrementally and equals a rebuild
@@ -242,7 +248,8 @@ def test_index_folder_is_incremental(tmp_path: Path, emb: FakeEmbedder) -> None:
     os.remove(folder / "rust.txt")
     (folder / "new.md").write_text("# New\n\nA new document about gardening.\n")
     updated = index_folder(folder, path, embedder=emb)
-    assert "rust.txt" not in updated.document_ids and "new.md" in updated.document_ids
+    assert "rust.txt" not in updated.document_ids
+    assert "new.md" in updated.document_ids
     assert updated.search("gardening", 1)[0].chunk.document_id == "new.md"
     assert any("read books" in c.text for c in updated.chunks if c.document_id == "cats.md")
     fresh = index_folder(folder, None, embedder=emb)
@@ -281,7 +288,7 @@ def test_index_folder_refuses_to_drop_vectors(tmp_path: Path, emb: FakeEmbedder)
 
 
 def test_missing_folder_is_a_load_error(tmp_path: Path, emb: FakeEmbedder) -> None:
-    with pytest.raises(RagkitError):
+    with pytest.raises(RagkitError, match="missing: no such folder"):
         index_folder(tmp_path / "missing", tmp_path / "idx", embedder=emb)
     assert not (tmp_path / "idx" / "CURRENT").exists()
 
@@ -301,7 +308,8 @@ def test_no_embedder_installed_means_keyword_only_said_once(
     monkeypatch.setattr("ragkit.index._warned_keyword_only", False)
     with caplog.at_level(logging.WARNING, logger="ragkit"):
         first, second = Index(), Index()
-    assert not first.has_vectors and not second.has_vectors
+    assert not first.has_vectors
+    assert not second.has_vectors
     assert caplog.text.count("keyword-only") == 1
     first.add(DOCS)
     assert first.search("memory safety", 1)[0].chunk.document_id == "c.txt"

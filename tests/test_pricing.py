@@ -77,10 +77,14 @@ def test_cached_fraction_lowers_the_cost() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"context_tokens": -1}, {"context_tokens": 1, "cached_fraction": 1.5}]
+    ("kwargs", "message"),
+    [
+        ({"context_tokens": -1}, "must be >= 0, got -1"),
+        ({"context_tokens": 1, "cached_fraction": 1.5}, "cached_fraction .* between 0 and 1"),
+    ],
 )
-def test_bad_arguments(kwargs) -> None:
-    with pytest.raises(ValueError):
+def test_bad_arguments(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
         estimate_query_cost(**kwargs)
 
 

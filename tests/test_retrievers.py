@@ -100,9 +100,9 @@ def test_bad_k_is_rejected(retriever: Retriever, k: int) -> None:
 
 
 def test_non_string_query_and_non_int_k(retriever: Retriever) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="query must be a str or ragkit.Query, got bytes"):
         retriever.retrieve(b"cats", 3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="k must be an int, got float"):
         retriever.retrieve("cats", 2.5)  # type: ignore[arg-type]
 
 

@@ -86,7 +86,8 @@ def test_k_larger_than_store_returns_everything_sorted() -> None:
 
 def test_empty_store_returns_empty_arrays() -> None:
     found, scores = VectorStore(4).search(np.ones(4), 3)
-    assert found.shape == (0,) and scores.shape == (0,)
+    assert found.shape == (0,)
+    assert scores.shape == (0,)
 
 
 def test_zero_vectors_score_zero() -> None:
@@ -96,7 +97,8 @@ def test_zero_vectors_score_zero() -> None:
     assert found.tolist() == [1, 2]
     assert scores[0] == 0.0
     found, scores = store.search(np.zeros(2), 2)  # a zero query scores 0 against everything
-    assert scores.tolist() == [0.0, 0.0] and found.tolist() == [1, 2]
+    assert scores.tolist() == [0.0, 0.0]
+    assert found.tolist() == [1, 2]
 
 
 def test_add_normalises_a_copy() -> None:
@@ -119,7 +121,8 @@ def test_remove_then_add_equals_fresh_store(data: tuple[np.ndarray, np.ndarray])
     fresh.add(keys[survivors], vecs[survivors])
     assert len(store) == len(fresh) == survivors.size
     assert set(store.keys().tolist()) == set(keys[survivors].tolist())
-    assert keys[0] not in store and keys[120] in store
+    assert keys[0] not in store
+    assert keys[120] in store
     for q in np.random.default_rng(3).standard_normal((10, 24)):
         got, fresh_result = store.search(q, 15), fresh.search(q, 15)
         np.testing.assert_array_equal(got[0], fresh_result[0])
@@ -130,7 +133,8 @@ def test_remove_everything_then_reuse() -> None:
     store = VectorStore(2)
     store.add(range(2000), np.ones((2000, 2)))
     store.remove(range(2000))
-    assert len(store) == 0 and store.search(np.ones(2), 1)[0].size == 0
+    assert len(store) == 0
+    assert store.search(np.ones(2), 1)[0].size == 0
     store.add([7], np.array([[1.0, 0.0]]))
     assert store.search(np.ones(2), 5)[0].tolist() == [7]
 
@@ -140,7 +144,8 @@ def test_remove_unknown_key_names_it_and_changes_nothing() -> None:
     store.add([1, 2], np.eye(2))
     with pytest.raises(KeyError, match="99"):
         store.remove([1, 99])
-    assert len(store) == 2 and 1 in store
+    assert len(store) == 2
+    assert 1 in store
 
 
 def test_add_rejects_bad_keys() -> None:
@@ -178,7 +183,7 @@ def test_get_returns_normalised_vectors_and_rejects_unknown_keys() -> None:
     store = VectorStore(2)
     store.add([5, 6], np.array([[2.0, 0.0], [0.0, -3.0]]))
     np.testing.assert_allclose(store.get([6, 5]), [[0.0, -1.0], [1.0, 0.0]])
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="7"):
         store.get([7])
 
 
@@ -195,7 +200,8 @@ def test_compressed_path_returns_exact_scores_and_finds_copies(backend: str) -> 
     for row in rng.choice(3000, size=20, replace=False):
         found, scores = store.search(vecs[row], 10, exact=False)
         assert found[0] == keys[row]
-        assert len(found) == 10 and len(set(found.tolist())) == 10
+        assert len(found) == 10
+        assert len(set(found.tolist())) == 10
         np.testing.assert_allclose(scores, store.get(found) @ unit(vecs[row]), atol=1e-5)
         assert np.all(np.diff(scores) <= 0)
     exact = store.search(vecs[0] + 0.1, 5)
@@ -268,7 +274,8 @@ def test_state_round_trip(data: tuple[np.ndarray, np.ndarray], tmp_path: object)
     np.savez(path, **store.state())
     with np.load(path, allow_pickle=False) as saved:
         loaded = VectorStore.from_state(dict(saved), rerank=50)
-    assert loaded.rerank == 50 and len(loaded) == len(store)
+    assert loaded.rerank == 50
+    assert len(loaded) == len(store)
     np.testing.assert_array_equal(loaded.keys(), store.keys())
     for q in np.random.default_rng(9).standard_normal((5, 24)):
         a, b = store.search(q, 10), loaded.search(q, 10)
@@ -280,8 +287,9 @@ def test_state_is_read_only() -> None:
     store = VectorStore(2)
     store.add([1], np.ones((1, 2)))
     state = store.state()
-    assert state["keys"].dtype == np.int64 and state["vectors"].dtype == np.float32
-    with pytest.raises(ValueError):
+    assert state["keys"].dtype == np.int64
+    assert state["vectors"].dtype == np.float32
+    with pytest.raises(ValueError, match="read-only"):
         state["vectors"][0, 0] = 5.0
 
 

@@ -10,15 +10,15 @@ else is a directory path. The protocol they implement is ``ragkit.base.Store``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..base import Store
 from ..errors import MissingDependencyError, StoreError
 from .disk import only_debris
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "is_database_url", "open_store", "redact"]
+__all__ = ["MemoryStore", "is_database_url", "open_store", "redact", "split_schema"]
 
 
 def is_database_url(location: object) -> bool:
@@ -27,27 +27,51 @@ def is_database_url(location: object) -> bool:
 
 
 def redact(location: str | Path) -> str:
-    """``location`` safe to print: a database URL's password replaced by ``***``.
+    """``location`` safe to print: a database URL without its password (user and host kept).
 
     Example:
-        >>> redact("postgresql://app:s3cret@db/ragkit")
-        'postgresql://app:***@db/ragkit'
+        >>> redact("postgresql://app:s3cret@db/ragkit?sslmode=require&password=x")
+        'postgresql://app@db/ragkit?sslmode=require'
     """
     text = str(location)
-    if not is_database_url(text):
+    if "://" not in text:
         return text
-    scheme, _, rest = text.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***"
-    masked = f"{scheme}://{userinfo}{at}{host}{slash}{tail}"
-    # A password can also travel as a query parameter.
-    return re.sub(r"(?i)(password=)[^&]*", r"\1***", masked)
+    parts = urlsplit(text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k.lower() != "password"]
+    query = parts.query if len(kept) == len(pairs) else urlencode(kept, safe="/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def open_store(location: str | Path) -> Store:
+def split_schema(url: str) -> tuple[str, str]:
+    """A database URL without ragkit's own ``ragkit_schema`` parameter, and that schema.
+
+    One database can hold several indexes, one per schema: ``postgresql://db/app?ragkit_schema=
+    docs``. The default schema is ``ragkit``.
+
+    Example:
+        >>> split_schema("postgresql://db/app?sslmode=require&ragkit_schema=docs")
+        ('postgresql://db/app?sslmode=require', 'docs')
+    """
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in pairs if k == "ragkit_schema"]
+    if not schemas:
+        return url, "ragkit"
+    kept = [(k, v) for k, v in pairs if k != "ragkit_schema"]
+    query = urlencode(kept, safe="/")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), schemas[-1]
+
+
+def open_store(location: str | Path, *, migrate: bool = False) -> Store:
     """The store at ``location``: Postgres for a URL, else the directory (empty if new).
+
+    ``migrate=True`` (the writer's path: ``index_folder``, ``ragkit index``) first creates or
+    upgrades a database's schema; searches never run DDL.
 
     Raises:
         MissingDependencyError: a Postgres URL without the ``pg`` extra installed.
@@ -60,7 +84,11 @@ def open_store(location: str | Path) -> Store:
             raise MissingDependencyError(
                 "a postgresql:// index needs the 'pg' extra: pip install 'ragkit[pg]'"
             ) from exc
-        store: Store = postgres.PostgresStore(str(location))
+        url, schema = split_schema(str(location))
+        pg = postgres.PostgresStore(url, schema=schema)
+        if migrate:
+            pg.migrate()
+        store: Store = pg
         return store
     root = Path(location)
     if (root / "CURRENT").exists() or (root / "CURRENT").is_symlink():

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +45,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "Generation",
+    "current_generation",
     "is_index_dir",
     "only_debris",
     "read_generation",
@@ -55,6 +57,8 @@ FORMAT_NAME = "ragkit-index"
 FORMAT_VERSION = 2
 _MAX_MANIFEST_BYTES = 1 << 30
 _LOCK_TIMEOUT = 30.0
+# A reader retries while saves keep replacing the generation it is reading, for this long.
+_READ_PATIENCE = 30.0
 
 Writer = Callable[[IO[bytes]], object]
 
@@ -95,20 +99,51 @@ def only_debris(root: Path) -> bool:
     return True
 
 
+_held: dict[tuple[int, int, int], int] = {}
+_held_guard = threading.Lock()
+
+
 @contextmanager
-def writer_lock(root: Path, *, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
+def writer_lock(root: Path, *, timeout: float | None = None) -> Iterator[None]:
     """Hold the index directory's writer lock (flock on ``.lock``), waiting up to ``timeout``.
 
-    The lock is the kernel's: it is released when its holder exits or is killed, so a crashed
-    writer never leaves a stale lock.
+    One writer at a time per directory, across threads and processes: each holder opens its own
+    descriptor, and flock locks on separate descriptors exclude each other even within one
+    process. The thread holding the lock may take it again (nested: ``index_folder`` holds it
+    across load, update and every save). The lock is the kernel's: it is released when its
+    holder exits or is killed, so a crashed writer never leaves a stale lock (a leftover
+    ``.lock`` file is harmless). ``timeout`` defaults to ``RAGKIT_LOCK_TIMEOUT`` seconds from the
+    environment, else 30.
 
     Raises:
         IndexLockedError: another writer held the lock for ``timeout`` seconds.
     """
+    wait = _lock_timeout() if timeout is None else timeout
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    info = os.stat(root)
+    me = (info.st_dev, info.st_ino, threading.get_ident())
+    with _held_guard:
+        depth = _held.get(me, 0)
+        if depth:
+            _held[me] = depth + 1
+    if depth:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[me] -= 1
+        return
     try:
-        deadline = time.monotonic() + timeout
+        fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise RagkitError(
+            f"cannot lock the index at {root}: {root / '.lock'} cannot be opened ({exc.strerror}); "
+            "remove it if it is not a plain file"
+        ) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RagkitError(f"cannot lock the index at {root}: {root / '.lock'} is not a file")
+        deadline = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -116,18 +151,40 @@ def writer_lock(root: Path, *, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise IndexLockedError(
-                        f"another process is writing the index at {root} (waited {timeout:.0f} s); "
+                        f"another process is writing the index at {root} (waited {wait:.0f} s); "
                         "try again when it has finished"
                     ) from None
-                time.sleep(0.05)
+                time.sleep(0.02)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
         except OSError:
             pass  # the pid is informational
-        yield
+        with _held_guard:
+            _held[me] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[me]
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def _lock_timeout() -> float:
+    raw = os.environ.get("RAGKIT_LOCK_TIMEOUT")
+    if raw is None:
+        return _LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RagkitError(f"RAGKIT_LOCK_TIMEOUT ({raw!r}) must be a number of seconds") from None
+    return max(0.0, value)
+
+
+def current_generation(root: Path) -> str | None:
+    """The generation ``CURRENT`` names, or ``None`` when there is none (or it is unreadable)."""
+    return _current_name(root)
 
 
 def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str, Any]) -> str:
@@ -149,8 +206,11 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         )
     gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = root / f".{gen}.tmp"
+    pointer = root / ".CURRENT.tmp"
     tmp.mkdir(parents=True)
+    previous: str | None = None
     try:
+        _unlink_debris(pointer)  # a crashed save's pointer (the caller holds the writer lock)
         listing: dict[str, dict[str, Any]] = {}
         for name, write in files.items():
             listing[name] = _write_file(tmp / name, write)
@@ -163,7 +223,6 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         _write_file(tmp / "manifest.json", lambda fh: fh.write(body))
         _fsync_dir(tmp)
         os.rename(tmp, root / gen)
-        pointer = root / ".CURRENT.tmp"
         text = f"{gen} {hashlib.sha256(body).hexdigest()}\n".encode()
         _write_file(pointer, lambda fh: fh.write(text))
         previous = _current_name(root)
@@ -173,6 +232,10 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         shutil.rmtree(tmp, ignore_errors=True)
         if _current_name(root) != gen:
             shutil.rmtree(root / gen, ignore_errors=True)
+            try:
+                _unlink_debris(pointer)
+            except OSError:
+                pass  # the next save removes it
         raise
     for old in root.iterdir():
         if old.name in (gen, previous) or not old.name.startswith(("gen-", ".gen-")):
@@ -181,10 +244,21 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
     return gen
 
 
+def _unlink_debris(path: Path) -> None:
+    """Remove a leftover file or directory of a crashed save; nothing when it is absent."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def _current_name(root: Path) -> str | None:
     try:
-        return (root / "CURRENT").read_text(encoding="utf-8").split()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
+        return read_regular(root / "CURRENT", limit=4096).decode("utf-8").split()[0]
+    except (IndexFormatError, UnicodeDecodeError, IndexError):
         return None
 
 
@@ -241,8 +315,11 @@ def read_regular(path: Path, *, limit: int | None = None) -> bytes:
             raise IndexFormatError(f"{path} is not a regular file")
         if limit is not None and info.st_size > limit:
             raise IndexFormatError(f"{path} is too large ({info.st_size} bytes)")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read()
+        except OSError as exc:
+            raise IndexFormatError(f"{path} cannot be read: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
@@ -251,19 +328,22 @@ def read_generation(root: Path) -> Generation:
     """The live generation of the index at ``root``, every file verified against the manifest.
 
     A save that swaps ``CURRENT`` while this reads is survived: the read is retried on the new
-    generation.
+    generation (for up to 30 s of saves in a row).
 
     Raises:
         IndexFormatError: no index, a damaged or missing file, a checksum or size mismatch, or
             another format version; the message names the file.
     """
-    for attempt in range(5):
+    deadline = time.monotonic() + _READ_PATIENCE
+    attempt = 0
+    while True:
         try:
             return _read_once(root)
         except _Vanished:
-            if attempt == 4:
+            attempt += 1
+            if time.monotonic() >= deadline:
                 break
-            time.sleep(0.02 * (attempt + 1))
+            time.sleep(min(0.2, 0.005 * attempt))
     raise IndexFormatError(f"{root}: the index kept changing while it was read; try again")
 
 

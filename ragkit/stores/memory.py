@@ -28,13 +28,19 @@ import numpy.typing as npt
 
 from ..base import DocumentEntry, IndexSettings, StoreStats
 from ..bm25 import Analyzer, BM25Index
-from ..errors import IndexFormatError, RagkitError, SettingsMismatchError
+from ..errors import IndexConflictError, IndexFormatError, RagkitError
 from ..filters import Filter, matches
 from ..types import Chunk, ScoredChunk, freeze_metadata
 from ..vectors import VectorStore
-from .disk import Generation, read_generation, write_generation, writer_lock
+from .disk import (
+    Generation,
+    current_generation,
+    read_generation,
+    write_generation,
+    writer_lock,
+)
 
-__all__ = ["MemoryStore", "check_settings"]
+__all__ = ["MemoryStore"]
 
 
 class _RWLock:
@@ -76,23 +82,6 @@ class _RWLock:
                 self._cond.notify_all()
 
 
-def _describe(settings: IndexSettings) -> str:
-    emb = settings.embedder or "no embedder (keyword-only)"
-    return f"{emb}, chunks of {settings.chunk_size}/{settings.chunk_overlap} tokens"
-
-
-def check_settings(current: IndexSettings | None, wanted: IndexSettings, where: str) -> bool:
-    """Whether ``wanted`` must be recorded (``current`` is None); raise when they differ."""
-    if current is None:
-        return True
-    if current != wanted:
-        raise SettingsMismatchError(
-            f"the index at {where} was built with {_describe(current)}; this write uses "
-            f"{_describe(wanted)}. Use the index's own settings, or build a new index elsewhere"
-        )
-    return False
-
-
 class MemoryStore:
     """A :class:`ragkit.base.Store` held in memory; :meth:`save` and :meth:`load` a directory.
 
@@ -119,6 +108,9 @@ class MemoryStore:
         self._masks: dict[Filter, npt.NDArray[np.bool_]] = {}
         self._masks_version = 0
         self._masks_lock = threading.Lock()
+        # The generation of ``location`` this store was loaded from or last saved as: a save
+        # to ``location`` refuses to replace a generation another writer made meanwhile.
+        self._generation: str | None = None
         self._hashes: tuple[int, _SortedSnapshot] | None = None
 
     def __repr__(self) -> str:
@@ -140,7 +132,8 @@ class MemoryStore:
         Raises:
             SettingsMismatchError: the store was built with other settings.
         """
-        if not check_settings(self._settings, settings, self.location):
+        if self._settings is not None:
+            self._settings.require_same(settings, f"the index at {self.location}")
             return
         with self._lock.write():
             self._settings = settings
@@ -220,11 +213,8 @@ class MemoryStore:
         tokens = self.analyzer(text)
         with self._lock.read():
             allowed = self._mask(where) if where is not None else None
-            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed)
-            chunks = self._chunks
-            return [
-                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-            ]
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed, with_ties=True)
+            return self._ranked(keys, scores, k)
 
     def vector_search(
         self, vector: np.ndarray, k: int, where: Filter | None = None
@@ -234,11 +224,19 @@ class MemoryStore:
             if self._vectors is None or not len(self._vectors):
                 return []
             allowed = self._mask(where) if where is not None else None
-            keys, scores = self._vectors.search(vector, k, allowed=allowed)
-            chunks = self._chunks
-            return [
-                ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
-            ]
+            keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
+            return self._ranked(keys, scores, k)
+
+    def _ranked(self, keys: np.ndarray, scores: np.ndarray, k: int) -> list[ScoredChunk]:
+        """The top ``k`` by score, ties broken by chunk ID (the order every store returns)."""
+        chunks = self._chunks
+        hits = [
+            ScoredChunk(chunks[int(key)], float(s)) for key, s in zip(keys, scores, strict=True)
+        ]
+        if len(hits) > k or (len(hits) > 1 and len({sc.score for sc in hits}) < len(hits)):
+            hits.sort(key=lambda sc: (-sc.score, sc.chunk.id))
+            del hits[k:]
+        return hits
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
@@ -382,8 +380,14 @@ class MemoryStore:
             path: the index directory.
             lock: take the directory's writer lock (pass ``False`` when already holding it).
 
+        A save to the directory this store was loaded from (or last saved to) checks, under
+        the lock, that no other writer saved it meanwhile: a load → change → save cycle never
+        silently replaces another writer's update.
+
         Raises:
             IndexLockedError: another process kept the directory locked.
+            IndexConflictError: another writer saved ``path`` after this store was loaded
+                from it; load it again and reapply the change.
             RagkitError: ``path`` is a file or a foreign non-empty directory, or the disk
                 failed (the previous index, if any, stays intact).
         """
@@ -403,9 +407,27 @@ class MemoryStore:
             ) from exc
         return root
 
+    def _is_home(self, root: Path) -> bool:
+        if self.location == "memory":
+            return False
+        try:
+            return Path(self.location).resolve() == root.resolve()
+        except OSError:
+            return False
+
     def _save(self, root: Path) -> None:
         settings = self._settings
         assert settings is not None
+        home = self._is_home(root)
+        if home:
+            live = current_generation(root)
+            if live != self._generation:
+                seen = self._generation or "no index"
+                raise IndexConflictError(
+                    f"the index at {root} was saved by another writer after this process "
+                    f"loaded it ({seen}, now {live}); saving would lose that update. Load it "
+                    "again and reapply your change"
+                )
         with self._lock.read():
             chunk_items = sorted(self._chunks.items())
             documents = {
@@ -456,11 +478,17 @@ class MemoryStore:
             },
             "documents": documents,
         }
-        write_generation(root, files, manifest)
+        gen = write_generation(root, files, manifest)
+        if home:
+            self._generation = gen
 
     @classmethod
     def load(cls, path: str | Path) -> MemoryStore:
         """Load a store saved by :meth:`save`, verifying every file.
+
+        Every field is type-checked and the files are checked against each other (the
+        manifest's documents, the chunks, the BM25 postings and the vectors must list the same
+        keys), so damage is found here, never later in a search.
 
         Raises:
             IndexFormatError: missing, damaged, tampered with, or of another format version;
@@ -468,99 +496,150 @@ class MemoryStore:
         """
         root = Path(path)
         gen = read_generation(root)
-        try:
-            return cls._from_generation(gen, str(root))
-        except IndexFormatError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise IndexFormatError(
-                f"index at {root} is corrupt: {type(exc).__name__}: {exc}"
-            ) from exc
+        return cls._from_generation(gen, str(root))
 
     @classmethod
     def _from_generation(cls, gen: Generation, location: str) -> MemoryStore:
         folder, manifest = gen.folder, gen.manifest
         where = folder / "manifest.json"
-        settings = IndexSettings.from_dict(
-            _expect(manifest.get("settings"), dict, where, "settings")
-        )
-        store = cls(location=location)
-        store.configure(settings)
-        docs = _expect(manifest.get("documents"), dict, where, "documents")
-        counts = _expect(manifest.get("counts"), dict, where, "counts")
-        next_key = _expect(manifest.get("next_key"), int, where, "next_key")
-        for doc_id, info in docs.items():
-            info = _expect(info, dict, where, f"documents[{doc_id!r}]")
-            keys = _expect(info.get("keys"), list, where, f"documents[{doc_id!r}].keys")
-            if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
-                raise IndexFormatError(f"{where}: documents[{doc_id!r}].keys must be integers")
-            store._doc_keys[doc_id] = keys
-            store._doc_hash[doc_id] = _expect(info.get("sha256"), str, where, "sha256")
-            meta = _expect(info.get("metadata", {}), dict, where, "metadata")
-            store._doc_meta[doc_id] = freeze_metadata(meta)
+        with _blame(where):
+            settings = IndexSettings.from_dict(
+                _expect(manifest.get("settings"), dict, where, "settings")
+            )
+            store = cls(location=location)
+            store.configure(settings)  # builds the analyzer and BM25 from the settings
+            docs = _expect(manifest.get("documents"), dict, where, "documents")
+            counts = _expect(manifest.get("counts"), dict, where, "counts")
+            next_key = _expect(manifest.get("next_key"), int, where, "next_key")
+            for name in ("chunks.jsonl", "bm25.npz"):
+                if name not in gen.files:
+                    raise IndexFormatError(f"{where} does not list {name}")
+            if settings.embedder is None and "vectors.npz" in gen.files:
+                raise IndexFormatError(
+                    f"{where}: settings say keyword-only, but the generation has vectors.npz"
+                )
+            for doc_id, info in docs.items():
+                info = _expect(info, dict, where, f"documents[{doc_id!r}]")
+                keys = _expect(info.get("keys"), list, where, f"documents[{doc_id!r}].keys")
+                if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
+                    raise IndexFormatError(f"{where}: documents[{doc_id!r}].keys must be integers")
+                store._doc_keys[doc_id] = keys
+                store._doc_hash[doc_id] = _expect(info.get("sha256"), str, where, "sha256")
+                meta = _expect(info.get("metadata", {}), dict, where, "metadata")
+                store._doc_meta[doc_id] = freeze_metadata(meta)
         chunks: dict[int, Chunk] = {}
         chunk_file = folder / "chunks.jsonl"
-        for line_no, line in enumerate(gen.files.get("chunks.jsonl", b"").splitlines(), 1):
-            try:
-                r = json.loads(line)
-                doc_id = r["document_id"]
+        for line_no, line in enumerate(gen.files["chunks.jsonl"].splitlines(), 1):
+            with _blame(chunk_file, f"line {line_no}"):
+                r = _expect(json.loads(line), dict, chunk_file, f"line {line_no}")
+                doc_id = _expect(r.get("document_id"), str, chunk_file, "document_id")
+                if doc_id not in store._doc_meta:
+                    raise IndexFormatError(
+                        f"{chunk_file} line {line_no}: document {doc_id!r} is not in the manifest"
+                    )
                 extra = r.get("metadata")
-                meta = store._doc_meta[doc_id] if extra is None else freeze_metadata(extra)
+                meta = (
+                    store._doc_meta[doc_id]
+                    if extra is None
+                    else freeze_metadata(_expect(extra, dict, chunk_file, "metadata"))
+                )
+                headings = _expect(r.get("headings"), list, chunk_file, "headings")
+                if not all(isinstance(h, str) for h in headings):
+                    raise IndexFormatError(f"{chunk_file} line {line_no}: headings must be strings")
+                start = _expect(r.get("start"), int, chunk_file, "start")
+                end = _expect(r.get("end"), int, chunk_file, "end")
+                if not 0 <= start <= end:
+                    raise IndexFormatError(f"{chunk_file} line {line_no}: bad span {start}..{end}")
                 chunk = Chunk(
-                    _expect(r["id"], str, chunk_file, "id"),
-                    _expect(r["text"], str, chunk_file, "text"),
-                    _expect(doc_id, str, chunk_file, "document_id"),
-                    _expect(r["start"], int, chunk_file, "start"),
-                    _expect(r["end"], int, chunk_file, "end"),
-                    tuple(_expect(r["headings"], list, chunk_file, "headings")),
+                    _expect(r.get("id"), str, chunk_file, "id"),
+                    _expect(r.get("text"), str, chunk_file, "text"),
+                    doc_id,
+                    start,
+                    end,
+                    tuple(headings),
                     meta,
                 )
-                chunks[_expect(r["key"], int, chunk_file, "key")] = chunk
-            except (
-                json.JSONDecodeError,
-                UnicodeDecodeError,
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as exc:
-                raise IndexFormatError(f"{chunk_file} line {line_no} is corrupt: {exc}") from exc
+                key = _expect(r.get("key"), int, chunk_file, "key")
+                if key in chunks:
+                    raise IndexFormatError(f"{chunk_file} line {line_no}: key {key} repeated")
+                chunks[key] = chunk
         listed = sorted(k for keys in store._doc_keys.values() for k in keys)
-        if listed != sorted(chunks) or len(chunks) != counts.get("chunks"):
-            raise IndexFormatError(f"{folder}: the manifest and chunks.jsonl disagree")
+        if len(set(listed)) != len(listed):
+            raise IndexFormatError(f"{where}: a chunk key is listed under two documents")
+        if listed != sorted(chunks):
+            missing = sorted(set(listed) - set(chunks))[:3]
+            extra_keys = sorted(set(chunks) - set(listed))[:3]
+            raise IndexFormatError(
+                f"{where} and {chunk_file.name} disagree: keys {missing} are listed but not in "
+                f"{chunk_file.name}, keys {extra_keys} are there but not listed"
+            )
+        if counts.get("chunks") != len(chunks) or counts.get("documents") != len(docs):
+            raise IndexFormatError(
+                f"{where}: counts {counts!r} do not match {len(docs)} documents and "
+                f"{len(chunks)} chunks"
+            )
         for doc_id, keys in store._doc_keys.items():
             for ordinal, key in enumerate(keys):
                 c = chunks[key]
                 if c.document_id != doc_id or c.id != f"{doc_id}#{ordinal}":
                     raise IndexFormatError(
-                        f"{chunk_file}: chunk {key} does not belong where listed"
+                        f"{chunk_file}: chunk {key} does not belong where {where.name} lists it"
                     )
         if listed and listed[-1] >= next_key:
             raise IndexFormatError(f"{where}: next_key {next_key} is not above every chunk key")
         store._chunks = chunks
         store._next_key = next_key
         store._total_chars = sum(len(c.text) for c in chunks.values())
-        store._bm25 = BM25Index.from_state(
-            {**store._bm25.config(), **dict(settings.bm25)}, gen.npz("bm25.npz")
-        )
-        store._bm25.analyzer = store.analyzer
-        if len(store._bm25) != len(chunks) or any(k not in store._bm25 for k in listed[:1]):
-            raise IndexFormatError(
-                f"{folder / 'bm25.npz'}: postings cover {len(store._bm25)} chunks, "
-                f"not {len(chunks)}"
+        bm25_file = folder / "bm25.npz"
+        with _blame(bm25_file):
+            state = gen.npz("bm25.npz")
+            store._bm25 = BM25Index.from_state(
+                {**store._bm25.config(), **dict(settings.bm25)}, state
             )
+            store._bm25.analyzer = store.analyzer
+            bm25_keys = np.asarray(state["keys"]).tolist()
+            if bm25_keys != listed:
+                raise IndexFormatError(
+                    f"{bm25_file}: the postings' keys are not the chunks' keys in ascending order"
+                )
         if settings.embedder is not None and chunks:
-            vectors = VectorStore.from_state(gen.npz("vectors.npz"))
-            if len(vectors) != len(chunks) or sorted(vectors.keys().tolist()) != listed:
-                raise IndexFormatError(
-                    f"{folder / 'vectors.npz'}: the vectors' keys do not match the chunks"
-                )
-            if settings.dim is not None and vectors.dim != settings.dim:
-                raise IndexFormatError(
-                    f"{folder / 'vectors.npz'}: vectors of dimension {vectors.dim}, settings say "
-                    f"{settings.dim}"
-                )
+            vector_file = folder / "vectors.npz"
+            with _blame(vector_file):
+                vectors = VectorStore.from_state(gen.npz("vectors.npz"))
+                if len(vectors) != len(chunks) or sorted(vectors.keys().tolist()) != listed:
+                    raise IndexFormatError(
+                        f"{vector_file}: the vectors' keys do not match the chunks"
+                    )
+                if settings.dim is not None and vectors.dim != settings.dim:
+                    raise IndexFormatError(
+                        f"{vector_file}: vectors of dimension {vectors.dim}, settings say "
+                        f"{settings.dim}"
+                    )
+                if counts.get("vectors") != len(vectors):
+                    raise IndexFormatError(
+                        f"{where}: counts say {counts.get('vectors')!r} vectors, "
+                        f"{vector_file.name} holds {len(vectors)}"
+                    )
             store._vectors = vectors
+        store._generation = folder.name
         return store
+
+
+@contextmanager
+def _blame(path: Path, detail: str = "") -> Iterator[None]:
+    """Turn any failure while reading ``path`` into an :class:`IndexFormatError` naming it."""
+    where = f"{path} {detail}".rstrip()
+    advice = "; rebuild the index with `ragkit index`"
+    try:
+        yield
+    except IndexFormatError as exc:
+        if str(path) in str(exc):
+            raise
+        raise IndexFormatError(f"{where} is corrupt: {exc}{advice}") from exc
+    except RagkitError as exc:  # e.g. a settings mismatch raised while configuring
+        raise IndexFormatError(f"{where} is corrupt: {exc}{advice}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise IndexFormatError(f"{where} is corrupt: {type(exc).__name__}: {exc}{advice}") from exc
 
 
 class _SortedSnapshot(Mapping[str, str]):

@@ -234,7 +234,8 @@ def test_every_fault_is_one_answer_error(entry: str, fault: str) -> None:
     assert "\n" not in str(err)
     assert err.__cause__ is None or isinstance(err.__cause__, Exception)
     if fault not in ("timeout",) and not (fault == "dropped mid-body" and not streaming):
-        assert err.request_id == RID and RID in str(err)  # a response came: its id is kept
+        assert err.request_id == RID
+        assert RID in str(err)
 
 
 @pytest.mark.parametrize("entry", ["answer_stream", "aanswer_stream"])
@@ -243,7 +244,8 @@ def test_error_event_names_its_type_not_status_200(entry: str) -> None:
     with pytest.raises(AnswerError, match="overloaded_error: Overloaded") as info:
         run(entry, error_event(True), seen)
     assert seen == ["Dogs learn"]  # the text that came before the error, and no Answer
-    assert info.value.status_code is None and info.value.error_type == "overloaded_error"
+    assert info.value.status_code is None
+    assert info.value.error_type == "overloaded_error"
     assert "retry" in str(info.value)
 
 
@@ -273,7 +275,8 @@ def test_an_html_error_page_is_one_line() -> None:
     handler: Handler = lambda r: httpx2.Response(502, content=page.encode())  # noqa: E731
     with pytest.raises(AnswerError, match="Claude API error 502: <html> <body> <h1>502") as info:
         run("answer", handler, [])
-    assert "\n" not in str(info.value) and info.value.status_code == 502
+    assert "\n" not in str(info.value)
+    assert info.value.status_code == 502
 
 
 # -- incomplete answers --------------------------------------------------------------------
@@ -293,7 +296,8 @@ def test_stop_reason_sets_complete(entry: str, stop: str, complete: bool) -> Non
     run(entry, handler, seen)
     final = seen[-1]
     assert isinstance(final, Answer)
-    assert final.stop_reason == stop and final.complete is complete
+    assert final.stop_reason == stop
+    assert final.complete is complete
     assert final.text  # a cut answer keeps its partial text
 
 
@@ -301,14 +305,17 @@ def test_refusal_stays_an_abstention_not_a_cut_answer() -> None:
     seen: list[str | Answer] = []
     run("answer", lambda r: httpx2.Response(200, json=load_message("refusal")), seen)
     (final,) = seen
-    assert isinstance(final, Answer) and final.abstained and final.complete
+    assert isinstance(final, Answer)
+    assert final.abstained
+    assert final.complete
 
 
 def test_gate_stop_is_complete() -> None:
     from ..test_answer import FixedRetriever, sc
 
     a = answer("What is the capital of Peru?", FixedRetriever([sc("notes.md#1", 0.1, vector=0.0)]))
-    assert a.strategy == "none" and a.complete
+    assert a.strategy == "none"
+    assert a.complete
 
 
 # -- timeouts ------------------------------------------------------------------------------
@@ -326,7 +333,8 @@ def test_timeout_reaches_the_request(entry: str, given: dict[str, Any], sent: fl
         return httpx2.Response(200, json=load_message("success"))
 
     run(entry, handler, [], **given)
-    assert timeouts[-1]["read"] == sent and timeouts[-1]["connect"] == sent
+    assert timeouts[-1]["read"] == sent
+    assert timeouts[-1]["connect"] == sent
 
 
 def test_default_timeout_is_well_under_the_sdks() -> None:
@@ -377,7 +385,8 @@ def test_audit_write_failure_after_the_call_is_a_warning(
     with caplog.at_level(logging.WARNING, logger="ragkit"):
         run(entry, handler, seen, audit=AuditLog(tmp_path / "audit.jsonl"))
     final = seen[-1]
-    assert isinstance(final, Answer) and final.cited_chunk_ids  # the paid answer is returned
+    assert isinstance(final, Answer)
+    assert final.cited_chunk_ids
     (record,) = [r for r in caplog.records if r.name == "ragkit"]
     assert record.levelno == logging.WARNING
     assert "could not append to the audit log" in record.getMessage()
@@ -403,11 +412,14 @@ def test_the_key_is_in_no_error_log_audit_or_repr(
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
     audit = AuditLog(tmp_path / "audit.jsonl")
-    with caplog.at_level(logging.DEBUG), pytest.raises(AnswerError, match="REDACTED") as info:
+
+    def ask() -> object:
         if entry == "answer":
-            answer(QUESTION, retriever(), client=client, audit=audit)
-        else:
-            list(answer_stream(QUESTION, retriever(), client=client, audit=audit))
+            return answer(QUESTION, retriever(), client=client, audit=audit)
+        return list(answer_stream(QUESTION, retriever(), client=client, audit=audit))
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(AnswerError, match="REDACTED") as info:
+        ask()
     err = info.value
     assert "check ANTHROPIC_API_KEY" in str(err)
     for text in (str(err), repr(err), caplog.text, repr(audit)):
@@ -424,7 +436,8 @@ def test_the_key_is_in_no_error_log_audit_or_repr(
     )
     # A key pasted into a question is redacted from the audit line too.
     a = answer(f"{QUESTION} {KEY}", retriever(), client=ok, audit=audit)
-    assert key not in repr(a) and KEY not in (tmp_path / "audit.jsonl").read_text()
+    assert key not in repr(a)
+    assert KEY not in (tmp_path / "audit.jsonl").read_text()
 
 
 # -- documents are data --------------------------------------------------------------------
@@ -477,7 +490,8 @@ def test_python_gate_stop_says_gate_false_and_names_the_threshold() -> None:
     from ..test_answer import FixedRetriever, sc
 
     a = answer("What is the capital of Peru?", FixedRetriever([sc("notes.md#1", 0.1, vector=0.05)]))
-    assert "gate=False" in a.text and "--no-gate" not in a.text
+    assert "gate=False" in a.text
+    assert "--no-gate" not in a.text
     assert "best cosine 0.05, needs 0.35" in a.text
 
 
@@ -486,7 +500,8 @@ def test_plan_is_answered_as_given_and_must_match_the_question() -> None:
     seen: list[str | Answer] = []
     run("answer", lambda r: httpx2.Response(200, json=load_message("success")), seen, plan=plan)
     final = seen[-1]
-    assert isinstance(final, Answer) and [c.id for c in final.chunks] == [c.id for c in plan.chunks]
+    assert isinstance(final, Answer)
+    assert [c.id for c in final.chunks] == [c.id for c in plan.chunks]
     with pytest.raises(ValueError, match="plan was made for the question"):
         answer("another question", retriever(), plan=plan)
 
@@ -599,8 +614,10 @@ def test_cli_500_with_request_id(server: FakeClaude, keyword_index: Path) -> Non
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: Claude API error 500 api_error: Internal error")
-    assert "req_srv500" in line and "retry" in line
-    assert "Traceback" not in result.output and KEY not in result.output
+    assert "req_srv500" in line
+    assert "retry" in line
+    assert "Traceback" not in result.output
+    assert KEY not in result.output
     assert len(server.requests) == 1  # x-should-retry: false is honoured
 
 
@@ -610,7 +627,8 @@ def test_cli_stream_cut_before_message_stop(server: FakeClaude, keyword_index: P
     assert result.exit_code == 1
     assert "Dogs learn commands" in result.stdout  # what arrived was shown as it came
     (line,) = result.stderr.strip().splitlines()
-    assert "ended before message_stop" in line and "req_srvcut" in line
+    assert "ended before message_stop" in line
+    assert "req_srvcut" in line
     assert "Sources:" not in result.stdout
 
 
@@ -621,7 +639,8 @@ def test_cli_max_tokens_is_flagged(server: FakeClaude, keyword_index: Path) -> N
     assert "the answer was cut off (stop reason max_tokens): raise --max-tokens" in shown.stderr
     assert "CUT OFF" in shown.stderr
     data = json.loads(ask(server, keyword_index, "--json").stdout)
-    assert data["complete"] is False and data["stop_reason"] == "max_tokens"
+    assert data["complete"] is False
+    assert data["stop_reason"] == "max_tokens"
     server.scenario = "success"
     assert json.loads(ask(server, keyword_index, "--json").stdout)["complete"] is True
 
@@ -634,7 +653,8 @@ def test_cli_timeout_against_a_server_that_never_answers(
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert "no response from the Claude API within 1 s" in line
-    assert "Traceback" not in done.stderr and KEY not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert KEY not in done.stderr
     assert len(server.requests) == 3  # the SDK's two retries, each with the same timeout
 
 
@@ -646,7 +666,8 @@ def test_cli_audit_on_a_full_disk_still_prints_the_answer(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["answer"].startswith("Dogs learn commands")
     assert "WARNING: could not append to the audit log '/dev/full'" in done.stderr
-    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+    assert "No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -656,23 +677,28 @@ def test_cli_bad_ask_options_are_usage_errors(
     server: FakeClaude, keyword_index: Path, args: list[str]
 ) -> None:
     result = ask(server, keyword_index, *args)
-    assert result.exit_code == 2 and server.requests == []
+    assert result.exit_code == 2
+    assert server.requests == []
 
 
 def test_cli_gate_stop_words_the_hint_for_the_cli(server: FakeClaude, keyword_index: Path) -> None:
     question = ["ask", PERU, "--index", str(keyword_index)]
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": server.url}
     result = CliRunner().invoke(cli, [*question, "--strategy", "retrieve"], env=env)
-    assert result.exit_code == 0 and server.requests == []
-    assert "--no-gate" in result.stdout and "gate=False" not in result.output
+    assert result.exit_code == 0
+    assert server.requests == []
+    assert "--no-gate" in result.stdout
+    assert "gate=False" not in result.output
     assert "needs 34%" in result.stdout  # the score that decided, against its threshold
     assert "gate: coverage" in result.stderr
     data = json.loads(
         CliRunner().invoke(cli, [*question, "--strategy", "retrieve", "--json"], env=env).stdout
     )
-    assert data["gate"]["passed"] is False and data["gate"]["decided_by"] == "coverage"
+    assert data["gate"]["passed"] is False
+    assert data["gate"]["decided_by"] == "coverage"
     assert data["gate"]["threshold"] == pytest.approx(0.34)
-    assert data["gate"]["score"] < 0.34 and data["complete"] is True
+    assert data["gate"]["score"] < 0.34
+    assert data["complete"] is True
 
 
 def test_cli_min_score_moves_the_threshold(server: FakeClaude, keyword_index: Path) -> None:
@@ -682,19 +708,22 @@ def test_cli_min_score_moves_the_threshold(server: FakeClaude, keyword_index: Pa
         cli, [*base, "--strategy", "retrieve", "--min-score", "1", "--json"], env=env
     )
     data = json.loads(strict.stdout)
-    assert data["strategy"] == "none" and data["gate"]["threshold"] == 1.0
+    assert data["strategy"] == "none"
+    assert data["gate"]["threshold"] == 1.0
     assert server.requests == []
     lax = CliRunner().invoke(
         cli, [*base, "--strategy", "retrieve", "--min-score", "0", "--json"], env=env
     )
-    assert json.loads(lax.stdout)["gate"]["passed"] is True and len(server.requests) == 1
+    assert json.loads(lax.stdout)["gate"]["passed"] is True
+    assert len(server.requests) == 1
 
 
 def test_cli_without_key_never_contradicts_what_it_shows(keyword_index: Path) -> None:
     base = ["ask", "--index", str(keyword_index)]
     stopped = CliRunner().invoke(cli, [*base, PERU, "--strategy", "retrieve"])
     assert stopped.exit_code == 0
-    assert "instead of asking" not in stopped.output and "gate=False" not in stopped.output
+    assert "instead of asking" not in stopped.output
+    assert "gate=False" not in stopped.output
     assert "--no-gate" in stopped.stdout
     whole = CliRunner().invoke(cli, [*base, "How do dogs learn?", "-k", "1"])
     assert "Would send the whole corpus" not in whole.output

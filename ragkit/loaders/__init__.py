@@ -1,0 +1,59 @@
+"""Read files into :class:`~ragkit.types.Document` values: a folder walk and one loader per format.
+
+- ``folder.py``: which files to read and how they are opened (race-safe, any depth), and the
+  account of what was left out (:class:`LoadResult`).
+- ``registry.py``: suffix → loader (:func:`register_loader`, :func:`loader_for`, entry-point
+  group ``ragkit.loaders``).
+- ``text.py`` (``.txt``, ``.rst``; markdown ``.md``, ``.markdown``, ``.mdx`` with YAML front
+  matter), ``html.py``, ``notebook.py`` (``.ipynb``), ``pdf.py`` (extra ``pdf``) and ``docx.py``
+  (extra ``docx``): each implements :class:`ragkit.base.Loader`.
+
+Every document's metadata holds ``path``, ``suffix``, ``size``, ``mtime`` and, when the file has
+one, ``title``; markdown adds its front-matter fields, PDFs ``pages`` and ``page_starts`` (see
+:func:`pages_for_span`). docs/loaders.md lists the formats, fields and skip reasons.
+
+This package leaves out chunking, embedding and indexing, and any network access.
+"""
+
+from __future__ import annotations
+
+from .docx import DocxLoader
+from .folder import (
+    DEFAULT_EXCLUDE_DIRS,
+    DEFAULT_INCLUDE,
+    DEFAULT_MAX_BYTES,
+    LoadResult,
+    NoDocumentsError,
+    Skipped,
+    load_file,
+    load_folder,
+)
+from .html import HtmlLoader, html_to_text
+from .notebook import NotebookLoader
+from .pdf import PdfLoader, pages_for_span
+from .registry import ENTRY_POINT_GROUP, loader_for, register_loader, registered_suffixes
+from .text import MarkdownLoader, TextLoader, parse_front_matter
+
+__all__ = [
+    "DEFAULT_EXCLUDE_DIRS",
+    "DEFAULT_INCLUDE",
+    "DEFAULT_MAX_BYTES",
+    "ENTRY_POINT_GROUP",
+    "DocxLoader",
+    "HtmlLoader",
+    "LoadResult",
+    "MarkdownLoader",
+    "NoDocumentsError",
+    "NotebookLoader",
+    "PdfLoader",
+    "Skipped",
+    "TextLoader",
+    "html_to_text",
+    "load_file",
+    "load_folder",
+    "loader_for",
+    "pages_for_span",
+    "parse_front_matter",
+    "register_loader",
+    "registered_suffixes",
+]

@@ -1,0 +1,552 @@
+"""ragkit as an MCP server: Claude Code, Claude Desktop and other MCP hosts search one index.
+
+Tools (``ragkit mcp``, extra ``mcp``, the official ``mcp`` Python SDK):
+
+- ``search``: query, ``k``, ``filter`` (a metadata filter mapping, see ``ragkit.filters``) and
+  ``mode``; one text block per result headed by its chunk ID and source, plus the same results
+  as structured output.
+- ``list_documents``: document IDs with their path and title, a page at a time.
+- ``get_chunk``: one chunk's text, document, heading path, metadata and neighbours.
+- ``ask``: an answer from Claude citing chunk IDs (``ragkit.answer``); registered only when
+  ``ANTHROPIC_API_KEY`` is set (or a client is passed to :func:`build_server`).
+- ``index``: index a folder into the open index; registered only with ``allow_index=True``.
+
+MCP has no ``search_result`` content type (the Messages API's citable block), so each result is
+a text block whose first lines carry the chunk ID and source, which a host's model can quote and
+cite. The index is opened once and searched in memory; before each call the server reads the
+index directory's ``CURRENT`` pointer (a few bytes) and reopens the index when ``ragkit index``
+has saved a new generation. A Postgres index is always current. With ``watch=FOLDER`` the
+server runs :func:`ragkit.watch.watch_folder` in a thread on the index it serves, and is then
+that index's writer. A bad argument comes back as a tool error (``isError``) naming the
+problem; the server keeps running.
+
+This module leaves out retrieval and answering (``ragkit.index``, ``ragkit.answering``), the
+protocol and its transports (the ``mcp`` SDK) and authentication: streamable HTTP binds to
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from .errors import MissingDependencyError, RagkitError
+from .index import Index, open_index, update_from_folder
+from .loaders import load_folder
+from .stores import is_database_url, redact
+from .types import Chunk, ScoredChunk
+
+try:
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import CallToolResult, TextContent, ToolAnnotations
+    from pydantic import Field
+    from typing_extensions import TypedDict
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        "the MCP server needs the 'mcp' extra: pip install 'ragkit[mcp]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["MAX_K", "MAX_PAGE", "IndexHolder", "build_server", "serve"]
+
+logger = logging.getLogger("ragkit")
+
+MAX_K = 50
+"""The most results one ``search`` call returns."""
+
+MAX_PAGE = 500
+"""The most documents one ``list_documents`` call returns."""
+
+T = TypeVar("T")
+
+INSTRUCTIONS = (
+    "Searches the user's own documents indexed by ragkit. Each search result starts with its "
+    "chunk id (like 'guide/install.md#3') and its source; quote the text you use and cite the "
+    "chunk id. get_chunk reads a chunk in full and names its neighbours; list_documents shows "
+    "what is indexed."
+)
+
+
+# -- the open index ----------------------------------------------------------------------------
+
+
+class IndexHolder:
+    """The index a server searches, reopened when ``ragkit index`` saves a new generation.
+
+    Args:
+        location: the index directory or ``postgresql://`` URL.
+        index: an index already open at ``location`` (default: opened here).
+        follow_disk: reopen when the directory's ``CURRENT`` pointer changes; ``False`` when
+            this process is the index's only writer (watch mode).
+
+    Raises:
+        IndexFormatError: no index at ``location``, or a damaged one.
+        SettingsMismatchError: the index's embedder is not available here.
+    """
+
+    def __init__(
+        self, location: str | Path, *, index: Index | None = None, follow_disk: bool = True
+    ) -> None:
+        self.location = str(location)
+        self._pointer: Path | None = (
+            None if is_database_url(self.location) or not follow_disk else Path(location)
+        )
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._seen = self._read_pointer()
+        self._index = index if index is not None else Index.load(self.location)
+
+    def _read_pointer(self) -> bytes | None:
+        if self._pointer is None:
+            return None
+        try:
+            return (self._pointer / "CURRENT").read_bytes()
+        except OSError:
+            return None
+
+    def get(self) -> Index:
+        """The index, reopened first when a new generation was saved since the last call."""
+        with self._lock:
+            pointer = self._read_pointer()
+            if pointer is not None and pointer != self._seen:
+                try:
+                    fresh = Index.load(self.location, embedder=self._index.embedder)
+                except RagkitError as exc:
+                    logger.warning("keeping the open index: reopening it failed: %s", exc)
+                else:
+                    logger.info("index at %s changed on disk: reopened", self.location)
+                    self._index = fresh
+                    self._seen = pointer
+            return self._index
+
+    def write(self, change: Callable[[Index], T]) -> T:
+        """Run ``change`` on the index (one writer at a time), save it, and keep serving it."""
+        with self._write_lock:
+            index = self.get()
+            result = change(index)
+            index.save(self.location)
+            with self._lock:
+                self._seen = self._read_pointer()
+            return result
+
+
+# -- result shapes -----------------------------------------------------------------------------
+
+
+class SearchHit(TypedDict):
+    rank: int
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str | None
+    headings: list[str]
+    score: float
+    scores: dict[str, float]
+    text: str
+    metadata: dict[str, Any]
+
+
+class SearchOutput(TypedDict):
+    query: str
+    mode: str
+    results: list[SearchHit]
+
+
+class DocumentInfo(TypedDict):
+    id: str
+    path: str
+    title: str | None
+    metadata: dict[str, Any]
+
+
+class DocumentsOutput(TypedDict):
+    total: int
+    offset: int
+    next_offset: int | None
+    documents: list[DocumentInfo]
+
+
+class ChunkOutput(TypedDict):
+    chunk_id: str
+    document_id: str
+    source: str
+    title: str | None
+    headings: list[str]
+    start: int
+    end: int
+    text: str
+    metadata: dict[str, Any]
+    previous_chunk_id: str | None
+    next_chunk_id: str | None
+
+
+class CitationOutput(TypedDict):
+    chunk_id: str
+    source: str
+    cited_text: str
+
+
+class AnswerOutput(TypedDict):
+    answer: str
+    abstained: bool
+    model: str
+    citations: list[CitationOutput]
+    cost_usd: float | None
+
+
+class IndexOutput(TypedDict):
+    documents: int
+    chunks: int
+    added: list[str]
+    replaced: list[str]
+    removed: list[str]
+    unchanged: int
+    skipped: list[dict[str, str]]
+
+
+def _jsonable(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+
+
+def _title(meta: Mapping[str, Any]) -> str | None:
+    title = meta.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _page_label(meta: Mapping[str, Any]) -> str:
+    """``" p. 12"`` or ``" pp. 12-13"`` for a chunk that knows its page(s), else ``""``."""
+    pages = meta.get("pages", meta.get("page"))
+    if isinstance(pages, (list, tuple)):
+        nums = [p for p in pages if isinstance(p, int) and not isinstance(p, bool)]
+        if len(nums) == 1:
+            return f" p. {nums[0]}"
+        if nums:
+            return f" pp. {min(nums)}-{max(nums)}"
+        return ""
+    if isinstance(pages, int) and not isinstance(pages, bool):
+        return f" p. {pages}"
+    return ""
+
+
+def source_of(chunk: Chunk) -> str:
+    """Where a chunk comes from, as a reader cites it: ``guide.md`` or ``report.pdf p. 12``."""
+    return chunk.document_id + _page_label(chunk.metadata)
+
+
+def _hit(rank: int, sc: ScoredChunk) -> SearchHit:
+    c = sc.chunk
+    return {
+        "rank": rank,
+        "chunk_id": c.id,
+        "document_id": c.document_id,
+        "source": source_of(c),
+        "title": _title(c.metadata),
+        "headings": list(c.headings),
+        "score": float(sc.score),
+        "scores": {k: float(v) for k, v in sc.scores.items()},
+        "text": c.text,
+        "metadata": _jsonable(c.metadata),
+    }
+
+
+def _hit_text(hit: SearchHit) -> str:
+    lines = [f"[{hit['rank']}] chunk {hit['chunk_id']}", f"source: {hit['source']}"]
+    if hit["title"]:
+        lines.append(f"title: {hit['title']}")
+    if hit["headings"]:
+        lines.append("section: " + " > ".join(hit["headings"]))
+    lines.append(f"score: {hit['score']:.4f}")
+    return "\n".join(lines) + "\n\n" + hit["text"]
+
+
+def _neighbour(index: Index, chunk: Chunk, step: int) -> str | None:
+    ordinal = chunk.id.rpartition("#")[2]
+    if not ordinal.isdigit() or int(ordinal) + step < 0:
+        return None
+    candidate = f"{chunk.document_id}#{int(ordinal) + step}"
+    try:
+        index.chunk(candidate)
+    except KeyError:
+        return None
+    return candidate
+
+
+def _document_info(index: Index, doc_id: str) -> DocumentInfo:
+    meta: Mapping[str, Any] = {}
+    reader = getattr(index.store, "document_metadata", None)
+    try:
+        meta = reader(doc_id) if reader is not None else index.chunk(f"{doc_id}#0").metadata
+    except KeyError:
+        pass
+    path = meta.get("path")
+    return {
+        "id": doc_id,
+        "path": path if isinstance(path, str) else doc_id,
+        "title": _title(meta),
+        "metadata": _jsonable(meta),
+    }
+
+
+def _tool_error(exc: BaseException) -> ToolError:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return ToolError(str(text))
+
+
+# -- the server --------------------------------------------------------------------------------
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def build_server(
+    holder: IndexHolder,
+    *,
+    allow_index: bool = False,
+    client: anthropic.Anthropic | None = None,
+    model: str | None = None,
+) -> MCPServer[Any]:
+    """An MCP server over the index in ``holder`` (not yet running; see :func:`serve`).
+
+    Args:
+        holder: the index to serve.
+        allow_index: register the ``index`` tool, which writes to the index.
+        client: the ``anthropic.Anthropic`` the ``ask`` tool uses; without it ``ask`` is
+            registered only when ``ANTHROPIC_API_KEY`` is set.
+        model: the Claude model for ``ask`` (default: ``$RAGKIT_MODEL`` or
+            ``claude-haiku-4-5``).
+    """
+    from . import __version__
+
+    server: MCPServer[Any] = MCPServer(
+        "ragkit", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
+    )
+
+    @server.tool(annotations=_READ_ONLY)
+    def search(
+        query: Annotated[str, Field(min_length=1, description="What to look for.")],
+        k: Annotated[int, Field(ge=1, le=MAX_K, description="How many chunks.")] = 5,
+        filter: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description='Metadata filter, e.g. {"path": {"$glob": "docs/api/**"}} or '
+                '{"year": {"$gte": 2020}}; operators $eq $ne $gt $gte $lt $lte $in $nin '
+                "$exists $glob $and $or $not."
+            ),
+        ] = None,
+        mode: Annotated[
+            Literal["hybrid", "bm25", "vector"] | None,
+            Field(description="Default: hybrid when the index has vectors, else bm25."),
+        ] = None,
+    ) -> Annotated[CallToolResult, SearchOutput]:
+        """Search the indexed documents; each result carries its chunk id and source."""
+        index = holder.get()
+        try:
+            hits = index.search(query, k, where=filter, mode=mode)
+        except (ValueError, TypeError, RagkitError) as exc:
+            raise _tool_error(exc) from exc
+        results = [_hit(rank, sc) for rank, sc in enumerate(hits, start=1)]
+        used = mode or ("hybrid" if index.has_vectors else "bm25")
+        content = [TextContent(type="text", text=_hit_text(h)) for h in results] or [
+            TextContent(type="text", text=f"No chunks match {query!r}.")
+        ]
+        output: SearchOutput = {"query": query, "mode": used, "results": results}
+        return CallToolResult(content=list(content), structured_content=dict(output))
+
+    @server.tool(annotations=_READ_ONLY)
+    def list_documents(
+        offset: Annotated[int, Field(ge=0, description="Skip this many documents.")] = 0,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+    ) -> DocumentsOutput:
+        """The indexed documents (id, path, title, metadata), sorted by id, a page at a time."""
+        index = holder.get()
+        ids = index.document_ids
+        page = ids[offset : offset + limit]
+        following = offset + len(page)
+        return {
+            "total": len(ids),
+            "offset": offset,
+            "next_offset": following if following < len(ids) else None,
+            "documents": [_document_info(index, doc_id) for doc_id in page],
+        }
+
+    @server.tool(annotations=_READ_ONLY)
+    def get_chunk(
+        chunk_id: Annotated[
+            str, Field(min_length=1, description="A chunk id from search, like 'guide.md#3'.")
+        ],
+    ) -> ChunkOutput:
+        """One chunk in full: text, document, section headings, metadata and neighbours."""
+        index = holder.get()
+        try:
+            chunk = index.chunk(chunk_id)
+        except KeyError as exc:
+            raise ToolError(
+                f"no chunk {chunk_id!r} in this index; use a chunk id from search results "
+                "(document id, '#', position)"
+            ) from exc
+        return {
+            "chunk_id": chunk.id,
+            "document_id": chunk.document_id,
+            "source": source_of(chunk),
+            "title": _title(chunk.metadata),
+            "headings": list(chunk.headings),
+            "start": chunk.start,
+            "end": chunk.end,
+            "text": chunk.text,
+            "metadata": _jsonable(chunk.metadata),
+            "previous_chunk_id": _neighbour(index, chunk, -1),
+            "next_chunk_id": _neighbour(index, chunk, 1),
+        }
+
+    if client is not None or os.environ.get("ANTHROPIC_API_KEY"):
+        from .answering import DEFAULT_MODEL
+
+        chosen_model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
+
+        @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+        def ask(
+            question: Annotated[str, Field(min_length=1, description="The question.")],
+            k: Annotated[int, Field(ge=1, le=MAX_K, description="Chunks to retrieve.")] = 5,
+        ) -> Annotated[CallToolResult, AnswerOutput]:
+            """Answer from the indexed documents with Claude, citing chunk ids (costs tokens)."""
+            from .answering import answer
+
+            index = holder.get()
+            try:
+                result = answer(question, index, k=k, model=chosen_model, client=client)
+            except (ValueError, TypeError, RagkitError) as exc:
+                raise _tool_error(exc) from exc
+            sources = {sc.chunk.id: source_of(sc.chunk) for sc in result.chunks}
+            citations: list[CitationOutput] = [
+                {
+                    "chunk_id": c.chunk_id,
+                    "source": sources.get(c.chunk_id, c.chunk_id.rpartition("#")[0]),
+                    "cited_text": c.cited_text,
+                }
+                for c in result.citations
+            ]
+            text = result.text
+            if citations:
+                text += "\n\nSources:\n" + "\n".join(
+                    f"- chunk {c['chunk_id']} ({c['source']}): {c['cited_text']}" for c in citations
+                )
+            output: AnswerOutput = {
+                "answer": result.text,
+                "abstained": result.abstained,
+                "model": result.model,
+                "citations": citations,
+                "cost_usd": result.usage.cost_usd,
+            }
+            return CallToolResult(
+                content=[TextContent(type="text", text=text)], structured_content=dict(output)
+            )
+
+    if allow_index:
+
+        @server.tool(
+            annotations=ToolAnnotations(
+                read_only_hint=False, destructive_hint=True, idempotent_hint=True
+            )
+        )
+        def index(
+            folder: Annotated[str, Field(min_length=1, description="A folder on this machine.")],
+            remove_missing: Annotated[
+                bool,
+                Field(description="Also remove indexed documents that are not in this folder."),
+            ] = False,
+        ) -> IndexOutput:
+            """Index a folder's files into the open index (changed files only); then save it."""
+            root = Path(folder).expanduser()
+            if not root.is_dir():
+                raise ToolError(f"{folder!r} is not a directory on the server's machine")
+
+            def change(idx: Index) -> IndexOutput:
+                if remove_missing:
+                    update, loaded = update_from_folder(idx, root)
+                else:
+                    loaded = load_folder(root)
+                    update = idx.add(loaded.documents)
+                stats = idx.store.stats()
+                return {
+                    "documents": stats.documents,
+                    "chunks": stats.chunks,
+                    "added": list(update.added),
+                    "replaced": list(update.replaced),
+                    "removed": list(update.removed),
+                    "unchanged": len(update.unchanged),
+                    "skipped": [{"path": s.path, "reason": s.reason} for s in loaded.skipped],
+                }
+
+            try:
+                return holder.write(change)
+            except (ValueError, TypeError, OSError, RagkitError) as exc:
+                raise _tool_error(exc) from exc
+
+    return server
+
+
+def serve(
+    location: str | Path,
+    *,
+    http: bool = False,
+    port: int = 8000,
+    allow_index: bool = False,
+    watch: str | Path | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the index at ``location`` over stdio (default) or streamable HTTP on 127.0.0.1.
+
+    Args:
+        location: the index directory or ``postgresql://`` URL.
+        http: serve streamable HTTP at ``http://127.0.0.1:PORT/mcp`` instead of stdio.
+        port: the HTTP port.
+        allow_index: register the ``index`` tool.
+        watch: a folder to keep the index in line with while serving (a new index is built
+            there when none exists yet).
+        on_ready: called with a one-line description once the index is open.
+
+    Raises:
+        IndexFormatError: no index at ``location`` (and no ``watch`` folder to build one).
+        RagkitError: ``watch`` is not a directory.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port ({port!r}) must be an integer from 1 to 65535")
+    stop = threading.Event()
+    thread: threading.Thread | None = None
+    if watch is not None:
+        from .watch import _watchfiles, watch_folder
+
+        _watchfiles()
+        if not Path(watch).is_dir():
+            raise RagkitError(f"cannot watch {watch}: it is not a directory")
+        holder = IndexHolder(location, index=open_index(location), follow_disk=False)
+
+        def run_watch() -> None:
+            try:
+                watch_folder(watch, location, index=holder.get(), stop_event=stop)
+            except RagkitError as exc:
+                logger.error("watch stopped: %s", exc)
+
+        thread = threading.Thread(target=run_watch, name="ragkit-watch", daemon=True)
+        thread.start()
+    else:
+        holder = IndexHolder(location)
+    server = build_server(holder, allow_index=allow_index)
+    if on_ready is not None:
+        where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"
+        on_ready(f"serving {redact(str(location))} over {where}")
+    try:
+        if http:
+            server.run("streamable-http", host="127.0.0.1", port=port)
+        else:
+            server.run("stdio")
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=5)

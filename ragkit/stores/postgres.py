@@ -1,0 +1,1214 @@
+"""A :class:`~ragkit.base.Store` in PostgreSQL: pgvector for vectors, BM25 computed in SQL.
+
+One store lives in one Postgres schema (``ragkit`` by default), created by an explicit,
+idempotent migration (:func:`migrate`, :meth:`PostgresStore.migrate`, ``ragkit migrate URL``);
+nothing on the query path runs DDL. Tables:
+
+- ``meta``: one row, the schema version and the :class:`~ragkit.base.IndexSettings` (JSON).
+- ``stats``: one row, the collection statistics (documents, chunks, characters, total
+  analysed length), updated in the same transaction as the chunks.
+- ``documents``: ID, content hash, metadata (jsonb).
+- ``chunks``: one row per chunk: IDs, text, offsets, headings, metadata (jsonb, what filters
+  match), the analysed length, the chunk's distinct term IDs and their frequencies (a forward
+  index, so a replaced chunk's postings can be found), and the embedding (``vector(dim)`` with an
+  HNSW cosine index, created by :meth:`PostgresStore.configure` once the dimension is known).
+- ``terms``: term → ID and document frequency; ``postings``: (term ID, chunk, tf, chunk length),
+  keyed for an index-only scan per query term.
+
+Keyword search is real BM25 (Lucene or Okapi variant, ``k1``, ``b`` from the settings) over
+these tables, analysed by :class:`ragkit.bm25.Analyzer` in Python, so it ranks as
+:class:`ragkit.bm25.BM25Index` does: the idf and the collection statistics are read in the same
+snapshot as the postings, and each term's contribution is computed with the same floating-point
+operations. Vector search uses the HNSW index with ``hnsw.iterative_scan`` for filtered queries,
+and an exact scan when the index returns fewer than ``k`` rows, so a filtered search returns
+``min(k, matching chunks)`` results. Filters (:mod:`ragkit.filters`) compile to parameterised
+SQL over the chunk metadata with exactly the semantics of :func:`ragkit.filters.matches`.
+
+Writes take a transaction-scoped advisory lock per schema, so two writers are serialised, never
+interleaved; a writer waiting longer than ``lock_timeout`` gets :class:`IndexLockedError`.
+
+This module leaves out chunking, embedding, fusion and answering (the Index does them for every
+store), and sharding: docs/postgres.md says how the schema distributes (by document ID).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import numpy as np
+
+from ..base import DocumentEntry, IndexSettings, StoreStats
+from ..bm25 import Analyzer, BM25Index, okapi_idf
+from ..errors import (
+    IndexLockedError,
+    MissingDependencyError,
+    SchemaError,
+    SettingsMismatchError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ..filters import AllOf, AnyOf, Field, Filter, Not, glob_to_regex
+from ..types import Chunk, ScoredChunk
+from . import redact
+
+try:
+    import psycopg
+    from pgvector.psycopg import register_vector
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        "the Postgres store needs the 'pg' extra: pip install 'ragkit[pg]'"
+    ) from exc
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "compile_filter", "migrate", "redact_url"]
+
+SCHEMA_VERSION: Final = 1
+"""The schema version this module creates and reads."""
+
+# HNSW build parameters (pgvector's defaults) and the per-query candidate list: at least
+# _EF_SEARCH_MIN, and 1.25k for larger k, capped at pgvector's maximum. pgvector's default
+# ef_search of 40 loses neighbours at k=10 (recall measured in docs/postgres.md).
+_HNSW_M = 16
+_HNSW_EF_CONSTRUCTION = 64
+_EF_SEARCH_MIN = 100
+_EF_SEARCH_MAX = 1000
+# pgvector indexes up to this many dimensions with HNSW; above it vector search scans exactly.
+_HNSW_MAX_DIM = 2000
+_PAGE = 1000  # chunks() fetches this many rows per round trip
+_CHUNK_COLUMNS = (
+    "c.chunk_id, c.text, c.document_id, c.start_offset, c.end_offset, c.headings, c.metadata"
+)
+
+_DDL: Final = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE {s}.meta (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    schema_version integer NOT NULL,
+    settings jsonb
+);
+CREATE TABLE {s}.stats (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    documents bigint NOT NULL DEFAULT 0,
+    chunks bigint NOT NULL DEFAULT 0,
+    characters bigint NOT NULL DEFAULT 0,
+    total_length bigint NOT NULL DEFAULT 0
+);
+INSERT INTO {s}.stats DEFAULT VALUES;
+CREATE TABLE {s}.documents (
+    document_id text COLLATE "C" PRIMARY KEY,
+    content_hash text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{{}}'
+);
+CREATE SEQUENCE {s}.chunk_keys AS bigint;
+CREATE TABLE {s}.chunks (
+    chunk_key bigint PRIMARY KEY,
+    chunk_id text COLLATE "C" NOT NULL UNIQUE,
+    document_id text COLLATE "C" NOT NULL
+        REFERENCES {s}.documents (document_id) ON DELETE CASCADE,
+    ordinal integer NOT NULL,
+    text text NOT NULL,
+    start_offset integer NOT NULL,
+    end_offset integer NOT NULL,
+    headings text[] NOT NULL,
+    metadata jsonb NOT NULL,
+    length integer NOT NULL,
+    term_ids integer[] NOT NULL,
+    term_tfs integer[] NOT NULL,
+    embedding vector
+);
+CREATE INDEX chunks_document ON {s}.chunks (document_id, ordinal);
+CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops);
+CREATE TABLE {s}.terms (
+    term_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    term text COLLATE "C" NOT NULL UNIQUE,
+    df integer NOT NULL
+);
+CREATE TABLE {s}.postings (
+    term_id integer NOT NULL,
+    chunk_key bigint NOT NULL,
+    tf integer NOT NULL,
+    length integer NOT NULL,
+    PRIMARY KEY (term_id, chunk_key) INCLUDE (tf, length)
+);
+"""
+
+
+# -- URLs and passwords ---------------------------------------------------------------------------
+
+
+def _close_later(pool: ConnectionPool[Any]) -> None:
+    if not pool.closed:
+        threading.Thread(target=pool.close, name="ragkit-pool-close", daemon=True).start()
+
+
+def redact_url(url: str) -> str:
+    """``url`` (a ``postgresql://`` URL or a ``key=value`` string) without its password.
+
+    Example:
+        >>> redact_url("postgresql://app:s3cret@db.example:5432/rag")
+        'postgresql://app@db.example:5432/rag'
+    """
+    if "://" in url:
+        return redact(url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable connection string>"
+    params.pop("password", None)
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def _password(url: str) -> str | None:
+    try:
+        value = conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:
+        return None
+    return str(value) if value else None
+
+
+# -- filters --------------------------------------------------------------------------------------
+
+
+class _Params:
+    """Collects named parameters for a compiled filter (``%(f0)s``, ``%(f1)s``, ...)."""
+
+    def __init__(self, prefix: str = "f") -> None:
+        self.values: dict[str, Any] = {}
+        self._prefix = prefix
+
+    def add(self, value: Any) -> str:
+        name = f"{self._prefix}{len(self.values)}"
+        self.values[name] = value
+        return f"%({name})s"
+
+
+def _storable(value: Any) -> bool:
+    """Whether a scalar can be stored in jsonb (NaN, infinities and NUL characters cannot)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return "\x00" not in value
+    return True
+
+
+def _elements(column: str, key: str) -> str:
+    """SQL for the values of ``key``: its elements when it is an array, else the value alone."""
+    v = f"{column} -> {key}"
+    return (
+        f"jsonb_array_elements(CASE WHEN jsonb_typeof({v}) = 'array' THEN {v} "
+        f"ELSE jsonb_build_array({v}) END)"
+    )
+
+
+def _any_equal(column: str, key: str, wanted: Sequence[Any], params: _Params) -> str:
+    values = [w for w in wanted if _storable(w)]
+    if not values:
+        return "false"
+    # {"k": w} matches a scalar equal to w, {"k": [w]} a list holding w; jsonb compares numbers
+    # by value (1 = 1.0) and keeps true apart from 1, as ragkit.filters does.
+    docs = [Jsonb({key: w}) for w in values] + [Jsonb({key: [w]}) for w in values]
+    return f"({column} @> ANY({params.add(docs)}::jsonb[]))"
+
+
+def _range(op: str, bound: Any, params: _Params) -> str | None:
+    """SQL comparing one jsonb element ``e.v`` with ``bound``; ``None`` when nothing can match."""
+    sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    if isinstance(bound, str):
+        if "\x00" in bound:
+            # Stored text holds no NUL: comparing with "p\0..." is comparing with "p" (s = p is
+            # below the bound, so >= becomes > and < becomes <=).
+            bound = bound.split("\x00", 1)[0]
+            sym = {">": ">", ">=": ">", "<": "<=", "<=": "<="}[sym]
+        return (
+            f"CASE WHEN jsonb_typeof(e.v) = 'string' "
+            f"THEN (e.v #>> '{{}}') COLLATE \"C\" {sym} {params.add(bound)}::text "
+            f"ELSE false END"
+        )
+    if isinstance(bound, float) and math.isnan(bound):
+        return None
+    if isinstance(bound, float) and math.isinf(bound):
+        text = "Infinity" if bound > 0 else "-Infinity"
+    else:
+        text = repr(bound) if isinstance(bound, float) else str(int(bound))
+    return (
+        f"CASE WHEN jsonb_typeof(e.v) = 'number' "
+        f"THEN (e.v)::numeric {sym} {params.add(text)}::numeric ELSE false END"
+    )
+
+
+def compile_filter(where: Filter | None, params: _Params, column: str = "c.metadata") -> str:
+    """SQL (a boolean expression over the jsonb ``column``) true exactly when
+    :func:`ragkit.filters.matches` is; values go into ``params``, never into the text.
+
+    Never NULL: ``NOT`` of it is the complement, as in Python.
+    """
+    if where is None:
+        return "true"
+    if isinstance(where, AllOf):
+        if not where.parts:
+            return "true"
+        return "(" + " AND ".join(compile_filter(p, params, column) for p in where.parts) + ")"
+    if isinstance(where, AnyOf):
+        if not where.parts:
+            return "false"
+        return "(" + " OR ".join(compile_filter(p, params, column) for p in where.parts) + ")"
+    if isinstance(where, Not):
+        return f"(NOT {compile_filter(where.part, params, column)})"
+    if not isinstance(where, Field):
+        raise TypeError(f"where must be a ragkit filter, got {type(where).__name__}")
+    key = params.add(where.key) + "::text"
+    has = f"({column} ? {key})"
+    op = where.op
+    if op == "exists":
+        return has if where.value else f"(NOT {has})"
+    if op in ("eq", "ne"):
+        test = _any_equal(column, where.key, (where.value,), params)
+        return test if op == "eq" else f"(NOT {test})"
+    if op in ("in", "nin"):
+        test = _any_equal(column, where.key, where.value, params)
+        return test if op == "in" else f"(NOT {test})"
+    if op == "glob":
+        regex = params.add(glob_to_regex(where.value))
+        # Python's ``$`` also matches before a final newline; Postgres' only at the end.
+        s = "(e.v #>> '{}')"
+        test = (
+            f"jsonb_typeof(e.v) = 'string' AND ({s} ~ {regex} "
+            f"OR (right({s}, 1) = E'\\n' AND left({s}, -1) ~ {regex}))"
+        )
+    else:
+        found = _range(op, where.value, params)
+        if found is None:
+            return "false"
+        test = found
+    return f"({has} AND EXISTS (SELECT 1 FROM {_elements(column, key)} AS e(v) WHERE {test}))"
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+def _quote(schema: str) -> sql.Identifier:
+    if not isinstance(schema, str) or not schema:
+        raise ValueError(f"schema must be a non-empty string, got {schema!r}")
+    return sql.Identifier(schema)
+
+
+def _configure_connection(conn: psycopg.Connection[Any]) -> None:
+    """Register pgvector's types when the extension exists; leave the connection idle."""
+    if conn.adapters.types.get("vector") is not None:
+        return
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        pass  # no extension yet: migrate() creates it, the next checkout registers it
+    finally:
+        if not conn.autocommit:
+            conn.rollback()
+
+
+def migrate(
+    url_or_pool: str | ConnectionPool[Any], *, schema: str = "ragkit", connect_timeout: int = 10
+) -> bool:
+    """Create the store's schema if it is missing (idempotent); ``True`` when it created it.
+
+    Raises:
+        SchemaError: the schema is from a newer ragkit, or the vector extension cannot be
+            created by this user (the message gives the statement an administrator runs).
+        StoreUnavailableError: the server cannot be reached.
+    """
+    store = PostgresStore(url_or_pool, schema=schema, connect_timeout=connect_timeout)
+    try:
+        return store.migrate()
+    finally:
+        store.close()
+
+
+class PostgresStore:
+    """A store in one Postgres schema; see the module docstring for the tables and semantics.
+
+    Args:
+        url_or_pool: a ``postgresql://`` URL (or libpq ``key=value`` string), or a
+            ``psycopg_pool.ConnectionPool`` you own (the store does not close it).
+        schema: the Postgres schema holding this store's tables; one index per schema.
+        analyzer: the keyword analyzer for a new store; a configured store uses the one in its
+            settings.
+        pool_size: most connections the store's own pool opens.
+        connect_timeout: seconds to wait for the server when connecting.
+        lock_timeout: seconds a writer waits for another writer before :class:`IndexLockedError`.
+
+    Raises:
+        StoreUnavailableError: the server cannot be reached (the message has no password).
+        SchemaError: the schema was written by a newer ragkit.
+
+    Example:
+        >>> store = PostgresStore("postgresql://app@db/rag")  # doctest: +SKIP
+        >>> store.migrate()  # once, explicitly                # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url_or_pool: str | ConnectionPool[Any],
+        *,
+        schema: str = "ragkit",
+        analyzer: Analyzer | None = None,
+        pool_size: int = 4,
+        connect_timeout: int = 10,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        if analyzer is not None and not isinstance(analyzer, Analyzer):
+            raise TypeError(f"analyzer must be a ragkit.bm25.Analyzer, got {analyzer!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"pool_size ({pool_size!r}) must be an integer >= 1")
+        if not lock_timeout > 0:
+            raise ValueError(f"lock_timeout ({lock_timeout!r}) must be > 0 seconds")
+        self._ident = _quote(schema)
+        self.schema = schema
+        self._lock_timeout_ms = int(lock_timeout * 1000)
+        self._secret: str | None = None
+        self._queries: dict[str, sql.Composed] = {}
+        self._settings: IndexSettings | None = None
+        self._schema_checked = False
+        self._closed = False
+        self._state_lock = threading.Lock()
+        if isinstance(url_or_pool, str):
+            self._secret = _password(url_or_pool)
+            self.location = redact_url(url_or_pool)
+            self._check_reachable(url_or_pool, connect_timeout)
+            self._pool: ConnectionPool[Any] = ConnectionPool(
+                url_or_pool,
+                min_size=1,
+                max_size=pool_size,
+                kwargs={"connect_timeout": connect_timeout},
+                configure=_configure_connection,
+                open=True,
+                name=f"ragkit:{schema}",
+            )
+            self._own_pool = True
+            # A store dropped without close() closes its pool from a thread of its own: the
+            # collector may run in one of the pool's workers, which cannot join itself.
+            weakref.finalize(self, _close_later, self._pool)
+        elif isinstance(url_or_pool, ConnectionPool):
+            self._pool = url_or_pool
+            self._own_pool = False
+            conninfo = url_or_pool.conninfo
+            conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._secret = _password(conninfo)
+            self.location = redact_url(conninfo)
+        else:
+            raise TypeError(
+                "url_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
+                f"got {type(url_or_pool).__name__}"
+            )
+        self.analyzer: Analyzer = analyzer if analyzer is not None else Analyzer()
+        self._explicit_analyzer = analyzer is not None
+        self._bm25 = BM25Index(analyzer=self.analyzer)  # the scoring parameters only
+        try:
+            version = self._schema_version()
+            if version is not None:
+                self._check_version(version)
+                self._schema_checked = True
+                settings = self._read_settings()
+                if settings is not None:
+                    self._adopt(settings)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.location!r}, schema={self.schema!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        """``text`` (a driver's message) on one line, without the password."""
+        text = " ".join(text.split())
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _check_reachable(self, url: str, timeout: int) -> None:
+        try:
+            psycopg.connect(url, connect_timeout=timeout).close()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to Postgres at {self.location}: "
+                f"{self._redact(str(exc)).strip()}. Check that the server is running and "
+                "reachable and that the URL's host, port, user and database are right."
+            ) from None
+
+    def _q(self, template: str) -> sql.Composed:
+        """``template`` with ``{s}`` bound to this store's schema (cached)."""
+        query = self._queries.get(template)
+        if query is None:
+            query = sql.SQL(template).format(s=self._ident)
+            self._queries[template] = query
+        return query
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction; database errors mapped to StoreErrors."""
+        if self._closed:
+            raise StoreError(f"{self!r} is closed; open a new store")
+        try:
+            with self._pool.connection() as conn:
+                _configure_connection(conn)
+                with conn.transaction():
+                    yield conn
+        except PoolTimeout as exc:
+            raise StoreUnavailableError(
+                f"no connection to Postgres at {self.location} became available "
+                f"({self._redact(str(exc))}); check that the server is running"
+            ) from None
+        except pg_errors.LockNotAvailable:
+            raise IndexLockedError(
+                f"another writer held the write lock of schema {self.schema!r} at "
+                f"{self.location} for more than {self._lock_timeout_ms / 1000:g} s; "
+                "retry when it has finished (or raise lock_timeout)"
+            ) from None
+        except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName):
+            raise self._missing_schema() from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(
+                f"lost the connection to Postgres at {self.location}: "
+                f"{self._redact(str(exc)).strip()}"
+            ) from None
+
+    def _missing_schema(self) -> SchemaError:
+        return SchemaError(
+            f"no ragkit schema {self.schema!r} at {self.location}: run the migration first "
+            f"(`ragkit migrate URL --schema {self.schema}` or PostgresStore(...).migrate())"
+        )
+
+    def _schema_version(self) -> int | None:
+        with self._connection() as conn:
+            found = conn.execute(
+                "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (self.schema,)
+            ).fetchone()
+            if not found or not found[0]:
+                return None
+            row = conn.execute(self._q("SELECT schema_version FROM {s}.meta")).fetchone()
+        return int(row[0]) if row else None
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"schema {self.schema!r} at {self.location} has version {version}, newer than "
+                f"this ragkit reads ({SCHEMA_VERSION}); upgrade ragkit"
+            )
+        if version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
+            raise SchemaError(
+                f"schema {self.schema!r} at {self.location} has version {version}; run the "
+                "migration to upgrade it"
+            )
+
+    def _ready(self) -> None:
+        if self._schema_checked:
+            return
+        version = self._schema_version()
+        if version is None:
+            raise self._missing_schema()
+        self._check_version(version)
+        self._schema_checked = True
+
+    def _lock(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('ragkit:' || %s::text, 0))",
+            (self.schema,),
+        )
+
+    # -- migration and settings -------------------------------------------------------------------
+
+    def migrate(self) -> bool:
+        """Create the schema if it is missing (idempotent); ``True`` when it created it.
+
+        Raises:
+            SchemaError: the schema is from a newer ragkit, or the vector extension is missing
+                and this user may not create it.
+        """
+        with self._connection() as conn:
+            self._lock(conn)
+            try:
+                with conn.transaction():
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except (pg_errors.InsufficientPrivilege, pg_errors.FeatureNotSupported) as exc:
+                raise SchemaError(
+                    f"the pgvector extension is not installed in the database at "
+                    f"{self.location} and this user cannot create it ({exc.diag.message_primary}); "
+                    "ask an administrator to run CREATE EXTENSION vector, then migrate again"
+                ) from None
+            exists = conn.execute(
+                "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (self.schema,)
+            ).fetchone()
+            if exists and exists[0]:
+                row = conn.execute(self._q("SELECT schema_version FROM {s}.meta")).fetchone()
+                self._check_version(int(row[0]) if row else SCHEMA_VERSION)
+                created = False
+            else:
+                conn.execute(self._q(_DDL))
+                conn.execute(
+                    self._q("INSERT INTO {s}.meta (schema_version) VALUES (%s)"),
+                    (SCHEMA_VERSION,),
+                )
+                created = True
+        self._schema_checked = True
+        return created
+
+    def _read_settings(self) -> IndexSettings | None:
+        with self._connection() as conn:
+            row = conn.execute(self._q("SELECT settings FROM {s}.meta")).fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            return IndexSettings.from_dict(row[0])
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(
+                f"the settings stored in schema {self.schema!r} at {self.location} are "
+                f"unreadable ({exc}); the schema was not written by ragkit"
+            ) from None
+
+    def _adopt(self, settings: IndexSettings) -> None:
+        """Use ``settings``' analyzer and BM25 parameters."""
+        self.analyzer, self._bm25 = self._resolve(settings)
+        self._settings = settings
+
+    def _resolve(self, settings: IndexSettings) -> tuple[Analyzer, BM25Index]:
+        """The analyzer and BM25 parameters ``settings`` describe."""
+        analyzer = Analyzer.from_config(settings.analyzer) if settings.analyzer else Analyzer()
+        if self._explicit_analyzer and analyzer != self.analyzer:
+            raise SettingsMismatchError(
+                f"schema {self.schema!r} at {self.location} was indexed with {analyzer!r}, not "
+                f"the {self.analyzer!r} passed in; open it without an analyzer"
+            )
+        bm25 = dict(settings.bm25)
+        return analyzer, BM25Index(
+            variant=bm25.get("variant", "lucene"),
+            k1=bm25.get("k1"),
+            b=bm25.get("b"),
+            epsilon=bm25.get("epsilon", 0.25),
+            analyzer=analyzer,
+        )
+
+    @property
+    def settings(self) -> IndexSettings | None:
+        """What the index was built with; ``None`` for a new (or not yet migrated) store."""
+        if self._settings is None and self._schema_checked:
+            settings = self._read_settings()
+            if settings is not None:
+                with self._state_lock:
+                    self._adopt(settings)
+        return self._settings
+
+    def configure(self, settings: IndexSettings) -> None:
+        """Record ``settings`` on a new store (and create the HNSW index for its dimension).
+
+        Raises:
+            SettingsMismatchError: the store was configured with different settings.
+            SchemaError: the schema is missing (run the migration).
+        """
+        if not isinstance(settings, IndexSettings):
+            raise TypeError(f"settings must be an IndexSettings, got {type(settings).__name__}")
+        self._ready()
+        wanted = _normal(settings)
+        resolved = self._resolve(settings)  # bad analyzer or BM25 settings fail before writing
+        with self._connection() as conn:
+            self._lock(conn)
+            row = conn.execute(self._q("SELECT settings FROM {s}.meta FOR UPDATE")).fetchone()
+            current = row[0] if row else None
+            if current is not None:
+                if _normal(IndexSettings.from_dict(current)) != wanted:
+                    IndexSettings.from_dict(current).require_same(
+                        settings, f"schema {self.schema!r} at {self.location}"
+                    )
+            else:
+                conn.execute(
+                    self._q("UPDATE {s}.meta SET settings = %s"), (Jsonb(settings.as_dict()),)
+                )
+                if settings.dim is not None:
+                    conn.execute(
+                        sql.SQL(
+                            "ALTER TABLE {s}.chunks ALTER COLUMN embedding TYPE vector({dim})"
+                        ).format(s=self._ident, dim=sql.Literal(settings.dim))
+                    )
+                    if settings.dim <= _HNSW_MAX_DIM:
+                        conn.execute(
+                            sql.SQL(
+                                "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
+                                "USING hnsw (embedding vector_cosine_ops) "
+                                "WITH (m = {m}, ef_construction = {ef})"
+                            ).format(
+                                s=self._ident,
+                                m=sql.Literal(_HNSW_M),
+                                ef=sql.Literal(_HNSW_EF_CONSTRUCTION),
+                            )
+                        )
+        with self._state_lock:
+            self.analyzer, self._bm25 = resolved
+            self._settings = IndexSettings.from_dict(wanted)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def document_hashes(self) -> Mapping[str, str]:
+        """Document ID → content hash of every stored document."""
+        self._ready()
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._q("SELECT document_id, content_hash FROM {s}.documents")
+            ).fetchall()
+        return {doc_id: digest for doc_id, digest in rows}
+
+    def write(self, entries: Sequence[DocumentEntry], delete: Sequence[str] = ()) -> None:
+        """Add or replace ``entries`` and delete the ``delete`` documents, in one transaction.
+
+        A replaced document's old chunks, postings and statistics go in the same transaction;
+        concurrent writers on the same schema wait for each other (advisory lock).
+
+        Raises:
+            ValueError: a document is written twice or both written and deleted, vectors are
+                missing or of the wrong dimension, or a text contains a NUL character.
+            IndexLockedError: another writer held the lock longer than ``lock_timeout``.
+        """
+        if isinstance(delete, str):
+            raise TypeError("delete must be a sequence of document IDs, not one string")
+        entries = list(entries)
+        ids = [e.document_id for e in entries]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, n in Counter(ids).items() if n > 1)
+            raise ValueError(f"document {dup!r} appears twice in one write")
+        both = set(ids) & set(delete)
+        if both:
+            raise ValueError(f"document {sorted(both)[0]!r} is both written and deleted")
+        self._ready()
+        settings = self.settings
+        dim = settings.dim if settings is not None else None
+        rows = self._prepare(entries, dim)
+        if not rows.chunks and not delete and not entries:
+            return
+        with self._connection() as conn:
+            self._lock(conn)
+            gone = list(delete) + ids
+            if gone:
+                self._remove(conn, gone)
+            if entries:
+                self._insert(conn, entries, rows)
+
+    def _prepare(self, entries: Sequence[DocumentEntry], dim: int | None) -> _Rows:
+        """Analyse every chunk and check the vectors (outside the transaction)."""
+        rows = _Rows()
+        analyzer = self.analyzer
+        for entry in entries:
+            if not isinstance(entry, DocumentEntry):
+                raise TypeError(f"entries must be DocumentEntry values, got {type(entry).__name__}")
+            vectors = entry.vectors
+            if vectors is not None:
+                vectors = np.asarray(vectors, dtype=np.float32)
+                if dim is None or vectors.ndim != 2 or vectors.shape[1] != dim:
+                    raise ValueError(
+                        f"document {entry.document_id!r}: vectors of shape {vectors.shape} do "
+                        f"not fit this store (dimension {dim}); configure it with the embedder"
+                    )
+                if not np.isfinite(vectors).all():
+                    raise ValueError(f"document {entry.document_id!r}: vectors are not finite")
+            elif dim is not None and entry.chunks:
+                raise ValueError(
+                    f"document {entry.document_id!r} has no vectors, but this store holds "
+                    f"{dim}-dimensional vectors for every chunk"
+                )
+            _check_text(entry.document_id, "document ID")
+            rows.documents.append(
+                (entry.document_id, entry.content_hash, _json(entry.metadata, entry.document_id))
+            )
+            for i, (chunk, ktext) in enumerate(zip(entry.chunks, entry.keyword_texts, strict=True)):
+                if chunk.document_id != entry.document_id:
+                    raise ValueError(
+                        f"chunk {chunk.id!r} belongs to {chunk.document_id!r}, "
+                        f"not {entry.document_id!r}"
+                    )
+                _check_text(chunk.id, "chunk text", chunk.text)
+                tokens = analyzer(ktext)
+                counts = Counter(tokens)
+                rows.chunks.append(
+                    (
+                        chunk.id,
+                        chunk.document_id,
+                        i,
+                        chunk.text,
+                        chunk.start,
+                        chunk.end,
+                        list(chunk.headings),
+                        _json(chunk.metadata, chunk.id),
+                        len(tokens),
+                        counts,
+                        None if vectors is None else vectors[i],
+                    )
+                )
+                rows.characters += len(chunk.text)
+                rows.length += len(tokens)
+                for term in counts:
+                    rows.df[term] = rows.df.get(term, 0) + 1
+        return rows
+
+    def _remove(self, conn: psycopg.Connection[Any], document_ids: list[str]) -> None:
+        """Delete documents, their chunks and postings; decrement the statistics."""
+        removed = conn.execute(
+            self._q(
+                "SELECT count(*), coalesce(sum(length), 0), "
+                "coalesce(sum(char_length(text)), 0) "
+                "FROM {s}.chunks WHERE document_id = ANY(%s)"
+            ),
+            (document_ids,),
+        ).fetchone()
+        n_chunks, length, characters = removed if removed else (0, 0, 0)
+        if n_chunks:
+            zero = conn.execute(
+                self._q(
+                    "UPDATE {s}.terms t SET df = t.df - x.n FROM ("
+                    "  SELECT u.term_id, count(*) AS n"
+                    "  FROM {s}.chunks c, unnest(c.term_ids) AS u(term_id)"
+                    "  WHERE c.document_id = ANY(%s) GROUP BY u.term_id"
+                    ") x WHERE t.term_id = x.term_id RETURNING t.term_id, t.df"
+                ),
+                (document_ids,),
+            ).fetchall()
+            conn.execute(
+                self._q(
+                    "DELETE FROM {s}.postings p USING ("
+                    "  SELECT c.chunk_key, u.term_id"
+                    "  FROM {s}.chunks c, unnest(c.term_ids) AS u(term_id)"
+                    "  WHERE c.document_id = ANY(%s)"
+                    ") x WHERE p.term_id = x.term_id AND p.chunk_key = x.chunk_key"
+                ),
+                (document_ids,),
+            )
+            dead = [term_id for term_id, df in zero if df <= 0]
+            if dead:
+                conn.execute(self._q("DELETE FROM {s}.terms WHERE term_id = ANY(%s)"), (dead,))
+        docs = conn.execute(
+            self._q("DELETE FROM {s}.documents WHERE document_id = ANY(%s)"), (document_ids,)
+        ).rowcount
+        if docs or n_chunks:
+            conn.execute(
+                self._q(
+                    "UPDATE {s}.stats SET documents = documents - %s, chunks = chunks - %s, "
+                    "characters = characters - %s, total_length = total_length - %s"
+                ),
+                (docs, n_chunks, characters, length),
+            )
+
+    def _term_ids(self, conn: psycopg.Connection[Any], df: Mapping[str, int]) -> dict[str, int]:
+        """Term → ID for every term in ``df``, adding new terms; document frequencies raised."""
+        terms = sorted(df)
+        counts = [df[t] for t in terms]
+        found = conn.execute(
+            self._q(
+                "UPDATE {s}.terms t SET df = t.df + x.n "
+                "FROM unnest(%s::text[], %s::int[]) AS x(term, n) "
+                "WHERE t.term = x.term RETURNING t.term, t.term_id"
+            ),
+            (terms, counts),
+        ).fetchall()
+        ids: dict[str, int] = dict(found)
+        new = [t for t in terms if t not in ids]
+        if new:
+            added = conn.execute(
+                self._q(
+                    "INSERT INTO {s}.terms (term, df) "
+                    "SELECT * FROM unnest(%s::text[], %s::int[]) RETURNING term, term_id"
+                ),
+                (new, [df[t] for t in new]),
+            ).fetchall()
+            ids.update(added)
+        return ids
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], entries: Sequence[DocumentEntry], rows: _Rows
+    ) -> None:
+        with conn.cursor() as cur:
+            with cur.copy(
+                self._q(
+                    "COPY {s}.documents (document_id, content_hash, metadata) "
+                    "FROM STDIN (FORMAT BINARY)"
+                )
+            ) as copy:
+                copy.set_types(["text", "text", "jsonb"])
+                for doc in rows.documents:
+                    copy.write_row(doc)
+            n = len(rows.chunks)
+            if n:
+                ids = self._term_ids(conn, rows.df)
+                keys = [
+                    k
+                    for (k,) in cur.execute(
+                        self._q("SELECT nextval('{s}.chunk_keys') FROM generate_series(1, %s)"),
+                        (n,),
+                    ).fetchall()
+                ]
+                has_vectors = rows.chunks[0][10] is not None
+                columns = (
+                    "chunk_key, chunk_id, document_id, ordinal, text, start_offset, end_offset, "
+                    "headings, metadata, length, term_ids, term_tfs"
+                )
+                types = [
+                    "int8", "text", "text", "int4", "text", "int4", "int4", "text[]", "jsonb",
+                    "int4", "int4[]", "int4[]",
+                ]  # fmt: skip
+                if has_vectors:
+                    columns += ", embedding"
+                    types.append("vector")
+                with cur.copy(
+                    self._q(f"COPY {{s}}.chunks ({columns}) FROM STDIN (FORMAT BINARY)")
+                ) as copy:
+                    copy.set_types(types)
+                    for key, row in zip(keys, rows.chunks, strict=True):
+                        counts: Counter[str] = row[9]
+                        out = [
+                            key, *row[:9],
+                            [ids[t] for t in counts], list(counts.values()),
+                        ]  # fmt: skip
+                        if has_vectors:
+                            out.append(row[10])
+                        copy.write_row(out)
+                cur.execute(
+                    self._q(
+                        "INSERT INTO {s}.postings (term_id, chunk_key, tf, length) "
+                        "SELECT u.term_id, c.chunk_key, u.tf, c.length "
+                        "FROM {s}.chunks c, unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) "
+                        "WHERE c.chunk_key BETWEEN %s AND %s ORDER BY u.term_id, c.chunk_key"
+                    ),
+                    (keys[0], keys[-1]),
+                )
+            cur.execute(
+                self._q(
+                    "UPDATE {s}.stats SET documents = documents + %s, chunks = chunks + %s, "
+                    "characters = characters + %s, total_length = total_length + %s"
+                ),
+                (len(entries), n, rows.characters, rows.length),
+            )
+
+    # -- searches ---------------------------------------------------------------------------------
+
+    def keyword_search(self, text: str, k: int, where: Filter | None = None) -> list[ScoredChunk]:
+        """The ``k`` best chunks by BM25 for ``text`` among chunks matching ``where``.
+
+        Ties are broken by chunk ID; only chunks containing a query term are returned.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        k = _check_k(k)
+        self._ready()
+        self.settings  # noqa: B018 - adopts the stored analyzer and BM25 parameters
+        tokens = self.analyzer(text)
+        if not tokens:
+            return []
+        counts = Counter(tokens)  # first-appearance order, as BM25Index accumulates
+        bm25 = self._bm25
+        params = _Params()
+        condition = compile_filter(where, params)
+        with self._connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            found = conn.execute(
+                self._q(
+                    "SELECT s.chunks, s.total_length, t.term, t.term_id, t.df FROM {s}.stats s "
+                    "LEFT JOIN {s}.terms t ON t.term = ANY(%s) AND t.df > 0"
+                ),
+                (list(counts),),
+            ).fetchall()
+            if not found:
+                return []
+            n_docs, total = int(found[0][0]), int(found[0][1])
+            by_term = {row[2]: (int(row[3]), int(row[4])) for row in found if row[2] is not None}
+            if n_docs == 0 or total == 0 or not by_term:
+                return []
+            term_ids: list[int] = []
+            weights: list[float] = []
+            average: list[float] = []  # okapi's mean idf, fetched once if a term needs it
+            for term, count in counts.items():
+                if term not in by_term:
+                    continue
+                term_id, df = by_term[term]
+                idf = self._idf(conn, df, n_docs, average)
+                term_ids.append(term_id)
+                weights.append(idf)
+                # A repeated query term counts again, as in BM25Index.
+                for _ in range(count - 1):
+                    term_ids.append(term_id)
+                    weights.append(idf)
+            filtered = where is not None
+            query = self._q(
+                "WITH q AS ("
+                "  SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
+                " s AS ("
+                "  SELECT p.chunk_key, sum(("
+                "    (p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf)"
+                "  ) * q.w) AS score"
+                "  FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key"
+                ")," + (
+                    " f AS (SELECT s.chunk_key, s.score FROM s JOIN {s}.chunks c "
+                    "USING (chunk_key) WHERE " + condition.replace("{", "{{").replace("}", "}}")
+                    + "),"
+                    if filtered else " f AS (SELECT chunk_key, score FROM s),"
+                ) +
+                " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
+                # The k best and the ties at the k-th score, each chunk fetched by its key.
+                " SELECT " + _CHUNK_COLUMNS + ", f.score"
+                " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
+                " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
+                "   WHERE c.chunk_key = f.chunk_key) c"
+                " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
+            )  # fmt: skip
+            okapi = bm25.variant == "okapi"
+            rows = conn.execute(
+                query,
+                {
+                    "ids": term_ids,
+                    "w": weights,
+                    "k1p1": bm25.k1 + 1 if okapi else 1.0,
+                    "k1": bm25.k1,
+                    "omb": 1 - bm25.b,
+                    "b": bm25.b,
+                    "avgdl": total / n_docs,
+                    "k": k,
+                    **params.values,
+                },
+            ).fetchall()
+        return [ScoredChunk(_chunk(row), float(row[7])) for row in rows]
+
+    def _idf(
+        self, conn: psycopg.Connection[Any], df: int, n_docs: int, average: list[float]
+    ) -> float:
+        bm25 = self._bm25
+        if bm25.variant != "okapi":
+            return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+        idf = okapi_idf(df, n_docs)
+        if idf >= 0:
+            return idf
+        if not average:
+            # rank_bm25's floor: epsilon x the mean idf over the vocabulary, summed by df as
+            # BM25Index does (math.fsum of count x idf per distinct df).
+            hist = conn.execute(
+                self._q("SELECT df, count(*) FROM {s}.terms WHERE df > 0 GROUP BY df")
+            ).fetchall()
+            values = np.array([h[0] for h in hist], dtype=np.int64)
+            counts = np.array([h[1] for h in hist], dtype=np.int64)
+            order = np.argsort(values)
+            values, counts = values[order], counts[order]
+            idfs = np.log(n_docs - values + 0.5) - np.log(values + 0.5)
+            total = math.fsum((counts * idfs).tolist())
+            average.append(total / max(1, int(counts.sum())))
+        return bm25.epsilon * average[0]
+
+    def vector_search(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[ScoredChunk]:
+        """The ``k`` nearest chunks by cosine among chunks matching ``where`` (HNSW).
+
+        Filtered queries scan the HNSW graph iteratively until ``k`` matching rows are found;
+        if the index still yields fewer than ``k`` rows, an exact scan answers instead. Scores
+        are cosine similarities; ties are broken by chunk ID.
+        """
+        k = _check_k(k)
+        self._ready()
+        settings = self.settings
+        if settings is None or settings.dim is None:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        if query.shape != (settings.dim,):
+            raise ValueError(
+                f"vector has shape {query.shape}, this store holds {settings.dim}-d vectors"
+            )
+        if not np.isfinite(query).all():
+            raise ValueError("vector must be finite")
+        params = _Params()
+        condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
+        values = {"v": query, "k": k, **params.values}
+        with self._connection() as conn:
+            ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
+            conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            if where is not None:
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            else:
+                # Unfiltered, the graph is always the faster path; the planner's estimate for a
+                # large k over wide (TOASTed) rows can prefer a sequential scan and a sort.
+                conn.execute("SET LOCAL enable_seqscan = off")
+            rows = conn.execute(
+                self._q(
+                    "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                    "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
+                    "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(k)s"
+                ),
+                values,
+            ).fetchall()
+            if len(rows) < k:
+                # The graph returned too few (a very selective filter, or fewer rows than k):
+                # an exact scan of the matching rows (the + 0 keeps the planner off the index).
+                rows = conn.execute(
+                    self._q(
+                        "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                        "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
+                        "ORDER BY (c.embedding <=> %(v)s::vector) + 0, c.chunk_id LIMIT %(k)s"
+                    ),
+                    values,
+                ).fetchall()
+        out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
+        out.sort(key=lambda sc: (-sc.score, sc.chunk.id))
+        return out
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def chunks(self, where: Filter | None = None) -> Iterator[Chunk]:
+        """Every chunk (matching ``where``), by document ID, then position; fetched in pages."""
+        self._ready()
+        params = _Params()
+        condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
+        query = self._q(
+            "SELECT " + _CHUNK_COLUMNS + ", c.ordinal FROM {s}.chunks c "
+            "WHERE (c.document_id, c.ordinal) > (%(doc)s, %(ord)s) AND " + condition + " "
+            "ORDER BY c.document_id, c.ordinal LIMIT %(page)s"
+        )
+        last: tuple[str, int] = ("", -1)
+        while True:
+            with self._connection() as conn:
+                rows = conn.execute(
+                    query, {"doc": last[0], "ord": last[1], "page": _PAGE, **params.values}
+                ).fetchall()
+            for row in rows:
+                yield _chunk(row)
+            if len(rows) < _PAGE:
+                return
+            last = (rows[-1][2], int(rows[-1][7]))
+
+    def get_chunk(self, chunk_id: str) -> Chunk:
+        """The chunk with this ID; ``KeyError`` when there is none."""
+        self._ready()
+        with self._connection() as conn:
+            row = conn.execute(
+                self._q("SELECT " + _CHUNK_COLUMNS + " FROM {s}.chunks c WHERE c.chunk_id = %s"),
+                (chunk_id,),
+            ).fetchone()
+        if row is None:
+            raise KeyError(chunk_id)
+        return _chunk(row)
+
+    def stats(self, where: Filter | None = None) -> StoreStats:
+        """Documents, chunks and characters (of chunks matching ``where``)."""
+        self._ready()
+        with self._connection() as conn:
+            if where is None:
+                row = conn.execute(
+                    self._q("SELECT documents, chunks, characters FROM {s}.stats")
+                ).fetchone()
+            else:
+                params = _Params()
+                condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
+                row = conn.execute(
+                    self._q(
+                        "SELECT count(DISTINCT c.document_id), count(*), "
+                        "coalesce(sum(char_length(c.text)), 0) FROM {s}.chunks c WHERE " + condition
+                    ),
+                    params.values,
+                ).fetchone()
+        documents, chunks, characters = row if row else (0, 0, 0)
+        return StoreStats(int(documents), int(chunks), int(characters))
+
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
+        """The number of chunks and, per analysed term, how many chunks contain it."""
+        self._ready()
+        terms = list(terms)
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT s.chunks, t.term, t.df FROM {s}.stats s "
+                    "LEFT JOIN {s}.terms t ON t.term = ANY(%s)"
+                ),
+                (terms,),
+            ).fetchall()
+        n = int(rows[0][0]) if rows else 0
+        df = {row[1]: int(row[2]) for row in rows if row[1] is not None}
+        return n, [df.get(t, 0) for t in terms]
+
+    def close(self) -> None:
+        """Close the store's own pool (a pool passed in is left open); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self, "_own_pool", False):
+            self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+class _Rows:
+    """A write's rows, analysed before the transaction starts."""
+
+    __slots__ = ("characters", "chunks", "df", "documents", "length")
+
+    def __init__(self) -> None:
+        self.documents: list[tuple[str, str, Jsonb]] = []
+        self.chunks: list[tuple[Any, ...]] = []
+        self.df: dict[str, int] = {}
+        self.characters = 0
+        self.length = 0
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k ({k}) must be >= 1")
+    return int(k)
+
+
+def _check_text(where: str, what: str, text: str | None = None) -> None:
+    if "\x00" in where or (text is not None and "\x00" in text):
+        raise ValueError(f"{where!r}: {what} contains a NUL character, which Postgres cannot store")
+
+
+def _json(metadata: Mapping[str, Any], owner: str) -> Jsonb:
+    def dumps(obj: Any) -> str:
+        try:
+            return json.dumps(obj, allow_nan=False, ensure_ascii=False)
+        except ValueError:
+            raise ValueError(
+                f"{owner!r}: metadata holds NaN or an infinity, which JSON cannot store"
+            ) from None
+
+    data = dict(metadata)
+    text = dumps(data)
+    if "\\u0000" in text:
+        raise ValueError(
+            f"{owner!r}: metadata contains a NUL character, which Postgres cannot store"
+        )
+    return Jsonb(data, dumps=lambda _obj: text)
+
+
+def _chunk(row: Sequence[Any]) -> Chunk:
+    return Chunk(
+        id=row[0],
+        text=row[1],
+        document_id=row[2],
+        start=row[3],
+        end=row[4],
+        headings=tuple(row[5]),
+        metadata=row[6],
+    )
+
+
+def _normal(settings: IndexSettings) -> dict[str, Any]:
+    """Settings as plain JSON values, so stored and requested settings compare equal."""
+    data: dict[str, Any] = json.loads(json.dumps(settings.as_dict()))
+    return data

@@ -1,0 +1,426 @@
+"""Damaged or tampered index files: every one is refused with an error naming the file.
+
+Two kinds of damage. *Raw* damage (flipped bytes, truncation, swapped records, a file replaced by
+a FIFO, a link, a directory or a device) is what a disk, a copy or a hand edit does; the
+checksums catch it. *Forged* damage rewrites a file and recomputes every checksum, as a buggy
+writer would; the loader's own checks (types, counts, keys) catch what would otherwise fail later
+at search time. A forged but self-consistent change of content (another chunk text, rows of
+vectors swapped with their keys) is out of reach of any check and is not tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ragkit.cli import cli
+from ragkit.errors import IndexFormatError
+from ragkit.index import Index
+from ragkit.stores.memory import MemoryStore
+from ragkit.types import Document
+
+from ..conftest import FakeEmbedder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _build(path: Path, *, vectors: bool) -> Path:
+    index = Index(embedder=FakeEmbedder() if vectors else None, chunk_size=16, chunk_overlap=0)
+    docs = [
+        Document(
+            f"doc{i}.md",
+            f"Document {i} talks about topic{i % 3} and shared words in a longer text "
+            f"so that it has a few chunks: alpha beta gamma delta epsilon {i} zeta eta theta.",
+            metadata={"team": "a" if i % 2 else "b"},
+        )
+        for i in range(6)
+    ]
+    index.add(docs)
+    index.remove(["doc2.md"])  # leaves tombstones and a gap in the keys
+    index.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("pristine")
+    return {
+        "hybrid": _build(base / "hybrid", vectors=True),
+        "keyword": _build(base / "keyword", vectors=False),
+    }
+
+
+def _gen(root: Path) -> Path:
+    return root / (root / "CURRENT").read_text().split()[0]
+
+
+def _file(root: Path, name: str) -> Path:
+    return root / "CURRENT" if name == "CURRENT" else _gen(root) / name
+
+
+def _reseal(root: Path) -> None:
+    """Recompute every checksum after an edit (a forger's or a buggy writer's save)."""
+    gen = _gen(root)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    for name in manifest["files"]:
+        data = (gen / name).read_bytes()
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    body = json.dumps(manifest).encode()
+    (gen / "manifest.json").write_bytes(body)
+    (root / "CURRENT").write_text(f"{gen.name} {hashlib.sha256(body).hexdigest()}\n")
+
+
+def _edit_manifest(root: Path, change: Callable[[dict], None]) -> None:
+    path = _gen(root) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _edit_npz(root: Path, name: str, change: Callable[[dict], None]) -> None:
+    path = _gen(root) / name
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def _edit_chunks(root: Path, change: Callable[[list[dict]], None]) -> None:
+    path = _gen(root) / "chunks.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    change(records)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+# -- raw damage ---------------------------------------------------------------------------------
+
+FILES = ["CURRENT", "manifest.json", "chunks.jsonl", "bm25.npz", "vectors.npz"]
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for pos in (len(data) // 3, len(data) // 2, len(data) - 2):
+        data[pos] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _truncate_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _symlink_outside(path: Path) -> None:
+    # Same bytes, so only the link itself is wrong: content from outside must not be read.
+    outside = path.parents[2] / f"outside-{path.name}"
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(outside)
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _device(path: Path) -> None:
+    path.unlink()
+    try:
+        os.mknod(path, 0o644 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+
+
+RAW: dict[str, Callable[[Path], None]] = {
+    "flipped": _flip,
+    "truncated": _truncate_half,
+    "emptied": _empty,
+    "deleted": _delete,
+    "fifo": _fifo,
+    "symlink-outside": _symlink_outside,
+    "directory": _directory,
+    "device": _device,
+}
+
+
+def _copy(pristine: dict[str, Path], kind: str, tmp_path: Path) -> Path:
+    root = tmp_path / "idx"
+    shutil.copytree(pristine[kind], root)
+    return root
+
+
+def _assert_refused(root: Path, name: str) -> None:
+    with pytest.raises(IndexFormatError, match=f"{name.replace('.', '[.]')}") as info:
+        MemoryStore.load(root)
+    assert str(root) in str(info.value) or name in str(info.value)
+
+
+@pytest.mark.parametrize("damage", list(RAW))
+@pytest.mark.parametrize("name", FILES)
+def test_raw_damage_to_any_file_is_refused_naming_it(
+    pristine: dict[str, Path], tmp_path: Path, name: str, damage: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    RAW[damage](_file(root, name))
+    _assert_refused(root, name)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["swapped-chunk-texts", "shuffled-vector-rows", "embedder-renamed", "reversed-bm25-keys"],
+)
+def test_tampering_without_resealing_is_caught_by_the_checksums(
+    pristine: dict[str, Path], tmp_path: Path, tamper: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    if tamper == "swapped-chunk-texts":
+
+        def swap(records: list[dict]) -> None:
+            records[0]["text"], records[1]["text"] = records[1]["text"], records[0]["text"]
+
+        _edit_chunks(root, swap)
+        name = "chunks.jsonl"
+    elif tamper == "shuffled-vector-rows":
+        _edit_npz(root, "vectors.npz", lambda a: a.update(vectors=a["vectors"][::-1].copy()))
+        name = "vectors.npz"
+    elif tamper == "embedder-renamed":
+        _edit_manifest(root, lambda m: m["settings"].update(embedder="other-model/64"))
+        name = "manifest.json"
+    else:
+        _edit_npz(root, "bm25.npz", lambda a: a.update(keys=a["keys"][::-1].copy()))
+        name = "bm25.npz"
+    with pytest.raises(IndexFormatError, match="checksum") as info:
+        MemoryStore.load(root)
+    assert name in str(info.value)
+
+
+# -- forged damage (checksums recomputed) -------------------------------------------------------
+
+
+def _first_doc(m: dict) -> dict:
+    return next(iter(m["documents"].values()))
+
+
+FORGED_MANIFEST: dict[str, Callable[[dict], None]] = {
+    "documents-is-a-list": lambda m: m.update(documents=list(m["documents"])),
+    "documents-is-a-string": lambda m: m.update(documents="doc0.md"),
+    "documents-is-null": lambda m: m.update(documents=None),
+    "a-document-is-a-list": lambda m: m["documents"].update({"doc0.md": [1, 2]}),
+    "keys-match-no-chunk": lambda m: _first_doc(m).update(keys=[9999]),
+    "keys-are-strings": lambda m: _first_doc(m).update(keys=["0"]),
+    "keys-are-booleans": lambda m: _first_doc(m).update(keys=[True]),
+    "metadata-is-a-list": lambda m: _first_doc(m).update(metadata=["team"]),
+    "sha256-is-a-number": lambda m: _first_doc(m).update(sha256=5),
+    "a-document-dropped": lambda m: m["documents"].pop("doc0.md"),
+    "counts-wrong": lambda m: m["counts"].update(chunks=1),
+    "counts-is-a-list": lambda m: m.update(counts=[1]),
+    "next-key-too-small": lambda m: m.update(next_key=1),
+    "next-key-is-a-string": lambda m: m.update(next_key="99"),
+    "settings-missing": lambda m: m.pop("settings"),
+    "settings-chunk-size-string": lambda m: m["settings"].update(chunk_size="16"),
+    "settings-dim-negative": lambda m: m["settings"].update(dim=-3),
+    "settings-dim-changed": lambda m: m["settings"].update(dim=32),
+    "settings-embedder-number": lambda m: m["settings"].update(embedder=7),
+    "settings-bm25-k1-string": lambda m: m["settings"]["bm25"].update(k1="high"),
+    "settings-bm25-unknown": lambda m: m["settings"]["bm25"].update(colour="red"),
+    "settings-analyzer-bad-stemmer": lambda m: m["settings"]["analyzer"].update(stemmer="klingon"),
+    "settings-analyzer-is-a-list": lambda m: m["settings"].update(analyzer=[1]),
+    "keyword-only-claim": lambda m: m["settings"].update(embedder=None, dim=None),
+    "files-escapes-folder": lambda m: m["files"].update(
+        {"../CURRENT": {"sha256": "0" * 64, "bytes": 1}}
+    ),
+    "files-bytes-negative": lambda m: m["files"]["bm25.npz"].update(bytes=-1),
+    "files-is-a-list": lambda m: m.update(files=[]),
+    "format-version-3": lambda m: m.update(version=3),
+}
+
+
+@pytest.mark.parametrize("damage", list(FORGED_MANIFEST))
+def test_forged_manifest_damage_is_refused_naming_the_manifest(
+    pristine: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    _edit_manifest(root, FORGED_MANIFEST[damage])
+    if damage not in ("files-escapes-folder", "files-bytes-negative", "files-is-a-list"):
+        _reseal(root)
+    else:  # the file listing itself is what the reseal would need: seal the manifest only
+        gen = _gen(root)
+        body = (gen / "manifest.json").read_bytes()
+        (root / "CURRENT").write_text(f"{gen.name} {hashlib.sha256(body).hexdigest()}\n")
+    names = ("manifest.json", "chunks.jsonl", "bm25.npz", "vectors.npz", "version")
+    with pytest.raises(IndexFormatError, match="|".join(map(re.escape, names))):
+        MemoryStore.load(root)
+
+
+FORGED_CHUNKS: dict[str, Callable[[list[dict]], None]] = {
+    "not-json": lambda r: r.append("{not json"),  # type: ignore[arg-type]
+    "text-is-a-number": lambda r: r[0].update(text=5),
+    "headings-is-a-string": lambda r: r[0].update(headings="Intro"),
+    "headings-hold-numbers": lambda r: r[0].update(headings=[1, 2]),
+    "start-is-a-float": lambda r: r[0].update(start=1.5),
+    "key-is-a-string": lambda r: r[0].update(key="0"),
+    "key-repeated": lambda r: r[1].update(key=r[0]["key"]),
+    "document-unknown": lambda r: r[0].update(document_id="ghost.md"),
+    "id-elsewhere": lambda r: r[0].update(id="doc9.md#0"),
+    "metadata-is-a-list": lambda r: r[0].update(metadata=[1]),
+    "record-is-a-list": lambda r: r.__setitem__(0, [1, 2]),  # type: ignore[arg-type]
+    "a-chunk-dropped": lambda r: r.pop(),
+}
+
+
+@pytest.mark.parametrize("damage", list(FORGED_CHUNKS))
+def test_forged_chunk_damage_is_refused_naming_chunks_jsonl(
+    pristine: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    path = _gen(root) / "chunks.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    FORGED_CHUNKS[damage](records)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match="chunks[.]jsonl"):
+        MemoryStore.load(root)
+
+
+FORGED_NPZ: dict[str, tuple[str, Callable[[dict], None]]] = {
+    "bm25-keys-reversed": ("bm25.npz", lambda a: a.update(keys=a["keys"][::-1].copy())),
+    "bm25-keys-foreign": ("bm25.npz", lambda a: a.update(keys=a["keys"] + 1000)),
+    "bm25-keys-missing": ("bm25.npz", lambda a: a.pop("keys")),
+    "bm25-keys-float": ("bm25.npz", lambda a: a.update(keys=a["keys"].astype(np.float64))),
+    "bm25-postings-out-of-range": (
+        "bm25.npz",
+        lambda a: a.update(post_docs=a["post_docs"] + 10_000),
+    ),
+    "bm25-indptr-decreasing": ("bm25.npz", lambda a: a.update(indptr=a["indptr"][::-1].copy())),
+    "bm25-vocab-not-utf8": ("bm25.npz", lambda a: a.update(vocab=np.full_like(a["vocab"], 0xFF))),
+    "bm25-doc-len-short": ("bm25.npz", lambda a: a.update(doc_len=a["doc_len"][:-1].copy())),
+    "bm25-object-array": (
+        "bm25.npz",
+        lambda a: a.update(keys=np.array([object()] * len(a["keys"]), dtype=object)),
+    ),
+    "vectors-keys-foreign": ("vectors.npz", lambda a: a.update(keys=a["keys"] + 1000)),
+    "vectors-keys-repeated": ("vectors.npz", lambda a: a.update(keys=np.zeros_like(a["keys"]))),
+    "vectors-dim-changed": ("vectors.npz", lambda a: a.update(vectors=a["vectors"][:, :32].copy())),
+    "vectors-not-unit": ("vectors.npz", lambda a: a.update(vectors=a["vectors"] * 3)),
+    "vectors-nan": ("vectors.npz", lambda a: a["vectors"].__setitem__((0, 0), np.nan)),
+    "vectors-row-missing": ("vectors.npz", lambda a: a.update(vectors=a["vectors"][:-1].copy())),
+    "vectors-missing": ("vectors.npz", lambda a: a.pop("vectors")),
+}
+
+
+@pytest.mark.parametrize("damage", list(FORGED_NPZ))
+def test_forged_array_damage_is_refused_naming_the_file(
+    pristine: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    name, change = FORGED_NPZ[damage]
+    root = _copy(pristine, "hybrid", tmp_path)
+    if damage == "bm25-object-array":
+        path = _gen(root) / name
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        change(arrays)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # pickled inside the npz: loading must not unpickle it
+        path.write_bytes(buf.getvalue())
+    else:
+        _edit_npz(root, name, change)
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match=name.replace(".", "[.]")):
+        MemoryStore.load(root)
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [b"", b"gen-x", b"../../etc 00", b"gen-../x " + b"0" * 64, b"\xff\xfe", b"a b c"],
+)
+def test_a_damaged_current_pointer_is_refused(
+    pristine: dict[str, Path], tmp_path: Path, pointer: bytes
+) -> None:
+    root = _copy(pristine, "keyword", tmp_path)
+    (root / "CURRENT").write_bytes(pointer)
+    with pytest.raises(IndexFormatError, match="CURRENT|older ragkit|manifest"):
+        MemoryStore.load(root)
+
+
+# -- the CLI: one line, exit 1, no hang ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("chunks.jsonl", "flipped"),
+        ("bm25.npz", "truncated"),
+        ("manifest.json", "symlink-outside"),
+        ("CURRENT", "directory"),
+        ("chunks.jsonl", "fifo"),
+    ],
+)
+def test_ragkit_search_on_a_damaged_index_prints_one_line_and_exits_1(
+    pristine: dict[str, Path], tmp_path: Path, name: str, damage: str
+) -> None:
+    root = _copy(pristine, "keyword", tmp_path)
+    RAW[damage](_file(root, name))
+    result = CliRunner().invoke(cli, ["search", "alpha", "--index", str(root)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert name in lines[0] or "CURRENT" in lines[0]
+
+
+@pytest.mark.parametrize("forged", ["keys-match-no-chunk", "documents-is-a-list"])
+def test_ragkit_search_on_a_forged_index_prints_one_line(
+    pristine: dict[str, Path], tmp_path: Path, forged: str
+) -> None:
+    root = _copy(pristine, "keyword", tmp_path)
+    _edit_manifest(root, FORGED_MANIFEST[forged])
+    _reseal(root)
+    result = CliRunner().invoke(cli, ["search", "alpha", "--index", str(root)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "manifest.json" in lines[0], result.output
+
+
+def test_a_fifo_in_place_of_an_index_file_never_hangs_the_cli(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "keyword", tmp_path)
+    _fifo(_file(root, "bm25.npz"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ragkit", "search", "alpha", "--index", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "bm25.npz" in done.stderr
+    assert "Traceback" not in done.stderr

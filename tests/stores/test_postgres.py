@@ -1,0 +1,481 @@
+"""Postgres-only behaviour: migration, errors and passwords, the write lock, the SQL filter
+compiler against ragkit.filters, and ranking parity with the in-memory BM25 and exact search."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from ragkit.base import DocumentEntry, IndexSettings
+from ragkit.bm25 import BM25Index
+from ragkit.chunking import chunk_document
+from ragkit.errors import IndexLockedError, SchemaError, StoreError, StoreUnavailableError
+from ragkit.filters import AllOf, AnyOf, Filter, Not, matches, parse_filter
+from ragkit.types import Document, freeze_metadata
+
+from .conftest import SETTINGS, entry, unit_vectors
+from .test_store_contract import FILTERS, KEYS
+
+psycopg = pytest.importorskip("psycopg")
+pytest.importorskip("pgvector")
+from ragkit.stores.postgres import (  # noqa: E402
+    SCHEMA_VERSION,
+    PostgresStore,
+    _Params,
+    compile_filter,
+    migrate,
+    redact_url,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def store(pg_url: str, pg_schema: str) -> Any:
+    s = PostgresStore(pg_url, schema=pg_schema)
+    s.migrate()
+    s.configure(SETTINGS)
+    yield s
+    s.close()
+
+
+def consistency(url: str, schema: str) -> None:
+    """The keyword statistics agree with the chunks they were derived from."""
+    with psycopg.connect(url) as conn:
+        bad_df = conn.execute(
+            f'SELECT count(*) FROM "{schema}".terms t LEFT JOIN (SELECT term_id, count(*) n '
+            f'FROM "{schema}".postings GROUP BY term_id) p USING (term_id) '
+            "WHERE t.df <> coalesce(p.n, 0) OR t.df <= 0"
+        ).fetchone()
+        assert bad_df == (0,)
+        stats = conn.execute(
+            f'SELECT documents, chunks, characters, total_length FROM "{schema}".stats'
+        ).fetchone()
+        actual = conn.execute(
+            f'SELECT (SELECT count(*) FROM "{schema}".documents), count(*), '
+            "coalesce(sum(char_length(text)), 0), coalesce(sum(length), 0) "
+            f'FROM "{schema}".chunks'
+        ).fetchone()
+        assert stats == actual
+        postings = conn.execute(
+            f'SELECT (SELECT count(*) FROM "{schema}".postings), '
+            f'coalesce(sum(cardinality(term_ids)), 0) FROM "{schema}".chunks'
+        ).fetchone()
+        assert postings[0] == postings[1]
+
+
+# -- migration ----------------------------------------------------------------------------------
+
+
+def test_migration_is_explicit_and_idempotent(pg_url: str, pg_schema: str) -> None:
+    store = PostgresStore(pg_url, schema=pg_schema)
+    assert store.settings is None
+    with pytest.raises(SchemaError, match="run the migration first"):
+        store.configure(SETTINGS)
+    with pytest.raises(SchemaError, match="run the migration first"):
+        store.keyword_search("anything", 3)
+    assert migrate(pg_url, schema=pg_schema) is True
+    assert migrate(pg_url, schema=pg_schema) is False
+    assert store.migrate() is False
+    store.configure(SETTINGS)
+    store.write([entry("a.md", ["kept across migrations"])])
+    assert store.migrate() is False
+    assert store.stats().chunks == 1
+    store.close()
+
+
+def test_configure_creates_the_hnsw_index_and_queries_use_it(store: PostgresStore) -> None:
+    store.write([entry(f"d{i}.md", [f"text {i}"]) for i in range(30)])
+    with psycopg.connect(store._pool.conninfo) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = conn.execute(
+            f'EXPLAIN SELECT chunk_id FROM "{store.schema}".chunks '
+            "ORDER BY embedding <=> %s::vector LIMIT 5",
+            (str(unit_vectors(["q"])[0].tolist()),),
+        ).fetchall()
+    assert "chunks_embedding" in " ".join(r[0] for r in plan)
+
+
+def test_a_newer_schema_is_refused(pg_url: str, pg_schema: str, store: PostgresStore) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{pg_schema}".meta SET schema_version = %s', (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaError, match="newer than this ragkit reads"):
+        PostgresStore(pg_url, schema=pg_schema)
+    with pytest.raises(SchemaError, match="upgrade ragkit"):
+        migrate(pg_url, schema=pg_schema)
+
+
+def test_a_dropped_schema_says_to_migrate(
+    pg_url: str, pg_schema: str, store: PostgresStore
+) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{pg_schema}" CASCADE')
+    with pytest.raises(SchemaError, match="run the migration first"):
+        store.stats()
+
+
+def test_a_closed_store_refuses_work(store: PostgresStore) -> None:
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="is closed"):
+        store.stats()
+
+
+# -- passwords and unreachable servers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:s3cret-pw@db.example:5432/rag", "postgresql://app@db.example:5432/rag"),
+        (
+            "postgres://app:s3cret-pw@db/rag?sslmode=require",
+            "postgres://app@db/rag?sslmode=require",
+        ),
+        ("postgresql://db/rag?user=app&password=s3cret-pw", "postgresql://db/rag?user=app"),
+        ("host=db user=app password=s3cret-pw dbname=rag", "host=db user=app dbname=rag"),
+    ],
+)
+def test_redact_url_drops_the_password(url: str, shown: str) -> None:
+    assert sorted(redact_url(url).split()) == sorted(shown.split())  # key=value order is free
+
+
+def test_password_never_shown(
+    pg_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bundled server trusts local connections, so the password is accepted and ignored.
+    url = pg_url.replace("postgres:@", "postgres:s3cret-pw@")
+    assert "s3cret-pw" in url
+    caplog.set_level(logging.DEBUG)
+    store = PostgresStore(url, schema=pg_schema)
+    texts = [repr(store), store.location, str(store.__dict__.get("location"))]
+    with pytest.raises(SchemaError, match="run the migration first") as missing:
+        store.stats()
+    texts.append(str(missing.value))
+    store.migrate()
+    store.configure(SETTINGS)
+    store.write([entry("a.md", ["hello"])])
+    other = IndexSettings(embedder="other/4", dim=4, chunk_size=256, chunk_overlap=32)
+    with pytest.raises(StoreError, match="was built with embedder") as mismatch:
+        store.configure(other)
+    texts.append(str(mismatch.value))
+    store.close()
+    texts += [r.getMessage() for r in caplog.records]
+    assert all("s3cret-pw" not in t for t in texts)
+    assert "postgres@" in store.location
+
+
+def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = "postgresql://app:s3cret-pw@127.0.0.1:1/rag"
+    with pytest.raises(StoreUnavailableError, match="cannot connect to Postgres at") as err:
+        PostgresStore(url, connect_timeout=2)
+    assert "s3cret-pw" not in str(err.value)
+    assert "postgresql://app@127.0.0.1:1/rag" in str(err.value)
+    assert err.value.__cause__ is None
+    assert err.value.__suppress_context__
+    assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+
+
+# -- the write lock -----------------------------------------------------------------------------
+
+
+def _hold_lock(url: str, schema: str) -> Any:
+    conn = psycopg.connect(url)
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ragkit:' || %s::text, 0))", (schema,)
+    )
+    return conn
+
+
+def test_a_second_writer_waits_then_gives_up_clearly(
+    pg_url: str, pg_schema: str, store: PostgresStore
+) -> None:
+    impatient = PostgresStore(pg_url, schema=pg_schema, lock_timeout=0.2)
+    holder = _hold_lock(pg_url, pg_schema)
+    try:
+        with pytest.raises(IndexLockedError, match="another writer held the write lock"):
+            impatient.write([entry("a.md", ["blocked"])])
+    finally:
+        holder.rollback()
+        holder.close()
+    impatient.write([entry("a.md", ["after the lock"])])
+    assert impatient.stats().chunks == 1
+    impatient.close()
+
+
+def test_writers_are_serialised_not_interleaved(
+    pg_url: str, pg_schema: str, store: PostgresStore
+) -> None:
+    holder = _hold_lock(pg_url, pg_schema)
+    done = threading.Event()
+
+    def write() -> None:
+        store.write([entry("waiting.md", ["written after the holder"])])
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as watch:
+            for _ in range(500):  # until the writer is queued on the advisory lock
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                if waiting and waiting[0] == 1:
+                    break
+                time.sleep(0.01)
+            assert waiting == (1,)
+        assert not done.is_set()
+        assert store.stats().chunks == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    thread.join(timeout=30)
+    assert done.is_set()
+    assert store.stats().chunks == 1
+
+
+def test_concurrent_writers_leave_consistent_statistics(
+    pg_url: str, pg_schema: str, store: PostgresStore
+) -> None:
+    second = PostgresStore(pg_url, schema=pg_schema)
+    errors: list[BaseException] = []
+
+    def writer(s: PostgresStore, tag: str) -> None:
+        try:
+            for round_ in range(8):
+                docs = [
+                    entry(
+                        f"shared{j}.md",
+                        [f"{tag} round {round_} alpha", f"{tag} beta {j}"],
+                        {"w": tag},
+                    )
+                    for j in range(5)
+                ]
+                s.write(docs, delete=[f"gone{round_}.md"])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=writer, args=(s, t)) for s, t in ((store, "one"), (second, "two"))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    consistency(pg_url, pg_schema)
+    # every document's chunks come from one write: the same writer's tag throughout
+    for doc in store.document_hashes():
+        tags = {
+            c.metadata["w"]
+            for c in store.chunks(parse_filter({"path": {"$exists": False}}))
+            if c.document_id == doc
+        }
+        assert len(tags) == 1
+    assert store.stats().chunks == 10
+    second.close()
+
+
+# -- filters compile to SQL with Python's semantics ---------------------------------------------
+
+
+def _metadata_rows(n: int = 300) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    values: list[Any] = [
+        None, True, False, 0, 1, -2, 3, 0.5, -1.5, 2.0, 1e20, "billing", "", "Billing",
+        "docs/a.md", "docs/api/b.md", "é", "a.md\n", "2021-01-05", "2023-12-31T10:00:00", "c",
+    ]  # fmt: skip
+    rows = []
+    for _ in range(n):
+        row: dict[str, Any] = {}
+        for key in KEYS:
+            roll = rng.random()
+            if roll < 0.25:
+                continue
+            if roll < 0.45:
+                row[key] = [rng.choice(values) for _ in range(rng.randint(0, 3))]
+            else:
+                row[key] = rng.choice(values)
+        rows.append(dict(freeze_metadata(row)))
+    return rows
+
+
+@pytest.fixture
+def metadata_table(pg_url: str, pg_schema: str) -> Any:
+    rows = _metadata_rows()
+    conn = psycopg.connect(pg_url, autocommit=True)
+    conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+    conn.execute(f'CREATE TABLE "{pg_schema}".m (id int, metadata jsonb)')
+    from psycopg.types.json import Jsonb
+
+    with conn.cursor() as cur:
+        cur.executemany(
+            f'INSERT INTO "{pg_schema}".m VALUES (%s, %s)',
+            [(i, Jsonb(r)) for i, r in enumerate(rows)],
+        )
+    yield conn, rows, pg_schema
+    conn.close()
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(where=FILTERS)
+def test_compiled_filters_match_exactly_what_python_matches(
+    metadata_table: Any, where: Filter
+) -> None:
+    conn, rows, schema = metadata_table
+    params = _Params()
+    condition = compile_filter(where, params, column="c.metadata")
+    got = [
+        i
+        for (i,) in conn.execute(
+            f'SELECT id FROM "{schema}".m c WHERE {condition} ORDER BY id', params.values
+        ).fetchall()
+    ]
+    assert got == [i for i, r in enumerate(rows) if matches(where, r)]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        parse_filter({"year": {"$gt": float("nan")}}),
+        parse_filter({"year": float("nan")}),
+        parse_filter({"year": {"$ne": float("inf")}}),
+        parse_filter({"year": {"$lt": float("inf")}}),
+        parse_filter({"team": {"$gte": "billing\x00x"}}),
+        parse_filter({"team": {"$lt": "billing\x00"}}),
+        parse_filter({"team": "bil\x00ling"}),
+        parse_filter({"path": {"$glob": "a.md"}}),
+        AnyOf(()),
+        AllOf(()),
+        Not(AllOf(())),
+    ],
+    ids=repr,
+)
+def test_edge_values_match_python(metadata_table: Any, where: Filter) -> None:
+    conn, rows, schema = metadata_table
+    params = _Params()
+    condition = compile_filter(where, params)
+    got = conn.execute(
+        f'SELECT id FROM "{schema}".m c WHERE {condition} ORDER BY id', params.values
+    ).fetchall()
+    assert [i for (i,) in got] == [i for i, r in enumerate(rows) if matches(where, r)]
+
+
+# -- parity with the in-memory rankings ---------------------------------------------------------
+
+QUERIES = [
+    "how are BM25 and vector rankings fused",
+    "when does ragkit decide not to answer",
+    "citations chunk ids",
+    "token budget for the context",
+    "install the offline embedder",
+    "evaluation nDCG SciFact",
+    "prompt caching cost",
+    "the the the",
+    "zscore rrf minmax weights",
+    "chunk overlap headings",
+]
+
+
+def _docs_entries() -> list[DocumentEntry]:
+    entries = []
+    for path in sorted(DOCS.glob("*.md")):
+        doc = Document(path.name, path.read_text(encoding="utf-8"), {"path": f"docs/{path.name}"})
+        chunks = tuple(chunk_document(doc))
+        keyword = tuple(
+            (" > ".join(c.headings) + "\n" + c.text) if c.headings else c.text for c in chunks
+        )
+        entries.append(
+            DocumentEntry(
+                doc.id, doc.content_hash, doc.metadata, chunks, keyword, unit_vectors(keyword)
+            )
+        )
+    return entries
+
+
+@pytest.mark.parametrize(
+    "bm25", [{"variant": "lucene", "k1": 0.9, "b": 0.4}, {"variant": "okapi", "k1": 1.5, "b": 0.75}]
+)
+def test_bm25_parity_with_bm25index_on_the_docs(
+    pg_url: str, pg_schema: str, bm25: dict[str, Any]
+) -> None:
+    entries = _docs_entries()
+    settings_ = IndexSettings(
+        embedder=SETTINGS.embedder, dim=SETTINGS.dim, chunk_size=256, chunk_overlap=32, bm25=bm25
+    )
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(settings_)
+    store.write(entries[: len(entries) // 2])
+    store.write(entries[len(entries) // 2 :])
+    rows = sorted(
+        ((c, e.keyword_texts[i]) for e in entries for i, c in enumerate(e.chunks)),
+        key=lambda r: r[0].id,
+    )
+    assert len(rows) >= 30
+    index = BM25Index(variant=bm25["variant"], k1=bm25["k1"], b=bm25["b"], analyzer=store.analyzer)
+    index.add(list(range(len(rows))), [t for _, t in rows])
+    for query in QUERIES:
+        keys, scores = index.search(query, 10)
+        got = store.keyword_search(query, 10)
+        assert [r.id for r in got] == [rows[i][0].id for i in keys.tolist()], query
+        assert [r.score for r in got] == pytest.approx(scores.tolist(), abs=1e-4)
+    consistency(pg_url, pg_schema)
+    store.close()
+
+
+def test_vector_recall_and_filtered_k(pg_url: str, pg_schema: str) -> None:
+    rng = np.random.default_rng(3)
+    n, dim = 3000, 32
+    centres = rng.normal(size=(30, dim))
+    vecs = centres[rng.integers(0, 30, n)] + 0.5 * rng.normal(size=(n, dim))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(IndexSettings(embedder="random/32", dim=dim, chunk_size=256, chunk_overlap=32))
+    batch = []
+    for i in range(n):
+        e = entry(f"d{i:05d}", [f"text {i}"], {"bucket": i % 100}, vectors=False)
+        batch.append(
+            DocumentEntry(
+                e.document_id,
+                e.content_hash,
+                e.metadata,
+                e.chunks,
+                e.keyword_texts,
+                vecs[i : i + 1],
+            )
+        )
+    store.write(batch)
+    # Queries near the data, as real questions are near their answers.
+    queries = (vecs[rng.integers(0, n, 40)] + 0.3 * rng.normal(size=(40, dim))).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = np.array([f"d{i:05d}#0" for i in range(n)])
+    hits = 0
+    for q in queries:
+        exact = set(ids[np.argsort(-(vecs @ q), kind="stable")[:10]])
+        hits += len(exact & {r.id for r in store.vector_search(q, 10)})
+    assert hits / (10 * len(queries)) >= 0.98
+    # A 1 % filter (30 rows) still yields k rows, all matching, equal to exact search there.
+    where = parse_filter({"bucket": 7})
+    subset = np.array([i for i in range(n) if i % 100 == 7])
+    for q in queries[:10]:
+        got = store.vector_search(q, 10, where)
+        assert len(got) == 10
+        expected = ids[subset[np.argsort(-(vecs[subset] @ q), kind="stable")[:10]]]
+        assert len(set(expected) & {r.id for r in got}) >= 9
+    # Fewer matching rows than k: all of them.
+    assert len(store.vector_search(queries[0], 50, where)) == 30
+    store.close()
