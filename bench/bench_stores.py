@@ -587,9 +587,10 @@ def cmd_scifact(args: argparse.Namespace) -> None:
         "'embedder_class': type(e).__module__ + '.' + type(e).__name__, "
         "'ragkit': ragkit.__file__}))"
     )
-    for version, root in versions.items():
-        if args.only and version not in args.only:
+    for name, root in versions.items():
+        if args.only and name not in args.only:
             continue
+        version = f"{name}-{args.label}" if args.label else name
         info = json.loads(
             subprocess.run(
                 [PY, "-c", probe],
@@ -744,6 +745,7 @@ def main() -> None:
     p.add_argument("--current", default=str(ROOT))
     p.add_argument("--cache", default=str(ROOT / ".cache"))
     p.add_argument("--only", nargs="*", choices=["baseline", "current"])
+    p.add_argument("--label", help="store the runs as NAME-LABEL (keeps earlier runs)")
     p = sub.add_parser("latency")
     p.add_argument("--baseline", required=True)
     p.add_argument("--current", default=str(ROOT))
