@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from .bm25 import Analyzer
 from .filters import Filter, FilterSpec, parse_filter
-from .fusion import FusionMethod
+from .fusion import FUSION_METHODS, FusionMethod
 from .types import Chunk, Document, Metadata, ScoredChunk
 
 __all__ = [
@@ -96,8 +96,6 @@ class Query:
         weights: Sequence[float] | None = None,
         depth: int = DEFAULT_DEPTH,
     ) -> None:
-        from .fusion import FUSION_METHODS  # local: keeps the class body free of checks
-
         if not isinstance(text, str):
             raise TypeError(f"query must be a str, got {type(text).__name__}")
         if not text.strip():
@@ -128,8 +126,18 @@ class Query:
         object.__setattr__(self, "depth", depth)
 
     def with_k(self, k: int) -> Query:
-        """The same query asking for ``k`` results."""
-        return replace(self, k=k) if k != self.k else self
+        """The same query asking for ``k`` results (``k`` already checked by the caller).
+
+        Copies the validated fields instead of validating them again: retrieval asks for a
+        deeper copy of every query, so this is on the hot path.
+        """
+        if k == self.k:
+            return self
+        copy = object.__new__(Query)
+        for name in ("text", "where", "mode", "fusion", "weights", "depth"):
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "k", int(k))
+        return copy
 
 
 # -- embedders ---------------------------------------------------------------------------------

@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
-from .base import DocumentEntry, IndexSettings, Query, Reranker, SearchMode, Store
+from .base import (
+    DEFAULT_DEPTH,
+    DEFAULT_FUSION,
+    DocumentEntry,
+    IndexSettings,
+    Query,
+    Reranker,
+    SearchMode,
+    Store,
+)
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, default_embedder, embed_checked, get_embedder
@@ -281,7 +290,6 @@ class Index:
         Raises:
             ValueError: vector or hybrid mode on a keyword-only index, or an unknown mode.
         """
-        defaults = Query("-")
         if mode is None:
             mode = "hybrid" if self.has_vectors else "bm25"
         bm25 = BM25Retriever(store=self.store)
@@ -300,9 +308,9 @@ class Index:
             return vector
         return HybridRetriever(
             [bm25, vector],
-            fusion=fusion or defaults.fusion,
+            fusion=fusion or DEFAULT_FUSION,
             weights=weights,
-            depth=depth or defaults.depth,
+            depth=depth or DEFAULT_DEPTH,
         )
 
     def search(

@@ -42,7 +42,6 @@ VOYAGE_RERANK_PRICES: dict[str, float] = {"rerank-2.5": 0.05, "rerank-2.5-lite":
 """USD per million tokens, from Voyage's pricing page (an estimate; the bill is the authority)."""
 
 
-
 class VoyageReranker:
     """Voyage AI's reranker as a :class:`ragkit.base.Reranker`.
 
