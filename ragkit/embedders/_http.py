@@ -49,15 +49,13 @@ class PostFailure(Exception):
         detail: what went wrong (the transport error, or the provider's error text).
         status: the HTTP status, or ``None`` when no response came back.
         attempts: how many requests were sent.
-        response: the last response, when there was one.
     """
 
-    def __init__(self, detail: str, *, status: int | None, attempts: int, response: Any) -> None:
+    def __init__(self, detail: str, *, status: int | None, attempts: int) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
         self.attempts = attempts
-        self.response = response
 
 
 def post_json(
@@ -89,7 +87,7 @@ def post_json(
         except Exception as exc:  # httpx2.TransportError and timeouts
             if attempt >= max_retries:
                 raise PostFailure(
-                    f"{type(exc).__name__}: {exc}", status=None, attempts=attempt + 1, response=None
+                    f"{type(exc).__name__}: {exc}", status=None, attempts=attempt + 1
                 ) from exc
         else:
             if response.status_code == 200:
@@ -100,14 +98,12 @@ def post_json(
                         "the answer is not JSON",
                         status=200,
                         attempts=attempt + 1,
-                        response=response,
                     ) from exc
             if response.status_code not in _RETRY_STATUS or attempt >= max_retries:
                 raise PostFailure(
                     _error_message(response),
                     status=response.status_code,
                     attempts=attempt + 1,
-                    response=response,
                 )
             retry_after = _retry_after(response.headers.get("retry-after"))
         delay = backoff * (2**attempt) * (0.5 + random.random() / 2)

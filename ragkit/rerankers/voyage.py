@@ -160,15 +160,10 @@ class VoyageReranker:
                 ) from failure
             if failure.status == 200:
                 raise RerankError("Voyage replied with a body that is not JSON") from failure
-            raise _status_error(failure.response, failure.attempts) from None
+            raise _status_error(failure.status, failure.detail, failure.attempts) from None
 
 
-def _status_error(response: httpx2.Response, attempts: int) -> RerankError:
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text
-    code = response.status_code
+def _status_error(code: int, detail: str, attempts: int) -> RerankError:
     if code in (401, 403):
         return RerankError(f"Voyage refused the API key ({code}: {detail}); check VOYAGE_API_KEY")
     tried = f" after {attempts} attempts" if attempts > 1 else ""
