@@ -39,13 +39,13 @@ from .base import (
 from .bm25 import BM25Index, lucene_idf
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
 from .embedders import Embedder, default_embedder, embed_checked, get_embedder
-from .errors import RagkitError, SchemaError, SettingsMismatchError, StoreError
+from .errors import RagkitError, SchemaError, SettingsMismatchError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
 from .loaders import LoadResult, load_folder, pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import is_database_url, open_store
-from .stores.disk import is_index_dir, only_debris, writer_lock
+from .stores.disk import check_target, writer_lock
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
 
@@ -707,7 +707,7 @@ def writing(location: str | Path | None) -> Iterator[None]:
         yield
         return
     root = Path(location)
-    _check_target(root)
+    check_target(root)
     with writer_lock(root):
         yield
 
@@ -850,14 +850,3 @@ class _TqdmProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _check_target(root: Path) -> None:
-    """Refuse a save target that can never work, before any embedding is paid for."""
-    if root.exists() and not root.is_dir():
-        raise RagkitError(f"cannot save the index to {root}: it is a file, not a directory")
-    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
-        raise StoreError(
-            f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
-            "index; choose another --index path"
-        )

@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..base import Store
-from ..errors import MissingDependencyError, StoreError
-from .disk import only_debris
+from ..errors import MissingDependencyError
+from .disk import check_target
 from .memory import MemoryStore
 
 __all__ = ["MemoryStore", "is_database_url", "open_store", "redact", "split_schema"]
@@ -93,11 +93,5 @@ def open_store(location: str | Path, *, migrate: bool = False) -> Store:
     root = Path(location)
     if (root / "CURRENT").exists() or (root / "CURRENT").is_symlink():
         return MemoryStore.load(root)
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"cannot use {root} as an index: it is a file, not a directory")
-    if root.is_dir() and not only_debris(root):
-        raise StoreError(
-            f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
-            "index; choose another --index path"
-        )
+    check_target(root)
     return MemoryStore(location=str(root))

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import IndexFormatError, IndexLockedError, RagkitError
+from ..errors import IndexFormatError, IndexLockedError, RagkitError, StoreError
 
 __all__ = [
     "FORMAT_NAME",
@@ -101,6 +101,23 @@ def only_debris(root: Path) -> bool:
 
 _held: dict[tuple[int, int, int], int] = {}
 _held_guard = threading.Lock()
+
+
+def check_target(root: Path) -> None:
+    """Refuse a path that can never hold an index: a file, or a non-empty directory that is
+    neither a ragkit index nor what an interrupted save leaves (so a mistyped ``--index``
+    cannot clobber the user's files). Called before any embedding is paid for, and by a save.
+
+    Raises:
+        StoreError: ``root`` is a file, or a foreign non-empty directory.
+    """
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"cannot use {root} as an index: it is a file, not a directory")
+    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+        raise StoreError(
+            f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
+            "index; choose another --index path"
+        )
 
 
 @contextmanager
@@ -197,13 +214,7 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         RagkitError: ``root`` is a file, or a non-empty directory that is not a ragkit index.
         OSError: the disk is full or not writable (the previous generation stays live).
     """
-    if root.exists() and not root.is_dir():
-        raise RagkitError(f"cannot save the index to {root}: it is a file, not a directory")
-    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
-        raise RagkitError(
-            f"cannot save the index to {root}: the directory is not empty and is not a ragkit "
-            "index; choose another --index path"
-        )
+    check_target(root)
     gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = root / f".{gen}.tmp"
     pointer = root / ".CURRENT.tmp"
