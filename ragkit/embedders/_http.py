@@ -241,7 +241,7 @@ class HostedEmbedder:
                 except ImportError as exc:
                     raise MissingDependencyError(
                         f"{self.family} embedders need the '{self.extra}' extra:\n"
-                        f"    pip install 'ragkit[{self.extra}]'"
+                        f"    pip install 'ragkit-claude[{self.extra}]'"
                     ) from exc
                 self._client = httpx2.Client(timeout=self.timeout)
             return self._client

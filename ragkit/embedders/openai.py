@@ -100,6 +100,6 @@ def from_name(spec: str) -> OpenAIEmbedder:
     found = OpenAIEmbedder(model or "text-embedding-3-small", dim=int(dim) if dim else None)
     if not httpx_available():
         raise MissingDependencyError(
-            "openai embedders need the 'openai' extra:\n    pip install 'ragkit[openai]'"
+            "openai embedders need the 'openai' extra:\n    pip install 'ragkit-claude[openai]'"
         )
     return found

@@ -33,7 +33,7 @@ _INSTALL_HINT = (
     "sentence-transformers embedders need the 'st' extra (torch). Install a CPU build of torch "
     "first (on Linux a plain 'pip install torch' pulls a multi-GB CUDA build; PyTorch's install "
     "page gives the CPU wheel command), then:\n"
-    "    pip install 'ragkit[st]'"
+    "    pip install 'ragkit-claude[st]'"
 )
 
 

@@ -89,6 +89,6 @@ def from_name(spec: str) -> VoyageEmbedder:
     found = VoyageEmbedder(model or "voyage-4", dim=int(dim) if dim else 1024)
     if not httpx_available():
         raise MissingDependencyError(
-            "voyage embedders need the 'voyage' extra:\n    pip install 'ragkit[voyage]'"
+            "voyage embedders need the 'voyage' extra:\n    pip install 'ragkit-claude[voyage]'"
         )
     return found

@@ -26,7 +26,7 @@ from .text import first_heading
 
 __all__ = ["DocxLoader"]
 
-_INSTALL = "needs the 'docx' extra: pip install 'ragkit[docx]'"
+_INSTALL = "needs the 'docx' extra: pip install 'ragkit-claude[docx]'"
 _MAX_UNCOMPRESSED = 512 * 1024 * 1024
 
 

@@ -27,7 +27,7 @@ from ..types import Document
 
 __all__ = ["PdfLoader", "pages_for_span"]
 
-_INSTALL = "needs the 'pdf' extra: pip install 'ragkit[pdf]'"
+_INSTALL = "needs the 'pdf' extra: pip install 'ragkit-claude[pdf]'"
 
 
 def pages_for_span(page_starts: Sequence[int], start: int, end: int) -> tuple[int, ...]:
@@ -129,7 +129,7 @@ class PdfLoader:
                         raise LoadError(
                             document_id,
                             "encrypted with AES; install cryptography to read it "
-                            "(pip install 'ragkit[pdf]')",
+                            "(pip install 'ragkit-claude[pdf]')",
                         ) from None
                     if not opened:
                         raise LoadError(

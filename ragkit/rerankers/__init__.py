@@ -10,7 +10,7 @@
       Voyage AI's hosted rerankers (``rerank-2.5`` by default, ``rerank-2.5-lite``); needs
       ``VOYAGE_API_KEY`` and the network (:mod:`ragkit.rerankers.voyage`).
   ``cross-encoder:MODEL``
-      a sentence-transformers cross-encoder (``pip install 'ragkit[rerank-local]'``), loaded
+      a sentence-transformers cross-encoder (``pip install 'ragkit-claude[rerank-local]'``), loaded
       from a local path or the Hugging Face cache; ragkit ships no weights
       (:mod:`ragkit.rerankers.cross_encoder`).
   ``embedder`` / ``embedder:NAME``

@@ -1,4 +1,4 @@
-"""A local cross-encoder reranker through sentence-transformers (``ragkit[rerank-local]``).
+"""A local cross-encoder reranker through sentence-transformers (``ragkit-claude[rerank-local]``).
 
 ragkit ships no cross-encoder weights: no package on PyPI bundles an ms-marco-MiniLM-class
 model for offline use (docs/reranking.md lists what was checked). Point this at a model
@@ -48,7 +48,7 @@ class CrossEncoderReranker:
         except ImportError as exc:
             raise RerankError(
                 "the cross-encoder reranker needs sentence-transformers: "
-                "pip install 'ragkit[rerank-local]'"
+                "pip install 'ragkit-claude[rerank-local]'"
             ) from exc
         try:
             self._model: Any = CrossEncoder(

@@ -52,7 +52,7 @@ class EmbeddingReranker:
         default = embedders.default_embedder()
         if default is None:
             raise RerankError(
-                "the 'embedder' reranker needs an embedder: pip install 'ragkit[local]'"
+                "the 'embedder' reranker needs an embedder: pip install 'ragkit-claude[local]'"
             )
         return cls(default)
 

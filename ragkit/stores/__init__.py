@@ -82,7 +82,7 @@ def open_store(location: str | Path, *, migrate: bool = False) -> Store:
             from . import postgres  # type: ignore[attr-defined, unused-ignore]
         except ImportError as exc:
             raise MissingDependencyError(
-                "a postgresql:// index needs the 'pg' extra: pip install 'ragkit[pg]'"
+                "a postgresql:// index needs the 'pg' extra: pip install 'ragkit-claude[pg]'"
             ) from exc
         url, schema = split_schema(str(location))
         pg = postgres.PostgresStore(url, schema=schema)

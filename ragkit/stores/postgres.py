@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ import numpy as np
 from ..base import DocumentEntry, IndexSettings, StoreStats
 from ..bm25 import Analyzer, BM25Index, okapi_idf
 from ..errors import (
+    ExtensionError,
     IndexLockedError,
     MissingDependencyError,
     SchemaError,
@@ -68,7 +70,7 @@ try:
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError(
-        "the Postgres store needs the 'pg' extra: pip install 'ragkit[pg]'"
+        "the Postgres store needs the 'pg' extra: pip install 'ragkit-claude[pg]'"
     ) from exc
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "compile_filter", "migrate", "redact_url"]
@@ -85,6 +87,11 @@ _EF_SEARCH_MIN = 100
 _EF_SEARCH_MAX = 1000
 # pgvector indexes up to this many dimensions with HNSW; above it vector search scans exactly.
 _HNSW_MAX_DIM = 2000
+# pgvector releases: 0.8.0 brought iterative index scans (filtered vector search needs them);
+# 0.8.3 fixed "possible index corruption with HNSW vacuuming" (pgvector's CHANGELOG).
+_PGVECTOR_REQUIRED = (0, 8, 0)
+_PGVECTOR_ADVISED = (0, 8, 3)
+_warned_pgvector: set[str] = set()
 _PAGE = 1000  # chunks() fetches this many rows per round trip
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.text, c.document_id, c.start_offset, c.end_offset, c.headings, c.metadata"
@@ -294,6 +301,51 @@ def compile_filter(where: Filter | None, params: _Params, column: str = "c.metad
     return f"({has} AND EXISTS (SELECT 1 FROM {_elements(column, key)} AS e(v) WHERE {test}))"
 
 
+# -- the pgvector version ----------------------------------------------------------------------
+
+
+def check_pgvector_version(version: str, location: str) -> None:
+    """Refuse a pgvector older than 0.8.0; warn once per location below 0.8.3.
+
+    Raises:
+        ExtensionError: ``version`` is older than 0.8.0 (or unreadable).
+
+    Example:
+        >>> check_pgvector_version("0.8.6", "postgresql://db/rag")
+        >>> check_pgvector_version("0.7.4", "postgresql://db/rag")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ragkit.errors.ExtensionError: pgvector 0.7.4 at postgresql://db/rag is older than 0.8.0, ...
+    """
+    parts = version.split("-")[0].split(".")
+    try:
+        number = tuple(int(part) for part in parts)
+    except ValueError:
+        number = ()
+    upgrade = (
+        "install pgvector 0.8.3 or newer on the server, then run "
+        "ALTER EXTENSION vector UPDATE in this database"
+    )
+    if len(number) < 2 or number < _PGVECTOR_REQUIRED:
+        raise ExtensionError(
+            f"pgvector {version} at {location} is older than 0.8.0, which ragkit needs for "
+            f"filtered vector search (iterative index scans): {upgrade}"
+        )
+    if number < _PGVECTOR_ADVISED and location not in _warned_pgvector:
+        _warned_pgvector.add(location)
+        warnings.warn(
+            f"pgvector {version} at {location} can corrupt HNSW indexes when vacuuming (fixed in "
+            f"0.8.3): {upgrade}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _pgvector_version(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return str(row[0]) if row else None
+
+
 # -- the store ------------------------------------------------------------------------------------
 
 
@@ -416,6 +468,10 @@ class PostgresStore:
             version = self._schema_version()
             if version is not None:
                 self._check_version(version)
+                with self._connection() as conn:
+                    installed = _pgvector_version(conn)
+                if installed is not None:
+                    check_pgvector_version(installed, self.location)
                 self._schema_checked = True
                 settings = self._read_settings()
                 if settings is not None:
@@ -545,6 +601,7 @@ class PostgresStore:
                     f"{self.location} and this user cannot create it ({exc.diag.message_primary}); "
                     "ask an administrator to run CREATE EXTENSION vector, then migrate again"
                 ) from None
+            check_pgvector_version(_pgvector_version(conn) or "unknown", self.location)
             exists = conn.execute(
                 "SELECT to_regclass(format('%%I.meta', %s::text)) IS NOT NULL", (self.schema,)
             ).fetchone()

