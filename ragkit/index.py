@@ -109,6 +109,10 @@ class IndexUpdate:
     unchanged: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     chunks_embedded: int = 0
+    chunks_reused: int = 0
+    """Chunks whose vector was not computed again: the exact text (heading path and text) was
+    embedded before in the same document, or repeats in this write. With a vector index,
+    ``chunks_embedded + chunks_reused`` is every chunk written."""
 
     @property
     def changed(self) -> bool:
@@ -379,10 +383,13 @@ class Index:
         """Add documents, replacing any already indexed under the same ID.
 
         A document whose text and metadata are unchanged (same content hash) is neither
-        re-chunked nor re-embedded. A document without a ``path`` in its metadata gets its ID
-        there, so ``where={"path": {"$glob": ...}}`` works for every document. Embedding
-        happens before the store changes, so an error (or an interrupt) while embedding leaves
-        the index as it was.
+        re-chunked nor re-embedded. Of a changed document, only the chunks whose exact text
+        (heading path and text) is new are embedded: the others keep their stored vectors, so
+        an edit to a long document costs the chunks around it (not with a ``contextualizer``,
+        whose contexts may change with the rest of the document). A document without a
+        ``path`` in its metadata gets its ID there, so ``where={"path": {"$glob": ...}}`` works
+        for every document. Embedding happens before the store changes, so an error (or an
+        interrupt) while embedding leaves the index as it was.
 
         Args:
             documents: the documents; a later duplicate ID wins.
@@ -420,7 +427,10 @@ class Index:
             from .contextual import contextualized_texts
 
             texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
-        vectors = self._embed(texts, progress)
+            known_vectors: dict[str, np.ndarray] = {}
+        else:
+            known_vectors = self._stored_vectors(replaced)
+        vectors, embedded = self._embed(texts, progress, known_vectors)
         entries: list[DocumentEntry] = []
         position = 0
         for doc, digest, chunks in pending:
@@ -438,11 +448,45 @@ class Index:
             position += n
         if entries:
             self.store.write(entries)
-        return IndexUpdate(tuple(added), tuple(replaced), tuple(unchanged), (), len(texts))
+        return IndexUpdate(
+            tuple(added),
+            tuple(replaced),
+            tuple(unchanged),
+            (),
+            embedded,
+            len(texts) - embedded if vectors is not None else 0,
+        )
 
-    def _embed(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray | None:
+    def _stored_vectors(self, document_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Embedded text → stored vector, over the chunks of ``document_ids``."""
+        found: dict[str, np.ndarray] = {}
+        if self.settings.embedder is None:
+            return found
+        for doc_id in document_ids:
+            stored = self.store.document_vectors(doc_id)
+            if stored is not None:
+                chunks, rows = stored
+                found.update(zip((keyword_text(c) for c in chunks), rows, strict=True))
+        return found
+
+    def _embed(
+        self,
+        texts: Sequence[str],
+        progress: ProgressFn | None,
+        known: Mapping[str, np.ndarray],
+    ) -> tuple[np.ndarray | None, int]:
+        """One vector per text, and how many texts the embedder was given: a text in ``known``
+        (or repeated in ``texts``) is not embedded again."""
         if self.settings.embedder is None or not texts:
-            return None
+            return None, 0
+        new = list(dict.fromkeys(t for t in texts if t not in known))
+        if not known and len(new) == len(texts):
+            return self._embed_texts(texts, progress), len(texts)
+        fresh = dict(zip(new, self._embed_texts(new, progress), strict=True)) if new else {}
+        rows = [fresh[t] if t in fresh else known[t] for t in texts]
+        return np.stack(rows).astype(np.float32, copy=False), len(new)
+
+    def _embed_texts(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray:
         if self.embedder is None:
             raise RagkitError(
                 f"the index at {self.store.location} has vectors from {self.settings.embedder!r}; "
@@ -661,7 +705,7 @@ def update_from_folder(
 
     added: list[str] = []
     replaced: list[str] = []
-    embedded = 0
+    embedded = reused = 0
     last = time.monotonic()
     for number, batch in enumerate(batches, 1):
         if not batch:
@@ -670,6 +714,7 @@ def update_from_folder(
         added += step.added
         replaced += step.replaced
         embedded += step.chunks_embedded
+        reused += step.chunks_reused
         if report is not progress:
             done[0] += step.chunks_embedded
         if (
@@ -686,7 +731,7 @@ def update_from_folder(
     changed_ids = {d.id for d in changed}
     unchanged = tuple(d.id for d in loaded.documents if d.id not in changed_ids)
     return (
-        IndexUpdate(tuple(added), tuple(replaced), unchanged, tuple(gone), embedded),
+        IndexUpdate(tuple(added), tuple(replaced), unchanged, tuple(gone), embedded, reused),
         loaded,
     )
 
