@@ -55,7 +55,10 @@ def index_option(f: F) -> F:
         "index_path",
         metavar="PATH|URL",
         default=None,
-        help=f"Index directory or postgresql:// URL (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
+        help=(
+            "Index directory or postgresql:// URL; in a URL, ?ragkit_schema=NAME picks the "
+            f"schema (default: $RAGKIT_INDEX or {DEFAULT_INDEX})."
+        ),
     )(f)
 
 
