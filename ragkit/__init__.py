@@ -24,7 +24,8 @@ from .base import Embedder, Query, Retriever, Store
 from .context import ContextPlan, EvidenceGate, retrieve_context
 from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
 from .evaluation import evaluate
-from .index import Index, IndexUpdate, index_folder, open_index
+from .index import Index, IndexUpdate, open_index
+from .ingest import index_folder
 from .loaders import load_folder
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
 

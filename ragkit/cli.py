@@ -405,7 +405,8 @@ def index_cmd(
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
         ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
-    from .index import open_index, update_from_folder, writing
+    from .index import open_index, writing
+    from .ingest import update_from_folder
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)

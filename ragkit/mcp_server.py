@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from .errors import MissingDependencyError, RagkitError
-from .index import Index, open_index, update_from_folder
+from .index import Index, open_index
+from .ingest import update_from_folder
 from .loaders import load_folder
 from .stores import is_database_url, redact
 from .types import Chunk, ScoredChunk

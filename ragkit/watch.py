@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MissingDependencyError, RagkitError
-from .index import EmbedderArg, Index, IndexUpdate, open_index, update_from_folder
+from .index import EmbedderArg, Index, IndexUpdate, open_index
+from .ingest import update_from_folder
 from .loaders import Skipped
 from .stores import is_database_url
 

@@ -494,7 +494,7 @@ def test_ctrl_c_during_a_first_index_keeps_every_batch_already_embedded(
     folder = write_corpus(
         tmp_path / "docs", {f"doc{i:02}.md": f"# Doc {i}\n\nTopic number {i}.\n" for i in range(12)}
     )
-    monkeypatch.setattr("ragkit.index._BATCH_CHARS", 60)  # about two documents per batch
+    monkeypatch.setattr("ragkit.ingest._BATCH_CHARS", 60)  # about two documents per batch
     real_embed = fake_default_embedder.embed
 
     def interrupted(texts: list[str]) -> object:
