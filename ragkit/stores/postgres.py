@@ -65,6 +65,7 @@ try:
     from pgvector.psycopg import register_vector
     from psycopg import errors as pg_errors
     from psycopg import sql
+    from psycopg.abc import AdaptContext, Params, Query, QueryNoTemplate
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from psycopg.types.json import Jsonb
     from psycopg_pool import ConnectionPool, PoolTimeout
@@ -349,10 +350,51 @@ def _pgvector_version(conn: psycopg.Connection[Any]) -> str | None:
 # -- the store ------------------------------------------------------------------------------------
 
 
-def _quote(schema: str) -> sql.Identifier:
+def _quote(schema: str) -> _Name:
     if not isinstance(schema, str) or not schema:
         raise ValueError(f"schema must be a non-empty string, got {schema!r}")
-    return sql.Identifier(schema)
+    return _Name(schema)
+
+
+class _Name(sql.Composable):
+    """A quoted identifier whose ``%`` are doubled: every statement the store runs is parsed for
+    ``%s`` placeholders (:class:`_Cursor`), so a ``%`` in a schema name must be escaped."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(names)
+        self._ident = sql.Identifier(*names)
+
+    def as_bytes(self, context: AdaptContext | None = None) -> bytes:
+        return self._ident.as_bytes(context).replace(b"%", b"%%")
+
+
+class _Cursor(psycopg.Cursor[Any]):
+    """The store's cursor: a statement is parsed for placeholders even without parameters, so
+    ``%%`` means ``%`` in every statement (psycopg parses only when parameters are given; a
+    schema name holding ``%`` would otherwise mean one thing with parameters and another
+    without)."""
+
+    def execute(  # type: ignore[override]
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> _Cursor:
+        super().execute(query, () if params is None else params, prepare=prepare, binary=binary)
+        return self
+
+    @contextmanager
+    def copy(
+        self, statement: Query, params: Params | None = None, **kwargs: Any
+    ) -> Iterator[psycopg.Copy]:
+        if not params:
+            # psycopg merges COPY's parameters only when there are some: unescape %% here.
+            statement = psycopg.ClientCursor(self.connection).mogrify(statement, ())
+            params = None
+        with super().copy(statement, params, **kwargs) as copy:
+            yield copy
 
 
 def _configure_connection(conn: psycopg.Connection[Any]) -> None:
@@ -424,6 +466,8 @@ class PostgresStore:
         if not lock_timeout > 0:
             raise ValueError(f"lock_timeout ({lock_timeout!r}) must be > 0 seconds")
         self._ident = _quote(schema)
+        # The key sequence's name as regclass input text (a parameter, never formatted in).
+        self._sequence = sql.Identifier(schema, "chunk_keys").as_string()
         self.schema = schema
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._secret: str | None = None
@@ -516,8 +560,13 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 _configure_connection(conn)
-                with conn.transaction():
-                    yield conn
+                factory = conn.cursor_factory
+                conn.cursor_factory = _Cursor  # a pool passed in gets its own factory back
+                try:
+                    with conn.transaction():
+                        yield conn
+                finally:
+                    conn.cursor_factory = factory
         except PoolTimeout as exc:
             raise StoreUnavailableError(
                 f"no connection to Postgres at {self.location} became available "
@@ -575,7 +624,9 @@ class PostgresStore:
         self._schema_checked = True
 
     def _lock(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)", (f"{self._lock_timeout_ms}ms",)
+        )
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('ragkit:' || %s::text, 0))",
             (self.schema,),
@@ -913,8 +964,8 @@ class PostgresStore:
                 keys = [
                     k
                     for (k,) in cur.execute(
-                        self._q("SELECT nextval('{s}.chunk_keys') FROM generate_series(1, %s)"),
-                        (n,),
+                        "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                        (self._sequence, n),
                     ).fetchall()
                 ]
                 has_vectors = rows.chunks[0][10] is not None
@@ -930,7 +981,7 @@ class PostgresStore:
                     columns += ", embedding"
                     types.append("vector")
                 with cur.copy(
-                    self._q(f"COPY {{s}}.chunks ({columns}) FROM STDIN (FORMAT BINARY)")
+                    self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
                 ) as copy:
                     copy.set_types(types)
                     for key, row in zip(keys, rows.chunks, strict=True):
@@ -1097,7 +1148,7 @@ class PostgresStore:
         values = {"v": query, "k": k, **params.values}
         with self._connection() as conn:
             ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
-            conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
             if where is not None:
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             else:
