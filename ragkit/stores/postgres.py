@@ -74,7 +74,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the Postgres store needs the 'pg' extra: pip install 'ragkit-claude[pg]'"
     ) from exc
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore", "compile_filter", "migrate", "redact_url"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "PostgresStore",
+    "check_schema_name",
+    "compile_filter",
+    "migrate",
+    "redact_url",
+]
 
 SCHEMA_VERSION: Final = 1
 """The schema version this module creates and reads."""
@@ -350,10 +357,60 @@ def _pgvector_version(conn: psycopg.Connection[Any]) -> str | None:
 # -- the store ------------------------------------------------------------------------------------
 
 
-def _quote(schema: str) -> _Name:
+# Postgres keeps the first NAMEDATALEN - 1 bytes of an identifier and drops the rest silently.
+_NAME_BYTES = 63
+
+
+def check_schema_name(schema: object, *, allow_public: bool = False) -> str:
+    """``schema`` if it can name a store's own Postgres schema; else ``ValueError`` saying why.
+
+    A name is any text of 1 to 63 bytes in UTF-8 (Postgres truncates longer identifiers, so two
+    long names would share one schema), without a NUL character, outside Postgres' own schemas
+    (``pg_*``, ``information_schema``), and not ``public`` unless ``allow_public=True``: the
+    store creates tables named ``meta``, ``chunks``, ``documents`` ... in its schema. Quotes,
+    ``%``, ``;`` and non-ASCII letters are fine: the name reaches SQL only as a quoted
+    identifier or a parameter.
+
+    Raises:
+        ValueError: the name breaks one of these rules (a bad argument, also when it comes from
+            a URL's ``ragkit_schema=``; the CLI reports it as a usage error).
+
+    Example:
+        >>> check_schema_name("docs")
+        'docs'
+        >>> check_schema_name("pg_docs")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: schema name 'pg_docs' starts with pg_, ...
+    """
     if not isinstance(schema, str) or not schema:
         raise ValueError(f"schema must be a non-empty string, got {schema!r}")
-    return _Name(schema)
+    rule = (
+        "choose another schema name (PostgresStore(schema=...) or ragkit_schema= in the URL)"
+    )
+    if "\x00" in schema:
+        raise ValueError(f"schema name {schema!r} contains a NUL character: {rule}")
+    size = len(schema.encode("utf-8", "surrogatepass"))
+    if size > _NAME_BYTES:
+        raise ValueError(
+            f"schema name {schema!r} is {size} bytes in UTF-8, more than the {_NAME_BYTES} "
+            f"Postgres keeps (a longer name would share a schema with every name of the same "
+            f"first {_NAME_BYTES} bytes): {rule}"
+        )
+    folded = schema.lower()
+    if folded.startswith("pg_") or folded == "information_schema":
+        reserved = "starts with pg_" if folded.startswith("pg_") else "is information_schema"
+        raise ValueError(
+            f"schema name {schema!r} {reserved}, which Postgres reserves for its own "
+            f"catalogs: {rule}"
+        )
+    if folded == "public" and not (allow_public and schema == "public"):
+        raise ValueError(
+            f"schema name {schema!r}: the store would put its tables (meta, chunks, "
+            f"documents, ...) beside the database's own; {rule}, or pass "
+            "PostgresStore(..., schema='public', allow_public=True) to mean it"
+        )
+    return schema
 
 
 class _Name(sql.Composable):
@@ -411,7 +468,11 @@ def _configure_connection(conn: psycopg.Connection[Any]) -> None:
 
 
 def migrate(
-    url_or_pool: str | ConnectionPool[Any], *, schema: str = "ragkit", connect_timeout: int = 10
+    url_or_pool: str | ConnectionPool[Any],
+    *,
+    schema: str = "ragkit",
+    connect_timeout: int = 10,
+    allow_public: bool = False,
 ) -> bool:
     """Create the store's schema if it is missing (idempotent); ``True`` when it created it.
 
@@ -420,7 +481,9 @@ def migrate(
             created by this user (the message gives the statement an administrator runs).
         StoreUnavailableError: the server cannot be reached.
     """
-    store = PostgresStore(url_or_pool, schema=schema, connect_timeout=connect_timeout)
+    store = PostgresStore(
+        url_or_pool, schema=schema, connect_timeout=connect_timeout, allow_public=allow_public
+    )
     try:
         return store.migrate()
     finally:
@@ -433,7 +496,10 @@ class PostgresStore:
     Args:
         url_or_pool: a ``postgresql://`` URL (or libpq ``key=value`` string), or a
             ``psycopg_pool.ConnectionPool`` you own (the store does not close it).
-        schema: the Postgres schema holding this store's tables; one index per schema.
+        schema: the Postgres schema holding this store's tables; one index per schema. Any
+            name of 1 to 63 bytes (:func:`check_schema_name` gives the rules).
+        allow_public: let ``schema`` be ``public``, the database's default schema (refused
+            otherwise, so a store's tables never land beside an application's by accident).
         analyzer: the keyword analyzer for a new store; a configured store uses the one in its
             settings.
         pool_size: most connections the store's own pool opens.
@@ -458,6 +524,7 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: int = 10,
         lock_timeout: float = 60.0,
+        allow_public: bool = False,
     ) -> None:
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a ragkit.bm25.Analyzer, got {analyzer!r}")
@@ -465,10 +532,10 @@ class PostgresStore:
             raise ValueError(f"pool_size ({pool_size!r}) must be an integer >= 1")
         if not lock_timeout > 0:
             raise ValueError(f"lock_timeout ({lock_timeout!r}) must be > 0 seconds")
-        self._ident = _quote(schema)
+        self.schema = check_schema_name(schema, allow_public=allow_public)
+        self._ident = _Name(schema)
         # The key sequence's name as regclass input text (a parameter, never formatted in).
         self._sequence = sql.Identifier(schema, "chunk_keys").as_string()
-        self.schema = schema
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._secret: str | None = None
         self._queries: dict[str, sql.Composed] = {}

@@ -2,7 +2,8 @@
 must follow, and a lint that keeps formatted values out of the store's SQL.
 
 A schema name reaches SQL only as a quoted identifier (``psycopg.sql``) or a parameter: an
-injection attempt becomes an odd but harmless name, and the lint keeps it so.
+injection attempt becomes an odd but harmless name, and a name Postgres would truncate, or one of
+its own schemas, is refused before any statement runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .conftest import SETTINGS, entry, unit_vectors
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
 from ragkit.stores import open_store  # noqa: E402
-from ragkit.stores.postgres import PostgresStore  # noqa: E402
+from ragkit.stores.postgres import PostgresStore, check_schema_name, migrate  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[2] / "ragkit" / "stores" / "postgres.py"
 
@@ -135,6 +136,84 @@ def test_a_hostile_name_from_the_url_opens_its_own_schema(pg_url: str, canary: N
     finally:
         store.close()
         _drop(pg_url, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "non-empty string"),
+        ("a\x00b", "NUL character"),
+        ("\x00", "NUL character"),
+        ("a" * 64, "64 bytes in UTF-8, more than the 63"),
+        ("é" * 32, "64 bytes in UTF-8, more than the 63"),
+        ("a" * 63 + "1", "64 bytes"),
+        ("pg_catalog", "starts with pg_"),
+        ("pg_docs", "starts with pg_"),
+        ("PG_Docs", "starts with pg_"),
+        ("information_schema", "is information_schema"),
+        ("public", "allow_public=True"),
+        ("Public", "allow_public=True"),
+    ],
+)
+def test_bad_schema_names_are_refused_before_any_statement(
+    pg_url: str, name: str, message: str
+) -> None:
+    before = _schemas(pg_url)
+    with pytest.raises(ValueError, match=message):
+        check_schema_name(name)
+    with pytest.raises(ValueError, match=message):
+        PostgresStore(pg_url, schema=name)
+    with pytest.raises(ValueError, match=message):
+        migrate(pg_url, schema=name)
+    assert _schemas(pg_url) == before
+
+
+def test_public_only_when_asked(pg_url: str) -> None:
+    assert check_schema_name("public", allow_public=True) == "public"
+    with pytest.raises(ValueError, match="allow_public=True"):
+        check_schema_name("Public", allow_public=True)  # another schema than public
+    store = PostgresStore(pg_url, schema="public", allow_public=True)
+    try:
+        assert store.schema == "public"
+        assert store.settings is None  # public holds no ragkit tables
+    finally:
+        store.close()
+
+
+def test_names_past_63_bytes_no_longer_share_a_schema(pg_url: str) -> None:
+    # Postgres keeps 63 bytes: these two were one schema, the second index overwrote the first.
+    for name in ("a" * 63 + "1", "a" * 63 + "2"):
+        with pytest.raises(ValueError, match="more than the 63 Postgres keeps"):
+            PostgresStore(pg_url, schema=name)
+    sep = "&" if "?" in pg_url else "?"
+    with pytest.raises(ValueError, match="more than the 63 Postgres keeps"):
+        open_store(f"{pg_url}{sep}ragkit_schema={'a' * 63}1", migrate=True)
+    # At 63 bytes, two names differing in the last byte are two schemas.
+    names = ("b" * 62 + "1", "b" * 62 + "2")
+    stores = [PostgresStore(pg_url, schema=n) for n in names]
+    try:
+        for store, doc in zip(stores, ("one.md", "two.md"), strict=True):
+            store.migrate()
+            store.configure(SETTINGS)
+            store.write([entry(doc, ["alpha beta"])])
+        assert [set(s.document_hashes()) for s in stores] == [{"one.md"}, {"two.md"}]
+    finally:
+        for store, name in zip(stores, names, strict=True):
+            store.close()
+            _drop(pg_url, name)
+
+
+def test_the_cli_reports_a_bad_schema_name_as_a_usage_error(pg_url: str) -> None:
+    from click.testing import CliRunner
+
+    from ragkit.cli import cli
+
+    sep = "&" if "?" in pg_url else "?"
+    result = CliRunner().invoke(
+        cli, ["migrate", "--index", f"{pg_url}{sep}ragkit_schema=pg_mine"]
+    )
+    assert result.exit_code == 2
+    assert "starts with pg_, which Postgres reserves" in result.output
 
 
 # -- the lint: no formatted values in the store's SQL --------------------------------------------
