@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 import threading
 import warnings
 import weakref
@@ -42,6 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -58,7 +61,7 @@ from ..errors import (
 )
 from ..filters import AllOf, AnyOf, Field, Filter, Not, glob_to_regex
 from ..types import Chunk, ScoredChunk
-from . import redact
+from .redaction import MASK, redact, redact_message, url_secrets
 
 try:
     import psycopg
@@ -66,7 +69,6 @@ try:
     from psycopg import errors as pg_errors
     from psycopg import sql
     from psycopg.abc import AdaptContext, Params, Query, QueryNoTemplate
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from psycopg.types.json import Jsonb
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -168,28 +170,40 @@ def _close_later(pool: ConnectionPool[Any]) -> None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` (a ``postgresql://`` URL or a ``key=value`` string) without its password.
+    """``url`` (a ``postgresql://`` URL or a ``key=value`` string) with its password masked;
+    the URL is not parsed, so one that does not parse is masked too
+    (:func:`ragkit.stores.redaction.redact`).
 
     Example:
         >>> redact_url("postgresql://app:s3cret@db.example:5432/rag")
-        'postgresql://app@db.example:5432/rag'
+        'postgresql://app:***@db.example:5432/rag'
     """
-    if "://" in url:
-        return redact(url)
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparsable connection string>"
-    params.pop("password", None)
-    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+    return redact(url)
 
 
-def _password(url: str) -> str | None:
-    try:
-        value = conninfo_to_dict(url).get("password")
-    except psycopg.ProgrammingError:
-        return None
-    return str(value) if value else None
+def _migrate_hint(location: str, schema: str) -> str:
+    """A command that creates ``schema`` at ``location`` (a redacted location), with no password
+    in it: the CLI reads the password from PGPASSWORD or ~/.pgpass, or the whole URL from
+    RAGKIT_INDEX.
+
+    Example:
+        >>> _migrate_hint("postgresql://app:***@db/rag?sslmode=require", "docs")
+        "`ragkit migrate --index 'postgresql://app@db/rag?sslmode=require&ragkit_schema=docs'` \
+(give the password in PGPASSWORD or ~/.pgpass, or set RAGKIT_INDEX to the full URL and run \
+`ragkit migrate`), or PostgresStore(...).migrate() in Python"
+    """
+    python = "PostgresStore(...).migrate() in Python"
+    if "://" not in location:
+        return python
+    url = location.replace(f":{MASK}@", "@")
+    url = re.sub(rf"([?&])[^=&#\s]*={re.escape(MASK)}(&|$)", r"\1", url).rstrip("?&")
+    if schema != "ragkit":
+        url += ("&" if "?" in url else "?") + urlencode({"ragkit_schema": schema})
+    return (
+        f"`ragkit migrate --index {shlex.quote(url)}` (give the password in PGPASSWORD or "
+        "~/.pgpass, or set RAGKIT_INDEX to the full URL and run `ragkit migrate`), or "
+        f"{python}"
+    )
 
 
 # -- filters --------------------------------------------------------------------------------------
@@ -537,15 +551,15 @@ class PostgresStore:
         # The key sequence's name as regclass input text (a parameter, never formatted in).
         self._sequence = sql.Identifier(schema, "chunk_keys").as_string()
         self._lock_timeout_ms = int(lock_timeout * 1000)
-        self._secret: str | None = None
+        self._secrets: tuple[str, ...] = ()
         self._queries: dict[str, sql.Composed] = {}
         self._settings: IndexSettings | None = None
         self._schema_checked = False
         self._closed = False
         self._state_lock = threading.Lock()
         if isinstance(url_or_pool, str):
-            self._secret = _password(url_or_pool)
-            self.location = redact_url(url_or_pool)
+            self._secrets = url_secrets(url_or_pool)
+            self.location = redact(url_or_pool)
             self._check_reachable(url_or_pool, connect_timeout)
             self._pool: ConnectionPool[Any] = ConnectionPool(
                 url_or_pool,
@@ -565,8 +579,8 @@ class PostgresStore:
             self._own_pool = False
             conninfo = url_or_pool.conninfo
             conninfo = conninfo if isinstance(conninfo, str) else conninfo()
-            self._secret = _password(conninfo)
-            self.location = redact_url(conninfo)
+            self._secrets = url_secrets(conninfo)
+            self.location = redact(conninfo)
         else:
             raise TypeError(
                 "url_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
@@ -598,8 +612,7 @@ class PostgresStore:
 
     def _redact(self, text: str) -> str:
         """``text`` (a driver's message) on one line, without the password."""
-        text = " ".join(text.split())
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact_message(text, self._secrets)
 
     def _check_reachable(self, url: str, timeout: int) -> None:
         try:
@@ -609,6 +622,14 @@ class PostgresStore:
                 f"cannot connect to Postgres at {self.location}: "
                 f"{self._redact(str(exc)).strip()}. Check that the server is running and "
                 "reachable and that the URL's host, port, user and database are right."
+            ) from None
+        except psycopg.Error as exc:
+            # libpq could not read the URL itself (a bad percent-escape, an unknown parameter):
+            # its message may quote the password, so it goes through the redactor too.
+            raise StoreUnavailableError(
+                f"cannot use the Postgres URL {self.location}: {self._redact(str(exc))}. "
+                "Check its syntax: percent-encode special characters in the user and password "
+                "(% as %25, @ as %40, / as %2F) and use only libpq's parameters."
             ) from None
 
     def _q(self, template: str) -> sql.Composed:
@@ -652,11 +673,17 @@ class PostgresStore:
                 f"lost the connection to Postgres at {self.location}: "
                 f"{self._redact(str(exc)).strip()}"
             ) from None
+        except psycopg.Error as exc:
+            # Every other driver error leaves as a StoreError, its text through the redactor.
+            raise StoreError(
+                f"Postgres at {self.location} refused a statement of schema {self.schema!r}: "
+                f"{self._redact(str(exc))}{_sqlstate(exc)}"
+            ) from None
 
     def _missing_schema(self) -> SchemaError:
         return SchemaError(
-            f"no ragkit schema {self.schema!r} at {self.location}: run the migration first "
-            f"(`ragkit migrate URL --schema {self.schema}` or PostgresStore(...).migrate())"
+            f"no ragkit schema {self.schema!r} at {self.location}: run the migration first: "
+            f"{_migrate_hint(self.location, self.schema)}"
         )
 
     def _schema_version(self) -> int | None:
@@ -1363,6 +1390,11 @@ class _Rows:
         self.df: dict[str, int] = {}
         self.characters = 0
         self.length = 0
+
+
+def _sqlstate(exc: psycopg.Error) -> str:
+    """`` (SQLSTATE xxxxx)`` for an error the server sent, to look up; empty otherwise."""
+    return f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
 
 
 def _check_k(k: int) -> int:
