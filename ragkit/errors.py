@@ -11,7 +11,9 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   ├── IndexLockedError        another writer holds the index (waited, then gave up)
     │   ├── IndexConflictError      another writer saved the index since it was loaded
     │   ├── SettingsMismatchError   the index was built with another embedder or chunking
-    │   ├── StoreUnavailableError   the database cannot be reached
+    │   ├── StoreUnavailableError   the database cannot be reached, or went away mid-statement
+    │   ├── StoreTimeoutError       a statement ran past its statement_timeout and was cancelled
+    │   ├── ReadOnlyStoreError      a write reached a read-only server (a replica)
     │   ├── SchemaError             the database schema is missing or from a newer ragkit
     │   └── ExtensionError          the server's pgvector is missing, too old or cannot run
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
@@ -39,8 +41,10 @@ __all__ = [
     "MissingDependencyError",
     "RagkitError",
     "SchemaError",
+    "ReadOnlyStoreError",
     "SettingsMismatchError",
     "StoreError",
+    "StoreTimeoutError",
     "StoreUnavailableError",
 ]
 
@@ -85,7 +89,18 @@ class SettingsMismatchError(StoreError):
 
 
 class StoreUnavailableError(StoreError):
-    """The store's server cannot be reached; the message says where (never the password)."""
+    """The store's server cannot be reached, or closed the connection during a statement
+    (restarted, crashed, in recovery); the message says where (never the password)."""
+
+
+class StoreTimeoutError(StoreError):
+    """A statement ran longer than its ``statement_timeout`` (or was cancelled on the server);
+    nothing it did was kept."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write (or a migration) reached a server that only reads, such as a streaming replica;
+    point writes at the primary."""
 
 
 class SchemaError(StoreError):

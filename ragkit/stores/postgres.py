@@ -33,6 +33,7 @@ store), and sharding: docs/postgres.md says how the schema distributes (by docum
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -54,9 +55,11 @@ from ..errors import (
     ExtensionError,
     IndexLockedError,
     MissingDependencyError,
+    ReadOnlyStoreError,
     SchemaError,
     SettingsMismatchError,
     StoreError,
+    StoreTimeoutError,
     StoreUnavailableError,
 )
 from ..filters import AllOf, AnyOf, Field, Filter, Not, glob_to_regex
@@ -468,6 +471,17 @@ class _Cursor(psycopg.Cursor[Any]):
             yield copy
 
 
+def _configure_new(conn: psycopg.Connection[Any], *, statement_timeout_ms: int | None) -> None:
+    """Set up a connection the store's pool just opened: its statement timeout, pgvector."""
+    if statement_timeout_ms is not None:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",)
+        )
+        if not conn.autocommit:
+            conn.commit()
+    _configure_connection(conn)
+
+
 def _configure_connection(conn: psycopg.Connection[Any]) -> None:
     """Register pgvector's types when the extension exists; leave the connection idle."""
     if conn.adapters.types.get("vector") is not None:
@@ -517,8 +531,11 @@ class PostgresStore:
         analyzer: the keyword analyzer for a new store; a configured store uses the one in its
             settings.
         pool_size: most connections the store's own pool opens.
-        connect_timeout: seconds to wait for the server when connecting.
+        connect_timeout: seconds to wait for the server when connecting, and for a free pooled
+            connection.
         lock_timeout: seconds a writer waits for another writer before :class:`IndexLockedError`.
+        statement_timeout: seconds any one statement may run before the server cancels it
+            (:class:`StoreTimeoutError`); ``None`` (the default) keeps the server's setting.
 
     Raises:
         StoreUnavailableError: the server cannot be reached (the message has no password).
@@ -539,6 +556,7 @@ class PostgresStore:
         connect_timeout: int = 10,
         lock_timeout: float = 60.0,
         allow_public: bool = False,
+        statement_timeout: float | None = None,
     ) -> None:
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a ragkit.bm25.Analyzer, got {analyzer!r}")
@@ -546,6 +564,12 @@ class PostgresStore:
             raise ValueError(f"pool_size ({pool_size!r}) must be an integer >= 1")
         if not lock_timeout > 0:
             raise ValueError(f"lock_timeout ({lock_timeout!r}) must be > 0 seconds")
+        if statement_timeout is not None and not statement_timeout > 0:
+            raise ValueError(
+                f"statement_timeout ({statement_timeout!r}) must be > 0 seconds, or None"
+            )
+        self._statement_timeout = statement_timeout
+        self._connect_timeout = connect_timeout
         self.schema = check_schema_name(schema, allow_public=allow_public)
         self._ident = _Name(schema)
         # The key sequence's name as regclass input text (a parameter, never formatted in).
@@ -558,29 +582,19 @@ class PostgresStore:
         self._closed = False
         self._state_lock = threading.Lock()
         if isinstance(url_or_pool, str):
+            self._conninfo = url_or_pool
             self._secrets = url_secrets(url_or_pool)
             self.location = redact(url_or_pool)
             self._check_reachable(url_or_pool, connect_timeout)
-            self._pool: ConnectionPool[Any] = ConnectionPool(
-                url_or_pool,
-                min_size=1,
-                max_size=pool_size,
-                kwargs={"connect_timeout": connect_timeout},
-                configure=_configure_connection,
-                open=True,
-                name=f"ragkit:{schema}",
-            )
+            self._pool: ConnectionPool[Any] = self._open_pool(url_or_pool, pool_size)
             self._own_pool = True
-            # A store dropped without close() closes its pool from a thread of its own: the
-            # collector may run in one of the pool's workers, which cannot join itself.
-            weakref.finalize(self, _close_later, self._pool)
         elif isinstance(url_or_pool, ConnectionPool):
             self._pool = url_or_pool
             self._own_pool = False
             conninfo = url_or_pool.conninfo
-            conninfo = conninfo if isinstance(conninfo, str) else conninfo()
-            self._secrets = url_secrets(conninfo)
-            self.location = redact(conninfo)
+            self._conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._secrets = url_secrets(self._conninfo)
+            self.location = redact(self._conninfo)
         else:
             raise TypeError(
                 "url_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
@@ -632,6 +646,28 @@ class PostgresStore:
                 "(% as %25, @ as %40, / as %2F) and use only libpq's parameters."
             ) from None
 
+    def _open_pool(self, url: str, size: int) -> ConnectionPool[Any]:
+        """The store's own pool for ``url``: each connection is checked as it is handed out, so
+        connections a server restart left dead are replaced instead of failing a caller."""
+        timeout_ms = (
+            None if self._statement_timeout is None else int(self._statement_timeout * 1000)
+        )
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"connect_timeout": self._connect_timeout},
+            configure=functools.partial(_configure_new, statement_timeout_ms=timeout_ms),
+            check=ConnectionPool.check_connection,
+            timeout=float(self._connect_timeout),
+            open=True,
+            name=f"ragkit:{self.schema}",
+        )
+        # A store dropped without close() closes its pool from a thread of its own: the
+        # collector may run in one of the pool's workers, which cannot join itself.
+        weakref.finalize(self, _close_later, pool)
+        return pool
+
     def _q(self, template: str) -> sql.Composed:
         """``template`` with ``{s}`` bound to this store's schema (cached)."""
         query = self._queries.get(template)
@@ -652,13 +688,18 @@ class PostgresStore:
                 conn.cursor_factory = _Cursor  # a pool passed in gets its own factory back
                 try:
                     with conn.transaction():
+                        if self._statement_timeout is not None and not self._own_pool:
+                            conn.execute(
+                                "SELECT set_config('statement_timeout', %s, true)",
+                                (f"{int(self._statement_timeout * 1000)}ms",),
+                            )
                         yield conn
                 finally:
                     conn.cursor_factory = factory
-        except PoolTimeout as exc:
+        except PoolTimeout:
             raise StoreUnavailableError(
-                f"no connection to Postgres at {self.location} became available "
-                f"({self._redact(str(exc))}); check that the server is running"
+                f"no connection to Postgres at {self.location} within "
+                f"{self._connect_timeout} s: {self._why_unreachable()}"
             ) from None
         except pg_errors.LockNotAvailable:
             raise IndexLockedError(
@@ -668,17 +709,70 @@ class PostgresStore:
             ) from None
         except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName):
             raise self._missing_schema() from None
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"lost the connection to Postgres at {self.location}: "
-                f"{self._redact(str(exc)).strip()}"
-            ) from None
         except psycopg.Error as exc:
             # Every other driver error leaves as a StoreError, its text through the redactor.
-            raise StoreError(
-                f"Postgres at {self.location} refused a statement of schema {self.schema!r}: "
-                f"{self._redact(str(exc))}{_sqlstate(exc)}"
-            ) from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: psycopg.Error) -> StoreError:
+        """The ragkit error for a driver error, saying what to do next (never the password)."""
+        where = f"Postgres at {self.location}"
+        reason = self._redact(str(exc)) + _sqlstate(exc)
+        state = exc.sqlstate or ""
+        if isinstance(exc, pg_errors.QueryCanceled):
+            limit = (
+                f"the store's statement_timeout ({self._statement_timeout:g} s)"
+                if self._statement_timeout is not None
+                else "the server (its statement_timeout, or a cancel request)"
+            )
+            return StoreTimeoutError(
+                f"a statement on schema {self.schema!r} at {self.location} was cancelled by "
+                f"{limit}: {reason}. Nothing it did was kept; retry, or allow more time with "
+                "PostgresStore(..., statement_timeout=SECONDS)"
+            )
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return ReadOnlyStoreError(
+                f"{where} only reads ({reason}): it is a replica (or in read-only mode). "
+                "Writes and migrations go to the primary: open the index with the primary's "
+                "URL, and give the replica as read_url="
+            )
+        if state.startswith("53"):  # insufficient resources
+            what, fix = _RESOURCES.get(state, ("out of a resource", "see the server's log"))
+            return StoreError(
+                f"{where} is {what} ({reason}); nothing this call did was kept (its "
+                f"transaction was rolled back): {fix}, then retry"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            if state == "57P03" or "recovery mode" in reason or "not yet accepting" in reason:
+                cause = "the server is starting up or recovering from a crash: retry shortly"
+            elif state in ("57P01", "57P02"):
+                cause = (
+                    "the server was shut down or restarted, or an administrator ended the "
+                    "connection: retry once it is back"
+                )
+            else:
+                cause = "check that the server is running and reachable, then retry"
+            return StoreUnavailableError(
+                f"lost the connection to {where} during a statement ({reason}); {cause}. A "
+                "write is all-or-nothing: it either committed whole or left nothing, and "
+                "repeating it is safe"
+            )
+        return StoreError(
+            f"{where} refused a statement of schema {self.schema!r}: {reason}"
+        )
+
+    def _why_unreachable(self) -> str:
+        """Why no pooled connection came: one direct attempt, its error redacted."""
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=min(5, self._connect_timeout)).close()
+        except psycopg.Error as exc:
+            reason = self._redact(str(exc))
+            if any(w in reason for w in ("recovery mode", "starting up", "not yet accepting")):
+                return f"{reason}; the server is starting up or recovering: retry shortly"
+            return f"{reason}; check that the server is running and reachable"
+        return (
+            "the server accepts connections, but every pooled connection stayed busy: "
+            "raise pool_size, or retry"
+        )
 
     def _missing_schema(self) -> SchemaError:
         return SchemaError(
@@ -1390,6 +1484,16 @@ class _Rows:
         self.df: dict[str, int] = {}
         self.characters = 0
         self.length = 0
+
+
+_RESOURCES: Final = {
+    "53100": ("out of disk space", "free space on the server's data volume"),
+    "53200": ("out of memory", "lower work_mem or the load on the server"),
+    "53300": (
+        "out of connections",
+        "lower pool_size here, or raise max_connections on the server",
+    ),
+}
 
 
 def _sqlstate(exc: psycopg.Error) -> str:
