@@ -486,10 +486,12 @@ def test_state_is_a_pure_read_even_with_tombstones_and_a_delta() -> None:
     before = index.search("cat", 10)
     state = index.state()
     assert len(index._keys) == slots_before  # tombstones still in place: nothing renumbered
-    assert index._n_dead == 2 and index._delta
+    assert index._n_dead == 2
+    assert index._delta
     assert state["keys"].tolist() == [0, 3, 4, 5, 6, 7, 20]
     after = index.search("cat", 10)
-    assert before[0].tolist() == after[0].tolist() and before[1].tolist() == after[1].tolist()
+    assert before[0].tolist() == after[0].tolist()
+    assert before[1].tolist() == after[1].tolist()
     loaded = BM25Index.from_state(index.config(), state)
     assert loaded.search("cat", 10)[0].tolist() == before[0].tolist()
     assert np.allclose(loaded.search("cat", 10)[1], before[1])
