@@ -186,3 +186,19 @@ def test_mcp_search_turns_every_ragkit_error_into_a_tool_error(
     (down,) = _call_all(server, [{"query": "gamma", "mode": "bm25"}])
     assert down.is_error
     assert "cannot be reached; retry" in _text(down)
+
+
+def test_the_cli_refuses_a_hostile_filter_as_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ragkit.cli import cli
+
+    keyword_only = Index(embedder=None, chunk_size=32, chunk_overlap=0)
+    keyword_only.add(DOCS)
+    path = str(keyword_only.save(tmp_path / "kw"))
+    result = CliRunner().invoke(cli, ["search", "gamma", "--index", path, "--path", "a*" * 40])
+    assert result.exit_code == 2
+    assert "40 * or ** wildcards; the limit is 32" in result.output
+    result = CliRunner().invoke(cli, ["search", "gamma", "--index", path, "--where", "a\x00=1"])
+    assert result.exit_code == 2
+    assert "control character U+0000" in result.output
