@@ -216,6 +216,8 @@ def _corpus(seed: int, n: int) -> list[Document]:
         meta: dict[str, object] = {"team": TEAMS[int(rng.integers(0, 3))], "n": int(i % 7)}
         if i % 4 == 0:
             meta["tags"] = ["a", "b"] if i % 8 == 0 else ["b"]
+        if i % 5 == 0:  # control characters other than NUL are legal metadata
+            meta["note"] = ["tab\there", "esc\x1b[0m", "line\nbreak"][i % 3]
         docs.append(Document(f"d{i:03d}.md", text, meta | {"path": f"dir{i % 3}/d{i:03d}.md"}))
     return docs
 
@@ -231,6 +233,13 @@ FILTERS = st.sampled_from(
         {"$not": {"team": "support"}},
         {"path": {"$glob": "dir1/**"}},
         {"team": "nobody"},
+        # Hostile but legal (issue 14): many stars (the automaton), the most stars allowed,
+        # control characters in values and globs, regex metacharacters.
+        {"path": {"$glob": "*i*1*d*0*.md"}},
+        {"path": {"$glob": "**/**/*" + "*" * (2 * MAX_GLOB_STARS - 6)}},
+        {"note": {"$glob": "tab\t*"}},
+        {"note": {"$in": ["esc\x1b[0m", "line\nbreak"]}},
+        {"path": {"$glob": "dir[12]/(.*)+"}},
     ]
 )
 
