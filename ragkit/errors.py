@@ -17,6 +17,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   ├── SchemaError             the database schema is missing or from a newer ragkit
     │   └── ExtensionError          the server's pgvector is missing, too old or cannot run
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
+    ├── FilterError             a metadata filter is malformed or over a limit (also a ValueError)
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
     └── AnswerError             the Claude call failed (status_code, request_id, error_type)
         └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
@@ -33,6 +34,7 @@ __all__ = [
     "AnswerError",
     "EmbeddingError",
     "ExtensionError",
+    "FilterError",
     "IndexConflictError",
     "IndexFormatError",
     "IndexLockedError",
@@ -114,6 +116,15 @@ class ExtensionError(StoreError):
 
 class EmbeddingError(RagkitError):
     """An embedder failed, or returned vectors whose shape does not fit the index."""
+
+
+class FilterError(RagkitError, ValueError):
+    """A metadata filter (``where=``, ``--where``, ``--path``, the MCP ``where`` argument) is
+    malformed or over a limit of ``ragkit.filters``; the message names the key and the rule.
+
+    Raised while the filter is parsed, before any store sees it, so every store gives the same
+    error for the same filter. Also a ``ValueError``, as before this class existed.
+    """
 
 
 class MissingDependencyError(RagkitError, ImportError):

@@ -364,13 +364,9 @@ def test_compiled_filters_match_exactly_what_python_matches(
 @pytest.mark.parametrize(
     "where",
     [
-        parse_filter({"year": {"$gt": float("nan")}}),
-        parse_filter({"year": float("nan")}),
+        # (NaN and NUL are refused while parsing since issue 14: tests/test_filters.py HOSTILE)
         parse_filter({"year": {"$ne": float("inf")}}),
         parse_filter({"year": {"$lt": float("inf")}}),
-        parse_filter({"team": {"$gte": "billing\x00x"}}),
-        parse_filter({"team": {"$lt": "billing\x00"}}),
-        parse_filter({"team": "bil\x00ling"}),
         parse_filter({"path": {"$glob": "a.md"}}),
         AnyOf(()),
         AllOf(()),
