@@ -33,6 +33,7 @@ __all__ = [
     "MarkdownLoader",
     "TextLoader",
     "decode_text",
+    "escape_markup",
     "first_heading",
     "parse_front_matter",
 ]
@@ -138,6 +139,35 @@ def first_heading(text: str) -> str | None:
             return outline.paths[0][-1]
     paths = _outline(text).paths
     return paths[0][-1] if paths else None
+
+
+# Lines the chunker would read as markdown structure: an ATX heading, a setext or
+# reStructuredText underline, a code fence, a table's delimiter row.
+_MARKUP_LINE = re.compile(
+    r"^(?: {0,3}#{1,6}(?:[ \t]|$)"
+    r"|([=\-~^\"'`*+#:._])\1*[ \t]*$"
+    r"| {0,3}(?:`{3,}|~{3,})"
+    r"| {0,3}\|?[ \t]*:?-+:?[ \t]*\|)"
+)
+
+
+def escape_markup(text: str) -> str:
+    """Indent by four spaces every line the chunker would read as markdown structure.
+
+    Text extracted from a PDF or a Word file is not markdown: an R comment (``# fit``), a shell
+    line or a row of ``=`` must not become a heading, nor a line of backticks a code fence.
+    Indented four spaces, such a line is plain text to the chunker (and code to a markdown
+    renderer); every other line is kept as it is.
+
+    Example:
+        >>> escape_markup("# fit the model\nfit <- lm(y ~ x)\n=====")
+        '    # fit the model\nfit <- lm(y ~ x)\n    ====='
+    """
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line and _MARKUP_LINE.match(line):
+            lines[i] = "    " + line
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- front matter
