@@ -67,7 +67,9 @@ _NON_SPACE = re.compile(r"\S")
 _CLOSERS = frozenset(".!?\u2026\"'\u201d\u2019)]\u3002\uff01\uff1f\u300d\u300f\uff09")
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+([^\n]*?))?(?:[ \t]+#+)?[ \t]*$", re.M)
+# The closing '#' sequence is stripped in _atx_title: a lazy group followed by optional spaces
+# and hashes backtracks quadratically on a long line of spaces.
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]([^\n]*))?$", re.M)
 # A setext (markdown) or reStructuredText title underline: one punctuation character repeated.
 _UNDERLINE = re.compile(r"^([=\-~^\"'`*+#:._])\1*[ \t]*$", re.M)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
@@ -290,7 +292,7 @@ def _outline(text: str) -> _Outline:
         if fenced(m.start()):
             continue
         atx_lines.add(m.start())
-        title = (m.group(2) or "").strip()
+        title = _atx_title(m.group(2) or "")
         if title:
             found.append((m.start(), m.end(), len(m.group(1)), title))
     for m in _UNDERLINE.finditer(text):
@@ -354,6 +356,16 @@ def _outline(text: str) -> _Outline:
         paths.append(tuple(t for _, t in stack))
         last_end = block_end
     return _Outline(starts, ends, paths, fence_starts, fence_ends)
+
+
+def _atx_title(rest: str) -> str:
+    """An ATX heading's title: ``rest`` without its closing ``#`` sequence and outer spaces."""
+    title = rest.strip(" \t")
+    if title.endswith("#"):
+        bare = title.rstrip("#")
+        if bare and bare[-1] in " \t":
+            title = bare.rstrip(" \t")
+    return title.strip()
 
 
 class _Splitter:
