@@ -135,10 +135,13 @@ def first_heading(text: str) -> str | None:
     cut = text.rfind("\n", 0, _TITLE_PREFIX) if len(text) > _TITLE_PREFIX else -1
     if cut > 0:
         outline = _outline(text[:cut])
-        if outline.starts and outline.ends[outline.starts[0]] < cut - 1:
-            return outline.paths[0][-1]
-    paths = _outline(text).paths
-    return paths[0][-1] if paths else None
+        # starts also holds cuts around tables, which are not headings (absent from ends)
+        first = next((s for s in outline.starts if s in outline.ends), None)
+        if first is not None and outline.ends[first] < cut - 1:
+            return outline.path_at(first)[-1]
+    outline = _outline(text)
+    first = next((s for s in outline.starts if s in outline.ends), None)
+    return outline.path_at(first)[-1] if first is not None else None
 
 
 # Lines the chunker would read as markdown structure: an ATX heading, a setext or
