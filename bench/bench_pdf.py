@@ -14,7 +14,6 @@ least three letters) and the share of tokens found in the dictionary (/usr/share
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import re
@@ -91,7 +90,7 @@ def quality(text: str, words: set[str]) -> tuple[float, float, float, int]:
     tokens = [t.lower() for t in WORD.findall(text.replace("\x02", ""))]
     n = max(len(tokens), 1)
     split = 0
-    for a, b in zip(tokens, tokens[1:]):
+    for a, b in zip(tokens, tokens[1:], strict=False):
         if (a not in words or b not in words) and len(a + b) >= 5 and a + b in words:
             split += 1
     merged = 0
@@ -139,8 +138,9 @@ def main() -> None:
                 text = "\n".join(fn(f))
                 runs.append(time.perf_counter() - t0)
             s, m, k, n = quality(text, words)
-            per_file.setdefault(Path(f).name, {})[lib] = (100 * statistics.median(runs) / pages[f], s, m)
-            per100.append(100 * statistics.median(runs) / pages[f])
+            seconds = 100 * statistics.median(runs) / pages[f]
+            per_file.setdefault(Path(f).name, {})[lib] = (seconds, s, m)
+            per100.append(seconds)
             split_w += s * n
             merged_w += m * n
             known_w += k * n
@@ -156,7 +156,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for lib, sec, split, merged, known, licence in rows:
         ratio = f"{sec / base:.1f}x" if base else "-"
-        print(f"| {lib} | {sec:.2f} | {ratio} | {split:.1f} | {merged:.1f} | {known:.1%} | {licence} |")
+        print(
+            f"| {lib} | {sec:.2f} | {ratio} | {split:.1f} | {merged:.1f} | {known:.1%} "
+            f"| {licence} |"
+        )
     print()
     print("| file | " + " | ".join(f"{r[0]} s/100p, split, merged" for r in rows) + " |")
     print("| --- |" + " --- |" * len(rows))

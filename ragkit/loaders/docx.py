@@ -207,12 +207,12 @@ class _Reader:
         self.blocks: list[tuple[str, str]] = []
         self.paragraphs: list[_Paragraph] = []
         self.tables: list[list[list[list[str]]]] = []  # table → rows → cells → paragraphs
-        self.containers: list[str] = []  # "cell", "box", "note"
+        self.containers: list[str] = []  # "cell", "box", "note", "skip"
         self.notes: dict[str, list[str]] = {}
         self.note: tuple[str, list[str]] | None = None
         self.skip = 0
 
-    def read(self, events: Iterator[tuple[str, Any]], *, notes: str = "") -> None:
+    def read(self, events: Iterator[tuple[str, Any]], *, notes: str | None = None) -> None:
         for event, elem in events:
             if elem.tag == _MC_FALLBACK:
                 self.skip += 1 if event == "start" else -1
@@ -227,7 +227,7 @@ class _Reader:
             else:
                 self.end(local, elem, notes)
 
-    def start(self, local: str, elem: Any, notes: str) -> None:
+    def start(self, local: str, elem: Any, notes: str | None) -> None:
         if local == "p":
             self.paragraphs.append(_Paragraph())
         elif local == "tbl":
@@ -239,13 +239,14 @@ class _Reader:
             self.containers.append("cell")
         elif local == "txbxContent":
             self.containers.append("box")
-        elif notes and local in ("footnote", "endnote"):
-            kind = _attr(elem, "type")
-            if kind in (None, "normal"):
+        elif notes is not None and local in ("footnote", "endnote"):
+            if _attr(elem, "type") in (None, "normal"):
                 self.note = (notes + (_attr(elem, "id") or ""), [])
                 self.containers.append("note")
+            else:  # the separator lines Word draws above the notes
+                self.containers.append("skip")
 
-    def end(self, local: str, elem: Any, notes: str) -> None:
+    def end(self, local: str, elem: Any, notes: str | None) -> None:
         paragraph = self.paragraphs[-1] if self.paragraphs else None
         if local == "t" and paragraph is not None:
             text = elem.text or ""
@@ -275,12 +276,13 @@ class _Reader:
             self.containers.pop()
         elif local == "tbl" and self.tables:
             self.table_done(self.tables.pop())
-        elif notes and local in ("footnote", "endnote") and self.note is not None:
-            if self.containers and self.containers[-1] == "note":
+        elif notes is not None and local in ("footnote", "endnote"):
+            if self.containers and self.containers[-1] in ("note", "skip"):
                 self.containers.pop()
-            note_id, texts = self.note
-            self.notes[note_id] = texts
-            self.note = None
+            if self.note is not None:
+                note_id, texts = self.note
+                self.notes[note_id] = texts
+                self.note = None
 
     def block(self, paragraph: _Paragraph) -> tuple[str, str] | None:
         text = "".join(paragraph.parts).replace("\r", "\n").strip()
@@ -319,6 +321,8 @@ class _Reader:
         if where == "note" and self.note is not None:
             if block is not None:
                 self.note[1].append(" ".join(block[1].split()))
+            return
+        if where == "skip":
             return
         out = [block] if block is not None else []
         out.extend(paragraph.boxes)

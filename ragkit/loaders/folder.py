@@ -336,7 +336,7 @@ def _run_loader(
             raise
         except MemoryError:
             what = "ran out of memory while reading"
-            raise LoadError(document_id, limit_reason("max_memory", limits, what)) from None
+            raise LoadError(document_id, limit_reason("max_memory", what)) from None
         except RecursionError:
             raise LoadError(document_id, "nested too deeply to read") from None
         except Exception as exc:  # noqa: BLE001 - one loader's bug must not stop a whole folder

@@ -251,11 +251,11 @@ def run_isolated(
         worker.kill()
         seconds = f"{limits.max_seconds:g}"
         what = f"took longer than {seconds} s"
-        raise LoadError(document_id, limit_reason("max_seconds", limits, what)) from None
+        raise LoadError(document_id, limit_reason("max_seconds", what)) from None
     except MemoryError:
         worker.kill()
         what = f"needed more than {_size(limits.max_memory)} of memory to read"
-        raise LoadError(document_id, limit_reason("max_memory", limits, what)) from None
+        raise LoadError(document_id, limit_reason("max_memory", what)) from None
     except _WorkerDied as exc:
         worker.kill()
         raise LoadError(document_id, f"the reader crashed on this file ({exc})") from None
@@ -315,7 +315,7 @@ def _handle(request: dict[str, Any], data: bytes, loaders: dict[str, Any]) -> di
         return {"ok": False, "reason": exc.reason, "logs": collect.lines}
     except MemoryError:
         what = "ran out of memory while reading"
-        return {"ok": False, "reason": limit_reason("max_memory", limits, what), "logs": []}
+        return {"ok": False, "reason": limit_reason("max_memory", what), "logs": []}
     except RecursionError:
         return {"ok": False, "reason": "nested too deeply to read", "logs": collect.lines}
     except Exception as exc:  # noqa: BLE001 - one loader's bug must not stop a whole folder

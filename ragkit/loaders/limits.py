@@ -113,11 +113,11 @@ def _size(n: float) -> str:
     return f"{n:,.0f} bytes"
 
 
-def limit_reason(name: str, limits: LoadLimits, what: str) -> str:
+def limit_reason(name: str, what: str) -> str:
     """A skip reason naming the limit passed and how to raise it.
 
     Example:
-        >>> limit_reason("max_seconds", LoadLimits(max_seconds=2), "took longer than 2 s")
+        >>> limit_reason("max_seconds", "took longer than 2 s")
         'took longer than 2 s (max_seconds; raise it with RAGKIT_LOAD_MAX_SECONDS or LoadLimits(max_seconds=...))'
     """  # noqa: E501
     if name not in _FIELD_NAMES:
@@ -147,7 +147,7 @@ class Budget:
         """The error for a file whose time is up."""
         seconds = f"{self.limits.max_seconds:g}"
         what = f"took longer than {seconds} s"
-        return LoadError(self.document_id, limit_reason("max_seconds", self.limits, what))
+        return LoadError(self.document_id, limit_reason("max_seconds", what))
 
     def add_chars(self, n: int) -> None:
         """Count ``n`` extracted characters; raise when the file has given too many."""
@@ -158,7 +158,7 @@ class Budget:
     def chars_error(self) -> LoadError:
         """The error for a file that gives too much text."""
         what = f"more than {self.limits.max_chars:,} characters of text"
-        return LoadError(self.document_id, limit_reason("max_chars", self.limits, what))
+        return LoadError(self.document_id, limit_reason("max_chars", what))
 
     def check_declared(self, part: str, size: int) -> None:
         """Refuse a part whose declared inflated size would pass the budget, before reading."""
@@ -167,14 +167,14 @@ class Budget:
                 f"{part} inflates to {_size(size)}, more than the "
                 f"{_size(self.limits.max_inflated_bytes)} allowed (a zip bomb?)"
             )
-            raise LoadError(self.document_id, limit_reason("max_inflated_bytes", self.limits, what))
+            raise LoadError(self.document_id, limit_reason("max_inflated_bytes", what))
 
     def add_inflated(self, part: str, n: int) -> None:
         """Count ``n`` bytes inflated from ``part``; raise when the budget is passed."""
         self.inflated += n
         if self.inflated > self.limits.max_inflated_bytes:
             what = f"{part} inflates to more than {_size(self.limits.max_inflated_bytes)}"
-            raise LoadError(self.document_id, limit_reason("max_inflated_bytes", self.limits, what))
+            raise LoadError(self.document_id, limit_reason("max_inflated_bytes", what))
 
 
 _current: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(

@@ -51,7 +51,9 @@ _MAX_BOOKMARKS = 20_000
 _MAX_DEPTH = 6
 # What may stand before a bookmark's title on its line: a section number ("3.5.3", "A.1",
 # "Chapter 3:"), which then becomes part of the heading.
-_NUMBERING = re.compile(r"\s*(?:(?:Chapter|Appendix|Section|Part)\s+)?[0-9A-Z]{1,4}(?:\.[0-9]+)*[.:]?\s*")
+_NUMBERING = re.compile(
+    r"\s*(?:(?:Chapter|Appendix|Section|Part)\s+)?[0-9A-Z]{1,4}(?:\.[0-9]+)*[.:]?\s*"
+)
 _CONTROL = re.compile(r"[\x00\x01\x03-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
