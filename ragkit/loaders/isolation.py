@@ -191,8 +191,12 @@ class _Worker:
         pid = self.proc.pid
 
         def check_memory() -> None:
+            global peak_rss
             rss = _rss(pid)
-            if rss is not None and rss > limits.max_memory:
+            if rss is None:
+                return
+            peak_rss = max(peak_rss, rss)
+            if rss > limits.max_memory:
                 raise MemoryError(rss)
 
         reply = self._read(time.monotonic() + limits.max_seconds, check_memory)
@@ -203,6 +207,9 @@ class _Worker:
 _lock = threading.Lock()
 _idle: list[_Worker] = []
 _warned = False
+peak_rss = 0
+"""The highest resident memory (bytes) seen in a worker: polled while it reads, and the peak
+it reports after each file."""
 
 
 def shutdown() -> None:
@@ -228,7 +235,7 @@ def run_isolated(
         LoadError: the loader refused the file, or the file passed ``max_seconds`` or
             ``max_memory`` (the reason names the limit).
     """
-    global _warned
+    global _warned, peak_rss
     request = {
         "loader": type(loader).__name__,
         "fallback_encoding": getattr(loader, "fallback_encoding", None),
@@ -268,6 +275,7 @@ def run_isolated(
             worker = None
     if worker is not None:
         worker.close()
+    peak_rss = max(peak_rss, int(reply.get("peak_rss", 0)))
     for level, message in reply.get("logs", ()):
         logger.log(int(level), "%s", message)
     if not reply.get("ok"):
@@ -325,6 +333,13 @@ def _handle(request: dict[str, Any], data: bytes, loaders: dict[str, Any]) -> di
         ragkit_logger.removeHandler(collect)
 
 
+def _peak_rss() -> int:
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
 def serve() -> None:
     """The worker's loop: read a request and a file from stdin, answer on stdout, until EOF."""
     inp = sys.stdin.buffer
@@ -340,5 +355,6 @@ def serve() -> None:
         if header is None or data is None:
             return
         reply = _handle(json.loads(header), data, loaders)
+        reply["peak_rss"] = _peak_rss()
         _write_frame(out, json.dumps(reply).encode())
         out.flush()

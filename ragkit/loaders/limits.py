@@ -65,7 +65,7 @@ class LoadLimits:
     max_seconds: float = 60.0
     max_chars: int = 10_000_000
     max_inflated_bytes: int = 128 * _MiB
-    max_memory: int = 768 * _MiB
+    max_memory: int = 512 * _MiB
     isolate: bool = True
 
     def __post_init__(self) -> None:
@@ -102,7 +102,7 @@ class LoadLimits:
 
 
 DEFAULTS = LoadLimits()
-"""The limits when nothing is set: 60 s, 10 million characters, 128 MiB inflated, 768 MiB."""
+"""The limits when nothing is set: 60 s, 10 million characters, 128 MiB inflated, 512 MiB."""
 
 _FIELD_NAMES = frozenset(f.name for f in fields(LoadLimits))
 
