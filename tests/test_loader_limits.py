@@ -129,17 +129,19 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
         load_folder(tmp_path, limits={"max_chars": 5})  # type: ignore[arg-type]
 
 
-def test_worker_results_and_log_lines_come_back(
+def test_html_is_read_in_the_worker_and_markdown_in_process(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    (tmp_path / "a.html").write_text("<title>Page</title><h1>Real</h1><p>body</p>")
     (tmp_path / "a.md").write_text("---\ntitle: [unclosed\n---\n# Real\n\nbody")
     notebook = {"cells": [{"cell_type": "markdown", "source": "# NB\n\ntext"}], "metadata": {}}
     (tmp_path / "n.ipynb").write_text(json.dumps(notebook))
     with caplog.at_level("WARNING", logger="ragkit"):
         docs = {d.id: d for d in load_folder(tmp_path).documents}
     assert docs["a.md"].metadata["title"] == "Real"
+    assert docs["a.html"].text == "# Page\n\n# Real\n\nbody"  # read in the worker
     assert docs["n.ipynb"].text == "# NB\n\ntext"
-    assert "'a.md': front matter is not valid YAML" in caplog.text  # logged in the worker
+    assert "'a.md': front matter is not valid YAML" in caplog.text
 
 
 def test_a_long_run_of_spaces_in_a_heading_does_not_stall_the_chunker() -> None:
