@@ -38,10 +38,10 @@ STATS: dict[str, dict[str, float]] = {}
 
 SEEDS: dict[str, bytes] = {
     ".md": (
-        "---\ntitle: Seed { #seed }\ntags: [a, b]\n---\n# Seed { #seed }\n\n"
-        '!!! note "Hi"\n    Body.\n\n:::tip X\nY\n:::\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
-        "```py\n# code\n```\n\nSetext\n======\n"
-    ).encode(),
+        b"---\ntitle: Seed { #seed }\ntags: [a, b]\n---\n# Seed { #seed }\n\n"
+        b'!!! note "Hi"\n    Body.\n\n:::tip X\nY\n:::\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
+        b"```py\n# code\n```\n\nSetext\n======\n"
+    ),
     ".mdx": b"import A from 'a';\n\n<Tabs>\n<TabItem value=\"a\">\n\n# Tab\n\ntext\n</TabItem>\n",
     ".txt": "Title\n=====\n\nPlain text, caf\u00e9.\n".encode(),
     ".html": (
@@ -132,12 +132,13 @@ def run_case(suffix: str, data: bytes) -> None:
         path = Path(folder) / f"fuzz{suffix}"
         path.write_bytes(data)
         started = time.monotonic()
+        reason = ""
         try:
             doc = load_file(path, limits=LIMITS)
         except LoadError as exc:
-            assert exc.reason  # a reason a user can read
-            doc = None
+            reason, doc = exc.reason, None
         elapsed = time.monotonic() - started
+    assert (doc is None) == bool(reason)  # a document, or a reason a user can read
     if doc is not None:
         chunks = chunk_document(doc, size=64, overlap=8)
         assert all(doc.text[c.start : c.end] == c.text for c in chunks)
