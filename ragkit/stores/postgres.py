@@ -966,6 +966,19 @@ class PostgresStore:
 
         Ties are broken by chunk ID; only chunks containing a query term are returned.
         """
+        rows = self._keyword_rows(text, k, where, _CHUNK_COLUMNS)
+        return [ScoredChunk(_chunk(row), float(row[7])) for row in rows]
+
+    def keyword_ranking(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`keyword_search` as ``(chunk ID, score)`` pairs: no chunk row is read."""
+        return [(row[0], float(row[1])) for row in self._keyword_rows(text, k, where, "c.chunk_id")]
+
+    def _keyword_rows(
+        self, text: str, k: int, where: Filter | None, columns: str
+    ) -> list[tuple[Any, ...]]:
+        """The best ``k`` rows (``columns``, then the score) for ``text``, best first."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         k = _check_k(k)
@@ -1024,7 +1037,7 @@ class PostgresStore:
                 ) +
                 " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
                 # The k best and the ties at the k-th score, each chunk fetched by its key.
-                " SELECT " + _CHUNK_COLUMNS + ", f.score"
+                " SELECT " + columns + ", f.score"
                 " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
                 " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
                 "   WHERE c.chunk_key = f.chunk_key) c"
@@ -1045,7 +1058,7 @@ class PostgresStore:
                     **params.values,
                 },
             ).fetchall()
-        return [ScoredChunk(_chunk(row), float(row[7])) for row in rows]
+        return rows
 
     def _idf(
         self, conn: psycopg.Connection[Any], df: int, n_docs: int, average: list[float]
@@ -1080,6 +1093,24 @@ class PostgresStore:
         if the index still yields fewer than ``k`` rows, an exact scan answers instead. Scores
         are cosine similarities; ties are broken by chunk ID.
         """
+        rows = self._vector_rows(vector, k, where, _CHUNK_COLUMNS)
+        out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
+        out.sort(key=lambda sc: (-sc.score, sc.chunk.id))
+        return out
+
+    def vector_ranking(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`vector_search` as ``(chunk ID, score)`` pairs: no text or metadata is read."""
+        rows = self._vector_rows(vector, k, where, "c.chunk_id")
+        out = [(str(row[0]), 1.0 - float(row[1])) for row in rows]
+        out.sort(key=lambda p: (-p[1], p[0]))
+        return out
+
+    def _vector_rows(
+        self, vector: np.ndarray, k: int, where: Filter | None, columns: str
+    ) -> list[tuple[Any, ...]]:
+        """The nearest ``k`` rows (``columns``, then the cosine distance)."""
         k = _check_k(k)
         self._ready()
         settings = self.settings
@@ -1106,7 +1137,7 @@ class PostgresStore:
                 conn.execute("SET LOCAL enable_seqscan = off")
             rows = conn.execute(
                 self._q(
-                    "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                    "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
                     "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
                     "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(k)s"
                 ),
@@ -1117,15 +1148,13 @@ class PostgresStore:
                 # an exact scan of the matching rows (the + 0 keeps the planner off the index).
                 rows = conn.execute(
                     self._q(
-                        "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                        "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
                         "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
                         "ORDER BY (c.embedding <=> %(v)s::vector) + 0, c.chunk_id LIMIT %(k)s"
                     ),
                     values,
                 ).fetchall()
-        out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
-        out.sort(key=lambda sc: (-sc.score, sc.chunk.id))
-        return out
+        return rows
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -1162,6 +1191,25 @@ class PostgresStore:
         if row is None:
             raise KeyError(chunk_id)
         return _chunk(row)
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these IDs, in that order (one query); ``KeyError`` for an unknown ID."""
+        self._ready()
+        ids = list(chunk_ids)
+        if not ids:
+            return []
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT " + _CHUNK_COLUMNS + " FROM {s}.chunks c WHERE c.chunk_id = ANY(%s)"
+                ),
+                (ids,),
+            ).fetchall()
+        found = {row[0]: _chunk(row) for row in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(missing[0])
+        return [found[i] for i in ids]
 
     def stats(self, where: Filter | None = None) -> StoreStats:
         """Documents, chunks and characters (of chunks matching ``where``)."""
