@@ -41,7 +41,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -75,8 +75,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "compile_filter", "migrate", "redact_url"]
 
-SCHEMA_VERSION: Final = 1
-"""The schema version this module creates and reads."""
+SCHEMA_VERSION: Final = 2
+"""The schema version this module creates and reads (1: up to ragkit 0.x; 2: terms carry the
+bounds keyword search prunes with)."""
 
 # HNSW build parameters (pgvector's defaults) and the per-query candidate list: at least
 # _EF_SEARCH_MIN, and 1.25k for larger k, capped at pgvector's maximum. pgvector's default
@@ -92,10 +93,26 @@ _HNSW_MAX_DIM = 2000
 _PGVECTOR_REQUIRED = (0, 8, 0)
 _PGVECTOR_ADVISED = (0, 8, 3)
 _warned_pgvector: set[str] = set()
+# Keyword search prunes (MaxScore) when the query terms have at least this many postings, and
+# seeds its threshold from the rarest terms' postings up to _SEED_POSTINGS.
+_PRUNE_POSTINGS = 20_000
+_SEED_POSTINGS = 20_000
 _PAGE = 1000  # chunks() fetches this many rows per round trip
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.text, c.document_id, c.start_offset, c.end_offset, c.headings, c.metadata"
 )
+
+# Version 1 -> 2: each term's highest tf and shortest chunk, the bound of its BM25 contribution.
+# Deleting chunks leaves them as they are (still upper bounds, only looser).
+_UPGRADE_1_TO_2: Final = """
+ALTER TABLE {s}.terms ADD COLUMN max_tf integer NOT NULL DEFAULT 0,
+    ADD COLUMN min_length integer NOT NULL DEFAULT 2147483647;
+UPDATE {s}.terms t SET max_tf = x.max_tf, min_length = x.min_length
+    FROM (SELECT term_id, max(tf) AS max_tf, min(length) AS min_length
+          FROM {s}.postings GROUP BY term_id) x
+    WHERE t.term_id = x.term_id;
+UPDATE {s}.meta SET schema_version = 2;
+"""
 
 _DDL: Final = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -139,7 +156,9 @@ CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops);
 CREATE TABLE {s}.terms (
     term_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     term text COLLATE "C" NOT NULL UNIQUE,
-    df integer NOT NULL
+    df integer NOT NULL,
+    max_tf integer NOT NULL DEFAULT 0,
+    min_length integer NOT NULL DEFAULT 2147483647
 );
 CREATE TABLE {s}.postings (
     term_id integer NOT NULL,
@@ -466,7 +485,8 @@ class PostgresStore:
         self._bm25 = BM25Index(analyzer=self.analyzer)  # the scoring parameters only
         try:
             version = self._schema_version()
-            if version is not None:
+            # An older schema opens (so migrate() can upgrade it); using it says to migrate.
+            if version is not None and version >= SCHEMA_VERSION:
                 self._check_version(version)
                 with self._connection() as conn:
                     installed = _pgvector_version(conn)
@@ -559,7 +579,7 @@ class PostgresStore:
                 f"schema {self.schema!r} at {self.location} has version {version}, newer than "
                 f"this ragkit reads ({SCHEMA_VERSION}); upgrade ragkit"
             )
-        if version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
+        if version < SCHEMA_VERSION:
             raise SchemaError(
                 f"schema {self.schema!r} at {self.location} has version {version}; run the "
                 "migration to upgrade it"
@@ -607,7 +627,11 @@ class PostgresStore:
             ).fetchone()
             if exists and exists[0]:
                 row = conn.execute(self._q("SELECT schema_version FROM {s}.meta")).fetchone()
-                self._check_version(int(row[0]) if row else SCHEMA_VERSION)
+                version = int(row[0]) if row else SCHEMA_VERSION
+                if version == 1:
+                    conn.execute(self._q(_UPGRADE_1_TO_2))
+                    version = 2
+                self._check_version(version)
                 created = False
             else:
                 conn.execute(self._q(_DDL))
@@ -818,8 +842,17 @@ class PostgresStore:
                 )
                 rows.characters += len(chunk.text)
                 rows.length += len(tokens)
-                for term in counts:
-                    rows.df[term] = rows.df.get(term, 0) + 1
+                n_tokens = len(tokens)
+                df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
+                for term, tf in counts.items():
+                    if term in df:
+                        df[term] += 1
+                        if tf > max_tf[term]:
+                            max_tf[term] = tf
+                        if n_tokens < min_length[term]:
+                            min_length[term] = n_tokens
+                    else:
+                        df[term], max_tf[term], min_length[term] = 1, tf, n_tokens
         return rows
 
     def _remove(self, conn: psycopg.Connection[Any], document_ids: list[str]) -> None:
@@ -869,27 +902,40 @@ class PostgresStore:
                 (docs, n_chunks, characters, length),
             )
 
-    def _term_ids(self, conn: psycopg.Connection[Any], df: Mapping[str, int]) -> dict[str, int]:
-        """Term → ID for every term in ``df``, adding new terms; document frequencies raised."""
+    def _term_ids(self, conn: psycopg.Connection[Any], rows: _Rows) -> dict[str, int]:
+        """Term → ID for every term in ``rows``, adding new terms; document frequencies raised,
+        contribution bounds (highest tf, shortest chunk) widened."""
+        df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
         terms = sorted(df)
-        counts = [df[t] for t in terms]
         found = conn.execute(
             self._q(
-                "UPDATE {s}.terms t SET df = t.df + x.n "
-                "FROM unnest(%s::text[], %s::int[]) AS x(term, n) "
+                "UPDATE {s}.terms t SET df = t.df + x.n, max_tf = greatest(t.max_tf, x.tf), "
+                "min_length = least(t.min_length, x.len) "
+                "FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS x(term, n, tf, len) "
                 "WHERE t.term = x.term RETURNING t.term, t.term_id"
             ),
-            (terms, counts),
+            (
+                terms,
+                [df[t] for t in terms],
+                [max_tf[t] for t in terms],
+                [min_length[t] for t in terms],
+            ),
         ).fetchall()
         ids: dict[str, int] = dict(found)
         new = [t for t in terms if t not in ids]
         if new:
             added = conn.execute(
                 self._q(
-                    "INSERT INTO {s}.terms (term, df) "
-                    "SELECT * FROM unnest(%s::text[], %s::int[]) RETURNING term, term_id"
+                    "INSERT INTO {s}.terms (term, df, max_tf, min_length) "
+                    "SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) "
+                    "RETURNING term, term_id"
                 ),
-                (new, [df[t] for t in new]),
+                (
+                    new,
+                    [df[t] for t in new],
+                    [max_tf[t] for t in new],
+                    [min_length[t] for t in new],
+                ),
             ).fetchall()
             ids.update(added)
         return ids
@@ -909,7 +955,7 @@ class PostgresStore:
                     copy.write_row(doc)
             n = len(rows.chunks)
             if n:
-                ids = self._term_ids(conn, rows.df)
+                ids = self._term_ids(conn, rows)
                 keys = [
                     k
                     for (k,) in cur.execute(
@@ -995,7 +1041,8 @@ class PostgresStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             found = conn.execute(
                 self._q(
-                    "SELECT s.chunks, s.total_length, t.term, t.term_id, t.df FROM {s}.stats s "
+                    "SELECT s.chunks, s.total_length, t.term, t.term_id, t.df, t.max_tf, "
+                    "t.min_length FROM {s}.stats s "
                     "LEFT JOIN {s}.terms t ON t.term = ANY(%s) AND t.df > 0"
                 ),
                 (list(counts),),
@@ -1003,62 +1050,141 @@ class PostgresStore:
             if not found:
                 return []
             n_docs, total = int(found[0][0]), int(found[0][1])
-            by_term = {row[2]: (int(row[3]), int(row[4])) for row in found if row[2] is not None}
+            by_term = {row[2]: row[3:] for row in found if row[2] is not None}
             if n_docs == 0 or total == 0 or not by_term:
                 return []
-            term_ids: list[int] = []
-            weights: list[float] = []
+            okapi = bm25.variant == "okapi"
+            avgdl = total / n_docs
+            values: dict[str, Any] = {
+                "k1p1": bm25.k1 + 1 if okapi else 1.0,
+                "k1": bm25.k1,
+                "omb": 1 - bm25.b,
+                "b": bm25.b,
+                "avgdl": avgdl,
+                "k": k,
+                **params.values,
+            }
+            terms: list[_QueryTerm] = []
             average: list[float] = []  # okapi's mean idf, fetched once if a term needs it
             for term, count in counts.items():
                 if term not in by_term:
                     continue
-                term_id, df = by_term[term]
-                idf = self._idf(conn, df, n_docs, average)
-                term_ids.append(term_id)
-                weights.append(idf)
+                term_id, df, max_tf, min_length = (int(v) for v in by_term[term])
                 # A repeated query term counts again, as in BM25Index.
-                for _ in range(count - 1):
-                    term_ids.append(term_id)
-                    weights.append(idf)
-            filtered = where is not None
-            query = self._q(
-                "WITH q AS ("
-                "  SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
-                " s AS ("
-                "  SELECT p.chunk_key, sum(("
-                "    (p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf)"
-                "  ) * q.w) AS score"
-                "  FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key"
-                ")," + (
-                    " f AS (SELECT s.chunk_key, s.score FROM s JOIN {s}.chunks c "
-                    "USING (chunk_key) WHERE " + condition.replace("{", "{{").replace("}", "}}")
-                    + "),"
-                    if filtered else " f AS (SELECT chunk_key, score FROM s),"
-                ) +
-                " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
-                # The k best and the ties at the k-th score, each chunk fetched by its key.
-                " SELECT " + columns + ", f.score"
-                " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
-                " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
-                "   WHERE c.chunk_key = f.chunk_key) c"
-                " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
-            )  # fmt: skip
-            okapi = bm25.variant == "okapi"
-            rows = conn.execute(
-                query,
-                {
-                    "ids": term_ids,
-                    "w": weights,
-                    "k1p1": bm25.k1 + 1 if okapi else 1.0,
-                    "k1": bm25.k1,
-                    "omb": 1 - bm25.b,
-                    "b": bm25.b,
-                    "avgdl": total / n_docs,
-                    "k": k,
-                    **params.values,
-                },
-            ).fetchall()
-        return rows
+                w = self._idf(conn, df, n_docs, average) * count
+                f_max = (max_tf * values["k1p1"]) / (
+                    bm25.k1 * (values["omb"] + bm25.b * min_length / avgdl) + max_tf
+                )
+                terms.append(_QueryTerm(term_id, w, df, w * f_max))
+            seed = _seed_terms(terms)
+            plan = None
+            if seed:
+                theta = self._seed_threshold(conn, seed, condition, where is not None, values)
+                plan = _split(terms, theta)
+            if plan is None:
+                return list(
+                    conn.execute(
+                        self._keyword_query(condition, where is not None, columns, pruned=False),
+                        {
+                            "ids": [t.term_id for t in terms],
+                            "w": [t.weight for t in terms],
+                            **values,
+                        },
+                    ).fetchall()
+                )
+            essential, bound, theta = plan
+            return list(
+                conn.execute(
+                    self._keyword_query(condition, where is not None, columns, pruned=True),
+                    {
+                        "ids": [t.term_id for t in terms],
+                        "w": [t.weight for t in terms],
+                        "ess": [t.term_id in essential for t in terms],
+                        "ubn": bound,
+                        "theta": theta,
+                        **values,
+                    },
+                ).fetchall()
+            )
+
+    def _keyword_query(
+        self, condition: str, filtered: bool, columns: str, *, pruned: bool
+    ) -> sql.Composed:
+        """BM25 over the postings of the query terms (all of them, or MaxScore-pruned).
+
+        Pruned (MaxScore, Turtle & Flood 1995): the postings of the essential terms are read in
+        full; a chunk among them whose partial score plus the non-essential terms' bound
+        (``ubn``) reaches ``theta`` gets the non-essential contributions by index lookups. A
+        chunk with no essential term scores at most ``ubn`` < ``theta``, below the k-th.
+        """
+        contrib = (
+            "((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf))"
+            " * q.w"
+        )
+        if pruned:
+            scored = (
+                " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[], %(ess)s::bool[])"
+                "   AS q(term_id, w, ess)),"
+                " e AS (SELECT p.chunk_key, sum(" + contrib + ") AS part"
+                "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id WHERE q.ess"
+                "   GROUP BY p.chunk_key),"
+                " s AS (SELECT e.chunk_key, e.part + coalesce(("
+                "   SELECT sum(" + contrib + ") FROM q JOIN {s}.postings p"
+                "   ON p.term_id = q.term_id AND p.chunk_key = e.chunk_key WHERE NOT q.ess"
+                "   ), 0) AS score FROM e WHERE e.part + %(ubn)s >= %(theta)s),"
+            )
+        else:
+            scored = (
+                " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
+                " s AS (SELECT p.chunk_key, sum(" + contrib + ") AS score"
+                "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key),"
+            )
+        if filtered:
+            scored += (
+                " f AS (SELECT s.chunk_key, s.score FROM s JOIN {s}.chunks c USING (chunk_key)"
+                " WHERE " + condition.replace("{", "{{").replace("}", "}}") + "),"
+            )
+        else:
+            scored += " f AS (SELECT chunk_key, score FROM s),"
+        return self._q(
+            "WITH" + scored +
+            " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
+            # The k best and the ties at the k-th score, each chunk fetched by its key.
+            " SELECT " + columns + ", f.score"
+            " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
+            " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
+            "   WHERE c.chunk_key = f.chunk_key) c"
+            " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
+        )  # fmt: skip
+
+    def _seed_threshold(
+        self,
+        conn: psycopg.Connection[Any],
+        seed: Sequence[_QueryTerm],
+        condition: str,
+        filtered: bool,
+        values: Mapping[str, Any],
+    ) -> float:
+        """A lower bound of the k-th best score: the k-th best partial score over ``seed``'s
+        postings (contributions are positive, so a partial score is at most the full one)."""
+        query = (
+            "WITH q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
+            " s AS (SELECT p.chunk_key, sum("
+            "   ((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf))"
+            "   * q.w) AS score"
+            "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key)"
+        )
+        if filtered:
+            query += (
+                " SELECT s.score FROM s JOIN {s}.chunks c USING (chunk_key) WHERE "
+                + condition.replace("{", "{{").replace("}", "}}")
+            )
+        else:
+            query += " SELECT s.score FROM s"
+        query += " ORDER BY 1 DESC OFFSET %(k)s - 1 LIMIT 1"
+        ids, weights = [t.term_id for t in seed], [t.weight for t in seed]
+        row = conn.execute(self._q(query), {**values, "ids": ids, "w": weights}).fetchone()
+        return float(row[0]) if row else 0.0
 
     def _idf(
         self, conn: psycopg.Connection[Any], df: int, n_docs: int, average: list[float]
@@ -1269,14 +1395,63 @@ class PostgresStore:
 class _Rows:
     """A write's rows, analysed before the transaction starts."""
 
-    __slots__ = ("characters", "chunks", "df", "documents", "length")
+    __slots__ = ("characters", "chunks", "df", "documents", "length", "max_tf", "min_length")
 
     def __init__(self) -> None:
         self.documents: list[tuple[str, str, Jsonb]] = []
         self.chunks: list[tuple[Any, ...]] = []
         self.df: dict[str, int] = {}
+        self.max_tf: dict[str, int] = {}
+        self.min_length: dict[str, int] = {}
         self.characters = 0
         self.length = 0
+
+
+class _QueryTerm(NamedTuple):
+    """A query term: its ID, weight (idf x repeats), df and upper bound of its contribution."""
+
+    term_id: int
+    weight: float
+    df: int
+    bound: float
+
+
+def _seed_terms(terms: Sequence[_QueryTerm]) -> list[_QueryTerm]:
+    """The terms whose postings seed the pruning threshold; none when pruning cannot pay.
+
+    Pruning needs positive weights (okapi's floored idf can be 0) and at least two terms; below
+    ``_PRUNE_POSTINGS`` postings one exhaustive statement is cheaper. The seed is the terms of
+    highest bound (the rarest, mostly) up to ``_SEED_POSTINGS`` postings, at least one term.
+    """
+    if len(terms) < 2 or any(t.weight <= 0 for t in terms):
+        return []
+    if sum(t.df for t in terms) < _PRUNE_POSTINGS:
+        return []
+    order = sorted(terms, key=lambda t: -t.bound)
+    seed, read = [order[0]], order[0].df
+    for term in order[1:]:
+        if read + term.df > _SEED_POSTINGS:
+            break
+        seed.append(term)
+        read += term.df
+    return seed
+
+
+def _split(terms: Sequence[_QueryTerm], theta: float) -> tuple[set[int], float, float] | None:
+    """MaxScore's split for a threshold: (essential term IDs, the other terms' summed bound,
+    the threshold less a rounding margin); ``None`` when every term is essential."""
+    if theta <= 0:
+        return None
+    theta *= 1 - 1e-9  # scores and bounds are rounded differently: never prune a tie
+    bound, rest = 0.0, set()
+    for term in sorted(terms, key=lambda t: t.bound):
+        if bound + term.bound >= theta:
+            break
+        bound += term.bound
+        rest.add(term.term_id)
+    if not rest:
+        return None
+    return {t.term_id for t in terms} - rest, bound, theta
 
 
 def _check_k(k: int) -> int:
