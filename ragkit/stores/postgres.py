@@ -97,6 +97,13 @@ _warned_pgvector: set[str] = set()
 # seeds its threshold from the rarest terms' postings up to _SEED_POSTINGS.
 _PRUNE_POSTINGS = 20_000
 _SEED_POSTINGS = 20_000
+# A write adding at least _BULK_MIN_CHUNKS chunks and _BULK_FRACTION of the stored ones is a bulk
+# load: indexes are dropped and rebuilt in its transaction (docs/postgres.md, "Bulk loads"), with
+# up to _BULK_MAX_MEMORY_KB of maintenance_work_mem and _BULK_PARALLEL_WORKERS workers.
+_BULK_MIN_CHUNKS = 5_000
+_BULK_FRACTION = 0.5
+_BULK_MAX_MEMORY_KB = 2 * 1024 * 1024
+_BULK_PARALLEL_WORKERS = 2
 _PAGE = 1000  # chunks() fetches this many rows per round trip
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.text, c.document_id, c.start_offset, c.end_offset, c.headings, c.metadata"
@@ -720,17 +727,7 @@ class PostgresStore:
                         ).format(s=self._ident, dim=sql.Literal(settings.dim))
                     )
                     if settings.dim <= _HNSW_MAX_DIM:
-                        conn.execute(
-                            sql.SQL(
-                                "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
-                                "USING hnsw (embedding vector_cosine_ops) "
-                                "WITH (m = {m}, ef_construction = {ef})"
-                            ).format(
-                                s=self._ident,
-                                m=sql.Literal(_HNSW_M),
-                                ef=sql.Literal(_HNSW_EF_CONSTRUCTION),
-                            )
-                        )
+                        self._create_hnsw(conn)
         with self._state_lock:
             self.analyzer, self._bm25 = resolved
             self._settings = IndexSettings.from_dict(wanted)
@@ -788,7 +785,79 @@ class PostgresStore:
             if gone:
                 self._remove(conn, gone)
             if entries:
+                bulk = self._bulk_begin(conn, len(rows.chunks), dim)
                 self._insert(conn, entries, rows)
+                if bulk:
+                    self._bulk_end(conn, dim)
+
+    # -- bulk loads -------------------------------------------------------------------------------
+
+    def _create_hnsw(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
+                "USING hnsw (embedding vector_cosine_ops) "
+                "WITH (m = {m}, ef_construction = {ef})"
+            ).format(
+                s=self._ident,
+                m=sql.Literal(_HNSW_M),
+                ef=sql.Literal(_HNSW_EF_CONSTRUCTION),
+            )
+        )
+
+    def _bulk_begin(self, conn: psycopg.Connection[Any], n: int, dim: int | None) -> bool:
+        """Whether this write of ``n`` chunks is a bulk load; if so, drop the indexes that
+        row-by-row maintenance makes slow (rebuilt by :meth:`_bulk_end`, same transaction).
+
+        A write is a bulk load when it adds at least ``_BULK_MIN_CHUNKS`` chunks and at least
+        ``_BULK_FRACTION`` of the chunks already stored: building an HNSW graph over every row
+        then costs less than inserting the new rows into the old graph one by one.
+        """
+        if n < _BULK_MIN_CHUNKS:
+            return False
+        row = conn.execute(self._q("SELECT chunks FROM {s}.stats")).fetchone()
+        stored = int(row[0]) if row else 0
+        if n < _BULK_FRACTION * stored:
+            return False
+        total = stored + n
+        # Enough memory for the graph (vectors + neighbour lists) and the postings' sort.
+        need = total * ((dim or 0) * 4 + 400) + total * 120 * 48
+        kb = max(65_536, min(_BULK_MAX_MEMORY_KB, need // 1024))
+        conn.execute(
+            sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{kb}kB"))
+        )
+        conn.execute(
+            sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
+                sql.Literal(_BULK_PARALLEL_WORKERS)
+            )
+        )
+        # A loader killed mid-load: the server notices within a second and rolls back.
+        conn.execute("SET LOCAL client_connection_check_interval = 1000")
+        for name in ("chunks_embedding", "chunks_metadata"):
+            conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {s}.{name}").format(
+                    s=self._ident, name=sql.Identifier(name)
+                )
+            )
+        conn.execute(self._q("ALTER TABLE {s}.postings DROP CONSTRAINT IF EXISTS postings_pkey"))
+        return True
+
+    def _bulk_end(self, conn: psycopg.Connection[Any], dim: int | None) -> None:
+        """Rebuild what :meth:`_bulk_begin` dropped, sorted and in parallel, then ANALYZE."""
+        conn.execute(
+            self._q(
+                "ALTER TABLE {s}.postings ADD CONSTRAINT postings_pkey "
+                "PRIMARY KEY (term_id, chunk_key) INCLUDE (tf, length)"
+            )
+        )
+        conn.execute(
+            self._q(
+                "CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops)"
+            )
+        )
+        if dim is not None and dim <= _HNSW_MAX_DIM:
+            self._create_hnsw(conn)
+        conn.execute(self._q("ANALYZE {s}.chunks, {s}.postings, {s}.terms"))
 
     def _prepare(self, entries: Sequence[DocumentEntry], dim: int | None) -> _Rows:
         """Analyse every chunk and check the vectors (outside the transaction)."""
@@ -1102,6 +1171,8 @@ class PostgresStore:
                         "ess": [t.term_id in essential for t in terms],
                         "ubn": bound,
                         "theta": theta,
+                        "m": max(4 * k, 40),
+                        "margin": 1 - 1e-9,
                         **values,
                     },
                 ).fetchall()
@@ -1122,17 +1193,30 @@ class PostgresStore:
             " * q.w"
         )
         if pruned:
+            rest = (
+                "coalesce((SELECT sum(" + contrib + ") FROM q JOIN {s}.postings p"
+                " ON p.term_id = q.term_id AND p.chunk_key = {key} WHERE NOT q.ess), 0)"
+            )
+            matching = (
+                " AND EXISTS (SELECT 1 FROM {s}.chunks c WHERE c.chunk_key = e.chunk_key AND "
+                + condition.replace("{", "{{").replace("}", "}}") + ")"
+                if filtered else ""
+            )  # fmt: skip
             scored = (
                 " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[], %(ess)s::bool[])"
                 "   AS q(term_id, w, ess)),"
-                " e AS (SELECT p.chunk_key, sum(" + contrib + ") AS part"
+                " e AS MATERIALIZED (SELECT p.chunk_key, sum(" + contrib + ") AS part"
                 "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id WHERE q.ess"
-                "   GROUP BY p.chunk_key),"
-                " s AS (SELECT e.chunk_key, e.part + coalesce(("
-                "   SELECT sum(" + contrib + ") FROM q JOIN {s}.postings p"
-                "   ON p.term_id = q.term_id AND p.chunk_key = e.chunk_key WHERE NOT q.ess"
-                "   ), 0) AS score FROM e WHERE e.part + %(ubn)s >= %(theta)s),"
-            )
+                "   GROUP BY p.chunk_key HAVING sum(" + contrib + ") + %(ubn)s >= %(theta)s),"
+                # A better threshold: the k-th full score among the best partial scores.
+                " probe AS (SELECT e.part + " + rest.replace("{key}", "e.chunk_key") + " AS score"
+                "   FROM (SELECT * FROM e WHERE true" + matching + ""
+                "         ORDER BY e.part DESC LIMIT %(m)s) e),"
+                " th AS (SELECT greatest(%(theta)s, coalesce((SELECT score FROM probe"
+                "   ORDER BY score DESC OFFSET %(k)s - 1 LIMIT 1), 0) * %(margin)s) AS t),"
+                " s AS (SELECT e.chunk_key, e.part + " + rest.replace("{key}", "e.chunk_key") +
+                "   AS score FROM e WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
+            )  # fmt: skip
         else:
             scored = (
                 " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"

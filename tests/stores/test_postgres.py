@@ -595,3 +595,100 @@ def test_migrate_upgrades_a_version_1_schema_in_place(pg_url: str, pg_schema: st
     store.write(_zipf_entries(2, 7))  # and it writes
     consistency(pg_url, pg_schema)
     store.close()
+
+
+# -- bulk loads ---------------------------------------------------------------------------------
+
+_LOADER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from ragkit.stores import postgres
+from tests.stores.conftest import SETTINGS, entry
+
+postgres._BULK_MIN_CHUNKS = 50
+real_end = postgres.PostgresStore._bulk_end
+
+def end_then_hang(self, conn, dim):
+    print("loaded, indexes dropped", flush=True)
+    time.sleep(120)  # killed here, inside the bulk write's transaction
+    real_end(self, conn, dim)
+
+postgres.PostgresStore._bulk_end = end_then_hang
+store = postgres.PostgresStore({url!r}, schema={schema!r})
+store.write([entry(f"bulk{{i:03d}}.md", [f"gamma {{i}}", "delta epsilon"]) for i in range(100)])
+"""
+
+
+def _indexes(url: str, schema: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+        return {r[0] for r in rows.fetchall()}
+
+
+def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit.stores import postgres
+
+    monkeypatch.setattr(postgres, "_BULK_MIN_CHUNKS", 50)
+    bulk: list[bool] = []
+    real_begin = postgres.PostgresStore._bulk_begin
+
+    def spy(self: Any, conn: Any, n: int, dim: int | None) -> bool:
+        bulk.append(real_begin(self, conn, n, dim))
+        return bulk[-1]
+
+    monkeypatch.setattr(postgres.PostgresStore, "_bulk_begin", spy)
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    indexes = _indexes(pg_url, pg_schema)
+    assert {"chunks_embedding", "chunks_metadata", "postings_pkey"} <= indexes
+    entries = _zipf_entries(60, 4)  # 120 chunks onto none: bulk
+    store.write(entries)
+    store.write(_zipf_entries(10, 5))  # replaces 10 documents (20 chunks): row by row
+    store.write([entry(f"x{i}.md", ["w1 w2", "w3"]) for i in range(40)])  # 80 onto 140: bulk
+    assert bulk == [True, False, True]
+    assert _indexes(pg_url, pg_schema) == indexes
+    consistency(pg_url, pg_schema)
+    assert store.stats().chunks == 120 + 80
+    query = unit_vectors(["q"])[0]
+    assert len(store.vector_search(query, 5, parse_filter({"bucket": 3}))) == 5
+    store.close()
+
+
+def test_a_bulk_load_killed_midway_loses_nothing(
+    pg_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(10)])
+    before = [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)]
+    indexes = _indexes(pg_url, pg_schema)
+    script = tmp_path / "loader.py"
+    root = str(Path(__file__).resolve().parents[2])
+    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "loaded, indexes dropped", proc.stderr.read() if proc.stderr else ""
+    proc.kill()
+    proc.communicate()
+    # The server rolls the dead loader's transaction back: the store is as it was.
+    assert [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)] == before
+    assert store.stats().chunks == 20
+    assert _indexes(pg_url, pg_schema) == indexes
+    store.write([entry("after.md", ["zeta"])])  # and the write lock is free
+    consistency(pg_url, pg_schema)
+    # Resuming the load completes it.
+    store.write([entry(f"bulk{i:03d}.md", [f"gamma {i}", "delta epsilon"]) for i in range(100)])
+    assert store.stats().chunks == 21 + 200
+    assert len(store.keyword_search("gamma", 200)) == 100 + 10
+    consistency(pg_url, pg_schema)
+    store.close()
