@@ -823,9 +823,12 @@ class PostgresStore:
         # Enough memory for the graph (vectors + neighbour lists) and the postings' sort.
         need = total * ((dim or 0) * 4 + 400) + total * 120 * 48
         kb = max(65_536, min(_BULK_MAX_MEMORY_KB, need // 1024))
-        conn.execute(
-            sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{kb}kB"))
-        )
+        for setting in ("maintenance_work_mem", "work_mem"):  # work_mem: the postings' sort
+            conn.execute(
+                sql.SQL("SET LOCAL {} = {}").format(
+                    sql.Identifier(setting), sql.Literal(f"{kb}kB")
+                )
+            )
         conn.execute(
             sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
                 sql.Literal(_BULK_PARALLEL_WORKERS)
