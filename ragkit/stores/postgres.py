@@ -97,6 +97,9 @@ _warned_pgvector: set[str] = set()
 # seeds its threshold from the rarest terms' postings up to _SEED_POSTINGS.
 _PRUNE_POSTINGS = 20_000
 _SEED_POSTINGS = 20_000
+# From this k on (hybrid search's depth), the pruned query joins the non-essential terms'
+# postings instead of looking each candidate up (measured in bench/RESULTS.md, "Issue 13").
+_JOIN_K = 100
 # A write adding at least _BULK_MIN_CHUNKS chunks and _BULK_FRACTION of the stored ones is a bulk
 # load: indexes are dropped and rebuilt in its transaction (docs/postgres.md, "Bulk loads"), with
 # up to _BULK_MAX_MEMORY_KB of maintenance_work_mem and _BULK_PARALLEL_WORKERS workers.
@@ -1165,9 +1168,12 @@ class PostgresStore:
                     ).fetchall()
                 )
             essential, bound, theta = plan
+            join = k >= _JOIN_K
             return list(
                 conn.execute(
-                    self._keyword_query(condition, where is not None, columns, pruned=True),
+                    self._keyword_query(
+                        condition, where is not None, columns, pruned=True, join=join
+                    ),
                     {
                         "ids": [t.term_id for t in terms],
                         "w": [t.weight for t in terms],
@@ -1182,7 +1188,7 @@ class PostgresStore:
             )
 
     def _keyword_query(
-        self, condition: str, filtered: bool, columns: str, *, pruned: bool
+        self, condition: str, filtered: bool, columns: str, *, pruned: bool, join: bool = False
     ) -> sql.Composed:
         """BM25 over the postings of the query terms (all of them, or MaxScore-pruned).
 
@@ -1217,9 +1223,25 @@ class PostgresStore:
                 "         ORDER BY e.part DESC LIMIT %(m)s) e),"
                 " th AS (SELECT greatest(%(theta)s, coalesce((SELECT score FROM probe"
                 "   ORDER BY score DESC OFFSET %(k)s - 1 LIMIT 1), 0) * %(margin)s) AS t),"
-                " s AS (SELECT e.chunk_key, e.part + " + rest.replace("{key}", "e.chunk_key") +
-                "   AS score FROM e WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
             )  # fmt: skip
+            if join:
+                # Many candidates: read the other terms' postings once and join, instead of
+                # one index lookup per candidate and term.
+                scored += (
+                    " c AS MATERIALIZED (SELECT e.chunk_key, e.part FROM e"
+                    "   WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
+                    " r AS (SELECT p.chunk_key, sum(" + contrib + ") AS part"
+                    "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id"
+                    "   WHERE NOT q.ess AND p.chunk_key IN (SELECT chunk_key FROM c)"
+                    "   GROUP BY p.chunk_key),"
+                    " s AS (SELECT c.chunk_key, c.part + coalesce(r.part, 0) AS score"
+                    "   FROM c LEFT JOIN r USING (chunk_key)),"
+                )  # fmt: skip
+            else:
+                scored += (
+                    " s AS (SELECT e.chunk_key, e.part + " + rest.replace("{key}", "e.chunk_key")
+                    + "   AS score FROM e WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
+                )  # fmt: skip
         else:
             scored = (
                 " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"

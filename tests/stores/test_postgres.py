@@ -542,7 +542,7 @@ def test_pruned_keyword_search_ranks_exactly_like_bm25index(
     allowed = np.array([matches(where, c.metadata) for c, _ in rows])
     for _ in range(25):
         query = " ".join(f"w{int(i)}" for i in rng.integers(0, 150, int(rng.integers(2, 9))))
-        for k in (1, 10, 40):
+        for k in (1, 10, 40, 150):  # 150: the joined (not looked-up) rest
             keys, scores = index.search(query, k)
             got = store.keyword_search(query, k)
             assert [r.id for r in got] == [rows[i][0].id for i in keys.tolist()], query
