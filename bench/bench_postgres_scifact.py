@@ -71,6 +71,22 @@ out: dict[str, object] = {
     "bm25_top10_identical": f"{same}/{len(ds.queries)}",
     "bm25_max_score_diff": worst,
 }
+# The pruned (MaxScore) and the exhaustive BM25 on the same queries, interleaved, k = 10.
+from ragkit.stores import postgres  # noqa: E402
+
+timing: dict[str, list[float]] = {"pruned": [], "exhaustive": []}
+for q in ds.queries.values():
+    for name, limit in (("pruned", postgres._PRUNE_POSTINGS), ("exhaustive", 10**15)):
+        saved, postgres._PRUNE_POSTINGS = postgres._PRUNE_POSTINGS, limit
+        t = time.perf_counter()
+        pg_store.keyword_search(q, 10)
+        timing[name].append(time.perf_counter() - t)
+        postgres._PRUNE_POSTINGS = saved
+for name, values in timing.items():
+    values.sort()
+    out[f"postgres/bm25_k10_{name}_p50_ms"] = round(1000 * values[len(values) // 2], 2)
+    out[f"postgres/bm25_k10_{name}_p95_ms"] = round(1000 * values[int(len(values) * 0.95)], 2)
+out["load_average"] = os.getloadavg()
 print(out, flush=True)
 modes = ("bm25",) if args.bm25_only else ("bm25", "vector", "hybrid")
 for name, index in (("memory", mem), ("postgres", pg)):
