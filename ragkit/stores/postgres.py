@@ -12,20 +12,25 @@ nothing on the query path runs DDL. Tables:
   match), the analysed length, the chunk's distinct term IDs and their frequencies (a forward
   index, so a replaced chunk's postings can be found), and the embedding (``vector(dim)`` with an
   HNSW cosine index, created by :meth:`PostgresStore.configure` once the dimension is known).
-- ``terms``: term → ID and document frequency; ``postings``: (term ID, chunk, tf, chunk length),
-  keyed for an index-only scan per query term.
+- ``terms``: term → ID, document frequency and the bound of its BM25 contribution (highest tf,
+  shortest chunk); ``postings``: (term ID, chunk, tf, chunk length), keyed for an index-only
+  scan per query term.
 
 Keyword search is real BM25 (Lucene or Okapi variant, ``k1``, ``b`` from the settings) over
 these tables, analysed by :class:`ragkit.bm25.Analyzer` in Python, so it ranks as
 :class:`ragkit.bm25.BM25Index` does: the idf and the collection statistics are read in the same
 snapshot as the postings, and each term's contribution is computed with the same floating-point
-operations. Vector search uses the HNSW index with ``hnsw.iterative_scan`` for filtered queries,
+operations. Queries with many postings are pruned with MaxScore (only the essential terms'
+postings are read in full; the ranking is the exhaustive one). Hybrid search can ask for
+``(chunk ID, score)`` rankings and fetch only the fused top k's rows. Vector search uses the
+HNSW index with ``hnsw.iterative_scan`` for filtered queries,
 and an exact scan when the index returns fewer than ``k`` rows, so a filtered search returns
 ``min(k, matching chunks)`` results. Filters (:mod:`ragkit.filters`) compile to parameterised
 SQL over the chunk metadata with exactly the semantics of :func:`ragkit.filters.matches`.
 
 Writes take a transaction-scoped advisory lock per schema, so two writers are serialised, never
-interleaved; a writer waiting longer than ``lock_timeout`` gets :class:`IndexLockedError`.
+interleaved; a writer waiting longer than ``lock_timeout`` gets :class:`IndexLockedError`. A
+large write (a bulk load) drops the indexes and rebuilds them in its own transaction.
 
 This module leaves out chunking, embedding, fusion and answering (the Index does them for every
 store), and sharding: docs/postgres.md says how the schema distributes (by document ID).
