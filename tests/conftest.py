@@ -136,6 +136,8 @@ class FakeEmbedder:
             norm = float(np.linalg.norm(out[row]))
             if norm > 0:
                 out[row] /= norm
+            else:  # no words, or their signs cancelled: ragkit refuses all-zero vectors
+                out[row, 0] = 1.0
         return out
 
 
