@@ -150,3 +150,15 @@ def test_a_long_run_of_spaces_in_a_heading_does_not_stall_the_chunker() -> None:
     chunks = chunk_text(text, document_id="d", size=64, overlap=0)
     assert chunks[-1].text.endswith("Body text.")
     assert chunks[-1].headings == ("Title" + " " * 50_000 + "x",)
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(tmp_path: Path) -> None:
+    from ragkit.loaders import isolation
+
+    class Unknown:  # a name the worker has no loader for: it exits on the request
+        suffixes = (".x",)
+
+    with pytest.raises(LoadError, match=r"a\.x: the reader crashed on this file \(the loader"):
+        isolation.run_isolated(Unknown(), b"data", document_id="a.x", limits=LoadLimits())
+    (tmp_path / "ok.pdf").write_bytes(pdf_file([text_page(["Read by a fresh worker"])]))
+    assert load_file(tmp_path / "ok.pdf").text == "Read by a fresh worker"
