@@ -173,8 +173,8 @@ def escape_markup(text: str) -> str:
     renderer); every other line is kept as it is.
 
     Example:
-        >>> escape_markup("# fit the model\nfit <- lm(y ~ x)\n=====")
-        '    # fit the model\nfit <- lm(y ~ x)\n    ====='
+        >>> escape_markup("# fit the model\\nfit <- lm(y ~ x)\\n=====")
+        '    # fit the model\\nfit <- lm(y ~ x)\\n    ====='
     """
     lines = text.split("\n")
     for i, line in enumerate(lines):
@@ -339,8 +339,8 @@ def render_dialects(body: str, *, mdx: bool = False) -> str:
     Code fences are left as they are.
 
     Example:
-        >>> render_dialects('!!! note "Heads up"\n    Read this.')
-        'Note: Heads up\n\nRead this.'
+        >>> render_dialects('!!! note "Heads up"\\n    Read this.')
+        'Note: Heads up\\n\\nRead this.'
     """
     lines = body.split("\n")
     out: list[str] = []
