@@ -217,3 +217,10 @@ def test_docusaurus_containers_and_mdx_imports_and_jsx(tmp_path: Path) -> None:
     assert docs["page.mdx"].text == "# Tabs\n\nTip: Use tabs\n\nGroup related code.\n\nPython text."
     assert docs["hugo.md"].text == "# Hugo page\n\nBody."
     assert docs["hugo.md"].metadata["tags"] == ("a", "b")
+
+
+def test_front_matter_nested_too_deeply_is_kept_as_text(caplog: pytest.LogCaptureFixture) -> None:
+    data = ("+++\na = " + "[" * 100_000 + "\n+++\nBody").encode()
+    doc = MarkdownLoader().load(data, document_id="deep.md")
+    assert doc.text.endswith("+++\nBody")
+    assert "'deep.md': front matter nested too deeply; kept as text" in caplog.text

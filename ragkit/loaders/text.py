@@ -249,6 +249,9 @@ def parse_front_matter(text: str, *, document_id: str = "") -> tuple[dict[str, A
             import tomli as tomllib
         try:
             data: Any = tomllib.loads(match.group(1) or "")
+        except RecursionError:  # tomllib recurses on nested arrays and tables
+            logger.warning("%r: front matter nested too deeply; kept as text", document_id)
+            return {}, 0
         except tomllib.TOMLDecodeError as exc:
             logger.warning(
                 "%r: front matter is not valid TOML (%s); kept as text", document_id, exc
