@@ -24,7 +24,7 @@ import numpy as np
 
 from .base import Query, RankingStore, Retriever, ScoreKind, Store
 from .embedders import Embedder, check_embeddings, embed_checked
-from .filters import FilterSpec, parse_filter
+from .filters import FilterSpec, matches, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod, fuse
 from .types import Chunk, ScoredChunk
 
@@ -288,6 +288,10 @@ class HybridRetriever(Retriever):
         try:
             chunks = store.get_chunks([cid for cid, _ in fused])
         except KeyError:  # a writer removed a chunk between the rankings and the fetch
+            return self.fuse_rankings(self._rankings(query), limit=query.k)
+        if query.where is not None and not all(matches(query.where, c.metadata) for c in chunks):
+            # A writer replaced a chunk between the rankings and the fetch, and its new
+            # metadata no longer matches: rank again, reading chunks with their scores.
             return self.fuse_rankings(self._rankings(query), limit=query.k)
         per_retriever = [(r.name, dict(p)) for r, p in zip(self.retrievers, pairs, strict=True)]
         return [
