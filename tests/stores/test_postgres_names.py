@@ -220,8 +220,17 @@ def test_the_cli_reports_a_bad_schema_name_as_a_usage_error(pg_url: str) -> None
 
 # Calls whose first argument is SQL text.
 _SINKS = {"execute", "executemany", "copy", "stream", "SQL", "_q"}
-# Functions whose result is SQL text ragkit wrote, with every value in a parameter.
-_SQL_BUILDERS = {"compile_filter"}
+# Functions whose result is SQL text ragkit wrote, with every value in a parameter (the
+# store's own query builders are linted like any other function).
+_SQL_BUILDERS = {"compile_filter", "_keyword_query"}
+# The store's helpers that take pieces of SQL (a compiled filter, a column list) as arguments:
+# those arguments are checked at every call, and trusted inside.
+_SQL_ARGUMENTS = {
+    "_keyword_rows": ("columns",),
+    "_vector_rows": ("columns",),
+    "_keyword_query": ("condition", "columns"),
+    "_seed_threshold": ("condition",),
+}
 # Functions that forward the SQL they are given (checked where they are called): the store's
 # template binder and its cursor's execute/copy.
 _FORWARDERS = {"_q", "execute", "copy"}
@@ -283,6 +292,8 @@ class _Function:
             return None
         if name in self.params and self.func.name in _FORWARDERS:
             return None  # checked at each call of the forwarder
+        if name in self.params and name in _SQL_ARGUMENTS.get(self.func.name, ()):
+            return None  # checked at each call of the helper
         if name in seen or name not in self.assigned:
             return f"the variable {name!r}"
         for value in self.assigned[name]:
@@ -302,17 +313,30 @@ def _problems(tree: ast.Module) -> list[str]:
         for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
         if isinstance(target, ast.Name) and target.id.lstrip("_").isupper()
     }
+    signatures = {
+        func.name: [a.arg for a in func.args.args if a.arg != "self"]
+        for func in ast.walk(tree)
+        if isinstance(func, ast.FunctionDef) and func.name in _SQL_ARGUMENTS
+    }
     found: list[str] = []
     for func in ast.walk(tree):
         if not isinstance(func, ast.FunctionDef):
             continue
         view = _Function(func, constants)
         for node in ast.walk(func):
-            if not (isinstance(node, ast.Call) and node.args):
+            if not isinstance(node, ast.Call):
                 continue
             callee = node.func
             name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
-            if name not in _SINKS:
+            if name in signatures:
+                given = dict(zip(signatures[name], node.args, strict=False))
+                given.update((k.arg, k.value) for k in node.keywords if k.arg)
+                for arg in _SQL_ARGUMENTS[name]:
+                    why = view.why(given[arg]) if arg in given else None
+                    if why:
+                        found.append(f"line {node.lineno}: {name}({arg}=) gets SQL from {why}")
+                continue
+            if name not in _SINKS or not node.args:
                 continue
             why = view.why(node.args[0])
             if why:
@@ -332,6 +356,16 @@ def test_no_sql_in_the_postgres_store_is_built_by_formatting_values() -> None:
         ("def f(conn, s):\n    conn.execute(\"SET x = {}\".format(s))\n", "str.format"),
         ("def f(self, s):\n    q = 'SELECT ' + s\n    self._q(q)\n", "variable 's'"),
         ("def f(s):\n    sql.SQL(f'SELECT {s}')\n", "f-string"),
+        (
+            "def _vector_rows(self, v, k, where, columns): pass\n"
+            "def f(self, s):\n    self._vector_rows(1, 2, None, f'c.{s}')\n",
+            "f-string",
+        ),
+        (
+            "def _keyword_query(self, condition, filtered, columns, *, pruned): pass\n"
+            "def f(self, c):\n    self._keyword_query(c, True, 'c.chunk_id', pruned=True)\n",
+            "variable 'c'",
+        ),
     ],
 )
 def test_the_lint_catches_formatted_sql(code: str, why: str) -> None:
