@@ -228,6 +228,9 @@ class IndexSettings:
         chunk_overlap: overlap between consecutive chunks in tokens.
         bm25: the keyword index's settings (``variant``, ``k1``, ``b``).
         analyzer: the analyzer's settings (:meth:`ragkit.bm25.Analyzer.config`).
+        source: how the index's folder was read (:meth:`ragkit.ingest.FolderSource.as_dict`),
+            ``None`` when no folder sync recorded one. Unlike the other fields it may change on
+            a used store (:meth:`Store.configure` records it); a sync with no source uses it.
     """
 
     embedder: str | None
@@ -236,6 +239,7 @@ class IndexSettings:
     chunk_overlap: int
     bm25: Mapping[str, Any] = field(default_factory=dict)
     analyzer: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the on-disk and in-database record)."""
@@ -246,14 +250,18 @@ class IndexSettings:
             "chunk_overlap": self.chunk_overlap,
             "bm25": dict(self.bm25),
             "analyzer": dict(self.analyzer),
+            "source": None if self.source is None else dict(self.source),
         }
 
     def require_same(self, wanted: IndexSettings, where: str) -> None:
         """Raise :class:`~ragkit.errors.SettingsMismatchError` unless ``wanted`` equals these
-        settings (compared as JSON values); the message names what differs.
+        settings (compared as JSON values, the recorded ``source`` left out: a sync may change
+        it); the message names what differs.
         """
         old = json.loads(json.dumps(self.as_dict()))
         new = json.loads(json.dumps(wanted.as_dict()))
+        old.pop("source")
+        new.pop("source")
         if old == new:
             return
         from .errors import SettingsMismatchError
@@ -286,7 +294,18 @@ class IndexSettings:
         bm25, analyzer = data.get("bm25", {}), data.get("analyzer", {})
         if not isinstance(bm25, Mapping) or not isinstance(analyzer, Mapping):
             raise TypeError("settings.bm25 and settings.analyzer must be objects")
-        return cls(embedder, dim, size, overlap, dict(bm25), dict(analyzer))
+        source = data.get("source")
+        if source is not None and not isinstance(source, Mapping):
+            raise TypeError(f"settings.source must be an object or null, got {source!r}")
+        return cls(
+            embedder,
+            dim,
+            size,
+            overlap,
+            dict(bm25),
+            dict(analyzer),
+            None if source is None else dict(source),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +371,8 @@ class Store(Protocol):
     def settings(self) -> IndexSettings | None: ...
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record the settings of a new store; refuse different settings on a used one."""
+        """Record the settings of a new store; refuse different settings on a used one, except
+        for ``source``, which is recorded (a sync read the folder another way on purpose)."""
         ...
 
     def document_hashes(self, ids: Sequence[str] | None = None) -> Mapping[str, str]:

@@ -23,7 +23,7 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import LoadResult
+from .loaders import DEFAULT_INCLUDE, LoadResult
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_INDEX = ".ragkit/index"
+
+DEFAULT_TYPES = tuple(pattern.rsplit("*", 1)[-1] for pattern in DEFAULT_INCLUDE)
+"""The suffixes `ragkit index` reads by default (plugin loaders add theirs)."""
 
 
 def _index_path(value: str | None) -> str:
@@ -342,9 +345,15 @@ def cli(verbose: bool) -> None:
     "include",
     multiple=True,
     metavar="GLOB",
-    help="Files to index, relative glob (repeatable; default: markdown, text, rst, html).",
+    help="Files to index, relative glob (repeatable; default: the globs the index recorded, "
+    "else every type a loader reads: " + " ".join(DEFAULT_TYPES) + ").",
 )
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Files to skip (repeatable).")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Files to skip (repeatable; default: the globs the index recorded).",
+)
 @click.option(
     "--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens."
 )
@@ -372,7 +381,15 @@ def cli(verbose: bool) -> None:
     help="Read files that are not UTF-8 with this encoding (e.g. cp1252).",
 )
 @click.option(
-    "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
+    "--hidden/--no-hidden",
+    default=None,
+    help="Also index dot-named files and folders (default: as the index recorded, else not).",
+)
+@click.option(
+    "--replace-source",
+    is_flag=True,
+    help="Confirm removing the documents that other folder options (or another folder) leave "
+    "out; without it such a run changes nothing and lists them.",
 )
 @click.option("--watch", is_flag=True, help="Then keep updating the index as files change.")
 @embedder_option
@@ -390,11 +407,15 @@ def index_cmd(
     context_model: str | None,
     yes: bool,
     fallback_encoding: str | None,
-    hidden: bool,
+    hidden: bool | None,
+    replace_source: bool,
     watch: bool,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
+
+    The index records how FOLDER was read (--include, --exclude, --hidden, --fallback-encoding):
+    later runs, --watch and `ragkit mcp --watch` read it the same way unless told otherwise.
 
     \b
     Examples:
@@ -403,7 +424,7 @@ def index_cmd(
         ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
     from .index import open_index, writing
-    from .ingest import update_from_folder
+    from .ingest import source_for, sync
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)
@@ -419,6 +440,14 @@ def index_cmd(
                 chunk_size=size,
                 chunk_overlap=lap,
             )
+            source = source_for(
+                index,
+                folder,
+                include=include or None,
+                exclude=exclude or None,
+                skip_hidden=None if hidden is None else not hidden,
+                fallback_encoding=fallback_encoding,
+            )
             contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
             progress = _Progress("embedding", enabled=not as_json)
             progress.note(f"reading {folder} ...")
@@ -428,13 +457,10 @@ def index_cmd(
                 progress.note(f"read {len(result.documents)} documents; {work}")
 
             try:
-                update, loaded = update_from_folder(
+                synced = sync(
                     index,
-                    folder,
-                    include=include or None,
-                    exclude=exclude,
-                    fallback_encoding=fallback_encoding,
-                    skip_hidden=not hidden,
+                    source,
+                    replace_source=replace_source,
                     progress=progress,
                     checkpoint=lambda: index.save(path),
                     contextualizer=contextualizer,
@@ -445,6 +471,7 @@ def index_cmd(
             progress.note(f"saving to {_shown(path)} ...")
             index.save(path)
         elapsed = time.perf_counter() - started
+    update, loaded = synced.update, synced.loaded
     summary = {
         "index": _shown(path),
         "documents": len(index.document_ids),
@@ -460,11 +487,10 @@ def index_cmd(
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
     }
-    watching = (index, include or None, exclude, fallback_encoding, as_json)
     if as_json:
         click.echo(json.dumps(summary))
         if watch:
-            _watch(folder, path, *watching)
+            _watch(folder, path, index, as_json)
         return
     mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
     click.echo(
@@ -474,22 +500,17 @@ def index_cmd(
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
         f"{_shown(path)}"
     )
+    if synced.source_changed and index.document_ids:
+        click.echo(f"  folder source recorded: {synced.source.describe()}")
     for line in _load_notes(loaded):
         click.echo(f"  {line}")
     if watch:
-        _watch(folder, path, *watching)
+        _watch(folder, path, index, as_json)
 
 
-def _watch(
-    folder: Path,
-    path: str,
-    index: Index,
-    include: Sequence[str] | None,
-    exclude: Sequence[str],
-    fallback_encoding: str | None,
-    as_json: bool,
-) -> None:
-    """Watch FOLDER after `ragkit index --watch`; one line (or JSON object) per update."""
+def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
+    """Watch FOLDER after `ragkit index --watch` (read as the index recorded); one line (or
+    JSON object) per update."""
     from .watch import WatchUpdate, watch_folder
 
     def report(event: WatchUpdate) -> None:
@@ -517,15 +538,7 @@ def _watch(
 
     with _errors():
         try:
-            watch_folder(
-                folder,
-                path,
-                index=index,
-                include=include,
-                exclude=exclude,
-                fallback_encoding=fallback_encoding,
-                on_update=report,
-            )
+            watch_folder(folder, path, index=index, on_update=report)
         except KeyboardInterrupt:
             if not as_json:
                 click.echo("Stopped watching.", err=True)

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Index",
     "IndexUpdate",
+    "Prepared",
+    "PreparedDocument",
     "open_index",
     "writing",
 ]
@@ -111,6 +113,57 @@ class IndexUpdate:
     def changed(self) -> bool:
         """True when anything was added, replaced or removed."""
         return bool(self.added or self.replaced or self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A new or changed document, hashed and chunked once, waiting to be embedded and written.
+
+    Attributes:
+        document: the document (with ``path`` in its metadata).
+        content_hash: :func:`document_hash` of it.
+        chunks: its chunks, in order.
+        replaces: ``True`` when an older version is in the index.
+    """
+
+    document: Document
+    content_hash: str
+    chunks: tuple[Chunk, ...]
+    replaces: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :meth:`Index.prepare` found: the documents to write and those already indexed.
+
+    Attributes:
+        documents: new or changed documents, chunked, in input order.
+        unchanged: IDs of documents indexed with the same content hash.
+    """
+
+    documents: tuple[PreparedDocument, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks to embed and write: the total of a progress bar."""
+        return sum(len(p.chunks) for p in self.documents)
+
+    def batches(self, max_chars: int) -> list[Prepared]:
+        """The documents split into parts of at most ``max_chars`` characters of text (a
+        larger document is a part of its own); the first part carries ``unchanged``."""
+        parts: list[list[PreparedDocument]] = [[]]
+        size = 0
+        for p in self.documents:
+            if parts[-1] and size + len(p.document.text) > max_chars:
+                parts.append([])
+                size = 0
+            parts[-1].append(p)
+            size += len(p.document.text)
+        return [
+            Prepared(tuple(part), self.unchanged if number == 0 else ())
+            for number, part in enumerate(parts)
+        ]
 
 
 class Index:
@@ -379,13 +432,24 @@ class Index:
         re-chunked nor re-embedded. A document without a ``path`` in its metadata gets its ID
         there, so ``where={"path": {"$glob": ...}}`` works for every document. Embedding
         happens before the store changes, so an error (or an interrupt) while embedding leaves
-        the index as it was.
+        the index as it was. The same as ``write(prepare(documents))``.
 
         Args:
             documents: the documents; a later duplicate ID wins.
             progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
             contextualizer: writes a context per new chunk (``ragkit.contextual``), indexed
                 (keyword and vector) before the chunk's text; the chunk itself is unchanged.
+        """
+        return self.write(self.prepare(documents), progress=progress, contextualizer=contextualizer)
+
+    def prepare(self, documents: Iterable[Document]) -> Prepared:
+        """Hash every document and chunk the new or changed ones, without writing anything.
+
+        Each document is hashed once and chunked at most once: a sync sizes its progress bar
+        and its batches from the result, then hands it (or parts of it) to :meth:`write`.
+
+        Args:
+            documents: the documents; a later duplicate ID wins.
         """
         latest: dict[str, Document] = {}
         for doc in documents:
@@ -398,36 +462,52 @@ class Index:
                 doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
             latest[doc.id] = doc
         known = self.store.document_hashes(list(latest))
-        added: list[str] = []
-        replaced: list[str] = []
+        pending: list[PreparedDocument] = []
         unchanged: list[str] = []
-        pending: list[tuple[Document, str, list[Chunk]]] = []
         for doc_id, doc in latest.items():
             digest = document_hash(doc)
             if known.get(doc_id) == digest:
                 unchanged.append(doc_id)
                 continue
-            (replaced if doc_id in known else added).append(doc_id)
             chunks = _with_pages(
                 doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
             )
-            pending.append((doc, digest, chunks))
-        texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
+            pending.append(PreparedDocument(doc, digest, tuple(chunks), doc_id in known))
+        return Prepared(tuple(pending), tuple(unchanged))
+
+    def write(
+        self,
+        prepared: Prepared,
+        *,
+        progress: ProgressFn | None = None,
+        contextualizer: SupportsContextualize | None = None,
+    ) -> IndexUpdate:
+        """Embed the prepared documents and write them to the store in one step.
+
+        Args:
+            prepared: what :meth:`prepare` returned (or a :meth:`Prepared.batches` part of it).
+            progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
+            contextualizer: as for :meth:`add`.
+        """
+        pending = prepared.documents
+        texts = [keyword_text(c) for p in pending for c in p.chunks]
         if contextualizer is not None and pending:
             from .contextual import contextualized_texts
 
-            texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
+            texts = contextualized_texts(
+                contextualizer, [(p.document, list(p.chunks)) for p in pending], texts
+            )
         vectors = self._embed(texts, progress)
         entries: list[DocumentEntry] = []
         position = 0
-        for doc, digest, chunks in pending:
-            n = len(chunks)
+        for p in pending:
+            n = len(p.chunks)
             entries.append(
                 DocumentEntry(
-                    document_id=doc.id,
-                    content_hash=digest,
-                    metadata=doc.metadata,
-                    chunks=tuple(chunks),
+                    document_id=p.document.id,
+                    content_hash=p.content_hash,
+                    metadata=p.document.metadata,
+                    chunks=p.chunks,
                     keyword_texts=tuple(texts[position : position + n]),
                     vectors=None if vectors is None else vectors[position : position + n],
                 )
@@ -435,7 +515,20 @@ class Index:
             position += n
         if entries:
             self.store.write(entries)
-        return IndexUpdate(tuple(added), tuple(replaced), tuple(unchanged), (), len(texts))
+        return IndexUpdate(
+            tuple(p.document.id for p in pending if not p.replaces),
+            tuple(p.document.id for p in pending if p.replaces),
+            prepared.unchanged,
+            (),
+            len(texts),
+        )
+
+    def record_source(self, source: Mapping[str, Any] | None) -> None:
+        """Record how the index's folder is read (``ragkit.ingest.FolderSource.as_dict``);
+        saved with the index, and used by a later sync that is given no source."""
+        settings = replace(self.settings, source=None if source is None else dict(source))
+        self.store.configure(settings)
+        self.settings = settings
 
     def _embed(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray | None:
         if self.settings.embedder is None or not texts:

@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from .errors import MissingDependencyError, RagkitError
 from .index import Index, open_index
-from .ingest import update_from_folder
-from .loaders import load_folder
+from .ingest import source_for, sync
 from .stores import is_database_url, redact
 from .types import Chunk, ScoredChunk
 
@@ -461,17 +460,31 @@ def build_server(
                 bool,
                 Field(description="Also remove indexed documents that are not in this folder."),
             ] = False,
+            replace_source: Annotated[
+                bool,
+                Field(
+                    description="With remove_missing: confirm removing documents that this "
+                    "folder leaves out although their files still exist (another folder than "
+                    "the index was built from). Without it such a call changes nothing and "
+                    "lists them."
+                ),
+            ] = False,
         ) -> IndexOutput:
-            """Index a folder's files into the open index (changed files only); then save it."""
+            """Index a folder's files into the open index (changed files only); then save it.
+
+            The folder is read with the options the index recorded (include and exclude
+            globs, hidden files), as `ragkit index` and `--watch` read it."""
             root = Path(folder).expanduser()
             if not root.is_dir():
                 raise ToolError(f"{folder!r} is not a directory on the server's machine")
 
             def change(idx: Index) -> IndexOutput:
+                source = source_for(idx, root)
                 if remove_missing:
-                    update, loaded = update_from_folder(idx, root)
+                    done = sync(idx, source, replace_source=replace_source)
+                    update, loaded = done.update, done.loaded
                 else:
-                    loaded = load_folder(root)
+                    loaded = source.load()
                     update = idx.add(loaded.documents)
                 stats = idx.store.stats()
                 return {

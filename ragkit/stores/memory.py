@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,13 +128,17 @@ class MemoryStore:
         return self._settings
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record the settings of a new store; refuse different settings on a used one.
+        """Record the settings of a new store; refuse different settings on a used one (a
+        different ``source`` is recorded).
 
         Raises:
             SettingsMismatchError: the store was built with other settings.
         """
         if self._settings is not None:
             self._settings.require_same(settings, f"the index at {self.location}")
+            if settings.source != self._settings.source:
+                with self._lock.write():
+                    self._settings = replace(self._settings, source=settings.source)
             return
         with self._lock.write():
             self._settings = settings

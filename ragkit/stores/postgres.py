@@ -665,7 +665,8 @@ class PostgresStore:
         return self._settings
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record ``settings`` on a new store (and create the HNSW index for its dimension).
+        """Record ``settings`` on a new store (and create the HNSW index for its dimension); on a
+        used store, only a different ``source`` is accepted (and recorded).
 
         Raises:
             SettingsMismatchError: the store was configured with different settings.
@@ -685,6 +686,8 @@ class PostgresStore:
                     IndexSettings.from_dict(current).require_same(
                         settings, f"schema {self.schema!r} at {self.location}"
                     )
+                    # only the recorded folder source differs: record the new one
+                    conn.execute(self._q("UPDATE {s}.meta SET settings = %s"), (Jsonb(wanted),))
             else:
                 conn.execute(
                     self._q("UPDATE {s}.meta SET settings = %s"), (Jsonb(settings.as_dict()),)
