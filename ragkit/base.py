@@ -384,6 +384,12 @@ class Store(Protocol):
         """Add or replace ``entries`` by document ID and delete the ``delete`` documents."""
         ...
 
+    def document_vectors(self, document_id: str) -> tuple[tuple[Chunk, ...], np.ndarray] | None:
+        """A stored document's chunks in order and their vectors (one row each); ``None`` when
+        the document is not stored or the store holds no vectors. An edit re-embeds only the
+        chunks whose text changed by reusing these rows."""
+        ...
+
     def keyword_search(self, text: str, k: int, where: Filter | None = None) -> list[ScoredChunk]:
         """The ``k`` best chunks by BM25 for ``text`` among chunks matching ``where``."""
         ...

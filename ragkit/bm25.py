@@ -21,6 +21,7 @@ scores (ragkit.fusion).
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import threading
@@ -865,14 +866,20 @@ class BM25Index:
         }
 
     def state(self) -> dict[str, np.ndarray]:
-        """Every array needed to restore the index (no pickle); compacts the index first.
+        """Every array needed to restore the index (no pickle), compacted; a pure read.
 
         Keys: ``keys`` (int64, per document), ``doc_len`` (int64), ``indptr`` (int64, per term
         + 1), ``post_docs`` (int32, document position of each posting), ``post_tf`` (int32),
         ``vocab`` (uint8, the terms' UTF-8 joined) and ``vocab_offsets`` (int64, per term + 1).
+
+        The index itself is left as it is: a store saves under its *read* lock while searches
+        run, so compacting here would renumber slots under their feet. A shallow copy is
+        compacted instead (``_compact`` only rebinds attributes, never writes arrays in place).
         """
         if self._n_dead or self._delta or len(self._vocab) != len(self._indptr) - 1:
-            self._compact()
+            snapshot = copy.copy(self)
+            snapshot._compact()
+            return snapshot.state()
         encoded = [t.encode("utf-8") for t in self._vocab]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) for e in encoded], out=offsets[1:])

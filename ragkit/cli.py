@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .base import SearchMode
     from .context import ContextPlan
     from .filters import Filter
-    from .index import Index
+    from .index import Index, IndexUpdate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,7 +58,10 @@ def index_option(f: F) -> F:
         "index_path",
         metavar="PATH|URL",
         default=None,
-        help=f"Index directory or postgresql:// URL (default: $RAGKIT_INDEX or {DEFAULT_INDEX}).",
+        help=(
+            "Index directory or postgresql:// URL; in a URL, ?ragkit_schema=NAME picks the "
+            f"schema (default: $RAGKIT_INDEX or {DEFAULT_INDEX})."
+        ),
     )(f)
 
 
@@ -456,6 +459,7 @@ def index_cmd(
                 work = f"{changed} to index" + (" (embedding)" if index.has_vectors else "")
                 progress.note(f"read {len(result.documents)} documents; {work}")
 
+            before = len(index.document_ids)
             try:
                 synced = sync(
                     index,
@@ -466,6 +470,17 @@ def index_cmd(
                     contextualizer=contextualizer,
                     on_loaded=loaded_note,
                 )
+            except KeyboardInterrupt:
+                # Every batch written so far is complete: keep it, and say so.
+                progress.close()
+                index.save(path)
+                click.echo(
+                    f"Interrupted: kept what was indexed so far in {_shown(path)} "
+                    f"({len(index.document_ids)} documents, {before} before this run); "
+                    "run the same command again to index the rest.",
+                    err=True,
+                )
+                raise SystemExit(130) from None
             finally:
                 progress.close()
             progress.note(f"saving to {_shown(path)} ...")
@@ -484,6 +499,7 @@ def index_cmd(
         "not_indexed": dict(loaded.not_indexed),
         "hidden": list(loaded.hidden),
         "chunks_embedded": update.chunks_embedded,
+        "chunks_reused": update.chunks_reused,
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
     }
@@ -500,12 +516,20 @@ def index_cmd(
         f"{len(update.unchanged)} unchanged, {len(loaded.skipped)} skipped; {elapsed:.1f}s → "
         f"{_shown(path)}"
     )
+    if update.chunks_reused:
+        click.echo(f"  {_reembedded(update)}")
     if synced.source_changed and index.document_ids:
         click.echo(f"  folder source recorded: {synced.source.describe()}")
     for line in _load_notes(loaded):
         click.echo(f"  {line}")
     if watch:
         _watch(folder, path, index, as_json)
+
+
+def _reembedded(update: IndexUpdate) -> str:
+    """``"1 of 1,310 chunks re-embedded"`` for an update that kept stored vectors."""
+    total = update.chunks_embedded + update.chunks_reused
+    return f"{update.chunks_embedded:,} of {total:,} chunks re-embedded"
 
 
 def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
@@ -528,13 +552,15 @@ def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
                         "removed": list(u.removed),
                         "skipped": [{"path": s.path, "reason": s.reason} for s in event.skipped],
                         "chunks_embedded": u.chunks_embedded,
+                        "chunks_reused": u.chunks_reused,
                         "seconds": round(event.seconds, 3),
                     }
                 )
             )
         else:
             names = ", ".join([*u.added, *u.replaced, *(f"-{r}" for r in u.removed)])
-            click.echo(f"Updated ({event.seconds:.2f}s): {names}")
+            detail = f" ({_reembedded(u)})" if u.chunks_reused else ""
+            click.echo(f"Updated ({event.seconds:.2f}s): {names}{detail}")
 
     with _errors():
         try:

@@ -108,6 +108,10 @@ class IndexUpdate:
     unchanged: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     chunks_embedded: int = 0
+    chunks_reused: int = 0
+    """Chunks whose vector was not computed again: the exact text (heading path and text) was
+    embedded before in the same document, or repeats in this write. With a vector index,
+    ``chunks_embedded + chunks_reused`` is every chunk written."""
 
     @property
     def changed(self) -> bool:
@@ -429,10 +433,14 @@ class Index:
         """Add documents, replacing any already indexed under the same ID.
 
         A document whose text and metadata are unchanged (same content hash) is neither
-        re-chunked nor re-embedded. A document without a ``path`` in its metadata gets its ID
-        there, so ``where={"path": {"$glob": ...}}`` works for every document. Embedding
-        happens before the store changes, so an error (or an interrupt) while embedding leaves
-        the index as it was. The same as ``write(prepare(documents))``.
+        re-chunked nor re-embedded. Of a changed document, only the chunks whose exact text
+        (heading path and text) is new are embedded: the others keep their stored vectors, so
+        an edit to a long document costs the chunks around it (not with a ``contextualizer``,
+        whose contexts may change with the rest of the document). A document without a
+        ``path`` in its metadata gets its ID there, so ``where={"path": {"$glob": ...}}`` works
+        for every document. Embedding happens before the store changes, so an error (or an
+        interrupt) while embedding leaves the index as it was. The same as
+        ``write(prepare(documents))``.
 
         Args:
             documents: the documents; a later duplicate ID wins.
@@ -497,7 +505,10 @@ class Index:
             texts = contextualized_texts(
                 contextualizer, [(p.document, list(p.chunks)) for p in pending], texts
             )
-        vectors = self._embed(texts, progress)
+            known_vectors: dict[str, np.ndarray] = {}
+        else:
+            known_vectors = self._stored_vectors([p.document.id for p in pending if p.replaces])
+        vectors, embedded = self._embed(texts, progress, known_vectors)
         entries: list[DocumentEntry] = []
         position = 0
         for p in pending:
@@ -520,7 +531,8 @@ class Index:
             tuple(p.document.id for p in pending if p.replaces),
             prepared.unchanged,
             (),
-            len(texts),
+            embedded,
+            len(texts) - embedded if vectors is not None else 0,
         )
 
     def record_source(self, source: Mapping[str, Any] | None) -> None:
@@ -530,9 +542,36 @@ class Index:
         self.store.configure(settings)
         self.settings = settings
 
-    def _embed(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray | None:
+    def _stored_vectors(self, document_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Embedded text → stored vector, over the chunks of ``document_ids``."""
+        found: dict[str, np.ndarray] = {}
+        if self.settings.embedder is None:
+            return found
+        for doc_id in document_ids:
+            stored = self.store.document_vectors(doc_id)
+            if stored is not None:
+                chunks, rows = stored
+                found.update(zip((keyword_text(c) for c in chunks), rows, strict=True))
+        return found
+
+    def _embed(
+        self,
+        texts: Sequence[str],
+        progress: ProgressFn | None,
+        known: Mapping[str, np.ndarray],
+    ) -> tuple[np.ndarray | None, int]:
+        """One vector per text, and how many texts the embedder was given: a text in ``known``
+        (or repeated in ``texts``) is not embedded again."""
         if self.settings.embedder is None or not texts:
-            return None
+            return None, 0
+        new = list(dict.fromkeys(t for t in texts if t not in known))
+        if not known and len(new) == len(texts):
+            return self._embed_texts(texts, progress), len(texts)
+        fresh = dict(zip(new, self._embed_texts(new, progress), strict=True)) if new else {}
+        rows = [fresh[t] if t in fresh else known[t] for t in texts]
+        return np.stack(rows).astype(np.float32, copy=False), len(new)
+
+    def _embed_texts(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray:
         if self.embedder is None:
             raise RagkitError(
                 f"the index at {self.store.location} has vectors from {self.settings.embedder!r}; "

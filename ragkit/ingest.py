@@ -338,25 +338,31 @@ def sync(
         on_loaded(loaded, len(prepared.documents))
     if changed_source:
         index.record_source(source.as_dict())
+    # One bar over every batch, in chunks written: a batch's embedding progress is scaled to
+    # its chunk count (chunks whose vector is reused are not embedded again).
     total = prepared.chunk_count
     done = 0
+    batch_chunks = 0
     report: ProgressFn | None = None
     if progress is not None:
 
-        def report(batch_done: int, _batch_total: int) -> None:
-            progress(min(total, done + batch_done), total)
+        def report(batch_done: int, batch_total: int) -> None:
+            share = batch_chunks * batch_done // batch_total if batch_total else batch_chunks
+            progress(min(total, done + share), total)
 
     batches = prepared.batches(_BATCH_CHARS)
     added: list[str] = []
     replaced: list[str] = []
-    embedded = 0
+    embedded = reused = 0
     last = time.monotonic()
     for number, batch in enumerate(batches, 1):
+        batch_chunks = batch.chunk_count
         step = index.write(batch, progress=report, contextualizer=contextualizer)
         added += step.added
         replaced += step.replaced
         embedded += step.chunks_embedded
-        done += step.chunks_embedded
+        reused += step.chunks_reused
+        done += batch_chunks
         if (
             checkpoint is not None
             and number < len(batches)
@@ -366,7 +372,9 @@ def sync(
             last = time.monotonic()
     if gone:
         index.remove(gone)
-    update = IndexUpdate(tuple(added), tuple(replaced), prepared.unchanged, tuple(gone), embedded)
+    update = IndexUpdate(
+        tuple(added), tuple(replaced), prepared.unchanged, tuple(gone), embedded, reused
+    )
     return SyncResult(update, loaded, source, changed_source)
 
 

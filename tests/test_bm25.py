@@ -473,3 +473,25 @@ def test_search_equals_brute_force_on_a_larger_index(variant: str) -> None:
             got_keys, got_scores = index.search_tokens(query, k)
             assert got_keys.tolist() == [key for _, key in expected[:k]]
             assert got_scores.tolist() == [-s for s, _ in expected[:k]]
+
+
+def test_state_is_a_pure_read_even_with_tombstones_and_a_delta() -> None:
+    # Stores call state() under their read lock while searches run (issue 14 item 4): it must
+    # not compact the live index, whose slot numbers a concurrent search is using.
+    index = BM25Index()
+    index.add(range(8), [f"cat {i} dog" if i % 2 else f"fish {i}" for i in range(8)])
+    index.remove([1, 2])
+    index.add([20], ["cat bird"])  # a small add lands in the delta postings
+    slots_before = len(index._keys)
+    before = index.search("cat", 10)
+    state = index.state()
+    assert len(index._keys) == slots_before  # tombstones still in place: nothing renumbered
+    assert index._n_dead == 2
+    assert index._delta
+    assert state["keys"].tolist() == [0, 3, 4, 5, 6, 7, 20]
+    after = index.search("cat", 10)
+    assert before[0].tolist() == after[0].tolist()
+    assert before[1].tolist() == after[1].tolist()
+    loaded = BM25Index.from_state(index.config(), state)
+    assert loaded.search("cat", 10)[0].tolist() == before[0].tolist()
+    assert np.allclose(loaded.search("cat", 10)[1], before[1])

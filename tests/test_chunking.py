@@ -311,3 +311,42 @@ def test_chunk_document_uses_the_document_id() -> None:
 def test_empty_document_id_is_rejected() -> None:
     with pytest.raises(ValueError, match="document_id"):
         chunk_text("text", document_id="")
+
+
+@pytest.mark.parametrize("layout", ["sections", "paragraphs", "lines", "one paragraph"])
+@pytest.mark.parametrize("edit", ["append", "insert", "change a word"])
+def test_a_local_edit_moves_only_the_chunks_around_it(layout: str, edit: str) -> None:
+    """Boundaries depend on nearby text only, so an edit re-embeds a few chunks, not the rest."""
+    import random
+
+    rng = random.Random(7)
+    words = "the parser cache flag release notes fix feature option index search vector".split()
+    units = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(15, 90))).capitalize() + "."
+        for _ in range(900)
+    ]
+
+    def document(parts: list[tuple[int, str]]) -> str:
+        if layout == "lines":
+            return "\n".join(p for _, p in parts)
+        if layout == "one paragraph":
+            return " ".join(p for _, p in parts)
+        out = []
+        for number, part in parts:
+            if layout == "sections" and number % 10 == 0:
+                out.append(f"## Section {number}")
+            out.append(part)
+        return "\n\n".join(out) + "\n"
+
+    before = list(enumerate(units))
+    if edit == "append":
+        after = [*before, (-1, "A new closing remark about the cache.")]
+    elif edit == "insert":
+        after = [*before[:455], (-1, "An inserted remark about the cache."), *before[455:]]
+    else:
+        after = [*before[:300], (-1, units[300].replace("the", "THE", 1)), *before[301:]]
+    old = {c.text for c in chunk_text(document(before), document_id="d", size=128, overlap=16)}
+    new = [c.text for c in chunk_text(document(after), document_id="d", size=128, overlap=16)]
+    assert len(new) > 150
+    # The chunk the edit falls in, its neighbours through the overlap, and nothing further.
+    assert len([t for t in new if t not in old]) <= (3 if edit == "append" else 4)

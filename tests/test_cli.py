@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from ragkit import __version__
 from ragkit.cli import cli
+from ragkit.index import Index
 
 from .conftest import SMALL_CORPUS, FakeEmbedder, write_corpus
 
@@ -482,3 +483,52 @@ def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path
     usage = runner.invoke(cli, ["calibrate", str(wrong), "--index", str(idx)])
     assert usage.exit_code == 2
     assert "start the line with '+ '" in usage.stderr
+
+
+def test_ctrl_c_during_a_first_index_keeps_every_batch_already_embedded(
+    tmp_path: Path,
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_default_embedder: FakeEmbedder,
+) -> None:
+    folder = write_corpus(
+        tmp_path / "docs", {f"doc{i:02}.md": f"# Doc {i}\n\nTopic number {i}.\n" for i in range(12)}
+    )
+    monkeypatch.setattr("ragkit.ingest._BATCH_CHARS", 60)  # about two documents per batch
+    real_embed = fake_default_embedder.embed
+
+    def interrupted(texts: list[str]) -> object:
+        if len(fake_default_embedder.calls) == 4:  # the fifth batch: Ctrl-C
+            raise KeyboardInterrupt
+        return real_embed(texts)
+
+    monkeypatch.setattr(fake_default_embedder, "embed", interrupted)
+    path = tmp_path / "idx"
+    result = runner.invoke(cli, ["index", str(folder), "--index", str(path)])
+    assert result.exit_code == 130
+    assert "Interrupted: kept what was indexed so far" in result.stderr
+    assert "run the same command again" in result.stderr
+    kept = len(Index.load(path, embedder=fake_default_embedder).document_ids)
+    assert 0 < kept < 12
+    monkeypatch.setattr(fake_default_embedder, "embed", real_embed)
+    again = runner.invoke(cli, ["index", str(folder), "--index", str(path), "--json"])
+    summary = json.loads(again.stdout)
+    assert summary["documents"] == 12
+    assert summary["unchanged"] == kept
+    assert len(summary["added"]) == 12 - kept
+
+
+def test_an_edit_says_how_many_chunks_were_re_embedded(
+    tmp_path: Path, runner: CliRunner, fake_default_embedder: FakeEmbedder
+) -> None:
+    sections = "\n\n".join(f"## Part {i}\n\nPart {i} covers topic {i} in depth." for i in range(30))
+    folder = write_corpus(tmp_path / "docs", {"long.md": f"# Long\n\n{sections}\n"})
+    path = tmp_path / "idx"
+    args = ["index", str(folder), "--index", str(path), "--chunk-size", "32", "--overlap", "0"]
+    assert runner.invoke(cli, args).exit_code == 0
+    (folder / "long.md").write_text(f"# Long\n\n{sections}\n\nOne more line.\n", encoding="utf-8")
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    total = len(Index.load(path, embedder=fake_default_embedder))
+    assert total > 20
+    assert f"1 of {total} chunks re-embedded" in result.stdout

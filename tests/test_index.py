@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +345,77 @@ def test_failed_save_keeps_the_previous_index_loadable(
     monkeypatch.undo()
     assert Index.load(tmp_path / "idx", embedder=emb).document_ids == ("a.md", "b.md")
     assert not [p for p in (tmp_path / "idx").iterdir() if p.name.endswith(".tmp")]
+
+
+class _RecordingEmbedder(FakeEmbedder):
+    """Records every text it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += list(texts)
+        return super().embed(texts)
+
+
+def _long_document(paragraphs: int) -> str:
+    sections = []
+    for s in range(paragraphs // 5):
+        body = "\n\n".join(
+            f"Paragraph {s}.{p} says that release {s} changed part {p} of the parser, "
+            f"the cache and the command line in ways worth a sentence or two of notes."
+            for p in range(5)
+        )
+        sections.append(f"## Release {s}\n\n{body}")
+    return "# Release notes\n\n" + "\n\n".join(sections) + "\n"
+
+
+def test_an_edit_re_embeds_only_the_chunks_whose_text_changed() -> None:
+    emb = _RecordingEmbedder()
+    index = Index(embedder=emb, chunk_size=64, chunk_overlap=8)
+    text = _long_document(200)
+    index.add([Document("notes.md", text)])
+    total = len(index)
+    assert total > 100
+    emb.texts.clear()
+    appended = text + "\nOne more paragraph about the new flag for the parser.\n"
+    update = index.add([Document("notes.md", appended)])
+    assert update.replaced == ("notes.md",)
+    assert 1 <= update.chunks_embedded <= 3
+    assert update.chunks_embedded + update.chunks_reused == len(index)
+    assert len(emb.texts) == update.chunks_embedded
+    assert any("new flag" in t for t in emb.texts)
+    # The same vectors, and so the same rankings, as a build from scratch.
+    fresh = Index(embedder=FakeEmbedder(), chunk_size=64, chunk_overlap=8)
+    fresh.add([Document("notes.md", appended)])
+    for query in ("new flag for the parser", "release 17 changed part 3", "cache"):
+        got = index.search(query, 5, mode="vector")
+        want = fresh.search(query, 5, mode="vector")
+        assert [r.chunk.id for r in got] == [r.chunk.id for r in want]
+        assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-5)
+
+
+def test_reused_vectors_survive_save_and_load(tmp_path: Path) -> None:
+    emb = _RecordingEmbedder()
+    index = Index(embedder=emb, chunk_size=64, chunk_overlap=8)
+    text = _long_document(40)
+    index.add([Document("notes.md", text)])
+    index.save(tmp_path / "ix")
+    again = Index.load(tmp_path / "ix", embedder=emb)
+    emb.texts.clear()
+    update = again.add([Document("notes.md", text.replace("Paragraph 3.2", "Paragraph 3.two"))])
+    assert update.chunks_embedded <= 3
+    assert all("3.two" in t for t in emb.texts)
+
+
+def test_repeated_chunk_texts_are_embedded_once() -> None:
+    emb = _RecordingEmbedder()
+    index = Index(embedder=emb)
+    update = index.add(
+        [Document(f"d{i}.md", "# Licence\n\nThe same boilerplate paragraph.\n") for i in range(4)]
+    )
+    assert len(index) == 4
+    assert update.chunks_embedded == 1
+    assert update.chunks_reused == 3
+    assert len(emb.texts) == 1

@@ -165,6 +165,13 @@ class MemoryStore:
             self._hashes = (self._version, snapshot)
             return snapshot
 
+    def document_vectors(self, document_id: str) -> tuple[tuple[Chunk, ...], np.ndarray] | None:
+        with self._lock.read():
+            keys = self._doc_keys.get(document_id)
+            if not keys or self._vectors is None:
+                return None
+            return tuple(self._chunks[k] for k in keys), self._vectors.get(keys)
+
     def document_metadata(self, document_id: str) -> Mapping[str, Any]:
         """The stored metadata of one document; ``KeyError`` when there is none."""
         with self._lock.read():

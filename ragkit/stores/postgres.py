@@ -1166,6 +1166,22 @@ class PostgresStore:
             raise KeyError(chunk_id)
         return _chunk(row)
 
+    def document_vectors(self, document_id: str) -> tuple[tuple[Chunk, ...], np.ndarray] | None:
+        """A stored document's chunks in order and their vectors; ``None`` without vectors."""
+        self._ready()
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT " + _CHUNK_COLUMNS + ", c.embedding FROM {s}.chunks c "
+                    "WHERE c.document_id = %s ORDER BY c.ordinal"
+                ),
+                (document_id,),
+            ).fetchall()
+        if not rows or any(row[-1] is None for row in rows):
+            return None
+        vectors = np.stack([_array(row[-1]) for row in rows])
+        return tuple(_chunk(row) for row in rows), vectors
+
     def stats(self, where: Filter | None = None) -> StoreStats:
         """Documents, chunks and characters (of chunks matching ``where``)."""
         self._ready()
@@ -1263,6 +1279,12 @@ def _json(metadata: Mapping[str, Any], owner: str) -> Jsonb:
             f"{owner!r}: metadata contains a NUL character, which Postgres cannot store"
         )
     return Jsonb(data, dumps=lambda _obj: text)
+
+
+def _array(value: Any) -> np.ndarray:
+    """A stored embedding as float32 (pgvector's adapter gives a ``Vector`` or an array)."""
+    data = value.to_numpy() if hasattr(value, "to_numpy") else value
+    return np.asarray(data, dtype=np.float32)
 
 
 def _chunk(row: Sequence[Any]) -> Chunk:

@@ -329,3 +329,26 @@ def test_a_writer_in_one_thread_holds_the_lock_across_its_cycle(tmp_path: Path) 
     t.join()
     assert order == ["slow", "fast"]
     assert set(Index.load(path, embedder=None).document_ids) == {"slow.md", "fast.md"}
+
+
+def test_keyword_searches_while_another_thread_adds_removes_and_saves(tmp_path: Path) -> None:
+    # Issue 14 item 4: a save compacted the BM25 arrays under the *read* lock, so searches
+    # running beside it indexed arrays that had just shrunk (IndexError in search_tokens).
+    index = Index(embedder=None, chunk_size=24, chunk_overlap=0)
+    index.add([_doc(i, 0) for i in range(60)])
+    path = tmp_path / "idx"
+    rounds = [0]
+
+    def search() -> None:
+        hits = index.search(" ".join(random.sample(WORDS, 2)), k=10, mode="bm25")
+        assert all(hit.chunk.document_id.startswith("d") for hit in hits)
+
+    def write() -> None:
+        rounds[0] += 1
+        index.add([_doc(100 + rounds[0] % 5, rounds[0])])
+        index.remove([f"d{100 + rounds[0] % 5:03d}.md"])
+        index.save(path)
+
+    _run_for(3.0, [search] * 3, write)
+    assert rounds[0] > 3
+    assert set(Index.load(path, embedder=None).document_ids) == {f"d{i:03d}.md" for i in range(60)}

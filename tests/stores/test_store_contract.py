@@ -422,3 +422,29 @@ def test_okapi_variant_ranks_like_bm25index(stores: StoreFactory) -> None:
         assert [r.id for r in got] == [rows[i][0].id for i in keys.tolist()]
         assert [r.score for r in got] == pytest.approx(scores.tolist(), abs=1e-9)
         assert not any(math.isnan(r.score) for r in got)
+
+
+def test_document_vectors_give_back_the_written_chunks_and_rows(stores: StoreFactory) -> None:
+    store = configured(stores)
+    entries = corpus()
+    store.write(entries)
+    for e in entries:
+        found = store.document_vectors(e.document_id)
+        assert found is not None
+        chunks, rows = found
+        assert [c.id for c in chunks] == [c.id for c in e.chunks]
+        assert [c.text for c in chunks] == [c.text for c in e.chunks]
+        assert e.vectors is not None
+        np.testing.assert_allclose(rows, e.vectors, atol=1e-6)
+    assert store.document_vectors("no/such.md") is None
+    store = stores.reopen(store)
+    found = store.document_vectors("guide/b.md")
+    assert found is not None
+    np.testing.assert_allclose(found[1], entries[1].vectors, atol=1e-6)  # type: ignore[arg-type]
+
+
+def test_document_vectors_of_a_keyword_only_store_are_none(stores: StoreFactory) -> None:
+    keyword_only = IndexSettings(embedder=None, dim=None, chunk_size=256, chunk_overlap=32)
+    store = configured(stores, keyword_only)
+    store.write([entry("a.md", ["alpha beta"], vectors=False)])
+    assert store.document_vectors("a.md") is None
