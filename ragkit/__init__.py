@@ -5,7 +5,8 @@ only from the retrieved chunks, with the chunk IDs it cites::
 
     import ragkit
     index = ragkit.index_folder("docs", ".ragkit/index")   # or "postgresql://..."
-    result = ragkit.answer("How are rankings fused?", index, where={"team": "search"})
+    question = ragkit.Query("How are rankings fused?", k=5, where={"team": "search"})
+    result = ragkit.answer(question, index, ragkit.AnswerOptions(max_tokens=512))
     print(result.text, result.cited_chunk_ids)
 
 The top level holds what users call or receive. Everything else has a stable submodule path:
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .base import Embedder, Query, Retriever, Store
-from .context import ContextPlan, EvidenceGate, retrieve_context
+from .context import AnswerOptions, ContextPlan, EvidenceGate, retrieve_context
 from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
 from .evaluation import evaluate
 from .index import Index, IndexUpdate, open_index
@@ -37,6 +38,7 @@ __version__ = "0.2.0"
 __all__ = [
     "Answer",
     "AnswerError",
+    "AnswerOptions",
     "Chunk",
     "Citation",
     "ContextPlan",

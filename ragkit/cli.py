@@ -28,7 +28,7 @@ from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     from .base import SearchMode
-    from .context import ContextPlan
+    from .context import AnswerOptions, ContextPlan
     from .filters import Filter
     from .index import Index, IndexUpdate
 
@@ -987,40 +987,47 @@ def ask_cmd(
         ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .answering import DEFAULT_MODEL
-    from .context import DEFAULT_BUDGET_TOKENS, EvidenceGate, default_gate
+    from .context import (
+        DEFAULT_BUDGET_TOKENS,
+        DEFAULT_MODEL,
+        DEFAULT_TIMEOUT,
+        AnswerOptions,
+        EvidenceGate,
+        default_gate,
+    )
 
     if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
     if no_gate and min_score is not None:
         raise click.UsageError("--min-score sets the gate's threshold; drop it or --no-gate")
-    budget = budget or DEFAULT_BUDGET_TOKENS
-    model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     where = _filter(wheres, paths)
     with _errors():
-        reranker = _reranker(rerank)
+        reranker = _reranker(rerank)  # a missing key fails before the index is loaded
         index = _load_index(index_path, embedder_name)
-        gate: EvidenceGate | None = None if no_gate else default_gate(index)
+        gate: EvidenceGate | bool = False if no_gate else default_gate(index)
         if min_score is not None:
             gate = (
                 EvidenceGate(min_cosine=min_score)
                 if index.has_vectors
                 else EvidenceGate(min_coverage=min_score)
             )
-    settings = _AskSettings(
-        k,
-        model,
-        strategy,
-        max_tokens,
-        budget,
-        gate,
-        timeout,
-        no_stream,
-        audit,
-        where,
-        as_json,
-        reranker,
-    )
+        # The library's own values, built once for the session: no option list of our own.
+        settings = _Ask(
+            options=AnswerOptions(
+                model=model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL,
+                max_tokens=max_tokens,
+                strategy=strategy,  # type: ignore[arg-type]
+                budget_tokens=budget or DEFAULT_BUDGET_TOKENS,
+                gate=gate,
+                rerank=reranker,
+                timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            ),
+            k=k,
+            where=where,
+            audit=audit,
+            no_stream=no_stream,
+            as_json=as_json,
+        )
     if question is not None:
         _ask_one(question, index, settings)
         return
@@ -1049,59 +1056,42 @@ def ask_cmd(
 
 
 @dataclass(frozen=True, slots=True)
-class _AskSettings:
-    """The options of ``ragkit ask``, parsed once and reused for every question of a session."""
+class _Ask:
+    """One ``ragkit ask`` session: the library's options, built once, and how to print."""
 
+    options: AnswerOptions
     k: int
-    model: str
-    strategy: str
-    max_tokens: int
-    budget: int
-    gate: Any
-    timeout: float | None
-    no_stream: bool
+    where: Filter | None
     audit: Path | None
-    where: Any
+    no_stream: bool
     as_json: bool
-    rerank: Any = None
 
 
-def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
-    """Plan, show or ask, and print one answer (the body of ``ragkit ask``)."""
-    from .answering import DEFAULT_TIMEOUT, answer, answer_stream
-    from .context import retrieve_context
+def _ask_one(question: str, index: Index, s: _Ask) -> None:
+    """Plan, show or ask, and print one answer (the body of ``ragkit ask``).
 
-    k, model, max_tokens, gate, audit, where, as_json = (
-        s.k, s.model, s.max_tokens, s.gate, s.audit, s.where, s.as_json
-    )  # fmt: skip
+    The anthropic SDK is imported only when a call is made (a key is set)."""
+    from .base import Query
+    from .context import EvidenceGate, has_credentials, retrieve_context
+
+    options, as_json = s.options, s.as_json
+    model, max_tokens = options.model, options.max_tokens
+    gate = options.gate if isinstance(options.gate, EvidenceGate) else None
     with _errors():  # planning: a bad option value is a usage error (exit 2)
-        plan = retrieve_context(
-            question,
-            index,
-            k=k,
-            where=where,
-            strategy=s.strategy,  # type: ignore[arg-type]
-            budget_tokens=s.budget,
-            gate=gate if gate is not None else False,
-            rerank=s.rerank,
-        )
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-        _show_plan(question, index, plan, gate, k, model, as_json, where)
+        query = Query(question, s.k, where=s.where)
+        plan = retrieve_context(query, index, options)
+    if not has_credentials():
+        _show_plan(question, index, plan, gate, s.k, model, as_json, s.where)
         return
-    options: dict[str, Any] = {
-        "model": model,
-        "max_tokens": max_tokens,
-        "audit": audit,
-        "timeout": s.timeout if s.timeout is not None else DEFAULT_TIMEOUT,
-        "plan": plan,
-    }
+    from .answering import answer, answer_stream
+
     streamed = False
     try:
         if as_json or s.no_stream or plan.strategy == "none":
-            result = answer(question, index, **options)
+            result = answer(query, index, options, plan=plan, audit=s.audit)
         else:
             final: Answer | None = None
-            for event in answer_stream(question, index, **options):
+            for event in answer_stream(query, index, options, plan=plan, audit=s.audit):
                 if isinstance(event, Answer):
                     final = event
                 else:

@@ -17,24 +17,31 @@ imports ``anthropic``.
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import Stemmer
 
 from ragkit.base import Query, Reranker, Retriever
-from ragkit.filters import FilterSpec, parse_filter
+from ragkit.filters import parse_filter
 from ragkit.types import Chunk, ScoredChunk, Strategy
 
 if TYPE_CHECKING:
     from ragkit.index import Index
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "DEFAULT_BUDGET_TOKENS",
     "DEFAULT_GATE",
+    "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT",
+    "AnswerOptions",
+    "has_credentials",
     "MIN_COSINE",
     "MIN_COVERAGE",
     "ContextPlan",
@@ -54,6 +61,25 @@ __all__ = [
     "query_coverage",
     "retrieve_context",
 ]
+
+DEFAULT_MODEL = "claude-haiku-4-5"
+"""The model ragkit asks by default: fast and cheap ($1/$5 per million tokens, see pricing)."""
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds to wait for the connection and for each read of the reply (the SDK's default is 10
+minutes). It applies to every attempt: the SDK retries a timeout (2 retries by default), so a
+server that never answers fails after about three times this. ``timeout=None`` keeps the
+client's own setting."""
+
+CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+"""The environment variables the anthropic SDK reads a credential from (either is enough)."""
+
+
+def has_credentials() -> bool:
+    """Whether a Claude credential is in the environment: the one rule the library, the CLI and
+    the MCP server use to decide whether a call can be made."""
+    return any(os.environ.get(name) for name in CREDENTIAL_VARIABLES)
+
 
 DEFAULT_BUDGET_TOKENS = 20_000
 """Context budget in (estimated) tokens. At Haiku 4.5's $1/M input a full budget costs about
@@ -678,73 +704,185 @@ def _corpus_fit(chunks: Sequence[Chunk], budget: int) -> list[Passage] | None:
     return passages
 
 
-def check_options(k: int, strategy: str, budget_tokens: int) -> None:
-    """The one place answer options are validated: TypeError for a wrong type, ValueError for a
-    wrong value, each naming the parameter."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k ({k}) must be >= 1")
-    if not isinstance(strategy, str):
-        raise TypeError(f"strategy must be a str, got {type(strategy).__name__}")
-    if strategy not in ("auto", "retrieve", "full"):
-        raise ValueError(f"strategy ({strategy!r}) must be one of 'auto', 'retrieve', 'full'")
-    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int):
-        raise TypeError(f"budget_tokens must be an int, got {type(budget_tokens).__name__}")
-    if budget_tokens < 1:
-        raise ValueError(f"budget_tokens ({budget_tokens}) must be >= 1")
+@dataclass(frozen=True, slots=True)
+class AnswerOptions:
+    """How to answer: built and validated once, then passed as one value to
+    :func:`retrieve_context` and the four answer entry points (``ragkit.answer`` and friends).
+
+    What to ask (the text, ``k``, the filter and search options) is a
+    :class:`~ragkit.base.Query`; how to answer it is this.
+
+    Attributes:
+        model: the model id, a plain string.
+        max_tokens: the most output tokens.
+        strategy: ``"auto"`` (whole corpus when it fits ``budget_tokens``, else retrieve),
+            ``"retrieve"`` or ``"full"``.
+        budget_tokens: the most (estimated) context tokens to send.
+        gate: the evidence gate: ``True`` (calibrated default), ``False``, or an
+            :class:`EvidenceGate`.
+        rerank: a reranker, or its name (resolved here, so a missing key fails before any
+            retrieval); ``None`` for none.
+        cache: prompt-caching breakpoints on the system prompt (and the whole corpus).
+        count_tokens_with_api: count the request with the API and trim to the budget exactly.
+        max_retries: the SDK's retry count for the call (``None``: the client's).
+        system: a system prompt replacing ``ragkit.answering.SYSTEM_PROMPT``.
+        timeout: seconds to wait to connect and for each read, per attempt; ``None`` keeps the
+            client's own.
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or value, naming it.
+
+    Example:
+        >>> AnswerOptions(max_tokens=300, strategy="retrieve").budget_tokens
+        20000
+    """
+
+    model: str = DEFAULT_MODEL
+    max_tokens: int = 1024
+    strategy: Mode = "auto"
+    budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    gate: bool | EvidenceGate = True
+    rerank: str | Reranker | None = None
+    cache: bool = True
+    count_tokens_with_api: bool = False
+    max_retries: int | None = None
+    system: str | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model ({self.model!r}) must be a model id such as {DEFAULT_MODEL!r}")
+        for name in ("max_tokens", "budget_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} ({value!r}) must be an integer >= 1")
+        if not isinstance(self.strategy, str) or self.strategy not in ("auto", "retrieve", "full"):
+            raise ValueError(
+                f"strategy ({self.strategy!r}) must be one of 'auto', 'retrieve', 'full'"
+            )
+        if not isinstance(self.gate, (bool, EvidenceGate)):
+            raise TypeError(
+                f"gate must be True, False or an EvidenceGate, got {type(self.gate).__name__}"
+            )
+        for name in ("cache", "count_tokens_with_api"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        retries = self.max_retries
+        if retries is not None and (
+            isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+        ):
+            raise ValueError(f"max_retries ({retries!r}) must be an integer >= 0, or None")
+        if self.system is not None and not isinstance(self.system, str):
+            raise TypeError(f"system must be a str or None, got {type(self.system).__name__}")
+        timeout = self.timeout
+        if timeout is not None:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, (int, float))
+                or not math.isfinite(timeout)
+                or timeout <= 0
+            ):
+                raise ValueError(
+                    f"timeout ({timeout!r}) must be a number of seconds > 0, or None for the "
+                    "client's own"
+                )
+            object.__setattr__(self, "timeout", float(timeout))
+        if self.rerank is not None and not isinstance(self.rerank, Reranker):
+            from ragkit.rerankers import resolve_reranker
+
+            object.__setattr__(self, "rerank", resolve_reranker(self.rerank))
+
+
+_QUERY_KEYWORDS = frozenset({"k", "where"})
+_OPTION_KEYWORDS = frozenset(f.name for f in fields(AnswerOptions))
+
+
+def resolve_request(
+    question: str | Query,
+    options: AnswerOptions | None,
+    keywords: Mapping[str, Any],
+    caller: str,
+    allowed: frozenset[str] = _QUERY_KEYWORDS | _OPTION_KEYWORDS,
+) -> tuple[Query, AnswerOptions]:
+    """The :class:`~ragkit.base.Query` and :class:`AnswerOptions` of one call.
+
+    ``keywords`` are the per-field keyword arguments the entry points took before
+    ``AnswerOptions`` (kept for one release): ``k`` and ``where`` replace the query's (also a
+    :class:`~ragkit.base.Query`'s: they are never silently ignored), the others the options'.
+    Each value is validated by the class that owns its field.
+
+    Raises:
+        TypeError: an unknown keyword, or ``question``/``options`` of the wrong type.
+    """
+    unknown = sorted(set(keywords) - allowed)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    if options is None:
+        options = AnswerOptions()
+    elif not isinstance(options, AnswerOptions):
+        raise TypeError(f"options must be an AnswerOptions, got {type(options).__name__}")
+    changes = {name: value for name, value in keywords.items() if name in _OPTION_KEYWORDS}
+    if changes:
+        options = replace(options, **changes)
+    k, where = keywords.get("k"), keywords.get("where")
+    if isinstance(question, Query):
+        query = question
+        if k is not None or where is not None:
+            query = Query(
+                query.text,
+                query.k if k is None else k,
+                where=query.where if where is None else parse_filter(where),
+                mode=query.mode,
+                fusion=query.fusion,
+                weights=query.weights,
+                depth=query.depth,
+            )
+    elif isinstance(question, str):
+        query = Query(question, 5 if k is None else k, where=where)
+    else:
+        raise TypeError(f"question must be a str or ragkit.Query, got {type(question).__name__}")
+    return query, options
 
 
 def retrieve_context(
     question: str | Query,
     index: Index | Retriever,
-    *,
-    k: int = 5,
-    where: FilterSpec | None = None,
-    strategy: Mode = "auto",
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
-    gate: bool | EvidenceGate = True,
-    rerank: str | Reranker | None = None,
+    options: AnswerOptions | None = None,
+    **keywords: Any,
 ) -> ContextPlan:
     """Decide what to send for ``question``: whole corpus or retrieved chunks, gated and packed.
 
     Args:
         question: the question, or a :class:`~ragkit.base.Query` (its ``k``, filter and search
-            options are used; ``k`` and ``where`` here then must be left at their defaults).
+            options are used).
         index: a :class:`ragkit.Index`, or any :class:`ragkit.Retriever`.
-        k: chunks to retrieve.
-        where: a metadata filter; whole-corpus mode sends only the matching chunks.
-        strategy: ``"auto"`` sends the whole corpus when its estimated tokens fit
-            ``budget_tokens`` and retrieves otherwise; ``"retrieve"`` always retrieves;
-            ``"full"`` always sends the whole corpus, whatever the budget.
-        budget_tokens: the most estimated context tokens to send when retrieving.
-        gate: ``True`` for :data:`DEFAULT_GATE`, ``False`` for none, or an :class:`EvidenceGate`.
-        rerank: a reranker (or its name, see ``ragkit.rerankers``) re-scoring the retrieved
-            candidates; the whole-corpus strategy sends everything and does not rerank.
+        options: the strategy, budget, gate and reranker (:class:`AnswerOptions`); ``"auto"``
+            sends the whole corpus when its estimated tokens fit the budget and retrieves
+            otherwise, ``"retrieve"`` always retrieves, ``"full"`` always sends the whole corpus
+            (the filter applies; the whole corpus is not reranked).
+        keywords: deprecated, kept for one release: ``k``, ``where`` (they replace the query's)
+            and ``strategy``, ``budget_tokens``, ``gate``, ``rerank`` (the options').
 
     Raises:
         TypeError: ``index`` is neither an Index nor a Retriever, or an option of the wrong type.
-        ValueError: an empty question, bad ``k``/``strategy``/``budget_tokens``,
-            ``strategy="full"`` with a bare retriever, or a budget smaller than the best chunk.
+        ValueError: an empty question, a bad option value, ``strategy="full"`` with a bare
+            retriever, or a budget smaller than the best chunk.
     """
     from .index import Index
 
-    if isinstance(question, Query):
-        query = (
-            question
-            if (k == 5 and where is None)
-            else replace(
-                question, k=k, where=parse_filter(where) if where is not None else question.where
-            )
-        )
-    elif isinstance(question, str):
-        if not question.strip():
-            raise ValueError("question must be a non-empty string")
-        check_options(k, strategy, budget_tokens)
-        query = Query(question, k, where=where)
-    else:
-        raise TypeError(f"question must be a str or ragkit.Query, got {type(question).__name__}")
-    check_options(query.k, strategy, budget_tokens)
+    query, options = resolve_request(
+        question,
+        options,
+        keywords,
+        "retrieve_context",
+        _QUERY_KEYWORDS | {"strategy", "budget_tokens", "gate", "rerank"},
+    )
+    strategy, budget_tokens, gate, rerank = (
+        options.strategy,
+        options.budget_tokens,
+        options.gate,
+        options.rerank,
+    )
     if not isinstance(index, (Index, Retriever)):
         raise TypeError(f"index must be a ragkit Index or Retriever, got {type(index).__name__}")
     text = query.text

@@ -8,7 +8,8 @@ Tools (``ragkit mcp``, extra ``mcp``, the official ``mcp`` Python SDK):
 - ``list_documents``: document IDs with their path and title, a page at a time.
 - ``get_chunk``: one chunk's text, document, heading path, metadata and neighbours.
 - ``ask``: an answer from Claude citing chunk IDs (``ragkit.answer``); registered only when
-  ``ANTHROPIC_API_KEY`` is set (or a client is passed to :func:`build_server`).
+  ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is set (or a client is passed to
+  :func:`build_server`), the same rule as the library's.
 - ``index``: index a folder into the open index; registered only with ``allow_index=True``.
 
 MCP has no ``search_result`` content type (the Messages API's citable block), so each result is
@@ -34,6 +35,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
+from .base import Query
+from .context import DEFAULT_MODEL, AnswerOptions, has_credentials
 from .errors import MissingDependencyError, RagkitError
 from .index import Index, open_index
 from .ingest import source_for, sync
@@ -317,7 +320,7 @@ def build_server(
         holder: the index to serve.
         allow_index: register the ``index`` tool, which writes to the index.
         client: the ``anthropic.Anthropic`` the ``ask`` tool uses; without it ``ask`` is
-            registered only when ``ANTHROPIC_API_KEY`` is set.
+            registered only when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is set.
         model: the Claude model for ``ask`` (default: ``$RAGKIT_MODEL`` or
             ``claude-haiku-4-5``).
     """
@@ -404,10 +407,8 @@ def build_server(
             "next_chunk_id": _neighbour(index, chunk, 1),
         }
 
-    if client is not None or os.environ.get("ANTHROPIC_API_KEY"):
-        from .answering import DEFAULT_MODEL
-
-        chosen_model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
+    if client is not None or has_credentials():
+        options = AnswerOptions(model=model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL)
 
         @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
         def ask(
@@ -419,7 +420,7 @@ def build_server(
 
             index = holder.get()
             try:
-                result = answer(question, index, k=k, model=chosen_model, client=client)
+                result = answer(Query(question, k), index, options, client=client)
             except (ValueError, TypeError, RagkitError) as exc:
                 raise _tool_error(exc) from exc
             sources = {sc.chunk.id: source_of(sc.chunk) for sc in result.chunks}
