@@ -10,11 +10,12 @@ only from the retrieved chunks, with the chunk IDs it cites::
     print(result.text, result.cited_chunk_ids)
 
 The top level holds what users call or receive. Everything else has a stable submodule path:
-``ragkit.base`` (extension points: Embedder, Store, Loader, Reranker, Retriever),
+``ragkit.base`` (extension points: Embedder, Store, Loader, Reranker, Retriever, Corpus),
 ``ragkit.stores`` (MemoryStore, PostgresStore), ``ragkit.filters``, ``ragkit.retrievers``,
-``ragkit.embedders``, ``ragkit.loaders``, ``ragkit.chunking``, ``ragkit.bm25``, ``ragkit.vectors``,
-``ragkit.fusion``, ``ragkit.context``, ``ragkit.answering``, ``ragkit.pricing``, ``ragkit.audit``,
-``ragkit.evaluation`` and ``ragkit.errors``.
+``ragkit.embedders``, ``ragkit.loaders``, ``ragkit.chunking``, ``ragkit.tokens``, ``ragkit.bm25``,
+``ragkit.vectors``, ``ragkit.fusion``, ``ragkit.ingest`` (folder sync), ``ragkit.plan``,
+``ragkit.gate``, ``ragkit.answering``, ``ragkit.pricing``, ``ragkit.audit``,
+``ragkit.evaluation`` and ``ragkit.errors`` (``ragkit.context`` is the old path of plan and gate).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .base import Embedder, Query, Retriever, Store
-from .context import AnswerOptions, ContextPlan, EvidenceGate, retrieve_context
 from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
 from .evaluation import evaluate
+from .gate import EvidenceGate
 from .index import Index, IndexUpdate, open_index
 from .ingest import index_folder
 from .loaders import load_folder
+from .plan import AnswerOptions, ContextPlan, retrieve_context
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
 
 if TYPE_CHECKING:

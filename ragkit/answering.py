@@ -2,7 +2,7 @@
 
 The path of one question:
 
-1. :func:`ragkit.context.retrieve_context` picks the context (whole corpus or retrieved chunks),
+1. :func:`ragkit.plan.retrieve_context` picks the context (whole corpus or retrieved chunks),
    runs the evidence gate and packs to the token budget. A gate stop returns an abstaining
    :class:`~ragkit.types.Answer` here, with no call and no tokens spent.
 2. Each passage becomes a ``search_result`` content block (``source`` = its first chunk's ID,
@@ -44,7 +44,8 @@ from anthropic.types import Message
 
 from ragkit.audit import AuditLog, redact_secrets
 from ragkit.base import Query
-from ragkit.context import (
+from ragkit.errors import AnswerError, MissingAPIKeyError
+from ragkit.plan import (
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
     AnswerOptions,
@@ -54,7 +55,6 @@ from ragkit.context import (
     resolve_request,
     retrieve_context,
 )
-from ragkit.errors import AnswerError, MissingAPIKeyError
 from ragkit.pricing import usage_cost
 from ragkit.types import Answer, Citation, Usage
 
@@ -359,7 +359,7 @@ def build_request(
     No ``temperature``/``top_p``/``top_k`` and no assistant prefill: newer models reject them.
 
     Args:
-        plan: what :func:`ragkit.context.retrieve_context` decided to send.
+        plan: what :func:`ragkit.plan.retrieve_context` decided to send.
         model: the model id, passed as is.
         max_tokens: the most output tokens.
         system: a system prompt to use instead of :data:`SYSTEM_PROMPT` (keep its rules).
@@ -702,15 +702,15 @@ def answer(
             sends only matching chunks) and search options.
         index: a :class:`ragkit.Index`, or any :class:`ragkit.retrievers.Retriever` (then
             ``strategy="auto"`` always retrieves and ``"full"`` is refused).
-        options: how to answer (:class:`~ragkit.context.AnswerOptions`: model, max_tokens,
+        options: how to answer (:class:`~ragkit.plan.AnswerOptions`: model, max_tokens,
             strategy, budget, gate, rerank, cache, exact token counting, retries, system
             prompt, timeout); the defaults when ``None``. A ``max_tokens`` stop keeps the
             partial answer and sets ``Answer.complete=False``; a gate stop returns
             ``abstained=True``, ``strategy="none"``, no call and no tokens.
         client: an ``anthropic.Anthropic``; by default one is made from ``ANTHROPIC_API_KEY``
             (or ``ANTHROPIC_AUTH_TOKEN``).
-        plan: a :class:`~ragkit.context.ContextPlan` from
-            :func:`~ragkit.context.retrieve_context` for this question, answered as it is (the
+        plan: a :class:`~ragkit.plan.ContextPlan` from
+            :func:`~ragkit.plan.retrieve_context` for this question, answered as it is (the
             query's ``k`` and the options' strategy, budget and gate are then not used).
         audit: a JSON Lines file (path or :class:`~ragkit.audit.AuditLog`) to append a record
             to; a failed write is logged as a warning and the answer still returned.

@@ -7,6 +7,7 @@
 - :class:`Loader` (protocol): one file's bytes in, a document's text and metadata out.
 - :class:`Reranker` (protocol): re-scores the best fused candidates for a query.
 - :class:`Retriever` (base class): a query in, scored chunks out; subclasses implement ``_search``.
+- :class:`Corpus` (protocol): an index as planning and the gate read it (``ragkit.Index``).
 
 Protocols are structural: an implementation needs no ragkit import. The retriever is a base
 class because its subclasses share behaviour (argument checks, ``k`` clamping, stable order).
@@ -34,6 +35,7 @@ from .types import Chunk, Document, Metadata, ScoredChunk
 __all__ = [
     "DEFAULT_DEPTH",
     "DEFAULT_FUSION",
+    "Corpus",
     "DocumentEntry",
     "Embedder",
     "IndexSettings",
@@ -418,6 +420,33 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections or files; the store is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class Corpus(Protocol):
+    """An index as planning and the evidence gate see it: a store of chunks, the settings and
+    embedder it was built with, and retrievers over it.
+
+    :class:`ragkit.Index` implements it; planning code checks for this protocol, never for the
+    concrete class, so another index type (or a test's fake) plugs in without subclassing.
+    """
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def settings(self) -> IndexSettings: ...
+
+    @property
+    def embedder(self) -> Embedder | None: ...
+
+    def retriever_for(self, query: Query, rerank: str | Reranker | None = None) -> Retriever:
+        """The retriever that runs ``query``, reranked by ``rerank`` when given."""
+        ...
+
+    def keyword_idf(self, terms: Sequence[str]) -> list[float]:
+        """Lucene idf of each analysed term (the gate weighs the question's terms by it)."""
         ...
 
 

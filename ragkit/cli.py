@@ -28,9 +28,9 @@ from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     from .base import SearchMode
-    from .context import AnswerOptions, ContextPlan
     from .filters import Filter
     from .index import Index, IndexUpdate
+    from .plan import AnswerOptions, ContextPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,7 +212,7 @@ def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
 
 def _source(result: Answer, chunk_id: str) -> str:
     """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
-    from .context import chunk_label
+    from .plan import chunk_label
 
     for sc in result.chunks:
         if sc.chunk.id == chunk_id:
@@ -222,7 +222,7 @@ def _source(result: Answer, chunk_id: str) -> str:
 
 
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
-    from .context import chunk_label
+    from .plan import chunk_label
 
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
@@ -609,7 +609,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
         + How long do refunds take?
         - Who won the 1998 World Cup?
     """
-    from .context import calibrate_gate
+    from .gate import calibrate_gate
 
     good: list[str] = []
     bad: list[str] = []
@@ -987,14 +987,8 @@ def ask_cmd(
         ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .context import (
-        DEFAULT_BUDGET_TOKENS,
-        DEFAULT_MODEL,
-        DEFAULT_TIMEOUT,
-        AnswerOptions,
-        EvidenceGate,
-        default_gate,
-    )
+    from .gate import EvidenceGate, default_gate
+    from .plan import DEFAULT_BUDGET_TOKENS, DEFAULT_MODEL, DEFAULT_TIMEOUT, AnswerOptions
 
     if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
@@ -1072,7 +1066,8 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
 
     The anthropic SDK is imported only when a call is made (a key is set)."""
     from .base import Query
-    from .context import EvidenceGate, has_credentials, retrieve_context
+    from .gate import EvidenceGate
+    from .plan import has_credentials, retrieve_context
 
     options, as_json = s.options, s.as_json
     model, max_tokens = options.model, options.max_tokens

@@ -14,15 +14,12 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import Stemmer
 
-from ragkit.base import Query, Retriever
+from ragkit.base import Corpus, Query, Retriever
 from ragkit.types import Chunk, ScoredChunk
-
-if TYPE_CHECKING:
-    from ragkit.index import Index
 
 __all__ = [
     "DEFAULT_GATE",
@@ -248,12 +245,10 @@ class EvidenceGate:
         )
 
 
-def default_gate(index: Index | Retriever) -> EvidenceGate:
+def default_gate(index: Corpus | Retriever) -> EvidenceGate:
     """The calibrated gate: the cosine threshold of the index's own embedder when it has one
     (each model spreads cosines differently), :data:`MIN_COSINE` otherwise."""
-    from ragkit.index import Index
-
-    if isinstance(index, Index) and index.settings.embedder is not None:
+    if isinstance(index, Corpus) and index.settings.embedder is not None:
         from ragkit.embedders import gate_threshold
 
         threshold = gate_threshold(index.embedder or index.settings.embedder)
@@ -306,7 +301,7 @@ class GateCalibration:
 
 
 def calibrate_gate(
-    index: Index,
+    index: Corpus,
     answerable: Sequence[str],
     unanswerable: Sequence[str],
     *,
@@ -328,7 +323,8 @@ def calibrate_gate(
             "calibration needs at least one answerable and one unanswerable question "
             f"(got {len(answerable)} and {len(unanswerable)})"
         )
-    signal: Literal["cosine", "coverage"] = "cosine" if index.has_vectors else "coverage"
+    vectors = index.embedder is not None and index.settings.embedder is not None
+    signal: Literal["cosine", "coverage"] = "cosine" if vectors else "coverage"
     probe = EvidenceGate(min_cosine=None, min_coverage=None)
 
     def score(question: str) -> float:

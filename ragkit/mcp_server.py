@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from .base import Query
-from .context import DEFAULT_MODEL, AnswerOptions, has_credentials
 from .errors import MissingDependencyError, RagkitError
 from .index import Index, open_index
 from .ingest import source_for, sync
+from .plan import DEFAULT_MODEL, AnswerOptions, has_credentials
 from .stores import is_database_url, redact
 from .types import Chunk, ScoredChunk
 

@@ -21,16 +21,13 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, cast
 
-from ragkit.base import Query, Reranker, Retriever
+from ragkit.base import Corpus, Query, Reranker, Retriever
 from ragkit.filters import parse_filter
 from ragkit.gate import _NOTHING_RETRIEVED, EvidenceGate, GateVerdict, default_gate
 from ragkit.tokens import count_tokens
 from ragkit.types import Chunk, ScoredChunk, Strategy
-
-if TYPE_CHECKING:
-    from ragkit.index import Index
 
 __all__ = [
     "BLOCK_OVERHEAD_TOKENS",
@@ -477,7 +474,7 @@ def resolve_request(
 
 def retrieve_context(
     question: str | Query,
-    index: Index | Retriever,
+    index: Corpus | Retriever,
     options: AnswerOptions | None = None,
     **keywords: Any,
 ) -> ContextPlan:
@@ -499,8 +496,6 @@ def retrieve_context(
         ValueError: an empty question, a bad option value, ``strategy="full"`` with a bare
             retriever, or a budget smaller than the best chunk.
     """
-    from .index import Index
-
     query, options = resolve_request(
         question,
         options,
@@ -514,21 +509,22 @@ def retrieve_context(
         options.gate,
         options.rerank,
     )
-    if not isinstance(index, (Index, Retriever)):
+    corpus = index if isinstance(index, Corpus) else None
+    if corpus is None and not isinstance(index, Retriever):
         raise TypeError(f"index must be a ragkit Index or Retriever, got {type(index).__name__}")
     text = query.text
-    if strategy == "full" and not isinstance(index, Index):
+    if strategy == "full" and corpus is None:
         raise ValueError(
             f"strategy='full' needs an Index (it sends every chunk); {type(index).__name__} "
             "is a retriever with no list of chunks. Pass the Index, or use strategy='retrieve'."
         )
     question_tokens = count_tokens(text)
-    if isinstance(index, Index) and strategy in ("auto", "full"):
+    if corpus is not None and strategy in ("auto", "full"):
         # For "auto" a large index says "too big" from its character count, without listing a
         # million chunks on every question.
-        chars = index.store.stats(query.where).characters
+        chars = corpus.store.stats(query.where).characters
         if strategy == "full" or chars <= budget_tokens * _MAX_CHARS_PER_TOKEN * 2:
-            chunks = tuple(index.store.chunks(query.where))
+            chunks = tuple(corpus.store.chunks(query.where))
             passages = (
                 _corpus_fit(chunks, budget_tokens)
                 if strategy == "auto"
@@ -547,19 +543,20 @@ def retrieve_context(
                     budget_tokens=budget_tokens,
                 )
 
-    if isinstance(index, Index):
+    retriever: Retriever
+    if corpus is not None:
         # rerank passed only when given: Index subclasses may override retriever_for(query)
         retriever = (
-            index.retriever_for(query)
+            corpus.retriever_for(query)
             if rerank is None
-            else index.retriever_for(query, rerank=rerank)
+            else corpus.retriever_for(query, rerank=rerank)
         )
     elif rerank is not None:
         from ragkit.rerankers import with_reranker
 
-        retriever = with_reranker(index, rerank)
+        retriever = with_reranker(cast(Retriever, index), rerank)
     else:
-        retriever = index
+        retriever = cast(Retriever, index)
     retrieved = tuple(retriever.retrieve(query))
     if not retrieved:
         reason = (
@@ -584,8 +581,8 @@ def retrieve_context(
             text,
             retrieved,
             retriever=retriever,
-            idf=index.keyword_idf if isinstance(index, Index) else None,
-            analyzer=index.store.analyzer if isinstance(index, Index) else None,
+            idf=corpus.keyword_idf if corpus is not None else None,
+            analyzer=corpus.store.analyzer if corpus is not None else None,
         )
         if not verdict.passed:
             return ContextPlan(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .base import Corpus
 from .errors import MissingDependencyError, RagkitError
 from .index import EmbedderArg, Index, IndexUpdate, open_index
 from .ingest import FolderSource, source_for, sync
@@ -145,7 +146,7 @@ def watch_folder(
     for name, value in (("debounce_ms", debounce_ms), ("step_ms", step_ms)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} ({value!r}) must be an integer >= 1")
-    if index is not None and not isinstance(index, Index):
+    if index is not None and not isinstance(index, Corpus):
         raise TypeError(f"index must be a ragkit.Index, got {type(index).__name__}")
     watchfiles = _watchfiles()
     if isinstance(folder, (str, Path)) and not Path(folder).is_dir():
