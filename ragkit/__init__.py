@@ -27,7 +27,7 @@ from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
 from .evaluation import evaluate
 from .gate import EvidenceGate
 from .index import Index, IndexUpdate, open_index
-from .ingest import index_folder
+from .ingest import FolderSource, index_folder
 from .loaders import load_folder
 from .plan import AnswerOptions, ContextPlan, retrieve_context
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
@@ -47,6 +47,7 @@ __all__ = [
     "Document",
     "Embedder",
     "EvidenceGate",
+    "FolderSource",
     "Index",
     "IndexFormatError",
     "IndexUpdate",
