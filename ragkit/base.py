@@ -23,6 +23,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -354,7 +355,9 @@ class StoreStats:
 class Store(Protocol):
     """Where an index's chunks, vectors and keyword statistics live.
 
-    Writes are per document: :meth:`write` adds or replaces whole documents (old chunks go in
+    Each store owns its durability: :meth:`save` and :attr:`version`; the writer lock of a
+    location is ``ragkit.stores.writer``. Writes are per document: :meth:`write` adds or
+    replaces whole documents (old chunks go in
     the same step) and deletes others, atomically as seen by searches. Both searches apply the
     filter inside the store, before the top ``k``, so a filtered search returns
     ``min(k, matching chunks)`` results. Keyword search ranks with BM25 computed from the
@@ -420,6 +423,19 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections or files; the store is not used afterwards."""
+        ...
+
+    @property
+    def version(self) -> str | None:
+        """The saved state this store reflects: a directory store's generation (another
+        writer's save makes a new one), ``None`` for a store that is always current (a
+        database)."""
+        ...
+
+    def save(self, path: str | Path | None = None) -> str | Path:
+        """Make every write durable and return where the store lives: a directory store
+        writes ``path`` (default: where it was loaded from or first saved to) atomically; a
+        database store is durable after each write and returns its location."""
         ...
 
 

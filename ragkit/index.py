@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -43,8 +42,7 @@ from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
 from .loaders import pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
-from .stores import is_database_url, open_store
-from .stores.disk import check_target, writer_lock
+from .stores import load_store, open_store, writer
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
 
@@ -628,11 +626,7 @@ class Index:
             ValueError: an in-memory index that was never saved, with no ``path``.
             RagkitError: ``path`` is a file, or a non-empty directory that is not a ragkit index.
         """
-        store = self.store
-        if isinstance(store, MemoryStore):
-            target = path if path is not None else _saved_location(store)
-            return store.save(target)
-        return store.location
+        return self.store.save(path)
 
     @classmethod
     def load(cls, path: str | Path, *, embedder: EmbedderArg = "default") -> Index:
@@ -649,7 +643,7 @@ class Index:
             SettingsMismatchError: ``embedder`` is not the model the index was built with.
             MissingDependencyError: the index's embedder needs an extra that is not installed.
         """
-        store = open_store(path) if is_database_url(path) else MemoryStore.load(path)
+        store = load_store(path)
         if store.settings is None:
             raise SchemaError(
                 f"no index at {store.location}; build one with `ragkit index DIR --index URL`"
@@ -681,12 +675,6 @@ def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
     ]
 
 
-def _saved_location(store: MemoryStore) -> str:
-    if store.location == "memory":
-        raise ValueError("this index was never saved: pass save(path)")
-    return store.location
-
-
 def document_hash(doc: Document) -> str:
     """The text's SHA-256, extended by the metadata when there is any (a changed title or
     front matter re-indexes the document; its chunks carry the metadata)."""
@@ -716,25 +704,8 @@ def _embedder_for(settings: IndexSettings) -> Embedder | None:
     return get_embedder(settings.embedder)
 
 
-@contextmanager
-def writing(location: str | Path | None) -> Iterator[None]:
-    """Hold the writer lock of the index at ``location`` across a load → change → save cycle.
-
-    A directory's lock (``ragkit.stores.disk.writer_lock``) is held by this thread; the saves
-    inside take it again without waiting. Nothing for ``None`` (an unsaved index) or a
-    database URL (a database store writes each change in its own transaction).
-
-    Raises:
-        IndexLockedError: another writer held the lock for longer than the wait allowed.
-        RagkitError: ``location`` is a file, not a directory.
-    """
-    if location is None or is_database_url(location):
-        yield
-        return
-    root = Path(location)
-    check_target(root)
-    with writer_lock(root):
-        yield
+writing = writer
+"""The writer lock of a location (``ragkit.stores.writer``, kept under this name)."""
 
 
 def open_index(

@@ -15,11 +15,11 @@ Tools (``ragkit mcp``, extra ``mcp``, the official ``mcp`` Python SDK):
 MCP has no ``search_result`` content type (the Messages API's citable block), so each result is
 a text block whose first lines carry the chunk ID and source, which a host's model can quote and
 cite. The index is opened once and searched in memory; before each call the server reads the
-index directory's ``CURRENT`` pointer (a few bytes) and reopens the index when ``ragkit index``
-has saved a new generation. A Postgres index is always current. With ``watch=FOLDER`` the
-server runs :func:`ragkit.watch.watch_folder` in a thread on the index it serves, and is then
-that index's writer. A bad argument comes back as a tool error (``isError``) naming the
-problem; the server keeps running.
+index's saved version (``ragkit.stores.current_version``: a directory's ``CURRENT`` generation)
+and reopens the index when ``ragkit index`` has saved a new one. A Postgres index is always
+current. With ``watch=FOLDER`` the server runs :func:`ragkit.watch.watch_folder` in a thread
+on the index it serves, and is then that index's writer. A bad argument comes back as a tool
+error (``isError``) naming the problem; the server keeps running.
 
 This module leaves out retrieval and answering (``ragkit.index``, ``ragkit.answering``), the
 protocol and its transports (the ``mcp`` SDK) and authentication: streamable HTTP binds to
@@ -40,7 +40,7 @@ from .errors import MissingDependencyError, RagkitError
 from .index import Index, open_index
 from .ingest import source_for, sync
 from .plan import DEFAULT_MODEL, AnswerOptions, has_credentials
-from .stores import is_database_url, redact
+from .stores import current_version, redact
 from .types import Chunk, ScoredChunk
 
 try:
@@ -86,8 +86,8 @@ class IndexHolder:
     Args:
         location: the index directory or ``postgresql://`` URL.
         index: an index already open at ``location`` (default: opened here).
-        follow_disk: reopen when the directory's ``CURRENT`` pointer changes; ``False`` when
-            this process is the index's only writer (watch mode).
+        follow_disk: reopen when the saved version changes (``ragkit.stores.current_version``);
+            ``False`` when this process is the index's only writer (watch mode).
 
     Raises:
         IndexFormatError: no index at ``location``, or a damaged one.
@@ -98,21 +98,15 @@ class IndexHolder:
         self, location: str | Path, *, index: Index | None = None, follow_disk: bool = True
     ) -> None:
         self.location = str(location)
-        self._pointer: Path | None = (
-            None if is_database_url(self.location) or not follow_disk else Path(location)
-        )
+        self._follow = follow_disk
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._seen = self._read_pointer()
         self._index = index if index is not None else Index.load(self.location)
 
-    def _read_pointer(self) -> bytes | None:
-        if self._pointer is None:
-            return None
-        try:
-            return (self._pointer / "CURRENT").read_bytes()
-        except OSError:
-            return None
+    def _read_pointer(self) -> str | None:
+        """The saved version at the location (``None``: always current, or not followed)."""
+        return current_version(self.location) if self._follow else None
 
     def get(self) -> Index:
         """The index, reopened first when a new generation was saved since the last call."""

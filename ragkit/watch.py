@@ -32,7 +32,7 @@ from .errors import MissingDependencyError, RagkitError
 from .index import EmbedderArg, Index, IndexUpdate, open_index
 from .ingest import FolderSource, source_for, sync
 from .loaders import Skipped
-from .stores import is_database_url
+from .stores import local_path
 
 if TYPE_CHECKING:
     import threading
@@ -163,11 +163,8 @@ def watch_folder(
     root = Path(source.folder)
     if not root.is_dir():
         raise RagkitError(f"cannot watch {root}: it is not a directory")
-    index_root = (
-        Path(index_location).resolve()
-        if index_location is not None and not is_database_url(index_location)
-        else None
-    )
+    index_dir = local_path(index_location)
+    index_root = index_dir.resolve() if index_dir is not None else None
 
     def apply(paths: tuple[str, ...], initial: bool) -> None:
         started = time.perf_counter()

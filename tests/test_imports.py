@@ -37,10 +37,7 @@ CONCRETE = {
     "PostgresStore": "ragkit.stores",
 }
 
-ALLOWED_ISINSTANCE = {
-    # Index.save writes an in-memory store to a directory; a Store.save in the protocol removes it.
-    ("ragkit.index", "MemoryStore"),
-}
+ALLOWED_ISINSTANCE: set[tuple[str, str]] = set()
 
 
 def _name(path: Path) -> str:

@@ -392,11 +392,16 @@ class MemoryStore:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def save(self, path: str | Path, *, lock: bool = True) -> Path:
+    @property
+    def version(self) -> str | None:
+        """The generation this store was loaded from or last saved as (``None``: never)."""
+        return self._generation
+
+    def save(self, path: str | Path | None = None, *, lock: bool = True) -> Path:
         """Write the store to directory ``path`` atomically (see ``ragkit.stores.disk``).
 
         Args:
-            path: the index directory.
+            path: the index directory; ``None`` for where it was loaded from, or first saved to.
             lock: take the directory's writer lock (pass ``False`` when already holding it).
 
         A save to the directory this store was loaded from (or last saved to) checks, under
@@ -404,12 +409,17 @@ class MemoryStore:
         silently replaces another writer's update.
 
         Raises:
+            ValueError: no ``path`` for a store that was never saved.
             IndexLockedError: another process kept the directory locked.
             IndexConflictError: another writer saved ``path`` after this store was loaded
                 from it; load it again and reapply the change.
             RagkitError: ``path`` is a file or a foreign non-empty directory, or the disk
                 failed (the previous index, if any, stays intact).
         """
+        if path is None:
+            if self.location == "memory":
+                raise ValueError("this index was never saved: pass save(path)")
+            path = self.location
         root = Path(path)
         if self._settings is None:
             raise RagkitError("cannot save a store with no settings: configure() it first")
@@ -498,7 +508,9 @@ class MemoryStore:
             "documents": documents,
         }
         gen = write_generation(root, files, manifest)
-        if home:
+        if home or self.location == "memory":
+            # A store that had no directory now lives in the one it was first saved to.
+            self.location = str(root)
             self._generation = gen
 
     @classmethod

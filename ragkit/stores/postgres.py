@@ -41,6 +41,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -1218,6 +1219,15 @@ class PostgresStore:
         n = int(rows[0][0]) if rows else 0
         df = {row[1]: int(row[2]) for row in rows if row[1] is not None}
         return n, [df.get(t, 0) for t in terms]
+
+    @property
+    def version(self) -> str | None:
+        """``None``: a database store is always current (every write is committed)."""
+        return None
+
+    def save(self, path: str | Path | None = None) -> str:  # noqa: ARG002 - Store's signature
+        """Nothing to write: every write is durable when it returns. The store's location."""
+        return self.location
 
     def close(self) -> None:
         """Close the store's own pool (a pool passed in is left open); idempotent."""
