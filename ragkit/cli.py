@@ -24,6 +24,7 @@ from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
 from .loaders import DEFAULT_INCLUDE, LoadResult
+from .progress import Progress
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
@@ -138,43 +139,6 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
     except ValueError as exc:  # a bad value the user passed through an option
         raise click.UsageError(str(exc)) from exc
-
-
-class _Progress:
-    """Progress on stderr: a tqdm bar on a terminal, a plain line per tenth of the work in a
-    log (no bar leftovers glued to the summary). Nothing is shown when there is no work."""
-
-    def __init__(self, desc: str, enabled: bool) -> None:
-        self.desc = desc
-        self.enabled = enabled
-        self.bar: Any = None
-        self.tty = sys.stderr.isatty()
-        self.shown = -1
-
-    def note(self, message: str) -> None:
-        """One line about a phase (loading, saving), when progress is shown."""
-        if self.enabled:
-            click.echo(f"ragkit: {message}", err=True)
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        if not self.tty:
-            tenth = done * 10 // total
-            if tenth > self.shown:
-                self.shown = tenth
-                click.echo(f"ragkit: {self.desc}: {done}/{total} chunks", err=True)
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit="chunk", file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
@@ -452,7 +416,7 @@ def index_cmd(
                 fallback_encoding=fallback_encoding,
             )
             contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
-            progress = _Progress("embedding", enabled=not as_json)
+            progress = Progress("embedding", enabled=not as_json)
             progress.note(f"reading {folder} ...")
 
             def loaded_note(result: LoadResult, changed: int) -> None:
@@ -1249,7 +1213,7 @@ def eval_cmd(
     size, lap = _chunk_settings(chunk_size, overlap)
     with _errors():
         dataset = load_beir(dataset_dir, qrels=qrels)
-        progress = _Progress("embedding", enabled=not as_json and mode != "bm25")
+        progress = Progress("embedding", enabled=not as_json and mode != "bm25")
         started = time.perf_counter()
         try:
             index = build_dataset_index(

@@ -42,6 +42,7 @@ from .index import (
 )
 from .loaders import LoadResult, load_folder
 from .loaders.folder import _check_arguments, _glob_regex
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .contextual import SupportsContextualize
@@ -501,7 +502,7 @@ def index_folder(
         def save() -> object:
             return index.save(target)
 
-        bar = _TqdmProgress() if progress is True else None
+        bar = Progress("embedding") if progress is True else None
         report: ProgressFn | None
         if bar is not None:
             report = bar
@@ -525,22 +526,3 @@ def index_folder(
         if path is not None:
             index.save(path)
     return index
-
-
-class _TqdmProgress:
-    """``index_folder(progress=True)``: a tqdm bar of the chunks embedded, on stderr."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="embedding", unit="chunk", leave=False)
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

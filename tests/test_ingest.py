@@ -184,3 +184,13 @@ def test_update_from_folder_still_works_and_says_it_is_deprecated(tmp_path: Path
         update, loaded = ragkit.index.update_from_folder(index, folder, include=["**/*.py"])
     assert update.added == ("tool.py",)
     assert [d.id for d in loaded.documents] == ["tool.py"]
+
+
+def test_index_folder_progress_true_reports_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one progress helper: in a log (stderr not a terminal), a line per tenth of the work."""
+    folder = write_corpus(tmp_path / "src", SMALL_CORPUS)
+    index = ragkit.index_folder(folder, None, embedder=FakeEmbedder(), progress=True)
+    err = capsys.readouterr().err
+    assert f"ragkit: embedding: {len(index)}/{len(index)} chunks" in err
