@@ -102,15 +102,48 @@ class IndexHolder:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._seen = self._read_pointer()
-        self._index = index if index is not None else Index.load(self.location)
+        self._index: Index | None = index if index is not None else Index.load(self.location)
+        self.error: str | None = None
+
+    @classmethod
+    def unavailable(cls, location: str | Path, error: RagkitError) -> IndexHolder:
+        """A holder for an index that could not be opened: every call answers with ``error``
+        (what is wrong and what to do) until the index can be opened, e.g. once
+        ``ragkit index`` has built it; then it is served."""
+        holder = cls.__new__(cls)
+        holder.location = str(location)
+        holder._follow = True
+        holder._lock = threading.Lock()
+        holder._write_lock = threading.Lock()
+        holder._seen = None
+        holder._index = None
+        holder.error = (
+            f"the index at {redact(holder.location)} cannot be opened: {error}. Build it with "
+            f"`ragkit index DIR --index {redact(holder.location)}`, or fix --index; the server "
+            "picks it up without a restart"
+        )
+        return holder
 
     def _read_pointer(self) -> str | None:
         """The saved version at the location (``None``: always current, or not followed)."""
         return current_version(self.location) if self._follow else None
 
     def get(self) -> Index:
-        """The index, reopened first when a new generation was saved since the last call."""
+        """The index, reopened first when a new generation was saved since the last call.
+
+        Raises:
+            ToolError: the index could not be opened (see :meth:`unavailable`), with why.
+        """
         with self._lock:
+            if self._index is None:
+                try:
+                    self._index = Index.load(self.location)
+                except RagkitError as exc:
+                    raise ToolError(self.error or str(exc)) from exc
+                logger.info("index at %s opened", redact(self.location))
+                self._seen = self._read_pointer()
+                self.error = None
+                return self._index
             pointer = self._read_pointer()
             if pointer is not None and pointer != self._seen:
                 try:
@@ -520,8 +553,11 @@ def serve(
             there when none exists yet).
         on_ready: called with a one-line description once the index is open.
 
+    An index that cannot be opened (missing, damaged, an embedder not installed) does not stop
+    the server: the reason is logged on stderr and every tool call answers with it, until the
+    index can be opened.
+
     Raises:
-        IndexFormatError: no index at ``location`` (and no ``watch`` folder to build one).
         RagkitError: ``watch`` is not a directory.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -545,7 +581,13 @@ def serve(
         thread = threading.Thread(target=run_watch, name="ragkit-watch", daemon=True)
         thread.start()
     else:
-        holder = IndexHolder(location)
+        try:
+            holder = IndexHolder(location)
+        except RagkitError as exc:
+            # An MCP host shows a server that exits as "failed to connect", with no reason:
+            # serve, say why on stderr, and answer every tool call with it.
+            holder = IndexHolder.unavailable(location, exc)
+            logger.error("%s", holder.error)
     server = build_server(holder, allow_index=allow_index)
     if on_ready is not None:
         where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"
