@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -736,8 +737,55 @@ def search_cmd(
         )
     elif not results:
         click.echo("No matching chunks.")
+        for line in _filter_problems(index, wheres, paths) if where is not None else ():
+            click.echo(f"  {line}")
     else:
         _print_passages(results)
+
+
+_KEY_SAMPLE = 2_000
+"""Chunks read to list the metadata keys an index has, when a filter names an unknown one."""
+
+
+def _filter_problems(index: Index, wheres: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """Why a filtered search found nothing: each condition that matches no chunk on its own,
+    and whether its key exists at all (with the keys that do)."""
+    from itertools import islice
+
+    from .filters import Field, parse_cli
+
+    def matching(spec: Any) -> int:
+        return index.store.stats(spec).chunks
+
+    problems: list[str] = []
+    keys: list[str] | None = None
+    for raw in wheres:
+        condition = parse_cli([raw])
+        if condition is None or matching(condition) > 0:
+            continue
+        key = re.split(r"!=|>=|<=|=|<|>", raw.strip().lstrip("!"), maxsplit=1)[0].strip()
+        have = matching(Field(key, "exists", True)) if key else 0
+        if have:
+            problems.append(f"--where {raw}: {have} chunks have {key!r}, none matches")
+            continue
+        if keys is None:
+            seen: set[str] = set()
+            for chunk in islice(index.store.chunks(), _KEY_SAMPLE):
+                seen.update(chunk.metadata)
+            keys = sorted(seen)
+        known = ", ".join(keys) if keys else "none"
+        problems.append(
+            f"--where {raw}: no chunk has the key {key!r} (keys in this index: {known})"
+        )
+    if paths and matching(parse_cli((), paths)) == 0:
+        shown = ", ".join(map(repr, paths))
+        problems.append(
+            f"--path {shown}: no document path matches (paths are relative to the indexed "
+            "folder, e.g. 'guide/**')"
+        )
+    if not problems:
+        problems.append("each condition matches some chunks, but no chunk matches all of them")
+    return problems
 
 
 def _gate_decision(verdict: Any, gate: Any) -> tuple[str, float, float] | None:
