@@ -320,11 +320,21 @@ def _problem(message: object) -> str | None:
             return f"text block {i} has malformed citations"
     if not isinstance(getattr(message, "stop_reason", None), str):
         return "no stop_reason"
+    # The one check of the token counts the API reports (every cost and log reads these).
     usage = getattr(message, "usage", None)
     for name in ("input_tokens", "output_tokens"):
-        if not _is_int(getattr(usage, name, None)):
-            return f"no usage.{name}"
+        if not _is_count(getattr(usage, name, None)):
+            return f"usage.{name} is {getattr(usage, name, None)!r}, not a token count"
+    for name in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+        value = getattr(usage, name, None)
+        if value is not None and not _is_count(value):
+            return f"usage.{name} is {value!r}, not a token count"
     return None
+
+
+def _is_count(value: object) -> bool:
+    """A token count: an int (not a bool) from 0 to 10**12 (far above any context window)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**12
 
 
 # -- request -------------------------------------------------------------------------------
@@ -533,8 +543,10 @@ def _fit_exactly(
         call = _Call.to(client, o.timeout)
         with call.guard():
             tokens = client.messages.count_tokens(**kw, **call.kwargs).input_tokens
-        if not _is_int(tokens):
-            raise call.fail("the Claude API's token count has no input_tokens; retry")
+        if not _is_count(tokens):
+            raise call.fail(
+                f"the Claude API's token count has input_tokens {tokens!r}, not a count; retry"
+            )
         return int(tokens)
 
     tokens = exact(plan)

@@ -64,10 +64,19 @@ _NON_SPACE = re.compile(r"\S")
 _CLOSERS = frozenset(".!?\u2026\"'\u201d\u2019)]\u3002\uff01\uff1f\u300d\u300f\uff09")
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)$", re.M)
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+([^\n]*?))?(?:[ \t]+#+)?[ \t]*$", re.M)
+# The closing '#' sequence is stripped in _atx_title: a lazy group followed by optional spaces
+# and hashes backtracks quadratically on a long line of spaces.
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]([^\n]*))?$", re.M)
 # A setext (markdown) or reStructuredText title underline: one punctuation character repeated.
 _UNDERLINE = re.compile(r"^([=\-~^\"'`*+#:._])\1*[ \t]*$", re.M)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+# A pipe table's delimiter row (GitHub-flavoured markdown): cells of dashes, at least one pipe.
+_TABLE_DELIMITER = re.compile(
+    r"^ {0,3}(?:\|[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?"
+    r"|:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?)[ \t]*$",
+    re.M,
+)
+_MAX_CAPTION = 300  # characters of a paragraph glued above a table that still count as caption
 
 
 @lru_cache(maxsize=1)
@@ -262,7 +271,7 @@ def _outline(text: str) -> _Outline:
         if fenced(m.start()):
             continue
         atx_lines.add(m.start())
-        title = (m.group(2) or "").strip()
+        title = _atx_title(m.group(2) or "")
         if title:
             found.append((m.start(), m.end(), len(m.group(1)), title))
     for m in _UNDERLINE.finditer(text):
@@ -325,7 +334,66 @@ def _outline(text: str) -> _Outline:
         ends[pos] = block_end
         paths.append(tuple(t for _, t in stack))
         last_end = block_end
+    _add_table_breaks(text, starts, paths, fenced)
     return _Outline(starts, ends, paths, fence_starts, fence_ends)
+
+
+def _add_table_breaks(
+    text: str, starts: list[int], paths: list[tuple[str, ...]], fenced: Callable[[int], bool]
+) -> None:
+    """Make every pipe table a chunk of its own: a cut before it (and its caption) and after.
+
+    A cut is an entry of ``starts`` with no heading block (it is absent from ``ends``) and the
+    heading path in force there. A table's caption is the short paragraph glued on top of its
+    header row (no blank line between), as the loaders write ``Table 2: Results`` above a table.
+    """
+    cuts: list[int] = []
+    for m in _TABLE_DELIMITER.finditer(text):
+        header_end = m.start() - 1
+        if header_end <= 0 or fenced(m.start()):
+            continue
+        header_start = text.rfind("\n", 0, header_end) + 1
+        if "|" not in text[header_start:header_end] or not text[header_start:header_end].strip():
+            continue
+        if cuts and header_start < cuts[-1]:
+            continue  # a delimiter-looking row inside a table already found
+        block_start = header_start
+        above = text.rfind("\n\n", 0, header_start)
+        caption = text[above + 2 if above >= 0 else 0 : header_start]
+        if caption.strip() and len(caption) <= _MAX_CAPTION and caption.count("\n") <= 3:
+            block_start = above + 2 if above >= 0 else 0
+        end = m.end()
+        while end < len(text):
+            line_end = text.find("\n", end + 1)
+            line = text[end + 1 : line_end if line_end >= 0 else len(text)]
+            if not line.strip() or "|" not in line:
+                break
+            end = line_end if line_end >= 0 else len(text)
+        first = _NON_SPACE.search(text, block_start)
+        cuts.append(first.start() if first else block_start)
+        after = _NON_SPACE.search(text, end)
+        if after is not None:
+            cuts.append(after.start())
+    if not cuts:
+        return
+    taken = set(starts)
+    for cut in cuts:
+        if cut in taken:
+            continue
+        i = bisect_right(starts, cut)
+        starts.insert(i, cut)
+        paths.insert(i, paths[i - 1] if i > 0 else ())
+        taken.add(cut)
+
+
+def _atx_title(rest: str) -> str:
+    """An ATX heading's title: ``rest`` without its closing ``#`` sequence and outer spaces."""
+    title = rest.strip(" \t")
+    if title.endswith("#"):
+        bare = title.rstrip("#")
+        if bare and bare[-1] in " \t":
+            title = bare.rstrip(" \t")
+    return title.strip()
 
 
 class _Splitter:

@@ -12,10 +12,13 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   ├── IndexLockedError        another writer holds the index (waited, then gave up)
     │   ├── IndexConflictError      another writer saved the index since it was loaded
     │   ├── SettingsMismatchError   the index was built with another embedder or chunking
-    │   ├── StoreUnavailableError   the database cannot be reached
+    │   ├── StoreUnavailableError   the database cannot be reached, or went away mid-statement
+    │   ├── StoreTimeoutError       a statement ran past its statement_timeout and was cancelled
+    │   ├── ReadOnlyStoreError      a write reached a read-only server (a replica)
     │   ├── SchemaError             the database schema is missing or from a newer ragkit
     │   └── ExtensionError          the server's pgvector is missing, too old or cannot run
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
+    ├── FilterError             a metadata filter is malformed or over a limit (also a ValueError)
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
     └── AnswerError             the Claude call failed (status_code, request_id, error_type)
         └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
@@ -32,6 +35,7 @@ __all__ = [
     "AnswerError",
     "EmbeddingError",
     "ExtensionError",
+    "FilterError",
     "IndexConflictError",
     "IndexFormatError",
     "IndexLockedError",
@@ -40,9 +44,11 @@ __all__ = [
     "MissingDependencyError",
     "RagkitError",
     "SchemaError",
+    "ReadOnlyStoreError",
     "SettingsMismatchError",
     "SourceChangeError",
     "StoreError",
+    "StoreTimeoutError",
     "StoreUnavailableError",
 ]
 
@@ -100,7 +106,18 @@ class SettingsMismatchError(StoreError):
 
 
 class StoreUnavailableError(StoreError):
-    """The store's server cannot be reached; the message says where (never the password)."""
+    """The store's server cannot be reached, or closed the connection during a statement
+    (restarted, crashed, in recovery); the message says where (never the password)."""
+
+
+class StoreTimeoutError(StoreError):
+    """A statement ran longer than its ``statement_timeout`` (or was cancelled on the server);
+    nothing it did was kept."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write (or a migration) reached a server that only reads, such as a streaming replica;
+    point writes at the primary."""
 
 
 class SchemaError(StoreError):
@@ -114,6 +131,15 @@ class ExtensionError(StoreError):
 
 class EmbeddingError(RagkitError):
     """An embedder failed, or returned vectors whose shape does not fit the index."""
+
+
+class FilterError(RagkitError, ValueError):
+    """A metadata filter (``where=``, ``--where``, ``--path``, the MCP ``where`` argument) is
+    malformed or over a limit of ``ragkit.filters``; the message names the key and the rule.
+
+    Raised while the filter is parsed, before any store sees it, so every store gives the same
+    error for the same filter. Also a ``ValueError``, as before this class existed.
+    """
 
 
 class MissingDependencyError(RagkitError, ImportError):

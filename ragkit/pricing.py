@@ -14,6 +14,7 @@ This module leaves out token counting, the API call and any network access.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,10 +60,19 @@ class ModelPrice:
     cache_read: float
 
     def __post_init__(self) -> None:
+        # Prices come from users and config files: NaN would pass "< 0" and poison every cost.
         for name in ("input", "output", "cache_write", "cache_read"):
             value = getattr(self, name)
-            if value < 0:
-                raise ValueError(f"ModelPrice.{name} ({value}) must be >= 0")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"ModelPrice.{name} ({value!r}) must be a finite number >= 0 (USD per "
+                    "million tokens)"
+                )
 
     @classmethod
     def from_input_output(cls, input_price: float, output_price: float) -> ModelPrice:

@@ -92,8 +92,9 @@ class VectorRetriever(Retriever):
     ) -> VectorRetriever:
         """A standalone vector retriever; embeds ``chunks`` unless ``vectors`` are given."""
         if vectors is None:
-            vectors = embedder.embed_documents([c.text for c in chunks])
-        matrix = check_embeddings(vectors, n=len(chunks), dim=embedder.dim)
+            matrix = embed_checked(embedder, [c.text for c in chunks], dim=embedder.dim)
+        else:
+            matrix = check_embeddings(vectors, n=len(chunks), dim=embedder.dim)
         return cls(store=_standalone(chunks, (embedder, matrix), {}), embedder=embedder)
 
     def embed_query(self, query: str) -> np.ndarray:

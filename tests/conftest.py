@@ -136,6 +136,8 @@ class FakeEmbedder:
             norm = float(np.linalg.norm(out[row]))
             if norm > 0:
                 out[row] /= norm
+            else:  # no words, or words that cancel out: a fixed direction (ragkit refuses zeros)
+                out[row, 0] = 1.0
         return out
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import threading
 
 import numpy as np
 import pytest
@@ -10,7 +12,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragkit import Document, Index
-from ragkit.filters import AllOf, AnyOf, Field, Not, glob_to_regex, matches, parse_cli, parse_filter
+from ragkit.errors import FilterError, RagkitError
+from ragkit.filters import (
+    MAX_GLOB_LENGTH,
+    MAX_GLOB_STARS,
+    AllOf,
+    AnyOf,
+    Field,
+    Not,
+    _GlobAutomaton,
+    glob_to_regex,
+    matches,
+    parse_cli,
+    parse_filter,
+)
 
 from .conftest import FakeEmbedder
 
@@ -79,12 +94,84 @@ def test_glob_semantics() -> None:
         ({"$xor": []}, ValueError, "unknown filter operator"),
         ({"team": {"$in": "abc"}}, ValueError, "needs a list"),
         ({"n": {"$gt": [1]}}, ValueError, "number or text"),
-        ("team=billing", TypeError, "where must be a mapping"),
+        ("team=billing", FilterError, "where must be a mapping"),
     ],
 )
 def test_bad_filters_name_the_problem(spec: object, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         parse_filter(spec)  # type: ignore[arg-type]
+
+
+HOSTILE = [
+    ({"te\x00am": "a"}, r"filter key 'te\\x00am' contains the control character U\+0000"),
+    ({"team\n": "a"}, r"control character U\+000A"),
+    ({"a\x7fb": {"$exists": True}}, r"control character U\+007F"),
+    ({"team": "bil\x00ling"}, r"value for 'team' contains NUL"),
+    ({"team": {"$in": ["ok", "x\x00"]}}, r"value for 'team' contains NUL"),
+    ({"team": {"$gte": "a\x00"}}, r"value for 'team' contains NUL"),
+    ({"n": float("nan")}, r"value for 'n' is NaN"),
+    ({"n": {"$lt": float("nan")}}, r"value for 'n' is NaN"),
+    ({"path": {"$glob": "docs/\x00*"}}, r"\$glob on 'path' contains NUL"),
+    ({"path": {"$glob": "*" * 5000}}, r"5000 characters long; the limit is 1024"),
+    ({"path": {"$glob": "a*" * (MAX_GLOB_STARS + 1)}}, r"33 \* or \*\* wildcards; the limit is 32"),
+    ({"$or": [{"ok": 1}, {"path": {"$glob": "x" * (MAX_GLOB_LENGTH + 1)}}]}, "the limit is 1024"),
+    ({"$not": {"k\x01": 1}}, r"control character U\+0001"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), HOSTILE)
+def test_hostile_filters_are_one_filter_error_before_any_store(spec: dict, message: str) -> None:
+    # Issue 14 item 9: Postgres raised raw psycopg errors on these (NUL in a key or glob, a
+    # 5,000-star glob) while the memory store answered []. Now parsing refuses them, once.
+    with pytest.raises(FilterError, match=message) as info:
+        parse_filter(spec)
+    assert isinstance(info.value, RagkitError)
+    assert isinstance(info.value, ValueError)
+
+
+def test_filter_values_may_hold_control_characters_other_than_nul() -> None:
+    assert matches(parse_filter({"title": "a\tb"}), {"title": "a\tb"})
+    assert matches(parse_filter({"title": {"$glob": "line*\nnext"}}), {"title": "line 1\nnext"})
+    assert matches(parse_filter({"path": {"$glob": "*" * MAX_GLOB_STARS}}), {"path": "abc"})
+    assert parse_filter({"path": {"$glob": "a" * MAX_GLOB_LENGTH}}) is not None
+
+
+def test_cli_filters_are_checked_the_same_way() -> None:
+    with pytest.raises(FilterError, match="contains NUL"):
+        parse_cli([], ["docs/\x00"])
+    with pytest.raises(FilterError, match="control character U\\+0000"):
+        parse_cli(["a\x00b=1"])
+
+
+def test_a_pathological_glob_is_matched_in_linear_time() -> None:
+    # Python's backtracking regex took 2.9 s for 8 stars on 40 characters and 46 s for 10
+    # (measured on old main); 16 stars would take days. The automaton answers at once.
+    where = parse_filter({"title": {"$glob": "*a" * 16 + "*b"}})
+    done: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: done.extend(matches(where, {"title": "a" * n}) for n in (40, 5000)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)  # a watchdog, not a timing assertion: the answer takes milliseconds
+    assert done == [False, False]
+    assert matches(where, {"title": "a" * 40 + "b"})
+
+
+GLOB_ALPHABET = "ab/*?\n."
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    pattern=st.text(GLOB_ALPHABET, min_size=1, max_size=10),
+    text=st.text("ab/\n.", max_size=12),
+)
+def test_glob_matching_equals_the_regex_that_postgres_runs(pattern: str, text: str) -> None:
+    # The memory store's matcher (regex or automaton) and the SQL regex agree on every glob.
+    regex = re.compile(glob_to_regex(pattern), re.DOTALL)
+    want = regex.match(text) is not None
+    assert matches(Field("p", "glob", pattern), {"p": text}) is want
+    assert _GlobAutomaton(pattern)(text) is want
 
 
 def test_cli_syntax() -> None:
@@ -129,6 +216,8 @@ def _corpus(seed: int, n: int) -> list[Document]:
         meta: dict[str, object] = {"team": TEAMS[int(rng.integers(0, 3))], "n": int(i % 7)}
         if i % 4 == 0:
             meta["tags"] = ["a", "b"] if i % 8 == 0 else ["b"]
+        if i % 5 == 0:  # control characters other than NUL are legal metadata
+            meta["note"] = ["tab\there", "esc\x1b[0m", "line\nbreak"][i % 3]
         docs.append(Document(f"d{i:03d}.md", text, meta | {"path": f"dir{i % 3}/d{i:03d}.md"}))
     return docs
 
@@ -144,6 +233,13 @@ FILTERS = st.sampled_from(
         {"$not": {"team": "support"}},
         {"path": {"$glob": "dir1/**"}},
         {"team": "nobody"},
+        # Hostile but legal (issue 14): many stars (the automaton), the most stars allowed,
+        # control characters in values and globs, regex metacharacters.
+        {"path": {"$glob": "*i*1*d*0*.md"}},
+        {"path": {"$glob": "**/**/*" + "*" * (2 * MAX_GLOB_STARS - 6)}},
+        {"note": {"$glob": "tab\t*"}},
+        {"note": {"$in": ["esc\x1b[0m", "line\nbreak"]}},
+        {"path": {"$glob": "dir[12]/(.*)+"}},
     ]
 )
 

@@ -17,6 +17,7 @@ from ragkit.chunking import chunk_document
 from ragkit.errors import LoadError
 from ragkit.loaders import (
     DEFAULT_INCLUDE,
+    LoadLimits,
     LoadResult,
     NoDocumentsError,
     Skipped,
@@ -651,7 +652,7 @@ def test_pages_for_span_maps_offsets_to_pages() -> None:
 
 
 def test_pdf_pages_and_title_go_into_metadata(tmp_path: Path) -> None:
-    pytest.importorskip("pypdf")
+    pytest.importorskip("pypdfium2")
     data = make_pdf(["First page line", "", "Third page\nsecond line"], title="The Manual")
     write_bytes(tmp_path, "manual.PDF", data)
     (doc,) = load_folder(tmp_path).documents
@@ -674,7 +675,8 @@ def test_pdf_pages_and_title_go_into_metadata(tmp_path: Path) -> None:
 
 
 def test_pdf_without_text_encrypted_or_damaged_is_skipped_with_a_reason(tmp_path: Path) -> None:
-    pypdf = pytest.importorskip("pypdf")
+    pytest.importorskip("pypdfium2")
+    pypdf = pytest.importorskip("pypdf")  # only to encrypt the test files
     write_bytes(tmp_path, "scan.pdf", make_pdf(["", ""]))
     write_bytes(tmp_path, "cut.pdf", make_pdf(["text"])[:60])
     write_bytes(tmp_path, "fake.pdf", b"just text, no header")
@@ -695,11 +697,12 @@ def test_pdf_without_text_encrypted_or_damaged_is_skipped_with_a_reason(tmp_path
 
 
 def test_a_missing_extra_is_a_skip_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pypdf", None)  # import fails
-    monkeypatch.setitem(sys.modules, "docx", None)
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)  # import fails
+    monkeypatch.setitem(sys.modules, "lxml", None)
     write_bytes(tmp_path, "a.pdf", make_pdf(["x"]))
     write_bytes(tmp_path, "b.docx", b"PK")
-    result = load_folder(tmp_path, allow_empty=True)
+    # In this process, where the imports are patched (the worker process has the extras).
+    result = load_folder(tmp_path, allow_empty=True, limits=LoadLimits(isolate=False))
     assert reasons(result) == {
         "a.pdf": "needs the 'pdf' extra: pip install 'ragkit-claude[pdf]'",
         "b.docx": "needs the 'docx' extra: pip install 'ragkit-claude[docx]'",
@@ -737,7 +740,8 @@ def test_docx_headings_become_markdown_heading_paths(tmp_path: Path) -> None:
     doc = docs["handbook.docx"]
     assert doc.text == (
         "# Handbook\n\nWelcome to the team.\n\n## Leave\n\nAsk your manager.\n\n"
-        "- Two weeks notice\n\nDays | Kind\n25 | annual\n\n## Pay\n\nMonthly."
+        "- Two weeks notice\n\n| Days | Kind |\n| --- | --- |\n| 25 | annual |\n\n"
+        "## Pay\n\nMonthly."
     )
     assert doc.metadata["title"] == "Handbook"
     assert docs["titled.docx"].metadata["title"] == "HR Handbook 2026"

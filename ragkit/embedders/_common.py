@@ -166,15 +166,34 @@ def embed_checked(
     embedded as a query and returned as a ``(1, dim)`` matrix. A third-party embedder's own
     exception becomes an :class:`~ragkit.errors.EmbeddingError` naming the embedder.
 
+    This is the one boundary every vector from an embedder crosses on its way into ragkit (the
+    index, a standalone vector retriever, the embedding reranker): besides the checks of
+    :func:`check_embeddings`, an all-zero vector is refused here, since its cosine with
+    anything is undefined and such a chunk could never be found.
+
     Raises:
-        EmbeddingError: the embedder failed, or returned vectors of the wrong shape.
+        EmbeddingError: the embedder failed, or returned vectors of the wrong shape, with NaN
+            or infinity, or all zeros; the message names the embedder.
     """
+    name = getattr(embedder, "name", type(embedder).__name__)
     try:
         raw = embedder.embed_query(texts[0]) if query else embedder.embed_documents(texts)
     except RagkitError:
         raise
     except Exception as exc:  # a third-party embedder's own failure
-        raise EmbeddingError(f"embedder {embedder.name!r} failed: {exc}") from exc
-    if query:
-        raw = np.asarray(raw).reshape(1, -1)
-    return check_embeddings(raw, n=len(texts) if not query else 1, dim=dim)
+        raise EmbeddingError(f"embedder {name!r} failed: {exc}") from exc
+    try:
+        if query:
+            raw = np.asarray(raw).reshape(1, -1)
+        out = check_embeddings(raw, n=len(texts) if not query else 1, dim=dim)
+    except (EmbeddingError, ValueError, TypeError) as exc:  # reshape of a ragged reply
+        raise EmbeddingError(f"embedder {name!r} returned bad vectors: {exc}") from exc
+    zero = ~np.any(out, axis=1)
+    if zero.any():
+        row = int(np.flatnonzero(zero)[0])
+        what = "the query" if query else f"{int(zero.sum())} of {len(texts)} texts (first: {row})"
+        raise EmbeddingError(
+            f"embedder {name!r} returned an all-zero vector for {what}; a zero vector has no "
+            "direction and would never match: check the embedder (or its input text)"
+        )
+    return out

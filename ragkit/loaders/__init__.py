@@ -29,6 +29,7 @@ from .folder import (
     load_folder,
 )
 from .html import HtmlLoader, html_to_text
+from .limits import LoadLimits
 from .notebook import NotebookLoader
 from .pdf import PdfLoader, pages_for_span
 from .registry import ENTRY_POINT_GROUP, loader_for, register_loader, registered_suffixes
@@ -41,6 +42,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "DocxLoader",
     "HtmlLoader",
+    "LoadLimits",
     "LoadResult",
     "MarkdownLoader",
     "NoDocumentsError",

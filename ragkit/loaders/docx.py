@@ -1,77 +1,435 @@
-"""Word documents (``.docx``, extra ``docx``: python-docx): paragraphs, headings and tables.
+"""Word documents (``.docx``, extra ``docx``: lxml): the body, tables, text boxes and footnotes.
 
-The body is read in order. A paragraph in a ``Heading N`` style becomes a markdown heading of
-that level (``Title`` is level 1), so the chunker builds heading paths as for markdown; list
-paragraphs start with ``- ``; a table becomes one line per row with cells joined by `` | ``.
-Blocks are separated by a blank line. ``title`` is the document's own title (core properties),
-else its first heading.
+The package is read as a stream: each XML part (document, styles, footnotes, endnotes) is
+inflated piece by piece and parsed with lxml's ``iterparse``, and every element is freed as soon
+as it has been read, so memory stays near the size of one paragraph whatever the file. Before a
+part is inflated its declared size is checked against the file's ``max_inflated_bytes``, and the
+bytes actually inflated are counted as they stream; characters and time are checked as the text
+grows (``limits.py``). A zip bomb is refused before any of its XML is parsed.
 
-The package's declared uncompressed size is checked before parsing, so a small zip cannot
-expand into gigabytes of XML.
+What the text holds, in document order:
 
-This module leaves out headers, footers, footnotes, comments, text boxes, images and the legacy
-binary ``.doc`` format.
+- a paragraph in a ``Heading N`` or ``Title`` style (or with an outline level) becomes a
+  markdown heading of that level, so the chunker builds heading paths as for markdown; every
+  other paragraph is escaped (:func:`~ragkit.loaders.text.escape_markup`) so a line such as
+  ``# not a heading`` stays text;
+- consecutive ``Source Code`` paragraphs (pandoc's code style, also ``HTML Preformatted``)
+  become one fenced code block;
+- list paragraphs start with ``- ``;
+- a table becomes a markdown table, preceded by its caption (a ``Caption`` or ``Table
+  Caption`` paragraph right before or after it), and the chunker puts it in a chunk of its own;
+- the paragraphs of a text box follow the paragraph that anchors it (the fallback copy Word
+  stores for old readers is skipped);
+- footnote and endnote references become ``[^N]`` and the notes' text follows the body as
+  ``[^N]: ...`` lines.
+
+Both Transitional and Strict Open XML are read. ``title`` is the document's own title (core
+properties), else its first heading.
+
+This module leaves out headers, footers, comments, tracked deletions, images, equations and the
+legacy binary ``.doc`` format.
 """
 
 from __future__ import annotations
 
 import io
+import posixpath
 import zipfile
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 from ..errors import LoadError
 from ..types import Document
-from .text import first_heading
+from .limits import Budget, current_budget
+from .text import escape_markup, first_heading
 
 __all__ = ["DocxLoader"]
 
 _INSTALL = "needs the 'docx' extra: pip install 'ragkit-claude[docx]'"
-_MAX_UNCOMPRESSED = 512 * 1024 * 1024
+_W = frozenset(
+    {
+        "http://schemas.openxmlformats.org/wordprocessingml/2006/main",  # Transitional
+        "http://purl.oclc.org/ooxml/wordprocessingml/main",  # Strict
+    }
+)
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_CODE_STYLES = frozenset({"source code", "sourcecode", "html preformatted", "code", "macro text"})
+_CAPTION_STYLES = frozenset({"caption", "table caption", "tablecaption"})
+_CHECK_EVERY = 2048  # XML events between two looks at the clock
 
 
-def _heading_level(style_name: str) -> int:
-    if style_name == "Title":
-        return 1
-    if style_name.startswith("Heading "):
-        tail = style_name[len("Heading ") :]
-        if tail.isdigit() and int(tail) >= 1:
-            return min(int(tail), 6)
-    return 0
+def _split(tag: Any) -> tuple[str, str]:
+    if not isinstance(tag, str) or not tag.startswith("{"):
+        return "", tag if isinstance(tag, str) else ""
+    ns, _, local = tag[1:].partition("}")
+    return ns, local
 
 
-def _paragraph(paragraph: Any) -> str:
-    text = str(paragraph.text).replace("\r", "\n").strip()
-    if not text:
-        return ""
-    style = getattr(paragraph.style, "name", "") or ""
-    level = _heading_level(style)
-    if level:
-        return "#" * level + " " + " ".join(text.split())
-    ppr = paragraph._p.pPr
-    if style.startswith("List") or (ppr is not None and ppr.numPr is not None):
-        return "- " + text
-    return text
+def _attr(elem: Any, local: str) -> str | None:
+    """A ``w:``-namespaced attribute (either flavour), or an unqualified one."""
+    for key, value in elem.attrib.items():
+        ns, name = _split(key)
+        if name == local and (not ns or ns in _W or ns.endswith("/relationships")):
+            return str(value)
+    return None
 
 
-def _table(table: Any) -> str:
-    lines = []
-    for row in table.rows:
-        cells: list[str] = []
-        seen: set[int] = set()
-        for cell in row.cells:
-            if id(cell._tc) in seen:  # a merged cell is repeated for every grid column
+class _Counted(io.RawIOBase):
+    """A part's inflated stream that counts its bytes against the file's budget."""
+
+    def __init__(self, raw: IO[bytes], name: str, budget: Budget) -> None:
+        self.raw, self.name, self.budget = raw, name, budget
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size is not None and size >= 0 else 1 << 16)
+        self.budget.add_inflated(self.name, len(data))
+        return data
+
+
+@dataclass
+class _Package:
+    """The zip and the budget its parts are read under."""
+
+    zf: zipfile.ZipFile
+    budget: Budget
+
+    def has(self, name: str) -> bool:
+        try:
+            self.zf.getinfo(name)
+        except KeyError:
+            return False
+        return True
+
+    def events(self, name: str) -> Iterator[tuple[str, Any]]:
+        """``(event, element)`` pairs of a part; every element is freed after its end."""
+        from lxml import etree
+
+        info = self.zf.getinfo(name)
+        self.budget.check_declared(name, info.file_size)
+        with self.zf.open(info) as raw:
+            stream = _Counted(raw, name, self.budget)
+            parser = etree.iterparse(
+                stream,
+                events=("start", "end"),
+                resolve_entities=False,
+                no_network=True,
+                load_dtd=False,
+                huge_tree=False,
+                remove_comments=True,
+                remove_pis=True,
+            )
+            for count, (event, elem) in enumerate(parser):
+                if count % _CHECK_EVERY == 0:
+                    self.budget.check_time()
+                yield event, elem
+                if event == "end":
+                    elem.clear(keep_tail=False)
+                    parent = elem.getparent()
+                    if parent is not None:
+                        while elem.getprevious() is not None:
+                            del parent[0]
+
+    def relationships(self, part: str) -> dict[str, str]:
+        """Relationship type (its last path segment) → target part name, for ``part``."""
+        folder, base = posixpath.split(part)
+        rels = posixpath.join(folder, "_rels", base + ".rels")
+        found: dict[str, str] = {}
+        if not self.has(rels):
+            return found
+        for event, elem in self.events(rels):
+            if event != "end" or _split(elem.tag)[1] != "Relationship":
                 continue
-            seen.add(id(cell._tc))
-            cells.append(" ".join(cell.text.split()))
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)
+            kind = (elem.get("Type") or "").rsplit("/", 1)[-1]
+            target = elem.get("Target") or ""
+            if not kind or not target or elem.get("TargetMode") == "External":
+                continue
+            name = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
+            found.setdefault(kind, posixpath.normpath(name))
+        return found
+
+
+@dataclass
+class _Paragraph:
+    parts: list[str] = field(default_factory=list)
+    style: str = ""
+    listed: bool = False
+    outline: int | None = None
+    boxes: list[tuple[str, str]] = field(default_factory=list)  # text-box blocks after it
+
+
+@dataclass(frozen=True, slots=True)
+class _Style:
+    name: str
+    outline: int | None
+
+
+def _styles(package: _Package, name: str | None) -> dict[str, _Style]:
+    if name is None or not package.has(name):
+        return {}
+    styles: dict[str, _Style] = {}
+    current: list[Any] = []  # [style id, name, outline level]
+    for event, elem in package.events(name):
+        ns, local = _split(elem.tag)
+        if ns not in _W:
+            continue
+        if local == "style" and event == "start":
+            current[:] = [_attr(elem, "styleId") or "", "", None]
+        elif event == "end" and current:
+            if local == "name":
+                current[1] = _attr(elem, "val") or ""
+            elif local == "outlineLvl":
+                current[2] = _int(_attr(elem, "val"))
+            elif local == "style":
+                if current[0]:
+                    styles[current[0]] = _Style(current[1] or current[0], current[2])
+                current.clear()
+    return styles
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Turns a part's events into blocks: ``(kind, text)`` with kinds text, heading, list,
+    code, caption and table (whose text is the markdown table)."""
+
+    def __init__(self, styles: dict[str, _Style], budget: Budget) -> None:
+        self.styles = styles
+        self.budget = budget
+        self.blocks: list[tuple[str, str]] = []
+        self.paragraphs: list[_Paragraph] = []
+        self.tables: list[list[list[list[str]]]] = []  # table → rows → cells → paragraphs
+        self.containers: list[str] = []  # "cell", "box", "note", "skip"
+        self.notes: dict[str, list[str]] = {}
+        self.note: tuple[str, list[str]] | None = None
+        self.skip = 0
+
+    def read(self, events: Iterator[tuple[str, Any]], *, notes: str | None = None) -> None:
+        for event, elem in events:
+            if elem.tag == _MC_FALLBACK:
+                self.skip += 1 if event == "start" else -1
+                continue
+            if self.skip:
+                continue
+            ns, local = _split(elem.tag)
+            if ns not in _W:
+                continue
+            if event == "start":
+                self.start(local, elem, notes)
+            else:
+                self.end(local, elem, notes)
+
+    def start(self, local: str, elem: Any, notes: str | None) -> None:
+        if local == "p":
+            self.paragraphs.append(_Paragraph())
+        elif local == "tbl":
+            self.tables.append([])
+        elif local == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif local == "tc" and self.tables and self.tables[-1]:
+            self.tables[-1][-1].append([])
+            self.containers.append("cell")
+        elif local == "txbxContent":
+            self.containers.append("box")
+        elif notes is not None and local in ("footnote", "endnote"):
+            if _attr(elem, "type") in (None, "normal"):
+                self.note = (notes + (_attr(elem, "id") or ""), [])
+                self.containers.append("note")
+            else:  # the separator lines Word draws above the notes
+                self.containers.append("skip")
+
+    def end(self, local: str, elem: Any, notes: str | None) -> None:
+        paragraph = self.paragraphs[-1] if self.paragraphs else None
+        if local == "t" and paragraph is not None:
+            text = elem.text or ""
+            self.budget.add_chars(len(text))
+            paragraph.parts.append(text)
+        elif paragraph is not None and local in ("tab", "ptab"):
+            paragraph.parts.append("\t")
+        elif paragraph is not None and local in ("br", "cr"):
+            paragraph.parts.append("\n")
+        elif paragraph is not None and local == "noBreakHyphen":
+            paragraph.parts.append("-")
+        elif paragraph is not None and local == "pStyle":
+            paragraph.style = _attr(elem, "val") or ""
+        elif paragraph is not None and local == "numPr":
+            paragraph.listed = True
+        elif paragraph is not None and local == "outlineLvl":
+            paragraph.outline = _int(_attr(elem, "val"))
+        elif paragraph is not None and local in ("footnoteReference", "endnoteReference"):
+            prefix = "e" if local == "endnoteReference" else ""
+            paragraph.parts.append(f"[^{prefix}{_attr(elem, 'id') or ''}]")
+        elif local == "p" and paragraph is not None:
+            self.paragraphs.pop()
+            self.paragraph_done(paragraph)
+        elif local == "tc" and self.containers and self.containers[-1] == "cell":
+            self.containers.pop()
+        elif local == "txbxContent" and self.containers and self.containers[-1] == "box":
+            self.containers.pop()
+        elif local == "tbl" and self.tables:
+            self.table_done(self.tables.pop())
+        elif notes is not None and local in ("footnote", "endnote"):
+            if self.containers and self.containers[-1] in ("note", "skip"):
+                self.containers.pop()
+            if self.note is not None:
+                note_id, texts = self.note
+                self.notes[note_id] = texts
+                self.note = None
+
+    def block(self, paragraph: _Paragraph) -> tuple[str, str] | None:
+        text = "".join(paragraph.parts).replace("\r", "\n").strip()
+        if not text:
+            return None
+        style = self.styles.get(paragraph.style)
+        name = (style.name if style is not None else paragraph.style).lower()
+        level = 0
+        if name == "title":
+            level = 1
+        elif name.startswith("heading ") and name[8:].strip().isdigit():
+            level = int(name[8:].strip())
+        else:
+            outline = paragraph.outline if paragraph.outline is not None else (
+                style.outline if style is not None else None
+            )
+            if outline is not None and 0 <= outline < 9:
+                level = outline + 1
+        if level >= 1:
+            return "heading", "#" * min(level, 6) + " " + " ".join(text.split())
+        if name in _CODE_STYLES or name.replace(" ", "") in _CODE_STYLES:
+            return "code", "".join(paragraph.parts).replace("\r", "\n")
+        if name in _CAPTION_STYLES:
+            return "caption", " ".join(text.split())
+        if paragraph.listed or name.startswith("list"):
+            return "list", "- " + escape_markup(text)
+        return "text", escape_markup(text)
+
+    def paragraph_done(self, paragraph: _Paragraph) -> None:
+        block = self.block(paragraph)
+        where = self.containers[-1] if self.containers else ""
+        if where == "cell" and self.tables and self.tables[-1] and self.tables[-1][-1]:
+            if block is not None:
+                self.tables[-1][-1][-1].append(" ".join(block[1].split()))
+            return
+        if where == "note" and self.note is not None:
+            if block is not None:
+                self.note[1].append(" ".join(block[1].split()))
+            return
+        if where == "skip":
+            return
+        out = [block] if block is not None else []
+        out.extend(paragraph.boxes)
+        if where == "box" and self.paragraphs:
+            self.paragraphs[-1].boxes.extend(out)  # after the paragraph anchoring the box
+        else:
+            self.blocks.extend(out)
+
+    def table_done(self, rows: list[list[list[str]]]) -> None:
+        cells = [[" ".join(" ".join(paras).split()) for paras in row] for row in rows]
+        cells = [row for row in cells if any(row)]
+        if not cells:
+            return
+        where = self.containers[-1] if self.containers else ""
+        if where == "cell" and self.tables and self.tables[-1] and self.tables[-1][-1]:
+            # A table inside a table cell: its rows become lines of that cell's text.
+            self.tables[-1][-1][-1].append(" / ".join(" | ".join(r) for r in cells))
+            return
+        width = max(len(r) for r in cells)
+
+        def row_text(row: list[str]) -> str:
+            padded = [c.replace("|", "\\|") for c in row] + [""] * (width - len(row))
+            return "| " + " | ".join(padded) + " |"
+
+        lines = [row_text(cells[0]), "|" + " --- |" * width]
+        lines.extend(row_text(r) for r in cells[1:])
+        self.blocks.append(("table", "\n".join(lines)))
+
+
+def _fence(lines: list[str]) -> str:
+    code = "\n".join(lines)
+    longest = 2
+    run = 0
+    for ch in code:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{code}\n{fence}"
+
+
+def _assemble(blocks: list[tuple[str, str]]) -> list[str]:
+    """Blocks to text: code runs fenced, captions glued to their tables."""
+    out: list[str] = []
+    i = 0
+    while i < len(blocks):
+        kind, text = blocks[i]
+        if kind == "code":
+            run = [text]
+            while i + 1 < len(blocks) and blocks[i + 1][0] == "code":
+                i += 1
+                run.append(blocks[i][1])
+            out.append(_fence(run))
+        elif kind == "caption" and i + 1 < len(blocks) and blocks[i + 1][0] == "table":
+            out.append(text + "\n" + blocks[i + 1][1])
+            i += 1
+        elif kind == "table" and i + 1 < len(blocks) and blocks[i + 1][0] == "caption":
+            out.append(blocks[i + 1][1] + "\n" + text)
+            i += 1
+        else:
+            out.append(text)
+        i += 1
+    return out
+
+
+def _core_title(package: _Package, name: str | None) -> str:
+    if name is None or not package.has(name):
+        return ""
+    for event, elem in package.events(name):
+        if event == "end" and _split(elem.tag)[1] == "title":
+            return " ".join((elem.text or "").split())
+    return ""
+
+
+def _read(data: bytes, document_id: str, budget: Budget) -> tuple[list[str], str]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        package = _Package(zf, budget)
+        root = package.relationships("")
+        main = root.get("officeDocument")
+        if main is None and package.has("word/document.xml"):
+            main = "word/document.xml"
+        if main is None or not package.has(main):
+            parts = ", ".join(sorted(zf.namelist())[:5])
+            raise LoadError(
+                document_id,
+                f"not a Word document: no main document part (found {parts}; "
+                "is it another Office format renamed .docx?)",
+            )
+        related = package.relationships(main)
+        styles = _styles(package, related.get("styles"))
+        reader = _Reader(styles, budget)
+        reader.read(package.events(main))
+        for kind, prefix in (("footnotes", ""), ("endnotes", "e")):
+            name = related.get(kind)
+            if name is not None and package.has(name):
+                reader.read(package.events(name), notes=prefix)
+        blocks = _assemble(reader.blocks)
+        for note_id, texts in reader.notes.items():
+            text = " ".join(t for t in texts if t)
+            if text:
+                blocks.append(f"[^{note_id}]: {text}")
+        title = _core_title(package, root.get("core-properties"))
+    return blocks, title
 
 
 @dataclass(frozen=True, slots=True)
 class DocxLoader:
-    """Word ``.docx`` files through python-docx; see the module docstring for what is kept.
+    """Word ``.docx`` files, streamed with lxml; see the module docstring for what is kept.
 
     Attributes:
         suffixes: the suffixes it reads.
@@ -82,34 +440,36 @@ class DocxLoader:
     max_bytes: int = 100 * 1024 * 1024
 
     def load(self, data: bytes, *, document_id: str) -> Document:
-        """Read the body's paragraphs and tables in order.
+        """Read the body, text boxes, tables and notes in order.
 
         Raises:
-            LoadError: the extra is missing; not a readable .docx; no text.
+            LoadError: the extra is missing; not a readable .docx; no text; over the file's
+                inflated-bytes, character or time budget.
         """
         try:
-            import docx
-            from docx.table import Table
+            from lxml import etree
         except ImportError:
             raise LoadError(document_id, _INSTALL) from None
+        budget = current_budget(document_id)
+        reject: tuple[type[BaseException], ...] = (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            etree.LxmlError,
+            KeyError,
+            ValueError,
+            EOFError,
+            NotImplementedError,  # an unsupported compression method
+            OSError,
+        )
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as package:
-                if sum(info.file_size for info in package.infolist()) > _MAX_UNCOMPRESSED:
-                    raise LoadError(document_id, "too large uncompressed (a zip bomb?)")
-            document = docx.Document(io.BytesIO(data))
-            blocks: list[str] = []
-            for item in document.iter_inner_content():
-                block = _table(item) if isinstance(item, Table) else _paragraph(item)
-                if block:
-                    blocks.append(block)
-            title = document.core_properties.title
+            blocks, title = _read(data, document_id, budget)
         except LoadError:
             raise
-        except Exception as exc:  # noqa: BLE001 - zip, XML and OPC errors on untrusted bytes
+        except reject as exc:
             raise LoadError(document_id, f"not a readable .docx ({type(exc).__name__})") from None
         if not blocks:
             raise LoadError(document_id, "no text in document")
         text = "\n\n".join(blocks)
-        title = " ".join(title.split()) if isinstance(title, str) else ""
         title = title or first_heading(text) or ""
         return Document(document_id, text, {"title": title} if title else {})
+

@@ -34,6 +34,8 @@ from typing import Any, cast
 from ..base import Loader
 from ..errors import LoadError
 from ..types import Document
+from .isolation import can_isolate, run_isolated
+from .limits import LoadLimits, budget_for, limit_reason
 from .registry import loader_for, registered_suffixes
 from .text import RESERVED_KEYS, TextLoader
 
@@ -292,9 +294,12 @@ def _read(fd: int, limit: int, display: str) -> tuple[bytes, os.stat_result]:
 class _Loaders:
     """Per-call loader choice: suffix → loader, with the call's fallback encoding applied."""
 
-    def __init__(self, fallback_encoding: str | None, max_bytes: int | None) -> None:
+    def __init__(
+        self, fallback_encoding: str | None, max_bytes: int | None, limits: LoadLimits | None
+    ) -> None:
         self.fallback_encoding = fallback_encoding
         self.max_bytes = max_bytes
+        self.limits = limits if limits is not None else LoadLimits.from_env()
         self.cache: dict[str, Loader] = {}
 
     def get(self, suffix: str) -> Loader:
@@ -316,32 +321,63 @@ class _Loaders:
         return own if isinstance(own, int) and own > 0 else DEFAULT_MAX_BYTES
 
 
+def _run_loader(
+    loader: Loader, data: bytes, document_id: str, limits: LoadLimits
+) -> tuple[str, Mapping[str, Any]]:
+    """Run ``loader`` under ``limits``: in the worker process when it is a built-in loader."""
+    if limits.isolate and can_isolate(loader):
+        isolated = run_isolated(loader, data, document_id=document_id, limits=limits)
+        if isolated is not None:
+            return isolated
+    with budget_for(limits, document_id) as budget:
+        try:
+            loaded = loader.load(data, document_id=document_id)
+        except LoadError:
+            raise
+        except MemoryError:
+            what = "ran out of memory while reading"
+            raise LoadError(document_id, limit_reason("max_memory", what)) from None
+        except RecursionError:
+            raise LoadError(document_id, "nested too deeply to read") from None
+        except Exception as exc:  # noqa: BLE001 - one loader's bug must not stop a whole folder
+            raise LoadError(
+                document_id, f"loader {type(loader).__name__} failed ({type(exc).__name__}: {exc})"
+            ) from None
+        if not isinstance(loaded, Document):
+            raise LoadError(
+                document_id, f"loader {type(loader).__name__} returned {type(loaded).__name__}"
+            )
+        # A loader of yours is not interrupted: its time and text are checked when it returns.
+        budget.check_time()
+        if len(loaded.text) > limits.max_chars:
+            raise budget.chars_error()
+        return loaded.text, loaded.metadata
+
+
 def _document(
-    loader: Loader, data: bytes, st: os.stat_result, document_id: str, suffix: str
+    loader: Loader,
+    data: bytes,
+    st: os.stat_result,
+    document_id: str,
+    suffix: str,
+    limits: LoadLimits,
 ) -> Document:
     """Run ``loader`` and add the file facts to the document's metadata."""
     if not data:
         raise LoadError(document_id, "empty")
-    try:
-        loaded = loader.load(data, document_id=document_id)
-    except LoadError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one loader's bug must not stop a whole folder
-        raise LoadError(
-            document_id, f"loader {type(loader).__name__} failed ({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(loaded, Document):
-        raise LoadError(
-            document_id, f"loader {type(loader).__name__} returned {type(loaded).__name__}"
-        )
-    metadata: dict[str, Any] = {k: v for k, v in loaded.metadata.items() if k not in RESERVED_KEYS}
+    text, loaded_metadata = _run_loader(loader, data, document_id, limits)
+    metadata: dict[str, Any] = {k: v for k, v in loaded_metadata.items() if k not in RESERVED_KEYS}
     metadata.update(path=document_id, suffix=suffix, size=len(data), mtime=_mtime(st))
-    return Document(document_id, loaded.text, metadata)
+    return Document(document_id, text, metadata)
 
 
-def _check_arguments(max_bytes: int | None, fallback_encoding: str | None) -> None:
+def _check_arguments(
+    max_bytes: int | None, fallback_encoding: str | None, limits: LoadLimits | None = None
+) -> None:
     import codecs
 
+    if limits is not None and not isinstance(limits, LoadLimits):
+        raise TypeError(f"limits must be a ragkit.loaders.LoadLimits, got {type(limits).__name__}")
     if max_bytes is not None and (
         isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
     ):
@@ -362,6 +398,7 @@ def load_file(
     document_id: str | None = None,
     max_bytes: int | None = None,
     fallback_encoding: str | None = None,
+    limits: LoadLimits | None = None,
 ) -> Document:
     """Read one file into a :class:`~ragkit.types.Document` with the loader for its suffix.
 
@@ -377,17 +414,20 @@ def load_file(
         max_bytes: larger files are refused (checked before reading); ``None`` for the
             format's own limit (:data:`DEFAULT_MAX_BYTES` for text).
         fallback_encoding: codec for text files that are not UTF-8, e.g. ``"cp1252"``.
+        limits: the time, text, inflated-bytes and memory budget of the file
+            (:class:`LoadLimits`); ``None`` for the defaults and ``RAGKIT_LOAD_MAX_*``.
 
     Raises:
-        LoadError: the file is missing, unreadable, not a regular file, too large, or its loader
-            refused it (binary, not decodable, no text, ...). ``reason`` says which.
+        LoadError: the file is missing, unreadable, not a regular file, too large, over a
+            limit, or its loader refused it (binary, not decodable, no text, ...). ``reason``
+            says which.
         ValueError: ``max_bytes`` < 1 or ``fallback_encoding`` is not a codec.
     """
-    _check_arguments(max_bytes, fallback_encoding)
+    _check_arguments(max_bytes, fallback_encoding, limits)
     path = Path(path)
     doc_id = document_id if document_id is not None else path.as_posix()
     suffix = _suffix(path.name)
-    loaders = _Loaders(fallback_encoding, max_bytes)
+    loaders = _Loaders(fallback_encoding, max_bytes, limits)
     loader = loaders.get(suffix)
     try:
         fd = os.open(path, _FILE_FLAGS & ~_O_NOFOLLOW)
@@ -404,7 +444,7 @@ def load_file(
     finally:
         os.close(fd)
     try:
-        return _document(loader, data, st, doc_id, suffix)
+        return _document(loader, data, st, doc_id, suffix, loaders.limits)
     except LoadError as exc:
         raise LoadError(path, exc.reason) from None
 
@@ -510,7 +550,7 @@ class _Walk:
             return
         try:
             data, st = _read(fd, self.loaders.limit(loader), rel)
-            self.documents.append(_document(loader, data, st, rel, suffix))
+            self.documents.append(_document(loader, data, st, rel, suffix, self.loaders.limits))
         except LoadError as exc:
             self.skip(rel, exc.reason)
         except OSError as exc:
@@ -536,6 +576,7 @@ def load_folder(
     fallback_encoding: str | None = None,
     skip_hidden: bool = True,
     allow_empty: bool = False,
+    limits: LoadLimits | None = None,
 ) -> LoadResult:
     """Read every matching file under ``folder`` with the loader for its suffix.
 
@@ -572,6 +613,9 @@ def load_folder(
             and ``__pycache__`` (:data:`DEFAULT_EXCLUDE_DIRS`); they are listed in
             :attr:`LoadResult.hidden`.
         allow_empty: return an empty result instead of raising :class:`NoDocumentsError`.
+        limits: the budget of each file (:class:`LoadLimits`: time, characters, inflated
+            bytes, memory); a file past one is skipped with a reason naming the limit and its
+            setting. ``None`` for the defaults and ``RAGKIT_LOAD_MAX_*`` variables.
 
     Returns:
         The documents (sorted by ID) and what was left out.
@@ -585,7 +629,7 @@ def load_folder(
     Example:
         ``load_folder("docs", include=["**/*.md"], exclude=["drafts/**"]).documents``
     """
-    _check_arguments(max_bytes, fallback_encoding)
+    _check_arguments(max_bytes, fallback_encoding, limits)
     if include is None:
         include = tuple(f"**/*{s}" for s in registered_suffixes())
     include = (include,) if isinstance(include, str) else tuple(include)
@@ -603,7 +647,7 @@ def load_folder(
         include,
         exclude,
         skip_hidden,
-        _Loaders(fallback_encoding, max_bytes),
+        _Loaders(fallback_encoding, max_bytes, limits),
     )
     if _FD_WALK:
         try:

@@ -1,33 +1,60 @@
-"""PDF: the text layer of each page, with page boundaries in the metadata (extra ``pdf``: pypdf).
+"""PDF: the text layer of each page, headings from the outline, page boundaries in the metadata.
 
-Pages are extracted with pypdf (BSD licence, pure Python) and joined with a blank line. The
-metadata records ``pages`` (the page count) and ``page_starts`` (the character offset in
-:attr:`Document.text` where each page begins; an empty page starts where the next one does), so
-:func:`pages_for_span` can give any span of the text, such as a chunk, its 1-based page numbers.
-``title`` is the PDF's own title (document information), when it has one.
+Pages are extracted with pypdfium2 (extra ``pdf``; Apache-2.0/BSD-3, Google's PDFium in C++),
+chosen over pypdf, pdfminer.six and poppler's ``pdftotext`` for speed and text quality on real
+manuals (bench/RESULTS.md, "PDF libraries"). Pages are joined with a blank line; words
+hyphenated at a line end are joined again. The metadata records ``pages`` (the page count) and
+``page_starts`` (the character offset in :attr:`Document.text` where each page begins; an empty
+page starts where the next one does), so :func:`pages_for_span` can give any span of the text,
+such as a chunk, its 1-based page numbers. ``title`` is the PDF's own title (document
+information), else its first bookmark.
+
+Headings come from the PDF's outline (bookmarks), never from the text: a bookmark's title is
+found on its page and marked as a markdown heading of the bookmark's depth (or put at the top of
+the page when it is not found there), and every extracted line that the chunker would read as
+markdown structure (``# comment``, ``=====``, a code fence) is indented by four spaces so it
+stays text. A PDF without an outline has no headings.
 
 A PDF with no text layer at all (a scan) is refused with the reason ``"no text layer ..."``; an
 encrypted PDF is read when it opens with an empty password (permissions only) and refused with
-``"encrypted ..."`` otherwise.
+``"encrypted ..."`` otherwise. Time and extracted characters are checked against the file's
+budget (``limits.py``) between pages; warnings from the library are summarised in one log line
+per file.
 
-This module leaves out OCR, images, tables as structure, annotations and form fields.
+This module leaves out OCR, images, tables as structure (a PDF table is read as its text
+lines), annotations, form fields and headings inferred from the layout (font sizes).
 """
 
 from __future__ import annotations
 
-import io
+import logging
+import re
 import warnings
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LoadError
 from ..types import Document
+from .limits import Budget, current_budget
+from .text import escape_markup
 
 __all__ = ["PdfLoader", "pages_for_span"]
 
+logger = logging.getLogger("ragkit")
+
 _INSTALL = "needs the 'pdf' extra: pip install 'ragkit-claude[pdf]'"
+# A hostile outline can hold millions of bookmarks; more than this are not used as headings.
+_MAX_BOOKMARKS = 20_000
+_MAX_DEPTH = 6
+# What may stand before a bookmark's title on its line: a section number ("3.5.3", "A.1",
+# "Chapter 3:"), which then becomes part of the heading.
+_NUMBERING = re.compile(
+    r"\s*(?:(?:Chapter|Appendix|Section|Part)\s+)?[0-9A-Z]{1,4}(?:\.[0-9]+)*[.:]?\s*"
+)
+_CONTROL = re.compile(r"[\x00\x01\x03-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def pages_for_span(page_starts: Sequence[int], start: int, end: int) -> tuple[int, ...]:
@@ -56,7 +83,10 @@ def pages_for_span(page_starts: Sequence[int], start: int, end: int) -> tuple[in
 
 
 def _clean(page_text: str) -> str:
-    text = page_text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    # PDFium marks a hyphen it removed at a line end with \\x02: the word goes on, join it.
+    text = page_text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"\x02\n?", "", text)
+    text = _CONTROL.sub("", text)
     return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
 
 
@@ -80,21 +110,101 @@ def _join(pages: Sequence[str]) -> tuple[str, tuple[int, ...]]:
     return text, tuple(reversed(starts))
 
 
-def _title(reader: Any) -> str | None:
+def _one_line(text: Any) -> str:
+    if not isinstance(text, str):
+        return ""
+    return " ".join(_CONTROL.sub("", text).split())
+
+
+def _outline(document: Any, n_pages: int, budget: Budget) -> dict[int, list[tuple[int, str]]]:
+    """Bookmarks by page index: ``(level 1-6, title)`` in outline order."""
+    found: dict[int, list[tuple[int, str]]] = {}
     try:
-        info = reader.metadata
-        title = info.title if info is not None else None
-    except Exception:  # noqa: BLE001 - a damaged info dictionary only loses the title
-        return None
-    if not isinstance(title, str):
-        return None
-    title = " ".join(title.replace("\x00", "").split())
-    return title or None
+        for count, bookmark in enumerate(document.get_toc(max_depth=_MAX_DEPTH)):
+            if count >= _MAX_BOOKMARKS:
+                break
+            if count % 256 == 0:
+                budget.check_time()
+            title = _one_line(bookmark.get_title())
+            dest = bookmark.get_dest()
+            index = dest.get_index() if dest is not None else None
+            if title and isinstance(index, int) and 0 <= index < n_pages:
+                level = min(int(bookmark.level) + 1, 6)
+                found.setdefault(index, []).append((level, title))
+    except LoadError:
+        raise
+    except Exception:  # noqa: BLE001 - a damaged outline only loses the headings
+        logger.debug("PDF outline unreadable", exc_info=True)
+    return found
+
+
+def _mark_headings(text: str, headings: Sequence[tuple[int, str]]) -> str:
+    """Mark each bookmark title on its page as a markdown heading (or add it at the top)."""
+    pos = 0
+    for level, title in headings:
+        marker = "#" * level + " "
+        pattern = re.compile(r"\s+".join(re.escape(w) for w in title.split()))
+        found = pattern.search(text, pos)
+        line_start = text.rfind("\n", 0, found.start()) + 1 if found else pos
+        prefix = text[line_start : found.start()] if found is not None else ""
+        if found is not None and (not prefix.strip() or _NUMBERING.fullmatch(prefix)):
+            line_end = text.find("\n", found.end())
+            rest = text[found.end() : line_end if line_end >= 0 else len(text)].strip()
+            heading = marker + " ".join((prefix + found.group()).split())
+            after = "\n\n" + rest if rest else ""
+            before = "\n\n" if line_start > 0 else ""
+            tail = text[line_end:] if line_end >= 0 else ""
+            text = text[:line_start].rstrip("\n") + before + heading + after + tail
+            pos = len(text[:line_start].rstrip("\n")) + len(before) + len(heading)
+        else:
+            at = line_start if found is not None else pos
+            head = text[:at].rstrip("\n")
+            before = "\n\n" if head else ""
+            text = head + before + marker + title + "\n\n" + text[at:].lstrip("\n")
+            pos = len(head) + len(before) + len(marker) + len(title)
+    return text
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _summarised(document_id: str, library: str) -> Iterator[None]:
+    """Collect a library's warnings and log records; log one summary line for the file."""
+    collect = _Collect()
+    library_logger = logging.getLogger(library)
+    library_logger.addHandler(collect)
+    propagate = library_logger.propagate
+    library_logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        library_logger.removeHandler(collect)
+        library_logger.propagate = propagate
+    messages = collect.messages + [str(w.message) for w in caught]
+    if messages:
+        first = " ".join(messages[0].split())[:200]
+        logger.warning(
+            "%r: %d warning(s) from %s while reading (first: %s)",
+            document_id,
+            len(messages),
+            library,
+            first,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class PdfLoader:
-    """PDF files through pypdf; see the module docstring for what is kept.
+    """PDF files through pypdfium2; see the module docstring for what is kept.
 
     Attributes:
         suffixes: the suffixes it reads.
@@ -105,44 +215,32 @@ class PdfLoader:
     max_bytes: int = 100 * 1024 * 1024
 
     def load(self, data: bytes, *, document_id: str) -> Document:
-        """Extract each page's text.
+        """Extract each page's text and mark the outline's headings.
 
         Raises:
             LoadError: the extra is missing; not a readable PDF; encrypted with a password; no
-                text layer.
+                text layer; over the file's time or character budget.
         """
         try:
-            import pypdf
-            from pypdf.errors import DependencyError
+            import pypdfium2 as pdfium
         except ImportError:
             raise LoadError(document_id, _INSTALL) from None
         if b"%PDF" not in data[:1024]:  # the header may follow up to 1 KiB of junk
             raise LoadError(document_id, "not a PDF (no %PDF header)")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pypdf warns about every small defect
-                reader = pypdf.PdfReader(io.BytesIO(data))
-                if reader.is_encrypted:
-                    try:
-                        opened = reader.decrypt("")
-                    except DependencyError:
-                        raise LoadError(
-                            document_id,
-                            "encrypted with AES; install cryptography to read it "
-                            "(pip install 'ragkit-claude[pdf]')",
-                        ) from None
-                    if not opened:
-                        raise LoadError(
-                            document_id, "encrypted (needs a password; decrypt it first)"
-                        )
-                pages = [_clean(page.extract_text() or "") for page in reader.pages]
-                title = _title(reader)
-        except LoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            # pypdf reads untrusted bytes; on damage its parser raises many kinds of errors
-            # (PyPdfError, but also KeyError, ValueError, zlib.error, ...).
-            raise LoadError(document_id, f"not a readable PDF ({type(exc).__name__})") from None
+        budget = current_budget(document_id)
+        with _summarised(document_id, "pypdfium2"):
+            try:
+                document = pdfium.PdfDocument(data)
+            except pdfium.PdfiumError as exc:
+                if "password" in str(exc).lower():
+                    raise LoadError(
+                        document_id, "encrypted (needs a password; decrypt it first)"
+                    ) from None
+                raise LoadError(document_id, f"not a readable PDF ({exc})") from None
+            try:
+                pages, title, outline = self._read(document, budget)
+            finally:
+                document.close()
         if not pages:
             raise LoadError(document_id, "no pages in PDF")
         if not any(p.strip() for p in pages):
@@ -151,6 +249,36 @@ class PdfLoader:
             )
         text, page_starts = _join(pages)
         metadata: dict[str, Any] = {"pages": len(pages), "page_starts": page_starts}
+        if not title and outline:
+            title = outline[min(outline)][0][1]
         if title:
             metadata["title"] = title
         return Document(document_id, text, metadata)
+
+    def _read(
+        self, document: Any, budget: Budget
+    ) -> tuple[list[str], str, dict[int, list[tuple[int, str]]]]:
+        n_pages = len(document)
+        outline = _outline(document, n_pages, budget)
+        pages: list[str] = []
+        for index in range(n_pages):
+            budget.check_time()
+            page = document[index]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    raw = textpage.get_text_bounded()
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+            budget.add_chars(len(raw))
+            text = escape_markup(_clean(raw))
+            if index in outline:
+                text = _mark_headings(text, outline[index])
+            pages.append(text)
+        try:
+            title = _one_line(document.get_metadata_value("Title"))
+        except Exception:  # noqa: BLE001 - a damaged info dictionary only loses the title
+            title = ""
+        return pages, title, outline

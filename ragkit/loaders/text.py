@@ -10,8 +10,14 @@ the document's text and its fields go into the metadata; when it has a ``title``
 not open with a level-1 heading, the text starts with ``# {title}`` so that chunks carry the title
 in their heading path. Chunk offsets always refer to :attr:`Document.text` as returned here.
 
-This module leaves out file access (``folder.py``), TOML (``+++``) front matter and MDX's
-``import``/JSX syntax, which is read as markdown text.
+Markdown is read the way MkDocs, Docusaurus and MDX sites show it (:func:`render_dialects`):
+attribute lists (``{ #id }``) are dropped from headings and titles, admonitions (``!!! note``,
+``:::tip``) become a ``Note: ...`` line and their body, and in ``.mdx`` files ``import``/``export``
+lines and lines that are only a JSX tag are removed. Front matter may be YAML (``---``) or TOML
+(``+++``, as Hugo writes it).
+
+This module leaves out file access (``folder.py``), JSX expressions inside text (``{props.x}``)
+and rendering markdown itself.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import codecs
 import logging
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,8 +40,11 @@ __all__ = [
     "MarkdownLoader",
     "TextLoader",
     "decode_text",
+    "escape_markup",
     "first_heading",
     "parse_front_matter",
+    "render_dialects",
+    "strip_attribute_list",
 ]
 
 logger = logging.getLogger("ragkit")
@@ -47,6 +57,7 @@ _MAX_CONTROL_RATIO = 0.10
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+_TOML_FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\n(.*?\n)?\+\+\+[ \t]*(?:\n|\Z)", re.S)
 _H1 = re.compile(r"\A\s*# ")
 # Front matter is metadata, not a data dump: more values than this and it is ignored (this also
 # bounds YAML alias expansion, the "billion laughs").
@@ -134,10 +145,42 @@ def first_heading(text: str) -> str | None:
     cut = text.rfind("\n", 0, _TITLE_PREFIX) if len(text) > _TITLE_PREFIX else -1
     if cut > 0:
         outline = _outline(text[:cut])
-        if outline.starts and outline.ends[outline.starts[0]] < cut - 1:
-            return outline.paths[0][-1]
-    paths = _outline(text).paths
-    return paths[0][-1] if paths else None
+        # starts also holds cuts around tables, which are not headings (absent from ends)
+        first = next((s for s in outline.starts if s in outline.ends), None)
+        if first is not None and outline.ends[first] < cut - 1:
+            return outline.path_at(first)[-1]
+    outline = _outline(text)
+    first = next((s for s in outline.starts if s in outline.ends), None)
+    return outline.path_at(first)[-1] if first is not None else None
+
+
+# Lines the chunker would read as markdown structure: an ATX heading, a setext or
+# reStructuredText underline, a code fence, a table's delimiter row.
+_MARKUP_LINE = re.compile(
+    r"^(?: {0,3}#{1,6}(?:[ \t]|$)"
+    r"|([=\-~^\"'`*+#:._])\1*[ \t]*$"
+    r"| {0,3}(?:`{3,}|~{3,})"
+    r"| {0,3}\|?[ \t]*:?-+:?[ \t]*\|)"
+)
+
+
+def escape_markup(text: str) -> str:
+    """Indent by four spaces every line the chunker would read as markdown structure.
+
+    Text extracted from a PDF or a Word file is not markdown: an R comment (``# fit``), a shell
+    line or a row of ``=`` must not become a heading, nor a line of backticks a code fence.
+    Indented four spaces, such a line is plain text to the chunker (and code to a markdown
+    renderer); every other line is kept as it is.
+
+    Example:
+        >>> escape_markup("# fit the model\nfit <- lm(y ~ x)\n=====")
+        '    # fit the model\nfit <- lm(y ~ x)\n    ====='
+    """
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line and _MARKUP_LINE.match(line):
+            lines[i] = "    " + line
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- front matter
@@ -194,17 +237,33 @@ def parse_front_matter(text: str, *, document_id: str = "") -> tuple[dict[str, A
         ({'title': 'Hi', 'tags': ('a', 'b')}, 31)
     """
     match = _FRONT_MATTER.match(text)
+    toml = match is None and text.startswith("+++")
+    if toml:
+        match = _TOML_FRONT_MATTER.match(text)
     if match is None:
         return {}, 0
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        data = yaml.load(match.group(1) or "", Loader=loader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        logger.warning(
-            "%r: front matter is not valid YAML (%s); kept as text", document_id, problem
-        )
-        return {}, 0
+    if toml:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        try:
+            data: Any = tomllib.loads(match.group(1) or "")
+        except tomllib.TOMLDecodeError as exc:
+            logger.warning(
+                "%r: front matter is not valid TOML (%s); kept as text", document_id, exc
+            )
+            return {}, 0
+    else:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            data = yaml.load(match.group(1) or "", Loader=loader)  # noqa: S506 (a safe loader)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            logger.warning(
+                "%r: front matter is not valid YAML (%s); kept as text", document_id, problem
+            )
+            return {}, 0
     if data is None:
         return {}, match.end()
     if not isinstance(data, Mapping):
@@ -233,6 +292,111 @@ def parse_front_matter(text: str, *, document_id: str = "") -> tuple[dict[str, A
         logger.warning("%r: front-matter field %r left out (a file fact)", document_id, key)
         del fields[key]
     return fields, match.end()
+
+
+# --------------------------------------------------------------------------- dialects
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATTR_ITEM = r"(?:[#.][\w:-]+|[\w-]+=(?:\"[^\"]*\"|'[^']*'|[^\s{}]+))"
+# An attribute list (attr_list, MkDocs and Python-Markdown): "{ #id .class key=value }". Matched
+# from its last "{" (found with rfind), so a long line costs one pass.
+_ATTR_BODY = re.compile(r"\{:?[ \t]*" + _ATTR_ITEM + r"(?:[ \t]+" + _ATTR_ITEM + r")*[ \t]*\}")
+# "!!! note "Title"", "??? tip", "???+ warning": MkDocs/pymdownx admonitions and details.
+_ADMONITION = re.compile(r"( *)(?:!!!|\?\?\?\+?)[ \t]+([\w-]+)([^\n]*)")
+# ":::tip Title" ... ":::" (Docusaurus, VitePress).
+_CONTAINER = re.compile(r" {0,3}:{3,}[ \t]*([\w-]*)([^\n]*)")
+_MDX_ESM = re.compile(r"^(?:import|export)[ \t{*]")
+_JSX_LINE = re.compile(r"[ \t]*</?[A-Z][\w.]*(?:[ \t][^<>\n]*)?>[ \t]*")
+
+
+def strip_attribute_list(text: str) -> str:
+    """``text`` without a trailing attribute list such as ``{ #response-cookies }``.
+
+    Example:
+        >>> strip_attribute_list("Response Cookies { #response-cookies }")
+        'Response Cookies'
+    """
+    stripped = text.rstrip()
+    if not stripped.endswith("}"):
+        return text
+    at = stripped.rfind("{")
+    if at < 0 or _ATTR_BODY.fullmatch(stripped, at) is None:
+        return text
+    return stripped[:at].rstrip()
+
+
+def render_dialects(body: str, *, mdx: bool = False) -> str:
+    """Markdown as MkDocs, Docusaurus and MDX sites show it, for chunking.
+
+    - attribute lists are removed from headings and as lines of their own
+      (``## Response Cookies { #response-cookies }`` → ``## Response Cookies``);
+    - an admonition (``!!! note "Title"``, ``??? tip``) becomes a ``Note: Title`` line and its
+      four-space-indented body is dedented; ``:::tip Title`` ... ``:::`` containers become a
+      ``Tip: Title`` line and their body;
+    - with ``mdx``, ``import``/``export`` lines and lines that are only a JSX tag
+      (``<Tabs>``, ``<TabItem value="a">``, ``</Tabs>``) are removed, keeping the text between.
+
+    Code fences are left as they are.
+
+    Example:
+        >>> render_dialects('!!! note "Heads up"\n    Read this.')
+        'Note: Heads up\n\nRead this.'
+    """
+    lines = body.split("\n")
+    out: list[str] = []
+    fence: str | None = None
+    admonition_indent: int | None = None
+    for line in lines:
+        if fence is not None:
+            out.append(line)
+            m = _FENCE_LINE.match(line)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                if not line[m.end() :].strip():
+                    fence = None
+            continue
+        if admonition_indent is not None:
+            if not line.strip():
+                out.append("")
+                continue
+            if line.startswith(" " * admonition_indent):
+                line = line[admonition_indent:]
+            else:
+                admonition_indent = None
+        m = _FENCE_LINE.match(line)
+        if m:
+            fence = m.group(1)
+            out.append(line)
+            continue
+        stripped = line.lstrip(" ")
+        if stripped.startswith("#"):
+            out.append(strip_attribute_list(line))
+            continue
+        if stripped.startswith("{:") and _ATTR_BODY.fullmatch(stripped.rstrip()):
+            continue
+        if stripped.startswith(("!!!", "???")):
+            a = _ADMONITION.fullmatch(line)
+            if a:
+                kind = a.group(2).replace("-", " ").capitalize()
+                rest = a.group(3).strip()
+                quoted = rest.endswith('"') and rest.find('"') < len(rest) - 1
+                title = rest[rest.find('"') + 1 : -1].strip() if quoted else ""
+                heading = f"{kind}: {title}" if title else kind
+                out.extend([a.group(1) + heading, ""])
+                admonition_indent = len(a.group(1)) + 4
+                continue
+        if stripped.startswith(":::"):
+            c = _CONTAINER.fullmatch(line)
+            if c:
+                if c.group(1):
+                    kind = c.group(1).replace("-", " ").capitalize()
+                    title = c.group(2).strip()
+                    out.extend([f"{kind}: {title}" if title else kind, ""])
+                continue  # a closing ':::'
+        if mdx and (_MDX_ESM.match(line) or _JSX_LINE.fullmatch(line)):
+            continue
+        out.append(line)
+    text = "\n".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") if text != body else body
 
 
 # --------------------------------------------------------------------------- loaders
@@ -286,11 +450,12 @@ class MarkdownLoader:
         text = decode_text(data, document_id=document_id, fallback_encoding=self.fallback_encoding)
         fields, length = parse_front_matter(text, document_id=document_id)
         body = text[length:].lstrip("\n") if length else text
+        body = render_dialects(body, mdx=document_id.lower().endswith(".mdx"))
         title = fields.get("title")
         if title is not None and not isinstance(title, str):
             title = str(title)
         if title is not None:
-            title = " ".join(title.split())
+            title = strip_attribute_list(" ".join(title.split()))
             fields["title"] = title
         if title and not _H1.match(body):
             body = f"# {title}\n\n{body}" if body.strip() else f"# {title}"

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..base import Embedder
+from ..embedders import embed_checked
+from ..errors import EmbeddingError
 from ..types import ScoredChunk
 from ._common import RerankError, passage_text
 
@@ -60,16 +62,13 @@ class EmbeddingReranker:
         """The candidates scored by cosine with the query, best first."""
         if not candidates:
             return []
-        q = np.asarray(self.embedder.embed_query(query), dtype=np.float32).reshape(-1)
-        docs = np.asarray(
-            self.embedder.embed_documents([passage_text(sc.chunk) for sc in candidates]),
-            dtype=np.float32,
-        )
-        if docs.shape != (len(candidates), q.shape[0]):
-            raise RerankError(
-                f"embedder {self.embedder.name!r} returned shape {docs.shape}, expected "
-                f"({len(candidates)}, {q.shape[0]})"
-            )
+        # Through the one embedding boundary: shapes, NaN, infinity and zero vectors refused.
+        try:
+            q = embed_checked(self.embedder, [query], dim=None, query=True)[0]
+            texts = [passage_text(sc.chunk) for sc in candidates]
+            docs = embed_checked(self.embedder, texts, dim=q.shape[0])
+        except EmbeddingError as exc:
+            raise RerankError(f"the embedding reranker failed: {exc}") from exc
         norms = np.linalg.norm(docs, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
         cosines = docs @ q / np.maximum(norms, 1e-12)
         out = [

@@ -5,7 +5,10 @@ This module leaves out the rerankers themselves (``voyage``, ``cross_encoder``, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+
+import numpy as np
 
 from ..base import Query, Reranker, Retriever, ScoreKind
 from ..types import ScoredChunk
@@ -89,11 +92,29 @@ class RerankRetriever(Retriever):
             if sc.chunk.id in seen:
                 continue
             seen.add(sc.chunk.id)
+            score = self._checked_score(sc)
             scores = dict(original.scores)
             scores[self.base.name] = original.score
-            scores[self.reranker.name] = float(sc.score)
-            out.append(ScoredChunk(original.chunk, float(sc.score), scores))
+            scores[self.reranker.name] = score
+            out.append(ScoredChunk(original.chunk, score, scores))
         return out
+
+    def _checked_score(self, sc: ScoredChunk) -> float:
+        """The reranker's score as a finite float: the one check every reranker's output passes
+        (a NaN would sort anywhere and an infinity would always win)."""
+        raw = sc.score
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, np.floating, np.integer)):
+            raise RerankError(
+                f"reranker {self.reranker.name!r} scored chunk {sc.chunk.id!r} with "
+                f"{raw!r}, not a number; check the reranker"
+            )
+        score = float(raw)
+        if not math.isfinite(score):
+            raise RerankError(
+                f"reranker {self.reranker.name!r} scored chunk {sc.chunk.id!r} {score}, not a "
+                "finite number; check the reranker (or its provider's reply)"
+            )
+        return score
 
 
 def with_reranker(

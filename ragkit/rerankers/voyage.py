@@ -121,8 +121,9 @@ class VoyageReranker:
             }
             data = self._post("/rerank", body)
             usage = data.get("usage") if isinstance(data, dict) else None
-            if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-                self.total_tokens += usage["total_tokens"]
+            tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+            if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+                self.total_tokens += tokens  # a count, never a bool or a negative number
             for index, score in _parse(data, len(part)):
                 sc = part[index]
                 scored.append(ScoredChunk(sc.chunk, score, sc.scores))

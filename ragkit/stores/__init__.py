@@ -22,6 +22,7 @@ from ..base import Store
 from ..errors import MissingDependencyError
 from .disk import check_target, current_generation, writer_lock
 from .memory import MemoryStore
+from .redaction import redact
 
 __all__ = [
     "MemoryStore",
@@ -39,27 +40,6 @@ __all__ = [
 def is_database_url(location: object) -> bool:
     """True for a ``postgresql://`` or ``postgres://`` URL."""
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-
-def redact(location: str | Path) -> str:
-    """``location`` safe to print: a database URL without its password (user and host kept).
-
-    Example:
-        >>> redact("postgresql://app:s3cret@db/ragkit?sslmode=require&password=x")
-        'postgresql://app@db/ragkit?sslmode=require'
-    """
-    text = str(location)
-    if "://" not in text:
-        return text
-    parts = urlsplit(text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k.lower() != "password"]
-    query = parts.query if len(kept) == len(pairs) else urlencode(kept, safe="/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def split_schema(url: str) -> tuple[str, str]:

@@ -33,8 +33,11 @@ store), and sharding: docs/postgres.md says how the schema distributes (by docum
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
+import shlex
 import threading
 import warnings
 import weakref
@@ -43,6 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -52,21 +56,23 @@ from ..errors import (
     ExtensionError,
     IndexLockedError,
     MissingDependencyError,
+    ReadOnlyStoreError,
     SchemaError,
     SettingsMismatchError,
     StoreError,
+    StoreTimeoutError,
     StoreUnavailableError,
 )
 from ..filters import AllOf, AnyOf, Field, Filter, Not, glob_to_regex
 from ..types import Chunk, ScoredChunk
-from . import redact
+from .redaction import MASK, redact, redact_message, url_secrets
 
 try:
     import psycopg
     from pgvector.psycopg import register_vector
     from psycopg import errors as pg_errors
     from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.abc import AdaptContext, Params, Query, QueryNoTemplate
     from psycopg.types.json import Jsonb
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -74,7 +80,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "the Postgres store needs the 'pg' extra: pip install 'ragkit-claude[pg]'"
     ) from exc
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore", "compile_filter", "migrate", "redact_url"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "PostgresStore",
+    "check_schema_name",
+    "compile_filter",
+    "migrate",
+    "redact_url",
+]
 
 SCHEMA_VERSION: Final = 1
 """The schema version this module creates and reads."""
@@ -161,28 +174,40 @@ def _close_later(pool: ConnectionPool[Any]) -> None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` (a ``postgresql://`` URL or a ``key=value`` string) without its password.
+    """``url`` (a ``postgresql://`` URL or a ``key=value`` string) with its password masked;
+    the URL is not parsed, so one that does not parse is masked too
+    (:func:`ragkit.stores.redaction.redact`).
 
     Example:
         >>> redact_url("postgresql://app:s3cret@db.example:5432/rag")
-        'postgresql://app@db.example:5432/rag'
+        'postgresql://app:***@db.example:5432/rag'
     """
-    if "://" in url:
-        return redact(url)
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "<unparsable connection string>"
-    params.pop("password", None)
-    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+    return redact(url)
 
 
-def _password(url: str) -> str | None:
-    try:
-        value = conninfo_to_dict(url).get("password")
-    except psycopg.ProgrammingError:
-        return None
-    return str(value) if value else None
+def _migrate_hint(location: str, schema: str) -> str:
+    """A command that creates ``schema`` at ``location`` (a redacted location), with no password
+    in it: the CLI reads the password from PGPASSWORD or ~/.pgpass, or the whole URL from
+    RAGKIT_INDEX.
+
+    Example:
+        >>> _migrate_hint("postgresql://app:***@db/rag?sslmode=require", "docs")
+        "`ragkit migrate --index 'postgresql://app@db/rag?sslmode=require&ragkit_schema=docs'` \
+(give the password in PGPASSWORD or ~/.pgpass, or set RAGKIT_INDEX to the full URL and run \
+`ragkit migrate`), or PostgresStore(...).migrate() in Python"
+    """
+    python = "PostgresStore(...).migrate() in Python"
+    if "://" not in location:
+        return python
+    url = location.replace(f":{MASK}@", "@")
+    url = re.sub(rf"([?&])[^=&#\s]*={re.escape(MASK)}(&|$)", r"\1", url).rstrip("?&")
+    if schema != "ragkit":
+        url += ("&" if "?" in url else "?") + urlencode({"ragkit_schema": schema})
+    return (
+        f"`ragkit migrate --index {shlex.quote(url)}` (give the password in PGPASSWORD or "
+        "~/.pgpass, or set RAGKIT_INDEX to the full URL and run `ragkit migrate`), or "
+        f"{python}"
+    )
 
 
 # -- filters --------------------------------------------------------------------------------------
@@ -350,10 +375,112 @@ def _pgvector_version(conn: psycopg.Connection[Any]) -> str | None:
 # -- the store ------------------------------------------------------------------------------------
 
 
-def _quote(schema: str) -> sql.Identifier:
+# Postgres keeps the first NAMEDATALEN - 1 bytes of an identifier and drops the rest silently.
+_NAME_BYTES = 63
+
+
+def check_schema_name(schema: object, *, allow_public: bool = False) -> str:
+    """``schema`` if it can name a store's own Postgres schema; else ``ValueError`` saying why.
+
+    A name is any text of 1 to 63 bytes in UTF-8 (Postgres truncates longer identifiers, so two
+    long names would share one schema), without a NUL character, outside Postgres' own schemas
+    (``pg_*``, ``information_schema``), and not ``public`` unless ``allow_public=True``: the
+    store creates tables named ``meta``, ``chunks``, ``documents`` ... in its schema. Quotes,
+    ``%``, ``;`` and non-ASCII letters are fine: the name reaches SQL only as a quoted
+    identifier or a parameter.
+
+    Raises:
+        ValueError: the name breaks one of these rules (a bad argument, also when it comes from
+            a URL's ``ragkit_schema=``; the CLI reports it as a usage error).
+
+    Example:
+        >>> check_schema_name("docs")
+        'docs'
+        >>> check_schema_name("pg_docs")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: schema name 'pg_docs' starts with pg_, ...
+    """
     if not isinstance(schema, str) or not schema:
         raise ValueError(f"schema must be a non-empty string, got {schema!r}")
-    return sql.Identifier(schema)
+    rule = (
+        "choose another schema name (PostgresStore(schema=...) or ragkit_schema= in the URL)"
+    )
+    if "\x00" in schema:
+        raise ValueError(f"schema name {schema!r} contains a NUL character: {rule}")
+    size = len(schema.encode("utf-8", "surrogatepass"))
+    if size > _NAME_BYTES:
+        raise ValueError(
+            f"schema name {schema!r} is {size} bytes in UTF-8, more than the {_NAME_BYTES} "
+            f"Postgres keeps (a longer name would share a schema with every name of the same "
+            f"first {_NAME_BYTES} bytes): {rule}"
+        )
+    folded = schema.lower()
+    if folded.startswith("pg_") or folded == "information_schema":
+        reserved = "starts with pg_" if folded.startswith("pg_") else "is information_schema"
+        raise ValueError(
+            f"schema name {schema!r} {reserved}, which Postgres reserves for its own "
+            f"catalogs: {rule}"
+        )
+    if folded == "public" and not (allow_public and schema == "public"):
+        raise ValueError(
+            f"schema name {schema!r}: the store would put its tables (meta, chunks, "
+            f"documents, ...) beside the database's own; {rule}, or pass "
+            "PostgresStore(..., schema='public', allow_public=True) to mean it"
+        )
+    return schema
+
+
+class _Name(sql.Composable):
+    """A quoted identifier whose ``%`` are doubled: every statement the store runs is parsed for
+    ``%s`` placeholders (:class:`_Cursor`), so a ``%`` in a schema name must be escaped."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(names)
+        self._ident = sql.Identifier(*names)
+
+    def as_bytes(self, context: AdaptContext | None = None) -> bytes:
+        return self._ident.as_bytes(context).replace(b"%", b"%%")
+
+
+class _Cursor(psycopg.Cursor[Any]):
+    """The store's cursor: a statement is parsed for placeholders even without parameters, so
+    ``%%`` means ``%`` in every statement (psycopg parses only when parameters are given; a
+    schema name holding ``%`` would otherwise mean one thing with parameters and another
+    without)."""
+
+    def execute(  # type: ignore[override]
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> _Cursor:
+        super().execute(query, () if params is None else params, prepare=prepare, binary=binary)
+        return self
+
+    @contextmanager
+    def copy(
+        self, statement: Query, params: Params | None = None, **kwargs: Any
+    ) -> Iterator[psycopg.Copy]:
+        if not params:
+            # psycopg merges COPY's parameters only when there are some: unescape %% here.
+            statement = psycopg.ClientCursor(self.connection).mogrify(statement, ())
+            params = None
+        with super().copy(statement, params, **kwargs) as copy:
+            yield copy
+
+
+def _configure_new(conn: psycopg.Connection[Any], *, statement_timeout_ms: int | None) -> None:
+    """Set up a connection the store's pool just opened: its statement timeout, pgvector."""
+    if statement_timeout_ms is not None:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",)
+        )
+        if not conn.autocommit:
+            conn.commit()
+    _configure_connection(conn)
 
 
 def _configure_connection(conn: psycopg.Connection[Any]) -> None:
@@ -370,7 +497,11 @@ def _configure_connection(conn: psycopg.Connection[Any]) -> None:
 
 
 def migrate(
-    url_or_pool: str | ConnectionPool[Any], *, schema: str = "ragkit", connect_timeout: int = 10
+    url_or_pool: str | ConnectionPool[Any],
+    *,
+    schema: str = "ragkit",
+    connect_timeout: int = 10,
+    allow_public: bool = False,
 ) -> bool:
     """Create the store's schema if it is missing (idempotent); ``True`` when it created it.
 
@@ -379,7 +510,9 @@ def migrate(
             created by this user (the message gives the statement an administrator runs).
         StoreUnavailableError: the server cannot be reached.
     """
-    store = PostgresStore(url_or_pool, schema=schema, connect_timeout=connect_timeout)
+    store = PostgresStore(
+        url_or_pool, schema=schema, connect_timeout=connect_timeout, allow_public=allow_public
+    )
     try:
         return store.migrate()
     finally:
@@ -392,12 +525,18 @@ class PostgresStore:
     Args:
         url_or_pool: a ``postgresql://`` URL (or libpq ``key=value`` string), or a
             ``psycopg_pool.ConnectionPool`` you own (the store does not close it).
-        schema: the Postgres schema holding this store's tables; one index per schema.
+        schema: the Postgres schema holding this store's tables; one index per schema. Any
+            name of 1 to 63 bytes (:func:`check_schema_name` gives the rules).
+        allow_public: let ``schema`` be ``public``, the database's default schema (refused
+            otherwise, so a store's tables never land beside an application's by accident).
         analyzer: the keyword analyzer for a new store; a configured store uses the one in its
             settings.
         pool_size: most connections the store's own pool opens.
-        connect_timeout: seconds to wait for the server when connecting.
+        connect_timeout: seconds to wait for the server when connecting, and for a free pooled
+            connection.
         lock_timeout: seconds a writer waits for another writer before :class:`IndexLockedError`.
+        statement_timeout: seconds any one statement may run before the server cancels it
+            (:class:`StoreTimeoutError`); ``None`` (the default) keeps the server's setting.
 
     Raises:
         StoreUnavailableError: the server cannot be reached (the message has no password).
@@ -417,6 +556,8 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: int = 10,
         lock_timeout: float = 60.0,
+        allow_public: bool = False,
+        statement_timeout: float | None = None,
     ) -> None:
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a ragkit.bm25.Analyzer, got {analyzer!r}")
@@ -424,39 +565,37 @@ class PostgresStore:
             raise ValueError(f"pool_size ({pool_size!r}) must be an integer >= 1")
         if not lock_timeout > 0:
             raise ValueError(f"lock_timeout ({lock_timeout!r}) must be > 0 seconds")
-        self._ident = _quote(schema)
-        self.schema = schema
+        if statement_timeout is not None and not statement_timeout > 0:
+            raise ValueError(
+                f"statement_timeout ({statement_timeout!r}) must be > 0 seconds, or None"
+            )
+        self._statement_timeout = statement_timeout
+        self._connect_timeout = connect_timeout
+        self.schema = check_schema_name(schema, allow_public=allow_public)
+        self._ident = _Name(schema)
+        # The key sequence's name as regclass input text (a parameter, never formatted in).
+        self._sequence = sql.Identifier(schema, "chunk_keys").as_string()
         self._lock_timeout_ms = int(lock_timeout * 1000)
-        self._secret: str | None = None
+        self._secrets: tuple[str, ...] = ()
         self._queries: dict[str, sql.Composed] = {}
         self._settings: IndexSettings | None = None
         self._schema_checked = False
         self._closed = False
         self._state_lock = threading.Lock()
         if isinstance(url_or_pool, str):
-            self._secret = _password(url_or_pool)
-            self.location = redact_url(url_or_pool)
+            self._conninfo = url_or_pool
+            self._secrets = url_secrets(url_or_pool)
+            self.location = redact(url_or_pool)
             self._check_reachable(url_or_pool, connect_timeout)
-            self._pool: ConnectionPool[Any] = ConnectionPool(
-                url_or_pool,
-                min_size=1,
-                max_size=pool_size,
-                kwargs={"connect_timeout": connect_timeout},
-                configure=_configure_connection,
-                open=True,
-                name=f"ragkit:{schema}",
-            )
+            self._pool: ConnectionPool[Any] = self._open_pool(url_or_pool, pool_size)
             self._own_pool = True
-            # A store dropped without close() closes its pool from a thread of its own: the
-            # collector may run in one of the pool's workers, which cannot join itself.
-            weakref.finalize(self, _close_later, self._pool)
         elif isinstance(url_or_pool, ConnectionPool):
             self._pool = url_or_pool
             self._own_pool = False
             conninfo = url_or_pool.conninfo
-            conninfo = conninfo if isinstance(conninfo, str) else conninfo()
-            self._secret = _password(conninfo)
-            self.location = redact_url(conninfo)
+            self._conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._secrets = url_secrets(self._conninfo)
+            self.location = redact(self._conninfo)
         else:
             raise TypeError(
                 "url_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
@@ -488,8 +627,7 @@ class PostgresStore:
 
     def _redact(self, text: str) -> str:
         """``text`` (a driver's message) on one line, without the password."""
-        text = " ".join(text.split())
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact_message(text, self._secrets)
 
     def _check_reachable(self, url: str, timeout: int) -> None:
         try:
@@ -500,6 +638,36 @@ class PostgresStore:
                 f"{self._redact(str(exc)).strip()}. Check that the server is running and "
                 "reachable and that the URL's host, port, user and database are right."
             ) from None
+        except psycopg.Error as exc:
+            # libpq could not read the URL itself (a bad percent-escape, an unknown parameter):
+            # its message may quote the password, so it goes through the redactor too.
+            raise StoreUnavailableError(
+                f"cannot use the Postgres URL {self.location}: {self._redact(str(exc))}. "
+                "Check its syntax: percent-encode special characters in the user and password "
+                "(% as %25, @ as %40, / as %2F) and use only libpq's parameters."
+            ) from None
+
+    def _open_pool(self, url: str, size: int) -> ConnectionPool[Any]:
+        """The store's own pool for ``url``: each connection is checked as it is handed out, so
+        connections a server restart left dead are replaced instead of failing a caller."""
+        timeout_ms = (
+            None if self._statement_timeout is None else int(self._statement_timeout * 1000)
+        )
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"connect_timeout": self._connect_timeout},
+            configure=functools.partial(_configure_new, statement_timeout_ms=timeout_ms),
+            check=ConnectionPool.check_connection,
+            timeout=float(self._connect_timeout),
+            open=True,
+            name=f"ragkit:{self.schema}",
+        )
+        # A store dropped without close() closes its pool from a thread of its own: the
+        # collector may run in one of the pool's workers, which cannot join itself.
+        weakref.finalize(self, _close_later, pool)
+        return pool
 
     def _q(self, template: str) -> sql.Composed:
         """``template`` with ``{s}`` bound to this store's schema (cached)."""
@@ -517,12 +685,22 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 _configure_connection(conn)
-                with conn.transaction():
-                    yield conn
-        except PoolTimeout as exc:
+                factory = conn.cursor_factory
+                conn.cursor_factory = _Cursor  # a pool passed in gets its own factory back
+                try:
+                    with conn.transaction():
+                        if self._statement_timeout is not None and not self._own_pool:
+                            conn.execute(
+                                "SELECT set_config('statement_timeout', %s, true)",
+                                (f"{int(self._statement_timeout * 1000)}ms",),
+                            )
+                        yield conn
+                finally:
+                    conn.cursor_factory = factory
+        except PoolTimeout:
             raise StoreUnavailableError(
-                f"no connection to Postgres at {self.location} became available "
-                f"({self._redact(str(exc))}); check that the server is running"
+                f"no connection to Postgres at {self.location} within "
+                f"{self._connect_timeout} s: {self._why_unreachable()}"
             ) from None
         except pg_errors.LockNotAvailable:
             raise IndexLockedError(
@@ -532,16 +710,75 @@ class PostgresStore:
             ) from None
         except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName):
             raise self._missing_schema() from None
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"lost the connection to Postgres at {self.location}: "
-                f"{self._redact(str(exc)).strip()}"
-            ) from None
+        except psycopg.Error as exc:
+            # Every other driver error leaves as a StoreError, its text through the redactor.
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: psycopg.Error) -> StoreError:
+        """The ragkit error for a driver error, saying what to do next (never the password)."""
+        where = f"Postgres at {self.location}"
+        reason = self._redact(str(exc)) + _sqlstate(exc)
+        state = exc.sqlstate or ""
+        if isinstance(exc, pg_errors.QueryCanceled):
+            limit = (
+                f"the store's statement_timeout ({self._statement_timeout:g} s)"
+                if self._statement_timeout is not None
+                else "the server (its statement_timeout, or a cancel request)"
+            )
+            return StoreTimeoutError(
+                f"a statement on schema {self.schema!r} at {self.location} was cancelled by "
+                f"{limit}: {reason}. Nothing it did was kept; retry, or allow more time with "
+                "PostgresStore(..., statement_timeout=SECONDS)"
+            )
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return ReadOnlyStoreError(
+                f"{where} only reads ({reason}): it is a replica (or in read-only mode). "
+                "Writes and migrations go to the primary: open the index with the primary's "
+                "URL, and give the replica as read_url="
+            )
+        if state.startswith("53"):  # insufficient resources
+            what, fix = _RESOURCES.get(state, ("out of a resource", "see the server's log"))
+            return StoreError(
+                f"{where} is {what} ({reason}); nothing this call did was kept (its "
+                f"transaction was rolled back): {fix}, then retry"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            if state == "57P03" or "recovery mode" in reason or "not yet accepting" in reason:
+                cause = "the server is starting up or recovering from a crash: retry shortly"
+            elif state in ("57P01", "57P02"):
+                cause = (
+                    "the server was shut down or restarted, or an administrator ended the "
+                    "connection: retry once it is back"
+                )
+            else:
+                cause = "check that the server is running and reachable, then retry"
+            return StoreUnavailableError(
+                f"lost the connection to {where} during a statement ({reason}); {cause}. A "
+                "write is all-or-nothing: it either committed whole or left nothing, and "
+                "repeating it is safe"
+            )
+        return StoreError(
+            f"{where} refused a statement of schema {self.schema!r}: {reason}"
+        )
+
+    def _why_unreachable(self) -> str:
+        """Why no pooled connection came: one direct attempt, its error redacted."""
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=min(5, self._connect_timeout)).close()
+        except psycopg.Error as exc:
+            reason = self._redact(str(exc))
+            if any(w in reason for w in ("recovery mode", "starting up", "not yet accepting")):
+                return f"{reason}; the server is starting up or recovering: retry shortly"
+            return f"{reason}; check that the server is running and reachable"
+        return (
+            "the server accepts connections, but every pooled connection stayed busy: "
+            "raise pool_size, or retry"
+        )
 
     def _missing_schema(self) -> SchemaError:
         return SchemaError(
-            f"no ragkit schema {self.schema!r} at {self.location}: run the migration first "
-            f"(`ragkit migrate URL --schema {self.schema}` or PostgresStore(...).migrate())"
+            f"no ragkit schema {self.schema!r} at {self.location}: run the migration first: "
+            f"{_migrate_hint(self.location, self.schema)}"
         )
 
     def _schema_version(self) -> int | None:
@@ -576,7 +813,9 @@ class PostgresStore:
         self._schema_checked = True
 
     def _lock(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)", (f"{self._lock_timeout_ms}ms",)
+        )
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('ragkit:' || %s::text, 0))",
             (self.schema,),
@@ -917,8 +1156,8 @@ class PostgresStore:
                 keys = [
                     k
                     for (k,) in cur.execute(
-                        self._q("SELECT nextval('{s}.chunk_keys') FROM generate_series(1, %s)"),
-                        (n,),
+                        "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                        (self._sequence, n),
                     ).fetchall()
                 ]
                 has_vectors = rows.chunks[0][10] is not None
@@ -934,7 +1173,7 @@ class PostgresStore:
                     columns += ", embedding"
                     types.append("vector")
                 with cur.copy(
-                    self._q(f"COPY {{s}}.chunks ({columns}) FROM STDIN (FORMAT BINARY)")
+                    self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
                 ) as copy:
                     copy.set_types(types)
                     for key, row in zip(keys, rows.chunks, strict=True):
@@ -1101,7 +1340,7 @@ class PostgresStore:
         values = {"v": query, "k": k, **params.values}
         with self._connection() as conn:
             ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
-            conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
             if where is not None:
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             else:
@@ -1258,6 +1497,21 @@ class _Rows:
         self.df: dict[str, int] = {}
         self.characters = 0
         self.length = 0
+
+
+_RESOURCES: Final = {
+    "53100": ("out of disk space", "free space on the server's data volume"),
+    "53200": ("out of memory", "lower work_mem or the load on the server"),
+    "53300": (
+        "out of connections",
+        "lower pool_size here, or raise max_connections on the server",
+    ),
+}
+
+
+def _sqlstate(exc: psycopg.Error) -> str:
+    """`` (SQLSTATE xxxxx)`` for an error the server sent, to look up; empty otherwise."""
+    return f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
 
 
 def _check_k(k: int) -> int:

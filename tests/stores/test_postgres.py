@@ -135,17 +135,32 @@ def test_a_closed_store_refuses_work(store: PostgresStore) -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("postgresql://app:s3cret-pw@db.example:5432/rag", "postgresql://app@db.example:5432/rag"),
+        (
+            "postgresql://app:s3cret-pw@db.example:5432/rag",
+            "postgresql://app:***@db.example:5432/rag",
+        ),
         (
             "postgres://app:s3cret-pw@db/rag?sslmode=require",
-            "postgres://app@db/rag?sslmode=require",
+            "postgres://app:***@db/rag?sslmode=require",
         ),
-        ("postgresql://db/rag?user=app&password=s3cret-pw", "postgresql://db/rag?user=app"),
-        ("host=db user=app password=s3cret-pw dbname=rag", "host=db user=app dbname=rag"),
+        (
+            "postgresql://db/rag?user=app&password=s3cret-pw",
+            "postgresql://db/rag?user=app&password=***",
+        ),
+        (
+            "host=db user=app password=s3cret-pw dbname=rag",
+            "host=db user=app password=*** dbname=rag",
+        ),
+        ("host=db password = 's3cret pw' dbname=rag", "host=db password = *** dbname=rag"),
+        # URLs no parser reads: a bad escape, an unquoted @ or / in the password.
+        ("postgresql://u:Sup3r%zzSecr3t@host/db", "postgresql://u:***@host/db"),
+        ("postgresql://u:s3cret@pw/x@host/db", "postgresql://u:***@host/db"),
+        ("postgresql://db/rag?pass%77ord=s3cret-pw", "postgresql://db/rag?pass%77ord=***"),
+        ("postgresql://app@db/rag", "postgresql://app@db/rag"),
     ],
 )
-def test_redact_url_drops_the_password(url: str, shown: str) -> None:
-    assert sorted(redact_url(url).split()) == sorted(shown.split())  # key=value order is free
+def test_redact_url_masks_the_password_without_parsing(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_password_never_shown(
@@ -170,7 +185,7 @@ def test_password_never_shown(
     store.close()
     texts += [r.getMessage() for r in caplog.records]
     assert all("s3cret-pw" not in t for t in texts)
-    assert "postgres@" in store.location
+    assert "postgres:***@" in store.location
 
 
 def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -179,7 +194,7 @@ def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -
     with pytest.raises(StoreUnavailableError, match="cannot connect to Postgres at") as err:
         PostgresStore(url, connect_timeout=2)
     assert "s3cret-pw" not in str(err.value)
-    assert "postgresql://app@127.0.0.1:1/rag" in str(err.value)
+    assert "postgresql://app:***@127.0.0.1:1/rag" in str(err.value)
     assert err.value.__cause__ is None
     assert err.value.__suppress_context__
     assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
@@ -349,13 +364,9 @@ def test_compiled_filters_match_exactly_what_python_matches(
 @pytest.mark.parametrize(
     "where",
     [
-        parse_filter({"year": {"$gt": float("nan")}}),
-        parse_filter({"year": float("nan")}),
+        # (NaN and NUL are refused while parsing since issue 14: tests/test_filters.py HOSTILE)
         parse_filter({"year": {"$ne": float("inf")}}),
         parse_filter({"year": {"$lt": float("inf")}}),
-        parse_filter({"team": {"$gte": "billing\x00x"}}),
-        parse_filter({"team": {"$lt": "billing\x00"}}),
-        parse_filter({"team": "bil\x00ling"}),
         parse_filter({"path": {"$glob": "a.md"}}),
         AnyOf(()),
         AllOf(()),

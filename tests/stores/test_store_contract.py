@@ -20,7 +20,17 @@ from hypothesis import strategies as st
 from ragkit.base import DocumentEntry, IndexSettings, Store
 from ragkit.bm25 import BM25Index
 from ragkit.errors import SettingsMismatchError
-from ragkit.filters import AllOf, AnyOf, Field, Filter, Not, matches, parse_filter
+from ragkit.filters import (
+    MAX_GLOB_LENGTH,
+    MAX_GLOB_STARS,
+    AllOf,
+    AnyOf,
+    Field,
+    Filter,
+    Not,
+    matches,
+    parse_filter,
+)
 from ragkit.types import Chunk
 
 from .conftest import DIM, SETTINGS, StoreFactory, entry, unit_vectors
@@ -300,11 +310,19 @@ SCALARS = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0.5, -1.5, 2.0, 1e20]),
     st.sampled_from(["billing", "", "Billing", "docs/a.md", "docs/api/b.md", "é", "a.md\n"]),
+    # Control characters other than NUL are legal in values: both stores compare them alike.
+    st.sampled_from(["a\tb", "x\x01y", "docs/\x1b[0m.md", "line\r\n", "\x7f", "aaaaaaaab"]),
     st.sampled_from(["2021-01-05", "2023-12-31T10:00:00"]),
 )
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3))
 METADATA = st.dictionaries(st.sampled_from(KEYS), VALUES, min_size=1, max_size=4)
-GLOBS = st.sampled_from(["docs/**", "docs/*.md", "**/*.md", "?", "*", "docs/api/**/b.md", "é*"])
+GLOBS = st.sampled_from(
+    ["docs/**", "docs/*.md", "**/*.md", "?", "*", "docs/api/**/b.md", "é*"]
+    # Hostile but legal (issue 14 item 9): control characters, many stars (the automaton),
+    # the longest and starriest patterns the limits allow, regex metacharacters.
+    + ["x\x01*", "*\t*", "line*\n", "*a*a*a*a*a*a*b", "**/**/**/*", "*" * MAX_GLOB_STARS]
+    + ["a" * MAX_GLOB_LENGTH, "(.*)+[x]{2}$^\\", "\x1b[*"]
+)
 
 
 def _range_value() -> st.SearchStrategy[Any]:

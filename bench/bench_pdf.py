@@ -1,0 +1,175 @@
+"""PDF text extraction: speed and text quality of the PDF libraries on real PDFs.
+
+Reads the PDFs that Debian's `bash-doc` (groff and TeX output) and `r-doc-pdf` (TeX) ship
+(`apt-get install bash-doc r-doc-pdf wamerican poppler-utils`) with each library available and
+reports, per library: seconds per 100 pages (median of the runs, and the ratio to pypdfium2
+measured in the same run), split words per 10,000 words ("tilde e xpansion": two adjacent
+tokens that are not both dictionary words but whose concatenation is one), merged words per
+10,000 words ("invokedcommand": a token that is not a word but splits into two words of at
+least three letters) and the share of tokens found in the dictionary (/usr/share/dict/words).
+
+    python bench/bench_pdf.py [--runs 3] [--libs pypdfium2,pdftotext,pypdf,pdfminer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+FILES = [
+    "/usr/share/doc/bash-doc/bash.pdf",
+    "/usr/share/doc/bash-doc/bashref.pdf",
+    "/usr/share/doc/r-doc-pdf/manual/R-intro.pdf",
+    "/usr/share/doc/r-doc-pdf/manual/R-FAQ.pdf",
+    "/usr/share/doc/r-doc-pdf/manual/R-data.pdf",
+    "/usr/share/doc/r-doc-pdf/manual/R-lang.pdf",
+]
+WORD = re.compile(r"[A-Za-z]+")
+
+
+def pypdfium2_pages(path: str) -> list[str]:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(path)
+    out = []
+    for i in range(len(doc)):
+        page = doc[i]
+        textpage = page.get_textpage()
+        out.append(textpage.get_text_bounded())
+        textpage.close()
+        page.close()
+    doc.close()
+    return out
+
+
+def ragkit_pages(path: str) -> list[str]:
+    """What ragkit's PdfLoader keeps (pypdfium2 plus its clean-up), pages joined."""
+    from ragkit.loaders import PdfLoader
+
+    doc = PdfLoader().load(Path(path).read_bytes(), document_id=path)
+    return [doc.text]
+
+
+def pypdf_pages(path: str) -> list[str]:
+    import pypdf
+
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
+    return [p.extract_text() or "" for p in pypdf.PdfReader(path).pages]
+
+
+def pdfminer_pages(path: str) -> list[str]:
+    from pdfminer.high_level import extract_text
+
+    return [extract_text(path)]
+
+
+def pdftotext_pages(path: str) -> list[str]:
+    out = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", path, "-"], capture_output=True, check=True
+    ).stdout
+    return [out.decode("utf-8", "replace")]
+
+
+LIBS: dict[str, tuple[Callable[[str], list[str]], str]] = {
+    "pypdfium2": (pypdfium2_pages, "Apache-2.0 or BSD-3-Clause (PDFium: BSD-3/Apache-2.0)"),
+    "ragkit": (ragkit_pages, "(ragkit's PdfLoader on pypdfium2)"),
+    "pdftotext": (pdftotext_pages, "GPL-2/3 (poppler-utils, an external program)"),
+    "pypdf": (pypdf_pages, "BSD-3-Clause"),
+    "pdfminer": (pdfminer_pages, "MIT"),
+}
+
+
+def quality(text: str, words: set[str]) -> tuple[float, float, float, int]:
+    tokens = [t.lower() for t in WORD.findall(text.replace("\x02", ""))]
+    n = max(len(tokens), 1)
+    split = 0
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        if (a not in words or b not in words) and len(a + b) >= 5 and a + b in words:
+            split += 1
+    merged = 0
+    for t in tokens:
+        if len(t) >= 7 and t not in words:
+            if any(t[:i] in words and t[i:] in words for i in range(3, len(t) - 2)):
+                merged += 1
+    known = sum(t in words for t in tokens)
+    return 1e4 * split / n, 1e4 * merged / n, known / n, len(tokens)
+
+
+def page_count(path: str) -> int:
+    import pypdfium2 as pdfium
+
+    return len(pdfium.PdfDocument(path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--libs", default="pypdfium2,ragkit,pdftotext,pypdf,pdfminer")
+    args = parser.parse_args()
+    words = {w.strip().lower() for w in open("/usr/share/dict/words", encoding="utf-8")}
+    words = {w for w in words if w.isalpha() and (len(w) > 1 or w in ("a", "i"))}
+    files = [f for f in FILES if os.path.exists(f)]
+    pages = {f: page_count(f) for f in files}
+    print(f"load average before: {os.getloadavg()}")
+    print(f"{len(files)} files, {sum(pages.values())} pages")
+    rows = []
+    per_file: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for lib in args.libs.split(","):
+        fn, licence = LIBS[lib]
+        try:
+            fn(files[0])
+        except Exception as exc:  # noqa: BLE001 - a library that is not installed
+            print(f"{lib}: not available ({type(exc).__name__}: {exc})")
+            continue
+        per100 = []
+        split_w = merged_w = known_w = 0.0
+        total = 0
+        for f in files:
+            runs = []
+            for _ in range(args.runs if lib in ("pypdfium2", "ragkit", "pdftotext") else 1):
+                t0 = time.perf_counter()
+                text = "\n".join(fn(f))
+                runs.append(time.perf_counter() - t0)
+            s, m, k, n = quality(text, words)
+            seconds = 100 * statistics.median(runs) / pages[f]
+            per_file.setdefault(Path(f).name, {})[lib] = (seconds, s, m)
+            per100.append(seconds)
+            split_w += s * n
+            merged_w += m * n
+            known_w += k * n
+            total += n
+        rows.append(
+            (lib, statistics.median(per100), split_w / total, merged_w / total, known_w / total,
+             licence)
+        )
+    base = next((r[1] for r in rows if r[0] == "pypdfium2"), None)
+    print()
+    print("| library | s per 100 pages (median over files) | vs pypdfium2 | split words /10k | "
+          "merged words /10k | dictionary words | licence |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for lib, sec, split, merged, known, licence in rows:
+        ratio = f"{sec / base:.1f}x" if base else "-"
+        print(
+            f"| {lib} | {sec:.2f} | {ratio} | {split:.1f} | {merged:.1f} | {known:.1%} "
+            f"| {licence} |"
+        )
+    print()
+    print("| file | " + " | ".join(f"{r[0]} s/100p, split, merged" for r in rows) + " |")
+    print("| --- |" + " --- |" * len(rows))
+    for name, libs in per_file.items():
+        cells = [
+            "{:.2f}, {:.1f}, {:.1f}".format(*libs[r[0]]) if r[0] in libs else "-" for r in rows
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nload average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
