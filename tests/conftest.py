@@ -136,7 +136,7 @@ class FakeEmbedder:
             norm = float(np.linalg.norm(out[row]))
             if norm > 0:
                 out[row] /= norm
-            else:  # no words, or words that cancel out: a fixed direction (ragkit refuses zeros)
+            else:  # no words, or their signs cancelled: ragkit refuses all-zero vectors
                 out[row, 0] = 1.0
         return out
 

@@ -286,6 +286,16 @@ def text_page(lines: Sequence[str]) -> bytes:
     return b"\n".join(ops)
 
 
+def sized_page(lines: Sequence[tuple[int, str]]) -> bytes:
+    """A content stream showing ``(font size, text)`` lines top to bottom."""
+    ops = [b"BT 72 720 Td"]
+    for size, line in lines:
+        escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        ops.append(b"/F1 %d Tf %d TL (%s) '" % (size, size + 3, escaped.encode("latin-1")))
+    ops.append(b"ET")
+    return b"\n".join(ops)
+
+
 def pdf_bomb(pages: int = 100, inflated: int = 50 * MiB) -> bytes:
     """``pages`` pages whose content streams each inflate to ``inflated`` bytes of text operators.
 

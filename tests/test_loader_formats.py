@@ -14,7 +14,7 @@ from ragkit.loaders import DocxLoader, MarkdownLoader, PdfLoader, load_folder
 from ragkit.loaders.text import escape_markup
 from ragkit.types import Document
 
-from .hostile import docx_package, paragraph, pdf_file, text_page
+from .hostile import docx_package, paragraph, pdf_file, sized_page, text_page
 
 # --------------------------------------------------------------------------- PDF
 
@@ -43,10 +43,21 @@ def test_pdf_headings_come_from_the_outline_never_from_hash_lines() -> None:
     assert headings == {("1 Fitting models",), ("1 Fitting models", "1.1 Formulae"), ("Index",)}
 
 
-def test_a_pdf_without_an_outline_has_no_headings() -> None:
+def test_a_pdf_without_an_outline_gets_headings_from_font_sizes() -> None:
     pytest.importorskip("pypdfium2")
-    data = pdf_file([text_page(["# Comment line", "Setext", "------", "body"])])
-    doc = PdfLoader().load(data, document_id="x.pdf")
+    body = "Body text set in the most used size, long enough to be the body."
+    pages = [
+        sized_page([(20, "Guide"), (11, body), (11, "# fit the model"), (15, "Install")]),
+        sized_page([(11, "Run pip install."), (15, "Usage"), (11, body), (11, "Contents . . 3")]),
+        sized_page([(11, body), (11, "Setext"), (11, "------"), (11, body)]),
+    ]
+    doc = PdfLoader().load(pdf_file(pages), document_id="x.pdf")
+    headings = {c.headings for c in chunk_document(doc, size=24, overlap=0)}
+    assert headings == {("Guide",), ("Guide", "Install"), ("Guide", "Usage")}
+    assert "    # fit the model" in doc.text.split("\n")
+    # One size throughout: no headings at all, whatever the lines look like.
+    flat = pdf_file([text_page(["# Comment line", "Setext", "------", "body"])])
+    doc = PdfLoader().load(flat, document_id="flat.pdf")
     assert all(c.headings == () for c in chunk_document(doc, size=8, overlap=0))
     assert "title" not in doc.metadata
 
@@ -206,3 +217,10 @@ def test_docusaurus_containers_and_mdx_imports_and_jsx(tmp_path: Path) -> None:
     assert docs["page.mdx"].text == "# Tabs\n\nTip: Use tabs\n\nGroup related code.\n\nPython text."
     assert docs["hugo.md"].text == "# Hugo page\n\nBody."
     assert docs["hugo.md"].metadata["tags"] == ("a", "b")
+
+
+def test_front_matter_nested_too_deeply_is_kept_as_text(caplog: pytest.LogCaptureFixture) -> None:
+    data = ("+++\na = " + "[" * 100_000 + "\n+++\nBody").encode()
+    doc = MarkdownLoader().load(data, document_id="deep.md")
+    assert doc.text.endswith("+++\nBody")
+    assert "'deep.md': front matter nested too deeply; kept as text" in caplog.text

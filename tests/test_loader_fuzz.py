@@ -42,6 +42,7 @@ SEEDS: dict[str, bytes] = {
         b'!!! note "Hi"\n    Body.\n\n:::tip X\nY\n:::\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
         b"```py\n# code\n```\n\nSetext\n======\n"
     ),
+    ".markdown": b"+++\ntitle = 'Hugo'\n[params]\nlist = [1, [2, [3]]]\n+++\n# H\n\nbody\n",
     ".mdx": b"import A from 'a';\n\n<Tabs>\n<TabItem value=\"a\">\n\n# Tab\n\ntext\n</TabItem>\n",
     ".txt": "Title\n=====\n\nPlain text, caf\u00e9.\n".encode(),
     ".html": (

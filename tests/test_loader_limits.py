@@ -150,3 +150,43 @@ def test_a_long_run_of_spaces_in_a_heading_does_not_stall_the_chunker() -> None:
     chunks = chunk_text(text, document_id="d", size=64, overlap=0)
     assert chunks[-1].text.endswith("Body text.")
     assert chunks[-1].headings == ("Title" + " " * 50_000 + "x",)
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(tmp_path: Path) -> None:
+    from ragkit.loaders import isolation
+
+    class Unknown:  # a name the worker has no loader for: it exits on the request
+        suffixes = (".x",)
+
+    with pytest.raises(LoadError, match=r"a\.x: the reader crashed on this file \(the loader"):
+        isolation.run_isolated(Unknown(), b"data", document_id="a.x", limits=LoadLimits())
+    (tmp_path / "ok.pdf").write_bytes(pdf_file([text_page(["Read by a fresh worker"])]))
+    assert load_file(tmp_path / "ok.pdf").text == "Read by a fresh worker"
+
+
+def test_the_worker_sends_back_what_the_loader_logged() -> None:
+    import logging
+
+    from ragkit.loaders import isolation
+    from ragkit.types import Document
+
+    class Chatty:
+        def load(self, data: bytes, *, document_id: str) -> Document:
+            logging.getLogger("ragkit").warning("%r: one summary line", document_id)
+            return Document(document_id, data.decode(), {"pages": 1})
+
+    request = {
+        "loader": "Chatty",
+        "document_id": "a.pdf",
+        "limits": {"max_seconds": 5, "max_chars": 100, "max_inflated_bytes": 1, "max_memory": 1},
+    }
+    reply = isolation._handle(request, b"text", {"Chatty": Chatty})
+    assert reply == {
+        "ok": True,
+        "text": "text",
+        "metadata": {"pages": 1},
+        "logs": [(logging.WARNING, "'a.pdf': one summary line")],
+    }
+    too_long = isolation._handle(request, b"x" * 101, {"Chatty": Chatty})
+    assert too_long["ok"] is False
+    assert too_long["reason"].startswith("more than 100 characters of text (max_chars;")

@@ -9,11 +9,12 @@ page starts where the next one does), so :func:`pages_for_span` can give any spa
 such as a chunk, its 1-based page numbers. ``title`` is the PDF's own title (document
 information), else its first bookmark.
 
-Headings come from the PDF's outline (bookmarks), never from the text: a bookmark's title is
-found on its page and marked as a markdown heading of the bookmark's depth (or put at the top of
-the page when it is not found there), and every extracted line that the chunker would read as
-markdown structure (``# comment``, ``=====``, a code fence) is indented by four spaces so it
-stays text. A PDF without an outline has no headings.
+Headings come from the PDF's outline (bookmarks) or its layout, never from the text's
+characters: a bookmark's title is found on its page and marked as a markdown heading of the
+bookmark's depth (or put at the top of the page when it is not found there); a PDF without an
+outline gets its headings from font sizes (:class:`_Layout`). Every extracted line that the
+chunker would read as markdown structure (``# comment``, ``=====``, a code fence) is indented by
+four spaces so it stays text.
 
 A PDF with no text layer at all (a scan) is refused with the reason ``"no text layer ..."``; an
 encrypted PDF is read when it opens with an empty password (permissions only) and refused with
@@ -22,7 +23,7 @@ budget (``limits.py``) between pages; warnings from the library are summarised i
 per file.
 
 This module leaves out OCR, images, tables as structure (a PDF table is read as its text
-lines), annotations, form fields and headings inferred from the layout (font sizes).
+lines), annotations, form fields, and headings set in bold at the body's size.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import logging
 import re
 import warnings
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ _MAX_DEPTH = 6
 _NUMBERING = re.compile(
     r"\s*(?:(?:Chapter|Appendix|Section|Part)\s+)?[0-9A-Z]{1,4}(?:\.[0-9]+)*[.:]?\s*"
 )
+# A table-of-contents line: dot leaders, then a page number.
+_TOC_LINE = re.compile(r"(?:\.\s*){2,}\d*\s*$|\.\s\.\s\.")
 _CONTROL = re.compile(r"[\x00\x01\x03-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -165,6 +169,82 @@ def _mark_headings(text: str, headings: Sequence[tuple[int, str]]) -> str:
     return text
 
 
+class _Layout:
+    """Headings of a PDF without an outline, from font sizes: lines set clearly larger than the
+    body text (the most used size), one level per size, largest first.
+
+    A size counts as a heading size when it is at least 15 % and 1 pt above the body's and
+    covers at most 15 % of the text; lines repeated on many pages (running heads), lines
+    without letters or longer than a heading, and pages with more than 20 such lines are left
+    as text.
+    """
+
+    _MAX_LEVELS = 4
+    _MAX_PER_PAGE = 20
+    _MAX_LINE = 120
+
+    def __init__(self) -> None:
+        self.sizes: Counter[float] = Counter()
+        self.pages: list[list[tuple[str, float]]] = []
+
+    def add_page(self, textpage: Any) -> None:
+        import pypdfium2.raw as pdfium_c
+
+        lines: list[tuple[str, float]] = []
+        try:
+            text = textpage.get_text_range()  # one character per PDFium char index
+            if len(text) != textpage.count_chars():
+                self.pages.append(lines)  # no reliable char-to-size mapping on this page
+                return
+            handle = textpage.raw
+            start = 0
+            for raw_line in text.split("\n"):
+                # A line's size is its first visible character's; lines weigh by length.
+                first = start + len(raw_line) - len(raw_line.lstrip())
+                start += len(raw_line) + 1
+                line = _one_line(raw_line)
+                if not line:
+                    continue
+                size = round(pdfium_c.FPDFText_GetFontSize(handle, first) * 2) / 2
+                if size < 4:
+                    continue
+                self.sizes[size] += len(line)
+                if 2 <= len(line) <= self._MAX_LINE and not _TOC_LINE.search(line):
+                    lines.append((line, size))
+        except Exception:  # noqa: BLE001 - sizes only add headings; the text is read anyway
+            lines = []
+        self.pages.append(lines)
+
+    def headings(self) -> dict[int, list[tuple[int, str]]]:
+        if not self.sizes:
+            return {}
+        body = self.sizes.most_common(1)[0][0]
+        total = sum(self.sizes.values())
+        big = sorted(
+            (s for s in self.sizes if s >= body * 1.15 and s >= body + 1),
+            reverse=True,
+        )
+        levels = {
+            s: i + 1
+            for i, s in enumerate(s for s in big if self.sizes[s] <= 0.15 * total)
+            if i < self._MAX_LEVELS
+        }
+        if not levels:
+            return {}
+        seen = Counter(line for page in self.pages for line, _ in set(page))
+        repeated = max(3, len(self.pages) // 3)
+        found: dict[int, list[tuple[int, str]]] = {}
+        for index, page in enumerate(self.pages):
+            marks = [
+                (levels[size], line)
+                for line, size in page
+                if size in levels and seen[line] < repeated and any(c.isalpha() for c in line)
+            ]
+            if marks and len(marks) <= self._MAX_PER_PAGE:
+                found[index] = marks
+        return found
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -260,6 +340,7 @@ class PdfLoader:
     ) -> tuple[list[str], str, dict[int, list[tuple[int, str]]]]:
         n_pages = len(document)
         outline = _outline(document, n_pages, budget)
+        layout = _Layout() if not outline else None
         pages: list[str] = []
         for index in range(n_pages):
             budget.check_time()
@@ -268,6 +349,8 @@ class PdfLoader:
                 textpage = page.get_textpage()
                 try:
                     raw = textpage.get_text_bounded()
+                    if layout is not None:
+                        layout.add_page(textpage)
                 finally:
                     textpage.close()
             finally:
@@ -277,6 +360,9 @@ class PdfLoader:
             if index in outline:
                 text = _mark_headings(text, outline[index])
             pages.append(text)
+        if layout is not None:
+            for index, headings in layout.headings().items():
+                pages[index] = _mark_headings(pages[index], headings)
         try:
             title = _one_line(document.get_metadata_value("Title"))
         except Exception:  # noqa: BLE001 - a damaged info dictionary only loses the title

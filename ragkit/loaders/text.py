@@ -173,8 +173,8 @@ def escape_markup(text: str) -> str:
     renderer); every other line is kept as it is.
 
     Example:
-        >>> escape_markup("# fit the model\nfit <- lm(y ~ x)\n=====")
-        '    # fit the model\nfit <- lm(y ~ x)\n    ====='
+        >>> escape_markup("# fit the model\\nfit <- lm(y ~ x)\\n=====")
+        '    # fit the model\\nfit <- lm(y ~ x)\\n    ====='
     """
     lines = text.split("\n")
     for i, line in enumerate(lines):
@@ -249,6 +249,9 @@ def parse_front_matter(text: str, *, document_id: str = "") -> tuple[dict[str, A
             import tomli as tomllib
         try:
             data: Any = tomllib.loads(match.group(1) or "")
+        except RecursionError:  # tomllib recurses on nested arrays and tables
+            logger.warning("%r: front matter nested too deeply; kept as text", document_id)
+            return {}, 0
         except tomllib.TOMLDecodeError as exc:
             logger.warning(
                 "%r: front matter is not valid TOML (%s); kept as text", document_id, exc
@@ -339,8 +342,8 @@ def render_dialects(body: str, *, mdx: bool = False) -> str:
     Code fences are left as they are.
 
     Example:
-        >>> render_dialects('!!! note "Heads up"\n    Read this.')
-        'Note: Heads up\n\nRead this.'
+        >>> render_dialects('!!! note "Heads up"\\n    Read this.')
+        'Note: Heads up\\n\\nRead this.'
     """
     lines = body.split("\n")
     out: list[str] = []

@@ -213,6 +213,22 @@ class MemoryStore:
                 return self._chunks[keys[int(ordinal)]]
         raise KeyError(f"no chunk {chunk_id!r} in this index")
 
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these IDs, in that order; ``KeyError`` for an unknown ID."""
+        return [self.get_chunk(chunk_id) for chunk_id in chunk_ids]
+
+    def keyword_ranking(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`keyword_search` as ``(chunk ID, score)`` pairs."""
+        return [(sc.chunk.id, sc.score) for sc in self.keyword_search(text, k, where)]
+
+    def vector_ranking(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`vector_search` as ``(chunk ID, score)`` pairs."""
+        return [(sc.chunk.id, sc.score) for sc in self.vector_search(vector, k, where)]
+
     def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
         """The number of chunks and how many contain each analysed term."""
         with self._lock.read():

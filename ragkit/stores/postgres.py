@@ -12,20 +12,25 @@ nothing on the query path runs DDL. Tables:
   match), the analysed length, the chunk's distinct term IDs and their frequencies (a forward
   index, so a replaced chunk's postings can be found), and the embedding (``vector(dim)`` with an
   HNSW cosine index, created by :meth:`PostgresStore.configure` once the dimension is known).
-- ``terms``: term → ID and document frequency; ``postings``: (term ID, chunk, tf, chunk length),
-  keyed for an index-only scan per query term.
+- ``terms``: term → ID, document frequency and the bound of its BM25 contribution (highest tf,
+  shortest chunk); ``postings``: (term ID, chunk, tf, chunk length), keyed for an index-only
+  scan per query term.
 
 Keyword search is real BM25 (Lucene or Okapi variant, ``k1``, ``b`` from the settings) over
 these tables, analysed by :class:`ragkit.bm25.Analyzer` in Python, so it ranks as
 :class:`ragkit.bm25.BM25Index` does: the idf and the collection statistics are read in the same
 snapshot as the postings, and each term's contribution is computed with the same floating-point
-operations. Vector search uses the HNSW index with ``hnsw.iterative_scan`` for filtered queries,
+operations. Queries with many postings are pruned with MaxScore (only the essential terms'
+postings are read in full; the ranking is the exhaustive one). Hybrid search can ask for
+``(chunk ID, score)`` rankings and fetch only the fused top k's rows. Vector search uses the
+HNSW index with ``hnsw.iterative_scan`` for filtered queries,
 and an exact scan when the index returns fewer than ``k`` rows, so a filtered search returns
 ``min(k, matching chunks)`` results. Filters (:mod:`ragkit.filters`) compile to parameterised
 SQL over the chunk metadata with exactly the semantics of :func:`ragkit.filters.matches`.
 
 Writes take a transaction-scoped advisory lock per schema, so two writers are serialised, never
-interleaved; a writer waiting longer than ``lock_timeout`` gets :class:`IndexLockedError`.
+interleaved; a writer waiting longer than ``lock_timeout`` gets :class:`IndexLockedError`. A
+large write (a bulk load) drops the indexes and rebuilds them in its own transaction.
 
 This module leaves out chunking, embedding, fusion and answering (the Index does them for every
 store), and sharding: docs/postgres.md says how the schema distributes (by document ID).
@@ -45,7 +50,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
 
 import numpy as np
@@ -89,8 +94,9 @@ __all__ = [
     "redact_url",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""The schema version this module creates and reads."""
+SCHEMA_VERSION: Final = 2
+"""The schema version this module creates and reads (1: up to ragkit 0.x; 2: terms carry the
+bounds keyword search prunes with)."""
 
 # HNSW build parameters (pgvector's defaults) and the per-query candidate list: at least
 # _EF_SEARCH_MIN, and 1.25k for larger k, capped at pgvector's maximum. pgvector's default
@@ -106,10 +112,36 @@ _HNSW_MAX_DIM = 2000
 _PGVECTOR_REQUIRED = (0, 8, 0)
 _PGVECTOR_ADVISED = (0, 8, 3)
 _warned_pgvector: set[str] = set()
+# Keyword search prunes (MaxScore) when the query terms have at least this many postings, and
+# seeds its threshold from the rarest terms' postings up to _SEED_POSTINGS.
+_PRUNE_POSTINGS = 20_000
+_SEED_POSTINGS = 20_000
+# From this k on (hybrid search's depth), the pruned query joins the non-essential terms'
+# postings instead of looking each candidate up (measured in bench/RESULTS.md, "Issue 13").
+_JOIN_K = 100
+# A write adding at least _BULK_MIN_CHUNKS chunks and _BULK_FRACTION of the stored ones is a bulk
+# load: indexes are dropped and rebuilt in its transaction (docs/postgres.md, "Bulk loads"), with
+# up to _BULK_MAX_MEMORY_KB of maintenance_work_mem and _BULK_PARALLEL_WORKERS workers.
+_BULK_MIN_CHUNKS = 5_000
+_BULK_FRACTION = 0.5
+_BULK_MAX_MEMORY_KB = 2 * 1024 * 1024
+_BULK_PARALLEL_WORKERS = 2
 _PAGE = 1000  # chunks() fetches this many rows per round trip
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.text, c.document_id, c.start_offset, c.end_offset, c.headings, c.metadata"
 )
+
+# Version 1 -> 2: each term's highest tf and shortest chunk, the bound of its BM25 contribution.
+# Deleting chunks leaves them as they are (still upper bounds, only looser).
+_UPGRADE_1_TO_2: Final = """
+ALTER TABLE {s}.terms ADD COLUMN max_tf integer NOT NULL DEFAULT 0,
+    ADD COLUMN min_length integer NOT NULL DEFAULT 2147483647;
+UPDATE {s}.terms t SET max_tf = x.max_tf, min_length = x.min_length
+    FROM (SELECT term_id, max(tf) AS max_tf, min(length) AS min_length
+          FROM {s}.postings GROUP BY term_id) x
+    WHERE t.term_id = x.term_id;
+UPDATE {s}.meta SET schema_version = 2;
+"""
 
 _DDL: Final = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -153,7 +185,9 @@ CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops);
 CREATE TABLE {s}.terms (
     term_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     term text COLLATE "C" NOT NULL UNIQUE,
-    df integer NOT NULL
+    df integer NOT NULL,
+    max_tf integer NOT NULL DEFAULT 0,
+    min_length integer NOT NULL DEFAULT 2147483647
 );
 CREATE TABLE {s}.postings (
     term_id integer NOT NULL,
@@ -606,7 +640,8 @@ class PostgresStore:
         self._bm25 = BM25Index(analyzer=self.analyzer)  # the scoring parameters only
         try:
             version = self._schema_version()
-            if version is not None:
+            # An older schema opens (so migrate() can upgrade it); using it says to migrate.
+            if version is not None and version >= SCHEMA_VERSION:
                 self._check_version(version)
                 with self._connection() as conn:
                     installed = _pgvector_version(conn)
@@ -797,7 +832,7 @@ class PostgresStore:
                 f"schema {self.schema!r} at {self.location} has version {version}, newer than "
                 f"this ragkit reads ({SCHEMA_VERSION}); upgrade ragkit"
             )
-        if version < SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
+        if version < SCHEMA_VERSION:
             raise SchemaError(
                 f"schema {self.schema!r} at {self.location} has version {version}; run the "
                 "migration to upgrade it"
@@ -847,7 +882,11 @@ class PostgresStore:
             ).fetchone()
             if exists and exists[0]:
                 row = conn.execute(self._q("SELECT schema_version FROM {s}.meta")).fetchone()
-                self._check_version(int(row[0]) if row else SCHEMA_VERSION)
+                version = int(row[0]) if row else SCHEMA_VERSION
+                if version == 1:
+                    conn.execute(self._q(_UPGRADE_1_TO_2))
+                    version = 2
+                self._check_version(version)
                 created = False
             else:
                 conn.execute(self._q(_DDL))
@@ -939,17 +978,7 @@ class PostgresStore:
                         ).format(s=self._ident, dim=sql.Literal(settings.dim))
                     )
                     if settings.dim <= _HNSW_MAX_DIM:
-                        conn.execute(
-                            sql.SQL(
-                                "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
-                                "USING hnsw (embedding vector_cosine_ops) "
-                                "WITH (m = {m}, ef_construction = {ef})"
-                            ).format(
-                                s=self._ident,
-                                m=sql.Literal(_HNSW_M),
-                                ef=sql.Literal(_HNSW_EF_CONSTRUCTION),
-                            )
-                        )
+                        self._create_hnsw(conn)
         with self._state_lock:
             self.analyzer, self._bm25 = resolved
             self._settings = IndexSettings.from_dict(wanted)
@@ -1007,7 +1036,82 @@ class PostgresStore:
             if gone:
                 self._remove(conn, gone)
             if entries:
+                bulk = self._bulk_begin(conn, len(rows.chunks), dim)
                 self._insert(conn, entries, rows)
+                if bulk:
+                    self._bulk_end(conn, dim)
+
+    # -- bulk loads -------------------------------------------------------------------------------
+
+    def _create_hnsw(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
+                "USING hnsw (embedding vector_cosine_ops) "
+                "WITH (m = {m}, ef_construction = {ef})"
+            ).format(
+                s=self._ident,
+                m=sql.Literal(_HNSW_M),
+                ef=sql.Literal(_HNSW_EF_CONSTRUCTION),
+            )
+        )
+
+    def _bulk_begin(self, conn: psycopg.Connection[Any], n: int, dim: int | None) -> bool:
+        """Whether this write of ``n`` chunks is a bulk load; if so, drop the indexes that
+        row-by-row maintenance makes slow (rebuilt by :meth:`_bulk_end`, same transaction).
+
+        A write is a bulk load when it adds at least ``_BULK_MIN_CHUNKS`` chunks and at least
+        ``_BULK_FRACTION`` of the chunks already stored: building an HNSW graph over every row
+        then costs less than inserting the new rows into the old graph one by one.
+        """
+        if n < _BULK_MIN_CHUNKS:
+            return False
+        row = conn.execute(self._q("SELECT chunks FROM {s}.stats")).fetchone()
+        stored = int(row[0]) if row else 0
+        if n < _BULK_FRACTION * stored:
+            return False
+        total = stored + n
+        # Enough memory for the graph (vectors + neighbour lists) and the postings' sort.
+        need = total * ((dim or 0) * 4 + 400) + total * 120 * 48
+        kb = max(65_536, min(_BULK_MAX_MEMORY_KB, need // 1024))
+        for setting in ("maintenance_work_mem", "work_mem"):  # work_mem: the postings' sort
+            conn.execute(
+                sql.SQL("SET LOCAL {} = {}").format(
+                    sql.Identifier(setting), sql.Literal(f"{kb}kB")
+                )
+            )
+        conn.execute(
+            sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
+                sql.Literal(_BULK_PARALLEL_WORKERS)
+            )
+        )
+        # A loader killed mid-load: the server notices within a second and rolls back.
+        conn.execute("SET LOCAL client_connection_check_interval = 1000")
+        for name in ("chunks_embedding", "chunks_metadata"):
+            conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {s}.{name}").format(
+                    s=self._ident, name=sql.Identifier(name)
+                )
+            )
+        conn.execute(self._q("ALTER TABLE {s}.postings DROP CONSTRAINT IF EXISTS postings_pkey"))
+        return True
+
+    def _bulk_end(self, conn: psycopg.Connection[Any], dim: int | None) -> None:
+        """Rebuild what :meth:`_bulk_begin` dropped, sorted and in parallel, then ANALYZE."""
+        conn.execute(
+            self._q(
+                "ALTER TABLE {s}.postings ADD CONSTRAINT postings_pkey "
+                "PRIMARY KEY (term_id, chunk_key) INCLUDE (tf, length)"
+            )
+        )
+        conn.execute(
+            self._q(
+                "CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops)"
+            )
+        )
+        if dim is not None and dim <= _HNSW_MAX_DIM:
+            self._create_hnsw(conn)
+        conn.execute(self._q("ANALYZE {s}.chunks, {s}.postings, {s}.terms"))
 
     def _prepare(self, entries: Sequence[DocumentEntry], dim: int | None) -> _Rows:
         """Analyse every chunk and check the vectors (outside the transaction)."""
@@ -1061,8 +1165,17 @@ class PostgresStore:
                 )
                 rows.characters += len(chunk.text)
                 rows.length += len(tokens)
-                for term in counts:
-                    rows.df[term] = rows.df.get(term, 0) + 1
+                n_tokens = len(tokens)
+                df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
+                for term, tf in counts.items():
+                    if term in df:
+                        df[term] += 1
+                        if tf > max_tf[term]:
+                            max_tf[term] = tf
+                        if n_tokens < min_length[term]:
+                            min_length[term] = n_tokens
+                    else:
+                        df[term], max_tf[term], min_length[term] = 1, tf, n_tokens
         return rows
 
     def _remove(self, conn: psycopg.Connection[Any], document_ids: list[str]) -> None:
@@ -1112,27 +1225,40 @@ class PostgresStore:
                 (docs, n_chunks, characters, length),
             )
 
-    def _term_ids(self, conn: psycopg.Connection[Any], df: Mapping[str, int]) -> dict[str, int]:
-        """Term → ID for every term in ``df``, adding new terms; document frequencies raised."""
+    def _term_ids(self, conn: psycopg.Connection[Any], rows: _Rows) -> dict[str, int]:
+        """Term → ID for every term in ``rows``, adding new terms; document frequencies raised,
+        contribution bounds (highest tf, shortest chunk) widened."""
+        df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
         terms = sorted(df)
-        counts = [df[t] for t in terms]
         found = conn.execute(
             self._q(
-                "UPDATE {s}.terms t SET df = t.df + x.n "
-                "FROM unnest(%s::text[], %s::int[]) AS x(term, n) "
+                "UPDATE {s}.terms t SET df = t.df + x.n, max_tf = greatest(t.max_tf, x.tf), "
+                "min_length = least(t.min_length, x.len) "
+                "FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS x(term, n, tf, len) "
                 "WHERE t.term = x.term RETURNING t.term, t.term_id"
             ),
-            (terms, counts),
+            (
+                terms,
+                [df[t] for t in terms],
+                [max_tf[t] for t in terms],
+                [min_length[t] for t in terms],
+            ),
         ).fetchall()
         ids: dict[str, int] = dict(found)
         new = [t for t in terms if t not in ids]
         if new:
             added = conn.execute(
                 self._q(
-                    "INSERT INTO {s}.terms (term, df) "
-                    "SELECT * FROM unnest(%s::text[], %s::int[]) RETURNING term, term_id"
+                    "INSERT INTO {s}.terms (term, df, max_tf, min_length) "
+                    "SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) "
+                    "RETURNING term, term_id"
                 ),
-                (new, [df[t] for t in new]),
+                (
+                    new,
+                    [df[t] for t in new],
+                    [max_tf[t] for t in new],
+                    [min_length[t] for t in new],
+                ),
             ).fetchall()
             ids.update(added)
         return ids
@@ -1152,7 +1278,7 @@ class PostgresStore:
                     copy.write_row(doc)
             n = len(rows.chunks)
             if n:
-                ids = self._term_ids(conn, rows.df)
+                ids = self._term_ids(conn, rows)
                 keys = [
                     k
                     for (k,) in cur.execute(
@@ -1209,6 +1335,19 @@ class PostgresStore:
 
         Ties are broken by chunk ID; only chunks containing a query term are returned.
         """
+        rows = self._keyword_rows(text, k, where, _CHUNK_COLUMNS)
+        return [ScoredChunk(_chunk(row), float(row[7])) for row in rows]
+
+    def keyword_ranking(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`keyword_search` as ``(chunk ID, score)`` pairs: no chunk row is read."""
+        return [(row[0], float(row[1])) for row in self._keyword_rows(text, k, where, "c.chunk_id")]
+
+    def _keyword_rows(
+        self, text: str, k: int, where: Filter | None, columns: str
+    ) -> list[tuple[Any, ...]]:
+        """The best ``k`` rows (``columns``, then the score) for ``text``, best first."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         k = _check_k(k)
@@ -1225,7 +1364,8 @@ class PostgresStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             found = conn.execute(
                 self._q(
-                    "SELECT s.chunks, s.total_length, t.term, t.term_id, t.df FROM {s}.stats s "
+                    "SELECT s.chunks, s.total_length, t.term, t.term_id, t.df, t.max_tf, "
+                    "t.min_length FROM {s}.stats s "
                     "LEFT JOIN {s}.terms t ON t.term = ANY(%s) AND t.df > 0"
                 ),
                 (list(counts),),
@@ -1233,62 +1373,175 @@ class PostgresStore:
             if not found:
                 return []
             n_docs, total = int(found[0][0]), int(found[0][1])
-            by_term = {row[2]: (int(row[3]), int(row[4])) for row in found if row[2] is not None}
+            by_term = {row[2]: row[3:] for row in found if row[2] is not None}
             if n_docs == 0 or total == 0 or not by_term:
                 return []
-            term_ids: list[int] = []
-            weights: list[float] = []
+            okapi = bm25.variant == "okapi"
+            avgdl = total / n_docs
+            values: dict[str, Any] = {
+                "k1p1": bm25.k1 + 1 if okapi else 1.0,
+                "k1": bm25.k1,
+                "omb": 1 - bm25.b,
+                "b": bm25.b,
+                "avgdl": avgdl,
+                "k": k,
+                **params.values,
+            }
+            terms: list[_QueryTerm] = []
             average: list[float] = []  # okapi's mean idf, fetched once if a term needs it
             for term, count in counts.items():
                 if term not in by_term:
                     continue
-                term_id, df = by_term[term]
-                idf = self._idf(conn, df, n_docs, average)
-                term_ids.append(term_id)
-                weights.append(idf)
+                term_id, df, max_tf, min_length = (int(v) for v in by_term[term])
                 # A repeated query term counts again, as in BM25Index.
-                for _ in range(count - 1):
-                    term_ids.append(term_id)
-                    weights.append(idf)
-            filtered = where is not None
-            query = self._q(
-                "WITH q AS ("
-                "  SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
-                " s AS ("
-                "  SELECT p.chunk_key, sum(("
-                "    (p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf)"
-                "  ) * q.w) AS score"
-                "  FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key"
-                ")," + (
-                    " f AS (SELECT s.chunk_key, s.score FROM s JOIN {s}.chunks c "
-                    "USING (chunk_key) WHERE " + condition.replace("{", "{{").replace("}", "}}")
-                    + "),"
-                    if filtered else " f AS (SELECT chunk_key, score FROM s),"
-                ) +
-                " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
-                # The k best and the ties at the k-th score, each chunk fetched by its key.
-                " SELECT " + _CHUNK_COLUMNS + ", f.score"
-                " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
-                " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
-                "   WHERE c.chunk_key = f.chunk_key) c"
-                " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
+                w = self._idf(conn, df, n_docs, average) * count
+                f_max = (max_tf * values["k1p1"]) / (
+                    bm25.k1 * (values["omb"] + bm25.b * min_length / avgdl) + max_tf
+                )
+                terms.append(_QueryTerm(term_id, w, df, w * f_max))
+            seed = _seed_terms(terms)
+            plan = None
+            if seed:
+                theta = self._seed_threshold(conn, seed, condition, where is not None, values)
+                plan = _split(terms, theta)
+            if plan is None:
+                return list(
+                    conn.execute(
+                        self._keyword_query(condition, where is not None, columns, pruned=False),
+                        {
+                            "ids": [t.term_id for t in terms],
+                            "w": [t.weight for t in terms],
+                            **values,
+                        },
+                    ).fetchall()
+                )
+            essential, bound, theta = plan
+            join = k >= _JOIN_K
+            return list(
+                conn.execute(
+                    self._keyword_query(
+                        condition, where is not None, columns, pruned=True, join=join
+                    ),
+                    {
+                        "ids": [t.term_id for t in terms],
+                        "w": [t.weight for t in terms],
+                        "ess": [t.term_id in essential for t in terms],
+                        "ubn": bound,
+                        "theta": theta,
+                        "m": max(4 * k, 40),
+                        "margin": 1 - 1e-9,
+                        **values,
+                    },
+                ).fetchall()
+            )
+
+    def _keyword_query(
+        self, condition: str, filtered: bool, columns: str, *, pruned: bool, join: bool = False
+    ) -> sql.Composed:
+        """BM25 over the postings of the query terms (all of them, or MaxScore-pruned).
+
+        Pruned (MaxScore, Turtle & Flood 1995): the postings of the essential terms are read in
+        full; a chunk among them whose partial score plus the non-essential terms' bound
+        (``ubn``) reaches ``theta`` gets the non-essential contributions by index lookups. A
+        chunk with no essential term scores at most ``ubn`` < ``theta``, below the k-th.
+        """
+        contrib = (
+            "((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf))"
+            " * q.w"
+        )
+        if pruned:
+            rest = (
+                "coalesce((SELECT sum(" + contrib + ") FROM q JOIN {s}.postings p"
+                " ON p.term_id = q.term_id AND p.chunk_key = {key} WHERE NOT q.ess), 0)"
+            )
+            matching = (
+                " AND EXISTS (SELECT 1 FROM {s}.chunks c WHERE c.chunk_key = e.chunk_key AND "
+                + condition.replace("{", "{{").replace("}", "}}") + ")"
+                if filtered else ""
             )  # fmt: skip
-            okapi = bm25.variant == "okapi"
-            rows = conn.execute(
-                query,
-                {
-                    "ids": term_ids,
-                    "w": weights,
-                    "k1p1": bm25.k1 + 1 if okapi else 1.0,
-                    "k1": bm25.k1,
-                    "omb": 1 - bm25.b,
-                    "b": bm25.b,
-                    "avgdl": total / n_docs,
-                    "k": k,
-                    **params.values,
-                },
-            ).fetchall()
-        return [ScoredChunk(_chunk(row), float(row[7])) for row in rows]
+            scored = (
+                " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[], %(ess)s::bool[])"
+                "   AS q(term_id, w, ess)),"
+                " e AS MATERIALIZED (SELECT p.chunk_key, sum(" + contrib + ") AS part"
+                "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id WHERE q.ess"
+                "   GROUP BY p.chunk_key HAVING sum(" + contrib + ") + %(ubn)s >= %(theta)s),"
+                # A better threshold: the k-th full score among the best partial scores.
+                " probe AS (SELECT e.part + " + rest.replace("{key}", "e.chunk_key") + " AS score"
+                "   FROM (SELECT * FROM e WHERE true" + matching + ""
+                "         ORDER BY e.part DESC LIMIT %(m)s) e),"
+                " th AS (SELECT greatest(%(theta)s, coalesce((SELECT score FROM probe"
+                "   ORDER BY score DESC OFFSET %(k)s - 1 LIMIT 1), 0) * %(margin)s) AS t),"
+            )  # fmt: skip
+            if join:
+                # Many candidates: read the other terms' postings once and join, instead of
+                # one index lookup per candidate and term.
+                scored += (
+                    " c AS MATERIALIZED (SELECT e.chunk_key, e.part FROM e"
+                    "   WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
+                    " r AS (SELECT p.chunk_key, sum(" + contrib + ") AS part"
+                    "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id"
+                    "   WHERE NOT q.ess AND p.chunk_key IN (SELECT chunk_key FROM c)"
+                    "   GROUP BY p.chunk_key),"
+                    " s AS (SELECT c.chunk_key, c.part + coalesce(r.part, 0) AS score"
+                    "   FROM c LEFT JOIN r USING (chunk_key)),"
+                )  # fmt: skip
+            else:
+                scored += (
+                    " s AS (SELECT e.chunk_key, e.part + " + rest.replace("{key}", "e.chunk_key")
+                    + "   AS score FROM e WHERE e.part + %(ubn)s >= (SELECT t FROM th)),"
+                )  # fmt: skip
+        else:
+            scored = (
+                " q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
+                " s AS (SELECT p.chunk_key, sum(" + contrib + ") AS score"
+                "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key),"
+            )
+        if filtered:
+            scored += (
+                " f AS (SELECT s.chunk_key, s.score FROM s JOIN {s}.chunks c USING (chunk_key)"
+                " WHERE " + condition.replace("{", "{{").replace("}", "}}") + "),"
+            )
+        else:
+            scored += " f AS (SELECT chunk_key, score FROM s),"
+        return self._q(
+            "WITH" + scored +
+            " top AS (SELECT score FROM f ORDER BY score DESC LIMIT %(k)s)"
+            # The k best and the ties at the k-th score, each chunk fetched by its key.
+            " SELECT " + columns + ", f.score"
+            " FROM (SELECT * FROM f WHERE score >= (SELECT min(score) FROM top)) f"
+            " CROSS JOIN LATERAL (SELECT * FROM {s}.chunks c"
+            "   WHERE c.chunk_key = f.chunk_key) c"
+            " ORDER BY f.score DESC, c.chunk_id LIMIT %(k)s"
+        )  # fmt: skip
+
+    def _seed_threshold(
+        self,
+        conn: psycopg.Connection[Any],
+        seed: Sequence[_QueryTerm],
+        condition: str,
+        filtered: bool,
+        values: Mapping[str, Any],
+    ) -> float:
+        """A lower bound of the k-th best score: the k-th best partial score over ``seed``'s
+        postings (contributions are positive, so a partial score is at most the full one)."""
+        query = (
+            "WITH q AS (SELECT * FROM unnest(%(ids)s::int[], %(w)s::float8[]) AS q(term_id, w)),"
+            " s AS (SELECT p.chunk_key, sum("
+            "   ((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf))"
+            "   * q.w) AS score"
+            "   FROM q JOIN {s}.postings p ON p.term_id = q.term_id GROUP BY p.chunk_key)"
+        )
+        if filtered:
+            query += (
+                " SELECT s.score FROM s JOIN {s}.chunks c USING (chunk_key) WHERE "
+                + condition.replace("{", "{{").replace("}", "}}")
+            )
+        else:
+            query += " SELECT s.score FROM s"
+        query += " ORDER BY 1 DESC OFFSET %(k)s - 1 LIMIT 1"
+        ids, weights = [t.term_id for t in seed], [t.weight for t in seed]
+        row = conn.execute(self._q(query), {**values, "ids": ids, "w": weights}).fetchone()
+        return float(row[0]) if row else 0.0
 
     def _idf(
         self, conn: psycopg.Connection[Any], df: int, n_docs: int, average: list[float]
@@ -1323,6 +1576,24 @@ class PostgresStore:
         if the index still yields fewer than ``k`` rows, an exact scan answers instead. Scores
         are cosine similarities; ties are broken by chunk ID.
         """
+        rows = self._vector_rows(vector, k, where, _CHUNK_COLUMNS)
+        out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
+        out.sort(key=lambda sc: (-sc.score, sc.chunk.id))
+        return out
+
+    def vector_ranking(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[tuple[str, float]]:
+        """:meth:`vector_search` as ``(chunk ID, score)`` pairs: no text or metadata is read."""
+        rows = self._vector_rows(vector, k, where, "c.chunk_id")
+        out = [(str(row[0]), 1.0 - float(row[1])) for row in rows]
+        out.sort(key=lambda p: (-p[1], p[0]))
+        return out
+
+    def _vector_rows(
+        self, vector: np.ndarray, k: int, where: Filter | None, columns: str
+    ) -> list[tuple[Any, ...]]:
+        """The nearest ``k`` rows (``columns``, then the cosine distance)."""
         k = _check_k(k)
         self._ready()
         settings = self.settings
@@ -1349,7 +1620,7 @@ class PostgresStore:
                 conn.execute("SET LOCAL enable_seqscan = off")
             rows = conn.execute(
                 self._q(
-                    "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                    "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
                     "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
                     "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(k)s"
                 ),
@@ -1360,15 +1631,13 @@ class PostgresStore:
                 # an exact scan of the matching rows (the + 0 keeps the planner off the index).
                 rows = conn.execute(
                     self._q(
-                        "SELECT " + _CHUNK_COLUMNS + ", c.embedding <=> %(v)s::vector AS d "
+                        "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
                         "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
                         "ORDER BY (c.embedding <=> %(v)s::vector) + 0, c.chunk_id LIMIT %(k)s"
                     ),
                     values,
                 ).fetchall()
-        out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
-        out.sort(key=lambda sc: (-sc.score, sc.chunk.id))
-        return out
+        return rows
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -1421,6 +1690,25 @@ class PostgresStore:
             return None
         vectors = np.stack([_array(row[-1]) for row in rows])
         return tuple(_chunk(row) for row in rows), vectors
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these IDs, in that order (one query); ``KeyError`` for an unknown ID."""
+        self._ready()
+        ids = list(chunk_ids)
+        if not ids:
+            return []
+        with self._connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT " + _CHUNK_COLUMNS + " FROM {s}.chunks c WHERE c.chunk_id = ANY(%s)"
+                ),
+                (ids,),
+            ).fetchall()
+        found = {row[0]: _chunk(row) for row in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(missing[0])
+        return [found[i] for i in ids]
 
     def stats(self, where: Filter | None = None) -> StoreStats:
         """Documents, chunks and characters (of chunks matching ``where``)."""
@@ -1489,12 +1777,14 @@ class PostgresStore:
 class _Rows:
     """A write's rows, analysed before the transaction starts."""
 
-    __slots__ = ("characters", "chunks", "df", "documents", "length")
+    __slots__ = ("characters", "chunks", "df", "documents", "length", "max_tf", "min_length")
 
     def __init__(self) -> None:
         self.documents: list[tuple[str, str, Jsonb]] = []
         self.chunks: list[tuple[Any, ...]] = []
         self.df: dict[str, int] = {}
+        self.max_tf: dict[str, int] = {}
+        self.min_length: dict[str, int] = {}
         self.characters = 0
         self.length = 0
 
@@ -1512,6 +1802,52 @@ _RESOURCES: Final = {
 def _sqlstate(exc: psycopg.Error) -> str:
     """`` (SQLSTATE xxxxx)`` for an error the server sent, to look up; empty otherwise."""
     return f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+
+class _QueryTerm(NamedTuple):
+    """A query term: its ID, weight (idf x repeats), df and upper bound of its contribution."""
+
+    term_id: int
+    weight: float
+    df: int
+    bound: float
+
+
+def _seed_terms(terms: Sequence[_QueryTerm]) -> list[_QueryTerm]:
+    """The terms whose postings seed the pruning threshold; none when pruning cannot pay.
+
+    Pruning needs positive weights (okapi's floored idf can be 0) and at least two terms; below
+    ``_PRUNE_POSTINGS`` postings one exhaustive statement is cheaper. The seed is the terms of
+    highest bound (the rarest, mostly) up to ``_SEED_POSTINGS`` postings, at least one term.
+    """
+    if len(terms) < 2 or any(t.weight <= 0 for t in terms):
+        return []
+    if sum(t.df for t in terms) < _PRUNE_POSTINGS:
+        return []
+    order = sorted(terms, key=lambda t: -t.bound)
+    seed, read = [order[0]], order[0].df
+    for term in order[1:]:
+        if read + term.df > _SEED_POSTINGS:
+            break
+        seed.append(term)
+        read += term.df
+    return seed
+
+
+def _split(terms: Sequence[_QueryTerm], theta: float) -> tuple[set[int], float, float] | None:
+    """MaxScore's split for a threshold: (essential term IDs, the other terms' summed bound,
+    the threshold less a rounding margin); ``None`` when every term is essential."""
+    if theta <= 0:
+        return None
+    theta *= 1 - 1e-9  # scores and bounds are rounded differently: never prune a tie
+    bound, rest = 0.0, set()
+    for term in sorted(terms, key=lambda t: t.bound):
+        if bound + term.bound >= theta:
+            break
+        bound += term.bound
+        rest.add(term.term_id)
+    if not rest:
+        return None
+    return {t.term_id for t in terms} - rest, bound, theta
 
 
 def _check_k(k: int) -> int:

@@ -490,3 +490,216 @@ def test_vector_recall_and_filtered_k(pg_url: str, pg_schema: str) -> None:
     # Fewer matching rows than k: all of them.
     assert len(store.vector_search(queries[0], 50, where)) == 30
     store.close()
+
+
+# -- pruned keyword search (MaxScore) and the version-2 schema ----------------------------------
+
+
+def _zipf_entries(n_docs: int, seed: int) -> list[DocumentEntry]:
+    """Chunks over a Zipf-like vocabulary: a few common words, many rare ones."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(400)]
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    out = []
+    for d in range(n_docs):
+        texts = [
+            " ".join(rng.choice(vocab, size=int(rng.integers(3, 40)), p=p)) for _ in range(2)
+        ]
+        out.append(entry(f"z{d:04d}.md", texts, {"bucket": d % 7}, vectors=True))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+def test_pruned_keyword_search_ranks_exactly_like_bm25index(
+    pg_url: str, pg_schema: str, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit.stores import postgres
+
+    splits: list[Any] = []
+    real_split = postgres._split
+
+    def spy(terms: Any, theta: float) -> Any:
+        out = real_split(terms, theta)
+        splits.append(out)
+        return out
+
+    # Prune from the first posting on, seeding the threshold from very few postings.
+    monkeypatch.setattr(postgres, "_PRUNE_POSTINGS", 0)
+    monkeypatch.setattr(postgres, "_SEED_POSTINGS", 30)
+    monkeypatch.setattr(postgres, "_split", spy)
+    entries = _zipf_entries(300, 5)
+    settings_ = IndexSettings(
+        embedder=SETTINGS.embedder, dim=SETTINGS.dim, chunk_size=256, chunk_overlap=32,
+        bm25={"variant": variant, "k1": 1.2, "b": 0.75},
+    )  # fmt: skip
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(settings_)
+    store.write(entries[:150])
+    store.write(entries[150:])
+    # A replaced and a deleted document leave stale (looser) bounds behind.
+    store.write(_zipf_entries(3, 99)[:1], delete=["z0001.md"])
+    live = [e for e in entries if e.document_id not in ("z0000.md", "z0001.md")]
+    live += _zipf_entries(3, 99)[:1]
+    rows = sorted(
+        ((c, e.keyword_texts[i]) for e in live for i, c in enumerate(e.chunks)),
+        key=lambda r: r[0].id,
+    )
+    index = BM25Index(variant=variant, k1=1.2, b=0.75, analyzer=store.analyzer)
+    index.add(list(range(len(rows))), [t for _, t in rows])
+    rng = np.random.default_rng(8)
+    where = parse_filter({"bucket": 3})
+    allowed = np.array([matches(where, c.metadata) for c, _ in rows])
+    for _ in range(25):
+        query = " ".join(f"w{int(i)}" for i in rng.integers(0, 150, int(rng.integers(2, 9))))
+        for k in (1, 10, 40, 150):  # 150: the joined (not looked-up) rest
+            keys, scores = index.search(query, k)
+            got = store.keyword_search(query, k)
+            assert [r.id for r in got] == [rows[i][0].id for i in keys.tolist()], query
+            assert [r.score for r in got] == pytest.approx(scores.tolist(), abs=1e-9)
+            tokens = store.analyzer(query)
+            every = index.get_scores(tokens, list(range(len(rows))))
+            expected = sorted(
+                (
+                    (-float(every[i]), rows[i][0].id)
+                    for i in range(len(rows))
+                    if allowed[i] and set(tokens) & set(store.analyzer(rows[i][1]))
+                ),
+            )[:k]
+            got = store.keyword_search(query, k, where)
+            assert [r.id for r in got] == [cid for _, cid in expected], query
+            assert [r.score for r in got] == pytest.approx([-s for s, _ in expected], abs=1e-9)
+    assert sum(s is not None for s in splits) > 20  # the pruned plan ran, not only the fallback
+    store.close()
+
+
+def test_migrate_upgrades_a_version_1_schema_in_place(pg_url: str, pg_schema: str) -> None:
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    store.write(_zipf_entries(60, 2))
+    queries = ["w3 w50 w77", "w120 w1", "w9"]
+    before = [[(r.id, r.score) for r in store.keyword_search(q, 10)] for q in queries]
+    store.close()
+    # Version 1's layout: terms without the bound columns.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            f'ALTER TABLE "{pg_schema}".terms DROP COLUMN max_tf, DROP COLUMN min_length; '
+            f'UPDATE "{pg_schema}".meta SET schema_version = 1'
+        )
+    store = PostgresStore(pg_url, schema=pg_schema)
+    with pytest.raises(SchemaError, match="has version 1; run the migration to upgrade it"):
+        store.keyword_search("w3", 10)
+    assert migrate(pg_url, schema=pg_schema) is False
+    assert store.migrate() is False  # already upgraded: idempotent
+    after = [[(r.id, r.score) for r in store.keyword_search(q, 10)] for q in queries]
+    assert after == before
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(f'SELECT schema_version FROM "{pg_schema}".meta').fetchone() == (2,)
+        wrong = conn.execute(
+            f'SELECT count(*) FROM "{pg_schema}".terms t JOIN (SELECT term_id, max(tf) m, '
+            f'min(length) l FROM "{pg_schema}".postings GROUP BY term_id) p USING (term_id) '
+            "WHERE t.max_tf <> p.m OR t.min_length <> p.l"
+        ).fetchone()
+        assert wrong == (0,)
+    store.write(_zipf_entries(2, 7))  # and it writes
+    consistency(pg_url, pg_schema)
+    store.close()
+
+
+# -- bulk loads ---------------------------------------------------------------------------------
+
+_LOADER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from ragkit.stores import postgres
+from tests.stores.conftest import SETTINGS, entry
+
+postgres._BULK_MIN_CHUNKS = 50
+real_end = postgres.PostgresStore._bulk_end
+
+def end_then_hang(self, conn, dim):
+    print("loaded, indexes dropped", flush=True)
+    time.sleep(120)  # killed here, inside the bulk write's transaction
+    real_end(self, conn, dim)
+
+postgres.PostgresStore._bulk_end = end_then_hang
+store = postgres.PostgresStore({url!r}, schema={schema!r})
+store.write([entry(f"bulk{{i:03d}}.md", [f"gamma {{i}}", "delta epsilon"]) for i in range(100)])
+"""
+
+
+def _indexes(url: str, schema: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+        return {r[0] for r in rows.fetchall()}
+
+
+def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
+    pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit.stores import postgres
+
+    monkeypatch.setattr(postgres, "_BULK_MIN_CHUNKS", 50)
+    bulk: list[bool] = []
+    real_begin = postgres.PostgresStore._bulk_begin
+
+    def spy(self: Any, conn: Any, n: int, dim: int | None) -> bool:
+        bulk.append(real_begin(self, conn, n, dim))
+        return bulk[-1]
+
+    monkeypatch.setattr(postgres.PostgresStore, "_bulk_begin", spy)
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    indexes = _indexes(pg_url, pg_schema)
+    assert {"chunks_embedding", "chunks_metadata", "postings_pkey"} <= indexes
+    entries = _zipf_entries(60, 4)  # 120 chunks onto none: bulk
+    store.write(entries)
+    store.write(_zipf_entries(10, 5))  # replaces 10 documents (20 chunks): row by row
+    store.write([entry(f"x{i}.md", ["w1 w2", "w3"]) for i in range(40)])  # 80 onto 140: bulk
+    assert bulk == [True, False, True]
+    assert _indexes(pg_url, pg_schema) == indexes
+    consistency(pg_url, pg_schema)
+    assert store.stats().chunks == 120 + 80
+    query = unit_vectors(["q"])[0]
+    assert len(store.vector_search(query, 5, parse_filter({"bucket": 3}))) == 5
+    store.close()
+
+
+def test_a_bulk_load_killed_midway_loses_nothing(
+    pg_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.migrate()
+    store.configure(SETTINGS)
+    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(10)])
+    before = [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)]
+    indexes = _indexes(pg_url, pg_schema)
+    script = tmp_path / "loader.py"
+    root = str(Path(__file__).resolve().parents[2])
+    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "loaded, indexes dropped", proc.stderr.read() if proc.stderr else ""
+    proc.kill()
+    proc.communicate()
+    # The server rolls the dead loader's transaction back: the store is as it was.
+    assert [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)] == before
+    assert store.stats().chunks == 20
+    assert _indexes(pg_url, pg_schema) == indexes
+    store.write([entry("after.md", ["zeta"])])  # and the write lock is free
+    consistency(pg_url, pg_schema)
+    # Resuming the load completes it.
+    store.write([entry(f"bulk{i:03d}.md", [f"gamma {i}", "delta epsilon"]) for i in range(100)])
+    assert store.stats().chunks == 21 + 200
+    assert len(store.keyword_search("gamma", 200)) == 100 + 10
+    consistency(pg_url, pg_schema)
+    store.close()

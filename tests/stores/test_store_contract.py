@@ -503,3 +503,52 @@ def test_document_vectors_of_a_keyword_only_store_are_none(stores: StoreFactory)
     store = configured(stores, keyword_only)
     store.write([entry("a.md", ["alpha beta"], vectors=False)])
     assert store.document_vectors("a.md") is None
+
+# -- rankings without chunks (hybrid search's narrow fetch) ---------------------------------------
+
+
+def test_rankings_equal_searches_and_narrow_hybrid_equals_full_fetch(
+    stores: StoreFactory,
+) -> None:
+    from ragkit.base import Query, RankingStore
+    from ragkit.retrievers import BM25Retriever, HybridRetriever, VectorRetriever
+
+    store = configured(stores)
+    entries = corpus()
+    store.write(entries)
+    assert isinstance(store, RankingStore)
+    where = parse_filter({"team": "billing"})
+    query = unit_vectors(["a question"])[0]
+    for flt in (None, where):
+        kw = store.keyword_search("alpha beta kappa", 5, flt)
+        assert store.keyword_ranking("alpha beta kappa", 5, flt) == [(r.id, r.score) for r in kw]
+        vs = store.vector_search(query, 5, flt)
+        assert store.vector_ranking(query, 5, flt) == [(r.id, r.score) for r in vs]
+    assert [c.id for c in store.get_chunks(["notes/d.txt#1", "guide/a.md#0"])] == [
+        "notes/d.txt#1",
+        "guide/a.md#0",
+    ]
+    with pytest.raises(KeyError, match="nope"):
+        store.get_chunks(["guide/a.md#0", "nope#0"])
+
+    class Fixed:  # embeds every query as the same vector
+        dim = DIM
+        name = "fixed"
+        batch_size = None
+
+        def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+            return unit_vectors(list(texts))
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return query
+
+    hybrid = HybridRetriever(
+        [BM25Retriever(store=store), VectorRetriever(store=store, embedder=Fixed())], depth=6
+    )
+    q = Query("alpha beta kappa", 3)
+    narrow = hybrid.retrieve(q)
+    full = hybrid.fuse_rankings(hybrid._rankings(q.with_k(6)), limit=3)
+    assert [(r.id, r.score, dict(r.scores)) for r in narrow] == [
+        (r.id, r.score, dict(r.scores)) for r in full
+    ]
+    assert all(r.chunk == store.get_chunk(r.id) for r in narrow)
