@@ -32,7 +32,7 @@ def main() -> int:
         return 0
 
     try:
-        result = ragkit.answer(question, index, k=4)
+        result = ragkit.answer(ragkit.Query(question, k=4), index)
     except ragkit.AnswerError as exc:
         print(f"Claude call failed (status {exc.status_code}, request {exc.request_id}): {exc}")
         return 1

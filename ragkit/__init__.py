@@ -5,15 +5,17 @@ only from the retrieved chunks, with the chunk IDs it cites::
 
     import ragkit
     index = ragkit.index_folder("docs", ".ragkit/index")   # or "postgresql://..."
-    result = ragkit.answer("How are rankings fused?", index, where={"team": "search"})
+    question = ragkit.Query("How are rankings fused?", k=5, where={"team": "search"})
+    result = ragkit.answer(question, index, ragkit.AnswerOptions(max_tokens=512))
     print(result.text, result.cited_chunk_ids)
 
 The top level holds what users call or receive. Everything else has a stable submodule path:
-``ragkit.base`` (extension points: Embedder, Store, Loader, Reranker, Retriever),
+``ragkit.base`` (extension points: Embedder, Store, Loader, Reranker, Retriever, Corpus),
 ``ragkit.stores`` (MemoryStore, PostgresStore), ``ragkit.filters``, ``ragkit.retrievers``,
-``ragkit.embedders``, ``ragkit.loaders``, ``ragkit.chunking``, ``ragkit.bm25``, ``ragkit.vectors``,
-``ragkit.fusion``, ``ragkit.context``, ``ragkit.answering``, ``ragkit.pricing``, ``ragkit.audit``,
-``ragkit.evaluation`` and ``ragkit.errors``.
+``ragkit.embedders``, ``ragkit.loaders``, ``ragkit.chunking``, ``ragkit.tokens``, ``ragkit.bm25``,
+``ragkit.vectors``, ``ragkit.fusion``, ``ragkit.ingest`` (folder sync), ``ragkit.plan``,
+``ragkit.gate``, ``ragkit.answering``, ``ragkit.pricing``, ``ragkit.audit``,
+``ragkit.evaluation`` and ``ragkit.errors`` (``ragkit.context`` is the old path of plan and gate).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .base import Embedder, Query, Retriever, Store
-from .context import ContextPlan, EvidenceGate, retrieve_context
 from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
 from .evaluation import evaluate
+from .gate import EvidenceGate
 from .index import Index, IndexUpdate, open_index
-from .ingest import index_folder
+from .ingest import FolderSource, index_folder
 from .loaders import load_folder
+from .plan import AnswerOptions, ContextPlan, retrieve_context
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
 
 if TYPE_CHECKING:
@@ -37,12 +40,14 @@ __version__ = "0.2.0"
 __all__ = [
     "Answer",
     "AnswerError",
+    "AnswerOptions",
     "Chunk",
     "Citation",
     "ContextPlan",
     "Document",
     "Embedder",
     "EvidenceGate",
+    "FolderSource",
     "Index",
     "IndexFormatError",
     "IndexUpdate",

@@ -2,7 +2,7 @@
 
 The path of one question:
 
-1. :func:`ragkit.context.retrieve_context` picks the context (whole corpus or retrieved chunks),
+1. :func:`ragkit.plan.retrieve_context` picks the context (whole corpus or retrieved chunks),
    runs the evidence gate and packs to the token budget. A gate stop returns an abstaining
    :class:`~ragkit.types.Answer` here, with no call and no tokens spent.
 2. Each passage becomes a ``search_result`` content block (``source`` = its first chunk's ID,
@@ -31,30 +31,30 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anthropic
 import httpx2
 from anthropic.types import Message
 
 from ragkit.audit import AuditLog, redact_secrets
-from ragkit.base import Reranker
-from ragkit.context import (
-    DEFAULT_BUDGET_TOKENS,
+from ragkit.base import Query
+from ragkit.errors import AnswerError, MissingAPIKeyError
+from ragkit.plan import (
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT,
+    AnswerOptions,
     ContextPlan,
-    EvidenceGate,
     Passage,
+    has_credentials,
+    resolve_request,
     retrieve_context,
 )
-from ragkit.errors import AnswerError, MissingAPIKeyError
-from ragkit.filters import Filter, FilterSpec, parse_filter
 from ragkit.pricing import usage_cost
 from ragkit.types import Answer, Citation, Usage
 
@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_TIMEOUT",
     "SYSTEM_PROMPT",
+    "AnswerOptions",
     "aanswer",
     "aanswer_stream",
     "answer",
@@ -74,15 +75,6 @@ __all__ = [
     "build_request",
     "parse_message",
 ]
-
-DEFAULT_MODEL = "claude-haiku-4-5"
-"""The model ragkit asks by default: fast and cheap ($1/$5 per million tokens, see pricing)."""
-
-DEFAULT_TIMEOUT = 60.0
-"""Seconds to wait for the connection and for each read of the reply (the SDK's default is 10
-minutes). It applies to every attempt: the SDK retries a timeout (2 retries by default), so a
-server that never answers fails after about three times this. ``timeout=None`` keeps the
-client's own setting."""
 
 ABSTAIN_SENTINEL = "I don't have that information in the provided documents."
 """The exact sentence the system prompt asks Claude to start with when it cannot answer."""
@@ -118,7 +110,7 @@ GATE_HINT = "Pass gate=False to ask anyway."
 
 
 def _need_key() -> None:
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+    if not has_credentials():
         raise MissingAPIKeyError(
             "ANTHROPIC_API_KEY is not set: export ANTHROPIC_API_KEY=... (or pass client=) to ask "
             "Claude; retrieval alone (ragkit search, ragkit.retrieve_context) needs no key"
@@ -377,7 +369,7 @@ def build_request(
     No ``temperature``/``top_p``/``top_k`` and no assistant prefill: newer models reject them.
 
     Args:
-        plan: what :func:`ragkit.context.retrieve_context` decided to send.
+        plan: what :func:`ragkit.plan.retrieve_context` decided to send.
         model: the model id, passed as is.
         max_tokens: the most output tokens.
         system: a system prompt to use instead of :data:`SYSTEM_PROMPT` (keep its rules).
@@ -522,94 +514,24 @@ def _gated(plan: ContextPlan) -> Answer:
 # -- orchestration -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Options:
-    k: int
-    model: str
-    max_tokens: int
-    strategy: Literal["auto", "retrieve", "full"]
-    budget_tokens: int
-    gate: bool | EvidenceGate
-    cache: bool
-    audit: AuditLog | None
-    count_tokens_with_api: bool
-    max_retries: int | None
-    system: str | None
-    timeout: float | None
-    plan: ContextPlan | None
-    where: Filter | None
-    rerank: str | Reranker | None = None
+def _audit_log(audit: str | Path | AuditLog | None) -> AuditLog | None:
+    return audit if isinstance(audit, AuditLog) or audit is None else AuditLog(audit)
 
 
-def _options(
-    *,
-    k: int = 5,
-    where: FilterSpec | None = None,
-    model: str = DEFAULT_MODEL,
-    max_tokens: int = 1024,
-    strategy: Literal["auto", "retrieve", "full"] = "auto",
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
-    gate: bool | EvidenceGate = True,
-    cache: bool = True,
-    audit: str | Path | AuditLog | None = None,
-    count_tokens_with_api: bool = False,
-    max_retries: int | None = None,
-    system: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    plan: ContextPlan | None = None,
-    rerank: str | Reranker | None = None,
-) -> _Options:
-    # Checked up front so a bad argument fails the same way whether or not the gate stops.
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens ({max_tokens!r}) must be an integer >= 1")
-    if not isinstance(model, str) or not model:
-        raise ValueError(f"model ({model!r}) must be a model id such as {DEFAULT_MODEL!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(
-            f"timeout ({timeout!r}) must be a number of seconds > 0, or None for the client's own"
-        )
-    if plan is not None and not isinstance(plan, ContextPlan):
+def _plan(query: Query, index: AnyIndex, o: AnswerOptions, plan: ContextPlan | None) -> ContextPlan:
+    if plan is None:
+        return retrieve_context(query, index, o)
+    if not isinstance(plan, ContextPlan):
         raise TypeError(
             f"plan must be a ContextPlan from retrieve_context, got {type(plan).__name__}"
         )
-    log = audit if isinstance(audit, AuditLog) or audit is None else AuditLog(audit)
-    if rerank is not None:  # resolved once, so a missing key fails before any retrieval
-        from ragkit.rerankers import resolve_reranker
-
-        rerank = resolve_reranker(rerank)
-    return _Options(
-        k, model, max_tokens, strategy, budget_tokens, gate, cache, log,
-        count_tokens_with_api, max_retries, system,
-        None if timeout is None else float(timeout), plan, parse_filter(where), rerank,
-    )  # fmt: skip
-
-
-def _plan(question: str, index: AnyIndex, o: _Options) -> ContextPlan:
-    if o.plan is not None:
-        if o.plan.question != question:
-            raise ValueError(
-                f"plan was made for the question {o.plan.question!r}, not {question!r}"
-            )
-        return o.plan
-    return retrieve_context(
-        question,
-        index,
-        k=o.k,
-        where=o.where,
-        strategy=o.strategy,
-        budget_tokens=o.budget_tokens,
-        gate=o.gate,
-        rerank=o.rerank,
-    )
+    if plan.question != query.text:
+        raise ValueError(f"plan was made for the question {plan.question!r}, not {query.text!r}")
+    return plan
 
 
 def _fit_exactly(
-    client: anthropic.Anthropic, plan: ContextPlan, question: str, index: AnyIndex, o: _Options
+    client: anthropic.Anthropic, plan: ContextPlan, query: Query, index: AnyIndex, o: AnswerOptions
 ) -> ContextPlan:
     """Count the request with the API; trim (or fall back from whole corpus) to the budget."""
 
@@ -629,7 +551,7 @@ def _fit_exactly(
 
     tokens = exact(plan)
     if tokens > o.budget_tokens and plan.strategy == "full" and o.strategy == "auto":
-        plan = _plan(question, index, replace(o, strategy="retrieve", plan=None))
+        plan = retrieve_context(query, index, replace(o, strategy="retrieve"))
         if plan.strategy == "none":
             return plan
         tokens = exact(plan)
@@ -643,28 +565,28 @@ def _fit_exactly(
     return replace(plan, exact_tokens=tokens)
 
 
-def _finish(answer: Answer, question: str, o: _Options) -> Answer:
+def _finish(answer: Answer, question: str, audit: AuditLog | None) -> Answer:
     """Audit ``answer`` and return it; a failed audit write is a warning, never a lost answer."""
-    if o.audit is not None:
+    if audit is not None:
         try:
-            o.audit.log_answer(question, answer)
+            audit.log_answer(question, answer)
         except OSError as exc:
             # The call is already paid for: losing the answer over its log line helps no one.
             logger.warning(
                 "could not append to the audit log %r (%s); the answer was not recorded",
-                str(o.audit.path),
+                str(audit.path),
                 exc.strerror or exc,
             )
     return answer
 
 
-def _request(plan: ContextPlan, o: _Options) -> dict[str, Any]:
+def _request(plan: ContextPlan, o: AnswerOptions) -> dict[str, Any]:
     return build_request(
         plan, model=o.model, max_tokens=o.max_tokens, system=o.system, cache=o.cache
     )
 
 
-def _create(api: anthropic.Anthropic, request: dict[str, Any], o: _Options) -> Message:
+def _create(api: anthropic.Anthropic, request: dict[str, Any], o: AnswerOptions) -> Message:
     call = _Call.to(api, o.timeout)
     with call.guard():
         raw = api.messages.with_raw_response.create(**request, **call.kwargs)
@@ -675,7 +597,9 @@ def _create(api: anthropic.Anthropic, request: dict[str, Any], o: _Options) -> M
     return call.check_message(parsed)
 
 
-async def _acreate(api: anthropic.AsyncAnthropic, request: dict[str, Any], o: _Options) -> Message:
+async def _acreate(
+    api: anthropic.AsyncAnthropic, request: dict[str, Any], o: AnswerOptions
+) -> Message:
     call = _Call.to(api, o.timeout)
     with call.guard():
         raw = await api.messages.with_raw_response.create(**request, **call.kwargs)
@@ -703,7 +627,7 @@ def _stream_ended(call: _Call, response: httpx2.Response, started: bool, stopped
 
 
 def _stream(
-    api: anthropic.Anthropic, request: dict[str, Any], o: _Options
+    api: anthropic.Anthropic, request: dict[str, Any], o: AnswerOptions
 ) -> Iterator[str | Message]:
     """Text deltas, then the final Message; every fault is an AnswerError."""
     call = _Call.to(api, o.timeout)
@@ -736,7 +660,7 @@ def _stream(
 
 
 async def _astream(
-    api: anthropic.AsyncAnthropic, request: dict[str, Any], o: _Options
+    api: anthropic.AsyncAnthropic, request: dict[str, Any], o: AnswerOptions
 ) -> AsyncIterator[str | Message]:
     """:func:`_stream` for asyncio."""
     call = _Call.to(api, o.timeout)
@@ -770,123 +694,105 @@ async def _astream(
 
 
 def answer(
-    question: str,
+    question: str | Query,
     index: AnyIndex,
+    options: AnswerOptions | None = None,
     *,
-    k: int = 5,
-    where: FilterSpec | None = None,
-    model: str = DEFAULT_MODEL,
     client: anthropic.Anthropic | None = None,
-    max_tokens: int = 1024,
-    strategy: Literal["auto", "retrieve", "full"] = "auto",
-    budget_tokens: int = DEFAULT_BUDGET_TOKENS,
-    gate: bool | EvidenceGate = True,
-    cache: bool = True,
-    audit: str | Path | AuditLog | None = None,
-    count_tokens_with_api: bool = False,
-    max_retries: int | None = None,
-    system: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
     plan: ContextPlan | None = None,
-    rerank: str | Reranker | None = None,
+    audit: str | Path | AuditLog | None = None,
+    **keywords: Any,
 ) -> Answer:
     """Answer ``question`` from ``index`` with one Claude call, citing the chunk IDs used.
 
+    The four entry points (``answer``, ``answer_stream``, ``aanswer``, ``aanswer_stream``) take
+    exactly these arguments.
+
     Args:
-        question: the question.
+        question: the question, or a :class:`~ragkit.base.Query` carrying ``k``, a metadata
+            filter (``where``, applied inside the store before the top ``k``; whole-corpus mode
+            sends only matching chunks) and search options.
         index: a :class:`ragkit.Index`, or any :class:`ragkit.retrievers.Retriever` (then
             ``strategy="auto"`` always retrieves and ``"full"`` is refused).
-        k: chunks to retrieve.
-        where: a metadata filter (``{"team": "billing"}``, see ``ragkit.filters``), applied
-            inside the store before the top ``k``; whole-corpus mode sends only matching chunks.
-        model: the model id, a plain string.
-        client: an ``anthropic.Anthropic``; by default one is made from ``ANTHROPIC_API_KEY``.
-        max_tokens: the most output tokens; a ``max_tokens`` stop keeps the partial answer
-            and sets ``Answer.complete=False``.
-        strategy: ``"auto"`` (whole corpus when it fits ``budget_tokens``, else retrieve),
-            ``"retrieve"`` or ``"full"``; the choice is on ``Answer.strategy``.
-        budget_tokens: the most context tokens to send (tiktoken estimate, or exact with
-            ``count_tokens_with_api``).
-        gate: the evidence gate: ``True`` (calibrated default), ``False``, or an
-            :class:`~ragkit.context.EvidenceGate`. A stop returns ``abstained=True``,
-            ``strategy="none"``, no call and no tokens.
-        cache: prompt-caching breakpoints on the system prompt (and the whole corpus).
+        options: how to answer (:class:`~ragkit.plan.AnswerOptions`: model, max_tokens,
+            strategy, budget, gate, rerank, cache, exact token counting, retries, system
+            prompt, timeout); the defaults when ``None``. A ``max_tokens`` stop keeps the
+            partial answer and sets ``Answer.complete=False``; a gate stop returns
+            ``abstained=True``, ``strategy="none"``, no call and no tokens.
+        client: an ``anthropic.Anthropic``; by default one is made from ``ANTHROPIC_API_KEY``
+            (or ``ANTHROPIC_AUTH_TOKEN``).
+        plan: a :class:`~ragkit.plan.ContextPlan` from
+            :func:`~ragkit.plan.retrieve_context` for this question, answered as it is (the
+            query's ``k`` and the options' strategy, budget and gate are then not used).
         audit: a JSON Lines file (path or :class:`~ragkit.audit.AuditLog`) to append a record
             to; a failed write is logged as a warning and the answer still returned.
-        count_tokens_with_api: count the request with the Messages API's ``count_tokens``
-            endpoint and trim to the budget by that exact figure (one or more extra requests).
-        max_retries: the SDK's retry count for this call (default: the client's).
-        system: a system prompt replacing :data:`SYSTEM_PROMPT`.
-        timeout: seconds to wait to connect and for each read of the reply, per attempt
-            (default :data:`DEFAULT_TIMEOUT`, 60 s); ``None`` keeps the client's own.
-        plan: a :class:`~ragkit.context.ContextPlan` from
-            :func:`~ragkit.context.retrieve_context` for this question, answered as it is
-            (``k``, ``strategy``, ``budget_tokens`` and ``gate`` are then not used).
-        rerank: a reranker (or its name, e.g. ``"voyage"``; see ``ragkit.rerankers``) that
-            re-scores the retrieved candidates before packing.
+        keywords: deprecated, kept for one release: the fields of ``Query`` (``k``, ``where``)
+            and of ``AnswerOptions`` as keyword arguments, applied over ``question`` and
+            ``options``.
 
     Raises:
-        MissingAPIKeyError: no ``client`` and no ``ANTHROPIC_API_KEY``, before any request.
+        MissingAPIKeyError: no ``client`` and no credential in the environment, before any
+            request.
         AnswerError: the call failed: an error status or stream error event (``status_code``,
-            ``error_type``), no response within ``timeout``, a dropped connection, or a reply
+            ``error_type``), no response within the timeout, a dropped connection, or a reply
             that is not a complete Messages API response; ``request_id`` when one was sent.
         ValueError: a bad argument (empty question, ``k < 1``, unknown strategy, ...).
 
     Example:
-        >>> ragkit.answer("How do dogs learn?", index).cited_chunk_ids  # doctest: +SKIP
+        >>> ragkit.answer(Query("How do dogs learn?", k=3), index).cited_chunk_ids  # doctest: +SKIP
         ('dogs.md#1',)
     """
-    o = _options(
-        k=k, model=model, max_tokens=max_tokens, strategy=strategy, budget_tokens=budget_tokens,
-        gate=gate, cache=cache, audit=audit, count_tokens_with_api=count_tokens_with_api,
-        max_retries=max_retries, system=system, timeout=timeout, plan=plan, where=where,
-        rerank=rerank,
-    )  # fmt: skip
-    plan = _plan(question, index, o)
+    query, o = resolve_request(question, options, keywords, "answer")
+    log = _audit_log(audit)
+    plan = _plan(query, index, o, plan)
     if plan.strategy == "none":
-        return _finish(_gated(plan), question, o)
-    api = _sync_client(client, max_retries)
-    if count_tokens_with_api:
-        plan = _fit_exactly(api, plan, question, index, o)
+        return _finish(_gated(plan), query.text, log)
+    api = _sync_client(client, o.max_retries)
+    if o.count_tokens_with_api:
+        plan = _fit_exactly(api, plan, query, index, o)
         if plan.strategy == "none":
-            return _finish(_gated(plan), question, o)
+            return _finish(_gated(plan), query.text, log)
     message = _create(api, _request(plan, o), o)
-    return _finish(parse_message(message, plan, model=model), question, o)
+    return _finish(parse_message(message, plan, model=o.model), query.text, log)
 
 
 def answer_stream(
-    question: str,
+    question: str | Query,
     index: AnyIndex,
+    options: AnswerOptions | None = None,
     *,
     client: anthropic.Anthropic | None = None,
-    **options: Any,
+    plan: ContextPlan | None = None,
+    audit: str | Path | AuditLog | None = None,
+    **keywords: Any,
 ) -> Iterator[str | Answer]:
     """Like :func:`answer`, but yield the answer's text as it arrives, then the ``Answer``.
 
     Every item but the last is a ``str`` (a text delta, in order); the last is the complete
     :class:`~ragkit.types.Answer` with citations, usage and stop reason. When the gate stops
     the call, the items are the explanation (one ``str``) and the abstaining ``Answer``. Takes
-    the same keyword arguments as :func:`answer`; errors (a missing key included) are raised
-    when the iteration starts, not when the generator is created. A stream that fails or ends
-    before ``message_stop`` raises :class:`~ragkit.errors.AnswerError` after the text already
+    the same arguments as :func:`answer`; errors (a missing key included) are raised when the
+    iteration starts, not when the generator is created. A stream that fails or ends before
+    ``message_stop`` raises :class:`~ragkit.errors.AnswerError` after the text already
     yielded: no final ``Answer`` comes, so partial text is never mistaken for an answer.
 
     Example:
         >>> for item in ragkit.answer_stream("How do dogs learn?", index):  # doctest: +SKIP
         ...     print(item, end="") if isinstance(item, str) else print(item.cited_chunk_ids)
     """
-    o = _options(**options)
-    plan = _plan(question, index, o)
+    query, o = resolve_request(question, options, keywords, "answer_stream")
+    log = _audit_log(audit)
+    plan = _plan(query, index, o, plan)
     if plan.strategy == "none":
-        gated = _finish(_gated(plan), question, o)
+        gated = _finish(_gated(plan), query.text, log)
         yield gated.text  # so a consumer that prints the text shows why no call was made
         yield gated
         return
     api = _sync_client(client, o.max_retries)
     if o.count_tokens_with_api:
-        plan = _fit_exactly(api, plan, question, index, o)
+        plan = _fit_exactly(api, plan, query, index, o)
         if plan.strategy == "none":
-            gated = _finish(_gated(plan), question, o)
+            gated = _finish(_gated(plan), query.text, log)
             yield gated.text
             yield gated
             return
@@ -894,44 +800,52 @@ def answer_stream(
         if isinstance(item, str):
             yield item
         else:
-            yield _finish(parse_message(item, plan, model=o.model), question, o)
+            yield _finish(parse_message(item, plan, model=o.model), query.text, log)
 
 
 async def aanswer(
-    question: str,
+    question: str | Query,
     index: AnyIndex,
+    options: AnswerOptions | None = None,
     *,
     client: anthropic.AsyncAnthropic | None = None,
-    **options: Any,
+    plan: ContextPlan | None = None,
+    audit: str | Path | AuditLog | None = None,
+    **keywords: Any,
 ) -> Answer:
-    """:func:`answer` for asyncio: the same keyword arguments, an ``AsyncAnthropic`` client.
+    """:func:`answer` for asyncio: the same arguments, an ``AsyncAnthropic`` client.
 
     Retrieval and packing run in the calling thread (they are CPU-bound and fast); only the
     API call is awaited. ``count_tokens_with_api`` is not supported here (ValueError).
     """
-    o = _options(**options)
+    query, o = resolve_request(question, options, keywords, "aanswer")
     if o.count_tokens_with_api:
         raise ValueError("count_tokens_with_api is not supported by aanswer(); use answer()")
-    plan = _plan(question, index, o)
+    log = _audit_log(audit)
+    plan = _plan(query, index, o, plan)
     if plan.strategy == "none":
-        return _finish(_gated(plan), question, o)
+        return _finish(_gated(plan), query.text, log)
     api = _async_client(client, o.max_retries)
     message = await _acreate(api, _request(plan, o), o)
-    return _finish(parse_message(message, plan, model=o.model), question, o)
+    return _finish(parse_message(message, plan, model=o.model), query.text, log)
 
 
 async def aanswer_stream(
-    question: str,
+    question: str | Query,
     index: AnyIndex,
+    options: AnswerOptions | None = None,
     *,
     client: anthropic.AsyncAnthropic | None = None,
-    **options: Any,
+    plan: ContextPlan | None = None,
+    audit: str | Path | AuditLog | None = None,
+    **keywords: Any,
 ) -> AsyncIterator[str | Answer]:
     """:func:`answer_stream` for asyncio: text deltas, then the final ``Answer``."""
-    o = _options(**options)
-    plan = _plan(question, index, o)
+    query, o = resolve_request(question, options, keywords, "aanswer_stream")
+    log = _audit_log(audit)
+    plan = _plan(query, index, o, plan)
     if plan.strategy == "none":
-        gated = _finish(_gated(plan), question, o)
+        gated = _finish(_gated(plan), query.text, log)
         yield gated.text  # so a consumer that prints the text shows why no call was made
         yield gated
         return
@@ -940,4 +854,4 @@ async def aanswer_stream(
         if isinstance(item, str):
             yield item
         else:
-            yield _finish(parse_message(item, plan, model=o.model), question, o)
+            yield _finish(parse_message(item, plan, model=o.model), query.text, log)

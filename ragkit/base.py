@@ -7,6 +7,7 @@
 - :class:`Loader` (protocol): one file's bytes in, a document's text and metadata out.
 - :class:`Reranker` (protocol): re-scores the best fused candidates for a query.
 - :class:`Retriever` (base class): a query in, scored chunks out; subclasses implement ``_search``.
+- :class:`Corpus` (protocol): an index as planning and the gate read it (``ragkit.Index``).
 
 Protocols are structural: an implementation needs no ragkit import. The retriever is a base
 class because its subclasses share behaviour (argument checks, ``k`` clamping, stable order).
@@ -22,6 +23,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -34,6 +36,7 @@ from .types import Chunk, Document, Metadata, ScoredChunk
 __all__ = [
     "DEFAULT_DEPTH",
     "DEFAULT_FUSION",
+    "Corpus",
     "DocumentEntry",
     "Embedder",
     "IndexSettings",
@@ -229,6 +232,9 @@ class IndexSettings:
         chunk_overlap: overlap between consecutive chunks in tokens.
         bm25: the keyword index's settings (``variant``, ``k1``, ``b``).
         analyzer: the analyzer's settings (:meth:`ragkit.bm25.Analyzer.config`).
+        source: how the index's folder was read (:meth:`ragkit.ingest.FolderSource.as_dict`),
+            ``None`` when no folder sync recorded one. Unlike the other fields it may change on
+            a used store (:meth:`Store.configure` records it); a sync with no source uses it.
     """
 
     embedder: str | None
@@ -237,6 +243,7 @@ class IndexSettings:
     chunk_overlap: int
     bm25: Mapping[str, Any] = field(default_factory=dict)
     analyzer: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the on-disk and in-database record)."""
@@ -247,14 +254,18 @@ class IndexSettings:
             "chunk_overlap": self.chunk_overlap,
             "bm25": dict(self.bm25),
             "analyzer": dict(self.analyzer),
+            "source": None if self.source is None else dict(self.source),
         }
 
     def require_same(self, wanted: IndexSettings, where: str) -> None:
         """Raise :class:`~ragkit.errors.SettingsMismatchError` unless ``wanted`` equals these
-        settings (compared as JSON values); the message names what differs.
+        settings (compared as JSON values, the recorded ``source`` left out: a sync may change
+        it); the message names what differs.
         """
         old = json.loads(json.dumps(self.as_dict()))
         new = json.loads(json.dumps(wanted.as_dict()))
+        old.pop("source")
+        new.pop("source")
         if old == new:
             return
         from .errors import SettingsMismatchError
@@ -287,7 +298,18 @@ class IndexSettings:
         bm25, analyzer = data.get("bm25", {}), data.get("analyzer", {})
         if not isinstance(bm25, Mapping) or not isinstance(analyzer, Mapping):
             raise TypeError("settings.bm25 and settings.analyzer must be objects")
-        return cls(embedder, dim, size, overlap, dict(bm25), dict(analyzer))
+        source = data.get("source")
+        if source is not None and not isinstance(source, Mapping):
+            raise TypeError(f"settings.source must be an object or null, got {source!r}")
+        return cls(
+            embedder,
+            dim,
+            size,
+            overlap,
+            dict(bm25),
+            dict(analyzer),
+            None if source is None else dict(source),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +356,9 @@ class StoreStats:
 class Store(Protocol):
     """Where an index's chunks, vectors and keyword statistics live.
 
-    Writes are per document: :meth:`write` adds or replaces whole documents (old chunks go in
+    Each store owns its durability: :meth:`save` and :attr:`version`; the writer lock of a
+    location is ``ragkit.stores.writer``. Writes are per document: :meth:`write` adds or
+    replaces whole documents (old chunks go in
     the same step) and deletes others, atomically as seen by searches. Both searches apply the
     filter inside the store, before the top ``k``, so a filtered search returns
     ``min(k, matching chunks)`` results. Keyword search ranks with BM25 computed from the
@@ -353,7 +377,8 @@ class Store(Protocol):
     def settings(self) -> IndexSettings | None: ...
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record the settings of a new store; refuse different settings on a used one."""
+        """Record the settings of a new store; refuse different settings on a used one, except
+        for ``source``, which is recorded (a sync read the folder another way on purpose)."""
         ...
 
     def document_hashes(self, ids: Sequence[str] | None = None) -> Mapping[str, str]:
@@ -399,6 +424,46 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections or files; the store is not used afterwards."""
+        ...
+
+    @property
+    def version(self) -> str | None:
+        """The saved state this store reflects: a directory store's generation (another
+        writer's save makes a new one), ``None`` for a store that is always current (a
+        database)."""
+        ...
+
+    def save(self, path: str | Path | None = None) -> str | Path:
+        """Make every write durable and return where the store lives: a directory store
+        writes ``path`` (default: where it was loaded from or first saved to) atomically; a
+        database store is durable after each write and returns its location."""
+        ...
+
+
+@runtime_checkable
+class Corpus(Protocol):
+    """An index as planning and the evidence gate see it: a store of chunks, the settings and
+    embedder it was built with, and retrievers over it.
+
+    :class:`ragkit.Index` implements it; planning code checks for this protocol, never for the
+    concrete class, so another index type (or a test's fake) plugs in without subclassing.
+    """
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def settings(self) -> IndexSettings: ...
+
+    @property
+    def embedder(self) -> Embedder | None: ...
+
+    def retriever_for(self, query: Query, rerank: str | Reranker | None = None) -> Retriever:
+        """The retriever that runs ``query``, reranked by ``rerank`` when given."""
+        ...
+
+    def keyword_idf(self, terms: Sequence[str]) -> list[float]:
+        """Lucene idf of each analysed term (the gate weighs the question's terms by it)."""
         ...
 
 

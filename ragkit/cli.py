@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,18 +24,22 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import LoadResult
+from .loaders import DEFAULT_INCLUDE, LoadResult
+from .progress import Progress
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     from .base import SearchMode
-    from .context import ContextPlan
     from .filters import Filter
     from .index import Index, IndexUpdate
+    from .plan import AnswerOptions, ContextPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_INDEX = ".ragkit/index"
+
+DEFAULT_TYPES = tuple(pattern.rsplit("*", 1)[-1] for pattern in DEFAULT_INCLUDE)
+"""The suffixes `ragkit index` reads by default (plugin loaders add theirs)."""
 
 
 def _index_path(value: str | None) -> str:
@@ -137,43 +142,6 @@ def _errors() -> Iterator[None]:
         raise click.UsageError(str(exc)) from exc
 
 
-class _Progress:
-    """Progress on stderr: a tqdm bar on a terminal, a plain line per tenth of the work in a
-    log (no bar leftovers glued to the summary). Nothing is shown when there is no work."""
-
-    def __init__(self, desc: str, enabled: bool) -> None:
-        self.desc = desc
-        self.enabled = enabled
-        self.bar: Any = None
-        self.tty = sys.stderr.isatty()
-        self.shown = -1
-
-    def note(self, message: str) -> None:
-        """One line about a phase (loading, saving), when progress is shown."""
-        if self.enabled:
-            click.echo(f"ragkit: {message}", err=True)
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        if not self.tty:
-            tenth = done * 10 // total
-            if tenth > self.shown:
-                self.shown = tenth
-                click.echo(f"ragkit: {self.desc}: {done}/{total} chunks", err=True)
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit="chunk", file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
     """--chunk-size and --overlap with their defaults; a default overlap shrinks with the size."""
     from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
@@ -209,7 +177,7 @@ def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
 
 def _source(result: Answer, chunk_id: str) -> str:
     """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
-    from .context import chunk_label
+    from .plan import chunk_label
 
     for sc in result.chunks:
         if sc.chunk.id == chunk_id:
@@ -219,7 +187,7 @@ def _source(result: Answer, chunk_id: str) -> str:
 
 
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
-    from .context import chunk_label
+    from .plan import chunk_label
 
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
@@ -345,9 +313,15 @@ def cli(verbose: bool) -> None:
     "include",
     multiple=True,
     metavar="GLOB",
-    help="Files to index, relative glob (repeatable; default: markdown, text, rst, html).",
+    help="Files to index, relative glob (repeatable; default: the globs the index recorded, "
+    "else every type a loader reads: " + " ".join(DEFAULT_TYPES) + ").",
 )
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Files to skip (repeatable).")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Files to skip (repeatable; default: the globs the index recorded).",
+)
 @click.option(
     "--chunk-size", type=click.IntRange(min=16), default=None, help="Chunk size in tokens."
 )
@@ -375,7 +349,15 @@ def cli(verbose: bool) -> None:
     help="Read files that are not UTF-8 with this encoding (e.g. cp1252).",
 )
 @click.option(
-    "--hidden", is_flag=True, help="Also index dot-named files and folders (skipped by default)."
+    "--hidden/--no-hidden",
+    default=None,
+    help="Also index dot-named files and folders (default: as the index recorded, else not).",
+)
+@click.option(
+    "--replace-source",
+    is_flag=True,
+    help="Confirm removing the documents that other folder options (or another folder) leave "
+    "out; without it such a run changes nothing and lists them.",
 )
 @click.option("--watch", is_flag=True, help="Then keep updating the index as files change.")
 @embedder_option
@@ -393,11 +375,15 @@ def index_cmd(
     context_model: str | None,
     yes: bool,
     fallback_encoding: str | None,
-    hidden: bool,
+    hidden: bool | None,
+    replace_source: bool,
     watch: bool,
     as_json: bool,
 ) -> None:
     """Build or update the index of FOLDER (only changed files are re-embedded).
+
+    The index records how FOLDER was read (--include, --exclude, --hidden, --fallback-encoding):
+    later runs, --watch and `ragkit mcp --watch` read it the same way unless told otherwise.
 
     \b
     Examples:
@@ -406,7 +392,7 @@ def index_cmd(
         ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
     from .index import open_index, writing
-    from .ingest import update_from_folder
+    from .ingest import source_for, sync
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)
@@ -422,8 +408,16 @@ def index_cmd(
                 chunk_size=size,
                 chunk_overlap=lap,
             )
+            source = source_for(
+                index,
+                folder,
+                include=include or None,
+                exclude=exclude or None,
+                skip_hidden=None if hidden is None else not hidden,
+                fallback_encoding=fallback_encoding,
+            )
             contextualizer = _contextualizer(path, context_model, yes) if contextualize else None
-            progress = _Progress("embedding", enabled=not as_json)
+            progress = Progress("embedding", enabled=not as_json)
             progress.note(f"reading {folder} ...")
 
             def loaded_note(result: LoadResult, changed: int) -> None:
@@ -432,13 +426,10 @@ def index_cmd(
 
             before = len(index.document_ids)
             try:
-                update, loaded = update_from_folder(
+                synced = sync(
                     index,
-                    folder,
-                    include=include or None,
-                    exclude=exclude,
-                    fallback_encoding=fallback_encoding,
-                    skip_hidden=not hidden,
+                    source,
+                    replace_source=replace_source,
                     progress=progress,
                     checkpoint=lambda: index.save(path),
                     contextualizer=contextualizer,
@@ -460,6 +451,7 @@ def index_cmd(
             progress.note(f"saving to {_shown(path)} ...")
             index.save(path)
         elapsed = time.perf_counter() - started
+    update, loaded = synced.update, synced.loaded
     summary = {
         "index": _shown(path),
         "documents": len(index.document_ids),
@@ -476,11 +468,10 @@ def index_cmd(
         "embedder": index.embedder.name if index.embedder else None,
         "seconds": round(elapsed, 3),
     }
-    watching = (index, include or None, exclude, fallback_encoding, as_json)
     if as_json:
         click.echo(json.dumps(summary))
         if watch:
-            _watch(folder, path, *watching)
+            _watch(folder, path, index, as_json)
         return
     mode = f"embedder {summary['embedder']}" if index.embedder else "keyword-only (no embedder)"
     click.echo(
@@ -492,10 +483,12 @@ def index_cmd(
     )
     if update.chunks_reused:
         click.echo(f"  {_reembedded(update)}")
+    if synced.source_changed and index.document_ids:
+        click.echo(f"  folder source recorded: {synced.source.describe()}")
     for line in _load_notes(loaded):
         click.echo(f"  {line}")
     if watch:
-        _watch(folder, path, *watching)
+        _watch(folder, path, index, as_json)
 
 
 def _reembedded(update: IndexUpdate) -> str:
@@ -504,16 +497,9 @@ def _reembedded(update: IndexUpdate) -> str:
     return f"{update.chunks_embedded:,} of {total:,} chunks re-embedded"
 
 
-def _watch(
-    folder: Path,
-    path: str,
-    index: Index,
-    include: Sequence[str] | None,
-    exclude: Sequence[str],
-    fallback_encoding: str | None,
-    as_json: bool,
-) -> None:
-    """Watch FOLDER after `ragkit index --watch`; one line (or JSON object) per update."""
+def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
+    """Watch FOLDER after `ragkit index --watch` (read as the index recorded); one line (or
+    JSON object) per update."""
     from .watch import WatchUpdate, watch_folder
 
     def report(event: WatchUpdate) -> None:
@@ -543,15 +529,7 @@ def _watch(
 
     with _errors():
         try:
-            watch_folder(
-                folder,
-                path,
-                index=index,
-                include=include,
-                exclude=exclude,
-                fallback_encoding=fallback_encoding,
-                on_update=report,
-            )
+            watch_folder(folder, path, index=index, on_update=report)
         except KeyboardInterrupt:
             if not as_json:
                 click.echo("Stopped watching.", err=True)
@@ -596,7 +574,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
         + How long do refunds take?
         - Who won the 1998 World Cup?
     """
-    from .context import calibrate_gate
+    from .gate import calibrate_gate
 
     good: list[str] = []
     bad: list[str] = []
@@ -759,8 +737,55 @@ def search_cmd(
         )
     elif not results:
         click.echo("No matching chunks.")
+        for line in _filter_problems(index, wheres, paths) if where is not None else ():
+            click.echo(f"  {line}")
     else:
         _print_passages(results)
+
+
+_KEY_SAMPLE = 2_000
+"""Chunks read to list the metadata keys an index has, when a filter names an unknown one."""
+
+
+def _filter_problems(index: Index, wheres: Sequence[str], paths: Sequence[str]) -> list[str]:
+    """Why a filtered search found nothing: each condition that matches no chunk on its own,
+    and whether its key exists at all (with the keys that do)."""
+    from itertools import islice
+
+    from .filters import Field, parse_cli
+
+    def matching(spec: Any) -> int:
+        return index.store.stats(spec).chunks
+
+    problems: list[str] = []
+    keys: list[str] | None = None
+    for raw in wheres:
+        condition = parse_cli([raw])
+        if condition is None or matching(condition) > 0:
+            continue
+        key = re.split(r"!=|>=|<=|=|<|>", raw.strip().lstrip("!"), maxsplit=1)[0].strip()
+        have = matching(Field(key, "exists", True)) if key else 0
+        if have:
+            problems.append(f"--where {raw}: {have} chunks have {key!r}, none matches")
+            continue
+        if keys is None:
+            seen: set[str] = set()
+            for chunk in islice(index.store.chunks(), _KEY_SAMPLE):
+                seen.update(chunk.metadata)
+            keys = sorted(seen)
+        known = ", ".join(keys) if keys else "none"
+        problems.append(
+            f"--where {raw}: no chunk has the key {key!r} (keys in this index: {known})"
+        )
+    if paths and matching(parse_cli((), paths)) == 0:
+        shown = ", ".join(map(repr, paths))
+        problems.append(
+            f"--path {shown}: no document path matches (paths are relative to the indexed "
+            "folder, e.g. 'guide/**')"
+        )
+    if not problems:
+        problems.append("each condition matches some chunks, but no chunk matches all of them")
+    return problems
 
 
 def _gate_decision(verdict: Any, gate: Any) -> tuple[str, float, float] | None:
@@ -974,40 +999,41 @@ def ask_cmd(
         ragkit ask "Who wrote the spec?" --min-score 0.3 --timeout 20
         ragkit ask "How long do refunds take?" --where team=billing --path 'faq/**'
     """
-    from .answering import DEFAULT_MODEL
-    from .context import DEFAULT_BUDGET_TOKENS, EvidenceGate, default_gate
+    from .gate import EvidenceGate, default_gate
+    from .plan import DEFAULT_BUDGET_TOKENS, DEFAULT_MODEL, DEFAULT_TIMEOUT, AnswerOptions
 
     if question is not None and not question.strip():
         raise click.UsageError("QUESTION must not be empty")
     if no_gate and min_score is not None:
         raise click.UsageError("--min-score sets the gate's threshold; drop it or --no-gate")
-    budget = budget or DEFAULT_BUDGET_TOKENS
-    model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
     where = _filter(wheres, paths)
     with _errors():
-        reranker = _reranker(rerank)
+        reranker = _reranker(rerank)  # a missing key fails before the index is loaded
         index = _load_index(index_path, embedder_name)
-        gate: EvidenceGate | None = None if no_gate else default_gate(index)
+        gate: EvidenceGate | bool = False if no_gate else default_gate(index)
         if min_score is not None:
             gate = (
                 EvidenceGate(min_cosine=min_score)
                 if index.has_vectors
                 else EvidenceGate(min_coverage=min_score)
             )
-    settings = _AskSettings(
-        k,
-        model,
-        strategy,
-        max_tokens,
-        budget,
-        gate,
-        timeout,
-        no_stream,
-        audit,
-        where,
-        as_json,
-        reranker,
-    )
+        # The library's own values, built once for the session: no option list of our own.
+        settings = _Ask(
+            options=AnswerOptions(
+                model=model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL,
+                max_tokens=max_tokens,
+                strategy=strategy,  # type: ignore[arg-type]
+                budget_tokens=budget or DEFAULT_BUDGET_TOKENS,
+                gate=gate,
+                rerank=reranker,
+                timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            ),
+            k=k,
+            where=where,
+            audit=audit,
+            no_stream=no_stream,
+            as_json=as_json,
+        )
     if question is not None:
         _ask_one(question, index, settings)
         return
@@ -1036,59 +1062,43 @@ def ask_cmd(
 
 
 @dataclass(frozen=True, slots=True)
-class _AskSettings:
-    """The options of ``ragkit ask``, parsed once and reused for every question of a session."""
+class _Ask:
+    """One ``ragkit ask`` session: the library's options, built once, and how to print."""
 
+    options: AnswerOptions
     k: int
-    model: str
-    strategy: str
-    max_tokens: int
-    budget: int
-    gate: Any
-    timeout: float | None
-    no_stream: bool
+    where: Filter | None
     audit: Path | None
-    where: Any
+    no_stream: bool
     as_json: bool
-    rerank: Any = None
 
 
-def _ask_one(question: str, index: Index, s: _AskSettings) -> None:
-    """Plan, show or ask, and print one answer (the body of ``ragkit ask``)."""
-    from .answering import DEFAULT_TIMEOUT, answer, answer_stream
-    from .context import retrieve_context
+def _ask_one(question: str, index: Index, s: _Ask) -> None:
+    """Plan, show or ask, and print one answer (the body of ``ragkit ask``).
 
-    k, model, max_tokens, gate, audit, where, as_json = (
-        s.k, s.model, s.max_tokens, s.gate, s.audit, s.where, s.as_json
-    )  # fmt: skip
+    The anthropic SDK is imported only when a call is made (a key is set)."""
+    from .base import Query
+    from .gate import EvidenceGate
+    from .plan import has_credentials, retrieve_context
+
+    options, as_json = s.options, s.as_json
+    model, max_tokens = options.model, options.max_tokens
+    gate = options.gate if isinstance(options.gate, EvidenceGate) else None
     with _errors():  # planning: a bad option value is a usage error (exit 2)
-        plan = retrieve_context(
-            question,
-            index,
-            k=k,
-            where=where,
-            strategy=s.strategy,  # type: ignore[arg-type]
-            budget_tokens=s.budget,
-            gate=gate if gate is not None else False,
-            rerank=s.rerank,
-        )
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-        _show_plan(question, index, plan, gate, k, model, as_json, where)
+        query = Query(question, s.k, where=s.where)
+        plan = retrieve_context(query, index, options)
+    if not has_credentials():
+        _show_plan(question, index, plan, gate, s.k, model, as_json, s.where)
         return
-    options: dict[str, Any] = {
-        "model": model,
-        "max_tokens": max_tokens,
-        "audit": audit,
-        "timeout": s.timeout if s.timeout is not None else DEFAULT_TIMEOUT,
-        "plan": plan,
-    }
+    from .answering import answer, answer_stream
+
     streamed = False
     try:
         if as_json or s.no_stream or plan.strategy == "none":
-            result = answer(question, index, **options)
+            result = answer(query, index, options, plan=plan, audit=s.audit)
         else:
             final: Answer | None = None
-            for event in answer_stream(question, index, **options):
+            for event in answer_stream(query, index, options, plan=plan, audit=s.audit):
                 if isinstance(event, Answer):
                     final = event
                 else:
@@ -1251,7 +1261,7 @@ def eval_cmd(
     size, lap = _chunk_settings(chunk_size, overlap)
     with _errors():
         dataset = load_beir(dataset_dir, qrels=qrels)
-        progress = _Progress("embedding", enabled=not as_json and mode != "bm25")
+        progress = Progress("embedding", enabled=not as_json and mode != "bm25")
         started = time.perf_counter()
         try:
             index = build_dataset_index(

@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import MissingAPIKeyError, RagkitError
 from .pricing import price_for
+from .tokens import count_tokens
 from .types import Chunk, Document
 
 __all__ = [
@@ -253,7 +254,6 @@ class Contextualizer:
         document to the prompt cache (1.25x) when it is long enough to cache, later ones read it
         (0.1x). Output is counted at ``max_tokens`` per context, an upper bound.
         """
-        from .context import count_tokens
 
         todo, cached = self._pending(items)
         per_doc: dict[str, list[Chunk]] = {}

@@ -7,6 +7,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     RagkitError
     ├── LoadError               a document cannot be read (path attribute)
     ├── IndexFormatError        an index on disk is corrupt, truncated or of another version
+    ├── SourceChangeError       a sync with another folder or options would remove documents
     ├── StoreError              a store cannot do what was asked
     │   ├── IndexLockedError        another writer holds the index (waited, then gave up)
     │   ├── IndexConflictError      another writer saved the index since it was loaded
@@ -45,6 +46,7 @@ __all__ = [
     "SchemaError",
     "ReadOnlyStoreError",
     "SettingsMismatchError",
+    "SourceChangeError",
     "StoreError",
     "StoreTimeoutError",
     "StoreUnavailableError",
@@ -71,6 +73,19 @@ class LoadError(RagkitError):
 
 class IndexFormatError(RagkitError):
     """An index on disk is corrupt, truncated, missing a file or written by another version."""
+
+
+class SourceChangeError(RagkitError):
+    """Syncing with another folder, or other folder options than the index recorded, would
+    remove documents; nothing was changed.
+
+    Attributes:
+        removals: the IDs of the documents the new source would remove, sorted.
+    """
+
+    def __init__(self, message: str, removals: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.removals = removals
 
 
 class StoreError(RagkitError):

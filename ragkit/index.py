@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -43,8 +42,7 @@ from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
 from .loaders import pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
-from .stores import is_database_url, open_store
-from .stores.disk import check_target, writer_lock
+from .stores import load_store, open_store, writer
 from .stores.memory import MemoryStore
 from .types import Chunk, Document, ScoredChunk
 
@@ -54,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Index",
     "IndexUpdate",
+    "Prepared",
+    "PreparedDocument",
     "open_index",
     "writing",
 ]
@@ -115,6 +115,57 @@ class IndexUpdate:
     def changed(self) -> bool:
         """True when anything was added, replaced or removed."""
         return bool(self.added or self.replaced or self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A new or changed document, hashed and chunked once, waiting to be embedded and written.
+
+    Attributes:
+        document: the document (with ``path`` in its metadata).
+        content_hash: :func:`document_hash` of it.
+        chunks: its chunks, in order.
+        replaces: ``True`` when an older version is in the index.
+    """
+
+    document: Document
+    content_hash: str
+    chunks: tuple[Chunk, ...]
+    replaces: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What :meth:`Index.prepare` found: the documents to write and those already indexed.
+
+    Attributes:
+        documents: new or changed documents, chunked, in input order.
+        unchanged: IDs of documents indexed with the same content hash.
+    """
+
+    documents: tuple[PreparedDocument, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks to embed and write: the total of a progress bar."""
+        return sum(len(p.chunks) for p in self.documents)
+
+    def batches(self, max_chars: int) -> list[Prepared]:
+        """The documents split into parts of at most ``max_chars`` characters of text (a
+        larger document is a part of its own); the first part carries ``unchanged``."""
+        parts: list[list[PreparedDocument]] = [[]]
+        size = 0
+        for p in self.documents:
+            if parts[-1] and size + len(p.document.text) > max_chars:
+                parts.append([])
+                size = 0
+            parts[-1].append(p)
+            size += len(p.document.text)
+        return [
+            Prepared(tuple(part), self.unchanged if number == 0 else ())
+            for number, part in enumerate(parts)
+        ]
 
 
 class Index:
@@ -386,13 +437,25 @@ class Index:
         whose contexts may change with the rest of the document). A document without a
         ``path`` in its metadata gets its ID there, so ``where={"path": {"$glob": ...}}`` works
         for every document. Embedding happens before the store changes, so an error (or an
-        interrupt) while embedding leaves the index as it was.
+        interrupt) while embedding leaves the index as it was. The same as
+        ``write(prepare(documents))``.
 
         Args:
             documents: the documents; a later duplicate ID wins.
             progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
             contextualizer: writes a context per new chunk (``ragkit.contextual``), indexed
                 (keyword and vector) before the chunk's text; the chunk itself is unchanged.
+        """
+        return self.write(self.prepare(documents), progress=progress, contextualizer=contextualizer)
+
+    def prepare(self, documents: Iterable[Document]) -> Prepared:
+        """Hash every document and chunk the new or changed ones, without writing anything.
+
+        Each document is hashed once and chunked at most once: a sync sizes its progress bar
+        and its batches from the result, then hands it (or parts of it) to :meth:`write`.
+
+        Args:
+            documents: the documents; a later duplicate ID wins.
         """
         latest: dict[str, Document] = {}
         for doc in documents:
@@ -405,39 +468,55 @@ class Index:
                 doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
             latest[doc.id] = doc
         known = self.store.document_hashes(list(latest))
-        added: list[str] = []
-        replaced: list[str] = []
+        pending: list[PreparedDocument] = []
         unchanged: list[str] = []
-        pending: list[tuple[Document, str, list[Chunk]]] = []
         for doc_id, doc in latest.items():
             digest = document_hash(doc)
             if known.get(doc_id) == digest:
                 unchanged.append(doc_id)
                 continue
-            (replaced if doc_id in known else added).append(doc_id)
             chunks = _with_pages(
                 doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
             )
-            pending.append((doc, digest, chunks))
-        texts = [keyword_text(c) for _, _, chunks in pending for c in chunks]
+            pending.append(PreparedDocument(doc, digest, tuple(chunks), doc_id in known))
+        return Prepared(tuple(pending), tuple(unchanged))
+
+    def write(
+        self,
+        prepared: Prepared,
+        *,
+        progress: ProgressFn | None = None,
+        contextualizer: SupportsContextualize | None = None,
+    ) -> IndexUpdate:
+        """Embed the prepared documents and write them to the store in one step.
+
+        Args:
+            prepared: what :meth:`prepare` returned (or a :meth:`Prepared.batches` part of it).
+            progress: called as ``progress(done_chunks, total_chunks)`` while embedding.
+            contextualizer: as for :meth:`add`.
+        """
+        pending = prepared.documents
+        texts = [keyword_text(c) for p in pending for c in p.chunks]
         if contextualizer is not None and pending:
             from .contextual import contextualized_texts
 
-            texts = contextualized_texts(contextualizer, [(d, c) for d, _, c in pending], texts)
+            texts = contextualized_texts(
+                contextualizer, [(p.document, list(p.chunks)) for p in pending], texts
+            )
             known_vectors: dict[str, np.ndarray] = {}
         else:
-            known_vectors = self._stored_vectors(replaced)
+            known_vectors = self._stored_vectors([p.document.id for p in pending if p.replaces])
         vectors, embedded = self._embed(texts, progress, known_vectors)
         entries: list[DocumentEntry] = []
         position = 0
-        for doc, digest, chunks in pending:
-            n = len(chunks)
+        for p in pending:
+            n = len(p.chunks)
             entries.append(
                 DocumentEntry(
-                    document_id=doc.id,
-                    content_hash=digest,
-                    metadata=doc.metadata,
-                    chunks=tuple(chunks),
+                    document_id=p.document.id,
+                    content_hash=p.content_hash,
+                    metadata=p.document.metadata,
+                    chunks=p.chunks,
                     keyword_texts=tuple(texts[position : position + n]),
                     vectors=None if vectors is None else vectors[position : position + n],
                 )
@@ -446,13 +525,20 @@ class Index:
         if entries:
             self.store.write(entries)
         return IndexUpdate(
-            tuple(added),
-            tuple(replaced),
-            tuple(unchanged),
+            tuple(p.document.id for p in pending if not p.replaces),
+            tuple(p.document.id for p in pending if p.replaces),
+            prepared.unchanged,
             (),
             embedded,
             len(texts) - embedded if vectors is not None else 0,
         )
+
+    def record_source(self, source: Mapping[str, Any] | None) -> None:
+        """Record how the index's folder is read (``ragkit.ingest.FolderSource.as_dict``);
+        saved with the index, and used by a later sync that is given no source."""
+        settings = replace(self.settings, source=None if source is None else dict(source))
+        self.store.configure(settings)
+        self.settings = settings
 
     def _stored_vectors(self, document_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Embedded text → stored vector, over the chunks of ``document_ids``."""
@@ -540,11 +626,7 @@ class Index:
             ValueError: an in-memory index that was never saved, with no ``path``.
             RagkitError: ``path`` is a file, or a non-empty directory that is not a ragkit index.
         """
-        store = self.store
-        if isinstance(store, MemoryStore):
-            target = path if path is not None else _saved_location(store)
-            return store.save(target)
-        return store.location
+        return self.store.save(path)
 
     @classmethod
     def load(cls, path: str | Path, *, embedder: EmbedderArg = "default") -> Index:
@@ -561,7 +643,7 @@ class Index:
             SettingsMismatchError: ``embedder`` is not the model the index was built with.
             MissingDependencyError: the index's embedder needs an extra that is not installed.
         """
-        store = open_store(path) if is_database_url(path) else MemoryStore.load(path)
+        store = load_store(path)
         if store.settings is None:
             raise SchemaError(
                 f"no index at {store.location}; build one with `ragkit index DIR --index URL`"
@@ -593,12 +675,6 @@ def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
     ]
 
 
-def _saved_location(store: MemoryStore) -> str:
-    if store.location == "memory":
-        raise ValueError("this index was never saved: pass save(path)")
-    return store.location
-
-
 def document_hash(doc: Document) -> str:
     """The text's SHA-256, extended by the metadata when there is any (a changed title or
     front matter re-indexes the document; its chunks carry the metadata)."""
@@ -628,25 +704,8 @@ def _embedder_for(settings: IndexSettings) -> Embedder | None:
     return get_embedder(settings.embedder)
 
 
-@contextmanager
-def writing(location: str | Path | None) -> Iterator[None]:
-    """Hold the writer lock of the index at ``location`` across a load → change → save cycle.
-
-    A directory's lock (``ragkit.stores.disk.writer_lock``) is held by this thread; the saves
-    inside take it again without waiting. Nothing for ``None`` (an unsaved index) or a
-    database URL (a database store writes each change in its own transaction).
-
-    Raises:
-        IndexLockedError: another writer held the lock for longer than the wait allowed.
-        RagkitError: ``location`` is a file, not a directory.
-    """
-    if location is None or is_database_url(location):
-        yield
-        return
-    root = Path(location)
-    check_target(root)
-    with writer_lock(root):
-        yield
+writing = writer
+"""The writer lock of a location (``ragkit.stores.writer``, kept under this name)."""
 
 
 def open_index(

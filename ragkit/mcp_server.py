@@ -8,17 +8,18 @@ Tools (``ragkit mcp``, extra ``mcp``, the official ``mcp`` Python SDK):
 - ``list_documents``: document IDs with their path and title, a page at a time.
 - ``get_chunk``: one chunk's text, document, heading path, metadata and neighbours.
 - ``ask``: an answer from Claude citing chunk IDs (``ragkit.answer``); registered only when
-  ``ANTHROPIC_API_KEY`` is set (or a client is passed to :func:`build_server`).
+  ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is set (or a client is passed to
+  :func:`build_server`), the same rule as the library's.
 - ``index``: index a folder into the open index; registered only with ``allow_index=True``.
 
 MCP has no ``search_result`` content type (the Messages API's citable block), so each result is
 a text block whose first lines carry the chunk ID and source, which a host's model can quote and
 cite. The index is opened once and searched in memory; before each call the server reads the
-index directory's ``CURRENT`` pointer (a few bytes) and reopens the index when ``ragkit index``
-has saved a new generation. A Postgres index is always current. With ``watch=FOLDER`` the
-server runs :func:`ragkit.watch.watch_folder` in a thread on the index it serves, and is then
-that index's writer. A bad argument comes back as a tool error (``isError``) naming the
-problem; the server keeps running.
+index's saved version (``ragkit.stores.current_version``: a directory's ``CURRENT`` generation)
+and reopens the index when ``ragkit index`` has saved a new one. A Postgres index is always
+current. With ``watch=FOLDER`` the server runs :func:`ragkit.watch.watch_folder` in a thread
+on the index it serves, and is then that index's writer. A bad argument comes back as a tool
+error (``isError``) naming the problem; the server keeps running.
 
 This module leaves out retrieval and answering (``ragkit.index``, ``ragkit.answering``), the
 protocol and its transports (the ``mcp`` SDK) and authentication: streamable HTTP binds to
@@ -34,11 +35,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
+from .base import Query
 from .errors import MissingDependencyError, RagkitError
 from .index import Index, open_index
-from .ingest import update_from_folder
-from .loaders import load_folder
-from .stores import is_database_url, redact
+from .ingest import source_for, sync
+from .plan import DEFAULT_MODEL, AnswerOptions, has_credentials
+from .stores import current_version, redact
 from .types import Chunk, ScoredChunk
 
 try:
@@ -84,8 +86,8 @@ class IndexHolder:
     Args:
         location: the index directory or ``postgresql://`` URL.
         index: an index already open at ``location`` (default: opened here).
-        follow_disk: reopen when the directory's ``CURRENT`` pointer changes; ``False`` when
-            this process is the index's only writer (watch mode).
+        follow_disk: reopen when the saved version changes (``ragkit.stores.current_version``);
+            ``False`` when this process is the index's only writer (watch mode).
 
     Raises:
         IndexFormatError: no index at ``location``, or a damaged one.
@@ -96,25 +98,52 @@ class IndexHolder:
         self, location: str | Path, *, index: Index | None = None, follow_disk: bool = True
     ) -> None:
         self.location = str(location)
-        self._pointer: Path | None = (
-            None if is_database_url(self.location) or not follow_disk else Path(location)
-        )
+        self._follow = follow_disk
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._seen = self._read_pointer()
-        self._index = index if index is not None else Index.load(self.location)
+        self._index: Index | None = index if index is not None else Index.load(self.location)
+        self.error: str | None = None
 
-    def _read_pointer(self) -> bytes | None:
-        if self._pointer is None:
-            return None
-        try:
-            return (self._pointer / "CURRENT").read_bytes()
-        except OSError:
-            return None
+    @classmethod
+    def unavailable(cls, location: str | Path, error: RagkitError) -> IndexHolder:
+        """A holder for an index that could not be opened: every call answers with ``error``
+        (what is wrong and what to do) until the index can be opened, e.g. once
+        ``ragkit index`` has built it; then it is served."""
+        holder = cls.__new__(cls)
+        holder.location = str(location)
+        holder._follow = True
+        holder._lock = threading.Lock()
+        holder._write_lock = threading.Lock()
+        holder._seen = None
+        holder._index = None
+        holder.error = (
+            f"the index at {redact(holder.location)} cannot be opened: {error}. Build it with "
+            f"`ragkit index DIR --index {redact(holder.location)}`, or fix --index; the server "
+            "picks it up without a restart"
+        )
+        return holder
+
+    def _read_pointer(self) -> str | None:
+        """The saved version at the location (``None``: always current, or not followed)."""
+        return current_version(self.location) if self._follow else None
 
     def get(self) -> Index:
-        """The index, reopened first when a new generation was saved since the last call."""
+        """The index, reopened first when a new generation was saved since the last call.
+
+        Raises:
+            ToolError: the index could not be opened (see :meth:`unavailable`), with why.
+        """
         with self._lock:
+            if self._index is None:
+                try:
+                    self._index = Index.load(self.location)
+                except RagkitError as exc:
+                    raise ToolError(self.error or str(exc)) from exc
+                logger.info("index at %s opened", redact(self.location))
+                self._seen = self._read_pointer()
+                self.error = None
+                return self._index
             pointer = self._read_pointer()
             if pointer is not None and pointer != self._seen:
                 try:
@@ -318,7 +347,7 @@ def build_server(
         holder: the index to serve.
         allow_index: register the ``index`` tool, which writes to the index.
         client: the ``anthropic.Anthropic`` the ``ask`` tool uses; without it ``ask`` is
-            registered only when ``ANTHROPIC_API_KEY`` is set.
+            registered only when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_AUTH_TOKEN`` is set.
         model: the Claude model for ``ask`` (default: ``$RAGKIT_MODEL`` or
             ``claude-haiku-4-5``).
     """
@@ -405,10 +434,8 @@ def build_server(
             "next_chunk_id": _neighbour(index, chunk, 1),
         }
 
-    if client is not None or os.environ.get("ANTHROPIC_API_KEY"):
-        from .answering import DEFAULT_MODEL
-
-        chosen_model = model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL
+    if client is not None or has_credentials():
+        options = AnswerOptions(model=model or os.environ.get("RAGKIT_MODEL") or DEFAULT_MODEL)
 
         @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
         def ask(
@@ -420,7 +447,7 @@ def build_server(
 
             index = holder.get()
             try:
-                result = answer(question, index, k=k, model=chosen_model, client=client)
+                result = answer(Query(question, k), index, options, client=client)
             except (ValueError, TypeError, RagkitError) as exc:
                 raise _tool_error(exc) from exc
             sources = {sc.chunk.id: source_of(sc.chunk) for sc in result.chunks}
@@ -461,17 +488,31 @@ def build_server(
                 bool,
                 Field(description="Also remove indexed documents that are not in this folder."),
             ] = False,
+            replace_source: Annotated[
+                bool,
+                Field(
+                    description="With remove_missing: confirm removing documents that this "
+                    "folder leaves out although their files still exist (another folder than "
+                    "the index was built from). Without it such a call changes nothing and "
+                    "lists them."
+                ),
+            ] = False,
         ) -> IndexOutput:
-            """Index a folder's files into the open index (changed files only); then save it."""
+            """Index a folder's files into the open index (changed files only); then save it.
+
+            The folder is read with the options the index recorded (include and exclude
+            globs, hidden files), as `ragkit index` and `--watch` read it."""
             root = Path(folder).expanduser()
             if not root.is_dir():
                 raise ToolError(f"{folder!r} is not a directory on the server's machine")
 
             def change(idx: Index) -> IndexOutput:
+                source = source_for(idx, root)
                 if remove_missing:
-                    update, loaded = update_from_folder(idx, root)
+                    done = sync(idx, source, replace_source=replace_source)
+                    update, loaded = done.update, done.loaded
                 else:
-                    loaded = load_folder(root)
+                    loaded = source.load()
                     update = idx.add(loaded.documents)
                 stats = idx.store.stats()
                 return {
@@ -512,8 +553,11 @@ def serve(
             there when none exists yet).
         on_ready: called with a one-line description once the index is open.
 
+    An index that cannot be opened (missing, damaged, an embedder not installed) does not stop
+    the server: the reason is logged on stderr and every tool call answers with it, until the
+    index can be opened.
+
     Raises:
-        IndexFormatError: no index at ``location`` (and no ``watch`` folder to build one).
         RagkitError: ``watch`` is not a directory.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -537,7 +581,13 @@ def serve(
         thread = threading.Thread(target=run_watch, name="ragkit-watch", daemon=True)
         thread.start()
     else:
-        holder = IndexHolder(location)
+        try:
+            holder = IndexHolder(location)
+        except RagkitError as exc:
+            # An MCP host shows a server that exits as "failed to connect", with no reason:
+            # serve, say why on stderr, and answer every tool call with it.
+            holder = IndexHolder.unavailable(location, exc)
+            logger.error("%s", holder.error)
     server = build_server(holder, allow_index=allow_index)
     if on_ready is not None:
         where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"

@@ -3,7 +3,9 @@
 :func:`watch_folder` brings the index up to date once, then waits for file-system events
 (``watchfiles``, extra ``watch``), groups a burst of them (an editor's save writes a temporary
 file, renames it and touches the folder) into one batch, and applies each batch through the same
-path as :func:`ragkit.index_folder`: :func:`ragkit.index.update_from_folder`, then ``save``.
+path as :func:`ragkit.index_folder`: :func:`ragkit.ingest.sync`, then ``save``. The folder is read
+the way the index recorded (:func:`ragkit.ingest.source_for`), so a watcher started without the
+options the index was built with removes nothing those options added.
 Unchanged files are neither re-chunked nor re-embedded, so a one-file change costs one file's
 embedding. Searches on the same :class:`~ragkit.index.Index` object keep working while a batch
 is applied (the store swaps documents atomically), and readers of the saved directory see the
@@ -25,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .base import Corpus
 from .errors import MissingDependencyError, RagkitError
 from .index import EmbedderArg, Index, IndexUpdate, open_index
-from .ingest import update_from_folder
+from .ingest import FolderSource, source_for, sync
 from .loaders import Skipped
-from .stores import is_database_url
+from .stores import local_path
 
 if TYPE_CHECKING:
     import threading
@@ -88,13 +91,13 @@ def _inside(path: Path, root: Path | None) -> bool:
 
 
 def watch_folder(
-    folder: str | Path,
+    folder: str | Path | FolderSource | None,
     index_location: str | Path | None,
     *,
     index: Index | None = None,
     embedder: EmbedderArg = "default",
     include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
+    exclude: Sequence[str] | None = None,
     fallback_encoding: str | None = None,
     debounce_ms: int = DEFAULT_DEBOUNCE_MS,
     step_ms: int = DEFAULT_STEP_MS,
@@ -111,14 +114,16 @@ def watch_folder(
     next batch tries again; bad arguments and a missing extra raise before watching starts.
 
     Args:
-        folder: the folder to watch (recursively).
+        folder: the folder to watch (recursively), read with the options the index recorded
+            (see :func:`ragkit.ingest.source_for`); a :class:`~ragkit.ingest.FolderSource` says
+            every option; ``None`` watches the folder the index recorded.
         index_location: where the index is saved after each batch (a directory or a
             ``postgresql://`` URL); ``None`` keeps it in memory only.
         index: the open index to update in place (default: opened from ``index_location``).
         embedder: the embedder for a new index (see :func:`ragkit.open_index`).
-        include: file globs to index (as for :func:`ragkit.index_folder`).
-        exclude: file globs to leave out.
-        fallback_encoding: the encoding of files that are not UTF-8.
+        include: file globs to index; ``None`` for the recorded ones.
+        exclude: file globs to leave out; ``None`` for the recorded ones.
+        fallback_encoding: the encoding of files that are not UTF-8; ``None`` for the recorded.
         debounce_ms: the longest a burst of events is collected before it is applied.
         step_ms: a batch is applied once no event has arrived for this long.
         initial_sync: bring the index up to date with the folder once the watcher is
@@ -130,6 +135,8 @@ def watch_folder(
     Raises:
         MissingDependencyError: ``watchfiles`` is not installed.
         RagkitError: ``folder`` is not a directory, or the index cannot be opened.
+        SourceChangeError: the first sync would remove documents because the folder or its
+            options differ from the recorded ones (nothing was changed).
 
     Example:
         >>> stop = threading.Event()  # doctest: +SKIP
@@ -139,25 +146,31 @@ def watch_folder(
     for name, value in (("debounce_ms", debounce_ms), ("step_ms", step_ms)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} ({value!r}) must be an integer >= 1")
-    if index is not None and not isinstance(index, Index):
+    if index is not None and not isinstance(index, Corpus):
         raise TypeError(f"index must be a ragkit.Index, got {type(index).__name__}")
     watchfiles = _watchfiles()
-    root = Path(folder)
+    if isinstance(folder, (str, Path)) and not Path(folder).is_dir():
+        raise RagkitError(f"cannot watch {folder}: it is not a directory")
+    idx = index if index is not None else open_index(index_location, embedder=embedder)
+    if isinstance(folder, FolderSource):
+        if include is not None or exclude is not None or fallback_encoding is not None:
+            raise ValueError("pass include/exclude/fallback_encoding inside the FolderSource")
+        source = folder
+    else:
+        source = source_for(
+            idx, folder, include=include, exclude=exclude, fallback_encoding=fallback_encoding
+        )
+    root = Path(source.folder)
     if not root.is_dir():
         raise RagkitError(f"cannot watch {root}: it is not a directory")
-    idx = index if index is not None else open_index(index_location, embedder=embedder)
-    index_root = (
-        Path(index_location).resolve()
-        if index_location is not None and not is_database_url(index_location)
-        else None
-    )
+    index_dir = local_path(index_location)
+    index_root = index_dir.resolve() if index_dir is not None else None
 
     def apply(paths: tuple[str, ...], initial: bool) -> None:
         started = time.perf_counter()
-        update, loaded = update_from_folder(
-            idx, root, include=include, exclude=exclude, fallback_encoding=fallback_encoding
-        )
-        if index_location is not None and update.changed:
+        done = sync(idx, source)
+        update, loaded = done.update, done.loaded
+        if index_location is not None and (update.changed or done.source_changed):
             idx.save(index_location)
         if on_update is not None and (update.changed or initial):
             on_update(

@@ -532,3 +532,36 @@ def test_an_edit_says_how_many_chunks_were_re_embedded(
     total = len(Index.load(path, embedder=fake_default_embedder))
     assert total > 20
     assert f"1 of {total} chunks re-embedded" in result.stdout
+
+
+def test_search_says_what_is_wrong_with_a_filter_that_matches_nothing(tmp_path: Path) -> None:
+    """main printed only "No matching chunks." for a misspelt key, a value nobody has or a
+    path glob outside the folder."""
+    import ragkit
+
+    index = ragkit.Index(embedder=None)
+    index.add(
+        [
+            ragkit.Document("faq/refunds.md", "Refunds take five days.", {"team": "billing"}),
+            ragkit.Document("faq/dogs.md", "Dogs learn commands.", {"team": "pets"}),
+            ragkit.Document("guide/cats.md", "Cats purr.", {"team": "pets"}),
+        ]
+    )
+    location = str(index.save(tmp_path / "idx"))
+    runner = CliRunner()
+
+    def search(*options: str) -> str:
+        result = runner.invoke(cli, ["search", "refunds", "--index", location, *options])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("No matching chunks.")
+        return result.output
+
+    assert "--where Team=billing: no chunk has the key 'Team' (keys in this index: path, team)" in (
+        search("--where", "Team=billing")
+    )
+    assert "--where team=sales: 3 chunks have 'team', none matches" in search(
+        "--where", "team=sales"
+    )
+    assert "--path 'docs/**': no document path matches" in search("--path", "docs/**")
+    both = search("--where", "team=pets", "--path", "faq/refunds.md")
+    assert "each condition matches some chunks, but no chunk matches all of them" in both

@@ -15,11 +15,9 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from click.testing import CliRunner  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 import ragkit  # noqa: E402
-from ragkit.cli import cli  # noqa: E402
 from ragkit.mcp_server import IndexHolder, build_server  # noqa: E402
 
 from .conftest import SMALL_CORPUS, write_corpus  # noqa: E402
@@ -212,7 +210,26 @@ def test_ask_tool_answers_with_cited_chunk_ids(built: tuple[Path, Path], claude)
     assert len(rec.requests) == 1  # a bad argument makes no call
 
 
-def test_cli_mcp_refuses_a_missing_index(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["mcp", "--index", str(tmp_path / "none")])
-    assert result.exit_code == 1
-    assert "not a ragkit index" in result.output or "no index" in result.output, result.output
+def test_a_bad_index_starts_the_server_and_every_tool_call_says_why(tmp_path: Path) -> None:
+    """main: the server exited (a host shows only "Failed to connect"). Now it serves, and the
+    index is picked up once it is built."""
+    location = tmp_path / "none"
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    seen: dict[str, Any] = {}
+
+    async def body(client: Client) -> None:
+        seen["tools"] = {t.name for t in (await client.list_tools()).tools}
+        seen["search"] = await client.call_tool("search", {"query": "dogs"})
+        seen["docs"] = await client.call_tool("list_documents", {})
+        await anyio.to_thread.run_sync(lambda: ragkit.index_folder(folder, location, embedder=None))
+        seen["after"] = await client.call_tool("search", {"query": "dogs"})
+
+    run_session(location, body)
+    assert {"search", "list_documents", "get_chunk"} <= seen["tools"]
+    for name in ("search", "docs"):
+        assert seen[name].is_error
+        text = text_of(seen[name])
+        assert "cannot be opened" in text, text
+        assert "ragkit index DIR --index" in text, text
+    assert not seen["after"].is_error
+    assert seen["after"].structured_content["results"][0]["document_id"] == "dogs.md"

@@ -176,3 +176,116 @@ def test_mcp_watch_serves_changes_in_process(tmp_path: Path) -> None:
 
     run_session(location, body, "--watch", str(folder))
     assert found[0] == "otters.md#0"
+
+
+# -- the folder's options are remembered: no silent removals (issue 14 item 5, issue 15) ------
+
+
+def _cli_index(folder: Path, location: Path, *options: str) -> None:
+    from click.testing import CliRunner
+
+    from ragkit.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["index", str(folder), "--index", str(location), "--keyword-only", *options]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_index_hidden_watch_keeps_the_hidden_files(tmp_path: Path) -> None:
+    """`ragkit index docs --hidden --watch`: the watcher's first sync keeps `.notes/b.md`."""
+    folder = write_corpus(
+        tmp_path / "docs",
+        {**SMALL_CORPUS, ".notes/b.md": "# Hidden\n\nThe okapi is a forest giraffe.\n"},
+    )
+    location = tmp_path / "index"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragkit", "index", str(folder), "--index", str(location)]
+        + ["--keyword-only", "--hidden", "--watch"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=lambda s=stream, d=dest: d.extend(s), daemon=True)
+        for stream, dest in ((proc.stdout, out), (proc.stderr, err))
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        wait_for(lambda: any(line.startswith("Watching") for line in err), "the watcher")
+        # a later change proves the first sync is over
+        (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
+        wait_for(lambda: any("otters.md" in line for line in out), "the update line")
+        saved = ragkit.Index.load(location, embedder=None)
+        assert ".notes/b.md" in saved.document_ids
+        assert "otters.md" in saved.document_ids
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for reader in readers:
+            reader.join(timeout=WAIT)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, "".join(err)
+    assert not any(".notes/b.md" in line for line in out[1:]), out
+
+
+def test_watch_folder_syncs_with_the_options_the_index_was_built_with(tmp_path: Path) -> None:
+    folder = write_corpus(
+        tmp_path / "src",
+        {**SMALL_CORPUS, "tool.py": "def okapi():\n    return 'forest giraffe'\n"},
+    )
+    location = tmp_path / "index"
+    _cli_index(folder, location, "--include", "**/*.py", "--include", "**/*.md")
+    built = set(ragkit.Index.load(location, embedder=None).document_ids)
+    assert built == {"cats.md", "dogs.md", "tool.py"}
+    index = ragkit.Index.load(location, embedder=None)
+    watcher = Watcher(folder, location, index)
+    watcher.thread.start()
+    try:
+        first = watcher.updates.get(timeout=WAIT)
+        assert first.initial
+        assert first.update.removed == ()
+        assert first.update.added == ()
+        assert set(index.document_ids) == built
+    finally:
+        watcher.stop.set()
+        watcher.thread.join(timeout=WAIT)
+    assert watcher.errors == []
+    assert set(ragkit.Index.load(location, embedder=None).document_ids) == built
+
+
+def test_mcp_watch_keeps_documents_of_the_recorded_include_patterns(tmp_path: Path) -> None:
+    """`--include '**/*.py' --include '**/*.md'`, then `ragkit mcp --watch`: no .py is lost."""
+    pytest.importorskip("mcp")
+    from .test_mcp import run_session
+
+    folder = write_corpus(
+        tmp_path / "src",
+        {**SMALL_CORPUS, "tool.py": "def okapi():\n    return 'forest giraffe'\n"},
+    )
+    location = tmp_path / "index"
+    _cli_index(folder, location, "--include", "**/*.py", "--include", "**/*.md")
+    seen: dict[str, list[str]] = {}
+
+    async def body(client) -> None:  # type: ignore[no-untyped-def]
+        (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
+        found: list[str] = []
+        with anyio.fail_after(WAIT):  # the change is applied after the first sync
+            while not found:
+                result = await client.call_tool("search", {"query": "otters hold hands"})
+                found.extend(h["chunk_id"] for h in result.structured_content["results"])
+                await anyio.sleep(0.1)
+        docs = await client.call_tool("list_documents", {})
+        seen["docs"] = [d["id"] for d in docs.structured_content["documents"]]
+
+    run_session(location, body, "--watch", str(folder))
+    assert seen["docs"] == ["cats.md", "dogs.md", "otters.md", "tool.py"]
+    assert "tool.py" in ragkit.Index.load(location, embedder=None).document_ids

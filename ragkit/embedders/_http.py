@@ -218,7 +218,7 @@ class HostedEmbedder:
 
     def _prepare(self, texts: list[str]) -> tuple[list[str], list[int]]:
         """The texts as sent and their token counts (OpenAI truncates here; Voyage server-side)."""
-        from ragkit.chunking import count_tokens
+        from ragkit.tokens import count_tokens
 
         return texts, [count_tokens(t) for t in texts]
 

@@ -22,7 +22,7 @@
   ``get_reranker("NAME:MODEL")`` calls it with ``model="MODEL"``.
 
 This package leaves out first-stage retrieval and fusion (``ragkit.retrievers``) and the gate
-(``ragkit.context``).
+(``ragkit.gate``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 import httpx2
 
 from ..embedders._http import PostFailure, post_json
+from ..tokens import count_tokens
 from ..types import ScoredChunk
 from ._common import RerankError, passage_text
 
@@ -137,7 +138,6 @@ class VoyageReranker:
         price = VOYAGE_RERANK_PRICES.get(self.model)
         if price is None:
             return None
-        from ..context import count_tokens
 
         q = count_tokens(query)
         tokens = sum(q + count_tokens(passage_text(sc.chunk)) for sc in candidates)

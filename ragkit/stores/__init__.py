@@ -5,21 +5,36 @@
 - ``ragkit.stores.postgres.PostgresStore``: Postgres with pgvector (extra ``pg``).
 
 :func:`open_store` picks one from a location: a ``postgresql://`` URL opens Postgres, anything
-else is a directory path. The protocol they implement is ``ragkit.base.Store``.
+else is a directory path. The protocol they implement is ``ragkit.base.Store``. What differs by
+location lives here too, so nothing above asks which kind a location is: :func:`load_store`
+(an existing index), :func:`writer` (the writer lock of a load → change → save cycle),
+:func:`current_version` (has another writer saved?) and :func:`local_path`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..base import Store
 from ..errors import MissingDependencyError
-from .disk import check_target
+from .disk import check_target, current_generation, writer_lock
 from .memory import MemoryStore
 from .redaction import redact
 
-__all__ = ["MemoryStore", "is_database_url", "open_store", "redact", "split_schema"]
+__all__ = [
+    "MemoryStore",
+    "current_version",
+    "is_database_url",
+    "load_store",
+    "local_path",
+    "open_store",
+    "redact",
+    "split_schema",
+    "writer",
+]
 
 
 def is_database_url(location: object) -> bool:
@@ -75,3 +90,50 @@ def open_store(location: str | Path, *, migrate: bool = False) -> Store:
         return MemoryStore.load(root)
     check_target(root)
     return MemoryStore(location=str(root))
+
+
+def load_store(location: str | Path) -> Store:
+    """The store of the existing index at ``location`` (a directory must hold one).
+
+    Raises:
+        IndexFormatError: no index in the directory, or a damaged one.
+        MissingDependencyError: a Postgres URL without the ``pg`` extra installed.
+    """
+    if is_database_url(location):
+        return open_store(location)
+    return MemoryStore.load(location)
+
+
+def local_path(location: str | Path | None) -> Path | None:
+    """The directory of a directory location; ``None`` for a database URL (or ``None``)."""
+    if location is None or is_database_url(location):
+        return None
+    return Path(location)
+
+
+def current_version(location: str | Path) -> str | None:
+    """The saved version at ``location`` without opening it (compare with ``Store.version``):
+    a directory's live generation, ``None`` for a database (always current) or no index."""
+    root = local_path(location)
+    return None if root is None else current_generation(root)
+
+
+@contextmanager
+def writer(location: str | Path | None) -> Iterator[None]:
+    """Hold the writer lock of the index at ``location`` across a load → change → save cycle.
+
+    A directory's lock (``ragkit.stores.disk.writer_lock``) is held by this thread; the saves
+    inside take it again without waiting. Nothing for ``None`` (an unsaved index) or a
+    database URL (a database store writes each change in its own transaction).
+
+    Raises:
+        IndexLockedError: another writer held the lock for longer than the wait allowed.
+        RagkitError: ``location`` is a file, not a directory.
+    """
+    root = local_path(location)
+    if root is None:
+        yield
+        return
+    check_target(root)
+    with writer_lock(root):
+        yield

@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,13 +128,17 @@ class MemoryStore:
         return self._settings
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record the settings of a new store; refuse different settings on a used one.
+        """Record the settings of a new store; refuse different settings on a used one (a
+        different ``source`` is recorded).
 
         Raises:
             SettingsMismatchError: the store was built with other settings.
         """
         if self._settings is not None:
             self._settings.require_same(settings, f"the index at {self.location}")
+            if settings.source != self._settings.source:
+                with self._lock.write():
+                    self._settings = replace(self._settings, source=settings.source)
             return
         with self._lock.write():
             self._settings = settings
@@ -403,11 +408,16 @@ class MemoryStore:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def save(self, path: str | Path, *, lock: bool = True) -> Path:
+    @property
+    def version(self) -> str | None:
+        """The generation this store was loaded from or last saved as (``None``: never)."""
+        return self._generation
+
+    def save(self, path: str | Path | None = None, *, lock: bool = True) -> Path:
         """Write the store to directory ``path`` atomically (see ``ragkit.stores.disk``).
 
         Args:
-            path: the index directory.
+            path: the index directory; ``None`` for where it was loaded from, or first saved to.
             lock: take the directory's writer lock (pass ``False`` when already holding it).
 
         A save to the directory this store was loaded from (or last saved to) checks, under
@@ -415,12 +425,17 @@ class MemoryStore:
         silently replaces another writer's update.
 
         Raises:
+            ValueError: no ``path`` for a store that was never saved.
             IndexLockedError: another process kept the directory locked.
             IndexConflictError: another writer saved ``path`` after this store was loaded
                 from it; load it again and reapply the change.
             RagkitError: ``path`` is a file or a foreign non-empty directory, or the disk
                 failed (the previous index, if any, stays intact).
         """
+        if path is None:
+            if self.location == "memory":
+                raise ValueError("this index was never saved: pass save(path)")
+            path = self.location
         root = Path(path)
         if self._settings is None:
             raise RagkitError("cannot save a store with no settings: configure() it first")
@@ -509,7 +524,9 @@ class MemoryStore:
             "documents": documents,
         }
         gen = write_generation(root, files, manifest)
-        if home:
+        if home or self.location == "memory":
+            # A store that had no directory now lives in the one it was first saved to.
+            self.location = str(root)
             self._generation = gen
 
     @classmethod

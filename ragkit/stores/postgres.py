@@ -49,6 +49,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
 
@@ -943,7 +944,8 @@ class PostgresStore:
         return self._settings
 
     def configure(self, settings: IndexSettings) -> None:
-        """Record ``settings`` on a new store (and create the HNSW index for its dimension).
+        """Record ``settings`` on a new store (and create the HNSW index for its dimension); on a
+        used store, only a different ``source`` is accepted (and recorded).
 
         Raises:
             SettingsMismatchError: the store was configured with different settings.
@@ -963,6 +965,8 @@ class PostgresStore:
                     IndexSettings.from_dict(current).require_same(
                         settings, f"schema {self.schema!r} at {self.location}"
                     )
+                    # only the recorded folder source differs: record the new one
+                    conn.execute(self._q("UPDATE {s}.meta SET settings = %s"), (Jsonb(wanted),))
             else:
                 conn.execute(
                     self._q("UPDATE {s}.meta SET settings = %s"), (Jsonb(settings.as_dict()),)
@@ -1742,6 +1746,15 @@ class PostgresStore:
         n = int(rows[0][0]) if rows else 0
         df = {row[1]: int(row[2]) for row in rows if row[1] is not None}
         return n, [df.get(t, 0) for t in terms]
+
+    @property
+    def version(self) -> str | None:
+        """``None``: a database store is always current (every write is committed)."""
+        return None
+
+    def save(self, path: str | Path | None = None) -> str:  # noqa: ARG002 - Store's signature
+        """Nothing to write: every write is durable when it returns. The store's location."""
+        return self.location
 
     def close(self) -> None:
         """Close the store's own pool (a pool passed in is left open); idempotent."""

@@ -241,7 +241,8 @@ def test_two_ragkit_index_runs_on_one_new_path_both_succeed(tmp_path: Path) -> N
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "ragkit", "index", str(f), "--index", str(path)]
-            + ["--keyword-only", "--json"],
+            # the second run replaces the first's folder on purpose (it would refuse otherwise)
+            + ["--keyword-only", "--json", "--replace-source"],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -187,9 +187,9 @@ HashEmbedder = _names["HashEmbedder"]
 FOLDER_CHILD = EMBEDDER + textwrap.dedent(
     """
     import sys
-    import ragkit.index
-    from ragkit.index import index_folder
-    ragkit.index._BATCH_CHARS = 400  # a batch (and a checkpoint) every document or two
+    import ragkit.ingest
+    from ragkit.ingest import index_folder
+    ragkit.ingest._BATCH_CHARS = 400  # a batch (and a checkpoint) every document or two
     class Announcing(HashEmbedder):
         def embed_documents(self, texts):
             out = super().embed_documents(texts)

@@ -53,6 +53,28 @@ def test_index_folder_open_index_and_incremental_sync(tmp_path: Path, pg_index_u
         index.close()
 
 
+def test_a_postgres_index_records_its_folder_source(tmp_path: Path, pg_index_url: str) -> None:
+    from ragkit.ingest import FolderSource, recorded_source
+
+    folder = write_corpus(
+        tmp_path / "src",
+        {"a.md": "# Cats\n\nCats purr.", "b.md": "Dogs bark.", "tool.py": "def okapi(): pass\n"},
+    )
+    wide = FolderSource(folder, include=["**/*.md", "**/*.py"])
+    ragkit.index_folder(wide, pg_index_url, embedder=None).close()
+    reopened = ragkit.Index.load(pg_index_url, embedder=None)
+    assert recorded_source(reopened) == wide
+    reopened.close()
+    narrow = FolderSource(folder, include=["**/*.md"])
+    with pytest.raises(ragkit.RagkitError, match="would remove 1 document .*'tool.py'"):
+        ragkit.index_folder(narrow, pg_index_url, embedder=None)
+    ragkit.index_folder(narrow, pg_index_url, embedder=None, replace_source=True).close()
+    again = ragkit.Index.load(pg_index_url, embedder=None)
+    assert recorded_source(again) == narrow  # the new source replaced the old in the database
+    assert again.document_ids == ("a.md", "b.md")
+    again.close()
+
+
 def test_cli_index_search_ask_against_a_url(pg_index_url: str) -> None:
     runner = CliRunner()
     built = runner.invoke(

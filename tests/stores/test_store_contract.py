@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,42 @@ def test_configure_refuses_other_chunking(stores: StoreFactory) -> None:
     other = IndexSettings(embedder="test-hash/8", dim=DIM, chunk_size=512, chunk_overlap=32)
     with pytest.raises(SettingsMismatchError, match="chunk_size"):
         store.configure(other)
+
+
+def test_a_changed_folder_source_is_recorded_and_survives_a_reopen(stores: StoreFactory) -> None:
+    from dataclasses import replace
+
+    store = configured(stores)
+    source = {"folder": "/srv/docs", "include": ["**/*.py"], "exclude": [], "skip_hidden": False}
+    store.configure(replace(SETTINGS, source=source))  # only the source differs: recorded
+    assert store.settings is not None
+    assert store.settings.source == source
+    reopened = stores.reopen(store)
+    assert reopened.settings is not None
+    assert reopened.settings.source == source
+    with pytest.raises(SettingsMismatchError, match="chunk_size"):  # the rest is still checked
+        reopened.configure(replace(SETTINGS, chunk_size=512, source=None))
+
+
+def test_save_makes_writes_durable_and_version_follows_saves(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    from ragkit.stores import current_version, local_path
+
+    store = configured(stores)
+    store.write(corpus()[:1])
+    where = store.save(tmp_path / "saved-here")
+    root = local_path(where)
+    if root is None:  # a database: durable after each write, always current
+        assert store.version is None
+        assert where == store.location
+        return
+    assert store.version == current_version(root)
+    first = store.version
+    store.write(corpus()[1:2])
+    store.save()  # where it was first saved
+    assert store.version != first
+    assert store.version == current_version(root)
 
 
 # -- writes -------------------------------------------------------------------------------------
