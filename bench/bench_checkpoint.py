@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
 
 import ragkit.index  # noqa: E402
+import ragkit.ingest  # noqa: E402
 from ragkit.index import CHECKPOINT_SECONDS, index_folder  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def main() -> None:
                 "seconds": {k: round(v, 3) for k, v in med.items()},
                 "saves": saves,
                 "ratio_vs_none": {k: round(v / med["none"], 3) for k, v in med.items()},
-                "batch_chars": ragkit.index._BATCH_CHARS,
+                "batch_chars": ragkit.ingest._BATCH_CHARS,
             },
             indent=1,
         )
