@@ -714,8 +714,13 @@ def open_index(
     embedder: EmbedderArg = "default",
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
+    read_url: str | None = None,
 ) -> Index:
     """The index at ``location`` (a directory or a ``postgresql://`` URL), or a new one there.
+
+    ``read_url`` (a ``postgresql://`` location only) is a streaming replica of ``location``:
+    searches and answers read from it, writes and the write lock go to ``location``
+    (docs/postgres.md, read replicas).
 
     An existing index keeps its own settings and is opened with the embedder it was built with.
     Asking for other settings is refused with a message saying what differs (an index is never
@@ -727,7 +732,13 @@ def open_index(
         IndexFormatError: the saved index is corrupt.
         MissingDependencyError: the saved index's embedder or the Postgres driver is missing.
     """
-    store = open_store(location, migrate=True) if location is not None else MemoryStore()
+    if location is None and read_url is not None:
+        raise ValueError("read_url needs a postgresql:// location")
+    store = (
+        open_store(location, migrate=True, read_url=read_url)
+        if location is not None
+        else MemoryStore()
+    )
     settings = store.settings
     size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     overlap = DEFAULT_CHUNK_OVERLAP if chunk_overlap is None else chunk_overlap

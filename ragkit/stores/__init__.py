@@ -62,11 +62,14 @@ def split_schema(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), schemas[-1]
 
 
-def open_store(location: str | Path, *, migrate: bool = False) -> Store:
+def open_store(
+    location: str | Path, *, migrate: bool = False, read_url: str | None = None
+) -> Store:
     """The store at ``location``: Postgres for a URL, else the directory (empty if new).
 
     ``migrate=True`` (the writer's path: ``index_folder``, ``ragkit index``) first creates or
-    upgrades a database's schema; searches never run DDL.
+    upgrades a database's schema; searches never run DDL. ``read_url`` (Postgres only) is a
+    read replica of ``location``: searches go there, writes and locks to ``location``.
 
     Raises:
         MissingDependencyError: a Postgres URL without the ``pg`` extra installed.
@@ -80,11 +83,21 @@ def open_store(location: str | Path, *, migrate: bool = False) -> Store:
                 "a postgresql:// index needs the 'pg' extra: pip install 'ragkit-claude[pg]'"
             ) from exc
         url, schema = split_schema(str(location))
-        pg = postgres.PostgresStore(url, schema=schema)
+        replica = None
+        if read_url is not None:
+            replica, read_schema = split_schema(str(read_url))
+            if "ragkit_schema=" in str(read_url) and read_schema != schema:
+                raise ValueError(
+                    f"read_url names schema {read_schema!r}, the index is schema {schema!r}: a "
+                    "replica serves the primary's schema (drop ragkit_schema= from read_url)"
+                )
+        pg = postgres.PostgresStore(url, schema=schema, read_url=replica)
         if migrate:
             pg.migrate()
         store: Store = pg
         return store
+    if read_url is not None:
+        raise ValueError(f"read_url is for a postgresql:// index, not the directory {location!r}")
     root = Path(location)
     if (root / "CURRENT").exists() or (root / "CURRENT").is_symlink():
         return MemoryStore.load(root)

@@ -49,6 +49,8 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlencode
@@ -88,6 +90,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = [
     "SCHEMA_VERSION",
     "PostgresStore",
+    "ReplicaLag",
     "check_schema_name",
     "compile_filter",
     "migrate",
@@ -506,6 +509,27 @@ class _Cursor(psycopg.Cursor[Any]):
             yield copy
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaLag:
+    """How far a read replica is behind its primary (:meth:`PostgresStore.replica_lag`).
+
+    Attributes:
+        in_recovery: the read server is a standby replaying the primary's WAL (``False``: it is
+            a primary itself, and nothing lags).
+        seconds: ``0.0`` when the replica has replayed all the WAL the primary has written;
+            else the time since the commit of the last transaction it replayed
+            (``now() - pg_last_xact_replay_timestamp()``); ``None`` before it replayed any.
+        bytes_behind: WAL the primary has written that the replica has not replayed;
+            ``None`` when the primary cannot be asked (it is down).
+        replayed_at: when the last replayed transaction committed on the primary.
+    """
+
+    in_recovery: bool
+    seconds: float | None
+    bytes_behind: int | None
+    replayed_at: datetime | None
+
+
 def _configure_new(conn: psycopg.Connection[Any], *, statement_timeout_ms: int | None) -> None:
     """Set up a connection the store's pool just opened: its statement timeout, pgvector."""
     if statement_timeout_ms is not None:
@@ -571,6 +595,9 @@ class PostgresStore:
         lock_timeout: seconds a writer waits for another writer before :class:`IndexLockedError`.
         statement_timeout: seconds any one statement may run before the server cancels it
             (:class:`StoreTimeoutError`); ``None`` (the default) keeps the server's setting.
+        read_url: a read replica (URL or pool) for searches and reads of chunks and
+            statistics; writes, migrations, settings and the write lock stay on
+            ``url_or_pool``, the primary. A replica lags: :meth:`replica_lag` says how far.
 
     Raises:
         StoreUnavailableError: the server cannot be reached (the message has no password).
@@ -592,6 +619,7 @@ class PostgresStore:
         lock_timeout: float = 60.0,
         allow_public: bool = False,
         statement_timeout: float | None = None,
+        read_url: str | ConnectionPool[Any] | None = None,
     ) -> None:
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a ragkit.bm25.Analyzer, got {analyzer!r}")
@@ -617,7 +645,6 @@ class PostgresStore:
         self._closed = False
         self._state_lock = threading.Lock()
         if isinstance(url_or_pool, str):
-            self._conninfo = url_or_pool
             self._secrets = url_secrets(url_or_pool)
             self.location = redact(url_or_pool)
             self._check_reachable(url_or_pool, connect_timeout)
@@ -627,14 +654,22 @@ class PostgresStore:
             self._pool = url_or_pool
             self._own_pool = False
             conninfo = url_or_pool.conninfo
-            self._conninfo = conninfo if isinstance(conninfo, str) else conninfo()
-            self._secrets = url_secrets(self._conninfo)
-            self.location = redact(self._conninfo)
+            conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._secrets = url_secrets(conninfo)
+            self.location = redact(conninfo)
         else:
             raise TypeError(
                 "url_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
                 f"got {type(url_or_pool).__name__}"
             )
+        self._read_pool: ConnectionPool[Any] | None = None
+        self._own_read_pool = False
+        self.read_location: str | None = None
+        try:
+            self._open_reads(read_url, pool_size)
+        except BaseException:
+            self.close()
+            raise
         self.analyzer: Analyzer = analyzer if analyzer is not None else Analyzer()
         self._explicit_analyzer = analyzer is not None
         self._bm25 = BM25Index(analyzer=self.analyzer)  # the scoring parameters only
@@ -664,12 +699,13 @@ class PostgresStore:
         """``text`` (a driver's message) on one line, without the password."""
         return redact_message(text, self._secrets)
 
-    def _check_reachable(self, url: str, timeout: int) -> None:
+    def _check_reachable(self, url: str, timeout: int, location: str | None = None) -> None:
+        location = self.location if location is None else location
         try:
             psycopg.connect(url, connect_timeout=timeout).close()
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
-                f"cannot connect to Postgres at {self.location}: "
+                f"cannot connect to Postgres at {location}: "
                 f"{self._redact(str(exc)).strip()}. Check that the server is running and "
                 "reachable and that the URL's host, port, user and database are right."
             ) from None
@@ -677,12 +713,34 @@ class PostgresStore:
             # libpq could not read the URL itself (a bad percent-escape, an unknown parameter):
             # its message may quote the password, so it goes through the redactor too.
             raise StoreUnavailableError(
-                f"cannot use the Postgres URL {self.location}: {self._redact(str(exc))}. "
+                f"cannot use the Postgres URL {location}: {self._redact(str(exc))}. "
                 "Check its syntax: percent-encode special characters in the user and password "
                 "(% as %25, @ as %40, / as %2F) and use only libpq's parameters."
             ) from None
 
-    def _open_pool(self, url: str, size: int) -> ConnectionPool[Any]:
+    def _open_reads(self, read_url: str | ConnectionPool[Any] | None, size: int) -> None:
+        """Open the replica's pool (reads go there; everything else stays on the primary)."""
+        if read_url is None:
+            return
+        if isinstance(read_url, str):
+            self._secrets += url_secrets(read_url)
+            self.read_location = redact(read_url)
+            self._check_reachable(read_url, self._connect_timeout, self.read_location)
+            self._read_pool = self._open_pool(read_url, size, name="read")
+            self._own_read_pool = True
+        elif isinstance(read_url, ConnectionPool):
+            conninfo = read_url.conninfo
+            conninfo = conninfo if isinstance(conninfo, str) else conninfo()
+            self._secrets += url_secrets(conninfo)
+            self.read_location = redact(conninfo)
+            self._read_pool = read_url
+        else:
+            raise TypeError(
+                "read_url must be a postgresql:// URL, a psycopg_pool.ConnectionPool or None, "
+                f"got {type(read_url).__name__}"
+            )
+
+    def _open_pool(self, url: str, size: int, name: str = "") -> ConnectionPool[Any]:
         """The store's own pool for ``url``: each connection is checked as it is handed out, so
         connections a server restart left dead are replaced instead of failing a caller."""
         timeout_ms = (
@@ -697,7 +755,7 @@ class PostgresStore:
             check=ConnectionPool.check_connection,
             timeout=float(self._connect_timeout),
             open=True,
-            name=f"ragkit:{self.schema}",
+            name=f"ragkit:{self.schema}" + (f":{name}" if name else ""),
         )
         # A store dropped without close() closes its pool from a thread of its own: the
         # collector may run in one of the pool's workers, which cannot join itself.
@@ -713,18 +771,25 @@ class PostgresStore:
         return query
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside one transaction; database errors mapped to StoreErrors."""
+    def _connection(self, *, read: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction; database errors mapped to StoreErrors.
+
+        ``read=True`` (searches, chunks, statistics) takes it from the replica when there is one.
+        """
         if self._closed:
             raise StoreError(f"{self!r} is closed; open a new store")
+        replica = read and self._read_pool is not None
+        pool = self._read_pool if replica and self._read_pool is not None else self._pool
+        location = self.read_location if replica and self.read_location else self.location
+        own = self._own_read_pool if replica else self._own_pool
         try:
-            with self._pool.connection() as conn:
+            with pool.connection() as conn:
                 _configure_connection(conn)
                 factory = conn.cursor_factory
                 conn.cursor_factory = _Cursor  # a pool passed in gets its own factory back
                 try:
                     with conn.transaction():
-                        if self._statement_timeout is not None and not self._own_pool:
+                        if self._statement_timeout is not None and not own:
                             conn.execute(
                                 "SELECT set_config('statement_timeout', %s, true)",
                                 (f"{int(self._statement_timeout * 1000)}ms",),
@@ -734,8 +799,8 @@ class PostgresStore:
                     conn.cursor_factory = factory
         except PoolTimeout:
             raise StoreUnavailableError(
-                f"no connection to Postgres at {self.location} within "
-                f"{self._connect_timeout} s: {self._why_unreachable()}"
+                f"no connection to Postgres at {location} within "
+                f"{self._connect_timeout} s: {self._why_unreachable(pool)}"
             ) from None
         except pg_errors.LockNotAvailable:
             raise IndexLockedError(
@@ -747,11 +812,11 @@ class PostgresStore:
             raise self._missing_schema() from None
         except psycopg.Error as exc:
             # Every other driver error leaves as a StoreError, its text through the redactor.
-            raise self._failure(exc) from None
+            raise self._failure(exc, location, replica=replica) from None
 
-    def _failure(self, exc: psycopg.Error) -> StoreError:
+    def _failure(self, exc: psycopg.Error, location: str, *, replica: bool) -> StoreError:
         """The ragkit error for a driver error, saying what to do next (never the password)."""
-        where = f"Postgres at {self.location}"
+        where = f"Postgres at {location}"
         reason = self._redact(str(exc)) + _sqlstate(exc)
         state = exc.sqlstate or ""
         if isinstance(exc, pg_errors.QueryCanceled):
@@ -761,15 +826,21 @@ class PostgresStore:
                 else "the server (its statement_timeout, or a cancel request)"
             )
             return StoreTimeoutError(
-                f"a statement on schema {self.schema!r} at {self.location} was cancelled by "
+                f"a statement on schema {self.schema!r} at {location} was cancelled by "
                 f"{limit}: {reason}. Nothing it did was kept; retry, or allow more time with "
                 "PostgresStore(..., statement_timeout=SECONDS)"
             )
-        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction) or "during recovery" in reason:
             return ReadOnlyStoreError(
                 f"{where} only reads ({reason}): it is a replica (or in read-only mode). "
                 "Writes and migrations go to the primary: open the index with the primary's "
                 "URL, and give the replica as read_url="
+            )
+        if replica and state == "40001":
+            return StoreError(
+                f"the replica at {location} cancelled a read that conflicted with the WAL it "
+                f"was replaying ({reason}); retry, or set hot_standby_feedback = on (or raise "
+                "max_standby_streaming_delay) on the replica"
             )
         if state.startswith("53"):  # insufficient resources
             what, fix = _RESOURCES.get(state, ("out of a resource", "see the server's log"))
@@ -796,10 +867,12 @@ class PostgresStore:
             f"{where} refused a statement of schema {self.schema!r}: {reason}"
         )
 
-    def _why_unreachable(self) -> str:
+    def _why_unreachable(self, pool: ConnectionPool[Any]) -> str:
         """Why no pooled connection came: one direct attempt, its error redacted."""
+        conninfo = pool.conninfo
+        conninfo = conninfo if isinstance(conninfo, str) else conninfo()
         try:
-            psycopg.connect(self._conninfo, connect_timeout=min(5, self._connect_timeout)).close()
+            psycopg.connect(conninfo, connect_timeout=min(5, self._connect_timeout)).close()
         except psycopg.Error as exc:
             reason = self._redact(str(exc))
             if any(w in reason for w in ("recovery mode", "starting up", "not yet accepting")):
@@ -1360,7 +1433,7 @@ class PostgresStore:
         bm25 = self._bm25
         params = _Params()
         condition = compile_filter(where, params)
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             found = conn.execute(
                 self._q(
@@ -1609,7 +1682,7 @@ class PostgresStore:
         params = _Params()
         condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
         values = {"v": query, "k": k, **params.values}
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
             if where is not None:
@@ -1653,7 +1726,7 @@ class PostgresStore:
         )
         last: tuple[str, int] = ("", -1)
         while True:
-            with self._connection() as conn:
+            with self._connection(read=True) as conn:
                 rows = conn.execute(
                     query, {"doc": last[0], "ord": last[1], "page": _PAGE, **params.values}
                 ).fetchall()
@@ -1666,7 +1739,7 @@ class PostgresStore:
     def get_chunk(self, chunk_id: str) -> Chunk:
         """The chunk with this ID; ``KeyError`` when there is none."""
         self._ready()
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             row = conn.execute(
                 self._q("SELECT " + _CHUNK_COLUMNS + " FROM {s}.chunks c WHERE c.chunk_id = %s"),
                 (chunk_id,),
@@ -1713,7 +1786,7 @@ class PostgresStore:
     def stats(self, where: Filter | None = None) -> StoreStats:
         """Documents, chunks and characters (of chunks matching ``where``)."""
         self._ready()
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             if where is None:
                 row = conn.execute(
                     self._q("SELECT documents, chunks, characters FROM {s}.stats")
@@ -1735,7 +1808,7 @@ class PostgresStore:
         """The number of chunks and, per analysed term, how many chunks contain it."""
         self._ready()
         terms = list(terms)
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             rows = conn.execute(
                 self._q(
                     "SELECT s.chunks, t.term, t.df FROM {s}.stats s "
@@ -1756,6 +1829,44 @@ class PostgresStore:
         """Nothing to write: every write is durable when it returns. The store's location."""
         return self.location
 
+    def replica_lag(self) -> ReplicaLag | None:
+        """How far the read replica is behind the primary; ``None`` without a ``read_url``.
+
+        Asks the replica what it has replayed, and the primary (when it answers) how much WAL
+        it has written since; a primary that is down leaves ``bytes_behind`` unknown.
+
+        Raises:
+            StoreUnavailableError: the replica cannot be reached.
+        """
+        if self._read_pool is None:
+            return None
+        with self._connection(read=True) as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                "pg_last_xact_replay_timestamp(), clock_timestamp()"
+            ).fetchone()
+        assert row is not None
+        in_recovery, replayed_lsn, replayed_at, now = row
+        if not in_recovery:
+            return ReplicaLag(False, 0.0, 0, None)
+        behind: int | None = None
+        try:
+            with self._connection() as conn:
+                diff = conn.execute(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint",
+                    (replayed_lsn,),
+                ).fetchone()
+            behind = max(0, int(diff[0])) if diff and diff[0] is not None else None
+        except StoreUnavailableError:
+            behind = None  # the primary is down: the replica still answers reads
+        if behind == 0:
+            seconds: float | None = 0.0
+        elif replayed_at is None:
+            seconds = None
+        else:
+            seconds = max(0.0, (now - replayed_at).total_seconds())
+        return ReplicaLag(True, seconds, behind, replayed_at)
+
     def close(self) -> None:
         """Close the store's own pool (a pool passed in is left open); idempotent."""
         if self._closed:
@@ -1763,6 +1874,8 @@ class PostgresStore:
         self._closed = True
         if getattr(self, "_own_pool", False):
             self._pool.close()
+        if getattr(self, "_own_read_pool", False) and self._read_pool is not None:
+            self._read_pool.close()
 
     def __enter__(self) -> PostgresStore:
         return self
