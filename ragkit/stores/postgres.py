@@ -1770,7 +1770,7 @@ class PostgresStore:
         ids = list(chunk_ids)
         if not ids:
             return []
-        with self._connection() as conn:
+        with self._connection(read=True) as conn:
             rows = conn.execute(
                 self._q(
                     "SELECT " + _CHUNK_COLUMNS + " FROM {s}.chunks c WHERE c.chunk_id = ANY(%s)"
