@@ -12,7 +12,11 @@ small per-term "delta" that single-document adds append to, merged into the base
 past a fraction of it, and tombstones for removed documents, dropped by a compaction once they
 are a quarter of the slots. A query scatter-adds each term's contributions into a dense buffer
 indexed by slot, then selects the top k among the touched slots. Each term's contributions are
-cached until the next change, so queries sharing terms with earlier ones are cheaper.
+cached until the next change, so queries sharing terms with earlier ones are cheaper. With numba
+installed (extra ``fast``) and at least ``_NUMBA_MIN_SLOTS`` slots, a kernel
+(ragkit._bm25_numba) replaces that scan: it touches only the documents in the posting lists it
+reads, skips the long lists that cannot change the top k (MaxScore), and scores the surviving
+candidates exactly, with the same results bit for bit.
 
 This module leaves out chunk IDs, texts and files (ragkit's Index maps keys to chunks), persistence
 to disk (``state()`` returns plain numpy arrays; the caller writes them) and fusion with vector

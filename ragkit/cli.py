@@ -23,7 +23,6 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import LoadResult
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from .context import ContextPlan
     from .filters import Filter
     from .index import Index
+    from .loaders import LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
