@@ -2,6 +2,12 @@
 
 Run: ``.venv/bin/python bench/bench_bm25.py [--n 100000] [--queries 50] [--rank-queries 5]``
 
+Peer mode (issue 17): ``.venv/bin/python bench/bench_bm25.py --sizes 100000 1000000`` times
+ragkit's numba kernel, ragkit's numpy path and bm25s's numba backend (same tokens, k1, b) per
+query, interleaved, at each size in one run (the smaller corpora are prefixes of the largest), and
+reports p50/p95, paired ratios, top-10 agreement and the growth from the first size to the last.
+Writes bench/out/bm25_peer.json.
+
 All systems get the same token lists (ragkit's default analyzer), so only indexing and scoring
 are compared. Per-query latencies are measured interleaved (each query runs on every system in
 turn) so that load from other processes hits all of them alike; medians and ratios are reported.
@@ -48,7 +54,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20, help="single-doc adds/removes timed")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--no-rank-bm25", action="store_true", help="skip the slow baseline")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="peer mode: these corpus sizes against bm25s-numba"
+    )
     args = parser.parse_args()
+    if args.sizes:
+        peer(sorted(args.sizes), max(args.queries, 200), args.k, args.updates)
+        return
     k = args.k
     result: dict[str, object] = {"n": args.n, "queries": args.queries, "k": k}
 
@@ -248,6 +260,135 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {OUT}", file=sys.stderr)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def peer(sizes: list[int], n_queries: int, k: int, n_updates: int) -> None:
+    """Issue 17's comparison: ragkit (numba kernel, numpy path) vs bm25s-numba at each size."""
+    import bm25s
+
+    import ragkit.bm25 as bm25_module
+
+    largest = sizes[-1]
+    t = time.perf_counter()
+    analyzer = Analyzer()
+    tokens: list[list[str]] = []
+    step = 100_000
+    for start in range(0, largest + n_updates, step):  # generate and analyse in slices
+        count = min(step, largest + n_updates - start)
+        tokens.extend(analyzer(x) for x in corpus.passages(count, seed=start))
+    spare = tokens[largest:]
+    del tokens[largest:]
+    qtokens = [analyzer(q) for q in corpus.queries(n_queries, seed=1)]
+    print(f"analysed {largest:,} passages in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+    result: dict[str, object] = {"sizes": sizes, "queries": n_queries, "k": k, "runs": {}}
+    rows = []
+    for n in sizes:
+        # bm25s first: its build peaks higher, and ragkit's index does not exist yet then.
+        index = BM25Index()
+        bm = bm25s.BM25(method="lucene", k1=index.k1, b=index.b, backend="numba")
+        t = time.perf_counter()
+        bm.index(tokens[:n], show_progress=False)
+        build_bm25s = time.perf_counter() - t
+        t = time.perf_counter()
+        for start in range(0, n, step):  # in slices: a lower peak than one add of everything
+            stop = min(n, start + step)
+            index.add_tokens(np.arange(start, stop, dtype=np.int64), tokens[start:stop])
+        build_ragkit = time.perf_counter() - t
+
+        def bm25s_numba(q: list[str], bm: bm25s.BM25 = bm) -> list[int]:
+            docs, _ = bm.retrieve(
+                [q], k=k, show_progress=False, n_threads=0, backend_selection="numba"
+            )
+            return [int(d) for d in docs[0]]
+
+        def ragkit(q: list[str], numba: bool, index: BM25Index = index) -> list[int]:
+            bm25_module._use_numba = numba
+            return index.search_tokens(q, k)[0].tolist()
+
+        for q in qtokens[:3]:  # warm-up: compile or load both numba caches, norms
+            ragkit(q, True)
+            ragkit(q, False)
+            bm25s_numba(q)
+        names = ("ragkit (numba kernel)", "ragkit (numpy path)", "bm25s (numba)")
+        lat: dict[str, list[float]] = {name: [] for name in names}
+        same_as_numpy = 0
+        same_as_bm25s = 0
+        load = load_average()
+        for q in qtokens:
+            got = {}
+            fns = (partial(ragkit, q, True), partial(ragkit, q, False), partial(bm25s_numba, q))
+            for name, fn in zip(names, fns, strict=True):
+                t = time.perf_counter()
+                got[name] = fn()
+                lat[name].append(time.perf_counter() - t)
+            same_as_numpy += got[names[0]] == got[names[1]]
+            same_as_bm25s += got[names[0]] == got[names[2]]
+        bm25_module._use_numba = True
+        add_s, remove_s = [], []
+        for i in range(n_updates):
+            t = time.perf_counter()
+            index.add_tokens([largest + i], [spare[i]])
+            add_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            index.remove([i])
+            remove_s.append(time.perf_counter() - t)
+        a, b = np.array(lat[names[0]]), np.array(lat[names[2]])
+        run = {
+            "latency": {
+                name: {"p50_ms": ms(statistics.median(v)), "p95_ms": ms(pct(v, 95))}
+                for name, v in lat.items()
+            },
+            "paired_median_ratio_vs_bm25s_numba": round(float(np.median(a / b)), 3),
+            "p50_ratio_vs_bm25s_numba": round(float(np.median(a) / np.median(b)), 3),
+            "p95_ratio_vs_bm25s_numba": round(pct(list(a), 95) / pct(list(b), 95), 3),
+            "paired_median_ratio_vs_numpy_path": round(
+                float(np.median(a / np.array(lat[names[1]]))), 3
+            ),
+            "top10_identical_to_numpy_path": f"{same_as_numpy}/{len(qtokens)}",
+            "top10_identical_to_bm25s": f"{same_as_bm25s}/{len(qtokens)}",
+            "build_s": {"ragkit": round(build_ragkit, 1), "bm25s": round(build_bm25s, 1)},
+            "add_one_p50_ms": ms(statistics.median(add_s)),
+            "add_one_max_ms": ms(max(add_s)),
+            "remove_one_p50_ms": ms(statistics.median(remove_s)),
+            "remove_one_max_ms": ms(max(remove_s)),
+            "load_average_before_queries": load,
+        }
+        result["runs"][str(n)] = run  # type: ignore[index]
+        rows.append((n, run, {name: statistics.median(v) for name, v in lat.items()}))
+        print(json.dumps({n: run}, indent=1), file=sys.stderr)
+        del index, bm
+    load = load_average()
+    print(f"\n### BM25 against bm25s-numba, k={k}, {n_queries} SciFact claims (load {load})\n")
+    print(
+        "| chunks | ragkit p50 / p95 ms | ragkit numpy path p50 / p95 ms "
+        "| bm25s-numba p50 / p95 ms "
+        "| paired ratio | p50 ratio | p95 ratio | top-10 = numpy path | top-10 = bm25s "
+        "| add / remove one p50 ms |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, run, _ in rows:
+        lt = run["latency"]
+        cells = [f"{lt[name]['p50_ms']} / {lt[name]['p95_ms']}" for name in lt]
+        print(
+            f"| {n:,} | {' | '.join(cells)} | {run['paired_median_ratio_vs_bm25s_numba']} "
+            f"| {run['p50_ratio_vs_bm25s_numba']} | {run['p95_ratio_vs_bm25s_numba']} "
+            f"| {run['top10_identical_to_numpy_path']} | {run['top10_identical_to_bm25s']} "
+            f"| {run['add_one_p50_ms']} / {run['remove_one_p50_ms']} |"
+        )
+    if len(rows) > 1:
+        (n0, _, p0), (n1, _, p1) = rows[0], rows[-1]
+        growth = {name: round(p1[name] / p0[name], 2) for name in p0}
+        result["growth_p50"] = growth
+        text = ", ".join(f"{name}: {v}x" for name, v in growth.items())
+        print(f"\n- p50 growth {n0:,} -> {n1:,}: {text}")
+    out = OUT.parent / "bm25_peer.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ from ragkit.vectors import VectorStore  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 OUT = ROOT / "bench" / "out"
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
+sys.path.insert(0, str(ROOT / "bench"))
+from corpus import SCIFACT  # noqa: E402  (honours RAGKIT_SCIFACT)
+
 PASSAGES_FILE = DATA / "scifact_passages_minilm.npy"
 QUERIES_FILE = DATA / "scifact_queries_minilm.npy"
 REAL_PASSAGES = 4000

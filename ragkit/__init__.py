@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Embedder, Query, Retriever, Store
 from .errors import AnswerError, IndexFormatError, RagkitError, StoreError
-from .evaluation import evaluate
-from .gate import EvidenceGate
-from .index import Index, IndexUpdate, open_index
-from .ingest import FolderSource, index_folder
-from .loaders import load_folder
-from .plan import AnswerOptions, ContextPlan, retrieve_context
 from .types import Answer, Chunk, Citation, Document, ScoredChunk, Usage
 
 if TYPE_CHECKING:
     from .answering import aanswer, aanswer_stream, answer, answer_stream
+    from .base import Embedder, Query, Retriever, Store
+    from .evaluation import evaluate
+    from .gate import EvidenceGate
+    from .index import Index, IndexUpdate, open_index
+    from .ingest import FolderSource, index_folder
+    from .loaders import load_folder
+    from .plan import AnswerOptions, ContextPlan, retrieve_context
 
 __version__ = "0.2.0"
 
@@ -70,15 +70,43 @@ __all__ = [
     "retrieve_context",
 ]
 
-_ANSWERING = frozenset({"DEFAULT_MODEL", "aanswer", "aanswer_stream", "answer", "answer_stream"})
+# Names loaded from their submodule on first use (PEP 562), so that a process which needs only a
+# few of them (``ragkit search``) does not import loaders, evaluation or the Claude SDK.
+_LAZY: dict[str, str] = {
+    "DEFAULT_MODEL": "answering",
+    "aanswer": "answering",
+    "aanswer_stream": "answering",
+    "answer": "answering",
+    "answer_stream": "answering",
+    "Embedder": "base",
+    "Query": "base",
+    "Retriever": "base",
+    "Store": "base",
+    "EvidenceGate": "gate",
+    "AnswerOptions": "plan",
+    "ContextPlan": "plan",
+    "retrieve_context": "plan",
+    "evaluate": "evaluation",
+    "Index": "index",
+    "IndexUpdate": "index",
+    "open_index": "index",
+    "FolderSource": "ingest",
+    "index_folder": "ingest",
+    "load_folder": "loaders",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Load the anthropic-backed names on first use (PEP 562)."""
-    if name in _ANSWERING:
-        from . import answering
+    """Load a public name from its submodule on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
+    from importlib import import_module
 
-        value = getattr(answering, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

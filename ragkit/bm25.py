@@ -12,7 +12,11 @@ small per-term "delta" that single-document adds append to, merged into the base
 past a fraction of it, and tombstones for removed documents, dropped by a compaction once they
 are a quarter of the slots. A query scatter-adds each term's contributions into a dense buffer
 indexed by slot, then selects the top k among the touched slots. Each term's contributions are
-cached until the next change, so queries sharing terms with earlier ones are cheaper.
+cached until the next change, so queries sharing terms with earlier ones are cheaper. With numba
+installed (extra ``fast``) and at least ``_NUMBA_MIN_SLOTS`` slots, a kernel
+(ragkit._bm25_numba) replaces that scan: it touches only the documents in the posting lists it
+reads, skips the long lists that cannot change the top k (MaxScore), and scores the surviving
+candidates exactly, with the same results bit for bit.
 
 This module leaves out chunk IDs, texts and files (ragkit's Index maps keys to chunks), persistence
 to disk (``state()`` returns plain numpy arrays; the caller writes them) and fusion with vector
@@ -730,6 +734,73 @@ class BM25Index:
             scores[self._dead_slots()] = 0.0
         return scores, positive
 
+    def _search_pruned(
+        self, kernel: Any, tokens: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None
+    ) -> tuple[np.ndarray, FloatArray] | None:
+        """Candidate slots and exact scores from the numba kernel; None to take the numpy path.
+
+        The kernel reads only the query's posting lists (no corpus-sized pass) and skips the
+        longest ones when they cannot change the top ``k`` (ragkit._bm25_numba). It needs every
+        term's contribution to be positive; otherwise (okapi's negative idf) this returns None.
+        """
+        if isinstance(tokens, str):
+            raise TypeError("tokens must be a sequence of strings, not one string")
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+        if self._n_docs == 0 or self._total_len == 0:
+            return empty
+        df = self._df.view
+        counts: dict[int, int] = {}
+        for tok in tokens:
+            tid = self._vocab.get(tok)
+            if tid is not None and df[tid] > 0:
+                counts[tid] = counts.get(tid, 0) + 1
+        if not counts:
+            return empty
+        idf = np.array([self._idf(int(df[tid])) for tid in counts], dtype=np.float64)
+        if not (idf > 0).all():
+            return None
+        n_terms = len(counts)
+        indptr, n_base, delta = self._indptr, len(self._indptr) - 1, self._delta
+        lo = [int(indptr[tid]) if tid < n_base else 0 for tid in counts]
+        hi = [int(indptr[tid + 1]) if tid < n_base else 0 for tid in counts]
+        d_lo = [0] * n_terms
+        d_hi = [0] * n_terms
+        d_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        d_size = 0
+        if delta:
+            for j, tid in enumerate(counts):
+                if tid in delta:
+                    part = self._postings(tid)[-1]
+                    d_parts.append(part)
+                    d_lo[j], d_hi[j] = d_size, d_size + len(part[0])
+                    d_size += len(part[0])
+        if d_parts:
+            dslots = np.concatenate([p[0] for p in d_parts]).astype(np.int32, copy=False)
+            dtfs = np.concatenate([p[1] for p in d_parts]).astype(np.int32, copy=False)
+        else:
+            dslots, dtfs = _EMPTY_I32, _EMPTY_I32
+        count = np.array(list(counts.values()), dtype=np.int64)
+        okapi = self.variant == "okapi"
+        k1p1 = self.k1 + 1
+        # One posting contributes idf * tf / (tf + norm) < idf (lucene), times k1 + 1 (okapi).
+        bound = idf * count * (k1p1 if okapi else 1.0)
+        ok = self._alive.view
+        if allowed is not None:
+            keys = self._keys.view
+            slot_ok = np.zeros(len(keys), dtype=np.bool_)
+            inside = keys < len(allowed)
+            slot_ok[inside] = allowed[keys[inside]]
+            ok = ok & slot_ok
+        elif not self._n_dead:
+            ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
+        acc, touched = _scratch(len(self._keys))
+        cand, scores = kernel(
+            self._pslots, self._ptfs, np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64),
+            dslots, dtfs, np.array(d_lo, dtype=np.int64), np.array(d_hi, dtype=np.int64),
+            idf, count, bound, self._norm(), ok, okapi, k1p1, k, acc, touched,
+        )  # fmt: skip
+        return cand, scores
+
     def _dead_slots(self) -> IntArray:
         cache = self._dead_cache
         if cache is None or cache[0] != self._version:
@@ -783,6 +854,12 @@ class BM25Index:
             raise TypeError(f"k ({k!r}) must be an int")
         if k < 1:
             raise ValueError(f"k ({k}) must be at least 1")
+        if len(self._keys) >= _NUMBA_MIN_SLOTS:
+            kernel = _numba_kernel()
+            if kernel is not None:
+                found = self._search_pruned(kernel, tokens, int(k), allowed)
+                if found is not None:
+                    return self._select(found[0], found[1], int(k), with_ties)
         acc = self._accumulate(tokens)
         if acc is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
@@ -810,7 +887,12 @@ class BM25Index:
                 maxima = scores[:n_full].reshape(-1, block).max(axis=1)
                 bound = float(np.partition(maxima, len(maxima) - k)[len(maxima) - k])
             cand = np.flatnonzero(scores >= bound) if bound > 0 else np.flatnonzero(scores > 0)
-        cand_scores = scores[cand]
+        return self._select(cand, scores[cand], k, with_ties)
+
+    def _select(
+        self, cand: np.ndarray, cand_scores: FloatArray, k: int, with_ties: bool
+    ) -> tuple[IntArray, FloatArray]:
+        """The best ``k`` of candidate slots by (score desc, key asc), with ties if asked."""
         if len(cand) > k:
             # Everything scoring at least the k-th best, ties at the boundary included, then
             # an exact (score desc, key asc) sort of that small set.
@@ -985,6 +1067,53 @@ class BM25Index:
         self._ptfs = ptf.astype(_tf_dtype(ptf))
         self._fwd_ptr = self._fwd_terms = None  # derived on the first remove
         self._version += 1
+
+
+# ---------------------------------------------------------------------- the numba kernel
+
+# Below this many slots the numpy path takes well under a millisecond, and importing numba for
+# the kernel would cost more than it saves in a short-lived process (tests lower it to 0).
+_NUMBA_MIN_SLOTS = 20_000
+_use_numba = True  # tests switch this off to exercise the numpy path
+_kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
+_scratch_local = threading.local()
+_EMPTY_I32: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
+_EMPTY_BOOL: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+
+
+def _numba_kernel() -> Any:
+    """ragkit._bm25_numba.top_candidates when numba works here (extra ``fast``), else None."""
+    global _kernel
+    if not _use_numba:
+        return None
+    if _kernel is None:
+        try:
+            from ragkit._bm25_numba import top_candidates
+
+            # Compile (or load numba's cache) now, so a broken numba falls back to numpy.
+            for tf_dtype in (np.uint16, np.int32):
+                i32, i64 = np.zeros(1, np.int32), np.zeros(1, np.int64)
+                top_candidates(
+                    i32, np.ones(1, tf_dtype), i64, i64 + 1, i32, i32, i64, i64,
+                    np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.bool_),
+                    False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32),
+                )  # fmt: skip
+            _kernel = top_candidates
+        except Exception:  # ImportError, or numba failing to compile on this machine
+            _kernel = False
+    return _kernel or None
+
+
+def _scratch(n_slots: int) -> tuple[FloatArray, npt.NDArray[np.int32]]:
+    """This thread's zeroed accumulator and touched-slot list, of at least ``n_slots`` entries."""
+    acc: FloatArray | None = getattr(_scratch_local, "acc", None)
+    if acc is None or len(acc) < n_slots:
+        size = max(n_slots, len(acc) * 5 // 4 if acc is not None else 0)
+        acc = np.zeros(size, dtype=np.float64)
+        _scratch_local.acc = acc
+        _scratch_local.touched = np.zeros(size, dtype=np.int32)
+    touched: npt.NDArray[np.int32] = _scratch_local.touched
+    return acc, touched
 
 
 # ---------------------------------------------------------------------- scoring functions

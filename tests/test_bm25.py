@@ -14,8 +14,22 @@ import rank_bm25
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ragkit.bm25 as bm25_module
 from ragkit.bm25 import ENGLISH_STOPWORDS, Analyzer, BM25Index
 from ragkit.errors import IndexFormatError
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on the numpy path and on the numba kernel (at any index size)."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(bm25_module, "_NUMBA_MIN_SLOTS", 0)
+        assert bm25_module._numba_kernel() is not None
+    else:
+        monkeypatch.setattr(bm25_module, "_use_numba", False)
+    return str(request.param)
+
 
 CORPORA = [
     # "a" is in 4 of 5 documents (negative idf -> epsilon * mean idf); "b" in 3 of 5.
@@ -79,7 +93,11 @@ def test_okapi_parameters_match_rank_bm25(k1: float, b: float, epsilon: float) -
 WORDS = st.sampled_from([f"w{i}" for i in range(12)])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     corpus=st.lists(st.lists(WORDS, min_size=1, max_size=12), min_size=3, max_size=15),
     query=st.lists(WORDS, min_size=1, max_size=6),
@@ -495,3 +513,47 @@ def test_state_is_a_pure_read_even_with_tombstones_and_a_delta() -> None:
     loaded = BM25Index.from_state(index.config(), state)
     assert loaded.search("cat", 10)[0].tolist() == before[0].tolist()
     assert np.allclose(loaded.search("cat", 10)[1], before[1])
+
+
+def zipf_docs(rng: np.random.Generator, n: int, vocab: int = 2000) -> list[list[str]]:
+    """Documents of 5-60 terms drawn from a Zipf law: long and short posting lists, as in text."""
+    ranks = np.minimum(rng.zipf(1.3, size=n * 60), vocab)
+    lengths = rng.integers(5, 61, size=n)
+    words = [f"w{r}" for r in ranks.tolist()]
+    out, pos = [], 0
+    for length in lengths.tolist():
+        out.append(words[pos : pos + length])
+        pos += length
+    return out
+
+
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+def test_pruned_search_equals_the_full_scan(
+    variant: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The numba kernel skips posting lists it proves cannot change the top k: its keys and
+    # scores must be bit-for-bit the full numpy scan's, with single-document adds in the
+    # delta, tombstones, a filter, ties and repeated query terms.
+    if backend == "numpy":
+        pytest.skip("compares the numba kernel against the numpy path")
+    rng = np.random.default_rng(3)
+    docs = zipf_docs(rng, 4000)
+    index = BM25Index(variant=variant)  # type: ignore[arg-type]
+    index.add_tokens(list(range(3000)), docs[:3000])
+    for key in range(3000, 3300):  # below the merge threshold: these stay in the delta
+        index.add_tokens([key], [docs[key]])
+    index.add_tokens([5000, 5001], [docs[0], docs[0]])  # exact ties with key 0
+    index.remove(range(0, 3300, 11))
+    allowed = rng.random(6000) < 0.4
+    queries = [docs[i][:n] for i in rng.integers(0, 3300, size=40).tolist() for n in (3, 8)]
+    queries += [["w1", "w2"], ["w1", "w1", "w500"], ["w3", "w1999", "w7", "w7"], ["nope"]]
+    queries += [docs[0][:6]]  # the tied documents
+    for query in queries:
+        for k in (1, 10, 100):
+            for kwargs in ({}, {"allowed": allowed}, {"with_ties": True}):
+                monkeypatch.setattr(bm25_module, "_use_numba", True)
+                got = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
+                monkeypatch.setattr(bm25_module, "_use_numba", False)
+                want = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
+                assert got[0].tolist() == want[0].tolist(), (query, k, kwargs)
+                assert got[1].tolist() == want[1].tolist(), (query, k, kwargs)

@@ -1,0 +1,138 @@
+"""Time ``ragkit search`` as a fresh process against ``python -c 'import numpy'`` in one run.
+
+Usage::
+
+    .venv/bin/python bench/bench_startup.py [--chunks 3000] [--rounds 15] [--index PATH] \
+        [--baseline ../../main/.venv/bin]
+
+Builds (once; reused when PATH already holds it) a hybrid index of about ``--chunks`` chunks from
+SciFact abstracts with the default embedder, then runs rounds of three fresh processes in turn
+(so load from other processes hits each alike): ``python -c 'import numpy'`` (the floor),
+``ragkit search Q --mode bm25`` and ``ragkit search Q`` (hybrid: loads the ONNX session and
+embeds the query). Reports medians, the ratios to the floor, the load average, and
+``python -X importtime`` of the bm25 search's heaviest imports. Writes bench/out/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from corpus import SCIFACT  # noqa: E402
+
+OUT = HERE / "out" / "startup.json"
+QUERY = "vitamin D deficiency in elderly people"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def build(index: Path, chunks: int) -> int:
+    """Index the first SciFact abstracts until about ``chunks`` chunks; returns the count."""
+    docs_dir = index.with_name(index.name + "-docs")
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    # ~3.4 chunks per abstract at --chunk-size 128 (measured on the keyword-only build).
+    wanted = max(1, round(chunks / 3.4))
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i >= wanted:
+                break
+            doc = json.loads(line)
+            (docs_dir / f"{doc['_id']}.md").write_text(f"# {doc['title']}\n\n{doc['text']}\n")
+    ragkit = Path(sys.executable).with_name("ragkit")
+    subprocess.run(
+        [str(ragkit), "index", str(docs_dir), "--index", str(index), "--chunk-size", "128"],
+        check=True,
+    )
+    return count_chunks(index)
+
+
+def count_chunks(index: Path) -> int:
+    import ragkit
+
+    with ragkit.open_index(index) as opened:
+        return len(opened)
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--index", type=Path, default=HERE / "data" / "startup-index")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="bin/ of another checkout's venv (e.g. main's): its searches run in the same rounds",
+    )
+    args = parser.parse_args()
+    index: Path = args.index
+    n_chunks = count_chunks(index) if index.exists() else build(index, args.chunks)
+    ragkit = str(Path(sys.executable).with_name("ragkit"))
+    commands = {
+        "import numpy": [sys.executable, "-c", "import numpy"],
+        "search --mode bm25": [ragkit, "search", QUERY, "--index", str(index), "--mode", "bm25"],
+        "search (hybrid)": [ragkit, "search", QUERY, "--index", str(index)],
+    }
+    if args.baseline:
+        base = str(args.baseline / "ragkit")
+        commands["baseline: search --mode bm25"] = [
+            base, "search", QUERY, "--index", str(index), "--mode", "bm25"
+        ]  # fmt: skip
+        commands["baseline: search (hybrid)"] = [base, "search", QUERY, "--index", str(index)]
+    for cmd in commands.values():  # warm the page cache and the cached ONNX graph
+        timed(cmd)
+    load_before = load_average()
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.rounds):
+        for name, cmd in commands.items():
+            times[name].append(timed(cmd))
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    floor = medians["import numpy"]
+    ratios = {name: round(m / floor, 2) for name, m in medians.items()}
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    prof = subprocess.run(
+        commands["search --mode bm25"], env=env, capture_output=True, text=True, check=True
+    ).stderr
+    rows = []
+    for line in prof.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].rstrip()))
+    heaviest = [f"{us / 1000:.0f} ms {name.strip()}" for us, name in sorted(rows)[-12:][::-1]]
+    result = {
+        "chunks": n_chunks,
+        "rounds": args.rounds,
+        "median_s": {name: round(m, 3) for name, m in medians.items()},
+        "ratio_to_import_numpy": ratios,
+        "load_average": [load_before, load_average()],
+        "bm25_search_heaviest_imports_cumulative": heaviest,
+    }
+    print(f"\n### `ragkit search` start-up, {n_chunks:,} chunks, {args.rounds} rounds\n")
+    print("| process | median s | ratio to `import numpy` |")
+    print("|---|---:|---:|")
+    for name, m in medians.items():
+        print(f"| {name} | {m:.3f} | {ratios[name]} |")
+    print(f"\nload average before / after: {load_before} / {load_average()}")
+    print("heaviest imports of the bm25 search (cumulative):", *heaviest, sep="\n- ")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
