@@ -222,6 +222,10 @@ def _write_step(
         fresh = target.reopen()
         target.opened.append(fresh)
         target.holder[0] = fresh
+        # Indexes swapped out three reloads ago serve no reader any more: close them, or a long
+        # run on Postgres holds a pool per reload and reaches the server's max_connections.
+        while len(target.opened) > 3:
+            target.opened.pop(0).close()
     return kind
 
 
