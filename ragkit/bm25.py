@@ -626,6 +626,16 @@ class BM25Index:
 
     # ------------------------------------------------------------------ scoring
 
+    def _term_counts(self, tokens: Sequence[str]) -> dict[int, int]:
+        """Term ID → repeats in the query, for the query's terms that some document holds."""
+        df = self._df.view
+        counts: dict[int, int] = {}
+        for tok in tokens:
+            tid = self._vocab.get(tok)
+            if tid is not None and df[tid] > 0:
+                counts[tid] = counts.get(tid, 0) + 1
+        return counts
+
     def _norm(self) -> FloatArray:
         """Per-slot length normalisation ``k1 * (1 - b + b * dl / avgdl)``, cached per version."""
         cache = self._norm_cache
@@ -688,11 +698,7 @@ class BM25Index:
         if self._n_docs == 0 or self._total_len == 0:
             return None
         df = self._df.view
-        counts: dict[int, int] = {}
-        for tok in tokens:
-            tid = self._vocab.get(tok)
-            if tid is not None and df[tid] > 0:
-                counts[tid] = counts.get(tid, 0) + 1
+        counts = self._term_counts(tokens)
         if not counts:
             return None
         norm = self._norm()
@@ -749,11 +755,7 @@ class BM25Index:
         if self._n_docs == 0 or self._total_len == 0:
             return empty
         df = self._df.view
-        counts: dict[int, int] = {}
-        for tok in tokens:
-            tid = self._vocab.get(tok)
-            if tid is not None and df[tid] > 0:
-                counts[tid] = counts.get(tid, 0) + 1
+        counts = self._term_counts(tokens)
         if not counts:
             return empty
         idf = np.array([self._idf(int(df[tid])) for tid in counts], dtype=np.float64)

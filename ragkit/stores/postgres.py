@@ -1303,6 +1303,16 @@ class PostgresStore:
         contribution bounds (highest tf, shortest chunk) widened."""
         df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
         terms = sorted(df)
+
+        def columns(names: list[str]) -> tuple[list[Any], ...]:
+            """Per term: name, df added, highest tf and shortest length in this write."""
+            return (
+                names,
+                [df[t] for t in names],
+                [max_tf[t] for t in names],
+                [min_length[t] for t in names],
+            )
+
         found = conn.execute(
             self._q(
                 "UPDATE {s}.terms t SET df = t.df + x.n, max_tf = greatest(t.max_tf, x.tf), "
@@ -1310,12 +1320,7 @@ class PostgresStore:
                 "FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS x(term, n, tf, len) "
                 "WHERE t.term = x.term RETURNING t.term, t.term_id"
             ),
-            (
-                terms,
-                [df[t] for t in terms],
-                [max_tf[t] for t in terms],
-                [min_length[t] for t in terms],
-            ),
+            columns(terms),
         ).fetchall()
         ids: dict[str, int] = dict(found)
         new = [t for t in terms if t not in ids]
@@ -1326,12 +1331,7 @@ class PostgresStore:
                     "SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) "
                     "RETURNING term, term_id"
                 ),
-                (
-                    new,
-                    [df[t] for t in new],
-                    [max_tf[t] for t in new],
-                    [min_length[t] for t in new],
-                ),
+                columns(new),
             ).fetchall()
             ids.update(added)
         return ids
