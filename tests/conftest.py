@@ -19,9 +19,24 @@ import httpx2
 import numpy as np
 import pytest
 
+from ragkit.base import Query, Retriever
+from ragkit.types import ScoredChunk
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MESSAGES = FIXTURES / "messages"
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+# The keys of an evaluation report (`ragkit eval --json`, `evaluate()`), which users script on.
+REPORT_KEYS = [
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "mrr@10",
+    "index_s",
+    "query_p50_ms",
+    "query_p95_ms",
+    "n_queries",
+    "retriever",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +119,22 @@ def claude() -> Callable[..., tuple[anthropic.Anthropic, Recorder]]:
 
 
 _WORD = re.compile(r"\w+")
+
+
+class FixedRetriever(Retriever):
+    """Returns preset results, whatever the query (the contract's rules still apply)."""
+
+    name = "hybrid"
+    score_kind = "fused"
+
+    def __init__(self, results: list[ScoredChunk]) -> None:
+        self.results = results
+
+    def score_kinds(self) -> dict[str, str]:
+        return {"bm25": "bm25", "vector": "cosine"}
+
+    def _search(self, query: Query) -> list[ScoredChunk]:
+        return list(self.results)
 
 
 class FakeEmbedder:

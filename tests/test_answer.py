@@ -26,7 +26,7 @@ from ragkit.errors import AnswerError, MissingAPIKeyError
 from ragkit.index import Index
 from ragkit.types import Answer, Chunk, ScoredChunk
 
-from .conftest import MESSAGES, load_message
+from .conftest import MESSAGES, FixedRetriever, load_message
 
 SSE = Path(__file__).parent / "fixtures" / "sse"
 
@@ -56,22 +56,6 @@ def _chunks(doc_id: str, text: str) -> list[Chunk]:
 
 
 CHUNKS = {c.id: c for doc, text in DOCS.items() for c in _chunks(doc, text)}
-
-
-class FixedRetriever(Retriever):
-    """Returns preset results, whatever the query (the contract's rules still apply)."""
-
-    name = "hybrid"
-    score_kind = "fused"
-
-    def __init__(self, results: list[ScoredChunk]) -> None:
-        self.results = results
-
-    def score_kinds(self) -> dict[str, str]:
-        return {"bm25": "bm25", "vector": "cosine"}
-
-    def _search(self, query: Query) -> list[ScoredChunk]:
-        return list(self.results)
 
 
 class StubIndex(Index):

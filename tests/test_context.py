@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ragkit.base import Query
 from ragkit.context import (
     BLOCK_OVERHEAD_TOKENS,
     EvidenceGate,
@@ -21,8 +20,9 @@ from ragkit.context import (
     retrieve_context,
 )
 from ragkit.index import Index
-from ragkit.retrievers import Retriever
 from ragkit.types import Chunk, Document, ScoredChunk
+
+from .conftest import FixedRetriever
 
 TEXT = "Alpha beta gamma. Delta epsilon zeta. Eta theta iota. Kappa lambda mu. Nu xi omicron."
 
@@ -31,20 +31,7 @@ def span(doc: str, i: int, start: int, end: int, text: str = TEXT) -> Chunk:
     return Chunk(f"{doc}#{i}", text[start:end], doc, start, end)
 
 
-class Fixed(Retriever):
-    name = "hybrid"
-    score_kind = "fused"
-
-    def __init__(self, results: list[ScoredChunk]) -> None:
-        self.results = results
-
-    def score_kinds(self) -> dict[str, str]:
-        return {"bm25": "bm25", "vector": "cosine"}
-
-    def _search(self, query: Query) -> list[ScoredChunk]:
-        return list(self.results)
-
-
+Fixed = FixedRetriever
 FUSED = Fixed([])
 
 

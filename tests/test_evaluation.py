@@ -24,18 +24,7 @@ from ragkit.evaluation import (
     recall_at_k,
 )
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-REPORT_KEYS = [
-    "ndcg@10",
-    "recall@10",
-    "recall@100",
-    "mrr@10",
-    "index_s",
-    "query_p50_ms",
-    "query_p95_ms",
-    "n_queries",
-    "retriever",
-]
+from .conftest import REPORT_KEYS, SCIFACT
 
 
 def log2(x: float) -> float:

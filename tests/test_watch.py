@@ -5,6 +5,7 @@ Every wait is bounded; nothing here asserts how fast (bench/bench_watch.py measu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -116,12 +117,13 @@ def test_watch_folder_checks_its_arguments(tmp_path: Path) -> None:
         watch_folder(tmp_path, None, step_ms=0)
 
 
-def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    folder = write_corpus(tmp_path / "notes", SMALL_CORPUS)
-    location = tmp_path / "index"
+@contextlib.contextmanager
+def watching(folder: Path, location: Path, *options: str) -> Iterator[tuple[list[str], list[str]]]:
+    """Run `ragkit index FOLDER --keyword-only --watch OPTIONS` until the watcher is up; yield its
+    stdout and stderr lines (filled as they come); stop it with Ctrl-C (SIGINT) on leaving."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ragkit", "index", str(folder), "--index", str(location)]
-        + ["--keyword-only", "--watch"],
+        + ["--keyword-only", *options, "--watch"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -137,9 +139,7 @@ def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         reader.start()
     try:
         wait_for(lambda: any(line.startswith("Watching") for line in err), "the watcher")
-        (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
-        wait_for(lambda: any("otters.md" in line for line in out), "the update line")
-        assert "otters.md" in ragkit.Index.load(location, embedder=None).document_ids
+        yield out, err
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=WAIT)
     finally:
@@ -152,6 +152,15 @@ def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         proc.stderr.close()
     assert proc.returncode == 0, "".join(err)
     assert "Stopped watching.\n" in err
+
+
+def test_cli_index_watch_updates_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "notes", SMALL_CORPUS)
+    location = tmp_path / "index"
+    with watching(folder, location) as (out, _):
+        (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
+        wait_for(lambda: any("otters.md" in line for line in out), "the update line")
+        assert "otters.md" in ragkit.Index.load(location, embedder=None).document_ids
     assert out[0].startswith("Indexed")
     assert out[-1].startswith("Updated")
     assert "otters.md" in out[-1]
@@ -199,41 +208,13 @@ def test_cli_index_hidden_watch_keeps_the_hidden_files(tmp_path: Path) -> None:
         {**SMALL_CORPUS, ".notes/b.md": "# Hidden\n\nThe okapi is a forest giraffe.\n"},
     )
     location = tmp_path / "index"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ragkit", "index", str(folder), "--index", str(location)]
-        + ["--keyword-only", "--hidden", "--watch"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    out: list[str] = []
-    err: list[str] = []
-    readers = [
-        threading.Thread(target=lambda s=stream, d=dest: d.extend(s), daemon=True)
-        for stream, dest in ((proc.stdout, out), (proc.stderr, err))
-    ]
-    for reader in readers:
-        reader.start()
-    try:
-        wait_for(lambda: any(line.startswith("Watching") for line in err), "the watcher")
+    with watching(folder, location, "--hidden") as (out, _):
         # a later change proves the first sync is over
         (folder / "otters.md").write_text("# Otters\n\nOtters hold hands.\n", encoding="utf-8")
         wait_for(lambda: any("otters.md" in line for line in out), "the update line")
         saved = ragkit.Index.load(location, embedder=None)
         assert ".notes/b.md" in saved.document_ids
         assert "otters.md" in saved.document_ids
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for reader in readers:
-            reader.join(timeout=WAIT)
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 0, "".join(err)
     assert not any(".notes/b.md" in line for line in out[1:]), out
 
 
