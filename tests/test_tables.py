@@ -13,8 +13,8 @@ import re
 import pytest
 
 from ragkit.chunking import chunk_document
-from ragkit.loaders import DocxLoader
-from ragkit.types import Chunk
+from ragkit.loaders import DocxLoader, PdfLoader, pages_for_span
+from ragkit.types import Chunk, Document
 
 from .hostile import docx_package, paragraph
 
@@ -158,3 +158,188 @@ def test_docx_large_table_is_split_by_rows_with_the_header_in_each_piece() -> No
     rows = [line for p in pieces for line in p.text.split("\n") if line.startswith("| part-")]
     assert rows == [f"| part-{r} | B{r % 7} | supplier number {r} |" for r in range(1, 81)]
     assert chunks[-1].text == "Ask the stores desk for anything else."
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+def pdf_bytes(flowables: list[object]) -> bytes:
+    """A PDF laid out by reportlab's platypus (A4, its default styles)."""
+    pytest.importorskip("pypdfium2")
+    platypus = pytest.importorskip("reportlab.platypus")
+    out = io.BytesIO()
+    platypus.SimpleDocTemplate(out).build(flowables)
+    return out.getvalue()
+
+
+def styles() -> dict[str, object]:
+    sheet = pytest.importorskip("reportlab.lib.styles").getSampleStyleSheet()
+    return {"h1": sheet["Heading1"], "body": sheet["BodyText"]}
+
+
+def rl_table(rows: list[list[str]], style: list[tuple[object, ...]], **kw: object) -> object:
+    platypus = pytest.importorskip("reportlab.platypus")
+    table = platypus.Table(rows, **kw)
+    table.setStyle(platypus.TableStyle(style))
+    return table
+
+
+def para(text: str, style: str = "body") -> object:
+    platypus = pytest.importorskip("reportlab.platypus")
+    return platypus.Paragraph(text, styles()[style])
+
+
+LIMITS = [
+    ["Setting", "Default", "Meaning"],
+    ["max_seconds", "60", "time per file"],
+    ["max_chars", "10,000,000", "characters kept"],
+]
+GRID = [("GRID", (0, 0), (-1, -1), 0.5, (0, 0, 0))]
+# LaTeX booktabs: a rule above the header, below it, and below the last row; no verticals.
+BOOKTABS = [
+    ("LINEABOVE", (0, 0), (-1, 0), 1, (0, 0, 0)),
+    ("LINEBELOW", (0, 0), (-1, 0), 0.5, (0, 0, 0)),
+    ("LINEBELOW", (0, -1), (-1, -1), 1, (0, 0, 0)),
+]
+
+
+def load_pdf(data: bytes, **options: object) -> Document:
+    return PdfLoader(**options).load(data, document_id="report.pdf")  # type: ignore[arg-type]
+
+
+def test_pdf_grid_table_is_one_markdown_chunk_with_its_caption() -> None:
+    data = pdf_bytes(
+        [
+            para("Loader limits", "h1"),
+            para("Each file is read under a budget. " * 6),
+            para("Table 1: Limits"),
+            rl_table(LIMITS, GRID),
+            para("Text after the table says what happens when a limit is hit."),
+        ]
+    )
+    doc = load_pdf(data)
+    table = (
+        "Table 1: Limits\n| Setting | Default | Meaning |\n| --- | --- | --- |\n"
+        "| max_seconds | 60 | time per file |\n| max_chars | 10,000,000 | characters kept |"
+    )
+    assert f"\n\n{table}\n\n" in doc.text
+    chunks = chunk_document(doc, size=256, overlap=32)
+    (found,) = table_chunks(chunks)
+    assert found.text == table
+    assert found.headings == ("Loader limits",)
+    # The cells are not also read as lines of text anywhere else.
+    assert doc.text.count("max_seconds") == 1
+    rest = [c.text for c in chunks if c is not found]
+    assert rest[0].startswith("# Loader limits\n")
+    assert rest[-1] == "Text after the table says what happens when a limit is hit."
+
+
+def test_pdf_booktabs_table_with_two_header_lines_and_caption_below() -> None:
+    rows = [["Method", "Recall", "Latency"], ["", "at 10", "(ms)"]] + [
+        ["BM25", "0.61", "1.2"],
+        ["Dense, MiniLM", "0.66", "9.8"],
+        ["Hybrid (RRF)", "0.72", "11.0"],
+    ]
+    style = [
+        ("LINEABOVE", (0, 0), (-1, 0), 1, (0, 0, 0)),
+        ("LINEBELOW", (0, 1), (-1, 1), 0.5, (0, 0, 0)),
+        ("LINEBELOW", (0, -1), (-1, -1), 1, (0, 0, 0)),
+    ]
+    data = pdf_bytes(
+        [
+            para("We compare three retrievers on the same questions."),
+            rl_table(rows, style),
+            para("Table 2. Retrieval on SciFact"),
+            para("Hybrid wins at a small cost in latency."),
+        ]
+    )
+    doc = load_pdf(data)
+    assert doc.text == (
+        "We compare three retrievers on the same questions.\n\n"
+        "Table 2. Retrieval on SciFact\n"
+        "| Method | Recall at 10 | Latency (ms) |\n| --- | --- | --- |\n"
+        "| BM25 | 0.61 | 1.2 |\n| Dense, MiniLM | 0.66 | 9.8 |\n| Hybrid (RRF) | 0.72 | 11.0 |\n\n"
+        "Hybrid wins at a small cost in latency."
+    )
+    assert len(table_chunks(chunk_document(doc, size=256))) == 1
+
+
+def word_style_pdf() -> bytes:
+    """A table drawn as Word exports it: each border a thin filled rectangle, one merged cell."""
+    pytest.importorskip("pypdfium2")
+    canvas = pytest.importorskip("reportlab.pdfgen.canvas")
+    out = io.BytesIO()
+    c = canvas.Canvas(out)
+    c.setFont("Helvetica", 10)
+    c.drawString(72, 760, "Staff by team, as of March.")
+    xs, ys = [72, 172, 272, 372], [740, 720, 700, 680]
+    for y in ys:
+        c.rect(xs[0], y - 0.25, xs[-1] - xs[0], 0.5, stroke=0, fill=1)
+    for i, x in enumerate(xs):
+        for top, bottom in zip(ys, ys[1:], strict=False):
+            if i == 2 and top == 700:
+                continue  # no border between columns 2 and 3 in the last row: a merged cell
+            c.rect(x - 0.25, bottom, 0.5, top - bottom, stroke=0, fill=1)
+    cells = [["Team", "Lead", "Members"], ["Search", "Ada", "4"], ["Ranking", "Grace + Alan", ""]]
+    for r, row in enumerate(cells):
+        for col, text in enumerate(row):
+            c.drawString(xs[col] + 4, ys[r] - 14, text)
+    c.drawString(72, 660, "Teams change every quarter.")
+    c.showPage()
+    c.save()
+    return out.getvalue()
+
+
+def test_pdf_word_style_borders_and_a_merged_cell() -> None:
+    doc = load_pdf(word_style_pdf())
+    assert doc.text == (
+        "Staff by team, as of March.\n\n"
+        "| Team | Lead | Members |\n| --- | --- | --- |\n| Search | Ada | 4 |\n"
+        "| Ranking | Grace + Alan |  |\n\n"
+        "Teams change every quarter."
+    )
+    plain = load_pdf(word_style_pdf(), tables=False)
+    assert "Team Lead Members" in plain.text  # the old reading, kept behind tables=False
+
+
+def test_pdf_table_over_two_pages_keeps_its_pages_for_citations() -> None:
+    rows = [["Part", "Bin"]] + [[f"part-{i}", f"B{i % 7}"] for i in range(1, 71)]
+    data = pdf_bytes(
+        [para("Every part we stock."), rl_table(rows, GRID, repeatRows=1), para("The end.")]
+    )
+    doc = load_pdf(data)
+    assert doc.metadata["pages"] == 2
+    chunks = chunk_document(doc, size=1000, overlap=0)
+    tables = table_chunks(chunks)
+    assert len(tables) == 2  # one per page, each with the header row reportlab repeated
+    assert all(t.text.startswith("| Part | Bin |\n| --- | --- |\n| part-") for t in tables)
+    pages = [pages_for_span(doc.metadata["page_starts"], t.start, t.end) for t in tables]
+    assert pages == [(1,), (2,)]
+    cells = re.findall(r"\| (part-\d+) \|", doc.text)
+    assert cells == [f"part-{i}" for i in range(1, 71)]
+
+
+def test_pdf_frames_rules_and_charts_stay_text() -> None:
+    pytest.importorskip("pypdfium2")
+    canvas = pytest.importorskip("reportlab.pdfgen.canvas")
+    out = io.BytesIO()
+    c = canvas.Canvas(out)
+    c.setFont("Helvetica", 10)
+    c.drawString(72, 780, "A page rule under the running head.")
+    c.line(72, 770, 520, 770)
+    c.rect(70, 700, 300, 40)  # a framed note: one cell
+    c.drawString(80, 720, "Note: back up first. Then run the upgrade.")
+    for i, height in enumerate([40, 80, 60, 120]):  # a bar chart with gridlines, no text
+        c.rect(100 + 40 * i, 400, 30, height, fill=1)
+    for y in (400, 450, 500, 550):
+        c.line(90, y, 270, y)
+    c.line(90, 400, 90, 550)
+    c.drawString(72, 380, "Figure 1: Sales by quarter.")
+    c.showPage()
+    c.save()
+    doc = load_pdf(out.getvalue())
+    assert "|" not in doc.text
+    assert doc.text == (
+        "A page rule under the running head.\nNote: back up first. Then run the upgrade.\n"
+        "Figure 1: Sales by quarter."
+    )

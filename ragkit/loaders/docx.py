@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import io
 import posixpath
-import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from typing import IO, Any
 from ..errors import LoadError
 from ..types import Document
 from .limits import Budget, current_budget
+from .tables import is_table_title, markdown_table
 from .text import escape_markup, first_heading
 
 __all__ = ["DocxLoader"]
@@ -64,11 +64,6 @@ _CODE_STYLES = frozenset({"source code", "sourcecode", "html preformatted", "cod
 _CAPTION_STYLES = frozenset({"caption", "table caption", "tablecaption"})
 _CHECK_EVERY = 2048  # XML events between two looks at the clock
 _MAX_SPAN = 64  # a hostile gridSpan of 10**9 must not build a billion empty cells
-# A plain paragraph right above a table that names it: "Table 3: Results", "Table 3. Results".
-_TABLE_TITLE = re.compile(
-    r"(?:Table|Tab\.)\s+[A-Z]?[0-9]+(?:[.-][0-9]+)*\s*[:.\u2013\u2014-]", re.I
-)
-_MAX_CAPTION = 300
 
 
 def _split(tag: Any) -> tuple[str, str]:
@@ -377,7 +372,7 @@ class _Reader:
             # A table inside a table cell: flattened into that cell's text, a row at a time.
             cell.paragraphs.append("; ".join(", ".join(c for c in row if c) for row in grid))
             return
-        self.blocks.append(("table", _markdown_table(grid)))
+        self.blocks.append(("table", markdown_table(grid)))
 
 
 def _grid(rows: list[_Row]) -> list[list[str]]:
@@ -395,19 +390,6 @@ def _grid(rows: list[_Row]) -> list[list[str]]:
     return grid
 
 
-def _markdown_table(grid: list[list[str]]) -> str:
-    """A GitHub-flavoured pipe table; the first row is the header, pipes in cells escaped."""
-    width = max(len(r) for r in grid)
-
-    def line(row: list[str]) -> str:
-        cells = [c.replace("|", "\\|") for c in row] + [""] * (width - len(row))
-        return "| " + " | ".join(cells) + " |"
-
-    lines = [line(grid[0]), "|" + " --- |" * width]
-    lines.extend(line(r) for r in grid[1:])
-    return "\n".join(lines)
-
-
 def _fence(lines: list[str]) -> str:
     code = "\n".join(lines)
     longest = 2
@@ -423,12 +405,7 @@ def _is_caption(kind: str, text: str) -> bool:
     """A Caption-style paragraph, or a short plain one that starts "Table N:"."""
     if kind == "caption":
         return True
-    return (
-        kind == "text"
-        and len(text) <= _MAX_CAPTION
-        and "\n" not in text
-        and _TABLE_TITLE.match(text) is not None
-    )
+    return kind == "text" and is_table_title(text)
 
 
 def _assemble(blocks: list[tuple[str, str]]) -> list[str]:
