@@ -112,9 +112,11 @@ def _lines(page: Any) -> tuple[list[_Line], list[_Line]]:
     fill, stroke = ctypes.c_int(), ctypes.c_int()
     x, y = ctypes.c_float(), ctypes.c_float()
     matrix = c.FS_MATRIX()
+    # Most objects are text: the first look at each is two library calls, bound once.
+    get_object, get_type, path = c.FPDFPage_GetObject, c.FPDFPageObj_GetType, c.FPDF_PAGEOBJ_PATH
     for j in range(c.FPDFPage_CountObjects(raw)):
-        obj = c.FPDFPage_GetObject(raw, j)
-        if c.FPDFPageObj_GetType(obj) != c.FPDF_PAGEOBJ_PATH:
+        obj = get_object(raw, j)
+        if get_type(obj) != path:
             continue
         if not c.FPDFPath_GetDrawMode(obj, fill, stroke) or not (fill.value or stroke.value):
             continue  # a clipping path draws nothing
@@ -309,23 +311,26 @@ class _Char:
     top: float
 
 
-def _chars(textpage: Any) -> list[_Char]:
+def _chars(textpage: Any, bottom: float, top: float) -> list[_Char]:
+    """The page's characters (no spaces or line breaks) whose middle lies between ``bottom``
+    and ``top``, with PDFium's line numbers."""
     import pypdfium2.raw as c
 
     raw = textpage.raw
     n = min(c.FPDFText_CountChars(raw), _MAX_CHARS)
     rect = c.FS_RECTF()
+    get_unicode, get_box = c.FPDFText_GetUnicode, c.FPDFText_GetLooseCharBox
     out: list[_Char] = []
     line = 0
     for i in range(n):
-        code = c.FPDFText_GetUnicode(raw, i)
+        code = get_unicode(raw, i)
         if code == 10:
             line += 1
-        if code in (0, 2, 10, 13, 32):
-            continue
         # The loose box spans the glyph's advance and the font's height: letters of a word
         # touch, a space is a gap.
-        if c.FPDFText_GetLooseCharBox(raw, i, rect):
+        if code in (0, 2, 10, 13, 32) or not get_box(raw, i, rect):
+            continue
+        if bottom <= (rect.bottom + rect.top) / 2 <= top:
             out.append(_Char(chr(code), line, rect.left, rect.right, rect.bottom, rect.top))
     return out
 
@@ -353,7 +358,7 @@ def _rule_tables(textpage: Any, horizontal: list[_Line], taken: list[PdfTable]) 
     families = [f for f in families if len(f) >= 3]
     if not families:
         return []
-    chars = _chars(textpage)
+    chars = _chars(textpage, min(f[-1][0] for f in families), max(f[0][0] for f in families))
     tables: list[PdfTable] = []
     for rules in families:
         found = _one_ruled(rules, chars)
