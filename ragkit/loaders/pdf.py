@@ -22,8 +22,13 @@ encrypted PDF is read when it opens with an empty password (permissions only) an
 budget (``limits.py``) between pages; warnings from the library are summarised in one log line
 per file.
 
-This module leaves out OCR, images, tables as structure (a PDF table is read as its text
-lines), annotations, form fields, and headings set in bold at the body's size.
+Tables drawn with ruling lines (:mod:`ragkit.loaders.tables`) are written as markdown tables,
+each with its ``Table N:`` caption line when the page has one right above (or below) it, in the
+place of their text; the text beside a table follows it. Headings are never marked inside a
+table.
+
+This module leaves out OCR, images, tables without ruling lines (read as their text lines),
+annotations, form fields, and headings set in bold at the body's size.
 """
 
 from __future__ import annotations

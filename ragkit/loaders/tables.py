@@ -48,7 +48,9 @@ _TOL = 2.0  # points: lines closer than this are one line; ends closer than this
 _MIN_RULE = 8.0  # points: shorter segments are not table lines
 _THIN = 3.0  # points: a filled rectangle thinner than this is a line
 _MAX_SEGMENTS = 2_000  # a path with more segments is a drawing, not a table
-_MAX_PAIRS = 250_000  # horizontal x vertical lines checked for crossings on one page
+_MAX_PAIRS = 40_000  # horizontal x vertical lines checked for crossings on one page
+_MAX_GRID_LINES = 400  # lines in one grid (a drawing past this is not read as a table)
+_MAX_RULES = 1_000  # horizontal lines looked at for rules-only tables
 _MAX_CHARS = 50_000  # characters of one page read one by one for a rules-only table
 
 
@@ -255,7 +257,7 @@ def _grid_tables(textpage: Any, horizontal: list[_Line], vertical: list[_Line]) 
         members.setdefault(groups.root(n_h + j), ([], []))[1].append(v)
     tables: list[PdfTable] = []
     for hs, vs in members.values():
-        if len(hs) < 2 or len(vs) < 2:
+        if len(hs) < 2 or len(vs) < 2 or len(hs) + len(vs) > _MAX_GRID_LINES:
             continue
         found = _one_grid(textpage, hs, vs)
         if found is not None:
@@ -267,7 +269,7 @@ def _one_grid(textpage: Any, hs: list[_Line], vs: list[_Line]) -> PdfTable | Non
     xs = _clusters([v[0] for v in vs])
     ys = _clusters([h[0] for h in hs])[::-1]  # top first
     n_rows, n_cols = len(ys) - 1, len(xs) - 1
-    if n_rows < 1 or n_cols < 1 or n_rows * n_cols > 10_000:
+    if n_rows < 1 or n_cols < 1 or n_rows * n_cols > 2_500:
         return None
 
     def has_v(x: float, y_mid: float) -> bool:
@@ -437,7 +439,7 @@ def find_pdf_tables(page: Any, textpage: Any) -> list[PdfTable]:
         return []
     horizontal, vertical = _merge(horizontal), _merge(vertical)
     tables = _grid_tables(textpage, horizontal, vertical)
-    if len(horizontal) >= 3:
+    if 3 <= len(horizontal) <= _MAX_RULES:
         tables.extend(_rule_tables(textpage, horizontal, tables))
     tables.sort(key=lambda t: -t.top)
     # A table inside another (a grid drawn in a cell) is read as part of the outer one.
