@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 
 from ragkit.chunking import chunk_document
-from ragkit.loaders import DocxLoader, PdfLoader, pages_for_span
+from ragkit.loaders import (
+    DocxLoader,
+    LoadLimits,
+    PdfLoader,
+    load_file,
+    pages_for_span,
+    register_loader,
+)
 from ragkit.types import Chunk, Document
 
 from .hostile import docx_package, paragraph
@@ -343,3 +351,18 @@ def test_pdf_frames_rules_and_charts_stay_text() -> None:
         "A page rule under the running head.\nNote: back up first. Then run the upgrade.\n"
         "Figure 1: Sales by quarter."
     )
+
+
+def test_tables_off_holds_in_the_worker_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragkit.loaders import registry
+
+    monkeypatch.setattr(registry, "_loaders", dict(registry._loaders))
+    (tmp_path / "staff.pdf").write_bytes(word_style_pdf())
+    table = "| Team | Lead | Members |"
+    assert table in load_file(tmp_path / "staff.pdf", limits=LoadLimits(isolate=True)).text
+    register_loader(PdfLoader(tables=False), replace=True)
+    text = load_file(tmp_path / "staff.pdf", limits=LoadLimits(isolate=True)).text
+    assert table not in text
+    assert "Team Lead Members" in text
