@@ -366,3 +366,26 @@ def test_tables_off_holds_in_the_worker_process(
     text = load_file(tmp_path / "staff.pdf", limits=LoadLimits(isolate=True)).text
     assert table not in text
     assert "Team Lead Members" in text
+
+
+def test_pdf_boxed_table_without_row_lines_and_a_wrapped_cell_in_a_grid() -> None:
+    box = [
+        ("BOX", (0, 0), (-1, -1), 0.5, (0, 0, 0)),
+        ("LINEAFTER", (0, 0), (-2, -1), 0.5, (0, 0, 0)),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.5, (0, 0, 0)),
+    ]
+    long_cell = para("Reads the outline first, then font sizes when there is none.")
+    data = pdf_bytes(
+        [
+            para("Options, boxed with column lines only:"),
+            rl_table([["Option", "Default"], ["size", "256"], ["overlap", "32"]], box),
+            para("Loaders, in a full grid:"),
+            rl_table([["Loader", "Headings"], ["PdfLoader", long_cell]], GRID, colWidths=[90, 150]),
+        ]
+    )
+    tables = [c.text for c in table_chunks(chunk_document(load_pdf(data), size=256))]
+    assert tables == [
+        "| Option | Default |\n| --- | --- |\n| size | 256 |\n| overlap | 32 |",
+        "| Loader | Headings |\n| --- | --- |\n"
+        "| PdfLoader | Reads the outline first, then font sizes when there is none. |",
+    ]

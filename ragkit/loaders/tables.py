@@ -10,7 +10,9 @@ filled rectangles; the sides of larger rectangles too) and its text from PDFium'
 
 - **Grids** (lines both ways, as Word, LibreOffice and most report generators draw them): the
   lines that meet form a grid; a cell is a region with no line between its grid squares, so a
-  merged cell is one cell, its text in its first column and top row.
+  merged cell is one cell, its text in its first column and top row. A grid row is one table
+  row (its cells' lines joined), except when the whole body is one grid row (a box with column
+  lines only): then each text line is a row, if every cell with text has as many lines.
 - **Rules only** (LaTeX ``booktabs``, Word's horizontal-border styles): at least three
   horizontal rules of the same extent with text between them; the columns are the gaps that run
   through every line of text between the top and bottom rule, each text line a row, and the
@@ -216,10 +218,20 @@ def _clusters(values: list[float]) -> list[float]:
     return out
 
 
-def _cell_text(textpage: Any, left: float, bottom: float, right: float, top: float) -> str:
+def _cell_lines(textpage: Any, left: float, bottom: float, right: float, top: float) -> list[str]:
     text = textpage.get_text_bounded(left, bottom, right, top)
     text = re.sub(r"\x02\s*", "", text)  # a hyphen PDFium removed at a line end: join the word
-    return " ".join(text.split())
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+def _split_rows(row: list[list[str]]) -> list[list[str]]:
+    """A grid row as table rows: one per text line when every cell with text has the same
+    number of lines (a table with no lines between its body rows), else one row of joined
+    lines (cells whose text wraps)."""
+    counts = {len(lines) for lines in row if lines}
+    if len(counts) == 1 and (n := counts.pop()) >= 2 and sum(1 for x in row if x) >= 2:
+        return [[lines[i] if lines else "" for lines in row] for i in range(n)]
+    return [[" ".join(lines) for lines in row]]
 
 
 def _keep(rows: list[list[str]]) -> tuple[tuple[str, ...], ...] | None:
@@ -294,9 +306,17 @@ def _one_grid(textpage: Any, hs: list[_Line], vs: list[_Line]) -> PdfTable | Non
             root = cells.root(r * n_cols + col)
             box = boxes.setdefault(root, [r, col, r, col])
             box[2], box[3] = max(box[2], r), max(box[3], col)
-    rows = [[""] * n_cols for _ in range(n_rows)]
+    grid: list[list[list[str]]] = [[[] for _ in range(n_cols)] for _ in range(n_rows)]
     for r0, c0, r1, c1 in boxes.values():
-        rows[r0][c0] = _cell_text(textpage, xs[c0], ys[r1 + 1], xs[c1 + 1], ys[r0])
+        grid[r0][c0] = _cell_lines(textpage, xs[c0], ys[r1 + 1], xs[c1 + 1], ys[r0])
+    rows: list[list[str]] = []
+    for r, row in enumerate(grid):
+        # Lines between the body rows are drawn (then each grid row is one table row, however
+        # its cells wrap) unless the body is a single grid row.
+        if r == n_rows - 1 and n_rows <= 2:
+            rows.extend(_split_rows(row))
+        else:
+            rows.append([" ".join(lines) for lines in row])
     kept = _keep(rows)
     if kept is None:
         return None
