@@ -9,6 +9,13 @@ tokens that are not both dictionary words but whose concatenation is one), merge
 least three letters) and the share of tokens found in the dictionary (/usr/share/dict/words).
 
     python bench/bench_pdf.py [--runs 3] [--libs pypdfium2,pdftotext,pypdf,pdfminer]
+
+With ``--tables`` it measures instead what ragkit's PDF table finder costs: ``PdfLoader`` with
+``tables=True`` against ``tables=False`` on the same real PDFs (interleaved runs, medians), and
+on a generated 100-page report (reportlab) with two tables a page (a grid and a rules-only one),
+where pdfplumber's table finder (if installed) is timed on the same pages for comparison.
+
+    python bench/bench_pdf.py --tables [--runs 5]
 """
 
 from __future__ import annotations
@@ -108,11 +115,102 @@ def page_count(path: str) -> int:
     return len(pdfium.PdfDocument(path))
 
 
+def table_report(pages: int = 100) -> bytes:
+    """A report of ``pages`` pages, each with text, a ruled grid and a booktabs-style table."""
+    import io
+
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
+
+    sheet = getSampleStyleSheet()
+    grid = TableStyle([("GRID", (0, 0), (-1, -1), 0.5, (0, 0, 0))])
+    rules = TableStyle(
+        [
+            ("LINEABOVE", (0, 0), (-1, 0), 1, (0, 0, 0)),
+            ("LINEBELOW", (0, 0), (-1, 0), 0.5, (0, 0, 0)),
+            ("LINEBELOW", (0, -1), (-1, -1), 1, (0, 0, 0)),
+        ]
+    )
+    story: list[object] = []
+    for p in range(pages):
+        rows = [["Region", "Quarter", "Revenue", "Change"]] + [
+            [f"Region {r}", f"Q{r % 4 + 1}", f"{(p + 1) * r * 1.7:,.1f}", f"{r - 4:+d}%"]
+            for r in range(10)
+        ]
+        story += [
+            Paragraph(f"Section {p + 1}", sheet["Heading2"]),
+            Paragraph(
+                "Revenue by region for the quarter, with the change from last year. " * 4,
+                sheet["BodyText"],
+            ),
+            Paragraph(f"Table {2 * p + 1}: Revenue", sheet["BodyText"]),
+            Table(rows, style=grid),
+            Paragraph("Costs follow the same pattern, see below. " * 3, sheet["BodyText"]),
+            Paragraph(f"Table {2 * p + 2}: Costs", sheet["BodyText"]),
+            Table(rows[:8], style=rules),
+            PageBreak(),
+        ]
+    out = io.BytesIO()
+    SimpleDocTemplate(out).build(story)
+    return out.getvalue()
+
+
+def tables_main(runs: int) -> None:
+    """Seconds per 100 pages with the table finder on and off, in one interleaved run."""
+    from ragkit.loaders import PdfLoader
+
+    files = {Path(f).name: Path(f).read_bytes() for f in FILES if os.path.exists(f)}
+    files["generated report (2 tables a page)"] = table_report()
+    print(f"load average before: {os.getloadavg()}")
+    print("| file | pages | tables found | s/100 pages, tables off | tables on | on / off |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    ratios = []
+    for name, data in files.items():
+        import pypdfium2 as pdfium
+
+        n_pages = len(pdfium.PdfDocument(data))
+        times: dict[bool, list[float]] = {False: [], True: []}
+        text = ""
+        for _ in range(runs):
+            for on in (False, True):
+                t0 = time.perf_counter()
+                doc = PdfLoader(tables=on).load(data, document_id=name)
+                times[on].append(time.perf_counter() - t0)
+                if on:
+                    text = doc.text
+        off, on_ = (100 * statistics.median(times[k]) / n_pages for k in (False, True))
+        found = len(re.findall(r"^\| --- \|", text, re.M))
+        ratios.append(on_ / off)
+        print(f"| {name} | {n_pages} | {found} | {off:.2f} | {on_:.2f} | {on_ / off:.2f}x |")
+    try:
+        import pdfplumber
+    except ImportError:
+        print("pdfplumber: not installed")
+    else:
+        import io
+
+        data = files["generated report (2 tables a page)"]
+        t0 = time.perf_counter()
+        with pdfplumber.open(io.BytesIO(data)) as pdf:
+            found = sum(len(page.find_tables()) for page in pdf.pages)
+            n_pages = len(pdf.pages)
+        seconds = 100 * (time.perf_counter() - t0) / n_pages
+        print(
+            f"| pdfplumber find_tables (lines), generated report | {n_pages} | {found} | "
+            f"{seconds:.2f} (one run) | | |"
+        )
+    print(f"\nload average after: {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--libs", default="pypdfium2,ragkit,pdftotext,pypdf,pdfminer")
+    parser.add_argument("--tables", action="store_true", help="measure the table finder")
     args = parser.parse_args()
+    if args.tables:
+        tables_main(args.runs)
+        return
     words = {w.strip().lower() for w in open("/usr/share/dict/words", encoding="utf-8")}
     words = {w for w in words if w.isalpha() and (len(w) > 1 or w in ("a", "i"))}
     files = [f for f in FILES if os.path.exists(f)]
@@ -146,13 +244,21 @@ def main() -> None:
             known_w += k * n
             total += n
         rows.append(
-            (lib, statistics.median(per100), split_w / total, merged_w / total, known_w / total,
-             licence)
+            (
+                lib,
+                statistics.median(per100),
+                split_w / total,
+                merged_w / total,
+                known_w / total,
+                licence,
+            )
         )
     base = next((r[1] for r in rows if r[0] == "pypdfium2"), None)
     print()
-    print("| library | s per 100 pages (median over files) | vs pypdfium2 | split words /10k | "
-          "merged words /10k | dictionary words | licence |")
+    print(
+        "| library | s per 100 pages (median over files) | vs pypdfium2 | split words /10k | "
+        "merged words /10k | dictionary words | licence |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for lib, sec, split, merged, known, licence in rows:
         ratio = f"{sec / base:.1f}x" if base else "-"

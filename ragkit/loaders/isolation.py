@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import IO, Any
 
 from ..errors import LoadError
@@ -241,6 +241,7 @@ def run_isolated(
     request = {
         "loader": type(loader).__name__,
         "fallback_encoding": getattr(loader, "fallback_encoding", None),
+        "tables": getattr(loader, "tables", None),  # PdfLoader(tables=False)
         "document_id": document_id,
         "limits": {k: v for k, v in asdict(limits).items() if k != "isolate"},
     }
@@ -307,6 +308,8 @@ def _handle(request: dict[str, Any], data: bytes, loaders: dict[str, Any]) -> di
     encoding = request.get("fallback_encoding")
     if encoding is not None:
         loader = loader.with_fallback_encoding(encoding)
+    if request.get("tables") is False:
+        loader = replace(loader, tables=False)
     collect = _Collect()
     ragkit_logger = logging.getLogger("ragkit")
     ragkit_logger.addHandler(collect)

@@ -22,8 +22,13 @@ encrypted PDF is read when it opens with an empty password (permissions only) an
 budget (``limits.py``) between pages; warnings from the library are summarised in one log line
 per file.
 
-This module leaves out OCR, images, tables as structure (a PDF table is read as its text
-lines), annotations, form fields, and headings set in bold at the body's size.
+Tables drawn with ruling lines (:mod:`ragkit.loaders.tables`) are written as markdown tables,
+each with its ``Table N:`` caption line when the page has one right above (or below) it, in the
+place of their text; the text beside a table follows it. Headings are never marked inside a
+table.
+
+This module leaves out OCR, images, tables without ruling lines (read as their text lines),
+annotations, form fields, and headings set in bold at the body's size.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import Any
 from ..errors import LoadError
 from ..types import Document
 from .limits import Budget, current_budget
+from .tables import PdfTable, find_pdf_tables, is_table_title
 from .text import escape_markup
 
 __all__ = ["PdfLoader", "pages_for_span"]
@@ -187,7 +193,7 @@ class _Layout:
         self.sizes: Counter[float] = Counter()
         self.pages: list[list[tuple[str, float]]] = []
 
-    def add_page(self, textpage: Any) -> None:
+    def add_page(self, textpage: Any, tables: Sequence[PdfTable] = ()) -> None:
         import pypdfium2.raw as pdfium_c
 
         lines: list[tuple[str, float]] = []
@@ -206,7 +212,7 @@ class _Layout:
                 if not line:
                     continue
                 size = round(pdfium_c.FPDFText_GetFontSize(handle, first) * 2) / 2
-                if size < 4:
+                if size < 4 or (tables and _in_tables(textpage, first, tables)):
                     continue
                 self.sizes[size] += len(line)
                 if 2 <= len(line) <= self._MAX_LINE and not _TOC_LINE.search(line):
@@ -243,6 +249,95 @@ class _Layout:
             if marks and len(marks) <= self._MAX_PER_PAGE:
                 found[index] = marks
         return found
+
+
+def _in_tables(textpage: Any, index: int, tables: Sequence[PdfTable]) -> bool:
+    """Whether character ``index`` of a text page lies in one of ``tables``."""
+    left, bottom, right, top = textpage.get_charbox(index)
+    x, y = (left + right) / 2, (bottom + top) / 2
+    return any(t.left <= x <= t.right and t.bottom <= y <= t.top for t in tables)
+
+
+# A table's place in a page's text while headings are marked: a private-use character and
+# its number, which no bookmark title matches.
+_SLOT = "\ue000"
+_INSET = 3.0  # points
+
+
+def _bands(
+    textpage: Any, box: tuple[float, float, float, float], tables: Sequence[PdfTable]
+) -> list[str | PdfTable]:
+    """A page's text around its tables, top to bottom: the text above each band of tables, the
+    tables of the band left to right, then the text beside them; then the text below."""
+    left, bottom, right, top = box
+    out: list[str | PdfTable] = []
+    bands: list[list[PdfTable]] = []
+    for table in sorted(tables, key=lambda t: -t.top):
+        if bands and table.top > min(t.bottom for t in bands[-1]):
+            bands[-1].append(table)  # beside a table already in the band
+        else:
+            bands.append([table])
+    y = top
+    for band in bands:
+        band_top, band_bottom = max(t.top for t in band), min(t.bottom for t in band)
+        if y > band_top:
+            out.append(textpage.get_text_bounded(left, band_top, right, y))
+        band.sort(key=lambda t: t.left)
+        out.extend(band)
+        x = left
+        for x_end, x_next in [(t.left, t.right) for t in band] + [(right, right)]:
+            if x_end > x:
+                # PDFium takes every character whose box touches the rectangle: inset, so the
+                # descenders of the line above the band are not read twice.
+                out.append(
+                    textpage.get_text_bounded(x, band_bottom + _INSET, x_end, band_top - _INSET)
+                )
+            x = max(x, x_next)
+        y = min(y, band_bottom)
+    if y > bottom:
+        out.append(textpage.get_text_bounded(left, bottom, right, y))
+    return out
+
+
+def _compose(parts: list[str | PdfTable]) -> tuple[str, list[str]]:
+    """A page's text with a slot for each table, and the tables as markdown (with captions)."""
+    texts: list[str] = []
+    blocks: list[str] = []
+    cleaned = [_clean(p).replace(_SLOT, "") if isinstance(p, str) else p for p in parts]
+    for i, part in enumerate(cleaned):
+        if isinstance(part, str):
+            continue
+        caption = ""
+        before = next((j for j in range(i - 1, -1, -1) if isinstance(cleaned[j], str)), None)
+        after = next((j for j in range(i + 1, len(cleaned)) if _nonblank(cleaned[j])), None)
+        if before is not None:
+            head, _, last = str(cleaned[before]).rpartition("\n")
+            if is_table_title(last.strip()):
+                caption, cleaned[before] = last.strip(), head
+        if not caption and after is not None and isinstance(cleaned[after], str):
+            first, _, rest = str(cleaned[after]).partition("\n")
+            if is_table_title(first.strip()):
+                caption, cleaned[after] = first.strip(), rest
+        title = escape_markup(caption) + "\n" if caption else ""
+        blocks.append(title + part.markdown())
+        cleaned[i] = f"{_SLOT}{len(blocks) - 1}{_SLOT}"
+    for part in cleaned:
+        if isinstance(part, str) and part.startswith(_SLOT):
+            texts.append(part)
+        elif isinstance(part, str) and part.strip():
+            texts.append(escape_markup(part.strip("\n")))
+    return "\n\n".join(texts), blocks
+
+
+def _nonblank(part: str | PdfTable) -> bool:
+    return not isinstance(part, str) or bool(part.strip())
+
+
+def _fill(text: str, blocks: Sequence[str]) -> str:
+    """Put the tables back into their slots."""
+    if not blocks:
+        return text
+    return re.sub(f"{_SLOT}(\\d+){_SLOT}", lambda m: blocks[int(m.group(1))], text)
 
 
 class _Collect(logging.Handler):
@@ -289,10 +384,13 @@ class PdfLoader:
     Attributes:
         suffixes: the suffixes it reads.
         max_bytes: the default size limit (images make PDFs large).
+        tables: find tables drawn with ruling lines and write them as markdown tables
+            (:mod:`ragkit.loaders.tables`); ``False`` reads them as text lines.
     """
 
     suffixes: tuple[str, ...] = (".pdf",)
     max_bytes: int = 100 * 1024 * 1024
+    tables: bool = True
 
     def load(self, data: bytes, *, document_id: str) -> Document:
         """Extract each page's text and mark the outline's headings.
@@ -342,29 +440,48 @@ class PdfLoader:
         outline = _outline(document, n_pages, budget)
         layout = _Layout() if not outline else None
         pages: list[str] = []
+        tables: dict[int, list[str]] = {}  # page index -> its tables as markdown
         for index in range(n_pages):
             budget.check_time()
             page = document[index]
             try:
                 textpage = page.get_textpage()
                 try:
-                    raw = textpage.get_text_bounded()
+                    found = self._tables(page, textpage)
+                    if found:
+                        text, tables[index] = _compose(
+                            _bands(textpage, tuple(page.get_bbox()), found)
+                        )
+                        budget.add_chars(len(text) + sum(len(t) for t in tables[index]))
+                    else:
+                        raw = textpage.get_text_bounded()
+                        budget.add_chars(len(raw))
+                        text = escape_markup(_clean(raw))
                     if layout is not None:
-                        layout.add_page(textpage)
+                        layout.add_page(textpage, found)
                 finally:
                     textpage.close()
             finally:
                 page.close()
-            budget.add_chars(len(raw))
-            text = escape_markup(_clean(raw))
             if index in outline:
                 text = _mark_headings(text, outline[index])
             pages.append(text)
         if layout is not None:
             for index, headings in layout.headings().items():
                 pages[index] = _mark_headings(pages[index], headings)
+        for index, blocks in tables.items():
+            pages[index] = _fill(pages[index], blocks)
         try:
             title = _one_line(document.get_metadata_value("Title"))
         except Exception:  # noqa: BLE001 - a damaged info dictionary only loses the title
             title = ""
         return pages, title, outline
+
+    def _tables(self, page: Any, textpage: Any) -> list[PdfTable]:
+        if not self.tables:
+            return []
+        try:
+            return find_pdf_tables(page, textpage)
+        except Exception:  # noqa: BLE001 - a damaged drawing only loses the tables
+            logger.debug("PDF table finder failed on a page", exc_info=True)
+            return []
