@@ -682,7 +682,10 @@ def chunk_text(
     paragraphs are packed together; a heading always starts a new chunk unless the chunk so far
     is only headings, and a pipe table (with its caption line) is a chunk of its own. A
     chunk's ``headings`` is the heading path its start falls under (for a chunk that opens
-    with several heading lines, the path at the last of them).
+    with several heading lines, the path at the last of them). A table larger than ``size`` is
+    split between rows (a row is cut only when it alone is larger than ``size``); the pieces
+    do not overlap, and each piece after the first has the table's caption and header row
+    appended to its ``headings``.
 
     Consecutive chunks repeat up to ``overlap`` tokens, starting at a sentence or word boundary;
     a chunk that starts at a heading repeats nothing. Chunks never start or end with whitespace,

@@ -46,6 +46,8 @@ FRAGMENTS = [
     "emoji 😀🎉👍🏽 here. ",
     "中文句子。日本語の文です。",
     "- item one\n- item two\n",
+    "Table 1: Sizes\n| name | size |\n| --- | --- |\n",
+    "| row | 12 words of a cell that goes on |\n",
 ]
 
 texts = st.one_of(

@@ -389,3 +389,27 @@ def test_pdf_boxed_table_without_row_lines_and_a_wrapped_cell_in_a_grid() -> Non
         "| Loader | Headings |\n| --- | --- |\n"
         "| PdfLoader | Reads the outline first, then font sizes when there is none. |",
     ]
+
+
+def test_pdf_text_beside_a_table_follows_it_once() -> None:
+    pytest.importorskip("pypdfium2")
+    canvas = pytest.importorskip("reportlab.pdfgen.canvas")
+    out = io.BytesIO()
+    c = canvas.Canvas(out)
+    c.setFont("Helvetica", 10)
+    c.drawString(72, 770, "Prices, valid until June:")
+    for y in (750, 730, 710):
+        c.line(72, y, 272, y)
+    for x in (72, 172, 272):
+        c.line(x, 710, x, 750)
+    for x, y, text in [(76, 736, "Plan"), (176, 736, "Price"), (76, 716, "Pro"), (176, 716, "10")]:
+        c.drawString(x, y, text)
+    c.drawString(320, 730, "Prices exclude tax.")  # a margin note beside the table
+    c.drawString(72, 690, "Ask sales for volume discounts.")
+    c.showPage()
+    c.save()
+    doc = load_pdf(out.getvalue())
+    assert doc.text == (
+        "Prices, valid until June:\n\n| Plan | Price |\n| --- | --- |\n| Pro | 10 |\n\n"
+        "Prices exclude tax.\n\nAsk sales for volume discounts."
+    )
