@@ -107,7 +107,9 @@ class Chunk:
         document_id: the ID of the document it came from.
         start: character offset of the first character in the document.
         end: character offset one past the last character.
-        headings: the markdown heading path the chunk falls under, outermost first.
+        headings: the heading path the chunk falls under, outermost first (markdown headings,
+            a PDF's outline, DOCX heading styles). A piece of a table split across chunks
+            ends it with the table's caption and header row, so every piece reads as a table.
         metadata: the document's metadata plus anything specific to the chunk (a PDF page);
             filters match against it.
     """
