@@ -36,7 +36,7 @@ from ..errors import LoadError
 from ..types import Document
 from .isolation import can_isolate, run_isolated
 from .limits import LoadLimits, budget_for, limit_reason
-from .registry import loader_for, registered_suffixes
+from .registry import available_loaders, loader_for
 from .text import RESERVED_KEYS, TextLoader
 
 __all__ = [
@@ -631,7 +631,7 @@ def load_folder(
     """
     _check_arguments(max_bytes, fallback_encoding, limits)
     if include is None:
-        include = tuple(f"**/*{s}" for s in registered_suffixes())
+        include = tuple(f"**/*{s}" for s in available_loaders())
     include = (include,) if isinstance(include, str) else tuple(include)
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     for pattern in (*include, *exclude):
