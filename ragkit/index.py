@@ -220,8 +220,7 @@ class Index:
             self._check_embedder(existing)
             self.settings = existing
         else:
-            bm25 = BM25Index(**dict(bm25_options or {}), analyzer=self.store.analyzer)
-            config = bm25.config()
+            config = BM25Index(**dict(bm25_options or {})).config()  # the scoring parameters
             self.settings = IndexSettings(
                 embedder=self.embedder.name if self.embedder is not None else None,
                 dim=int(self.embedder.dim) if self.embedder is not None else None,
