@@ -22,11 +22,13 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .tokens import ENCODING_NAME, count_tokens, get_encoding
+from .tokens import ENCODING_NAME, get_encoding
+from .tokens import count_tokens as _count_tokens
 from .types import Chunk, Document, Metadata, freeze_metadata
 
 __all__ = [
@@ -35,7 +37,6 @@ __all__ = [
     "ENCODING_NAME",
     "chunk_document",
     "chunk_text",
-    "count_tokens",
     "get_encoding",
 ]
 
@@ -132,7 +133,7 @@ class _TokenMeasure:
         self.starts = _token_starts(text)
 
     def exact(self, text: str) -> int:
-        return count_tokens(text)
+        return _count_tokens(text)
 
     def cost(self, a: int, b: int) -> int:
         if b <= a:
@@ -699,3 +700,18 @@ def chunk_document(
         count_tokens=count_tokens,
         metadata=document.metadata,
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``count_tokens``, moved to :mod:`ragkit.tokens`, importable from here for one release
+    with a ``DeprecationWarning`` (PEP 562)."""
+    if name == "count_tokens":
+        import warnings
+
+        warnings.warn(
+            "ragkit.chunking.count_tokens is deprecated: use ragkit.tokens.count_tokens",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _count_tokens
+    raise AttributeError(f"module 'ragkit.chunking' has no attribute {name!r}")

@@ -772,9 +772,17 @@ _MOVED = frozenset({"CHECKPOINT_SECONDS", "index_folder", "update_from_folder"})
 
 
 def __getattr__(name: str) -> Any:
-    """Names moved to :mod:`ragkit.ingest`, still importable from here (PEP 562)."""
+    """Names moved to :mod:`ragkit.ingest`, still importable from here for one release, with a
+    ``DeprecationWarning`` (PEP 562)."""
     if name in _MOVED:
+        import warnings
+
         from . import ingest
 
+        if name != "update_from_folder":  # that one warns when it is called
+            where = "ragkit.index_folder" if name == "index_folder" else f"ragkit.ingest.{name}"
+            warnings.warn(
+                f"ragkit.index.{name} is deprecated: use {where}", DeprecationWarning, stacklevel=2
+            )
         return getattr(ingest, name)
     raise AttributeError(f"module 'ragkit.index' has no attribute {name!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, cast
@@ -445,6 +446,13 @@ def resolve_request(
     unknown = sorted(set(keywords) - allowed)
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    if keywords:
+        warnings.warn(
+            f"{caller}(): the keyword arguments {', '.join(sorted(keywords))} are deprecated: "
+            "pass a ragkit.Query (k, where) and ragkit.AnswerOptions (the rest)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     if options is None:
         options = AnswerOptions()
     elif not isinstance(options, AnswerOptions):

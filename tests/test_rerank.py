@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from ragkit import rerankers
 from ragkit.base import Query, Reranker
 from ragkit.cli import cli
-from ragkit.context import retrieve_context
 from ragkit.errors import UnknownNameError
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions, retrieve_context
 from ragkit.rerankers import (
     RerankError,
     RerankRetriever,
@@ -105,7 +105,8 @@ def test_top_n_bounds_the_candidates_and_k_the_results(hybrid: Index) -> None:
 
 
 def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
-    plan = retrieve_context("what do cats eat", hybrid, k=3, strategy="retrieve", rerank=Reverse())
+    options = AnswerOptions(strategy="retrieve", rerank=Reverse())
+    plan = retrieve_context(Query("what do cats eat", k=3), hybrid, options)
     assert plan.gate is not None
     assert plan.gate.top_cosine is not None
     cosines = [sc.scores["vector"] for sc in plan.retrieved if "vector" in sc.scores]
@@ -117,7 +118,8 @@ def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
 
 def test_retrieve_context_reranks_a_bare_retriever(keyword: Index) -> None:
     reverse = Reverse()
-    plan = retrieve_context("cats", keyword.retriever(), k=2, rerank=reverse, gate=False)
+    options = AnswerOptions(rerank=reverse, gate=False)
+    plan = retrieve_context(Query("cats", k=2), keyword.retriever(), options)
     assert reverse.seen
     assert plan.retrieved[0].chunk.id == reverse.seen[0][-1]
 

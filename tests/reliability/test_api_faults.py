@@ -31,9 +31,9 @@ from click.testing import CliRunner
 from ragkit.answering import DEFAULT_TIMEOUT, aanswer, aanswer_stream, answer, answer_stream
 from ragkit.audit import AuditLog
 from ragkit.cli import cli
-from ragkit.context import retrieve_context
 from ragkit.errors import AnswerError
 from ragkit.index import Index
+from ragkit.plan import retrieve_context
 from ragkit.types import Answer, Document
 
 from ..conftest import FIXTURES, SMALL_CORPUS, load_message

@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from ragkit.chunking import chunk_document
-from ragkit.context import retrieve_context
 from ragkit.filters import matches, parse_filter
 from ragkit.index import Index
+from ragkit.plan import retrieve_context
 from ragkit.stores.memory import _RWLock
 from ragkit.types import Chunk, Document
 
