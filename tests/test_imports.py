@@ -23,7 +23,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("index",),
     ("ingest", "plan", "evaluation", "context"),
     ("answering", "watch"),
-    ("mcp_server", "cli", "__main__", ""),  # "" is the package itself (ragkit/__init__.py)
+    ("cli_options", "cli_render"),
+    # "" is the package itself (ragkit/__init__.py)
+    ("mcp_server", "cli", "cli_ask", "cli_measure", "__main__", ""),
 )
 
 ALLOWED_UPWARD = {
