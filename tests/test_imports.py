@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("embedders", "vectors", "loaders", "stores", "retrievers", "rerankers", "gate", "contextual"),
     ("index",),
     ("ingest", "plan", "evaluation", "context"),
+    ("messages", "claude"),
     ("answering", "watch"),
     ("cli_options", "cli_render"),
     # "" is the package itself (ragkit/__init__.py)
