@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bm25", "chunking", "audit"),
     ("base",),
     ("embedders", "vectors", "loaders", "stores", "retrievers", "rerankers", "gate", "contextual"),
+    ("entries",),
     ("index",),
     ("ingest", "plan", "evaluation", "context"),
     ("messages", "claude"),
