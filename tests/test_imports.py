@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plugins",),
     ("bm25", "chunking", "audit"),
     ("base",),
+    ("passages",),
     ("embedders", "vectors", "loaders", "stores", "retrievers", "rerankers", "gate", "contextual"),
     ("entries",),
     ("index",),
