@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest", "plan", "evaluation", "context"),
     ("messages", "claude"),
     ("answering", "watch"),
-    ("cli_options", "cli_render"),
+    ("cli_options", "cli_render", "mcp_results"),
     # "" is the package itself (ragkit/__init__.py)
     ("mcp_server", "cli", "cli_ask", "cli_measure", "__main__", ""),
 )
