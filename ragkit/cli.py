@@ -309,10 +309,10 @@ def migrate_cmd(index_path: str | None) -> None:
     Example:
         ragkit migrate --index postgresql://app@db/ragkit
     """
-    from .stores import is_database_url, open_store
+    from .stores import local_path, open_store
 
     location = _index_path(index_path)
-    if not is_database_url(location):
+    if local_path(location) is not None:  # a database URL (or a plugin store's) has a schema
         raise click.UsageError(
             f"--index {location!r} is a directory: only a postgresql:// index has a schema"
         )

@@ -83,3 +83,36 @@ def test_open_store_dispatches_by_scheme_through_the_registry(
     assert store.version is None
     with pytest.raises(ValueError, match=r"store 's3' is already provided \(registered\)"):
         register_store("s3", lambda location, *, migrate, read_url: store)
+
+
+def test_ragkit_migrate_opens_a_plugin_stores_url_with_migrate(
+    tmp_path: Path, plugins: dict[str, list[Any]]
+) -> None:
+    from click.testing import CliRunner
+
+    from ragkit.cli import cli
+
+    opened: list[bool] = []
+
+    def open_fake(location: str, *, migrate: bool, read_url: str | None) -> Any:
+        opened.append(migrate)
+        return open_store(tmp_path / "idx")
+
+    plugins[STORES.group] = [_Point("fake", open_fake)]
+    STORES.reload()
+    result = CliRunner().invoke(cli, ["migrate", "--index", "fake://db/idx"])
+    assert result.exit_code == 0, result.output
+    assert opened == [True]
+    directory = CliRunner().invoke(cli, ["migrate", "--index", str(tmp_path / "dir")])
+    assert directory.exit_code == 2
+    assert "is a directory" in directory.output
+
+
+class _Point:
+    """An installed entry point's shape: name, value, load()."""
+
+    def __init__(self, name: str, obj: Any) -> None:
+        self.name, self.value, self.obj = name, f"plugin:{name}", obj
+
+    def load(self) -> Any:
+        return self.obj
