@@ -56,6 +56,9 @@ def entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, ...]:
     )
 
 
+_PLUGIN = "entry point "  # the key prefix of a loaded plugin (built-ins are "module:attr")
+
+
 def _import(target: str) -> object:
     module, _, attr = target.partition(":")
     found: object = importlib.import_module(module)
@@ -100,7 +103,7 @@ class Registry(Generic[T]):
         self._builtins = {normalise(name): target for name, target in builtins.items()}
         self._registered: dict[str, T] = {}
         self._plugins: dict[str, T | importlib.metadata.EntryPoint] | None = None
-        self._loaded: dict[str, T] = {}  # by built-in target, or "entry point NAME"
+        self._loaded: dict[str, T] = {}  # by built-in target, or _PLUGIN + entry-point name
         self._lock = threading.RLock()
         REGISTRIES.append(self)
 
@@ -112,7 +115,9 @@ class Registry(Generic[T]):
         """Read the installed entry points again on the next lookup."""
         with self._lock:
             self._plugins = None
-            self._loaded = {k: v for k, v in self._loaded.items() if ":" in k}  # built-ins stay
+            self._loaded = {  # built-ins stay loaded; plugins are read again
+                k: v for k, v in self._loaded.items() if not k.startswith(_PLUGIN)
+            }
 
     def _entry_points(self) -> dict[str, T | importlib.metadata.EntryPoint]:
         """Name → the entry point (loaded on first use), or the object it gave (``names_of``)."""
@@ -175,7 +180,7 @@ class Registry(Generic[T]):
                 if self._names_of is not None:
                     return cast(T, plugin)  # loaded when the entry points were read
                 point = cast(importlib.metadata.EntryPoint, plugin)
-                return self._load(f"entry point {point.name}", point.load)
+                return self._load(f"{_PLUGIN}{point.name}", point.load)
             target = self._builtins.get(key)
             if target is None:
                 return None
