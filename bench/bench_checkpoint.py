@@ -30,7 +30,7 @@ import corpus  # noqa: E402
 
 import ragkit.index  # noqa: E402
 import ragkit.ingest  # noqa: E402
-from ragkit.index import CHECKPOINT_SECONDS, index_folder  # noqa: E402
+from ragkit.ingest import CHECKPOINT_SECONDS, index_folder  # noqa: E402
 
 
 class HashEmbedder:

@@ -128,8 +128,12 @@ def worker(name: str) -> None:
 
     from ragkit.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
     from ragkit.embedders import get_embedder
-    from ragkit.evaluation import chunk_hits_to_documents, evaluate, load_beir
-    from ragkit.index import build_dataset_index
+    from ragkit.evaluation import (
+        build_dataset_index,
+        chunk_hits_to_documents,
+        evaluate,
+        load_beir,
+    )
 
     embedder = get_embedder(name)
     # The cache `ragkit eval --cache` and calibrate_gate.py reuse; rebuilt here to time it.

@@ -30,9 +30,9 @@ sys.path.insert(0, str(HERE))
 
 from corpus import SCIFACT  # noqa: E402
 
-from ragkit.context import MIN_COSINE, MIN_COVERAGE, EvidenceGate  # noqa: E402
 from ragkit.embedders import default_embedder, gate_threshold, get_embedder  # noqa: E402
 from ragkit.evaluation import build_dataset_index, load_beir  # noqa: E402
+from ragkit.gate import MIN_COSINE, MIN_COVERAGE, EvidenceGate  # noqa: E402
 
 COSINES = [0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50]
 COVERAGES = [0.2, 0.25, 0.3, 0.34, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7]

@@ -28,7 +28,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from .bm25 import Analyzer
 from .filters import Filter, FilterSpec, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod
 from .types import Chunk, Document, Metadata, ScoredChunk
@@ -49,6 +48,7 @@ __all__ = [
     "SearchMode",
     "Store",
     "StoreStats",
+    "TextAnalyzer",
 ]
 
 SearchMode = Literal["hybrid", "bm25", "vector"]
@@ -353,6 +353,24 @@ class StoreStats:
 
 
 @runtime_checkable
+class TextAnalyzer(Protocol):
+    """Text → the terms a keyword index holds, the same for documents and queries
+    (:class:`ragkit.bm25.Analyzer` is ragkit's; a store may bring its own).
+
+    ``config()`` is JSON-serialisable and recorded in :attr:`IndexSettings.analyzer`, so an
+    index reopens with the analyzer that built it.
+    """
+
+    def __call__(self, text: str) -> list[str]:
+        """The terms of ``text``, in order, repeats kept."""
+        ...
+
+    def config(self) -> Mapping[str, object]:
+        """The analyzer's settings (for :attr:`IndexSettings.analyzer`)."""
+        ...
+
+
+@runtime_checkable
 class Store(Protocol):
     """Where an index's chunks, vectors and keyword statistics live.
 
@@ -365,13 +383,16 @@ class Store(Protocol):
     store's own statistics, analysed by :attr:`analyzer`, so every store ranks alike.
 
     Attributes:
-        analyzer: the text analyzer the keyword side indexes with (the gate uses it too).
         settings: what the index was built with, ``None`` for a new store.
         location: where the store lives, safe to print (a path, or a URL without password).
     """
 
-    analyzer: Analyzer
     location: str
+
+    @property
+    def analyzer(self) -> TextAnalyzer:
+        """The text analyzer the keyword side indexes with (the gate uses it too)."""
+        ...
 
     @property
     def settings(self) -> IndexSettings | None: ...

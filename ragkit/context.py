@@ -7,6 +7,8 @@ packing, :class:`~ragkit.plan.AnswerOptions` and :func:`~ragkit.plan.retrieve_co
 
 from __future__ import annotations
 
+import warnings
+
 from ragkit.gate import (
     DEFAULT_GATE,
     MIN_COSINE,
@@ -39,6 +41,12 @@ from ragkit.plan import (
     retrieve_context,
 )
 from ragkit.tokens import count_tokens
+
+warnings.warn(
+    "ragkit.context is deprecated: import from ragkit.plan, ragkit.gate or ragkit.tokens",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 __all__ = [
     "BLOCK_OVERHEAD_TOKENS",

@@ -19,6 +19,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     │   └── ExtensionError          the server's pgvector is missing, too old or cannot run
     ├── EmbeddingError          an embedder failed or returned vectors of the wrong shape
     ├── FilterError             a metadata filter is malformed or over a limit (also a ValueError)
+    ├── UnknownNameError        no embedder, reranker or store of that name (also a ValueError)
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
     └── AnswerError             the Claude call failed (status_code, request_id, error_type)
         └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
@@ -50,6 +51,7 @@ __all__ = [
     "StoreError",
     "StoreTimeoutError",
     "StoreUnavailableError",
+    "UnknownNameError",
 ]
 
 
@@ -140,6 +142,24 @@ class FilterError(RagkitError, ValueError):
     Raised while the filter is parsed, before any store sees it, so every store gives the same
     error for the same filter. Also a ``ValueError``, as before this class existed.
     """
+
+
+class UnknownNameError(RagkitError, ValueError):
+    """No embedder, reranker, loader or store is registered under a name (``ragkit.plugins``);
+    the message lists the known names. Also a ``ValueError``, as before this class existed.
+
+    Attributes:
+        kind: ``"embedder"``, ``"reranker"``, ``"loader"`` or ``"store"``.
+        name: the name asked for.
+        known: the names that are registered, sorted.
+    """
+
+    def __init__(self, kind: str, name: str, known: tuple[str, ...], hint: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.known = known
+        message = f"unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}"
+        super().__init__(f"{message} ({hint})" if hint else message)
 
 
 class MissingDependencyError(RagkitError, ImportError):

@@ -8,17 +8,18 @@ rebuilds anything. :func:`open_index` opens an index by location (a directory or
 ``postgresql://`` URL) with the embedder it was built with, and :func:`index_folder` brings one
 up to date with a folder.
 
+Hashing and chunking documents before a write (:class:`Prepared`, :func:`keyword_text`,
+:class:`IndexUpdate`) is ``ragkit.entries``; the names are re-exported here.
+
 This module leaves out file loading (``ragkit.loaders``), chunking rules (``ragkit.chunking``),
 scoring (``ragkit.bm25``, ``ragkit.vectors``, ``ragkit.fusion``) and storage (``ragkit.stores``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -35,12 +36,19 @@ from .base import (
     Store,
 )
 from .bm25 import BM25Index, lucene_idf
-from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_document
+from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 from .embedders import Embedder, default_embedder, embed_checked, get_embedder
+from .entries import (
+    IndexUpdate,
+    Prepared,
+    PreparedDocument,
+    document_hash,
+    keyword_text,
+    prepare_documents,
+)
 from .errors import RagkitError, SchemaError, SettingsMismatchError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
-from .loaders import pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import load_store, open_store, writer
 from .stores.memory import MemoryStore
@@ -54,6 +62,8 @@ __all__ = [
     "IndexUpdate",
     "Prepared",
     "PreparedDocument",
+    "document_hash",
+    "keyword_text",
     "open_index",
     "writing",
 ]
@@ -85,87 +95,6 @@ def _resolve_embedder(embedder: EmbedderArg) -> Embedder | None:
             "`pip install 'ragkit-claude[local]'`."
         )
     return found
-
-
-def keyword_text(chunk: Chunk) -> str:
-    """What gets embedded and keyword-indexed: the heading path, then the chunk text.
-
-    Headings give a chunk the context its own words may lack ("Install > From source").
-    """
-    if not chunk.headings:
-        return chunk.text
-    return " > ".join(chunk.headings) + "\n" + chunk.text
-
-
-@dataclass(frozen=True, slots=True)
-class IndexUpdate:
-    """What an ``add``/``remove``/folder update changed, by document ID."""
-
-    added: tuple[str, ...] = ()
-    replaced: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
-    """Chunks whose vector was not computed again: the exact text (heading path and text) was
-    embedded before in the same document, or repeats in this write. With a vector index,
-    ``chunks_embedded + chunks_reused`` is every chunk written."""
-
-    @property
-    def changed(self) -> bool:
-        """True when anything was added, replaced or removed."""
-        return bool(self.added or self.replaced or self.removed)
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedDocument:
-    """A new or changed document, hashed and chunked once, waiting to be embedded and written.
-
-    Attributes:
-        document: the document (with ``path`` in its metadata).
-        content_hash: :func:`document_hash` of it.
-        chunks: its chunks, in order.
-        replaces: ``True`` when an older version is in the index.
-    """
-
-    document: Document
-    content_hash: str
-    chunks: tuple[Chunk, ...]
-    replaces: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What :meth:`Index.prepare` found: the documents to write and those already indexed.
-
-    Attributes:
-        documents: new or changed documents, chunked, in input order.
-        unchanged: IDs of documents indexed with the same content hash.
-    """
-
-    documents: tuple[PreparedDocument, ...] = ()
-    unchanged: tuple[str, ...] = ()
-
-    @property
-    def chunk_count(self) -> int:
-        """Chunks to embed and write: the total of a progress bar."""
-        return sum(len(p.chunks) for p in self.documents)
-
-    def batches(self, max_chars: int) -> list[Prepared]:
-        """The documents split into parts of at most ``max_chars`` characters of text (a
-        larger document is a part of its own); the first part carries ``unchanged``."""
-        parts: list[list[PreparedDocument]] = [[]]
-        size = 0
-        for p in self.documents:
-            if parts[-1] and size + len(p.document.text) > max_chars:
-                parts.append([])
-                size = 0
-            parts[-1].append(p)
-            size += len(p.document.text)
-        return [
-            Prepared(tuple(part), self.unchanged if number == 0 else ())
-            for number, part in enumerate(parts)
-        ]
 
 
 class Index:
@@ -220,8 +149,7 @@ class Index:
             self._check_embedder(existing)
             self.settings = existing
         else:
-            bm25 = BM25Index(**dict(bm25_options or {}), analyzer=self.store.analyzer)
-            config = bm25.config()
+            config = BM25Index(**dict(bm25_options or {})).config()  # the scoring parameters
             self.settings = IndexSettings(
                 embedder=self.embedder.name if self.embedder is not None else None,
                 dim=int(self.embedder.dim) if self.embedder is not None else None,
@@ -457,29 +385,9 @@ class Index:
         Args:
             documents: the documents; a later duplicate ID wins.
         """
-        latest: dict[str, Document] = {}
-        for doc in documents:
-            if not isinstance(doc, Document):
-                raise TypeError(
-                    f"documents must be ragkit.Document objects, got {type(doc).__name__}"
-                )
-            if "path" not in doc.metadata:
-                # Every chunk can be filtered by path (--path GLOB), loader or not.
-                doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
-            latest[doc.id] = doc
-        known = self.store.document_hashes(list(latest))
-        pending: list[PreparedDocument] = []
-        unchanged: list[str] = []
-        for doc_id, doc in latest.items():
-            digest = document_hash(doc)
-            if known.get(doc_id) == digest:
-                unchanged.append(doc_id)
-                continue
-            chunks = _with_pages(
-                doc, chunk_document(doc, size=self.chunk_size, overlap=self.chunk_overlap)
-            )
-            pending.append(PreparedDocument(doc, digest, tuple(chunks), doc_id in known))
-        return Prepared(tuple(pending), tuple(unchanged))
+        return prepare_documents(
+            documents, self.store, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap
+        )
 
     def write(
         self,
@@ -651,44 +559,6 @@ class Index:
         return cls(store, embedder=embedder)
 
 
-def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
-    """Chunks of a paged document (PDF) carrying ``page``: the pages their text falls on.
-
-    ``page`` is a tuple, so ``where={"page": 12}`` finds every chunk touching page 12. The
-    document's ``page_starts`` offsets stay on the document only.
-    """
-    starts = doc.metadata.get("page_starts")
-    if not isinstance(starts, tuple) or not starts:
-        return chunks
-    base = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
-    return [
-        Chunk(
-            c.id,
-            c.text,
-            c.document_id,
-            c.start,
-            c.end,
-            c.headings,
-            {**base, "page": pages_for_span(starts, c.start, c.end)},
-        )
-        for c in chunks
-    ]
-
-
-def document_hash(doc: Document) -> str:
-    """The text's SHA-256, extended by the metadata when there is any (a changed title or
-    front matter re-indexes the document; its chunks carry the metadata)."""
-    if not doc.metadata or dict(doc.metadata) == {"path": doc.id}:
-        return doc.content_hash
-    meta = {k: v for k, v in doc.metadata.items() if k not in _VOLATILE}
-    body = json.dumps(meta, sort_keys=True, default=list, ensure_ascii=False)
-    return hashlib.sha256((doc.content_hash + "\0" + body).encode("utf-8")).hexdigest()
-
-
-_VOLATILE = frozenset({"mtime"})
-"""Metadata that changes without the content changing: a touched file is not re-embedded."""
-
-
 def _embedder_for(settings: IndexSettings) -> Embedder | None:
     """The embedder an index was built with, resolved by its stored name.
 
@@ -773,9 +643,17 @@ _MOVED = frozenset({"CHECKPOINT_SECONDS", "index_folder", "update_from_folder"})
 
 
 def __getattr__(name: str) -> Any:
-    """Names moved to :mod:`ragkit.ingest`, still importable from here (PEP 562)."""
+    """Names moved to :mod:`ragkit.ingest`, still importable from here for one release, with a
+    ``DeprecationWarning`` (PEP 562)."""
     if name in _MOVED:
+        import warnings
+
         from . import ingest
 
+        if name != "update_from_folder":  # that one warns when it is called
+            where = "ragkit.index_folder" if name == "index_folder" else f"ragkit.ingest.{name}"
+            warnings.warn(
+                f"ragkit.index.{name} is deprecated: use {where}", DeprecationWarning, stacklevel=2
+            )
         return getattr(ingest, name)
     raise AttributeError(f"module 'ragkit.index' has no attribute {name!r}")

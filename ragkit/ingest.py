@@ -41,7 +41,8 @@ from .index import (
     writing,
 )
 from .loaders import LoadResult, load_folder
-from .loaders.folder import _check_arguments, _glob_regex
+from .loaders.files import _check_arguments
+from .loaders.globs import _glob_regex
 from .progress import Progress
 
 if TYPE_CHECKING:

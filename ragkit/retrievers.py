@@ -142,7 +142,7 @@ def _standalone(
     from .stores.memory import MemoryStore
 
     store = MemoryStore()
-    config = BM25Index(**dict(bm25_options), analyzer=store.analyzer).config()
+    config = BM25Index(**dict(bm25_options)).config()  # the scoring parameters
     embedder = vectors[0] if vectors is not None else None
     store.configure(
         IndexSettings(

@@ -253,3 +253,20 @@ def pg_index_url(pg_url: str) -> Iterator[str]:
     yield f"{pg_url}{sep}ragkit_schema={schema}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[Any]]]:
+    """Fake installed entry points: ``plugins[group] = [EntryPoint(...)]``; registrations the
+    test makes (``register_loader`` and the like) are forgotten after it."""
+    from ragkit import plugins as module
+
+    points: dict[str, list[Any]] = {}
+    monkeypatch.setattr(module, "entry_points", lambda group: tuple(points.get(group, ())))
+    saved = [(registry, dict(registry._registered)) for registry in module.REGISTRIES]
+    for registry in module.REGISTRIES:
+        registry.reload()
+    yield points
+    for registry, registered in saved:
+        registry._registered = registered
+        registry.reload()

@@ -21,9 +21,10 @@ from ragkit.answering import (
 )
 from ragkit.audit import AuditLog
 from ragkit.base import DocumentEntry, Query, Retriever
-from ragkit.context import EvidenceGate
 from ragkit.errors import AnswerError, MissingAPIKeyError
+from ragkit.gate import EvidenceGate
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions
 from ragkit.types import Answer, Chunk, ScoredChunk
 
 from .conftest import MESSAGES, FixedRetriever, load_message
@@ -110,7 +111,12 @@ def test_success_fixtures_are_valid_messages(name: str) -> None:
 
 def test_request_shape(claude) -> None:
     client, rec = claude(["success"])
-    answer(QUESTION, retriever(), client=client, model="claude-haiku-4-5", max_tokens=300)
+    answer(
+        QUESTION,
+        retriever(),
+        AnswerOptions(model="claude-haiku-4-5", max_tokens=300),
+        client=client,
+    )
     (req,) = rec.requests
     assert req["model"] == "claude-haiku-4-5"
     assert req["max_tokens"] == 300
@@ -149,13 +155,13 @@ def test_documents_are_data_not_instructions(claude) -> None:
 
 def test_cache_false_sends_no_breakpoints(claude) -> None:
     client, rec = claude(["success"])
-    answer(QUESTION, retriever(), client=client, cache=False)
+    answer(QUESTION, retriever(), AnswerOptions(cache=False), client=client)
     assert "cache_control" not in json.dumps(rec.last)
 
 
 def test_custom_system_prompt(claude) -> None:
     client, rec = claude(["success"])
-    answer(QUESTION, retriever(), client=client, system="Answer in French.")
+    answer(QUESTION, retriever(), AnswerOptions(system="Answer in French."), client=client)
     assert rec.last["system"][0]["text"] == "Answer in French."
 
 
@@ -259,7 +265,7 @@ def test_max_retries_is_passed_to_the_sdk(claude) -> None:
     client, rec = claude(
         [(529, load_message("error_529"), {"request-id": "r1", "retry-after-ms": "1"}), "success"]
     )
-    a = answer(QUESTION, retriever(), client=client, max_retries=1)
+    a = answer(QUESTION, retriever(), AnswerOptions(max_retries=1), client=client)
     assert len(rec.requests) == 2
     assert a.cited_chunk_ids
 
@@ -309,7 +315,7 @@ def test_gate_stops_without_any_request(claude) -> None:
 def test_gate_off_calls_anyway(claude) -> None:
     client, rec = claude(["abstain"])
     weak = FixedRetriever([sc("notes.md#1", 0.2, vector=0.05)])
-    a = answer("What is the capital of Peru?", weak, client=client, gate=False)
+    a = answer("What is the capital of Peru?", weak, AnswerOptions(gate=False), client=client)
     assert len(rec.requests) == 1
     assert a.abstained is True
     assert a.strategy == "retrieve"
@@ -318,7 +324,7 @@ def test_gate_off_calls_anyway(claude) -> None:
 def test_custom_gate(claude) -> None:
     client, rec = claude(["success"])
     strict = EvidenceGate(min_cosine=0.95, min_coverage=None)
-    a = answer(QUESTION, retriever(), client=client, gate=strict)
+    a = answer(QUESTION, retriever(), AnswerOptions(gate=strict), client=client)
     assert rec.requests == []
     assert a.abstained
 
@@ -343,29 +349,23 @@ def test_auto_sends_a_small_corpus_whole_with_cache_breakpoint(claude) -> None:
 
 def test_auto_retrieves_when_the_corpus_exceeds_the_budget(claude) -> None:
     client, rec = claude(["success"])
-    a = answer(QUESTION, StubIndex(list(RESULTS)), client=client, budget_tokens=90)
+    a = answer(QUESTION, StubIndex(list(RESULTS)), AnswerOptions(budget_tokens=90), client=client)
     assert a.strategy == "retrieve"
     assert "cache_control" not in json.dumps(rec.last["messages"])
 
 
 def test_forced_strategies(claude) -> None:
     client, rec = claude(["success"])
-    assert (
-        answer(QUESTION, StubIndex(list(RESULTS)), client=client, strategy="retrieve").strategy
-        == "retrieve"
-    )
-    assert (
-        answer(
-            QUESTION, StubIndex(list(RESULTS)), client=client, strategy="full", budget_tokens=5
-        ).strategy
-        == "full"
-    )
+    forced = AnswerOptions(strategy="retrieve")
+    assert answer(QUESTION, StubIndex(list(RESULTS)), forced, client=client).strategy == "retrieve"
+    full = AnswerOptions(strategy="full", budget_tokens=5)
+    assert answer(QUESTION, StubIndex(list(RESULTS)), full, client=client).strategy == "full"
     assert len(blocks(rec.last)) == 3
 
 
 def test_full_with_a_bare_retriever_is_refused() -> None:
     with pytest.raises(ValueError, match="needs an Index"):
-        answer(QUESTION, retriever(), strategy="full")
+        answer(QUESTION, retriever(), AnswerOptions(strategy="full"))
 
 
 @pytest.mark.parametrize(
@@ -380,8 +380,14 @@ def test_full_with_a_bare_retriever_is_refused() -> None:
 )
 def test_bad_arguments(claude, kwargs: dict[str, Any], named: str) -> None:
     client, rec = claude(["success"])
+
+    def ask() -> None:  # the Query or the AnswerOptions refuses the value
+        query = Query(QUESTION, **kwargs) if "k" in kwargs else QUESTION
+        options = AnswerOptions() if "k" in kwargs else AnswerOptions(**kwargs)
+        answer(query, retriever(), options, client=client)
+
     with pytest.raises(ValueError, match=rf"^{named} \("):
-        answer(QUESTION, retriever(), client=client, **kwargs)
+        ask()
     assert rec.requests == []
 
 
@@ -394,7 +400,12 @@ def test_count_tokens_with_api_trims_to_the_exact_budget(claude) -> None:
         return httpx2.Response(200, json=load_message("success"))
 
     client, rec = claude(handler)
-    a = answer(QUESTION, retriever(), client=client, budget_tokens=500, count_tokens_with_api=True)
+    a = answer(
+        QUESTION,
+        retriever(),
+        AnswerOptions(budget_tokens=500, count_tokens_with_api=True),
+        client=client,
+    )
     count_requests = [r for r in rec.raw if r.url.path.endswith("/count_tokens")]
     assert len(count_requests) == 2
     assert "max_tokens" not in rec.requests[0]

@@ -17,9 +17,9 @@ from ragkit.chunking import (
     ENCODING_NAME,
     chunk_document,
     chunk_text,
-    count_tokens,
     get_encoding,
 )
+from ragkit.tokens import count_tokens
 from ragkit.types import Chunk, Document
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

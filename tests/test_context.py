@@ -8,18 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ragkit.context import (
+from ragkit.base import Query
+from ragkit.gate import EvidenceGate, query_coverage
+from ragkit.index import Index
+from ragkit.plan import (
     BLOCK_OVERHEAD_TOKENS,
-    EvidenceGate,
+    AnswerOptions,
     corpus_passages,
-    count_tokens,
     estimate_passage_tokens,
     merge_passages,
     pack,
-    query_coverage,
     retrieve_context,
 )
-from ragkit.index import Index
+from ragkit.tokens import count_tokens
 from ragkit.types import Chunk, Document, ScoredChunk
 
 from .conftest import FixedRetriever
@@ -203,18 +204,24 @@ def test_plan_auto_sends_the_corpus_when_it_fits() -> None:
 
 
 def test_plan_retrieves_when_over_budget_or_forced() -> None:
-    small = retrieve_context("How do dogs learn commands?", TinyIndex(), budget_tokens=50, k=1)
+    small = retrieve_context(
+        Query("How do dogs learn commands?", k=1), TinyIndex(), AnswerOptions(budget_tokens=50)
+    )
     assert small.strategy == "retrieve"
     assert [c.id for c in small.chunks] == ["dogs.md#0"]
     assert small.estimated_tokens <= 50
-    forced = retrieve_context("How do dogs learn commands?", TinyIndex(), strategy="retrieve")
+    forced = retrieve_context(
+        "How do dogs learn commands?", TinyIndex(), AnswerOptions(strategy="retrieve")
+    )
     assert forced.strategy == "retrieve"
     assert forced.gate is not None
     assert forced.gate.passed
 
 
 def test_plan_gate_stop_keeps_the_retrieved_chunks() -> None:
-    plan = retrieve_context("Who painted the Sistine Chapel?", TinyIndex(), strategy="retrieve")
+    plan = retrieve_context(
+        "Who painted the Sistine Chapel?", TinyIndex(), AnswerOptions(strategy="retrieve")
+    )
     assert plan.strategy == "none"
     assert plan.passages == ()
     assert plan.gate is not None
@@ -224,7 +231,9 @@ def test_plan_gate_stop_keeps_the_retrieved_chunks() -> None:
 def test_plan_budget_smaller_than_the_best_chunk_is_an_error() -> None:
     with pytest.raises(ValueError, match="budget_tokens"):
         retrieve_context(
-            "How do dogs learn commands?", TinyIndex(), strategy="retrieve", budget_tokens=5
+            "How do dogs learn commands?",
+            TinyIndex(),
+            AnswerOptions(strategy="retrieve", budget_tokens=5),
         )
 
 
@@ -232,14 +241,14 @@ def test_plan_with_a_bare_retriever() -> None:
     r = Fixed([ScoredChunk(CORPUS[1], 2.0, {"vector": 0.8})])
     assert retrieve_context("dogs?", r).strategy == "retrieve"
     with pytest.raises(ValueError, match="needs an Index"):
-        retrieve_context("dogs?", r, strategy="full")
+        retrieve_context("dogs?", r, AnswerOptions(strategy="full"))
     with pytest.raises(ValueError, match="question"):
         retrieve_context("  ", r)
     assert retrieve_context("dogs?", Fixed([])).strategy == "none"
 
 
 def test_idf_weighted_coverage_favours_rare_terms() -> None:
-    from ragkit.context import query_coverage
+    from ragkit.gate import query_coverage
     from ragkit.types import Chunk
 
     chunk = Chunk("c#0", "The salmon swam well upstream.", "c", 0, 30)

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from ragkit.chunking import chunk_document
 from ragkit.cli import cli
-from ragkit.context import count_tokens
 from ragkit.contextual import (
     CHUNK_PROMPT,
     DOCUMENT_PROMPT,
@@ -23,6 +22,7 @@ from ragkit.contextual import (
 from ragkit.errors import MissingAPIKeyError
 from ragkit.index import Index
 from ragkit.pricing import price_for
+from ragkit.tokens import count_tokens
 from ragkit.types import Document
 
 from .conftest import SMALL_CORPUS, write_corpus

@@ -6,6 +6,7 @@ import builtins
 import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from ragkit.embedders import (
     Embedder,
     MiniLMEmbedder,
     SentenceTransformerEmbedder,
+    available_embedders,
     check_embeddings,
     default_embedder,
     embedder_families,
@@ -22,11 +24,12 @@ from ragkit.embedders import (
     get_embedder,
     minilm_available,
     plan_batches,
+    register_embedder,
     registry,
 )
 from ragkit.embedders import minilm as minilm_module
 from ragkit.embedders.st import st_available
-from ragkit.errors import EmbeddingError, MissingDependencyError
+from ragkit.errors import EmbeddingError, MissingDependencyError, UnknownNameError
 
 needs_local = pytest.mark.skipif(not minilm_available(), reason="extra 'local' not installed")
 
@@ -127,12 +130,19 @@ def test_builtin_names_carry_model_and_dimension() -> None:
 
 def test_families_include_the_builtins() -> None:
     assert {"minilm-l6-v2-int8", "sentence-transformers", "voyage", "openai"} <= set(
-        embedder_families()
+        available_embedders()
     )
 
 
+def test_embedder_families_is_a_deprecated_name_of_available_embedders() -> None:
+    with pytest.warns(DeprecationWarning, match=r"embedder_families\(\) is deprecated"):
+        assert embedder_families() == available_embedders()
+
+
 def test_unknown_name_lists_the_known_families() -> None:
-    with pytest.raises(ValueError, match=r"unknown embedder 'nope/1'.*minilm-l6-v2-int8"):
+    with pytest.raises(UnknownNameError, match=r"unknown embedder 'nope/1'.*minilm-l6-v2-int8"):
+        get_embedder("nope/1")
+    with pytest.raises(ValueError, match="unknown embedder"):  # what callers caught before
         get_embedder("nope/1")
 
 
@@ -182,17 +192,38 @@ def test_st_names_parse_model_with_slashes_and_dimension(monkeypatch: pytest.Mon
     assert get_embedder("sentence-transformers/all-MiniLM-L6-v2").name.endswith("/384")
 
 
-def test_third_party_entry_point_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    ep = importlib.metadata.EntryPoint(
-        name="fake", value="tests.test_embedders:_make_fake", group=registry.ENTRY_POINT_GROUP
-    )
-
-    def entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
-        return [ep] if group == registry.ENTRY_POINT_GROUP else []
-
-    monkeypatch.setattr(registry.importlib.metadata, "entry_points", entry_points)
-    assert "fake" in embedder_families()
+def test_third_party_entry_point_is_found(plugins: dict[str, list[Any]]) -> None:
+    plugins[registry.ENTRY_POINT_GROUP] = [
+        importlib.metadata.EntryPoint(
+            name="fake", value="tests.test_embedders:_make_fake", group=registry.ENTRY_POINT_GROUP
+        )
+    ]
+    assert "fake" in available_embedders()
     assert get_embedder("fake/4").name == "fake/4"
+
+
+def test_precedence_is_registered_then_entry_point_then_builtin(
+    plugins: dict[str, list[Any]],
+) -> None:
+    plugins[registry.ENTRY_POINT_GROUP] = [
+        importlib.metadata.EntryPoint(
+            name="openai", value="tests.test_embedders:_make_any", group=registry.ENTRY_POINT_GROUP
+        )
+    ]
+    assert registry.EMBEDDERS.source("openai") == "entry point"  # a plugin takes over a built-in
+    assert get_embedder("openai/x").name == "fake/4"
+    with pytest.raises(ValueError, match=r"embedder 'openai' is already provided \(entry point\)"):
+        register_embedder("openai", lambda rest: _Fake())
+    register_embedder("openai", lambda rest: _Fake(), replace=True)
+    assert registry.EMBEDDERS.source("openai") == "registered"
+    registry.EMBEDDERS.unregister("openai")
+    plugins[registry.ENTRY_POINT_GROUP] = []
+    registry.EMBEDDERS.reload()
+    assert registry.EMBEDDERS.source("openai") == "built-in"
+
+
+def _make_any(spec: str) -> _Fake:
+    return _Fake()
 
 
 def _make_fake(spec: str) -> _Fake:

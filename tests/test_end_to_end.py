@@ -33,7 +33,9 @@ def test_index_folder_then_answer_with_citations(tmp_path: Path, claude) -> None
     assert hits[0].chunk.document_id == "dogs.md"
 
     client, rec = claude(["success"])
-    result = ragkit.answer("How do dogs learn?", index, client=client, strategy="retrieve", k=3)
+    question = ragkit.Query("How do dogs learn?", k=3)
+    retrieve = ragkit.AnswerOptions(strategy="retrieve")
+    result = ragkit.answer(question, index, retrieve, client=client)
     sent = [b for b in rec.last["messages"][0]["content"] if b["type"] == "search_result"]
     sent_ids = {b["source"] for b in sent}
     assert sent

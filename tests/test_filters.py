@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit import Document, Index
+from ragkit import Document, Index, Query
 from ragkit.errors import FilterError, RagkitError
 from ragkit.filters import (
     MAX_GLOB_LENGTH,
@@ -290,11 +290,12 @@ def test_filtered_search_at_scale_uses_the_compressed_pass_and_still_fills_k() -
 
 
 def test_whole_corpus_mode_respects_the_filter() -> None:
-    from ragkit.context import retrieve_context
+    from ragkit.plan import AnswerOptions, retrieve_context
 
     index = Index(embedder=None)
     index.add(_corpus(1, 12))
-    plan = retrieve_context("refund", index, where={"team": "billing"}, strategy="full")
+    query = Query("refund", where={"team": "billing"})
+    plan = retrieve_context(query, index, AnswerOptions(strategy="full"))
     assert plan.strategy == "full"
     assert plan.chunks
     assert all(sc.chunk.metadata["team"] == "billing" for sc in plan.chunks)

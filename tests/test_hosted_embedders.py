@@ -137,7 +137,7 @@ def test_openai_truncates_long_inputs_and_replaces_empty_ones() -> None:
     rec, sleeps = Recorder(1536, "openai"), []
     _openai(rec, sleeps).embed_documents(["word " * 9000, ""])
     sent = rec.bodies[0]["input"]
-    from ragkit.chunking import count_tokens
+    from ragkit.tokens import count_tokens
 
     assert count_tokens(sent[0]) <= 8192
     assert sent[1] == " "
@@ -174,7 +174,7 @@ def test_requests_stay_within_the_token_limit() -> None:
     emb = _voyage(rec, sleeps, model="voyage-4-large")  # 120,000 tokens per request
     text = "lorem " * 30_000  # ~30,000 tokens each
     emb.embed_documents([text] * 8)
-    from ragkit.chunking import count_tokens
+    from ragkit.tokens import count_tokens
 
     for body in rec.bodies:
         assert sum(count_tokens(t) for t in body["input"]) <= 0.8 * 120_000

@@ -16,13 +16,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ragkit"
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "types", "filters", "fusion", "pricing", "tokens", "progress", "_bm25_numba"),
+    ("outline",),
+    ("plugins",),
     ("bm25", "chunking", "audit"),
     ("base",),
+    ("passages",),
     ("embedders", "vectors", "loaders", "stores", "retrievers", "rerankers", "gate", "contextual"),
+    ("entries",),
     ("index",),
     ("ingest", "plan", "evaluation", "context"),
+    ("messages", "claude"),
     ("answering", "watch"),
-    ("mcp_server", "cli", "__main__", ""),  # "" is the package itself (ragkit/__init__.py)
+    ("cli_options", "cli_render", "mcp_results"),
+    # "" is the package itself (ragkit/__init__.py)
+    ("mcp_server", "cli", "cli_ask", "cli_measure", "__main__", ""),
 )
 
 ALLOWED_UPWARD = {

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ragkit.errors import EmbeddingError, IndexFormatError, RagkitError, SettingsMismatchError
-from ragkit.index import Index, index_folder
+from ragkit.index import Index
+from ragkit.ingest import index_folder
 from ragkit.types import Document
 
 from .conftest import SMALL_CORPUS, FakeEmbedder, write_corpus

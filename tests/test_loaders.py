@@ -21,6 +21,7 @@ from ragkit.loaders import (
     LoadResult,
     NoDocumentsError,
     Skipped,
+    available_loaders,
     html_to_text,
     load_file,
     load_folder,
@@ -283,7 +284,7 @@ def test_default_include_covers_every_built_in_format() -> None:
     assert {p.rsplit(".", 1)[1] for p in DEFAULT_INCLUDE} == {
         "md", "markdown", "mdx", "txt", "rst", "html", "htm", "xhtml", "ipynb", "pdf", "docx"
     }  # fmt: skip
-    assert {"." + p.rsplit(".", 1)[1] for p in DEFAULT_INCLUDE} <= set(registered_suffixes())
+    assert {"." + p.rsplit(".", 1)[1] for p in DEFAULT_INCLUDE} <= set(available_loaders())
     assert Skipped("a.md", "empty") == Skipped("a.md", "empty")
 
 
@@ -531,12 +532,22 @@ class OrgLoader:
         return Document(document_id, data.decode().replace("* ", "# "), {"title": "org", "size": 1})
 
 
+class _Point:
+    """An installed entry point's shape: name, value, load()."""
+
+    def __init__(self, name: str, obj: Any) -> None:
+        self.name, self.value, self.obj = name, f"plugin:{name}", obj
+
+    def load(self) -> Any:
+        if isinstance(self.obj, Exception):
+            raise self.obj
+        return self.obj
+
+
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> Any:
+def registry(plugins: dict[str, list[Any]]) -> Any:
     from ragkit.loaders import registry as module
 
-    monkeypatch.setattr(module, "_loaders", dict(module._loaders))
-    monkeypatch.setattr(module, "_plugins_loaded", False)
     return module
 
 
@@ -558,25 +569,31 @@ def test_third_party_loaders_register_by_suffix(tmp_path: Path, registry: Any) -
 
 
 def test_plugins_register_through_entry_points(
-    registry: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    registry: Any, plugins: dict[str, list[Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Point:
-        def __init__(self, name: str, obj: Any) -> None:
-            self.name, self.value, self.obj = name, f"plugin:{name}", obj
-
-        def load(self) -> Any:
-            if isinstance(self.obj, Exception):
-                raise self.obj
-            return self.obj
-
-    points = [Point("org", OrgLoader), Point("broken", ImportError("no module named x"))]
-    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    points = [_Point("org", OrgLoader), _Point("broken", ImportError("no module named x"))]
+    plugins[registry.ENTRY_POINT_GROUP] = points
     with caplog.at_level(logging.WARNING, logger="ragkit"):
         assert isinstance(loader_for(".org"), OrgLoader)
     assert any(
         "'broken'" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records
     )
-    assert ".org" in registered_suffixes()
+    assert ".org" in available_loaders()
+    with pytest.warns(DeprecationWarning, match=r"registered_suffixes\(\) is deprecated"):
+        assert registered_suffixes() == available_loaders()
+
+
+def test_one_precedence_rule_registered_then_plugin_then_builtin(
+    registry: Any, plugins: dict[str, list[Any]]
+) -> None:
+    assert registry.LOADERS.source(".md") == "built-in"
+    plugins[registry.ENTRY_POINT_GROUP] = [_Point("org-md", OrgLoader(suffixes=(".md",)))]
+    registry.LOADERS.reload()
+    assert registry.LOADERS.source(".md") == "entry point"
+    assert isinstance(loader_for(".md"), OrgLoader)  # a plugin takes over a built-in suffix
+    mine = OrgLoader(suffixes=(".md",))
+    register_loader(mine, replace=True)
+    assert loader_for(".MD") is mine  # and a registration takes over a plugin
 
 
 def test_a_failing_loader_skips_its_file_only(tmp_path: Path, registry: Any) -> None:

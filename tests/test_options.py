@@ -14,7 +14,7 @@ import pytest
 import ragkit
 from ragkit.answering import aanswer, aanswer_stream, answer, answer_stream
 from ragkit.base import Query
-from ragkit.context import AnswerOptions, retrieve_context
+from ragkit.plan import AnswerOptions, retrieve_context
 
 from .conftest import SMALL_CORPUS, write_corpus
 
@@ -67,11 +67,17 @@ def test_answer_options_validate_their_fields() -> None:
 def test_a_k_next_to_a_query_is_not_silently_ignored(index: ragkit.Index) -> None:
     """main: retrieve_context(Query(k=3), index, k=5) retrieved 3."""
     retrieve = AnswerOptions(strategy="retrieve", gate=False)
-    plan = retrieve_context(Query("dogs cats rust python", k=3), index, retrieve, k=5)
+    with pytest.warns(
+        DeprecationWarning, match=r"retrieve_context\(\): the keyword arguments k are"
+    ):
+        plan = retrieve_context(Query("dogs cats rust python", k=3), index, retrieve, k=5)
     assert len(plan.retrieved) == 5
     plan = retrieve_context(Query("dogs cats rust python", k=3), index, retrieve)
     assert len(plan.retrieved) == 3
-    filtered = retrieve_context(Query("dogs cats", k=3), index, retrieve, where={"path": "dogs.md"})
+    with pytest.warns(DeprecationWarning, match="the keyword arguments where are deprecated"):
+        filtered = retrieve_context(
+            Query("dogs cats", k=3), index, retrieve, where={"path": "dogs.md"}
+        )
     assert {sc.chunk.document_id for sc in filtered.retrieved} == {"dogs.md"}
 
 
@@ -90,8 +96,12 @@ def test_answer_takes_a_query_and_options(index: ragkit.Index, claude: Any) -> N
     assert 1 <= len(blocks) <= 2
     # the keywords of before still work for one release, over the options
     client, rec = claude(["success"])
-    ragkit.answer("How do dogs learn?", index, AnswerOptions(max_tokens=300), client=client,
-                  max_tokens=200, strategy="retrieve", gate=False)  # fmt: skip
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"answer\(\): the keyword arguments gate, max_tokens, strategy are deprecated: pass",
+    ):
+        ragkit.answer("How do dogs learn?", index, AnswerOptions(max_tokens=300), client=client,
+                      max_tokens=200, strategy="retrieve", gate=False)  # fmt: skip
     assert rec.requests[0]["max_tokens"] == 200
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -13,12 +14,14 @@ from click.testing import CliRunner
 from ragkit import rerankers
 from ragkit.base import Query, Reranker
 from ragkit.cli import cli
-from ragkit.context import retrieve_context
+from ragkit.errors import UnknownNameError
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions, retrieve_context
 from ragkit.rerankers import (
     RerankError,
     RerankRetriever,
     get_reranker,
+    register_reranker,
     resolve_reranker,
     with_reranker,
 )
@@ -102,7 +105,8 @@ def test_top_n_bounds_the_candidates_and_k_the_results(hybrid: Index) -> None:
 
 
 def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
-    plan = retrieve_context("what do cats eat", hybrid, k=3, strategy="retrieve", rerank=Reverse())
+    options = AnswerOptions(strategy="retrieve", rerank=Reverse())
+    plan = retrieve_context(Query("what do cats eat", k=3), hybrid, options)
     assert plan.gate is not None
     assert plan.gate.top_cosine is not None
     cosines = [sc.scores["vector"] for sc in plan.retrieved if "vector" in sc.scores]
@@ -114,7 +118,8 @@ def test_gate_reads_the_vector_cosine_after_reranking(hybrid: Index) -> None:
 
 def test_retrieve_context_reranks_a_bare_retriever(keyword: Index) -> None:
     reverse = Reverse()
-    plan = retrieve_context("cats", keyword.retriever(), k=2, rerank=reverse, gate=False)
+    options = AnswerOptions(rerank=reverse, gate=False)
+    plan = retrieve_context(Query("cats", k=2), keyword.retriever(), options)
     assert reverse.seen
     assert plan.retrieved[0].chunk.id == reverse.seen[0][-1]
 
@@ -163,14 +168,14 @@ def test_embedding_reranker_gives_a_keyword_index_a_semantic_order(keyword: Inde
 
 def test_registry_names_and_unknown_names() -> None:
     assert {"voyage", "cross-encoder", "embedder"} <= set(rerankers.available_rerankers())
-    with pytest.raises(ValueError, match="unknown reranker 'nope'; known: "):
+    with pytest.raises(UnknownNameError, match="unknown reranker 'nope'; known: cross-encoder, "):
         get_reranker("nope")
     with pytest.raises(ValueError, match="'cross-encoder' needs a model"):
         get_reranker("cross-encoder")
 
 
 def test_entry_point_plugins_get_the_model_after_the_colon(
-    monkeypatch: pytest.MonkeyPatch,
+    plugins: dict[str, list[Any]],
 ) -> None:
     made: list[str | None] = []
 
@@ -184,7 +189,8 @@ def test_entry_point_plugins_get_the_model_after_the_colon(
         def load(self) -> object:
             return factory
 
-    monkeypatch.setattr(rerankers, "_plugins", lambda: {"mine": EntryPoint()})
+    plugins[rerankers.ENTRY_POINT_GROUP] = [EntryPoint()]
+    rerankers.RERANKERS.reload()
     assert "mine" in rerankers.available_rerankers()
     assert get_reranker("mine:big-model").name == "reverse"
     assert made == ["big-model"]
@@ -195,7 +201,8 @@ def test_entry_point_plugins_get_the_model_after_the_colon(
         def load(self) -> object:
             return lambda model=None: object()
 
-    monkeypatch.setattr(rerankers, "_plugins", lambda: {"bad": NotAReranker()})
+    plugins[rerankers.ENTRY_POINT_GROUP] = [NotAReranker()]
+    rerankers.RERANKERS.reload()
     with pytest.raises(TypeError, match="reranker factory 'bad' returned object"):
         get_reranker("bad")
 
@@ -336,10 +343,10 @@ def keyword_index_dir(tmp_path: Path) -> Path:
 
 
 def test_cli_search_and_ask_rerank_by_name(
-    keyword_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+    keyword_index_dir: Path, monkeypatch: pytest.MonkeyPatch, plugins: dict[str, list[Any]]
 ) -> None:
     reverse = Reverse()
-    monkeypatch.setitem(rerankers.BUILTIN, "rev", lambda model=None: reverse)
+    register_reranker("rev", lambda model=None: reverse)
     runner = CliRunner()
     out = runner.invoke(
         cli, ["search", "cats", "--index", str(keyword_index_dir), "--rerank", "rev", "--json"]

@@ -10,8 +10,9 @@ and dimension, ``dim``, ``batch_size``, ``max_input_tokens``, ``embed_documents(
 - :mod:`~ragkit.embedders.voyage`: Voyage AI's hosted models (extra ``voyage``).
 - :mod:`~ragkit.embedders.openai`: OpenAI's hosted models (extra ``openai``).
 
-:mod:`~ragkit.embedders.registry` resolves a stored name to an embedder through the entry-point
-group ``ragkit.embedders``, where third parties plug in. ``check_embeddings`` validates what any
+:mod:`~ragkit.embedders.registry` resolves a stored name to an embedder through the
+:mod:`ragkit.plugins` registry ``EMBEDDERS`` (entry-point group ``ragkit.embedders``, or
+:func:`register_embedder`), where third parties plug in. ``check_embeddings`` validates what any
 embedder returned. Importing this package is cheap: no model, runtime or HTTP client loads until
 an embedder is first called.
 
@@ -27,12 +28,15 @@ from ._http import EmbedderKeyError, EmbeddingCost, HostedEmbedder
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
 from .openai import OpenAIEmbedder
 from .registry import (
+    EMBEDDERS,
     ENTRY_POINT_GROUP,
     GATE_THRESHOLDS,
+    available_embedders,
     default_embedder,
     embedder_families,
     gate_threshold,
     get_embedder,
+    register_embedder,
 )
 from .st import SentenceTransformerEmbedder
 from .voyage import VoyageEmbedder
@@ -44,6 +48,7 @@ local_embedder_available = minilm_available
 """Whether the ``local`` extra (the offline default embedder) is installed."""
 
 __all__ = [
+    "EMBEDDERS",
     "ENTRY_POINT_GROUP",
     "GATE_THRESHOLDS",
     "MINILM_NAME",
@@ -56,6 +61,7 @@ __all__ = [
     "OpenAIEmbedder",
     "SentenceTransformerEmbedder",
     "VoyageEmbedder",
+    "available_embedders",
     "check_embeddings",
     "default_embedder",
     "embed_checked",
@@ -65,4 +71,5 @@ __all__ = [
     "local_embedder_available",
     "minilm_available",
     "plan_batches",
+    "register_embedder",
 ]

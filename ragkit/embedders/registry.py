@@ -10,8 +10,9 @@ it. A third-party package plugs in with, in its pyproject.toml::
     [project.entry-points."ragkit.embedders"]
     mycorp = "mycorp_ragkit:make_embedder"
 
-ragkit's own families are registered the same way (and also found from a source checkout,
-where no entry points are installed):
+or calls :func:`register_embedder` at run time. ragkit's own families are declared the same way
+(``_BUILTIN`` names the targets pyproject.toml registers, so a source checkout finds them too);
+the precedence among the three is ``ragkit.plugins``'s: registered > entry point > built-in.
 
 =========================  =========  ==============================================
 family                     extra      names
@@ -31,28 +32,31 @@ This module leaves out the embedders themselves and what an index does with the 
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
 from ragkit.base import Embedder
 from ragkit.errors import MissingDependencyError
+from ragkit.plugins import Registry
 
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
 
 __all__ = [
+    "EMBEDDERS",
     "ENTRY_POINT_GROUP",
     "GATE_THRESHOLDS",
+    "available_embedders",
     "default_embedder",
     "embedder_families",
     "gate_threshold",
     "get_embedder",
+    "register_embedder",
 ]
 
 ENTRY_POINT_GROUP = "ragkit.embedders"
 
-# family -> "module:factory", as pyproject.toml registers them.
+# family -> "module:factory", the targets pyproject.toml registers.
 _BUILTIN = {
     "minilm-l6-v2-int8": "ragkit.embedders.minilm:from_name",
     "sentence-transformers": "ragkit.embedders.st:from_name",
@@ -72,24 +76,49 @@ GATE_THRESHOLDS: dict[str, float] = {
 Factory = Callable[[str], Embedder]
 
 
-def _factories() -> dict[str, str | importlib.metadata.EntryPoint]:
-    found: dict[str, str | importlib.metadata.EntryPoint] = dict(_BUILTIN)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _BUILTIN:  # ragkit's own families cannot be shadowed
-            found[ep.name] = ep
-    return found
+def _factory(obj: object) -> Factory:
+    if not callable(obj):
+        raise TypeError(
+            f"an embedder entry point must name a factory(rest) -> Embedder, got {obj!r}"
+        )
+    return cast(Factory, obj)
+
+
+EMBEDDERS: Registry[Factory] = Registry(
+    "embedder",
+    ENTRY_POINT_GROUP,
+    _BUILTIN,
+    accept=_factory,
+    hint=(
+        "a name is '<family>/<model>/<dim>'; third-party embedders register under the "
+        f"entry-point group {ENTRY_POINT_GROUP!r} or with register_embedder()"
+    ),
+)
+"""The embedder families (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
+
+
+def register_embedder(family: str, factory: Factory, *, replace: bool = False) -> None:
+    """Make ``get_embedder("<family>/<rest>")`` call ``factory(rest)`` in this process.
+
+    Raises:
+        ValueError: the family is taken (built-in or plugin) and ``replace`` is false.
+    """
+    EMBEDDERS.register(family, _factory(factory), replace=replace)
+
+
+def available_embedders() -> list[str]:
+    """Every known family (the part of a name before the first ``/``), sorted."""
+    return EMBEDDERS.names()
 
 
 def embedder_families() -> list[str]:
-    """Every registered family (the part of a name before the first ``/``), sorted."""
-    return sorted(_factories())
-
-
-def _load_factory(target: str | importlib.metadata.EntryPoint) -> Factory:
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        return cast(Factory, getattr(importlib.import_module(module), attr))
-    return cast(Factory, target.load())
+    """Deprecated (kept for one release): use :func:`available_embedders`."""
+    warnings.warn(
+        "embedder_families() is deprecated: use ragkit.embedders.available_embedders()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return available_embedders()
 
 
 def get_embedder(name: str) -> Embedder:
@@ -103,8 +132,9 @@ def get_embedder(name: str) -> Embedder:
 
     Raises:
         TypeError: ``name`` is not a string.
-        ValueError: no family of that name is registered (the message lists the known ones),
-            or the family does not know the model or dimension.
+        UnknownNameError: no family of that name is registered (the message lists the known
+            ones; also a ``ValueError``).
+        ValueError: the family does not know the model or dimension.
         MissingDependencyError: the family's pip extra is not installed (the message names it).
 
     Example:
@@ -114,16 +144,11 @@ def get_embedder(name: str) -> Embedder:
     if not isinstance(name, str):
         raise TypeError(f"embedder name must be a str, got {type(name).__name__}")
     family, _, rest = name.strip().partition("/")
-    factories = _factories()
-    if family not in factories:
-        raise ValueError(
-            f"unknown embedder {name!r}: known families are {', '.join(sorted(factories))} "
-            "(a name is '<family>/<model>/<dim>'; third-party embedders register under the "
-            f"entry-point group {ENTRY_POINT_GROUP!r})"
-        )
     try:
-        factory = _load_factory(factories[family])
+        factory = EMBEDDERS.get(family, shown=name)
     except ImportError as exc:
+        if isinstance(exc, MissingDependencyError):
+            raise
         raise MissingDependencyError(
             f"embedder family {family!r} could not be imported ({exc}); install the package "
             "that provides it"

@@ -3,7 +3,7 @@
 - ``folder.py``: which files to read and how they are opened (race-safe, any depth), and the
   account of what was left out (:class:`LoadResult`).
 - ``registry.py``: suffix → loader (:func:`register_loader`, :func:`loader_for`, entry-point
-  group ``ragkit.loaders``).
+  group ``ragkit.loaders``; one :mod:`ragkit.plugins` registry like the other extension points).
 - ``text.py`` (``.txt``, ``.rst``; markdown ``.md``, ``.markdown``, ``.mdx`` with YAML front
   matter), ``html.py``, ``notebook.py`` (``.ipynb``), ``pdf.py`` (extra ``pdf``) and ``docx.py``
   (extra ``docx``): each implements :class:`ragkit.base.Loader`.
@@ -32,7 +32,14 @@ from .html import HtmlLoader, html_to_text
 from .limits import LoadLimits
 from .notebook import NotebookLoader
 from .pdf import PdfLoader, pages_for_span
-from .registry import ENTRY_POINT_GROUP, loader_for, register_loader, registered_suffixes
+from .registry import (
+    ENTRY_POINT_GROUP,
+    LOADERS,
+    available_loaders,
+    loader_for,
+    register_loader,
+    registered_suffixes,
+)
 from .text import MarkdownLoader, TextLoader, parse_front_matter
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "DEFAULT_INCLUDE",
     "DEFAULT_MAX_BYTES",
     "ENTRY_POINT_GROUP",
+    "LOADERS",
     "DocxLoader",
     "HtmlLoader",
     "LoadLimits",
@@ -50,6 +58,7 @@ __all__ = [
     "PdfLoader",
     "Skipped",
     "TextLoader",
+    "available_loaders",
     "html_to_text",
     "load_file",
     "load_folder",

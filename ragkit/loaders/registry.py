@@ -1,38 +1,34 @@
 """Which loader reads which file suffix: the built-in loaders, yours, and installed plugins.
 
-Suffixes are matched case-insensitively (``README.MD`` is markdown). A third party adds a format
-with :func:`register_loader`, or by declaring an entry point in the group ``ragkit.loaders``
-(the object is a loader, or a class or function that returns one when called with no
-arguments); plugins are loaded the first time a loader is looked up and take precedence over the
-built-in loaders.
+Suffixes are matched case-insensitively (``README.MD`` is markdown). The suffixes live in the
+:mod:`ragkit.plugins` registry :data:`LOADERS`, with its one precedence rule: a loader given to
+:func:`register_loader` wins over a plugin, and a plugin over a built-in loader. A plugin
+declares an entry point in the group ``ragkit.loaders`` (the object is a loader, or a class or
+function that returns one when called with no arguments; it reads the suffixes its
+``suffixes`` names); plugins are loaded the first time a loader is looked up, and one that
+fails to load is logged and skipped.
 
 This module leaves out reading files (``folder.py``) and the formats themselves.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from importlib.metadata import entry_points
-from typing import cast
+import warnings
 
 from ..base import Loader
-from .docx import DocxLoader
-from .html import HtmlLoader
-from .notebook import NotebookLoader
-from .pdf import PdfLoader
-from .text import MarkdownLoader, TextLoader
+from ..plugins import Registry
 
-__all__ = ["ENTRY_POINT_GROUP", "loader_for", "register_loader", "registered_suffixes"]
-
-logger = logging.getLogger("ragkit")
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LOADERS",
+    "available_loaders",
+    "loader_for",
+    "register_loader",
+    "registered_suffixes",
+]
 
 ENTRY_POINT_GROUP = "ragkit.loaders"
 """The entry-point group plugins declare their loaders in."""
-
-_lock = threading.RLock()
-_loaders: dict[str, Loader] = {}
-_plugins_loaded = False
 
 
 def _normalise(suffix: str) -> str:
@@ -40,6 +36,42 @@ def _normalise(suffix: str) -> str:
         raise ValueError(f"suffix must be a non-empty string such as '.md', got {suffix!r}")
     suffix = suffix.lower()
     return suffix if suffix.startswith(".") else "." + suffix
+
+
+def _accept(obj: object) -> Loader:
+    loader = obj() if isinstance(obj, type) or not isinstance(obj, Loader) else obj  # type: ignore[operator]
+    if not isinstance(loader, Loader) or isinstance(loader.suffixes, str):
+        raise TypeError(
+            "loader must have a `suffixes` tuple and a `load(data, *, document_id)` method "
+            f"(ragkit.base.Loader), got {type(loader).__name__}"
+        )
+    return loader
+
+
+_TEXT, _MARKDOWN = "ragkit.loaders.text:TextLoader", "ragkit.loaders.text:MarkdownLoader"
+_HTML = "ragkit.loaders.html:HtmlLoader"
+
+LOADERS: Registry[Loader] = Registry(
+    "loader",
+    ENTRY_POINT_GROUP,
+    {
+        ".md": _MARKDOWN,
+        ".markdown": _MARKDOWN,
+        ".mdx": _MARKDOWN,
+        ".txt": _TEXT,
+        ".rst": _TEXT,
+        ".html": _HTML,
+        ".htm": _HTML,
+        ".xhtml": _HTML,
+        ".ipynb": "ragkit.loaders.notebook:NotebookLoader",
+        ".pdf": "ragkit.loaders.pdf:PdfLoader",
+        ".docx": "ragkit.loaders.docx:DocxLoader",
+    },
+    accept=_accept,
+    normalise=_normalise,
+    names_of=lambda loader: loader.suffixes,
+)
+"""File suffix → loader (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
 
 
 def register_loader(loader: Loader, *, replace: bool = False) -> None:
@@ -65,34 +97,13 @@ def register_loader(loader: Loader, *, replace: bool = False) -> None:
     suffixes = [_normalise(s) for s in loader.suffixes]
     if not suffixes:
         raise ValueError("loader.suffixes must name at least one suffix")
-    with _lock:
-        taken = [s for s in suffixes if s in _loaders and _loaders[s] is not loader]
-        if taken and not replace:
-            owners = ", ".join(f"{s} ({type(_loaders[s]).__name__})" for s in taken)
+    if not replace:
+        taken = [s for s in suffixes if LOADERS.source(s) and LOADERS.find(s) is not loader]
+        if taken:
+            owners = ", ".join(f"{s} ({type(LOADERS.find(s)).__name__})" for s in taken)
             raise ValueError(f"already read by another loader: {owners}; pass replace=True")
-        for suffix in suffixes:
-            _loaders[suffix] = loader
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    with _lock:
-        if _plugins_loaded:
-            return
-        _plugins_loaded = True
-        for point in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                obj = point.load()
-                loader = obj() if isinstance(obj, type) or not isinstance(obj, Loader) else obj
-                register_loader(loader, replace=True)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop loading
-                logger.warning(
-                    "loader plugin %r (%s) not used: %s: %s",
-                    point.name,
-                    point.value,
-                    type(exc).__name__,
-                    exc,
-                )
+    for suffix in suffixes:
+        LOADERS.register(suffix, loader, replace=True)
 
 
 def loader_for(suffix: str) -> Loader | None:
@@ -102,26 +113,19 @@ def loader_for(suffix: str) -> Loader | None:
         >>> type(loader_for(".MDX")).__name__
         'MarkdownLoader'
     """
-    suffix = _normalise(suffix)
-    _load_plugins()
-    with _lock:
-        return _loaders.get(suffix)
+    return LOADERS.find(suffix)
+
+
+def available_loaders() -> tuple[str, ...]:
+    """Every suffix a loader reads, sorted (built-in, registered and plugin loaders)."""
+    return tuple(LOADERS.names())
 
 
 def registered_suffixes() -> tuple[str, ...]:
-    """Every suffix a loader reads, sorted (built-in, registered and plugin loaders)."""
-    _load_plugins()
-    with _lock:
-        return tuple(sorted(_loaders))
-
-
-for _builtin in (
-    MarkdownLoader(),
-    TextLoader(),
-    HtmlLoader(),
-    NotebookLoader(),
-    PdfLoader(),
-    DocxLoader(),
-):
-    # cast: a frozen dataclass's fields are read-only, the protocol declares a plain attribute.
-    register_loader(cast(Loader, _builtin))
+    """Deprecated (kept for one release): use :func:`available_loaders`."""
+    warnings.warn(
+        "registered_suffixes() is deprecated: use ragkit.loaders.available_loaders()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return available_loaders()

@@ -138,7 +138,7 @@ def first_heading(text: str) -> str | None:
         >>> first_heading("intro\\n\\n## Setup\\n\\n# Later")
         'Setup'
     """
-    from ..chunking import _outline  # one heading grammar for titles and heading paths
+    from ..outline import _outline  # one heading grammar for titles and heading paths
 
     # Most titles are near the top: outline a prefix (cut at a line end) first, and trust a
     # heading found well inside it; otherwise outline the whole text.

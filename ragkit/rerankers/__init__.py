@@ -17,9 +17,11 @@
       re-scores candidates by the cosine of an embedder (the offline default); gives a
       keyword-only index a semantic signal without vectors in the index.
 
-  Third parties register more under the entry-point group ``ragkit.rerankers``: the entry
-  point names a callable ``factory(model: str | None = None, **options) -> Reranker``, and
-  ``get_reranker("NAME:MODEL")`` calls it with ``model="MODEL"``.
+  Third parties register more under the entry-point group ``ragkit.rerankers`` (or with
+  :func:`register_reranker`): the entry point names a callable
+  ``factory(model: str | None = None, **options) -> Reranker``, and
+  ``get_reranker("NAME:MODEL")`` calls it with ``model="MODEL"``. The precedence is
+  :mod:`ragkit.plugins`'s: registered > entry point > built-in.
 
 This package leaves out first-stage retrieval and fusion (``ragkit.retrievers``) and the gate
 (``ragkit.gate``).
@@ -28,21 +30,23 @@ This package leaves out first-stage retrieval and fusion (``ragkit.retrievers``)
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from ..base import Reranker
+from ..plugins import Registry
 from ._common import RerankError
 from .retriever import DEFAULT_TOP_N, RerankRetriever, with_reranker
 
 __all__ = [
     "DEFAULT_TOP_N",
     "ENTRY_POINT_GROUP",
+    "RERANKERS",
     "RerankError",
     "RerankRetriever",
     "Reranker",
     "available_rerankers",
     "get_reranker",
+    "register_reranker",
     "resolve_reranker",
     "with_reranker",
 ]
@@ -77,20 +81,39 @@ def _embedder(model: str | None = None, **options: Any) -> Reranker:
     return EmbeddingReranker.from_name(model, **options)
 
 
-BUILTIN: dict[str, Factory] = {
-    "voyage": _voyage,
-    "cross-encoder": _cross_encoder,
-    "embedder": _embedder,
-}
+def _factory(obj: object) -> Factory:
+    if not callable(obj):
+        raise TypeError(
+            f"a reranker entry point must name a factory(model=None, **options), got {obj!r}"
+        )
+    return cast(Factory, obj)
 
 
-def _plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+RERANKERS: Registry[Factory] = Registry(
+    "reranker",
+    ENTRY_POINT_GROUP,
+    {
+        "voyage": "ragkit.rerankers:_voyage",
+        "cross-encoder": "ragkit.rerankers:_cross_encoder",
+        "embedder": "ragkit.rerankers:_embedder",
+    },
+    accept=_factory,
+)
+"""The reranker kinds (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
+
+
+def register_reranker(kind: str, factory: Factory, *, replace: bool = False) -> None:
+    """Make ``get_reranker("KIND:MODEL")`` call ``factory("MODEL", **options)`` in this process.
+
+    Raises:
+        ValueError: the kind is taken (built-in or plugin) and ``replace`` is false.
+    """
+    RERANKERS.register(kind, _factory(factory), replace=replace)
 
 
 def available_rerankers() -> list[str]:
-    """Names :func:`get_reranker` resolves: built-ins, then installed plugins, sorted."""
-    return sorted(set(BUILTIN) | set(_plugins()))
+    """Names :func:`get_reranker` resolves (registered, plugins and built-ins), sorted."""
+    return RERANKERS.names()
 
 
 def get_reranker(name: str, **options: Any) -> Reranker:
@@ -101,27 +124,19 @@ def get_reranker(name: str, **options: Any) -> Reranker:
         options: keyword arguments for the reranker (``api_key=``, ``transport=``, ...).
 
     Raises:
-        ValueError: no built-in or installed plugin has that name.
+        UnknownNameError: no reranker has that name (also a ``ValueError``).
         RerankError: the reranker cannot start (a missing key or extra).
 
     Example:
         >>> get_reranker("nope")
         Traceback (most recent call last):
         ...
-        ValueError: unknown reranker 'nope'; known: cross-encoder, embedder, voyage
+        ragkit.errors.UnknownNameError: unknown reranker 'nope'; known: cross-encoder, embedder, ...
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"reranker name must be a non-empty string, got {name!r}")
     kind, _, model = name.strip().partition(":")
-    factory: Factory | None = BUILTIN.get(kind)
-    if factory is None:
-        plugin = _plugins().get(kind)
-        if plugin is None:
-            raise ValueError(
-                f"unknown reranker {kind!r}; known: {', '.join(available_rerankers())}"
-            )
-        factory = plugin.load()
-    assert factory is not None
+    factory = RERANKERS.get(kind)
     found = factory(model or None, **options)
     if not isinstance(found, Reranker):
         raise TypeError(

@@ -10,6 +10,7 @@ keyword-only (``Index(embedder=None)``), so no model is needed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import logging
@@ -31,9 +32,9 @@ from click.testing import CliRunner
 from ragkit.answering import DEFAULT_TIMEOUT, aanswer, aanswer_stream, answer, answer_stream
 from ragkit.audit import AuditLog
 from ragkit.cli import cli
-from ragkit.context import retrieve_context
 from ragkit.errors import AnswerError
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions, retrieve_context
 from ragkit.types import Answer, Document
 
 from ..conftest import FIXTURES, SMALL_CORPUS, load_message
@@ -182,8 +183,12 @@ ENTRIES = ["answer", "answer_stream", "aanswer", "aanswer_stream"]
 # -- the four entry points -----------------------------------------------------------------
 
 
-def run(entry: str, handler: Handler, seen: list[str | Answer], **options: Any) -> None:
-    """Call ``entry`` on the mock transport, appending what it yields/returns to ``seen``."""
+def run(entry: str, handler: Handler, seen: list[str | Answer], **keywords: Any) -> None:
+    """Call ``entry`` on the mock transport, appending what it yields/returns to ``seen``;
+    ``keywords`` are AnswerOptions fields and the entry points' own (``plan``, ``audit``)."""
+    own = {f.name for f in dataclasses.fields(AnswerOptions)}
+    o = AnswerOptions(**{k: v for k, v in keywords.items() if k in own})
+    options = {k: v for k, v in keywords.items() if k not in own}
     if not entry.startswith("aanswer"):
         client = anthropic.Anthropic(
             api_key=KEY,
@@ -191,9 +196,9 @@ def run(entry: str, handler: Handler, seen: list[str | Answer], **options: Any) 
             http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
         )
         if entry == "answer":
-            seen.append(answer(QUESTION, retriever(), client=client, **options))
+            seen.append(answer(QUESTION, retriever(), o, client=client, **options))
         else:
-            for item in answer_stream(QUESTION, retriever(), client=client, **options):
+            for item in answer_stream(QUESTION, retriever(), o, client=client, **options):
                 seen.append(item)
         return
 
@@ -204,9 +209,9 @@ def run(entry: str, handler: Handler, seen: list[str | Answer], **options: Any) 
             http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
         )
         if entry == "aanswer":
-            seen.append(await aanswer(QUESTION, retriever(), client=client, **options))
+            seen.append(await aanswer(QUESTION, retriever(), o, client=client, **options))
         else:
-            async for item in aanswer_stream(QUESTION, retriever(), client=client, **options):
+            async for item in aanswer_stream(QUESTION, retriever(), o, client=client, **options):
                 seen.append(item)
 
     asyncio.run(go())
@@ -354,14 +359,14 @@ def test_timeout_none_keeps_the_clients_own() -> None:
         timeout=123.0,
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
-    answer(QUESTION, retriever(), client=client, timeout=None)
+    answer(QUESTION, retriever(), AnswerOptions(timeout=None), client=client)
     assert timeouts[-1]["read"] == 123.0
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "60"])
 def test_bad_timeout_is_a_value_error(bad: Any) -> None:
     with pytest.raises(ValueError, match=r"timeout \(.*\) must be a number of seconds > 0"):
-        answer(QUESTION, retriever(), timeout=bad)
+        AnswerOptions(timeout=bad)
 
 
 # -- the audit log on a full disk ----------------------------------------------------------
@@ -468,7 +473,8 @@ def test_a_document_with_block_tags_and_role_text_stays_in_its_block() -> None:
         max_retries=0,
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
-    answer("What do the release notes say?", index, client=client, gate=False, strategy="full")
+    options = AnswerOptions(gate=False, strategy="full")
+    answer("What do the release notes say?", index, options, client=client)
     (req,) = sent
     (message,) = req["messages"]  # one user turn: no text became a turn of its own
     assert message["role"] == "user"
@@ -496,7 +502,7 @@ def test_python_gate_stop_says_gate_false_and_names_the_threshold() -> None:
 
 
 def test_plan_is_answered_as_given_and_must_match_the_question() -> None:
-    plan = retrieve_context(QUESTION, retriever(), gate=False)
+    plan = retrieve_context(QUESTION, retriever(), AnswerOptions(gate=False))
     seen: list[str | Answer] = []
     run("answer", lambda r: httpx2.Response(200, json=load_message("success")), seen, plan=plan)
     final = seen[-1]

@@ -26,7 +26,8 @@ from click.testing import CliRunner
 
 from ragkit.cli import cli
 from ragkit.errors import RagkitError
-from ragkit.index import Index, index_folder
+from ragkit.index import Index
+from ragkit.ingest import index_folder
 from ragkit.stores import disk
 from ragkit.stores.disk import writer_lock
 from ragkit.stores.memory import MemoryStore

@@ -20,6 +20,7 @@ import pytest
 from ragkit.answering import answer
 from ragkit.errors import AnswerError, EmbeddingError
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions
 from ragkit.pricing import ModelPrice
 from ragkit.rerankers import RerankError
 from ragkit.rerankers.embedding import EmbeddingReranker
@@ -184,14 +185,14 @@ def test_claude_token_counts_are_checked_where_the_reply_is_read(
     index.add(DOCS)
     expected = f"Claude API's reply is not a complete message.*{message}"
     with pytest.raises(AnswerError, match=expected):
-        answer("How do dogs learn?", index, client=client, strategy="retrieve")
+        answer("How do dogs learn?", index, AnswerOptions(strategy="retrieve"), client=client)
     assert len(rec.requests) == 1
 
 
 def test_claude_token_counts_within_range_are_priced() -> None:
     # The success fixture's own usage passes the same check (covered across tests/test_answer.py);
     # here the edge: zero and cache fields absent (None) are counts.
-    from ragkit.answering import _problem
+    from ragkit.claude import _problem
 
     reply = load_message("success")
     reply["usage"] = {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": None}

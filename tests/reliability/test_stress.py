@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pytest
 
+from ragkit.base import Query
 from ragkit.chunking import chunk_document
-from ragkit.context import retrieve_context
 from ragkit.filters import matches, parse_filter
 from ragkit.index import Index
+from ragkit.plan import AnswerOptions, retrieve_context
 from ragkit.stores.memory import _RWLock
 from ragkit.types import Chunk, Document
 
@@ -144,7 +145,8 @@ def _reads(target: Target, ledger: Ledger) -> dict[str, Callable[[], None]]:
     def plan() -> None:
         spec = random.choice([None, *FILTERS])
         strategy = random.choice(["retrieve", "auto"])
-        p = retrieve_context(query(), index(), k=6, where=spec, strategy=strategy, gate=False)
+        options = AnswerOptions(strategy=strategy, gate=False)  # type: ignore[arg-type]
+        p = retrieve_context(Query(query(), 6, where=spec), index(), options)
         where = parse_filter(spec)
         planned = [sc.chunk for sc in p.chunks]
         for c in planned:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.base import DocumentEntry, IndexSettings, Store
+from ragkit.base import DocumentEntry, IndexSettings, Store, TextAnalyzer
 from ragkit.bm25 import BM25Index
 from ragkit.errors import SettingsMismatchError
 from ragkit.filters import (
@@ -126,6 +126,14 @@ def test_new_store_has_no_settings_and_records_them(stores: StoreFactory) -> Non
     store.configure(SETTINGS)  # the same settings again are fine
     assert store.stats() == store.stats(None)
     assert store.stats().chunks == 0
+
+
+def test_the_analyzer_is_a_text_analyzer_with_a_config(stores: StoreFactory) -> None:
+    store = stores.make()
+    store.configure(SETTINGS)
+    assert isinstance(store.analyzer, TextAnalyzer)  # the protocol, not the BM25 class
+    assert store.analyzer("Dogs are running") == ["dog", "run"]
+    assert "stemmer" in store.analyzer.config()  # what IndexSettings.analyzer records
 
 
 def test_configure_refuses_another_embedder(stores: StoreFactory) -> None:

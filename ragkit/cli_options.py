@@ -1,0 +1,255 @@
+"""The ``ragkit`` command's shared options and settings: where the index is, which embedder,
+filters and reranker, chunk sizes, project defaults from ``ragkit.toml``/``pyproject.toml``, and
+how errors become exit codes.
+
+This module leaves out the commands themselves (``ragkit.cli``, ``ragkit.cli_ask``,
+``ragkit.cli_measure``) and what they print (``ragkit.cli_render``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .errors import RagkitError
+from .loaders import DEFAULT_INCLUDE
+
+if TYPE_CHECKING:
+    from .index import Index
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_INDEX = ".ragkit/index"
+
+DEFAULT_TYPES = tuple(pattern.rsplit("*", 1)[-1] for pattern in DEFAULT_INCLUDE)
+"""The suffixes `ragkit index` reads by default (plugin loaders add theirs)."""
+
+
+def _index_path(value: str | None) -> str:
+    """The index location: a directory or a ``postgresql://`` URL (kept as given)."""
+    return str(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)
+
+
+def _shown(location: str) -> str:
+    """A location safe to print: a URL without its password."""
+    from .stores import redact
+
+    return redact(location)
+
+
+def index_option(f: F) -> F:
+    return click.option(
+        "--index",
+        "index_path",
+        metavar="PATH|URL",
+        default=None,
+        help=(
+            "Index directory or postgresql:// URL; in a URL, ?ragkit_schema=NAME picks the "
+            f"schema (default: $RAGKIT_INDEX or {DEFAULT_INDEX})."
+        ),
+    )(f)
+
+
+def _embedder_arg(name: str | None) -> Any:
+    """--embedder NAME as an embedder, or "default" (an existing index's own, else the
+    offline default)."""
+    if name is None:
+        return "default"
+    from .embedders import get_embedder
+
+    return get_embedder(name)
+
+
+def embedder_option(f: F) -> F:
+    return click.option(
+        "--embedder",
+        "embedder_name",
+        metavar="NAME",
+        default=None,
+        help="Embedder by name, e.g. minilm-l6-v2-int8/384, openai/text-embedding-3-small/1536, "
+        "voyage/voyage-4-lite/1024 (default: the offline one; an existing index uses its own).",
+    )(f)
+
+
+def filter_options(f: F) -> F:
+    f = click.option(
+        "--path",
+        "paths",
+        multiple=True,
+        metavar="GLOB",
+        help="Only documents whose path matches GLOB, e.g. 'docs/api/**' (repeatable: any).",
+    )(f)
+    return click.option(
+        "--where",
+        "wheres",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Only chunks whose metadata matches: KEY=VALUE, KEY!=VALUE, KEY>=N, KEY<N, KEY "
+        "(exists), !KEY (absent). Repeatable: all must hold.",
+    )(f)
+
+
+def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
+    from .filters import parse_cli
+
+    try:
+        return parse_cli(wheres, paths)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def rerank_option(f: F) -> F:
+    return click.option(
+        "--rerank",
+        default=None,
+        metavar="NAME",
+        help="Re-score the top candidates with a reranker: voyage, voyage:rerank-2.5-lite, "
+        "cross-encoder:PATH, embedder (see docs/reranking.md).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")(
+        f
+    )
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Run-time errors: one-line message, exit 1. Bad option values (ValueError): exit 2."""
+    try:
+        yield
+    except RagkitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # a bad value the user passed through an option
+        raise click.UsageError(str(exc)) from exc
+
+
+def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
+    """--chunk-size and --overlap with their defaults; a default overlap shrinks with the size."""
+    from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
+
+    size = chunk_size if chunk_size is not None else DEFAULT_CHUNK_SIZE
+    lap = overlap if overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
+    if lap >= size:
+        raise click.UsageError(f"--overlap ({lap}) must be smaller than --chunk-size ({size})")
+    return size, lap
+
+
+def _chunk_request(chunk_size: int | None, overlap: int | None) -> tuple[int | None, int | None]:
+    """The chunk settings the user asked for; ``None`` where an existing index's own apply."""
+    if chunk_size is None and overlap is None:
+        return None, None
+    return _chunk_settings(chunk_size, overlap)
+
+
+def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], Path | None]:
+    """Option defaults from ``ragkit.toml`` or ``[tool.ragkit]`` of ``pyproject.toml``.
+
+    Looked up in ``start`` and its parents (the nearest file wins). Top-level keys apply to
+    every command with an option of that name (``index = "..."``, ``model = "..."``); a table
+    ``[tool.ragkit.commands.NAME]`` applies to that command only and wins. Keys are option
+    names without dashes (``chunk-size`` or ``chunk_size``).
+    """
+    config: dict[str, Any] | None = None
+    found: Path | None = None
+    for folder in (start, *start.parents):
+        for name in ("ragkit.toml", "pyproject.toml"):
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
+            section = data.get("tool", {}).get("ragkit") if name == "pyproject.toml" else data
+            if section is not None:
+                if not isinstance(section, dict):
+                    raise click.UsageError(f"{path}: the ragkit settings must be a table")
+                config, found = section, path
+                break
+        if config is not None:
+            break
+    if config is None:
+        return {}, None
+    commands = config.get("commands", {})
+    if not isinstance(commands, dict):
+        raise click.UsageError(f"{found}: 'commands' must be a table of per-command tables")
+    shared = {k: v for k, v in config.items() if k != "commands"}
+    default_map: dict[str, Any] = {}
+    for command_name, command in group.commands.items():
+        by_option: dict[str, str] = {}
+        for param in command.params:
+            for opt in getattr(param, "opts", []):
+                by_option[opt.lstrip("-").replace("-", "_")] = str(param.name)
+        values: dict[str, Any] = {}
+        own = commands.get(command_name, {})
+        for table in (shared, own if isinstance(own, dict) else {}):
+            for key, value in table.items():
+                target = by_option.get(str(key).replace("-", "_"))
+                if target is not None:
+                    values[target] = tuple(value) if isinstance(value, list) else value
+        if values:
+            default_map[command_name] = values
+    known = {n for c in group.commands.values() for p in c.params for n in _names(p)}
+    unknown = sorted(str(k) for k in shared if str(k).replace("-", "_") not in known) + sorted(
+        f"commands.{k}" for k in commands if k not in group.commands
+    )
+    if unknown:
+        raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
+    return default_map, found
+
+
+def _names(param: click.Parameter) -> list[str]:
+    return [o.lstrip("-").replace("-", "_") for o in getattr(param, "opts", [])]
+
+
+class _Group(click.Group):
+    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        if "default_map" not in extra:
+            defaults, _ = _project_defaults(self, Path.cwd())
+            if defaults:
+                extra["default_map"] = defaults
+        return super().make_context(info_name, args, parent, **extra)
+
+
+def _reranker(name: str | None) -> Any:
+    """The reranker named by ``--rerank`` (resolved once), or ``None``."""
+    if name is None:
+        return None
+    from .rerankers import get_reranker
+
+    try:
+        return get_reranker(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
+    """The index at --index, opened with the embedder it was built with (or --embedder's)."""
+    from .index import Index
+
+    chosen: Any = "default"
+    if embedder is not None:
+        from .embedders import get_embedder
+
+        chosen = get_embedder(embedder)
+    return Index.load(_index_path(index_path), embedder=chosen)
