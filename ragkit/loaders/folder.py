@@ -34,6 +34,7 @@ from typing import Any, cast
 from ..base import Loader
 from ..errors import LoadError
 from ..types import Document
+from .defaults import DEFAULT_EXCLUDE_DIRS, DEFAULT_INCLUDE, DEFAULT_MAX_BYTES
 from .isolation import can_isolate, run_isolated
 from .limits import LoadLimits, budget_for, limit_reason
 from .registry import loader_for, registered_suffixes
@@ -51,29 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ragkit")
-
-DEFAULT_INCLUDE: tuple[str, ...] = (
-    "**/*.md",
-    "**/*.markdown",
-    "**/*.mdx",
-    "**/*.txt",
-    "**/*.rst",
-    "**/*.html",
-    "**/*.htm",
-    "**/*.xhtml",
-    "**/*.ipynb",
-    "**/*.pdf",
-    "**/*.docx",
-)
-"""Glob patterns of the built-in formats. ``load_folder(include=None)`` (the default) reads these
-and any suffix a registered or plugin loader reads."""
-
-DEFAULT_MAX_BYTES: int = 10 * 1024 * 1024
-"""Text files larger than this (10 MiB) are skipped: they are almost never prose. PDF, DOCX and
-notebook loaders have larger limits of their own (their ``max_bytes`` attribute)."""
-
-DEFAULT_EXCLUDE_DIRS: frozenset[str] = frozenset({"node_modules", "__pycache__", "site-packages"})
-"""Folder names not entered unless ``skip_hidden=False``, besides hidden folders and virtualenvs."""
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
