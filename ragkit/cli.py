@@ -24,7 +24,7 @@ import click
 from . import __version__
 from .errors import RagkitError
 from .fusion import FUSION_METHODS, FusionMethod
-from .loaders import DEFAULT_INCLUDE, LoadResult
+from .loaders.defaults import DEFAULT_INCLUDE
 from .progress import Progress
 from .types import Answer, ScoredChunk
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .base import SearchMode
     from .filters import Filter
     from .index import Index, IndexUpdate
+    from .loaders import LoadResult
     from .plan import AnswerOptions, ContextPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
