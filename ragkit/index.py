@@ -40,7 +40,6 @@ from .embedders import Embedder, default_embedder, embed_checked, get_embedder
 from .errors import RagkitError, SchemaError, SettingsMismatchError
 from .filters import FilterSpec, parse_filter
 from .fusion import FusionMethod
-from .loaders import pages_for_span
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import load_store, open_store, writer
 from .stores.memory import MemoryStore
@@ -660,6 +659,8 @@ def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
     starts = doc.metadata.get("page_starts")
     if not isinstance(starts, tuple) or not starts:
         return chunks
+    from .loaders.pdf import pages_for_span  # only when indexing PDFs: loaders stay unloaded
+
     base = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
     return [
         Chunk(
