@@ -32,14 +32,16 @@ This module leaves out the embedders themselves and what an index does with the 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ragkit.base import Embedder
 from ragkit.errors import MissingDependencyError
 
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -72,8 +74,10 @@ GATE_THRESHOLDS: dict[str, float] = {
 Factory = Callable[[str], Embedder]
 
 
-def _factories() -> dict[str, str | importlib.metadata.EntryPoint]:
-    found: dict[str, str | importlib.metadata.EntryPoint] = dict(_BUILTIN)
+def _factories() -> dict[str, str | EntryPoint]:
+    import importlib.metadata  # the scan of installed packages: only when a plugin may be named
+
+    found: dict[str, str | EntryPoint] = dict(_BUILTIN)
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _BUILTIN:  # ragkit's own families cannot be shadowed
             found[ep.name] = ep
@@ -85,7 +89,7 @@ def embedder_families() -> list[str]:
     return sorted(_factories())
 
 
-def _load_factory(target: str | importlib.metadata.EntryPoint) -> Factory:
+def _load_factory(target: str | EntryPoint) -> Factory:
     if isinstance(target, str):
         module, _, attr = target.partition(":")
         return cast(Factory, getattr(importlib.import_module(module), attr))
@@ -114,7 +118,10 @@ def get_embedder(name: str) -> Embedder:
     if not isinstance(name, str):
         raise TypeError(f"embedder name must be a str, got {type(name).__name__}")
     family, _, rest = name.strip().partition("/")
-    factories = _factories()
+    # Built-in families cannot be shadowed, so naming one needs no scan of installed packages.
+    factories: dict[str, str | EntryPoint] = (
+        {family: _BUILTIN[family]} if family in _BUILTIN else _factories()
+    )
     if family not in factories:
         raise ValueError(
             f"unknown embedder {name!r}: known families are {', '.join(sorted(factories))} "
