@@ -146,9 +146,9 @@ class VectorStore:
         vecs = check_embeddings(vectors, n=m, dim=self.dim)
         if m == 0:
             return
-        if np.unique(key_arr).shape[0] != m:
-            values, counts = np.unique(key_arr, return_counts=True)
-            raise ValueError(f"key {int(values[counts > 1][0])} appears twice in keys")
+        repeated = _first_repeated(key_arr)
+        if repeated is not None:
+            raise ValueError(f"key {repeated} appears twice in keys")
         key_list = key_arr.tolist()
         for key in key_list:
             if key in self._rows:
@@ -314,7 +314,7 @@ class VectorStore:
             raise IndexFormatError(f"{keys.shape[0]} vector keys but {vectors.shape[0]} vectors")
         if keys.size and int(keys.min()) < 0:
             raise IndexFormatError("vector keys must not be negative")
-        if np.unique(keys).shape[0] != keys.shape[0]:
+        if _first_repeated(keys) is not None:
             raise IndexFormatError("vector keys are not unique")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         if not np.isfinite(vecs).all():
@@ -665,3 +665,11 @@ def _build_numba_kernel() -> Kernel | None:
     except Exception:
         return None
     return kernel
+
+
+def _first_repeated(keys: np.ndarray) -> int | None:
+    """The smallest key that appears twice, or ``None`` (a sort, not ``np.unique``, which
+    imports ``numpy.ma`` on first use: a cost a search process would pay at start-up)."""
+    ordered = np.sort(keys)
+    same = ordered[1:] == ordered[:-1]
+    return int(ordered[1:][same][0]) if same.any() else None
