@@ -3,13 +3,15 @@
 Usage::
 
     .venv/bin/python bench/bench_startup.py [--chunks 3000] [--rounds 15] [--index PATH] \
-        [--baseline ../../main/.venv/bin]
+        [--baseline ../../main/.venv/bin [--baseline-index PATH]]
 
 Builds (once; reused when PATH already holds it) a hybrid index of about ``--chunks`` chunks from
 SciFact abstracts with the default embedder, then runs rounds of three fresh processes in turn
 (so load from other processes hits each alike): ``python -c 'import numpy'`` (the floor),
 ``ragkit search Q --mode bm25`` and ``ragkit search Q`` (hybrid: loads the ONNX session and
-embeds the query). Reports medians, the ratios to the floor, the load average, and
+embeds the query). ``--baseline-index`` is for a baseline that cannot read this checkout's index
+format (index format 3 is read by ragkit from this branch on; make the copy with the baseline's
+own save, or keep the index it built). Reports medians, the ratios to the floor, the load average, and
 ``python -X importtime`` of the bm25 search's heaviest imports. Writes bench/out/startup.json.
 """
 
@@ -84,6 +86,11 @@ def main() -> None:
         type=Path,
         help="bin/ of another checkout's venv (e.g. main's): its searches run in the same rounds",
     )
+    parser.add_argument(
+        "--baseline-index",
+        type=Path,
+        help="the index the baseline searches (default: --index; a copy in a format it reads)",
+    )
     args = parser.parse_args()
     index: Path = args.index
     n_chunks = count_chunks(index) if index.exists() else build(index, args.chunks)
@@ -95,10 +102,11 @@ def main() -> None:
     }
     if args.baseline:
         base = str(args.baseline / "ragkit")
+        old = str(args.baseline_index or index)
         commands["baseline: search --mode bm25"] = [
-            base, "search", QUERY, "--index", str(index), "--mode", "bm25"
+            base, "search", QUERY, "--index", old, "--mode", "bm25"
         ]  # fmt: skip
-        commands["baseline: search (hybrid)"] = [base, "search", QUERY, "--index", str(index)]
+        commands["baseline: search (hybrid)"] = [base, "search", QUERY, "--index", old]
     envs = {name: BASELINE_ENV if name.startswith("baseline") else None for name in commands}
     for name, cmd in commands.items():  # warm the page cache and the cached ONNX graph
         timed(cmd, envs[name])
