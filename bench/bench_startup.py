@@ -11,8 +11,10 @@ SciFact abstracts with the default embedder, then runs rounds of three fresh pro
 ``ragkit search Q --mode bm25`` and ``ragkit search Q`` (hybrid: loads the ONNX session and
 embeds the query). ``--baseline-index`` is for a baseline that cannot read this checkout's index
 format (index format 3 is read by ragkit from this branch on; make the copy with the baseline's
-own save, or keep the index it built). Reports medians, the ratios to the floor, the load average, and
-``python -X importtime`` of the bm25 search's heaviest imports. Writes bench/out/startup.json.
+own save, or keep the index it built). Reports medians of wall and CPU time (user + system: on a
+loaded machine the wall time adds waiting for a core), their ratios to the floor, the load
+average, and ``python -X importtime`` of the bm25 search's heaviest imports. Writes
+bench/out/startup.json.
 """
 
 from __future__ import annotations
@@ -70,10 +72,20 @@ def count_chunks(index: Path) -> int:
 BASELINE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one fresh process.
+
+    CPU time is what the process itself costs; on a loaded machine the wall time adds the time
+    spent waiting for a core, which inflates every process alike and squeezes the ratios.
+    """
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -112,12 +124,19 @@ def main() -> None:
         timed(cmd, envs[name])
     load_before = load_average()
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.rounds):
         for name, cmd in commands.items():
-            times[name].append(timed(cmd, envs[name]))
+            wall, used = timed(cmd, envs[name])
+            times[name].append(wall)
+            cpu[name].append(used)
     medians = {name: statistics.median(v) for name, v in times.items()}
+    cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
     floor = medians["import numpy"]
     ratios = {name: round(m / floor, 2) for name, m in medians.items()}
+    cpu_ratios = {
+        name: round(m / cpu_medians["import numpy"], 2) for name, m in cpu_medians.items()
+    }
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
     prof = subprocess.run(
         commands["search --mode bm25"], env=env, capture_output=True, text=True, check=True
@@ -133,14 +152,19 @@ def main() -> None:
         "rounds": args.rounds,
         "median_s": {name: round(m, 3) for name, m in medians.items()},
         "ratio_to_import_numpy": ratios,
+        "cpu_median_s": {name: round(m, 3) for name, m in cpu_medians.items()},
+        "cpu_ratio_to_import_numpy": cpu_ratios,
         "load_average": [load_before, load_average()],
         "bm25_search_heaviest_imports_cumulative": heaviest,
     }
     print(f"\n### `ragkit search` start-up, {n_chunks:,} chunks, {args.rounds} rounds\n")
-    print("| process | median s | ratio to `import numpy` |")
-    print("|---|---:|---:|")
+    print("| process | median s (wall) | ratio to `import numpy` | median CPU s | CPU ratio |")
+    print("|---|---:|---:|---:|---:|")
     for name, m in medians.items():
-        print(f"| {name} | {m:.3f} | {ratios[name]} |")
+        print(
+            f"| {name} | {m:.3f} | {ratios[name]} | {cpu_medians[name]:.3f} | "
+            f"{cpu_ratios[name]} |"
+        )
     print(f"\nload average before / after: {load_before} / {load_average()}")
     print("heaviest imports of the bm25 search (cumulative):", *heaviest, sep="\n- ")
     OUT.parent.mkdir(parents=True, exist_ok=True)
