@@ -35,7 +35,8 @@ def test_public_names_load_on_first_use() -> None:
 
 
 # What a search never needs: the loaders (docx, pdf, html, the folder walk, YAML front matter),
-# the Claude SDK, answering and evaluation, and the onnx package (it only rewrites the graph once).
+# the Claude SDK, answering and evaluation, the onnx package (it only rewrites the graph once),
+# and the hosted and torch embedders.
 SEARCH_NEVER = (
     "ragkit.loaders.docx",
     "ragkit.loaders.pdf",
@@ -46,6 +47,8 @@ SEARCH_NEVER = (
     "ragkit.answering",
     "ragkit.evaluation",
     "onnx",
+    "ragkit.embedders._http",
+    "ragkit.embedders.st",
 )
 
 
