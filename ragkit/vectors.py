@@ -641,11 +641,10 @@ def _build_numba_kernel() -> Kernel | None:
         codes: Any, planes: Any, offset: Any, count: Any
     ) -> Any:  # pragma: no cover
         n, words = codes.shape
-        bits = planes.shape[0]
         heap_score = np.empty(count, dtype=np.float32)
         heap_row = np.empty(count, dtype=np.int64)
         size = 0
-        block = 4096
+        block = 2048
         scores = np.empty(block, dtype=np.float32)
         for first in range(0, n, block):
             last = min(n, first + block)
@@ -655,7 +654,7 @@ def _build_numba_kernel() -> Kernel | None:
                 for w in range(words):
                     x = codes[i, w]
                     ones += np.int64(popcount(x))  # type: ignore[call-arg]
-                    for b in range(bits):
+                    for b in range(_QUERY_BITS):  # a constant: the loop is unrolled
                         acc += np.int64(popcount(x & planes[b, w])) << b
                 scores[i - first] = np.float32(acc) + offset * np.float32(ones)
             for i in range(first, last):
