@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,12 @@ sys.path.insert(0, str(HERE.parent))
 from bench_vectors import real_vectors, synthesize  # noqa: E402
 from corpus import passages, queries  # noqa: E402
 
-from ragkit.bm25 import BM25Index  # noqa: E402
+from ragkit.base import DocumentEntry, IndexSettings  # noqa: E402
 from ragkit.embedders import LocalEmbedder  # noqa: E402
 from ragkit.index import Index  # noqa: E402
 from ragkit.retrievers import BM25Retriever, HybridRetriever, VectorRetriever  # noqa: E402
+from ragkit.stores.memory import MemoryStore  # noqa: E402
 from ragkit.types import Chunk, Document  # noqa: E402
-from ragkit.vectors import VectorStore  # noqa: E402
 
 K = 10
 
@@ -57,21 +58,39 @@ K = 10
 class LookupEmbedder:
     """Returns precomputed query vectors: the timed path does no model inference."""
 
-    name = "lookup"
+    name = "lookup/384"
+    dim = 384
+    batch_size = 256
+    max_input_tokens = 256
 
     def __init__(self, table: dict[str, np.ndarray]) -> None:
         self.table = table
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self.table[t] for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.table[text]
+
+    embed = embed_documents
 
 
 class HashEmbedder:
     """Fast deterministic text → unit vector (for timing index updates, not for quality)."""
 
-    name = "hash-384"
+    name = "hash/384"
+    dim = 384
+    batch_size = 256
+    max_input_tokens = 10_000
+
+    def embed_query(self, text: str) -> np.ndarray:
+        row: np.ndarray = self.embed_documents([text])[0]
+        return row
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_documents(texts)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), 384), dtype=np.float32)
         for i, t in enumerate(texts):
             seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
@@ -89,40 +108,46 @@ def bench_n(
 ) -> dict[str, object]:
     t0 = time.perf_counter()
     texts = passages(n)
-    chunks = {i: Chunk(f"p{i}#0", t, f"p{i}", 0, len(t)) for i, t in enumerate(texts)}
     t_corpus = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    bm25 = BM25Index()
-    keys = np.arange(n, dtype=np.int64)
-    step = 100_000
-    for start in range(0, n, step):
-        bm25.add(keys[start : start + step], texts[start : start + step])
-    t_bm25 = time.perf_counter() - t0
-    del texts
     real, _ = real_vectors()
     vectors = synthesize(real, n)
-    t0 = time.perf_counter()
-    store = VectorStore(vectors.shape[1])
-    store.add(keys, vectors)
-    t_vec = time.perf_counter() - t0
-    del vectors
     embedder = LookupEmbedder(qvecs)
-    bm25_r = BM25Retriever(bm25=bm25, chunks=chunks)
-    vec_r = VectorRetriever(store=store, chunks=chunks, embedder=embedder)
+    store = MemoryStore()
+    store.configure(IndexSettings(embedder=embedder.name, dim=384, chunk_size=256, chunk_overlap=0))
+    t0 = time.perf_counter()
+    step = 20_000
+    for start in range(0, n, step):
+        entries = []
+        for i in range(start, min(n, start + step)):
+            t = texts[i]
+            chunk = Chunk(f"p{i}#0", t, f"p{i}", 0, len(t))
+            entries.append(
+                DocumentEntry(f"p{i}", f"{i:064x}", {}, (chunk,), (t,), vectors[i : i + 1])
+            )
+        store.write(entries)
+    t_build = time.perf_counter() - t0
+    del texts, vectors
+    vec_store = store._vectors
+    assert vec_store is not None
+    default_threshold = vec_store.binary_threshold
+    bm25_r = BM25Retriever(store=store)
+    vec_r = VectorRetriever(store=store, embedder=embedder)
     # ragkit's defaults: z-score fusion over the top 500 of each retriever.
     hybrid = HybridRetriever([bm25_r, vec_r])
     hybrid_par = HybridRetriever([bm25_r, vec_r], parallel=True)
 
-    class ExactVector(VectorRetriever):
-        def search_vector(self, vector: np.ndarray, k: int):  # type: ignore[no-untyped-def]
-            ks, ss = self.store.search(vector, k, exact=True)
-            from ragkit.types import ScoredChunk
+    def exact(run: Any) -> Any:
+        """``run`` with the vector side exact whatever the size (the store's threshold raised)."""
 
-            found = zip(ks, ss, strict=True)
-            return [ScoredChunk(self.chunks[int(a)], float(b)) for a, b in found]
+        def wrapped(q: str) -> Any:
+            vec_store.binary_threshold = n + 1
+            try:
+                return run(q)
+            finally:
+                vec_store.binary_threshold = default_threshold
 
-    vec_exact = ExactVector(store=store, chunks=chunks, embedder=embedder)
-    hybrid_exact = HybridRetriever([bm25_r, vec_exact])
+        return wrapped
+
     timers: dict[str, list[float]] = {
         name: []
         for name in (
@@ -137,9 +162,9 @@ def bench_n(
     recall_vec, recall_hyb = [], []
     runs = {
         "bm25": lambda q: bm25_r.retrieve(q, K),
-        "vector_exact": lambda q: vec_exact.retrieve(q, K),
+        "vector_exact": exact(lambda q: vec_r.retrieve(q, K)),
         "vector_default": lambda q: vec_r.retrieve(q, K),
-        "hybrid_exact": lambda q: hybrid_exact.retrieve(q, K),
+        "hybrid_exact": exact(lambda q: hybrid.retrieve(q, K)),
         "hybrid": lambda q: hybrid.retrieve(q, K),
         "hybrid_parallel": lambda q: hybrid_par.retrieve(q, K),
     }
@@ -157,18 +182,14 @@ def bench_n(
     result: dict[str, object] = {
         "n": n,
         "queries": n_queries,
-        "build_s": {
-            "corpus": round(t_corpus, 1),
-            "bm25": round(t_bm25, 1),
-            "vectors": round(t_vec, 1),
-        },
+        "build_s": {"corpus": round(t_corpus, 1), "store": round(t_build, 1)},
         "p50_ms": {name: round(pct(v, 50), 2) for name, v in timers.items()},
         "p95_ms": {name: round(pct(v, 95), 2) for name, v in timers.items()},
         "recall@10_vector_default_vs_exact": round(float(np.mean(recall_vec)), 4),
         "recall@10_hybrid_vs_hybrid_exact": round(float(np.mean(recall_hyb)), 4),
         "bytes_per_chunk": {
-            "vectors": round(store.memory_bytes() / n),
-            "bm25": round(bm25.memory_bytes() / n),
+            "vectors": round(vec_store.memory_bytes() / n),
+            "bm25": round(store._bm25.memory_bytes() / n),
         },
     }
     return result

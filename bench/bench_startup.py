@@ -3,14 +3,18 @@
 Usage::
 
     .venv/bin/python bench/bench_startup.py [--chunks 3000] [--rounds 15] [--index PATH] \
-        [--baseline ../../main/.venv/bin]
+        [--baseline ../../main/.venv/bin [--baseline-index PATH]]
 
 Builds (once; reused when PATH already holds it) a hybrid index of about ``--chunks`` chunks from
 SciFact abstracts with the default embedder, then runs rounds of three fresh processes in turn
 (so load from other processes hits each alike): ``python -c 'import numpy'`` (the floor),
 ``ragkit search Q --mode bm25`` and ``ragkit search Q`` (hybrid: loads the ONNX session and
-embeds the query). Reports medians, the ratios to the floor, the load average, and
-``python -X importtime`` of the bm25 search's heaviest imports. Writes bench/out/startup.json.
+embeds the query). ``--baseline-index`` is for a baseline that cannot read this checkout's index
+format (index format 3 is read by ragkit from this branch on; make the copy with the baseline's
+own save, or keep the index it built). Reports medians of wall and CPU time (user + system: on a
+loaded machine the wall time adds waiting for a core), their ratios to the floor, the load
+average, and ``python -X importtime`` of the bm25 search's heaviest imports. Writes
+bench/out/startup.json.
 """
 
 from __future__ import annotations
@@ -64,10 +68,24 @@ def count_chunks(index: Path) -> int:
         return len(opened)
 
 
-def timed(cmd: list[str]) -> float:
+# The baseline checkout's processes must not see this checkout through PYTHONPATH.
+BASELINE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one fresh process.
+
+    CPU time is what the process itself costs; on a loaded machine the wall time adds the time
+    spent waiting for a core, which inflates every process alike and squeezes the ratios.
+    """
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -80,6 +98,11 @@ def main() -> None:
         type=Path,
         help="bin/ of another checkout's venv (e.g. main's): its searches run in the same rounds",
     )
+    parser.add_argument(
+        "--baseline-index",
+        type=Path,
+        help="the index the baseline searches (default: --index; a copy in a format it reads)",
+    )
     args = parser.parse_args()
     index: Path = args.index
     n_chunks = count_chunks(index) if index.exists() else build(index, args.chunks)
@@ -91,20 +114,29 @@ def main() -> None:
     }
     if args.baseline:
         base = str(args.baseline / "ragkit")
+        old = str(args.baseline_index or index)
         commands["baseline: search --mode bm25"] = [
-            base, "search", QUERY, "--index", str(index), "--mode", "bm25"
+            base, "search", QUERY, "--index", old, "--mode", "bm25"
         ]  # fmt: skip
-        commands["baseline: search (hybrid)"] = [base, "search", QUERY, "--index", str(index)]
-    for cmd in commands.values():  # warm the page cache and the cached ONNX graph
-        timed(cmd)
+        commands["baseline: search (hybrid)"] = [base, "search", QUERY, "--index", old]
+    envs = {name: BASELINE_ENV if name.startswith("baseline") else None for name in commands}
+    for name, cmd in commands.items():  # warm the page cache and the cached ONNX graph
+        timed(cmd, envs[name])
     load_before = load_average()
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.rounds):
         for name, cmd in commands.items():
-            times[name].append(timed(cmd))
+            wall, used = timed(cmd, envs[name])
+            times[name].append(wall)
+            cpu[name].append(used)
     medians = {name: statistics.median(v) for name, v in times.items()}
+    cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
     floor = medians["import numpy"]
     ratios = {name: round(m / floor, 2) for name, m in medians.items()}
+    cpu_ratios = {
+        name: round(m / cpu_medians["import numpy"], 2) for name, m in cpu_medians.items()
+    }
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
     prof = subprocess.run(
         commands["search --mode bm25"], env=env, capture_output=True, text=True, check=True
@@ -120,14 +152,19 @@ def main() -> None:
         "rounds": args.rounds,
         "median_s": {name: round(m, 3) for name, m in medians.items()},
         "ratio_to_import_numpy": ratios,
+        "cpu_median_s": {name: round(m, 3) for name, m in cpu_medians.items()},
+        "cpu_ratio_to_import_numpy": cpu_ratios,
         "load_average": [load_before, load_average()],
         "bm25_search_heaviest_imports_cumulative": heaviest,
     }
     print(f"\n### `ragkit search` start-up, {n_chunks:,} chunks, {args.rounds} rounds\n")
-    print("| process | median s | ratio to `import numpy` |")
-    print("|---|---:|---:|")
+    print("| process | median s (wall) | ratio to `import numpy` | median CPU s | CPU ratio |")
+    print("|---|---:|---:|---:|---:|")
     for name, m in medians.items():
-        print(f"| {name} | {m:.3f} | {ratios[name]} |")
+        print(
+            f"| {name} | {m:.3f} | {ratios[name]} | {cpu_medians[name]:.3f} | "
+            f"{cpu_ratios[name]} |"
+        )
     print(f"\nload average before / after: {load_before} / {load_average()}")
     print("heaviest imports of the bm25 search (cumulative):", *heaviest, sep="\n- ")
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -39,11 +39,11 @@ from .cli_options import (
 )
 from .cli_render import _load_notes, _reembedded
 from .errors import RagkitError
-from .loaders import LoadResult
 from .progress import Progress
 
 if TYPE_CHECKING:
     from .index import Index
+    from .loaders import LoadResult
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

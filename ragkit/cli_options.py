@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import RagkitError
-from .loaders import DEFAULT_INCLUDE
+from .loaders.defaults import DEFAULT_INCLUDE
 
 if TYPE_CHECKING:
     from .index import Index

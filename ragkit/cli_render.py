@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .loaders import LoadResult
 from .types import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     from .filters import Filter
     from .index import Index, IndexUpdate
+    from .loaders import LoadResult
     from .plan import ContextPlan
 
 

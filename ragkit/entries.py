@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from .base import Store
 from .chunking import chunk_document
-from .loaders import pages_for_span
 from .types import Chunk, Document
 
 __all__ = [
@@ -150,6 +149,8 @@ def _with_pages(doc: Document, chunks: list[Chunk]) -> list[Chunk]:
     starts = doc.metadata.get("page_starts")
     if not isinstance(starts, tuple) or not starts:
         return chunks
+    from .loaders.pdf import pages_for_span  # only when indexing PDFs: loaders stay unloaded
+
     base = {k: v for k, v in doc.metadata.items() if k != "page_starts"}
     return [
         Chunk(

@@ -6,17 +6,21 @@ three places, and one precedence rule picks among them:
 
 1. **registered** in this process (``register_embedder``, ``register_reranker``,
    ``register_loader``, ``register_store``, all :meth:`Registry.register` underneath);
-2. an **entry point** of an installed package, in the registry's group (``ragkit.embedders``,
-   ``ragkit.rerankers``, ``ragkit.loaders``, ``ragkit.stores``);
-3. a **built-in**, which ragkit declares the same way (``"module:attribute"``, loaded on first
-   use; its own entry points in pyproject.toml name the same targets).
+2. a **built-in**, which ragkit declares as ``"module:attribute"`` (loaded on first use; its own
+   entry points in pyproject.toml name the same targets);
+3. an **entry point** of an installed package, in the registry's group (``ragkit.embedders``,
+   ``ragkit.rerankers``, ``ragkit.loaders``, ``ragkit.stores``).
 
-So a plugin can take over a built-in name and a registration can take over a plugin's.
-Registering a name that is already known needs ``replace=True``. Looking up a name nobody
-provides raises :class:`~ragkit.errors.UnknownNameError`, which lists the known names. Entry
-points are read once per registry (:meth:`Registry.reload` reads them again); a plugin that
-cannot be imported is logged and left out of the registries whose names come from the loaded
-object (loaders), and raises when it is asked for by name in the others.
+So installing a package adds names but never changes what a built-in name means: an index built
+with ``minilm-l6-v2-int8/384`` or a folder read with the built-in ``.pdf`` loader cannot silently
+switch to another package's code (the lesson of dependency confusion). Taking over a built-in
+is an explicit call: ``register_*(..., replace=True)``. It also means naming a built-in needs no
+scan of the installed packages. Registering a name that is already known needs ``replace=True``.
+Looking up a name nobody provides raises :class:`~ragkit.errors.UnknownNameError`, which lists
+the known names. Entry points are read once per registry, on the first lookup a registration
+or built-in does not answer (:meth:`Registry.reload` reads them again); a plugin that cannot be
+imported is logged and left out of the registries whose names come from the loaded object
+(loaders), and raises when it is asked for by name in the others.
 
 This module leaves out what the objects are and how they are called: each extension point's
 own module (``ragkit.embedders.registry``, ``ragkit.rerankers``, ``ragkit.loaders.registry``,
@@ -26,13 +30,15 @@ own module (``ragkit.embedders.registry``, ``ragkit.rerankers``, ``ragkit.loader
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["REGISTRIES", "Registry", "Source", "entry_points"]
 
@@ -43,12 +49,14 @@ T = TypeVar("T")
 REGISTRIES: list[Registry[Any]] = []
 """Every registry made, in order (for tools and tests that list or reload them all)."""
 
-Source = Literal["registered", "entry point", "built-in"]
+Source = Literal["registered", "built-in", "entry point"]
 """Where a registry's name came from, highest precedence first."""
 
 
-def entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, ...]:
+def entry_points(group: str) -> tuple[EntryPoint, ...]:
     """The installed entry points of ``group``, except ragkit's own (its built-ins)."""
+    import importlib.metadata  # the scan of installed packages: only when a lookup needs it
+
     return tuple(
         ep
         for ep in importlib.metadata.entry_points(group=group)
@@ -68,7 +76,7 @@ def _import(target: str) -> object:
 
 
 class Registry(Generic[T]):
-    """Names → objects from registrations, entry points and built-ins (in that precedence).
+    """Names → objects from registrations, built-ins and entry points (in that precedence).
 
     Args:
         kind: what the names stand for, in messages (``"embedder"``, ``"reranker"``, ...).
@@ -102,7 +110,7 @@ class Registry(Generic[T]):
         self._names_of = names_of
         self._builtins = {normalise(name): target for name, target in builtins.items()}
         self._registered: dict[str, T] = {}
-        self._plugins: dict[str, T | importlib.metadata.EntryPoint] | None = None
+        self._plugins: dict[str, T | EntryPoint] | None = None
         self._loaded: dict[str, T] = {}  # by built-in target, or _PLUGIN + entry-point name
         self._lock = threading.RLock()
         REGISTRIES.append(self)
@@ -119,12 +127,12 @@ class Registry(Generic[T]):
                 k: v for k, v in self._loaded.items() if not k.startswith(_PLUGIN)
             }
 
-    def _entry_points(self) -> dict[str, T | importlib.metadata.EntryPoint]:
+    def _entry_points(self) -> dict[str, T | EntryPoint]:
         """Name → the entry point (loaded on first use), or the object it gave (``names_of``)."""
         with self._lock:
             if self._plugins is not None:
                 return self._plugins
-            found: dict[str, T | importlib.metadata.EntryPoint] = {}
+            found: dict[str, T | EntryPoint] = {}
             for ep in entry_points(self.group):
                 if self._names_of is None:
                     found[self._normalise(ep.name)] = ep
@@ -153,10 +161,10 @@ class Registry(Generic[T]):
         with self._lock:
             if key in self._registered:
                 return "registered"
-            if key in self._entry_points():
-                return "entry point"
             if key in self._builtins:
                 return "built-in"
+            if key in self._entry_points():
+                return "entry point"
         return None
 
     def names(self) -> list[str]:
@@ -175,16 +183,16 @@ class Registry(Generic[T]):
         with self._lock:
             if key in self._registered:
                 return self._registered[key]
-            plugin = self._entry_points().get(key)
-            if plugin is not None:
-                if self._names_of is not None:
-                    return cast(T, plugin)  # loaded when the entry points were read
-                point = cast(importlib.metadata.EntryPoint, plugin)
-                return self._load(f"{_PLUGIN}{point.name}", point.load)
             target = self._builtins.get(key)
-            if target is None:
+            if target is not None:
+                return self._load(target, lambda: _import(target))
+            plugin = self._entry_points().get(key)
+            if plugin is None:
                 return None
-            return self._load(target, lambda: _import(target))
+            if self._names_of is not None:
+                return cast(T, plugin)  # loaded when the entry points were read
+            point = cast("EntryPoint", plugin)
+            return self._load(f"{_PLUGIN}{point.name}", point.load)
 
     def _load(self, target: str, load: Callable[[], object]) -> T:
         if target not in self._loaded:
@@ -209,7 +217,7 @@ class Registry(Generic[T]):
         return found
 
     def register(self, name: str, obj: T, *, replace: bool = False) -> None:
-        """Provide ``obj`` under ``name`` in this process, over entry points and built-ins.
+        """Provide ``obj`` under ``name`` in this process, over built-ins and entry points.
 
         Raises:
             ValueError: ``name`` is already known (built-in, plugin or registered) and

@@ -7,8 +7,9 @@ every add and remove. Removal moves the last row into the hole: O(dim), never a 
 Search is exact (one BLAS matrix-vector product over all rows) below ``binary_threshold`` rows.
 Above it, search runs in two stages: a scan of the sign codes picks ``rerank`` candidates, and
 those are re-scored exactly in float32, so returned scores are always exact cosines. With numba
-installed (extra ``fast``) the scan scores each code asymmetrically against the float query
-(sum of the query's components where the code's bit is set); without numba, a blocked numpy scan
+installed (extra ``fast``) the scan scores each code asymmetrically against the query quantised
+to 4 bits per component (sum of the query's components where the code's bit is set, computed
+with AND and POPCNT over the query's bit planes); without numba, a blocked numpy scan
 ranks by Hamming distance between sign codes (the sign-random-projection angle estimate,
 Charikar, STOC 2002, on the embedding's own axes) and re-scores 4x more candidates to make up
 for its weaker ranking.
@@ -146,9 +147,9 @@ class VectorStore:
         vecs = check_embeddings(vectors, n=m, dim=self.dim)
         if m == 0:
             return
-        if np.unique(key_arr).shape[0] != m:
-            values, counts = np.unique(key_arr, return_counts=True)
-            raise ValueError(f"key {int(values[counts > 1][0])} appears twice in keys")
+        repeated = _first_repeated(key_arr)
+        if repeated is not None:
+            raise ValueError(f"key {repeated} appears twice in keys")
         key_list = key_arr.tolist()
         for key in key_list:
             if key in self._rows:
@@ -314,7 +315,7 @@ class VectorStore:
             raise IndexFormatError(f"{keys.shape[0]} vector keys but {vectors.shape[0]} vectors")
         if keys.size and int(keys.min()) < 0:
             raise IndexFormatError("vector keys must not be negative")
-        if np.unique(keys).shape[0] != keys.shape[0]:
+        if _first_repeated(keys) is not None:
             raise IndexFormatError("vector keys are not unique")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         if not np.isfinite(vecs).all():
@@ -587,77 +588,109 @@ def _candidate_kernel() -> Kernel:
     return _kernel
 
 
+_QUERY_BITS = 4
+"""Bits per query component in the numba first pass (16 levels: Recall@10 after re-scoring as
+with the float query, bench/bench_vectors.py)."""
+
+
+def _query_planes(query: np.ndarray, words: int) -> tuple[np.ndarray, np.float32]:
+    """The query quantised to ``2**_QUERY_BITS`` levels between its smallest and largest
+    component, as bit planes packed like the codes, and the offset of the first level.
+
+    With ``q[c] ~ lo + step * u[c]`` and ``u[c] = sum_b 2**b * plane_b[c]``, the asymmetric
+    score ``sum of q[c] over the code's set bits`` is ``step * (sum_b 2**b * popcount(code &
+    plane_b) + (lo / step) * popcount(code))``: ranked by the bracket, whose second factor is
+    the returned offset.
+    """
+    levels = 2**_QUERY_BITS - 1
+    lo, hi = float(query.min()), float(query.max())
+    step = (hi - lo) / levels if hi > lo else 1.0
+    u = np.clip(np.rint((query - lo) / step), 0, levels).astype(np.uint8)
+    bits = (u[None, :] >> np.arange(_QUERY_BITS, dtype=np.uint8)[:, None]) & 1
+    packed = np.zeros((_QUERY_BITS, words * 8), dtype=np.uint8)
+    packed[:, : -(-query.shape[0] // 8)] = np.packbits(bits, axis=1, bitorder="little")
+    return packed.view("<u8"), np.float32(lo / step)
+
+
 def _build_numba_kernel() -> Kernel | None:
     try:
         import numba
+        from numba.extending import intrinsic
     except ImportError:
         return None
 
-    # Asymmetric scoring: the float query against the sign codes, sum of q[c] over the set bits
-    # c, which ranks like q . sign(x) (= 2 * that sum - sum(q)). It keeps the query's magnitudes
+    @intrinsic
+    def popcount(typingctx: Any, x: Any) -> Any:  # noqa: ARG001  # pragma: no cover
+        """LLVM's ctpop: one instruction (POPCNT) per 64-bit word."""
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # noqa: ARG001
+            return builder.ctpop(args[0])
+
+        return numba.types.uint64(numba.types.uint64), codegen
+
+    # Asymmetric scoring: the query against the sign codes, the sum of q[c] over the set bits c,
+    # which ranks like q . sign(x) (= 2 * that sum - sum(q)). It keeps the query's magnitudes
     # that a symmetric Hamming distance throws away (asymmetric distances: Jegou, Douze & Schmid,
-    # TPAMI 2011; for binary codes Gordo et al., TPAMI 2014). One 256-entry table per code byte
-    # turns each vector's score into one lookup per byte; a min-heap keeps the best ``count``.
+    # TPAMI 2011; for binary codes Gordo et al., TPAMI 2014). The query is quantised to a few
+    # bits per component and split into bit planes (see _query_planes), so each 64-bit word of
+    # a code costs one AND and one POPCNT per plane plus one POPCNT for its own set bits: no
+    # table lookups. Scores of a block of rows are computed first (a tight loop), then a
+    # min-heap keeps the best ``count``.
     @numba.njit(cache=True, nogil=True)
-    def asymmetric_candidates(codes: Any, query: Any, count: Any) -> Any:  # pragma: no cover
+    def asymmetric_candidates(
+        codes: Any, planes: Any, offset: Any, count: Any
+    ) -> Any:  # pragma: no cover
         n, words = codes.shape
-        table = np.zeros((words * 8, 256), dtype=np.float32)
-        for j in range(words * 8):
-            for bit in range(8):
-                c = 8 * j + bit
-                if c < query.shape[0]:
-                    for b in range(256):
-                        if (b >> bit) & 1:
-                            table[j, b] += query[c]
         heap_score = np.empty(count, dtype=np.float32)
         heap_row = np.empty(count, dtype=np.int64)
         size = 0
-        for i in range(n):
-            # One 64-bit load per word, bytes split off with shifts (half the loads of reading
-            # byte by byte); four accumulators break the chain of dependent float additions.
-            a0 = np.float32(0.0)
-            a1 = np.float32(0.0)
-            a2 = np.float32(0.0)
-            a3 = np.float32(0.0)
-            for w in range(words):
-                x = codes[i, w]
-                j = 8 * w
-                a0 += table[j, x & 0xFF] + table[j + 4, (x >> 32) & 0xFF]
-                a1 += table[j + 1, (x >> 8) & 0xFF] + table[j + 5, (x >> 40) & 0xFF]
-                a2 += table[j + 2, (x >> 16) & 0xFF] + table[j + 6, (x >> 48) & 0xFF]
-                a3 += table[j + 3, (x >> 24) & 0xFF] + table[j + 7, x >> 56]
-            score = (a0 + a1) + (a2 + a3)
-            if size < count:  # push, sift up
-                pos = size
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if heap_score[parent] <= score:
-                        break
-                    heap_score[pos] = heap_score[parent]
-                    heap_row[pos] = heap_row[parent]
-                    pos = parent
-                heap_score[pos] = score
-                heap_row[pos] = i
-            elif score > heap_score[0]:  # replace the worst, sift down; ties keep lower rows
-                pos = 0
-                while True:
-                    child = 2 * pos + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and heap_score[child + 1] < heap_score[child]:
-                        child += 1
-                    if heap_score[child] >= score:
-                        break
-                    heap_score[pos] = heap_score[child]
-                    heap_row[pos] = heap_row[child]
-                    pos = child
-                heap_score[pos] = score
-                heap_row[pos] = i
+        block = 2048
+        scores = np.empty(block, dtype=np.float32)
+        for first in range(0, n, block):
+            last = min(n, first + block)
+            for i in range(first, last):
+                acc = np.int64(0)
+                ones = np.int64(0)
+                for w in range(words):
+                    x = codes[i, w]
+                    ones += np.int64(popcount(x))  # type: ignore[call-arg]
+                    for b in range(_QUERY_BITS):  # a constant: the loop is unrolled
+                        acc += np.int64(popcount(x & planes[b, w])) << b
+                scores[i - first] = np.float32(acc) + offset * np.float32(ones)
+            for i in range(first, last):
+                score = scores[i - first]
+                if size < count:  # push, sift up
+                    pos = size
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) // 2
+                        if heap_score[parent] <= score:
+                            break
+                        heap_score[pos] = heap_score[parent]
+                        heap_row[pos] = heap_row[parent]
+                        pos = parent
+                    heap_score[pos] = score
+                    heap_row[pos] = i
+                elif score > heap_score[0]:  # replace the worst, sift down; ties keep lower rows
+                    pos = 0
+                    while True:
+                        child = 2 * pos + 1
+                        if child >= size:
+                            break
+                        if child + 1 < size and heap_score[child + 1] < heap_score[child]:
+                            child += 1
+                        if heap_score[child] >= score:
+                            break
+                        heap_score[pos] = heap_score[child]
+                        heap_row[pos] = heap_row[child]
+                        pos = child
+                    heap_score[pos] = score
+                    heap_row[pos] = i
         return heap_row[:size].copy()
 
     def kernel(codes: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
-        rows: np.ndarray = asymmetric_candidates(codes, query, count)
+        planes, offset = _query_planes(query, codes.shape[1])
+        rows: np.ndarray = asymmetric_candidates(codes, planes, offset, count)
         return rows
 
     try:  # compile (or load from numba's cache) now, so a broken numba falls back to numpy
@@ -665,3 +698,11 @@ def _build_numba_kernel() -> Kernel | None:
     except Exception:
         return None
     return kernel
+
+
+def _first_repeated(keys: np.ndarray) -> int | None:
+    """The smallest key that appears twice, or ``None`` (a sort, not ``np.unique``, which
+    imports ``numpy.ma`` on first use: a cost a search process would pay at start-up)."""
+    ordered = np.sort(keys)
+    same = ordered[1:] == ordered[:-1]
+    return int(ordered[1:][same][0]) if same.any() else None

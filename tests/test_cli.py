@@ -146,7 +146,7 @@ def test_missing_index_is_a_one_line_error(tmp_path: Path, runner: CliRunner) ->
 
 def test_corrupt_index_is_a_one_line_error(runner: CliRunner, indexed: Path) -> None:
     gen = indexed / (indexed / "CURRENT").read_text().split()[0]
-    (gen / "chunks.jsonl").write_text("{broken")
+    (gen / "chunks.npz").write_text("{broken")
     result = runner.invoke(cli, ["search", "cats", "--index", str(indexed)])
     assert result.exit_code == 1
     assert "corrupt" in result.stderr

@@ -202,7 +202,7 @@ def test_third_party_entry_point_is_found(plugins: dict[str, list[Any]]) -> None
     assert get_embedder("fake/4").name == "fake/4"
 
 
-def test_precedence_is_registered_then_entry_point_then_builtin(
+def test_precedence_is_registered_then_builtin_then_entry_point(
     plugins: dict[str, list[Any]],
 ) -> None:
     plugins[registry.ENTRY_POINT_GROUP] = [
@@ -210,13 +210,16 @@ def test_precedence_is_registered_then_entry_point_then_builtin(
             name="openai", value="tests.test_embedders:_make_any", group=registry.ENTRY_POINT_GROUP
         )
     ]
-    assert registry.EMBEDDERS.source("openai") == "entry point"  # a plugin takes over a built-in
-    assert get_embedder("openai/x").name == "fake/4"
-    with pytest.raises(ValueError, match=r"embedder 'openai' is already provided \(entry point\)"):
+    registry.EMBEDDERS.reload()
+    # installing a package never changes what a built-in family means
+    assert registry.EMBEDDERS.source("openai") == "built-in"
+    with pytest.raises(ValueError, match=r"embedder 'openai' is already provided \(built-in\)"):
         register_embedder("openai", lambda rest: _Fake())
     register_embedder("openai", lambda rest: _Fake(), replace=True)
     assert registry.EMBEDDERS.source("openai") == "registered"
+    assert get_embedder("openai/x").name == "fake/4"
     registry.EMBEDDERS.unregister("openai")
+    assert registry.EMBEDDERS.source("openai") == "built-in"
     plugins[registry.ENTRY_POINT_GROUP] = []
     registry.EMBEDDERS.reload()
     assert registry.EMBEDDERS.source("openai") == "built-in"
@@ -337,8 +340,9 @@ def test_minilm_real_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     # A text's vector does not depend on the call: alone, as a query, or among others.
     np.testing.assert_array_equal(embedder.embed_query(_TEXTS[0]), vectors[0])
     np.testing.assert_array_equal(embedder.embed_documents(_TEXTS[::-1])[::-1], vectors[:3])
-    # The rewritten graph was cached, and a new embedder loads it with the same result.
-    assert [p.suffix for p in tmp_path.iterdir()] == [".onnx"]
+    # The rewritten graph and its optimised form were cached, and a new embedder loads them
+    # with the same result.
+    assert sorted(p.suffix or "dir" for p in tmp_path.iterdir()) == [".onnx", "dir"]
     np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), vectors[:3])
 
 
@@ -348,3 +352,67 @@ def test_minilm_int8_agrees_with_torch() -> None:
     ours = MiniLMEmbedder().embed_documents(_TEXTS)
     torch = SentenceTransformerEmbedder().embed_documents(_TEXTS)
     assert ((ours * torch).sum(axis=1) > 0.98).all()
+
+
+@needs_local
+def test_minilm_optimised_graph_is_cached_and_reused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+    first = MiniLMEmbedder(threads=1).embed_documents(_TEXTS)
+    (folder,) = tmp_path.glob("*-opt-*")
+    assert {p.name for p in folder.iterdir()} == {"model.onnx", "weights.data", "manifest.json"}
+
+    # A second start loads the saved graph: it neither rewrites nor optimises.
+    def refuse() -> None:
+        raise AssertionError("the cached graph was not used")
+
+    monkeypatch.setattr(minilm_module, "_prepared_model", refuse)
+    np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), first)
+
+
+@needs_local
+@pytest.mark.parametrize("damage", ["weights", "graph", "manifest", "truncated", "missing"])
+def test_minilm_damaged_graph_cache_is_rebuilt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+    first = MiniLMEmbedder(threads=1).embed_documents(_TEXTS)
+    (folder,) = tmp_path.glob("*-opt-*")
+    if damage == "weights":  # same size, other bytes: only the probe run can see it
+        path = folder / "weights.data"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)
+        data[-200_000:-190_000] = b"\x7f" * 10_000
+        path.write_bytes(bytes(data))
+    elif damage == "graph":
+        path = folder / "model.onnx"
+        path.write_bytes(b"\0" * path.stat().st_size)
+    elif damage == "manifest":
+        (folder / "manifest.json").write_text("{not json")
+    elif damage == "truncated":
+        path = folder / "weights.data"
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        (folder / "weights.data").unlink()
+    with caplog.at_level("WARNING", logger="ragkit.embedders.minilm"):
+        again = MiniLMEmbedder(threads=1).embed_documents(_TEXTS)
+    np.testing.assert_array_equal(again, first)
+    assert "damaged" in caplog.text
+    # Rebuilt: the next start finds a sound cache again, and says nothing.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ragkit.embedders.minilm"):
+        np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), first)
+    assert "damaged" not in caplog.text
+
+
+@needs_local
+def test_minilm_runs_when_the_cache_cannot_be_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(blocked / "cache"))
+    vectors = MiniLMEmbedder(threads=1).embed_documents(_TEXTS)
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path / "cache"))
+    np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), vectors)

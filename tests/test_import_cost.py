@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("ragkit.loaders", "ragkit.index", "ragkit.evaluation", "ragkit.answering", "anthropic")
 
@@ -31,3 +32,39 @@ def test_public_names_load_on_first_use() -> None:
     loaded = loaded_after("import ragkit\nragkit.open_index")
     assert "ragkit.index" in loaded
     assert "anthropic" not in loaded
+
+
+# What a search never needs: the loaders (docx, pdf, html, the folder walk, YAML front matter),
+# the Claude SDK, answering and evaluation, the onnx package (it only rewrites the graph once),
+# and the hosted and torch embedders.
+SEARCH_NEVER = (
+    "ragkit.loaders.docx",
+    "ragkit.loaders.pdf",
+    "ragkit.loaders.html",
+    "ragkit.loaders.folder",
+    "yaml",
+    "anthropic",
+    "ragkit.answering",
+    "ragkit.evaluation",
+    "onnx",
+    "ragkit.embedders._http",
+    "ragkit.embedders.st",
+)
+
+
+def test_a_search_process_imports_no_loader_or_sdk(tmp_path: Path) -> None:
+    import ragkit
+    from ragkit.types import Document
+
+    index = ragkit.Index(embedder=None)
+    index.add([Document("a", "BM25 ranks chunks by term weights. " * 5, {"path": "a.md"})])
+    index.add([Document("b", "Vectors rank chunks by cosine similarity. " * 5, {"path": "b.md"})])
+    index.add([Document("c", "Fusion merges both rankings into one. " * 5, {"path": "c.md"})])
+    index.save(tmp_path / "index")
+    loaded = loaded_after(
+        "from ragkit.cli import cli\n"
+        f"cli.main(['search', 'cosine', '--index', {str(tmp_path / 'index')!r}], "
+        "standalone_mode=False)"
+    )
+    assert "ragkit.stores.memory" in loaded  # the search ran
+    assert not loaded & set(SEARCH_NEVER)

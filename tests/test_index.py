@@ -203,7 +203,7 @@ def test_corrupt_index_raises_index_format_error(
     root = index.save(tmp_path / "idx")
     gen = root / (root / "CURRENT").read_text().split()[0]
     if damage.startswith("truncate_"):
-        name = {"chunks": "chunks.jsonl", "bm25": "bm25.npz", "vectors": "vectors.npz"}[damage[9:]]
+        name = {"chunks": "chunks.npz", "bm25": "bm25.npz", "vectors": "vectors.npz"}[damage[9:]]
         data = (gen / name).read_bytes()
         (gen / name).write_bytes(data[: len(data) // 2])
     elif damage == "garbage_manifest":

@@ -583,17 +583,23 @@ def test_plugins_register_through_entry_points(
         assert registered_suffixes() == available_loaders()
 
 
-def test_one_precedence_rule_registered_then_plugin_then_builtin(
+def test_one_precedence_rule_registered_then_builtin_then_plugin(
     registry: Any, plugins: dict[str, list[Any]]
 ) -> None:
-    assert registry.LOADERS.source(".md") == "built-in"
-    plugins[registry.ENTRY_POINT_GROUP] = [_Point("org-md", OrgLoader(suffixes=(".md",)))]
+    plugins[registry.ENTRY_POINT_GROUP] = [_Point("org-md", OrgLoader(suffixes=(".md", ".org")))]
     registry.LOADERS.reload()
-    assert registry.LOADERS.source(".md") == "entry point"
-    assert isinstance(loader_for(".md"), OrgLoader)  # a plugin takes over a built-in suffix
+    # an installed plugin adds .org but does not change how .md is read
+    assert registry.LOADERS.source(".md") == "built-in"
+    assert type(loader_for(".md")).__name__ == "MarkdownLoader"
+    assert registry.LOADERS.source(".org") == "entry point"
+    assert isinstance(loader_for(".org"), OrgLoader)
     mine = OrgLoader(suffixes=(".md",))
+    with pytest.raises(
+        ValueError, match=r"already read by another loader: \.md \(MarkdownLoader\)"
+    ):
+        register_loader(mine)
     register_loader(mine, replace=True)
-    assert loader_for(".MD") is mine  # and a registration takes over a plugin
+    assert loader_for(".MD") is mine  # a registration takes over a built-in, explicitly
 
 
 def test_a_failing_loader_skips_its_file_only(tmp_path: Path, registry: Any) -> None:

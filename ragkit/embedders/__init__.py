@@ -21,12 +21,12 @@ This package leaves out storing and searching vectors (the index and its stores)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ragkit.base import Embedder
 
 from ._common import check_embeddings, embed_checked, plan_batches
-from ._http import EmbedderKeyError, EmbeddingCost, HostedEmbedder
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
-from .openai import OpenAIEmbedder
 from .registry import (
     EMBEDDERS,
     ENTRY_POINT_GROUP,
@@ -38,8 +38,12 @@ from .registry import (
     get_embedder,
     register_embedder,
 )
-from .st import SentenceTransformerEmbedder
-from .voyage import VoyageEmbedder
+
+if TYPE_CHECKING:
+    from ._http import EmbedderKeyError, EmbeddingCost, HostedEmbedder
+    from .openai import OpenAIEmbedder
+    from .st import SentenceTransformerEmbedder
+    from .voyage import VoyageEmbedder
 
 LocalEmbedder = MiniLMEmbedder
 """The offline default embedder (the name ragkit 0.1 used; now torch-free)."""
@@ -73,3 +77,30 @@ __all__ = [
     "plan_batches",
     "register_embedder",
 ]
+
+# The hosted and torch embedders load on first use (PEP 562): a search with the default
+# embedder imports neither their modules nor the HTTP helpers.
+_LAZY: dict[str, str] = {
+    "EmbedderKeyError": "_http",
+    "EmbeddingCost": "_http",
+    "HostedEmbedder": "_http",
+    "OpenAIEmbedder": "openai",
+    "SentenceTransformerEmbedder": "st",
+    "VoyageEmbedder": "voyage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its submodule on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

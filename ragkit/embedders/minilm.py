@@ -14,6 +14,9 @@ tokens never produces NaN). The rewritten graph is cached under the user's cache
 (``RAGKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/ragkit``, else ``~/.cache/ragkit``); when that is
 not writable it is rebuilt in memory on each load. Its vectors differ slightly from the fp32
 model's, so its name differs from sentence-transformers' and the two never share an index.
+onnxruntime's optimisation of that graph (fusions, constant folding) is kept in the same cache
+directory too, per onnxruntime version and CPU, so that a process embedding one query does not
+pay for it again (:func:`_optimised_session`).
 
 Threads: every run uses one onnxruntime thread; documents run side by side on every core this
 process may use, a query on the calling thread (on a busy small machine one thread answers a
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -59,6 +64,12 @@ _MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a
 _TOKENIZER = Path(__file__).with_name("minilm-l6-v2-tokenizer.json")
 # Bump when _rewrite changes, so old cached graphs are not reused.
 _REWRITE_VERSION = 1
+# Bump when the saved optimised graph's layout or session options change.
+_OPTIMISED_VERSION = 1
+_GRAPH, _WEIGHTS, _META = "model.onnx", "weights.data", "manifest.json"
+# [CLS], 40 word pieces spread over the vocabulary, [SEP]: the probe of a cached graph.
+_PROBE_IDS = (101, *range(1996, 30000, 700), 102)
+_PROBE_STRIDE = 97  # every 97th output value is recorded (enough to see any change)
 _MODULES = ("onnxruntime", "tokenizers", _MODEL_PACKAGE)
 
 _INSTALL_HINT = (
@@ -177,6 +188,151 @@ def _prepared_model() -> bytes | str:
     return str(cached)
 
 
+def _session_options(ort: Any, level: Any) -> Any:
+    options = ort.SessionOptions()
+    # Parallelism comes from running texts side by side (see MiniLMEmbedder): one thread per
+    # run never waits for a busy sibling core.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = level
+    # Texts vary in length: an arena would keep the longest one's memory for good.
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 3
+    return options
+
+
+def _cpu_signature() -> str:
+    """What the optimised graph may depend on: the CPU's model and instruction-set flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            info = fh.read(1 << 16)
+    except OSError:
+        info = ""
+    lines = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in info.splitlines())
+        if key.strip() in ("model name", "flags", "Features", "CPU part")
+    }
+    return repr((os.uname().machine, sorted(lines.items())))
+
+
+def _optimised_dir(ort: Any) -> Path:
+    """Where the optimised graph of this model, onnxruntime version and CPU is kept."""
+    key = hashlib.sha256(
+        "\n".join(
+            [_MODEL_SHA256, str(_REWRITE_VERSION), str(_OPTIMISED_VERSION), ort.__version__,
+             _cpu_signature()]
+        ).encode()
+    ).hexdigest()[:16]  # fmt: skip
+    return _cache_dir() / f"minilm-l6-v2-int8-opt-{key}"
+
+
+def _probe(session: Any) -> list[float]:
+    """The graph's output for fixed token ids: a saved graph must reproduce it exactly."""
+    ids = np.asarray(_PROBE_IDS, dtype=np.int64)[None, :]
+    (hidden,) = session.run(
+        ["last_hidden_state"],
+        {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids),
+        },
+    )
+    return [float(x) for x in np.asarray(hidden, dtype=np.float32).reshape(-1)[::_PROBE_STRIDE]]
+
+
+def _load_optimised(ort: Any, folder: Path) -> Any | None:
+    """The session of a graph optimised earlier, or ``None`` when absent or damaged.
+
+    Checked before use: the manifest (written last) parses, both files have the sizes it
+    records, the graph file its SHA-256 (the weights file is too large to hash at every start),
+    and the session reproduces the recorded output for fixed token ids bit for bit.
+    """
+    if not folder.exists():
+        return None
+    try:
+        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        for name in (_GRAPH, _WEIGHTS):
+            if (folder / name).stat().st_size != meta["bytes"][name]:
+                raise ValueError(f"{name} has another size than its manifest records")
+        graph = (folder / _GRAPH).read_bytes()
+        if hashlib.sha256(graph).hexdigest() != meta["sha256"]:
+            raise ValueError(f"{_GRAPH} does not match its checksum")
+        session = ort.InferenceSession(
+            str(folder / _GRAPH),
+            _session_options(ort, ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+            providers=["CPUExecutionProvider"],
+        )
+        if _probe(session) != meta["probe"]:
+            raise ValueError("its output for fixed token ids differs from when it was saved")
+        return session
+    except Exception as exc:  # any damage: parse errors, onnxruntime's own, a changed output
+        logger.warning("the cached MiniLM graph at %s is damaged (%s): rebuilding it", folder, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _optimised_session(ort: Any) -> Any:
+    """A one-thread session on the rewritten graph, optimised once per machine and kept.
+
+    onnxruntime optimises a graph (fusions, constant folding) each time a session is created,
+    which costs more than the rest of a search process. The optimised graph is saved under the
+    cache directory, keyed by the model, the rewrite, onnxruntime's version and the CPU (the
+    optimiser may pick kernels for this CPU's instruction set), with its weights in a separate
+    file that onnxruntime maps instead of parsing. Later sessions load it without optimising;
+    their vectors are bit-for-bit those of a freshly optimised session. A damaged cache is
+    removed and rebuilt; when the cache directory cannot be written, each process optimises
+    in memory as before.
+    """
+    folder = _optimised_dir(ort)
+    session = _load_optimised(ort, folder)
+    if session is not None:
+        return session
+    source = _prepared_model()
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if isinstance(source, bytes):  # no writable cache
+        return ort.InferenceSession(
+            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
+        )
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".opt-"))
+    except OSError as exc:
+        logger.debug("cannot cache the optimised MiniLM graph (%s): optimising in memory", exc)
+        return ort.InferenceSession(
+            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
+        )
+    try:
+        options = _session_options(ort, level)
+        options.optimized_model_filepath = str(tmp / _GRAPH)
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", _WEIGHTS
+        )
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+        )
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        graph = (tmp / _GRAPH).read_bytes()
+        meta = {
+            "bytes": {name: (tmp / name).stat().st_size for name in (_GRAPH, _WEIGHTS)},
+            "sha256": hashlib.sha256(graph).hexdigest(),
+            "probe": _probe(session),
+            "onnxruntime": ort.__version__,
+        }
+        (tmp / _META).write_text(json.dumps(meta), encoding="utf-8")
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process saved it first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+        return session
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logger.debug("cannot cache the optimised MiniLM graph (%s): optimising in memory", exc)
+        return ort.InferenceSession(
+            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
+        )
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions, int8) on onnxruntime: offline, no torch.
 
@@ -239,19 +395,7 @@ class MiniLMEmbedder:
                 tokenizer = Tokenizer.from_file(str(_TOKENIZER))
                 tokenizer.enable_truncation(self.max_input_tokens)
                 tokenizer.no_padding()
-                options = ort.SessionOptions()
-                # Parallelism comes from running texts side by side (see the class docstring):
-                # one thread per run never waits for a busy sibling core.
-                options.intra_op_num_threads = 1
-                options.inter_op_num_threads = 1
-                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                # Texts vary in length: an arena would keep the longest one's memory for good.
-                options.enable_cpu_mem_arena = False
-                options.log_severity_level = 3
-                session = ort.InferenceSession(
-                    _prepared_model(), options, providers=["CPUExecutionProvider"]
-                )
+                session = _optimised_session(ort)
             except (MissingDependencyError, EmbeddingError):
                 raise
             except Exception as exc:

@@ -12,7 +12,7 @@ it. A third-party package plugs in with, in its pyproject.toml::
 
 or calls :func:`register_embedder` at run time. ragkit's own families are declared the same way
 (``_BUILTIN`` names the targets pyproject.toml registers, so a source checkout finds them too);
-the precedence among the three is ``ragkit.plugins``'s: registered > entry point > built-in.
+the precedence among the three is ``ragkit.plugins``'s: registered > built-in > entry point.
 
 =========================  =========  ==============================================
 family                     extra      names
@@ -94,7 +94,7 @@ EMBEDDERS: Registry[Factory] = Registry(
         f"entry-point group {ENTRY_POINT_GROUP!r} or with register_embedder()"
     ),
 )
-"""The embedder families (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
+"""The embedder families (``ragkit.plugins`` precedence: registered > built-in > entry point)."""
 
 
 def register_embedder(family: str, factory: Factory, *, replace: bool = False) -> None:

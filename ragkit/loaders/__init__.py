@@ -2,6 +2,7 @@
 
 - ``folder.py``: which files to read and how they are opened (race-safe, any depth), and the
   account of what was left out (:class:`LoadResult`).
+- ``defaults.py``: the default patterns and limits (constants only, importable without any loader).
 - ``registry.py``: suffix → loader (:func:`register_loader`, :func:`loader_for`, entry-point
   group ``ragkit.loaders``; one :mod:`ragkit.plugins` registry like the other extension points).
 - ``text.py`` (``.txt``, ``.rst``; markdown ``.md``, ``.markdown``, ``.mdx`` with YAML front
@@ -17,30 +18,32 @@ This package leaves out chunking, embedding and indexing, and any network access
 
 from __future__ import annotations
 
-from .docx import DocxLoader
-from .folder import (
-    DEFAULT_EXCLUDE_DIRS,
-    DEFAULT_INCLUDE,
-    DEFAULT_MAX_BYTES,
-    LoadResult,
-    NoDocumentsError,
-    Skipped,
-    load_file,
-    load_folder,
-)
-from .html import HtmlLoader, html_to_text
-from .limits import LoadLimits
-from .notebook import NotebookLoader
-from .pdf import PdfLoader, pages_for_span
-from .registry import (
-    ENTRY_POINT_GROUP,
-    LOADERS,
-    available_loaders,
-    loader_for,
-    register_loader,
-    registered_suffixes,
-)
-from .text import MarkdownLoader, TextLoader, parse_front_matter
+from typing import TYPE_CHECKING, Any
+
+from .defaults import DEFAULT_EXCLUDE_DIRS, DEFAULT_INCLUDE, DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from .docx import DocxLoader
+    from .folder import (
+        LoadResult,
+        NoDocumentsError,
+        Skipped,
+        load_file,
+        load_folder,
+    )
+    from .html import HtmlLoader, html_to_text
+    from .limits import LoadLimits
+    from .notebook import NotebookLoader
+    from .pdf import PdfLoader, pages_for_span
+    from .registry import (
+        ENTRY_POINT_GROUP,
+        LOADERS,
+        available_loaders,
+        loader_for,
+        register_loader,
+        registered_suffixes,
+    )
+    from .text import MarkdownLoader, TextLoader, parse_front_matter
 
 __all__ = [
     "DEFAULT_EXCLUDE_DIRS",
@@ -68,3 +71,45 @@ __all__ = [
     "register_loader",
     "registered_suffixes",
 ]
+
+# Names loaded from their submodule on first use (PEP 562): a process that only searches an
+# index imports no loader, YAML or subprocess code.
+_LAZY: dict[str, str] = {
+    "DocxLoader": "docx",
+    "LoadResult": "folder",
+    "NoDocumentsError": "folder",
+    "Skipped": "folder",
+    "load_file": "folder",
+    "load_folder": "folder",
+    "HtmlLoader": "html",
+    "html_to_text": "html",
+    "LoadLimits": "limits",
+    "NotebookLoader": "notebook",
+    "PdfLoader": "pdf",
+    "pages_for_span": "pdf",
+    "ENTRY_POINT_GROUP": "registry",
+    "LOADERS": "registry",
+    "available_loaders": "registry",
+    "loader_for": "registry",
+    "register_loader": "registry",
+    "registered_suffixes": "registry",
+    "MarkdownLoader": "text",
+    "TextLoader": "text",
+    "parse_front_matter": "text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its submodule on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

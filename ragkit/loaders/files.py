@@ -19,15 +19,12 @@ from typing import Any, cast
 from ..base import Loader
 from ..errors import LoadError
 from ..types import Document
+from .defaults import DEFAULT_MAX_BYTES
 from .globs import _suffix
 from .isolation import can_isolate, run_isolated
 from .limits import LoadLimits, budget_for, limit_reason
 from .registry import loader_for
 from .text import RESERVED_KEYS, TextLoader
-
-DEFAULT_MAX_BYTES: int = 10 * 1024 * 1024
-"""Text files larger than this (10 MiB) are skipped: they are almost never prose. PDF, DOCX and
-notebook loaders have larger limits of their own (their ``max_bytes`` attribute)."""
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import LoadError
 from ..types import Document
+from .defaults import DEFAULT_EXCLUDE_DIRS, DEFAULT_INCLUDE
 from .files import (
     _FILE_FLAGS,
     _O_CLOEXEC,
@@ -61,25 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ragkit")
-
-DEFAULT_INCLUDE: tuple[str, ...] = (
-    "**/*.md",
-    "**/*.markdown",
-    "**/*.mdx",
-    "**/*.txt",
-    "**/*.rst",
-    "**/*.html",
-    "**/*.htm",
-    "**/*.xhtml",
-    "**/*.ipynb",
-    "**/*.pdf",
-    "**/*.docx",
-)
-"""Glob patterns of the built-in formats. ``load_folder(include=None)`` (the default) reads these
-and any suffix a registered or plugin loader reads."""
-
-DEFAULT_EXCLUDE_DIRS: frozenset[str] = frozenset({"node_modules", "__pycache__", "site-packages"})
-"""Folder names not entered unless ``skip_hidden=False``, besides hidden folders and virtualenvs."""
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_NOFOLLOW | _O_CLOEXEC
 # Descriptors below the root are opened one component at a time, never through a symlink.

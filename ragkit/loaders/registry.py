@@ -2,11 +2,11 @@
 
 Suffixes are matched case-insensitively (``README.MD`` is markdown). The suffixes live in the
 :mod:`ragkit.plugins` registry :data:`LOADERS`, with its one precedence rule: a loader given to
-:func:`register_loader` wins over a plugin, and a plugin over a built-in loader. A plugin
+:func:`register_loader` wins over a built-in loader, and a built-in over a plugin. A plugin
 declares an entry point in the group ``ragkit.loaders`` (the object is a loader, or a class or
 function that returns one when called with no arguments; it reads the suffixes its
-``suffixes`` names); plugins are loaded the first time a loader is looked up, and one that
-fails to load is logged and skipped.
+``suffixes`` names); plugins are loaded the first time a suffix no built-in reads is looked
+up, and one that fails to load is logged and skipped.
 
 This module leaves out reading files (``folder.py``) and the formats themselves.
 """
@@ -71,7 +71,7 @@ LOADERS: Registry[Loader] = Registry(
     normalise=_normalise,
     names_of=lambda loader: loader.suffixes,
 )
-"""File suffix → loader (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
+"""File suffix → loader (``ragkit.plugins`` precedence: registered > built-in > entry point)."""
 
 
 def register_loader(loader: Loader, *, replace: bool = False) -> None:

@@ -21,7 +21,7 @@
   :func:`register_reranker`): the entry point names a callable
   ``factory(model: str | None = None, **options) -> Reranker``, and
   ``get_reranker("NAME:MODEL")`` calls it with ``model="MODEL"``. The precedence is
-  :mod:`ragkit.plugins`'s: registered > entry point > built-in.
+  :mod:`ragkit.plugins`'s: registered > built-in > entry point.
 
 This package leaves out first-stage retrieval and fusion (``ragkit.retrievers``) and the gate
 (``ragkit.gate``).
@@ -99,7 +99,7 @@ RERANKERS: Registry[Factory] = Registry(
     },
     accept=_factory,
 )
-"""The reranker kinds (``ragkit.plugins`` precedence: registered > entry point > built-in)."""
+"""The reranker kinds (``ragkit.plugins`` precedence: registered > built-in > entry point)."""
 
 
 def register_reranker(kind: str, factory: Factory, *, replace: bool = False) -> None:

@@ -112,8 +112,8 @@ STORES: Registry[StoreFactory] = Registry(
         f"entry-point group {ENTRY_POINT_GROUP!r} or with register_store()"
     ),
 )
-"""URL scheme → store factory (``ragkit.plugins`` precedence: registered > entry point >
-built-in). A location without a scheme is the ``file`` store's directory."""
+"""URL scheme → store factory (``ragkit.plugins`` precedence: registered > built-in > entry
+point). A location without a scheme is the ``file`` store's directory."""
 
 
 def scheme_of(location: str | Path) -> str:

@@ -4,7 +4,8 @@ An index directory::
 
     PATH/CURRENT              "<generation> <sha256 of its manifest.json>", replaced atomically
     PATH/gen-…/manifest.json  format, version, settings, documents, counts, each file's sha256
-    PATH/gen-…/chunks.jsonl   one chunk per line
+    PATH/gen-…/chunks.npz     the chunk table in columns (version 3; see ragkit.stores.memory)
+    PATH/gen-…/chunks.jsonl   one chunk per line (version 2, still read)
     PATH/gen-…/bm25.npz       BM25 postings (numpy arrays, no pickle)
     PATH/gen-…/vectors.npz    keys and float32 vectors (absent for a keyword-only index)
     PATH/.lock                held (flock) by a writer for the whole save
@@ -15,6 +16,10 @@ at any point leaves the previous generation live. The generation before the live
 of crashed saves are removed by the next save. Reading opens every file without following
 links and without blocking (a FIFO or device fails at once), checks each file's size and
 SHA-256 against the manifest, and never unpickles.
+
+Versions: a save writes :data:`FORMAT_VERSION`; a load reads every version in
+:data:`READABLE_VERSIONS` (the manifest's ``version`` says which files to expect) and refuses
+others with a message saying to rebuild. An index is upgraded by the next save, never in place.
 
 This module leaves out what the files mean (``ragkit.stores.memory``).
 """
@@ -44,6 +49,7 @@ from ..errors import IndexFormatError, IndexLockedError, RagkitError, StoreError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "Generation",
     "current_generation",
     "is_index_dir",
@@ -54,7 +60,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "ragkit-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+"""Written by every save. 3: the chunk table in columns (``chunks.npz``)."""
+READABLE_VERSIONS = (2, 3)
+"""Loaded. 2: the chunk table as JSON lines (``chunks.jsonl``)."""
 _MAX_MANIFEST_BYTES = 1 << 30
 _LOCK_TIMEOUT = 30.0
 # A reader retries while saves keep replacing the generation it is reading, for this long.
@@ -401,10 +410,12 @@ def _read_once(root: Path) -> Generation:
         raise IndexFormatError(f"{folder / 'manifest.json'} is corrupt: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{folder / 'manifest.json'} is not a ragkit index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    version = manifest.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise IndexFormatError(
-            f"{root} has index format version {manifest.get('version')!r}; this ragkit reads "
-            f"version {FORMAT_VERSION}. Rebuild it with `ragkit index`."
+            f"{root} has index format version {version!r}; this ragkit reads versions "
+            f"{readable}. Rebuild it with `ragkit index`."
         )
     listing = manifest.get("files")
     if not isinstance(listing, dict):

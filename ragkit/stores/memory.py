@@ -20,9 +20,9 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,9 @@ from .disk import (
 )
 
 __all__ = ["MemoryStore"]
+
+_CHUNK_FIELDS = ("id", "text", "document_id", "start", "end", "headings", "metadata")
+_FIELDS_MATCH = tuple(f.name for f in fields(Chunk)) == _CHUNK_FIELDS
 
 
 class _RWLock:
@@ -492,23 +495,9 @@ class MemoryStore:
             doc_meta = dict(self._doc_meta)
             next_key = self._next_key
 
-        def write_chunks(fh: IO[bytes]) -> None:
-            for key, c in chunk_items:
-                record: dict[str, Any] = {
-                    "key": key,
-                    "id": c.id,
-                    "document_id": c.document_id,
-                    "start": c.start,
-                    "end": c.end,
-                    "headings": list(c.headings),
-                    "text": c.text,
-                }
-                if c.metadata != doc_meta.get(c.document_id):
-                    record["metadata"] = _jsonable(c.metadata)
-                fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-
+        chunk_table = _chunk_columns(chunk_items, doc_meta)
         files: dict[str, Any] = {
-            "chunks.jsonl": write_chunks,
+            "chunks.npz": lambda fh: np.savez(fh, **chunk_table),  # type: ignore[arg-type]
             "bm25.npz": lambda fh: np.savez(fh, **bm25_state),  # type: ignore[arg-type]
         }
         if vector_state is not None:
@@ -558,7 +547,8 @@ class MemoryStore:
             docs = _expect(manifest.get("documents"), dict, where, "documents")
             counts = _expect(manifest.get("counts"), dict, where, "counts")
             next_key = _expect(manifest.get("next_key"), int, where, "next_key")
-            for name in ("chunks.jsonl", "bm25.npz"):
+            chunk_name = "chunks.jsonl" if manifest.get("version") == 2 else "chunks.npz"
+            for name in (chunk_name, "bm25.npz"):
                 if name not in gen.files:
                     raise IndexFormatError(f"{where} does not list {name}")
             if settings.embedder is None and "vectors.npz" in gen.files:
@@ -574,42 +564,14 @@ class MemoryStore:
                 store._doc_hash[doc_id] = _expect(info.get("sha256"), str, where, "sha256")
                 meta = _expect(info.get("metadata", {}), dict, where, "metadata")
                 store._doc_meta[doc_id] = freeze_metadata(meta)
-        chunks: dict[int, Chunk] = {}
-        chunk_file = folder / "chunks.jsonl"
-        for line_no, line in enumerate(gen.files["chunks.jsonl"].splitlines(), 1):
-            with _blame(chunk_file, f"line {line_no}"):
-                r = _expect(json.loads(line), dict, chunk_file, f"line {line_no}")
-                doc_id = _expect(r.get("document_id"), str, chunk_file, "document_id")
-                if doc_id not in store._doc_meta:
-                    raise IndexFormatError(
-                        f"{chunk_file} line {line_no}: document {doc_id!r} is not in the manifest"
-                    )
-                extra = r.get("metadata")
-                meta = (
-                    store._doc_meta[doc_id]
-                    if extra is None
-                    else freeze_metadata(_expect(extra, dict, chunk_file, "metadata"))
+        chunk_file = folder / chunk_name
+        if chunk_name == "chunks.jsonl":
+            chunks = _chunks_from_lines(gen.files[chunk_name], chunk_file, store._doc_meta)
+        else:
+            with _blame(chunk_file):
+                chunks = _chunks_from_columns(
+                    gen.npz(chunk_name), chunk_file, store._doc_keys, store._doc_meta
                 )
-                headings = _expect(r.get("headings"), list, chunk_file, "headings")
-                if not all(isinstance(h, str) for h in headings):
-                    raise IndexFormatError(f"{chunk_file} line {line_no}: headings must be strings")
-                start = _expect(r.get("start"), int, chunk_file, "start")
-                end = _expect(r.get("end"), int, chunk_file, "end")
-                if not 0 <= start <= end:
-                    raise IndexFormatError(f"{chunk_file} line {line_no}: bad span {start}..{end}")
-                chunk = Chunk(
-                    _expect(r.get("id"), str, chunk_file, "id"),
-                    _expect(r.get("text"), str, chunk_file, "text"),
-                    doc_id,
-                    start,
-                    end,
-                    tuple(headings),
-                    meta,
-                )
-                key = _expect(r.get("key"), int, chunk_file, "key")
-                if key in chunks:
-                    raise IndexFormatError(f"{chunk_file} line {line_no}: key {key} repeated")
-                chunks[key] = chunk
         listed = sorted(k for keys in store._doc_keys.values() for k in keys)
         if len(set(listed)) != len(listed):
             raise IndexFormatError(f"{where}: a chunk key is listed under two documents")
@@ -670,6 +632,172 @@ class MemoryStore:
             store._vectors = vectors
         store._generation = folder.name
         return store
+
+
+def _chunk_columns(
+    items: Sequence[tuple[int, Chunk]], doc_meta: Mapping[str, Mapping[str, Any]]
+) -> dict[str, np.ndarray]:
+    """The chunk table of a save (format version 3), one array per column.
+
+    ``keys`` (ascending), ``starts``, ``ends``, ``text`` (every chunk's text in key order, UTF-8,
+    one after another: a chunk's text is ``end - start`` characters long), ``headings`` (JSON:
+    the distinct heading paths) with ``heading_ids`` per chunk, and ``metadata`` (JSON: the
+    metadata of the chunks whose metadata is not their document's, by key). A chunk's ID and
+    document come from the manifest, which lists every document's chunk keys in order.
+    """
+    paths: dict[tuple[str, ...], int] = {}
+    extra: dict[str, Any] = {}
+    for key, c in items:
+        paths.setdefault(c.headings, len(paths))
+        if c.metadata != doc_meta.get(c.document_id):
+            extra[str(key)] = _jsonable(c.metadata)
+
+    def utf8(text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+    return {
+        "keys": np.array([key for key, _ in items], dtype=np.int64),
+        "starts": np.array([c.start for _, c in items], dtype=np.int64),
+        "ends": np.array([c.end for _, c in items], dtype=np.int64),
+        "text": utf8("".join(c.text for _, c in items)),
+        "headings": utf8(json.dumps([list(p) for p in paths], ensure_ascii=False)),
+        "heading_ids": np.array([paths[c.headings] for _, c in items], dtype=np.int32),
+        "metadata": utf8(json.dumps(extra, ensure_ascii=False)),
+    }
+
+
+def _chunks_from_columns(
+    arrays: Mapping[str, np.ndarray],
+    chunk_file: Path,
+    doc_keys: Mapping[str, Sequence[int]],
+    doc_meta: Mapping[str, Mapping[str, Any]],
+) -> dict[int, Chunk]:
+    """The chunk table of a version-3 index (see :func:`_chunk_columns`), checked column-wise."""
+
+    def column(name: str, kind: str) -> np.ndarray:
+        array = arrays.get(name)
+        if array is None:
+            raise IndexFormatError(f"{chunk_file}: column {name!r} is missing")
+        if array.ndim != 1 or array.dtype.kind != kind or (kind == "u" and array.itemsize != 1):
+            raise IndexFormatError(
+                f"{chunk_file}: column {name!r} has the wrong type ({array.dtype}, {array.shape})"
+            )
+        return array
+
+    keys, starts, ends, heading_ids = (
+        column(name, "i") for name in ("keys", "starts", "ends", "heading_ids")
+    )
+    text, heading_json, meta_json = (column(name, "u") for name in ("text", "headings", "metadata"))
+    n = len(keys)
+    if not len(starts) == len(ends) == len(heading_ids) == n:
+        raise IndexFormatError(f"{chunk_file}: the columns have different lengths")
+    if n and not bool((np.diff(keys) > 0).all()):
+        raise IndexFormatError(f"{chunk_file}: keys must be unique and ascending")
+    if not bool(((starts >= 0) & (starts < ends)).all()):
+        raise IndexFormatError(f"{chunk_file}: a chunk's span is empty or negative")
+    texts = text.tobytes().decode("utf-8")
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=bounds[1:])
+    if int(bounds[-1]) != len(texts):
+        raise IndexFormatError(f"{chunk_file}: the texts do not fill the chunks' spans")
+    raw_paths = json.loads(heading_json.tobytes().decode("utf-8"))
+    if not isinstance(raw_paths, list) or not all(
+        isinstance(p, list) and all(isinstance(h, str) for h in p) for p in raw_paths
+    ):
+        raise IndexFormatError(f"{chunk_file}: headings must be lists of strings")
+    paths = [tuple(p) for p in raw_paths]
+    if n and not (0 <= int(heading_ids.min()) and int(heading_ids.max()) < len(paths)):
+        raise IndexFormatError(f"{chunk_file}: a heading id is out of range")
+    extra = _expect(json.loads(meta_json.tobytes().decode("utf-8")), dict, chunk_file, "metadata")
+    owner = {k: (doc_id, i) for doc_id, listed in doc_keys.items() for i, k in enumerate(listed)}
+    key_list = keys.tolist()
+    unlisted = [k for k in key_list if k not in owner]
+    if unlisted or len(owner) != n:
+        missing = sorted(set(owner) - set(key_list))[:3]
+        raise IndexFormatError(
+            f"{chunk_file.with_name('manifest.json')} and {chunk_file.name} disagree: keys "
+            f"{missing} are listed but not in {chunk_file.name}, keys {unlisted[:3]} are there "
+            "but not listed"
+        )
+    special: dict[int, Mapping[str, Any]] = {}
+    for name, meta in extra.items():
+        key = int(name)
+        if key not in owner:
+            raise IndexFormatError(f"{chunk_file}: metadata for key {key}, which is no chunk's")
+        special[key] = freeze_metadata(_expect(meta, dict, chunk_file, f"metadata[{name!r}]"))
+    chunks: dict[int, Chunk] = {}
+    cuts = bounds.tolist()
+    for i, (key, start, end, path) in enumerate(
+        zip(key_list, starts.tolist(), ends.tolist(), heading_ids.tolist(), strict=True)
+    ):
+        doc_id, ordinal = owner[key]
+        chunks[key] = _checked_chunk(
+            f"{doc_id}#{ordinal}",
+            texts[cuts[i] : cuts[i + 1]],
+            doc_id,
+            start,
+            end,
+            paths[path],
+            special.get(key, doc_meta[doc_id]),
+        )
+    return chunks
+
+
+_SET = object.__setattr__
+
+
+def _checked_chunk(*values: Any) -> Chunk:
+    """A :class:`Chunk` of fields the chunk table's checks already cover (spans, text lengths,
+    frozen metadata), without repeating them per chunk: a quarter of the constructor's cost,
+    which is most of an index's load time. Falls back to the constructor if Chunk changes."""
+    if _FIELDS_MATCH:
+        chunk = Chunk.__new__(Chunk)
+        for name, value in zip(_CHUNK_FIELDS, values, strict=True):
+            _SET(chunk, name, value)
+        return chunk
+    return Chunk(*values)
+
+
+def _chunks_from_lines(
+    data: bytes, chunk_file: Path, doc_meta: Mapping[str, Mapping[str, Any]]
+) -> dict[int, Chunk]:
+    """The chunk table of a version-2 index: one JSON object per line, checked field by field."""
+    chunks: dict[int, Chunk] = {}
+    for line_no, line in enumerate(data.splitlines(), 1):
+        with _blame(chunk_file, f"line {line_no}"):
+            r = _expect(json.loads(line), dict, chunk_file, f"line {line_no}")
+            doc_id = _expect(r.get("document_id"), str, chunk_file, "document_id")
+            if doc_id not in doc_meta:
+                raise IndexFormatError(
+                    f"{chunk_file} line {line_no}: document {doc_id!r} is not in the manifest"
+                )
+            extra = r.get("metadata")
+            meta = (
+                doc_meta[doc_id]
+                if extra is None
+                else freeze_metadata(_expect(extra, dict, chunk_file, "metadata"))
+            )
+            headings = _expect(r.get("headings"), list, chunk_file, "headings")
+            if not all(isinstance(h, str) for h in headings):
+                raise IndexFormatError(f"{chunk_file} line {line_no}: headings must be strings")
+            start = _expect(r.get("start"), int, chunk_file, "start")
+            end = _expect(r.get("end"), int, chunk_file, "end")
+            if not 0 <= start <= end:
+                raise IndexFormatError(f"{chunk_file} line {line_no}: bad span {start}..{end}")
+            chunk = Chunk(
+                _expect(r.get("id"), str, chunk_file, "id"),
+                _expect(r.get("text"), str, chunk_file, "text"),
+                doc_id,
+                start,
+                end,
+                tuple(headings),
+                meta,
+            )
+            key = _expect(r.get("key"), int, chunk_file, "key")
+            if key in chunks:
+                raise IndexFormatError(f"{chunk_file} line {line_no}: key {key} repeated")
+            chunks[key] = chunk
+    return chunks
 
 
 @contextmanager

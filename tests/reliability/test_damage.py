@@ -54,13 +54,48 @@ def _build(path: Path, *, vectors: bool) -> Path:
     return path
 
 
+def _as_version_2(root: Path) -> Path:
+    """Rewrite the live generation as ragkit wrote it before format 3: chunks as JSON lines."""
+    store = MemoryStore.load(root)
+    gen = _gen(root)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    lines = []
+    for key, c in sorted(store._chunks.items()):
+        record = {
+            "key": key,
+            "id": c.id,
+            "document_id": c.document_id,
+            "start": c.start,
+            "end": c.end,
+            "headings": list(c.headings),
+            "text": c.text,
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    (gen / "chunks.jsonl").write_text("".join(lines), encoding="utf-8")
+    (gen / "chunks.npz").unlink()
+    manifest["files"].pop("chunks.npz")
+    manifest["files"]["chunks.jsonl"] = {}
+    manifest["version"] = 2
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    _reseal(root)
+    return root
+
+
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("pristine")
     return {
         "hybrid": _build(base / "hybrid", vectors=True),
         "keyword": _build(base / "keyword", vectors=False),
+        "hybrid-v2": _as_version_2(_build(base / "hybrid-v2", vectors=True)),
     }
+
+
+def test_an_index_of_format_version_2_still_loads(pristine: dict[str, Path]) -> None:
+    old, new = MemoryStore.load(pristine["hybrid-v2"]), MemoryStore.load(pristine["hybrid"])
+    assert old._chunks == new._chunks
+    assert old.document_hashes() == new.document_hashes()
+    assert old.keyword_search("alpha topic1", 5) == new.keyword_search("alpha topic1", 5)
 
 
 def _gen(root: Path) -> Path:
@@ -100,16 +135,9 @@ def _edit_npz(root: Path, name: str, change: Callable[[dict], None]) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def _edit_chunks(root: Path, change: Callable[[list[dict]], None]) -> None:
-    path = _gen(root) / "chunks.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    change(records)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-
-
 # -- raw damage ---------------------------------------------------------------------------------
 
-FILES = ["CURRENT", "manifest.json", "chunks.jsonl", "bm25.npz", "vectors.npz"]
+FILES = ["CURRENT", "manifest.json", "chunks.npz", "bm25.npz", "vectors.npz"]
 
 
 def _flip(path: Path) -> None:
@@ -199,13 +227,9 @@ def test_tampering_without_resealing_is_caught_by_the_checksums(
     pristine: dict[str, Path], tmp_path: Path, tamper: str
 ) -> None:
     root = _copy(pristine, "hybrid", tmp_path)
-    if tamper == "swapped-chunk-texts":
-
-        def swap(records: list[dict]) -> None:
-            records[0]["text"], records[1]["text"] = records[1]["text"], records[0]["text"]
-
-        _edit_chunks(root, swap)
-        name = "chunks.jsonl"
+    if tamper == "swapped-chunk-texts":  # the texts' bytes in reverse order: same sizes
+        _edit_npz(root, "chunks.npz", lambda a: a.update(text=a["text"][::-1].copy()))
+        name = "chunks.npz"
     elif tamper == "shuffled-vector-rows":
         _edit_npz(root, "vectors.npz", lambda a: a.update(vectors=a["vectors"][::-1].copy()))
         name = "vectors.npz"
@@ -257,7 +281,10 @@ FORGED_MANIFEST: dict[str, Callable[[dict], None]] = {
     ),
     "files-bytes-negative": lambda m: m["files"]["bm25.npz"].update(bytes=-1),
     "files-is-a-list": lambda m: m.update(files=[]),
-    "format-version-3": lambda m: m.update(version=3),
+    "format-version-4": lambda m: m.update(version=4),
+    "format-version-1": lambda m: m.update(version=1),
+    "format-version-true": lambda m: m.update(version=True),
+    "format-version-2-without-jsonl": lambda m: m.update(version=2),
 }
 
 
@@ -273,7 +300,7 @@ def test_forged_manifest_damage_is_refused_naming_the_manifest(
         gen = _gen(root)
         body = (gen / "manifest.json").read_bytes()
         (root / "CURRENT").write_text(f"{gen.name} {hashlib.sha256(body).hexdigest()}\n")
-    names = ("manifest.json", "chunks.jsonl", "bm25.npz", "vectors.npz", "version")
+    names = ("manifest.json", "chunks.npz", "bm25.npz", "vectors.npz", "version")
     with pytest.raises(IndexFormatError, match="|".join(map(re.escape, names))):
         MemoryStore.load(root)
 
@@ -295,16 +322,64 @@ FORGED_CHUNKS: dict[str, Callable[[list[dict]], None]] = {
 
 
 @pytest.mark.parametrize("damage", list(FORGED_CHUNKS))
-def test_forged_chunk_damage_is_refused_naming_chunks_jsonl(
+def test_forged_chunk_damage_to_a_version_2_index_is_refused_naming_chunks_jsonl(
     pristine: dict[str, Path], tmp_path: Path, damage: str
 ) -> None:
-    root = _copy(pristine, "hybrid", tmp_path)
+    root = _copy(pristine, "hybrid-v2", tmp_path)
     path = _gen(root) / "chunks.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
     FORGED_CHUNKS[damage](records)
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     _reseal(root)
     with pytest.raises(IndexFormatError, match="chunks[.]jsonl"):
+        MemoryStore.load(root)
+
+
+def _utf8(value: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+
+
+FORGED_COLUMNS: dict[str, Callable[[dict], None]] = {
+    "keys-missing": lambda a: a.pop("keys"),
+    "keys-float": lambda a: a.update(keys=a["keys"].astype(np.float64)),
+    "keys-repeated": lambda a: a["keys"].__setitem__(1, a["keys"][0]),
+    "keys-descending": lambda a: a.update(keys=a["keys"][::-1].copy()),
+    "keys-foreign": lambda a: a.update(keys=a["keys"] + 1000),
+    "keys-2d": lambda a: a.update(keys=a["keys"][:, None].copy()),
+    "a-chunk-dropped": lambda a: a.update(
+        {k: a[k][:-1].copy() for k in ("keys", "starts", "ends", "heading_ids")}
+    ),
+    "starts-short": lambda a: a.update(starts=a["starts"][:-1].copy()),
+    "span-empty": lambda a: a["ends"].__setitem__(0, a["starts"][0]),
+    "span-negative": lambda a: a["starts"].__setitem__(0, -1),
+    "text-short": lambda a: a.update(text=a["text"][:-1].copy()),
+    "text-not-utf8": lambda a: a["text"].__setitem__(0, 0xFF),
+    "text-is-int64": lambda a: a.update(text=a["text"].astype(np.int64)),
+    "headings-not-json": lambda a: a.update(headings=np.frombuffer(b"[[", dtype=np.uint8)),
+    "headings-hold-numbers": lambda a: a.update(headings=_utf8([[1, 2]])),
+    "heading-id-out-of-range": lambda a: a["heading_ids"].__setitem__(0, 10_000),
+    "metadata-is-a-list": lambda a: a.update(metadata=_utf8([1])),
+    "metadata-of-no-chunk": lambda a: a.update(metadata=_utf8({"9999": {"team": "x"}})),
+    "metadata-key-not-a-number": lambda a: a.update(metadata=_utf8({"first": {}})),
+    "metadata-value-a-list": lambda a: a.update(metadata=_utf8({"0": [1]})),
+    "object-array": lambda a: a.update(starts=np.array([object()] * len(a["starts"]))),
+}
+
+
+@pytest.mark.parametrize("damage", list(FORGED_COLUMNS))
+def test_forged_chunk_table_damage_is_refused_naming_chunks_npz(
+    pristine: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    path = _gen(root) / "chunks.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k].copy() for k in data.files}
+    FORGED_COLUMNS[damage](arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # an object array is pickled inside: loading must not unpickle it
+    path.write_bytes(buf.getvalue())
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match="chunks[.]npz"):
         MemoryStore.load(root)
 
 
@@ -374,11 +449,11 @@ def test_a_damaged_current_pointer_is_refused(
 @pytest.mark.parametrize(
     ("name", "damage"),
     [
-        ("chunks.jsonl", "flipped"),
+        ("chunks.npz", "flipped"),
         ("bm25.npz", "truncated"),
         ("manifest.json", "symlink-outside"),
         ("CURRENT", "directory"),
-        ("chunks.jsonl", "fifo"),
+        ("chunks.npz", "fifo"),
     ],
 )
 def test_ragkit_search_on_a_damaged_index_prints_one_line_and_exits_1(
