@@ -367,6 +367,7 @@ class BM25Index:
         self._norm_cache: tuple[int, FloatArray] | None = None
         self._avg_idf_cache: tuple[int, float] | None = None
         self._dead_cache: tuple[int, IntArray] | None = None
+        self._block_cache: tuple[np.ndarray, IntArray, np.ndarray, FloatArray, float] | None = None
         # Per-term contributions of recent queries, valid for one version of the index.
         self._contrib_cache: dict[int, list[tuple[np.ndarray, FloatArray, float]]] = {}
         self._contrib_size = 0
@@ -784,8 +785,12 @@ class BM25Index:
         count = np.array(list(counts.values()), dtype=np.int64)
         okapi = self.variant == "okapi"
         k1p1 = self.k1 + 1
-        # One posting contributes idf * tf / (tf + norm) < idf (lucene), times k1 + 1 (okapi).
-        bound = idf * count * (k1p1 if okapi else 1.0)
+        bptr, blast, bmax, avgdl0 = self._blocks(kernel)
+        # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
+        # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
+        factor = max(1.0, (self._total_len / self._n_docs) / avgdl0) if self.b > 0 else 1.0
+        scale = idf * count * ((k1p1 if okapi else 1.0) * factor * (1 + 1e-9))
+        b_lo = [int(bptr[tid]) if tid < n_base else 0 for tid in counts]
         ok = self._alive.view
         if allowed is not None:
             keys = self._keys.view
@@ -796,12 +801,31 @@ class BM25Index:
         elif not self._n_dead:
             ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
         acc, touched = _scratch(len(self._keys))
-        cand, scores = kernel(
+        cand, scores = kernel.top_candidates(
             self._pslots, self._ptfs, np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64),
+            np.array(b_lo, dtype=np.int64), blast, bmax,
             dslots, dtfs, np.array(d_lo, dtype=np.int64), np.array(d_hi, dtype=np.int64),
-            idf, count, bound, self._norm(), ok, okapi, k1p1, k, acc, touched,
+            idf, count, scale, self._norm(), ok, okapi, k1p1, k, acc, touched,
+            _WINDOW, _LOOKUP_COST,
         )  # fmt: skip
         return cand, scores
+
+    def _blocks(self, kernel: Any) -> tuple[IntArray, np.ndarray, FloatArray, float]:
+        """Per-block bounds of the base postings (ragkit._bm25_numba), rebuilt when they change.
+
+        Built lazily by the first search after a merge or compaction (one pass over the
+        postings), so adds and removes stay cheap; the tuple is replaced whole, so concurrent
+        searches that both build it are harmless.
+        """
+        blocks = self._block_cache
+        if blocks is None or blocks[0] is not self._pslots:
+            avgdl = self._total_len / self._n_docs
+            bptr, blast, bmax = kernel.block_maxima(
+                self._indptr, self._pslots, self._ptfs, self._norm()
+            )
+            blocks = (self._pslots, bptr, blast, bmax, avgdl)
+            self._block_cache = blocks
+        return blocks[1], blocks[2], blocks[3], blocks[4]
 
     def _dead_slots(self) -> IntArray:
         cache = self._dead_cache
@@ -1076,6 +1100,11 @@ class BM25Index:
 # Below this many slots the numpy path takes well under a millisecond, and importing numba for
 # the kernel would cost more than it saves in a short-lived process (tests lower it to 0).
 _NUMBA_MIN_SLOTS = 20_000
+# The kernel's window of document slots, and when it looks candidates up in a posting list
+# rather than reading the list's postings in the window (ragkit._bm25_numba): tuned on SciFact
+# claims at 100k and 1M slots by bench/bench_bm25.py.
+_WINDOW = 4096
+_LOOKUP_COST = 16
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
 _scratch_local = threading.local()
@@ -1084,23 +1113,26 @@ _EMPTY_BOOL: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
 
 
 def _numba_kernel() -> Any:
-    """ragkit._bm25_numba.top_candidates when numba works here (extra ``fast``), else None."""
+    """The module ragkit._bm25_numba when numba works here (extra ``fast``), else None."""
     global _kernel
     if not _use_numba:
         return None
     if _kernel is None:
         try:
-            from ragkit._bm25_numba import top_candidates
+            from ragkit import _bm25_numba
 
             # Compile (or load numba's cache) now, so a broken numba falls back to numpy.
             for tf_dtype in (np.uint16, np.int32):
                 i32, i64 = np.zeros(1, np.int32), np.zeros(1, np.int64)
-                top_candidates(
-                    i32, np.ones(1, tf_dtype), i64, i64 + 1, i32, i32, i64, i64,
+                tfs = np.ones(1, tf_dtype)
+                indptr = np.arange(2, dtype=np.int64)
+                _, blast, bmax = _bm25_numba.block_maxima(indptr, i32, tfs, np.ones(1))
+                _bm25_numba.top_candidates(
+                    i32, tfs, i64, i64 + 1, i64, blast, bmax, i32, i32, i64, i64,
                     np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.bool_),
-                    False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32),
+                    False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
                 )  # fmt: skip
-            _kernel = top_candidates
+            _kernel = _bm25_numba
         except Exception:  # ImportError, or numba failing to compile on this machine
             _kernel = False
     return _kernel or None
