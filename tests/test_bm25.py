@@ -179,7 +179,7 @@ def random_docs(rng: random.Random, n: int, vocab: int = 30) -> list[list[str]]:
 def test_incremental_equals_fresh_build(
     variant: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ragkit.bm25 as mod
+    import ragkit._bm25_postings as mod
 
     # Small thresholds so merges and compactions happen inside a small test.
     monkeypatch.setattr(mod, "_MIN_MERGE", 20)

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ragkit"
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "types", "filters", "fusion", "pricing", "tokens", "progress", "_bm25_numba"),
+    ("analyzer", "_bm25_postings"),
     ("bm25", "chunking", "audit"),
     ("base",),
     ("embedders", "vectors", "loaders", "stores", "retrievers", "rerankers", "gate", "contextual"),
