@@ -32,9 +32,10 @@ __all__ = ["BLOCK", "block_maxima", "top_candidates"]
 BLOCK = 128
 """Postings per block of a term's base posting list."""
 
-# Relative slack on every bound comparison: partial sums taken in another order than the final
-# one differ in the last bits; 1e-9 is far above any such rounding and far below any real gap.
-_SLACK = 1e-9
+# Relative slack on every bound comparison: the candidates are picked with float32 norms
+# (``norm1``, half the memory traffic) and partial sums taken in another order than the final
+# one; 1e-6 is far above those roundings (~1e-7), and a larger slack only keeps more candidates.
+_SLACK = 1e-6
 
 
 @numba.njit(cache=True, nogil=True)
@@ -139,6 +140,7 @@ def top_candidates(
     count: Any,
     scale: Any,
     norm: Any,
+    norm1: Any,
     ok: Any,
     okapi: bool,
     k1p1: float,
@@ -157,10 +159,11 @@ def top_candidates(
     ``scale[j] * bmax[i]`` bounds the contribution of any posting of block ``i`` (times
     ``count[j]``). ``ok[slot]`` is false for slots that must not be returned (``ok`` empty:
     all may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one
-    entry per slot; ``acc`` must be all zero and is left all zero. ``window`` is the number
-    of slots scored together; the documents left in a window are looked up in a non-essential
-    term's postings when ``lookup_cost`` times their number is below that term's postings
-    there, else those postings are read.
+    entry per slot; ``acc`` must be all zero and is left all zero. ``norm1`` is ``norm`` in
+    float32, used to pick the candidates (their scores are then computed with ``norm``).
+    ``window`` is the number of slots scored together; the documents left in a window are
+    looked up in a non-essential term's postings when ``lookup_cost`` times their number is
+    below that term's postings there, else those postings are read.
     """
     n_terms = idf.shape[0]
     check_ok = ok.shape[0] > 0
@@ -180,7 +183,7 @@ def top_candidates(
         for p in range(d_lo[j], d_hi[j]):
             s = dslots[p]
             if not check_ok or ok[s]:
-                v = _contribution(dtfs[p], s, norm, w, okapi, k1p1) * c
+                v = _contribution(dtfs[p], s, norm1, w, okapi, k1p1) * c
                 if acc[s] == 0.0:
                     touched[n_t] = s
                     n_t += 1
@@ -267,7 +270,7 @@ def top_candidates(
                 if s >= end:
                     break
                 if not check_ok or ok[s]:
-                    v = _contribution(ptfs[p], s, norm, w, okapi, k1p1) * c
+                    v = _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
                     if acc[s] == 0.0:
                         touched[n_t] = s
                         n_t += 1
@@ -305,7 +308,7 @@ def top_candidates(
                     s = touched[i]
                     f = _find(pslots, p, hi, s)
                     if f >= 0:
-                        acc[s] += _contribution(ptfs[f], s, norm, w, okapi, k1p1) * c
+                        acc[s] += _contribution(ptfs[f], s, norm1, w, okapi, k1p1) * c
             else:
                 while p < hi and pslots[p] < start:
                     p += 1
@@ -314,7 +317,7 @@ def top_candidates(
                     if s >= end:
                         break
                     if acc[s] != 0.0:
-                        acc[s] += _contribution(ptfs[p], s, norm, w, okapi, k1p1) * c
+                        acc[s] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
                     p += 1
                 pos[j] = p
         for i in range(n_t):

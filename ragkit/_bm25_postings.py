@@ -125,6 +125,7 @@ class _Postings:
         self._fwd_terms: _Buffer | None = _Buffer(np.zeros(0, dtype=np.int32))
         self._version = 0
         self._norm_cache: tuple[int, FloatArray] | None = None
+        self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
         self._avg_idf_cache: tuple[int, float] | None = None
         self._dead_cache: tuple[int, IntArray] | None = None
         self._block_cache: tuple[np.ndarray, IntArray, np.ndarray, FloatArray, float] | None = None

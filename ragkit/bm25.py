@@ -159,6 +159,14 @@ class BM25Index(_Postings):
         self._norm_cache = (self._version, norm)
         return norm
 
+    def _norm32(self) -> npt.NDArray[np.float32]:
+        """:meth:`_norm` in float32, for the numba kernel's choice of candidates."""
+        cache = self._norm32_cache
+        if cache is None or cache[0] != self._version:
+            cache = (self._version, self._norm().astype(np.float32))
+            self._norm32_cache = cache
+        return cache[1]
+
     def _average_idf(self) -> float:
         """Okapi's mean idf over the whole vocabulary (terms in at least one live document).
 
@@ -243,7 +251,7 @@ class BM25Index(_Postings):
         """Candidate slots and exact scores from the numba kernel; None to take the numpy path.
 
         The kernel reads only the query's posting lists (no corpus-sized pass) and skips the
-        longest ones when they cannot change the top ``k`` (ragkit._bm25_numba). It needs every
+        blocks of them that cannot change the top ``k`` (ragkit._bm25_numba). It needs every
         term's contribution to be positive; otherwise (okapi's negative idf) this returns None.
         """
         if isinstance(tokens, str):
@@ -255,38 +263,39 @@ class BM25Index(_Postings):
         counts = self._term_counts(tokens)
         if not counts:
             return empty
-        idf = np.array([self._idf(int(df[tid])) for tid in counts], dtype=np.float64)
-        if not (idf > 0).all():
+        idfs = [self._idf(int(df[tid])) for tid in counts]
+        if min(idfs) <= 0:
             return None
         n_terms = len(counts)
-        indptr, n_base, delta = self._indptr, len(self._indptr) - 1, self._delta
-        lo = [int(indptr[tid]) if tid < n_base else 0 for tid in counts]
-        hi = [int(indptr[tid + 1]) if tid < n_base else 0 for tid in counts]
-        d_lo = [0] * n_terms
-        d_hi = [0] * n_terms
-        d_parts: list[tuple[np.ndarray, np.ndarray]] = []
-        d_size = 0
-        if delta:
-            for j, tid in enumerate(counts):
-                if tid in delta:
-                    part = self._postings(tid)[-1]
-                    d_parts.append(part)
-                    d_lo[j], d_hi[j] = d_size, d_size + len(part[0])
-                    d_size += len(part[0])
-        if d_parts:
-            dslots = np.concatenate([p[0] for p in d_parts]).astype(np.int32, copy=False)
-            dtfs = np.concatenate([p[1] for p in d_parts]).astype(np.int32, copy=False)
-        else:
-            dslots, dtfs = _EMPTY_I32, _EMPTY_I32
-        count = np.array(list(counts.values()), dtype=np.int64)
         okapi = self.variant == "okapi"
         k1p1 = self.k1 + 1
         bptr, blast, bmax, avgdl0 = self._blocks(kernel)
         # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
         # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
         factor = max(1.0, (self._total_len / self._n_docs) / avgdl0) if self.b > 0 else 1.0
-        scale = idf * count * ((k1p1 if okapi else 1.0) * factor * (1 + 1e-9))
-        b_lo = [int(bptr[tid]) if tid < n_base else 0 for tid in counts]
+        mult = (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
+        indptr, n_base, delta = self._indptr, len(self._indptr) - 1, self._delta
+        # Per term, in query order: base range, first block, delta range, repeats (one array).
+        ints = np.zeros((6, n_terms), dtype=np.int64)
+        for j, (tid, count) in enumerate(counts.items()):
+            if tid < n_base:
+                ints[0, j], ints[1, j], ints[2, j] = indptr[tid], indptr[tid + 1], bptr[tid]
+            ints[5, j] = count
+        bounds = [w * c * mult for w, c in zip(idfs, counts.values(), strict=True)]
+        floats = np.array([idfs, bounds])
+        dslots, dtfs = _EMPTY_I32, _EMPTY_I32
+        if delta:
+            d_parts: list[tuple[np.ndarray, np.ndarray]] = []
+            d_size = 0
+            for j, tid in enumerate(counts):
+                if tid in delta:
+                    part = self._postings(tid)[-1]
+                    d_parts.append(part)
+                    ints[3, j], ints[4, j] = d_size, d_size + len(part[0])
+                    d_size += len(part[0])
+            if d_parts:
+                dslots = np.concatenate([p[0] for p in d_parts]).astype(np.int32, copy=False)
+                dtfs = np.concatenate([p[1] for p in d_parts]).astype(np.int32, copy=False)
         ok = self._alive.view
         if allowed is not None:
             keys = self._keys.view
@@ -298,11 +307,9 @@ class BM25Index(_Postings):
             ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
         acc, touched = _scratch(len(self._keys))
         cand, scores = kernel.top_candidates(
-            self._pslots, self._ptfs, np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64),
-            np.array(b_lo, dtype=np.int64), blast, bmax,
-            dslots, dtfs, np.array(d_lo, dtype=np.int64), np.array(d_hi, dtype=np.int64),
-            idf, count, scale, self._norm(), ok, okapi, k1p1, k, acc, touched,
-            _WINDOW, _LOOKUP_COST,
+            self._pslots, self._ptfs, ints[0], ints[1], ints[2], blast, bmax,
+            dslots, dtfs, ints[3], ints[4], floats[0], ints[5], floats[1],
+            self._norm(), self._norm32(), ok, okapi, k1p1, k, acc, touched, _WINDOW, _LOOKUP_COST,
         )  # fmt: skip
         return cand, scores
 
@@ -524,7 +531,8 @@ def _numba_kernel() -> Any:
                 _, blast, bmax = _bm25_numba.block_maxima(indptr, i32, tfs, np.ones(1))
                 _bm25_numba.top_candidates(
                     i32, tfs, i64, i64 + 1, i64, blast, bmax, i32, i32, i64, i64,
-                    np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.bool_),
+                    np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.float32),
+                    np.ones(1, np.bool_),
                     False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
                 )  # fmt: skip
             _kernel = _bm25_numba
