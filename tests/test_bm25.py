@@ -597,3 +597,31 @@ def test_pruned_search_stays_exact_as_the_average_length_changes(
     index.remove([key for key in range(6000) if len(docs[key]) < 20][:900])
     assert index._delta
     same()
+
+
+def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> None:
+    # Searches may run in threads at once (the kernel releases the GIL): each thread has its
+    # own scratch buffers, and the block bounds built by the first searches are shared safely.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    docs = zipf_docs(rng, 4000)
+    queries = [docs[i][:n] for i in rng.integers(0, 4000, size=60).tolist() for n in (2, 5)]
+    serial = build(docs)
+    want = [serial.search_tokens(q, 10) for q in queries]
+    fresh = build(docs)  # nothing built yet: the threads race to build the block bounds
+
+    def run(offset: int) -> list[tuple[list[int], list[float]]]:
+        out = []
+        for i in range(len(queries)):
+            keys, scores = fresh.search_tokens(queries[(i + offset) % len(queries)], 10)
+            out.append((keys.tolist(), scores.tolist()))
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(0, 120, 30)))
+    for offset, got in zip(range(0, 120, 30), results, strict=True):
+        for i, (keys, scores) in enumerate(got):
+            expected = want[(i + offset) % len(queries)]
+            assert keys == expected[0].tolist()
+            assert scores == expected[1].tolist()
