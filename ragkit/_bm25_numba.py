@@ -95,6 +95,33 @@ def _find(slots: Any, lo: int, hi: int, slot: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _exact(
+    s: int,
+    slots: Any,
+    tfs: Any,
+    lo: Any,
+    hi: Any,
+    norm: Any,
+    idf: Any,
+    count: Any,
+    okapi: bool,
+    k1p1: float,
+) -> float:
+    """Slot ``s``'s exact score: term ``j``'s posting, if any, is in ``slots[lo[j]:hi[j]]``.
+
+    Summed in query order with the numpy path's operations, so equal to its score bit for bit.
+    """
+    total = 0.0
+    for j in range(idf.shape[0]):
+        p = _find(slots, lo[j], hi[j], s)
+        if p >= 0:
+            v = _contribution(tfs[p], s, norm, idf[j], okapi, k1p1)
+            for _ in range(count[j]):
+                total += v
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
 def _heap_offer(heap: Any, size: int, k: int, v: float) -> int:
     """Offer ``v`` to a min-heap of the ``k`` largest values; the new size."""
     if size < k:
@@ -193,6 +220,8 @@ def top_candidates(
         a = acc[s]
         acc[s] = 0.0
         if a >= theta * (1.0 - _SLACK):
+            a = _exact(s, dslots, dtfs, d_lo, d_hi, norm, idf, count, okapi, k1p1)
+        if a >= theta:
             if n_c == cap:
                 cap *= 2
                 c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
@@ -214,6 +243,7 @@ def top_candidates(
     bend = b_lo + (t_hi - t_lo + BLOCK - 1) // BLOCK
     wb = np.zeros(n_terms, dtype=np.float64)
     cap_p = np.zeros(n_terms, dtype=np.int64)
+    r_lo = np.zeros(n_terms, dtype=np.int64)
     order = np.arange(n_terms)
     last = -1
     for j in range(n_terms):
@@ -320,11 +350,18 @@ def top_candidates(
                         acc[s] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
                     p += 1
                 pos[j] = p
+        if n_t:
+            for j in range(n_terms):
+                r_lo[j] = min(t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK, t_hi[j])
         for i in range(n_t):
             s = touched[i]
             a = acc[s]
             acc[s] = 0.0
-            if a >= theta * (1.0 - _SLACK):
+            if a < theta * (1.0 - _SLACK):
+                continue
+            # Exact while the window's postings are in cache (and theta then exact too).
+            a = _exact(s, pslots, ptfs, r_lo, cap_p, norm, idf, count, okapi, k1p1)
+            if a >= theta:
                 if n_c == cap:
                     cap *= 2
                     c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
@@ -336,30 +373,13 @@ def top_candidates(
                 if size == k:
                     theta = heap[0]
 
-    # The candidates: every document offered that still reaches the final theta.
-    floor = theta * (1.0 - _SLACK)
+    # The candidates: every document offered that still reaches the final theta, exactly.
     n_cand = 0
     for i in range(n_c):
-        if c_score[i] >= floor:
+        if c_score[i] >= theta:
             c_slot[n_cand] = c_slot[i]
+            c_score[n_cand] = c_score[i]
             n_cand += 1
     cand = c_slot[:n_cand].copy()
-    scores = np.empty(n_cand, dtype=np.float64)
-    # Exact scores, summed in query order (as the numpy path does, term by term).
-    for i in range(n_cand):
-        s = cand[i]
-        total = 0.0
-        for j in range(n_terms):
-            p = _find(pslots, t_lo[j], t_hi[j], s)
-            if p >= 0:
-                tf_int = ptfs[p]
-            else:
-                p = _find(dslots, d_lo[j], d_hi[j], s)
-                if p < 0:
-                    continue
-                tf_int = dtfs[p]
-            v = _contribution(tf_int, s, norm, idf[j], okapi, k1p1)
-            for _ in range(count[j]):
-                total += v
-        scores[i] = total
+    scores = c_score[:n_cand].copy()
     return cand, scores
