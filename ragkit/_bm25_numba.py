@@ -1,11 +1,18 @@
 """The numba kernel behind :class:`ragkit.bm25.BM25Index` searches (extra ``fast``).
 
-One function, :func:`top_candidates`: given a query's posting lists, it returns a small set of
-document slots that contains every document of the top ``k`` (ties at the ``k``-th score
-included), each with its exact score. It touches only the documents in the posting lists it
-reads (never a corpus-sized pass), and it skips reading the longest lists when it can prove they
-cannot change the top ``k``: MaxScore (Turtle & Flood, "Query evaluation: strategies and
-optimizations", IP&M 1995), with per-term upper bounds on one posting's contribution.
+:func:`top_candidates`: given a query's posting lists, it returns a small set of document slots
+that contains every document of the top ``k`` (ties at the ``k``-th score included), each with
+its exact score. It never makes a corpus-sized pass, and it skips whole blocks of postings that
+cannot change the top ``k``: block-max MaxScore over windows of document slots, as in Lucene's
+``MaxScoreBulkScorer`` (after Turtle & Flood, "Query evaluation: strategies and optimizations",
+IP&M 1995, and Ding & Suel, "Faster top-k document retrieval using block-max indexes", SIGIR
+2011). :func:`block_maxima` builds the per-block bounds it needs.
+
+Each term's base postings are cut into blocks of ``BLOCK`` postings; a block keeps its last slot
+and the largest ``tf / (tf + norm)`` of its postings at the average document length of the
+moment it was built. Those bounds stay valid while documents come and go: dead documents only
+make them looser, and a change of the average length ``avgdl`` is covered by multiplying them by
+``max(1, avgdl_now / avgdl_then)`` (the caller folds that into ``scale``).
 
 Scores are bit-for-bit those of the numpy path in ragkit.bm25: each candidate's score is summed
 afresh in query-term order with the same floating-point operations, after the pruning has picked
@@ -20,49 +27,47 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["top_candidates"]
+__all__ = ["BLOCK", "block_maxima", "top_candidates"]
 
-# Relative slack on every bound comparison: partial sums taken in another order than the final
-# one differ in the last bits; 1e-9 is far above any such rounding and far below any real gap.
-_SLACK = 1e-9
-# Reading one posting costs about this fraction of looking one candidate up in the unread posting
-# lists (a binary search or two of random reads against a sequential scatter): the kernel stops
-# reading lists only when candidates * _LOOKUP_COST < postings left to read.
-_LOOKUP_COST = 24
+BLOCK = 128
+"""Postings per block of a term's base posting list."""
+
+# Relative slack on every bound comparison: the candidates are picked with float32 norms
+# (``norm1``, half the memory traffic) and partial sums taken in another order than the final
+# one; 1e-6 is far above those roundings (~1e-7), and a larger slack only keeps more candidates.
+_SLACK = 1e-6
 
 
 @numba.njit(cache=True, nogil=True)
-def _kth_largest(acc: Any, touched: Any, n_touched: int, k: int, heap: Any) -> float:
-    """The k-th largest of ``acc[touched[:n_touched]]`` (0 when there are fewer), via a min-heap."""
-    if n_touched < k:
-        return 0.0
-    size = 0
-    for i in range(n_touched):
-        v = acc[touched[i]]
-        if size < k:
-            pos = size
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) >> 1
-                if heap[parent] <= v:
-                    break
-                heap[pos] = heap[parent]
-                pos = parent
-            heap[pos] = v
-        elif v > heap[0]:
-            pos = 0
-            while True:
-                child = 2 * pos + 1
-                if child >= size:
-                    break
-                if child + 1 < size and heap[child + 1] < heap[child]:
-                    child += 1
-                if heap[child] >= v:
-                    break
-                heap[pos] = heap[child]
-                pos = child
-            heap[pos] = v
-    return float(heap[0])
+def block_maxima(indptr: Any, pslots: Any, ptfs: Any, norm: Any) -> tuple[Any, Any, Any]:
+    """Per-block bounds of term-major CSR postings: ``(bptr, blast, bmax)``.
+
+    Term ``t``'s blocks are ``bptr[t]:bptr[t + 1]``; block ``i`` holds postings
+    ``indptr[t] + BLOCK * (i - bptr[t])`` onwards (``BLOCK`` of them, fewer in the last),
+    ``blast[i]`` is its last slot and ``bmax[i]`` the largest ``tf / (tf + norm[slot])`` in it.
+    """
+    n_terms = indptr.shape[0] - 1
+    bptr = np.zeros(n_terms + 1, dtype=np.int64)
+    for t in range(n_terms):
+        bptr[t + 1] = bptr[t] + (indptr[t + 1] - indptr[t] + BLOCK - 1) // BLOCK
+    n_blocks = bptr[n_terms]
+    blast = np.empty(n_blocks, dtype=np.int32)
+    bmax = np.empty(n_blocks, dtype=np.float64)
+    for t in range(n_terms):
+        i = bptr[t]
+        hi = indptr[t + 1]
+        for start in range(indptr[t], hi, BLOCK):
+            end = min(start + BLOCK, hi)
+            top = 0.0
+            for p in range(start, end):
+                tf = np.float64(ptfs[p])
+                v = tf / (tf + norm[pslots[p]])
+                if v > top:
+                    top = v
+            blast[i] = pslots[end - 1]
+            bmax[i] = top
+            i += 1
+    return bptr, blast, bmax
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -90,147 +95,59 @@ def _find(slots: Any, lo: int, hi: int, slot: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _prune(acc: Any, touched: Any, n: int, theta: float, remaining: float) -> int:
-    """Keep, in order, the slots of ``touched[:n]`` that can reach ``theta``; zero the rest."""
-    floor = theta * (1.0 - _SLACK) - remaining * (1.0 + _SLACK)
-    kept = 0
-    for i in range(n):
-        s = touched[i]
-        if acc[s] >= floor:
-            touched[kept] = s
-            kept += 1
-        else:
-            acc[s] = 0.0
-    return kept
+def _exact(
+    s: int,
+    slots: Any,
+    tfs: Any,
+    lo: Any,
+    hi: Any,
+    norm: Any,
+    idf: Any,
+    count: Any,
+    okapi: bool,
+    k1p1: float,
+) -> float:
+    """Slot ``s``'s exact score: term ``j``'s posting, if any, is in ``slots[lo[j]:hi[j]]``.
+
+    Summed in query order with the numpy path's operations, so equal to its score bit for bit.
+    """
+    total = 0.0
+    for j in range(idf.shape[0]):
+        p = _find(slots, lo[j], hi[j], s)
+        if p >= 0:
+            v = _contribution(tfs[p], s, norm, idf[j], okapi, k1p1)
+            for _ in range(count[j]):
+                total += v
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
-def _complete(
-    acc: Any,
-    touched: Any,
-    n: int,
-    rest: Any,
-    bound: Any,
-    remaining: float,
-    theta: float,
-    k: int,
-    heap: Any,
-    pslots: Any,
-    ptfs: Any,
-    t_lo: Any,
-    t_hi: Any,
-    dslots: Any,
-    dtfs: Any,
-    d_lo: Any,
-    d_hi: Any,
-    idf: Any,
-    count: Any,
-    norm: Any,
-    okapi: bool,
-    k1p1: float,
-) -> Any:
-    """Add the unread terms to the candidates ``touched[:n]`` by lookups; the top-k survivors.
-
-    Candidates go best partial score first, and each looks the unread terms up (by decreasing
-    bound) only while it can still reach theta; theta rises to the k-th best completed score,
-    so most candidates stop after a lookup or two, and the rest are not visited at all. Leaves
-    ``acc`` zero on ``touched[:n]``.
-    """
-    n_rest = rest.shape[0]
-    after = np.empty(n_rest, dtype=np.float64)  # the bounds of the unread terms after each one
-    tail = 0.0
-    for i in range(n_rest - 1, -1, -1):
-        after[i] = tail
-        tail += bound[rest[i]]
-    partial = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        partial[i] = acc[touched[i]]
-        acc[touched[i]] = 0.0
-    done_slot = np.empty(n, dtype=touched.dtype)
-    done_score = np.empty(n, dtype=np.float64)
-    n_done = 0
-    size = 0
-    # Rounds: sort only the best ``batch`` remaining candidates, complete them (theta rises),
-    # then drop every remaining candidate that cannot reach the new theta; a full sort of many
-    # thousands of candidates would cost more than the lookups it saves.
-    pending = np.arange(n)
-    batch = max(64, 4 * k)
-    while pending.shape[0] > 0:
-        floor = theta * (1.0 - _SLACK) - remaining * (1.0 + _SLACK)
-        kept = 0
-        for i in range(pending.shape[0]):
-            if partial[pending[i]] >= floor:
-                pending[kept] = pending[i]
-                kept += 1
-        pending = pending[:kept]
-        if kept == 0:
-            break
-        if kept > batch:
-            cut = np.partition(-partial[pending], batch - 1)[batch - 1]
-            first = pending[-partial[pending] <= cut]
-            pending = pending[-partial[pending] > cut]
-        else:
-            first = pending
-            pending = pending[:0]
-        by_score = first[np.argsort(-partial[first], kind="mergesort")]
-        batch *= 4
-        for ci in range(by_score.shape[0]):
-            a = partial[by_score[ci]]
-            if a + remaining * (1.0 + _SLACK) < theta * (1.0 - _SLACK):
-                pending = pending[:0]  # every later candidate has a lower partial score
+def _heap_offer(heap: Any, size: int, k: int, v: float) -> int:
+    """Offer ``v`` to a min-heap of the ``k`` largest values; the new size."""
+    if size < k:
+        pos = size
+        size += 1
+        while pos > 0:
+            parent = (pos - 1) >> 1
+            if heap[parent] <= v:
                 break
-            s = touched[by_score[ci]]
-            alive = True
-            for i in range(n_rest):
-                j = rest[i]
-                p = _find(pslots, t_lo[j], t_hi[j], s)
-                if p >= 0:
-                    a += _contribution(ptfs[p], s, norm, idf[j], okapi, k1p1) * count[j]
-                else:
-                    p = _find(dslots, d_lo[j], d_hi[j], s)
-                    if p >= 0:
-                        a += _contribution(dtfs[p], s, norm, idf[j], okapi, k1p1) * count[j]
-                if a + after[i] * (1.0 + _SLACK) < theta * (1.0 - _SLACK):
-                    alive = False
-                    break
-            if not alive:
-                continue
-            done_slot[n_done] = s
-            done_score[n_done] = a
-            n_done += 1
-            # A min-heap of the k best completed scores; its root is a lower bound on the final
-            # k-th score, so theta may rise to it.
-            if size < k:
-                pos = size
-                size += 1
-                while pos > 0:
-                    parent = (pos - 1) >> 1
-                    if heap[parent] <= a:
-                        break
-                    heap[pos] = heap[parent]
-                    pos = parent
-                heap[pos] = a
-            elif a > heap[0]:
-                pos = 0
-                while True:
-                    child = 2 * pos + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and heap[child + 1] < heap[child]:
-                        child += 1
-                    if heap[child] >= a:
-                        break
-                    heap[pos] = heap[child]
-                    pos = child
-                heap[pos] = a
-            if size == k and heap[0] > theta:
-                theta = heap[0]
-    kept = 0
-    for i in range(n_done):
-        if done_score[i] >= theta * (1.0 - _SLACK):
-            done_slot[kept] = done_slot[i]
-            kept += 1
-    return done_slot[:kept].copy()
+            heap[pos] = heap[parent]
+            pos = parent
+        heap[pos] = v
+    elif v > heap[0]:
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size and heap[child + 1] < heap[child]:
+                child += 1
+            if heap[child] >= v:
+                break
+            heap[pos] = heap[child]
+            pos = child
+        heap[pos] = v
+    return size
 
 
 @numba.njit(cache=True, nogil=True)
@@ -239,113 +156,230 @@ def top_candidates(
     ptfs: Any,
     t_lo: Any,
     t_hi: Any,
+    b_lo: Any,
+    blast: Any,
+    bmax: Any,
     dslots: Any,
     dtfs: Any,
     d_lo: Any,
     d_hi: Any,
     idf: Any,
     count: Any,
-    bound: Any,
+    scale: Any,
     norm: Any,
+    norm1: Any,
     ok: Any,
     okapi: bool,
     k1p1: float,
     k: int,
     acc: Any,
     touched: Any,
+    window: int,
+    lookup_cost: int,
 ) -> tuple[Any, Any]:
     """Candidate slots and their exact scores; see the module docstring.
 
     Per query term ``j`` (in query order, repeats folded into ``count[j]``): base postings
-    ``pslots/ptfs[t_lo[j]:t_hi[j]]`` and delta postings ``dslots/dtfs[d_lo[j]:d_hi[j]]``, both
-    sorted by slot, ``idf[j] > 0``, and ``bound[j]`` >= any one posting's contribution times
-    ``count[j]``. ``ok[slot]`` is false for slots that must not be returned (``ok`` empty: all
-    may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one entry per
-    slot; ``acc`` must be all zero and is left all zero.
+    ``pslots/ptfs[t_lo[j]:t_hi[j]]`` with blocks from ``b_lo[j]`` on (``blast``, ``bmax``), and
+    delta postings ``dslots/dtfs[d_lo[j]:d_hi[j]]``, all sorted by slot; every delta slot is
+    above every base slot (a document's postings are all in one of the two). ``idf[j] > 0``, and
+    ``scale[j] * bmax[i]`` bounds the contribution of any posting of block ``i`` (times
+    ``count[j]``). ``ok[slot]`` is false for slots that must not be returned (``ok`` empty:
+    all may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one
+    entry per slot; ``acc`` must be all zero and is left all zero. ``norm1`` is ``norm`` in
+    float32, used to pick the candidates (their scores are then computed with ``norm``).
+    ``window`` is the number of slots scored together; the documents left in a window are
+    looked up in a non-essential term's postings when ``lookup_cost`` times their number is
+    below that term's postings there, else those postings are read.
     """
     n_terms = idf.shape[0]
     check_ok = ok.shape[0] > 0
-    # Terms by decreasing bound: the rare, high-idf terms are read first.
-    order = np.argsort(-bound, kind="mergesort")
-    remaining = 0.0
-    unread = 0
-    for j in range(n_terms):
-        remaining += bound[j]
-        unread += (t_hi[j] - t_lo[j]) + (d_hi[j] - d_lo[j])
     heap = np.empty(k, dtype=np.float64)
-    n_touched = 0
-    read_bound = 0.0
+    size = 0
     theta = 0.0
-    stop = n_terms
-    for oi in range(n_terms):
-        # Once the k-th best partial score beats the bound of every unread term, no unseen
-        # document can reach the top k: stop reading (MaxScore's non-essential terms).
-        if oi > 0 and read_bound > remaining * (1.0 + _SLACK):
-            theta = _kth_largest(acc, touched, n_touched, k, heap)
-            if theta > remaining * (1.0 + _SLACK):
-                # Stopping is now exact; it pays when looking the candidates up in the unread
-                # lists costs less than reading those lists.
-                floor = theta * (1.0 - _SLACK) - remaining * (1.0 + _SLACK)
-                n_cand = 0
-                for i in range(n_touched):
-                    if acc[touched[i]] >= floor:
-                        n_cand += 1
-                if n_cand * _LOOKUP_COST < unread:
-                    stop = oi
-                    break
-        j = order[oi]
+    cap = 4 * k + 64
+    c_slot = np.empty(cap, dtype=np.int64)
+    c_score = np.empty(cap, dtype=np.float64)
+    n_c = 0
+
+    # The delta (recent single-document adds): scored in full, it is small.
+    n_t = 0
+    for j in range(n_terms):
         w = idf[j]
         c = count[j]
-        for p in range(t_lo[j], t_hi[j]):
-            s = pslots[p]
-            if not check_ok or ok[s]:
-                v = _contribution(ptfs[p], s, norm, w, okapi, k1p1) * c
-                if acc[s] == 0.0:
-                    touched[n_touched] = s
-                    n_touched += 1
-                acc[s] += v
         for p in range(d_lo[j], d_hi[j]):
             s = dslots[p]
             if not check_ok or ok[s]:
-                v = _contribution(dtfs[p], s, norm, w, okapi, k1p1) * c
+                v = _contribution(dtfs[p], s, norm1, w, okapi, k1p1) * c
                 if acc[s] == 0.0:
-                    touched[n_touched] = s
-                    n_touched += 1
+                    touched[n_t] = s
+                    n_t += 1
                 acc[s] += v
-        read_bound += bound[j]
-        remaining -= bound[j]
-        unread -= (t_hi[j] - t_lo[j]) + (d_hi[j] - d_lo[j])
-    # The candidates: documents whose partial score plus the unread terms' bounds can still
-    # reach theta (every document of the top k is among them).
-    theta = _kth_largest(acc, touched, n_touched, k, heap)
-    if stop == n_terms:
-        n_cand = _prune(acc, touched, n_touched, theta, 0.0)
-        cand = touched[:n_cand].copy()
-        for i in range(n_cand):
-            acc[cand[i]] = 0.0
-    else:
-        n_cand = _prune(acc, touched, n_touched, theta, remaining)
-        cand = _complete(
-            acc, touched, n_cand, order[stop:], bound, remaining, theta, k, heap,
-            pslots, ptfs, t_lo, t_hi, dslots, dtfs, d_lo, d_hi, idf, count, norm, okapi, k1p1,
-        )  # fmt: skip
-        n_cand = cand.shape[0]
-    scores = np.empty(n_cand, dtype=np.float64)
-    # Exact scores, summed in query order (as the numpy path does, term by term).
-    for i in range(n_cand):
-        s = cand[i]
+    for i in range(n_t):
+        s = touched[i]
+        a = acc[s]
+        acc[s] = 0.0
+        if a >= theta * (1.0 - _SLACK):
+            a = _exact(s, dslots, dtfs, d_lo, d_hi, norm, idf, count, okapi, k1p1)
+        if a >= theta:
+            if n_c == cap:
+                cap *= 2
+                c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
+                c_score = np.concatenate((c_score, np.empty(cap - n_c, dtype=np.float64)))
+            c_slot[n_c] = s
+            c_score[n_c] = a
+            n_c += 1
+            size = _heap_offer(heap, size, k, a)
+            if size == k:
+                theta = heap[0]
+
+    # The base, window by window (``window`` slots each). In a window a term's bound is the
+    # largest of its blocks there; terms whose bounds sum below theta are non-essential: a
+    # document found only in them cannot reach the top k. The essential terms' postings are
+    # read; the others are added to the documents those touched while they can still reach
+    # theta, by lookups when few are left, else by reading the term's postings in the window.
+    pos = t_lo.copy()
+    bcur = b_lo.copy()
+    bend = b_lo + (t_hi - t_lo + BLOCK - 1) // BLOCK
+    wb = np.zeros(n_terms, dtype=np.float64)
+    cap_p = np.zeros(n_terms, dtype=np.int64)
+    r_lo = np.zeros(n_terms, dtype=np.int64)
+    order = np.arange(n_terms)
+    last = -1
+    for j in range(n_terms):
+        if bend[j] > bcur[j] and blast[bend[j] - 1] > last:
+            last = blast[bend[j] - 1]
+    for start in range(0, last + 1, window):
+        end = start + window
         total = 0.0
         for j in range(n_terms):
-            p = _find(pslots, t_lo[j], t_hi[j], s)
-            if p >= 0:
-                tf_int = ptfs[p]
+            b = bcur[j]
+            while b < bend[j] and blast[b] < start:
+                b += 1
+            bcur[j] = b
+            top = 0.0
+            while b < bend[j]:
+                if bmax[b] > top:
+                    top = bmax[b]
+                if blast[b] >= end:
+                    break
+                b += 1
+            # Term j's postings in the window lie before the end of block b.
+            cap_p[j] = min(t_hi[j], t_lo[j] + (b + 1 - b_lo[j]) * BLOCK)
+            wb[j] = top * scale[j]
+            total += wb[j]
+        floor = theta * (1.0 - _SLACK)
+        if total < floor:
+            continue
+        for i in range(1, n_terms):
+            j = order[i]
+            x = wb[j]
+            m = i - 1
+            while m >= 0 and wb[order[m]] > x:
+                order[m + 1] = order[m]
+                m -= 1
+            order[m + 1] = j
+        n_ne = 0
+        ne_sum = 0.0
+        while n_ne < n_terms and ne_sum + wb[order[n_ne]] < floor:
+            ne_sum += wb[order[n_ne]]
+            n_ne += 1
+        n_t = 0
+        for i in range(n_ne, n_terms):
+            j = order[i]
+            if wb[j] == 0.0:
+                continue
+            p = max(pos[j], t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK)
+            hi = cap_p[j]
+            while p < hi and pslots[p] < start:
+                p += 1
+            w = idf[j]
+            c = count[j]
+            while p < hi:
+                s = pslots[p]
+                if s >= end:
+                    break
+                if not check_ok or ok[s]:
+                    v = _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
+                    if acc[s] == 0.0:
+                        touched[n_t] = s
+                        n_t += 1
+                    acc[s] += v
+                p += 1
+            pos[j] = p
+        rest = ne_sum
+        m = n_ne - 1
+        while True:
+            # Keep the touched documents that can still reach theta.
+            floor = theta * (1.0 - _SLACK) - rest * (1.0 + _SLACK)
+            kept = 0
+            for i in range(n_t):
+                s = touched[i]
+                if acc[s] >= floor:
+                    touched[kept] = s
+                    kept += 1
+                else:
+                    acc[s] = 0.0
+            n_t = kept
+            if m < 0 or n_t == 0 or wb[order[m]] == 0.0:
+                break
+            j = order[m]
+            m -= 1
+            rest -= wb[j]
+            if rest < 0.0:
+                rest = 0.0
+            p = max(pos[j], t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK)
+            hi = cap_p[j]
+            w = idf[j]
+            c = count[j]
+            # Look the documents up in term j's postings of the window, or read those.
+            if n_t * lookup_cost < hi - p:
+                for i in range(n_t):
+                    s = touched[i]
+                    f = _find(pslots, p, hi, s)
+                    if f >= 0:
+                        acc[s] += _contribution(ptfs[f], s, norm1, w, okapi, k1p1) * c
             else:
-                p = _find(dslots, d_lo[j], d_hi[j], s)
-                if p < 0:
-                    continue
-                tf_int = dtfs[p]
-            v = _contribution(tf_int, s, norm, idf[j], okapi, k1p1)
-            for _ in range(count[j]):
-                total += v
-        scores[i] = total
+                while p < hi and pslots[p] < start:
+                    p += 1
+                while p < hi:
+                    s = pslots[p]
+                    if s >= end:
+                        break
+                    if acc[s] != 0.0:
+                        acc[s] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
+                    p += 1
+                pos[j] = p
+        if n_t:
+            for j in range(n_terms):
+                r_lo[j] = min(t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK, t_hi[j])
+        for i in range(n_t):
+            s = touched[i]
+            a = acc[s]
+            acc[s] = 0.0
+            if a < theta * (1.0 - _SLACK):
+                continue
+            # Exact while the window's postings are in cache (and theta then exact too).
+            a = _exact(s, pslots, ptfs, r_lo, cap_p, norm, idf, count, okapi, k1p1)
+            if a >= theta:
+                if n_c == cap:
+                    cap *= 2
+                    c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
+                    c_score = np.concatenate((c_score, np.empty(cap - n_c, dtype=np.float64)))
+                c_slot[n_c] = s
+                c_score[n_c] = a
+                n_c += 1
+                size = _heap_offer(heap, size, k, a)
+                if size == k:
+                    theta = heap[0]
+
+    # The candidates: every document offered that still reaches the final theta, exactly.
+    n_cand = 0
+    for i in range(n_c):
+        if c_score[i] >= theta:
+            c_slot[n_cand] = c_slot[i]
+            c_score[n_cand] = c_score[i]
+            n_cand += 1
+    cand = c_slot[:n_cand].copy()
+    scores = c_score[:n_cand].copy()
     return cand, scores

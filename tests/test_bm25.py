@@ -179,7 +179,7 @@ def random_docs(rng: random.Random, n: int, vocab: int = 30) -> list[list[str]]:
 def test_incremental_equals_fresh_build(
     variant: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ragkit.bm25 as mod
+    import ragkit._bm25_postings as mod
 
     # Small thresholds so merges and compactions happen inside a small test.
     monkeypatch.setattr(mod, "_MIN_MERGE", 20)
@@ -528,14 +528,18 @@ def zipf_docs(rng: np.random.Generator, n: int, vocab: int = 2000) -> list[list[
 
 
 @pytest.mark.parametrize("variant", ["lucene", "okapi"])
+@pytest.mark.parametrize(("window", "lookup_cost"), [(4096, 16), (64, 16), (256, 0), (256, 10**6)])
 def test_pruned_search_equals_the_full_scan(
-    variant: str, backend: str, monkeypatch: pytest.MonkeyPatch
+    variant: str, window: int, lookup_cost: int, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The numba kernel skips posting lists it proves cannot change the top k: its keys and
-    # scores must be bit-for-bit the full numpy scan's, with single-document adds in the
-    # delta, tombstones, a filter, ties and repeated query terms.
+    # The numba kernel skips blocks of postings it proves cannot change the top k: its keys
+    # and scores must be bit-for-bit the full numpy scan's, with single-document adds in the
+    # delta, tombstones, a filter, ties and repeated query terms; with one window or many,
+    # and with candidates always looked up or never.
     if backend == "numpy":
         pytest.skip("compares the numba kernel against the numpy path")
+    monkeypatch.setattr(bm25_module, "_WINDOW", window)
+    monkeypatch.setattr(bm25_module, "_LOOKUP_COST", lookup_cost)
     rng = np.random.default_rng(3)
     docs = zipf_docs(rng, 4000)
     index = BM25Index(variant=variant)  # type: ignore[arg-type]
@@ -557,3 +561,67 @@ def test_pruned_search_equals_the_full_scan(
                 want = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
                 assert got[0].tolist() == want[0].tolist(), (query, k, kwargs)
                 assert got[1].tolist() == want[1].tolist(), (query, k, kwargs)
+
+
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+def test_pruned_search_stays_exact_as_the_average_length_changes(
+    variant: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's per-block bounds are taken once per merge, at that moment's average document
+    # length; long documents added since (in the delta) and short ones removed raise it, which
+    # must not let the kernel drop a document of the top k.
+    if backend == "numpy":
+        pytest.skip("compares the numba kernel against the numpy path")
+    monkeypatch.setattr(bm25_module, "_WINDOW", 64)
+    rng = np.random.default_rng(7)
+    docs = zipf_docs(rng, 6600, vocab=300)
+    index = BM25Index(variant=variant)  # type: ignore[arg-type]
+    index.add_tokens(list(range(6000)), docs[:6000])
+    assert not index._delta  # in the base postings, which have blocks
+    queries = [[f"w{i}"] for i in range(1, 40)]
+    queries += [docs[i][:n] for i in rng.integers(0, 6000, size=30).tolist() for n in (2, 6)]
+
+    def same() -> None:
+        for query in queries:
+            for k in (1, 10):
+                monkeypatch.setattr(bm25_module, "_use_numba", True)
+                got = index.search_tokens(query, k)
+                monkeypatch.setattr(bm25_module, "_use_numba", False)
+                want = index.search_tokens(query, k)
+                assert got[0].tolist() == want[0].tolist(), query
+                assert got[1].tolist() == want[1].tolist(), query
+
+    same()  # builds the block bounds
+    for key in range(6000, 6200):  # long documents: the average length grows by about a third
+        index.add_tokens([key], [docs[key] * 8])
+    index.remove([key for key in range(6000) if len(docs[key]) < 20][:900])
+    assert index._delta
+    same()
+
+
+def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> None:
+    # Searches may run in threads at once (the kernel releases the GIL): each thread has its
+    # own scratch buffers, and the block bounds built by the first searches are shared safely.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    docs = zipf_docs(rng, 4000)
+    queries = [docs[i][:n] for i in rng.integers(0, 4000, size=60).tolist() for n in (2, 5)]
+    serial = build(docs)
+    want = [serial.search_tokens(q, 10) for q in queries]
+    fresh = build(docs)  # nothing built yet: the threads race to build the block bounds
+
+    def run(offset: int) -> list[tuple[list[int], list[float]]]:
+        out = []
+        for i in range(len(queries)):
+            keys, scores = fresh.search_tokens(queries[(i + offset) % len(queries)], 10)
+            out.append((keys.tolist(), scores.tolist()))
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(0, 120, 30)))
+    for offset, got in zip(range(0, 120, 30), results, strict=True):
+        for i, (keys, scores) in enumerate(got):
+            expected = want[(i + offset) % len(queries)]
+            assert keys == expected[0].tolist()
+            assert scores == expected[1].tolist()

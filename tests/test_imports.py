@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ragkit"
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "types", "filters", "fusion", "pricing", "tokens", "progress", "_bm25_numba"),
-    ("outline",),
+    ("outline", "analyzer", "_bm25_postings"),
     ("plugins",),
     ("bm25", "chunking", "audit"),
     ("base",),

@@ -1,0 +1,480 @@
+"""The postings behind :class:`ragkit.bm25.BM25Index`: their layout and how they change.
+
+Layout (Lucene-like): a term-major CSR "base" of postings (document slot, term frequency), a
+small per-term "delta" that single-document adds append to, merged into the base once it grows
+past a fraction of it, and tombstones for removed documents, dropped by a compaction once they
+are a quarter of the slots. A slot is a document's position in insertion order. The exact
+integer statistics (document frequencies, lengths, N) are kept here; scoring, search and the
+scoring parameters are left to ragkit.bm25, which subclasses :class:`_Postings`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ragkit.errors import IndexFormatError
+
+# The delta is merged into the base when it holds more postings than this floor or than
+# 1/_MERGE_FRACTION of the base: small enough to keep queries on the delta cheap, large enough to
+# amortise the O(postings) merge over thousands of single-document adds.
+_MIN_MERGE = 1 << 16
+_MERGE_FRACTION = 16
+# Tombstoned slots are compacted away once they are this fraction of all slots.
+_COMPACT_FRACTION = 0.25
+_MIN_COMPACT = 1024
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+class _Buffer:
+    """A 1-D numpy array with amortised O(1) append (geometric capacity growth)."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self._size = len(data)
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self._size + len(values)
+        if need > len(self._data):
+            # Grow by 1.25x: still amortised O(1) per element, and at most 25% slack memory.
+            grown = np.empty(max(need, len(self._data) * 5 // 4, 16), dtype=self._data.dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : need] = values
+        self._size = need
+
+    @property
+    def view(self) -> np.ndarray:
+        return self._data[: self._size]
+
+    def __len__(self) -> int:
+        return self._size
+
+
+def _tf_dtype(*tfs: np.ndarray) -> type[np.unsignedinteger[Any]] | type[np.signedinteger[Any]]:
+    """uint16 for term frequencies when they all fit (nearly always): 2 bytes per posting less."""
+    fits = all(len(t) == 0 or int(t.max()) <= np.iinfo(np.uint16).max for t in tfs)
+    return np.uint16 if fits else np.int32
+
+
+def _merge_csr(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_terms: int
+) -> tuple[IntArray, np.ndarray, np.ndarray]:
+    """Merge term-major CSR posting lists, keeping each term's postings in part order.
+
+    Each part is ``(indptr, slots, tfs)`` over a prefix of the ``n_terms`` terms. Linear time:
+    every posting is moved once to ``new_start[term] + postings of that term in earlier parts``.
+    """
+    counts = []
+    for indptr, _, _ in parts:
+        c = np.zeros(n_terms, dtype=np.int64)
+        c[: len(indptr) - 1] = np.diff(indptr)
+        counts.append(c)
+    total = np.sum(counts, axis=0) if counts else np.zeros(n_terms, dtype=np.int64)
+    new_indptr = np.zeros(n_terms + 1, dtype=np.int64)
+    np.cumsum(total, out=new_indptr[1:])
+    n = int(new_indptr[-1])
+    out_slots = np.empty(n, dtype=np.int32)
+    out_tfs = np.empty(n, dtype=_tf_dtype(*(tfs for _, _, tfs in parts)))
+    offset = new_indptr[:-1].copy()
+    for (indptr, slots, tfs), c in zip(parts, counts, strict=True):
+        if len(slots):
+            terms = np.repeat(np.arange(n_terms, dtype=np.int64), c)
+            dest = offset[terms] + (
+                np.arange(len(slots), dtype=np.int64) - indptr[:-1].astype(np.int64)[terms]
+            )
+            out_slots[dest] = slots
+            out_tfs[dest] = tfs
+        offset += c
+    return new_indptr, out_slots, out_tfs
+
+
+class _Postings:
+    """Postings, per-slot arrays and vocabulary; the write side of a BM25 index."""
+
+    def _clear(self) -> None:
+        self._vocab: dict[str, int] = {}
+        self._df = _Buffer(np.zeros(0, dtype=np.int64))
+        # Per slot (a slot is a position in insertion order; removed slots are tombstones).
+        self._keys = _Buffer(np.zeros(0, dtype=np.int64))
+        self._dl = _Buffer(np.zeros(0, dtype=np.int64))
+        self._alive = _Buffer(np.zeros(0, dtype=np.bool_))
+        self._slot_of: dict[int, int] = {}
+        self._n_docs = 0
+        self._total_len = 0
+        self._n_dead = 0
+        # Base postings, term-major CSR over the first len(indptr) - 1 term ids.
+        self._indptr: IntArray = np.zeros(1, dtype=np.int64)
+        self._pslots: np.ndarray = np.zeros(0, dtype=np.int32)
+        self._ptfs: np.ndarray = np.zeros(0, dtype=np.uint16)
+        # Delta postings per term id, appended by small adds; arrays cached for queries.
+        self._delta: dict[int, tuple[list[int], list[int]]] = {}
+        self._delta_size = 0
+        self._delta_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Forward index (term ids per slot), for removal; derived lazily from the postings.
+        self._fwd_ptr: _Buffer | None = _Buffer(np.zeros(1, dtype=np.int64))
+        self._fwd_terms: _Buffer | None = _Buffer(np.zeros(0, dtype=np.int32))
+        self._version = 0
+        self._norm_cache: tuple[int, FloatArray] | None = None
+        self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
+        self._avg_idf_cache: tuple[int, float] | None = None
+        self._dead_cache: tuple[int, IntArray] | None = None
+        self._block_cache: tuple[np.ndarray, IntArray, np.ndarray, FloatArray, float] | None = None
+        # Per-term contributions of recent queries, valid for one version of the index.
+        self._contrib_cache: dict[int, list[tuple[np.ndarray, FloatArray, float]]] = {}
+        self._contrib_size = 0
+        self._contrib_version = -1
+
+    def __len__(self) -> int:
+        return self._n_docs
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slot_of
+
+    def memory_bytes(self) -> int:
+        """Bytes held by postings, per-document arrays and the vocabulary's text (estimate).
+
+        Counts numpy buffers at their capacity, the delta at 16 bytes per posting and the
+        vocabulary as UTF-8 plus 8 bytes per term. Left out: Python dict overheads and the
+        query-term cache (at most an eighth of the postings, as float64 contributions).
+        """
+        arrays: list[np.ndarray] = [self._indptr, self._pslots, self._ptfs]
+        for buf in (self._df, self._keys, self._dl, self._alive, self._fwd_ptr, self._fwd_terms):
+            if buf is not None:
+                arrays.append(buf._data)
+        vocab = sum(len(t.encode("utf-8")) + 8 for t in self._vocab)
+        return sum(a.nbytes for a in arrays) + 16 * self._delta_size + vocab
+
+    def add_tokens(
+        self, keys: Sequence[int] | np.ndarray, token_lists: Sequence[Sequence[str]]
+    ) -> None:
+        """Add already-analysed documents under new keys (no analyzer is applied).
+
+        Raises:
+            ValueError: a key is negative, repeated, or already in the index, or the lengths differ.
+            TypeError: a token list is a string, or a token is not a string.
+        """
+        key_arr = self._check_new_keys(keys)
+        if len(key_arr) != len(token_lists):
+            raise ValueError(
+                f"keys ({len(key_arr)}) and token lists ({len(token_lists)}) must have equal length"
+            )
+        if any(isinstance(tl, str) for tl in token_lists):
+            raise TypeError("each token list must be a sequence of strings, not a string")
+        if not len(key_arr):
+            return
+        vocab = self._vocab
+        # New terms get ids in first-seen order (deterministic state); the distinct tokens are
+        # few, so checking them costs little, and no per-token Python list is built.
+        new_terms = [t for t in dict.fromkeys(chain.from_iterable(token_lists)) if t not in vocab]
+        if not all(isinstance(t, str) for t in new_terms):
+            raise TypeError("tokens must be strings")
+        vocab.update(zip(new_terms, range(len(vocab), len(vocab) + len(new_terms)), strict=True))
+        n_terms = len(vocab)
+        lengths = np.fromiter((len(tl) for tl in token_lists), dtype=np.int64, count=len(key_arr))
+        term_ids = np.fromiter(
+            map(vocab.__getitem__, chain.from_iterable(token_lists)),
+            dtype=np.int64,
+            count=int(lengths.sum()),
+        )
+
+        # Unique (document, term) pairs with their counts, document-major.
+        doc_of = np.repeat(np.arange(len(key_arr), dtype=np.int64), lengths)
+        pair, tf = np.unique(doc_of * n_terms + term_ids, return_counts=True)
+        pair_doc, pair_term = np.divmod(pair, n_terms)
+        pair_term32 = pair_term.astype(np.int32)
+        tf32 = tf.astype(np.int32)
+
+        slot0 = len(self._keys)
+        self._df.extend(np.zeros(n_terms - len(self._df), dtype=np.int64))
+        self._df.view[:] += np.bincount(pair_term, minlength=n_terms)
+        self._keys.extend(key_arr)
+        self._dl.extend(lengths)
+        self._alive.extend(np.ones(len(key_arr), dtype=np.bool_))
+        self._slot_of.update(zip(key_arr.tolist(), range(slot0, slot0 + len(key_arr)), strict=True))
+        self._n_docs += len(key_arr)
+        self._total_len += int(lengths.sum())
+        if self._fwd_ptr is not None and self._fwd_terms is not None:
+            self._fwd_terms.extend(pair_term32)
+            per_doc = np.bincount(pair_doc, minlength=len(key_arr))
+            self._fwd_ptr.extend(self._fwd_ptr.view[-1] + np.cumsum(per_doc))
+
+        slots = (pair_doc + slot0).astype(np.int32)
+        if len(pair) + self._delta_size >= self._merge_threshold():
+            order = np.argsort(pair_term32, kind="stable")
+            batch_indptr = np.zeros(n_terms + 1, dtype=np.int64)
+            np.cumsum(np.bincount(pair_term, minlength=n_terms), out=batch_indptr[1:])
+            self._merge_delta(extra=(batch_indptr, slots[order], tf32[order]))
+        else:
+            delta, cache = self._delta, self._delta_arrays
+            for s, t, c in zip(slots.tolist(), pair_term.tolist(), tf32.tolist(), strict=True):
+                entry = delta.get(t)
+                if entry is None:
+                    delta[t] = ([s], [c])
+                else:
+                    entry[0].append(s)
+                    entry[1].append(c)
+                    cache.pop(t, None)
+            self._delta_size += len(pair)
+        self._version += 1
+
+    def _check_new_keys(self, keys: Sequence[int] | np.ndarray) -> IntArray:
+        arr = np.asarray(keys)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
+            raise TypeError(f"keys must be a 1-D sequence of ints, got dtype {arr.dtype}")
+        key_arr = arr.astype(np.int64)
+        if (key_arr < 0).any():
+            raise ValueError(f"keys must be non-negative, got {int(key_arr.min())}")
+        if len(np.unique(key_arr)) != len(key_arr):
+            uniq, counts = np.unique(key_arr, return_counts=True)
+            raise ValueError(f"key {int(uniq[counts > 1][0])} is repeated in keys")
+        for key in key_arr.tolist():
+            if key in self._slot_of:
+                raise ValueError(f"key {key} is already in the index; keys are never reused")
+        return key_arr
+
+    def _merge_threshold(self) -> int:
+        return max(_MIN_MERGE, len(self._pslots) // _MERGE_FRACTION)
+
+    def _merge_delta(self, extra: tuple[IntArray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Fold the delta (and an optional batch CSR) into the base postings."""
+        n_terms = len(self._vocab)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+            (self._indptr, self._pslots, self._ptfs)
+        ]
+        if self._delta:
+            terms = sorted(self._delta)
+            counts = np.zeros(n_terms, dtype=np.int64)
+            counts[terms] = [len(self._delta[t][0]) for t in terms]
+            indptr = np.zeros(n_terms + 1, dtype=np.int64)
+            np.cumsum(counts, out=indptr[1:])
+            slots = np.fromiter(
+                chain.from_iterable(self._delta[t][0] for t in terms), np.int32, self._delta_size
+            )
+            tfs = np.fromiter(
+                chain.from_iterable(self._delta[t][1] for t in terms), np.int32, self._delta_size
+            )
+            parts.append((indptr, slots, tfs))
+        if extra is not None:
+            parts.append(extra)
+        self._indptr, self._pslots, self._ptfs = _merge_csr(parts, n_terms)
+        self._delta = {}
+        self._delta_arrays = {}
+        self._delta_size = 0
+
+    def remove(self, keys: Iterable[int]) -> None:
+        """Remove documents by key; removing no keys is fine.
+
+        Raises:
+            KeyError: a key is not in the index (nothing is removed then).
+        """
+        wanted = list(dict.fromkeys(int(k) for k in keys))
+        for key in wanted:
+            if key not in self._slot_of:
+                raise KeyError(key)
+        if not wanted:
+            return
+        fwd_ptr, fwd_terms = self._forward()
+        slots = np.array([self._slot_of.pop(k) for k in wanted], dtype=np.int64)
+        starts, ends = fwd_ptr[slots], fwd_ptr[slots + 1]
+        if len(slots) == 1:
+            terms = fwd_terms[int(starts[0]) : int(ends[0])]
+        else:
+            terms = np.concatenate(
+                [fwd_terms[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+            )
+        df = self._df.view
+        if len(slots) == 1:
+            df[terms] -= 1  # a document's term ids are unique
+        else:
+            df -= np.bincount(terms, minlength=len(df))
+        self._alive.view[slots] = False
+        self._n_docs -= len(slots)
+        self._total_len -= int(self._dl.view[slots].sum())
+        self._n_dead += len(slots)
+        self._version += 1
+        if self._n_docs == 0:
+            self._clear()  # nothing left to score: drop every array
+        elif self._n_dead >= max(_MIN_COMPACT, _COMPACT_FRACTION * len(self._keys)):
+            self._compact()
+
+    def _forward(self) -> tuple[IntArray, np.ndarray]:
+        """The forward index (term ids of each slot), derived from the postings if needed."""
+        if self._fwd_ptr is None or self._fwd_terms is None:
+            self._merge_delta()
+            n_slots = len(self._keys)
+            terms = np.repeat(
+                np.arange(len(self._indptr) - 1, dtype=np.int32), np.diff(self._indptr)
+            )
+            order = np.argsort(self._pslots, kind="stable")
+            ptr = np.zeros(n_slots + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self._pslots, minlength=n_slots), out=ptr[1:])
+            self._fwd_ptr = _Buffer(ptr)
+            self._fwd_terms = _Buffer(terms[order])
+        return self._fwd_ptr.view, self._fwd_terms.view
+
+    def _compact(self) -> None:
+        """Drop tombstoned slots and unused terms; renumber both (scores do not change)."""
+        self._merge_delta()
+        alive = self._alive.view
+        new_slot = np.cumsum(alive, dtype=np.int64) - 1
+        df = self._df.view
+        live_term = df > 0
+        new_term = np.cumsum(live_term, dtype=np.int64) - 1
+        n_terms = int(live_term.sum())
+
+        term_of = np.repeat(np.arange(len(self._indptr) - 1, dtype=np.int64), np.diff(self._indptr))
+        keep = alive[self._pslots]
+        term_of = new_term[term_of[keep]]
+        self._pslots = new_slot[self._pslots[keep]].astype(np.int32)
+        self._ptfs = self._ptfs[keep]
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_of, minlength=n_terms), out=indptr[1:])
+        self._indptr = indptr
+
+        if self._fwd_ptr is not None and self._fwd_terms is not None:
+            ptr = self._fwd_ptr.view
+            sizes = np.diff(ptr)
+            owner_alive = np.repeat(alive, sizes)
+            fwd_terms = new_term[self._fwd_terms.view[owner_alive]].astype(np.int32)
+            fwd_ptr = np.zeros(int(alive.sum()) + 1, dtype=np.int64)
+            np.cumsum(sizes[alive], out=fwd_ptr[1:])
+            self._fwd_ptr, self._fwd_terms = _Buffer(fwd_ptr), _Buffer(fwd_terms)
+
+        terms = list(self._vocab)
+        self._vocab = {terms[i]: j for j, i in enumerate(np.flatnonzero(live_term).tolist())}
+        self._df = _Buffer(df[live_term].copy())
+        keys = self._keys.view[alive].copy()
+        self._keys = _Buffer(keys)
+        self._dl = _Buffer(self._dl.view[alive].copy())
+        self._alive = _Buffer(np.ones(len(keys), dtype=np.bool_))
+        self._slot_of = dict(zip(keys.tolist(), range(len(keys)), strict=True))
+        self._n_dead = 0
+        self._version += 1
+
+    def _postings(self, term: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        if term < len(self._indptr) - 1:
+            lo, hi = int(self._indptr[term]), int(self._indptr[term + 1])
+            if hi > lo:
+                out.append((self._pslots[lo:hi], self._ptfs[lo:hi]))
+        if term in self._delta:
+            arrays = self._delta_arrays.get(term)
+            if arrays is None:
+                s, c = self._delta[term]
+                arrays = (np.array(s, dtype=np.int32), np.array(c, dtype=np.int32))
+                self._delta_arrays[term] = arrays
+            out.append(arrays)
+        return out
+
+    def _dead_slots(self) -> IntArray:
+        cache = self._dead_cache
+        if cache is None or cache[0] != self._version:
+            cache = (self._version, np.flatnonzero(~self._alive.view))
+            self._dead_cache = cache
+        return cache[1]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every array needed to restore the index (no pickle), compacted; a pure read.
+
+        Keys: ``keys`` (int64, per document), ``doc_len`` (int64), ``indptr`` (int64, per term
+        + 1), ``post_docs`` (int32, document position of each posting), ``post_tf`` (int32),
+        ``vocab`` (uint8, the terms' UTF-8 joined) and ``vocab_offsets`` (int64, per term + 1).
+
+        The index itself is left as it is: a store saves under its *read* lock while searches
+        run, so compacting here would renumber slots under their feet. A shallow copy is
+        compacted instead (``_compact`` only rebinds attributes, never writes arrays in place).
+        """
+        if self._n_dead or self._delta or len(self._vocab) != len(self._indptr) - 1:
+            snapshot = copy.copy(self)
+            snapshot._compact()
+            return snapshot.state()
+        encoded = [t.encode("utf-8") for t in self._vocab]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return {
+            "keys": self._keys.view.copy(),
+            "doc_len": self._dl.view.copy(),
+            "indptr": self._indptr.copy(),
+            "post_docs": self._pslots.copy(),
+            "post_tf": self._ptfs.copy(),
+            "vocab": np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(),
+            "vocab_offsets": offsets,
+        }
+
+    def _load(self, state: Mapping[str, np.ndarray]) -> None:
+        def array(name: str, kind: str) -> np.ndarray:
+            if name not in state:
+                raise IndexFormatError(f"BM25 state is missing {name!r}")
+            arr = np.asarray(state[name])
+            if arr.ndim != 1 or arr.dtype.kind not in kind:
+                raise IndexFormatError(f"BM25 state {name!r} has shape {arr.shape}/{arr.dtype}")
+            return arr
+
+        keys = array("keys", "iu").astype(np.int64)
+        dl = array("doc_len", "iu").astype(np.int64)
+        indptr = array("indptr", "iu").astype(np.int64)
+        pdocs = array("post_docs", "iu").astype(np.int64)
+        ptf = array("post_tf", "iu").astype(np.int64)
+        vocab_bytes = array("vocab", "u")
+        offsets = array("vocab_offsets", "iu").astype(np.int64)
+        n_docs, n_terms, n_post = len(keys), len(indptr) - 1, len(pdocs)
+
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise IndexFormatError(f"BM25 state is inconsistent: {what}")
+
+        check(vocab_bytes.dtype == np.uint8, "vocab must be uint8")
+        check(len(dl) == n_docs, "doc_len and keys differ in length")
+        check(n_terms >= 0 and len(offsets) == n_terms + 1, "vocab_offsets and indptr disagree")
+        check(len(ptf) == n_post, "post_docs and post_tf differ in length")
+        check(bool(indptr[0] == 0 and indptr[-1] == n_post), "indptr does not span the postings")
+        check(bool((np.diff(indptr) > 0).all()), "indptr has an empty or decreasing term")
+        check(bool(offsets[0] == 0 and offsets[-1] == len(vocab_bytes)), "vocab_offsets span")
+        check(bool((np.diff(offsets) >= 0).all()), "vocab_offsets decrease")
+        check(bool((keys >= 0).all()) and len(np.unique(keys)) == n_docs, "keys not unique >= 0")
+        check(bool(n_post == 0 or (pdocs.min() >= 0 and pdocs.max() < n_docs)), "posting doc")
+        check(bool((ptf > 0).all()), "a term frequency is not positive")
+        # Within a term, document positions must strictly increase (no duplicate postings).
+        steps = np.diff(pdocs) > 0
+        if n_post > 1:
+            steps[indptr[1:-1] - 1] = True
+        check(bool(steps.all()), "a term's postings are not strictly increasing")
+        check(
+            bool(np.array_equal(np.bincount(pdocs, weights=ptf, minlength=n_docs), dl)),
+            "doc_len does not equal the sum of its term frequencies",
+        )
+        raw = vocab_bytes.tobytes()
+        try:
+            terms = [
+                raw[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+            ]
+        except UnicodeDecodeError as exc:
+            raise IndexFormatError(f"BM25 vocabulary is not UTF-8: {exc}") from exc
+        vocab = {t: i for i, t in enumerate(terms)}
+        check(len(vocab) == n_terms, "the vocabulary has repeated terms")
+
+        self._vocab = vocab
+        self._df = _Buffer(np.diff(indptr))
+        self._keys = _Buffer(keys)
+        self._dl = _Buffer(dl)
+        self._alive = _Buffer(np.ones(n_docs, dtype=np.bool_))
+        self._slot_of = dict(zip(keys.tolist(), range(n_docs), strict=True))
+        self._n_docs = n_docs
+        self._total_len = int(dl.sum())
+        self._indptr = indptr
+        self._pslots = pdocs.astype(np.int32)
+        self._ptfs = ptf.astype(_tf_dtype(ptf))
+        self._fwd_ptr = self._fwd_terms = None  # derived on the first remove
+        self._version += 1
