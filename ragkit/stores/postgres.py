@@ -23,8 +23,10 @@ snapshot as the postings, and each term's contribution is computed with the same
 operations. Queries with many postings are pruned with MaxScore (only the essential terms'
 postings are read in full; the ranking is the exhaustive one). Hybrid search can ask for
 ``(chunk ID, score)`` rankings and fetch only the fused top k's rows. Vector search uses the
-HNSW index with ``hnsw.iterative_scan`` for filtered queries,
-and an exact scan when the index returns fewer than ``k`` rows, so a filtered search returns
+HNSW index with a candidate list that grows with the store; a filtered query scans the
+matching chunks exactly when the planner expects few of them, else the graph iteratively
+(``hnsw.iterative_scan``) for a few times ``k`` matching candidates re-ranked exactly, and
+exactly again when the graph returns fewer than ``k`` rows, so a filtered search returns
 ``min(k, matching chunks)`` results. Filters (:mod:`ragkit.filters`) compile to parameterised
 SQL over the chunk metadata with exactly the semantics of :func:`ragkit.filters.matches`.
 
@@ -97,17 +99,24 @@ __all__ = [
     "redact_url",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The schema version this module creates and reads (1: up to ragkit 0.x; 2: terms carry the
-bounds keyword search prunes with)."""
+bounds keyword search prunes with; 3: postings indexed by chunk, terms updated in place)."""
 
 # HNSW build parameters (pgvector's defaults) and the per-query candidate list: at least
-# _EF_SEARCH_MIN, and 1.25k for larger k, capped at pgvector's maximum. pgvector's default
-# ef_search of 40 loses neighbours at k=10 (recall measured in docs/postgres.md).
+# _EF_SEARCH_MIN, 1.25k for larger k, and one per _CHUNKS_PER_EF chunks stored, capped at
+# pgvector's maximum. pgvector's default ef_search of 40 loses neighbours at k=10, and a fixed
+# ef_search loses more as the graph grows (both measured in bench/RESULTS.md).
 _HNSW_M = 16
 _HNSW_EF_CONSTRUCTION = 64
 _EF_SEARCH_MIN = 100
 _EF_SEARCH_MAX = 1000
+_CHUNKS_PER_EF = 750
+# A filtered vector search scans the matching chunks exactly when the planner expects at most
+# _EXACT_ROWS of them; else the graph is scanned iteratively for _FILTERED_CANDIDATES (or 4k)
+# matching rows, re-ranked exactly.
+_EXACT_ROWS = 5_000
+_FILTERED_CANDIDATES = 40
 # pgvector indexes up to this many dimensions with HNSW; above it vector search scans exactly.
 _HNSW_MAX_DIM = 2000
 # pgvector releases: 0.8.0 brought iterative index scans (filtered vector search needs them);
@@ -144,6 +153,15 @@ UPDATE {s}.terms t SET max_tf = x.max_tf, min_length = x.min_length
           FROM {s}.postings GROUP BY term_id) x
     WHERE t.term_id = x.term_id;
 UPDATE {s}.meta SET schema_version = 2;
+"""
+
+# Version 2 -> 3: a replaced chunk's postings are found by their chunk key (a few leaf pages)
+# instead of one primary-key lookup per term; terms keep free space for in-place (HOT) updates
+# of their statistics.
+_UPGRADE_2_TO_3: Final = """
+CREATE INDEX IF NOT EXISTS postings_chunk ON {s}.postings (chunk_key);
+ALTER TABLE {s}.terms SET (fillfactor = 70);
+UPDATE {s}.meta SET schema_version = 3;
 """
 
 _DDL: Final = """
@@ -191,7 +209,7 @@ CREATE TABLE {s}.terms (
     df integer NOT NULL,
     max_tf integer NOT NULL DEFAULT 0,
     min_length integer NOT NULL DEFAULT 2147483647
-);
+) WITH (fillfactor = 70);
 CREATE TABLE {s}.postings (
     term_id integer NOT NULL,
     chunk_key bigint NOT NULL,
@@ -199,6 +217,7 @@ CREATE TABLE {s}.postings (
     length integer NOT NULL,
     PRIMARY KEY (term_id, chunk_key) INCLUDE (tf, length)
 );
+CREATE INDEX postings_chunk ON {s}.postings (chunk_key);
 """
 
 
@@ -959,6 +978,9 @@ class PostgresStore:
                 if version == 1:
                     conn.execute(self._q(_UPGRADE_1_TO_2))
                     version = 2
+                if version == 2:
+                    conn.execute(self._q(_UPGRADE_2_TO_3))
+                    version = 3
                 self._check_version(version)
                 created = False
             else:
@@ -1106,13 +1128,23 @@ class PostgresStore:
         with self._connection() as conn:
             self._lock(conn)
             gone = list(delete) + ids
-            if gone:
-                self._remove(conn, gone)
+            removed = self._remove(conn, gone) if gone else _Removed()
+            bulk = bool(entries) and self._bulk_begin(conn, len(rows.chunks), dim)
+            term_ids = self._update_terms(conn, rows, removed)
             if entries:
-                bulk = self._bulk_begin(conn, len(rows.chunks), dim)
-                self._insert(conn, entries, rows)
-                if bulk:
-                    self._bulk_end(conn, dim)
+                self._insert(conn, rows, term_ids)
+            added = (len(entries), len(rows.chunks), rows.characters, rows.length)
+            net = [a - r for a, r in zip(added, removed.totals(), strict=True)]
+            if any(net):
+                conn.execute(
+                    self._q(
+                        "UPDATE {s}.stats SET documents = documents + %s, chunks = chunks + %s, "
+                        "characters = characters + %s, total_length = total_length + %s"
+                    ),
+                    net,
+                )
+            if bulk:
+                self._bulk_end(conn, dim)
 
     # -- bulk loads -------------------------------------------------------------------------------
 
@@ -1160,7 +1192,7 @@ class PostgresStore:
         )
         # A loader killed mid-load: the server notices within a second and rolls back.
         conn.execute("SET LOCAL client_connection_check_interval = 1000")
-        for name in ("chunks_embedding", "chunks_metadata"):
+        for name in ("chunks_embedding", "chunks_metadata", "postings_chunk"):
             conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS {s}.{name}").format(
                     s=self._ident, name=sql.Identifier(name)
@@ -1177,6 +1209,7 @@ class PostgresStore:
                 "PRIMARY KEY (term_id, chunk_key) INCLUDE (tf, length)"
             )
         )
+        conn.execute(self._q("CREATE INDEX postings_chunk ON {s}.postings (chunk_key)"))
         conn.execute(
             self._q(
                 "CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops)"
@@ -1251,58 +1284,43 @@ class PostgresStore:
                         df[term], max_tf[term], min_length[term] = 1, tf, n_tokens
         return rows
 
-    def _remove(self, conn: psycopg.Connection[Any], document_ids: list[str]) -> None:
-        """Delete documents, their chunks and postings; decrement the statistics."""
-        removed = conn.execute(
+    def _remove(self, conn: psycopg.Connection[Any], document_ids: list[str]) -> _Removed:
+        """Delete documents, their chunks and postings; what was removed (the terms' document
+        frequencies and the statistics are settled by the caller, with the write's additions)."""
+        removed = _Removed()
+        found = conn.execute(
             self._q(
-                "SELECT count(*), coalesce(sum(length), 0), "
-                "coalesce(sum(char_length(text)), 0) "
+                "SELECT chunk_key, length, char_length(text), term_ids "
                 "FROM {s}.chunks WHERE document_id = ANY(%s)"
             ),
             (document_ids,),
-        ).fetchone()
-        n_chunks, length, characters = removed if removed else (0, 0, 0)
-        if n_chunks:
-            zero = conn.execute(
-                self._q(
-                    "UPDATE {s}.terms t SET df = t.df - x.n FROM ("
-                    "  SELECT u.term_id, count(*) AS n"
-                    "  FROM {s}.chunks c, unnest(c.term_ids) AS u(term_id)"
-                    "  WHERE c.document_id = ANY(%s) GROUP BY u.term_id"
-                    ") x WHERE t.term_id = x.term_id RETURNING t.term_id, t.df"
-                ),
-                (document_ids,),
-            ).fetchall()
+        ).fetchall()
+        if found:
+            keys = [row[0] for row in found]
+            removed.chunks = len(found)
+            removed.length = sum(int(row[1]) for row in found)
+            removed.characters = sum(int(row[2]) for row in found)
+            for row in found:
+                removed.df.update(row[3])
+            # Found through postings_chunk: a few leaf pages, not one lookup per term.
             conn.execute(
-                self._q(
-                    "DELETE FROM {s}.postings p USING ("
-                    "  SELECT c.chunk_key, u.term_id"
-                    "  FROM {s}.chunks c, unnest(c.term_ids) AS u(term_id)"
-                    "  WHERE c.document_id = ANY(%s)"
-                    ") x WHERE p.term_id = x.term_id AND p.chunk_key = x.chunk_key"
-                ),
-                (document_ids,),
+                self._q("DELETE FROM {s}.postings WHERE chunk_key = ANY(%s)"), (keys,)
             )
-            dead = [term_id for term_id, df in zero if df <= 0]
-            if dead:
-                conn.execute(self._q("DELETE FROM {s}.terms WHERE term_id = ANY(%s)"), (dead,))
-        docs = conn.execute(
+        removed.documents = conn.execute(
             self._q("DELETE FROM {s}.documents WHERE document_id = ANY(%s)"), (document_ids,)
         ).rowcount
-        if docs or n_chunks:
-            conn.execute(
-                self._q(
-                    "UPDATE {s}.stats SET documents = documents - %s, chunks = chunks - %s, "
-                    "characters = characters - %s, total_length = total_length - %s"
-                ),
-                (docs, n_chunks, characters, length),
-            )
+        return removed
 
-    def _term_ids(self, conn: psycopg.Connection[Any], rows: _Rows) -> dict[str, int]:
-        """Term → ID for every term in ``rows``, adding new terms; document frequencies raised,
-        contribution bounds (highest tf, shortest chunk) widened."""
+    def _update_terms(
+        self, conn: psycopg.Connection[Any], rows: _Rows, removed: _Removed
+    ) -> dict[str, int]:
+        """Term → ID for every term in ``rows``, adding new terms; in one statement, document
+        frequencies raised by ``rows`` and lowered by ``removed``, contribution bounds (highest
+        tf, shortest chunk) widened; terms left in no chunk deleted."""
         df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
         terms = sorted(df)
+        if not terms and not removed.df:
+            return {}
 
         def columns(names: list[str]) -> tuple[list[Any], ...]:
             """Per term: name, df added, highest tf and shortest length in this write."""
@@ -1313,16 +1331,25 @@ class PostgresStore:
                 [min_length[t] for t in names],
             )
 
+        gone = sorted(removed.df)
         found = conn.execute(
             self._q(
-                "UPDATE {s}.terms t SET df = t.df + x.n, max_tf = greatest(t.max_tf, x.tf), "
-                "min_length = least(t.min_length, x.len) "
-                "FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS x(term, n, tf, len) "
-                "WHERE t.term = x.term RETURNING t.term, t.term_id"
+                "WITH x AS (SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[])"
+                "   AS x(term, n, tf, len)),"
+                " d AS (SELECT term_id, sum(n) AS n, max(tf) AS tf, min(len) AS len FROM ("
+                "   SELECT t.term_id, x.n, x.tf, x.len FROM x JOIN {s}.terms t ON t.term = x.term"
+                "   UNION ALL SELECT r.term_id, -r.n, 0, 2147483647"
+                "   FROM unnest(%s::int[], %s::int[]) AS r(term_id, n)) u GROUP BY term_id)"
+                " UPDATE {s}.terms t SET df = t.df + d.n, max_tf = greatest(t.max_tf, d.tf),"
+                " min_length = least(t.min_length, d.len)"
+                " FROM d WHERE t.term_id = d.term_id RETURNING t.term, t.term_id, t.df"
             ),
-            columns(terms),
+            (*columns(terms), gone, [removed.df[t] for t in gone]),
         ).fetchall()
-        ids: dict[str, int] = dict(found)
+        ids: dict[str, int] = {term: term_id for term, term_id, _ in found}
+        dead = [term_id for _, term_id, n in found if n <= 0]
+        if dead:
+            conn.execute(self._q("DELETE FROM {s}.terms WHERE term_id = ANY(%s)"), (dead,))
         new = [t for t in terms if t not in ids]
         if new:
             added = conn.execute(
@@ -1336,9 +1363,8 @@ class PostgresStore:
             ids.update(added)
         return ids
 
-    def _insert(
-        self, conn: psycopg.Connection[Any], entries: Sequence[DocumentEntry], rows: _Rows
-    ) -> None:
+    def _insert(self, conn: psycopg.Connection[Any], rows: _Rows, ids: Mapping[str, int]) -> None:
+        """COPY the documents and chunks, then derive the chunks' postings in one statement."""
         with conn.cursor() as cur:
             with cur.copy(
                 self._q(
@@ -1350,55 +1376,50 @@ class PostgresStore:
                 for doc in rows.documents:
                     copy.write_row(doc)
             n = len(rows.chunks)
-            if n:
-                ids = self._term_ids(conn, rows)
-                keys = [
-                    k
-                    for (k,) in cur.execute(
-                        "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-                        (self._sequence, n),
-                    ).fetchall()
-                ]
-                has_vectors = rows.chunks[0][10] is not None
-                columns = (
-                    "chunk_key, chunk_id, document_id, ordinal, text, start_offset, end_offset, "
-                    "headings, metadata, length, term_ids, term_tfs"
-                )
-                types = [
-                    "int8", "text", "text", "int4", "text", "int4", "int4", "text[]", "jsonb",
-                    "int4", "int4[]", "int4[]",
-                ]  # fmt: skip
-                if has_vectors:
-                    columns += ", embedding"
-                    types.append("vector")
-                with cur.copy(
-                    self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
-                ) as copy:
-                    copy.set_types(types)
-                    for key, row in zip(keys, rows.chunks, strict=True):
-                        counts: Counter[str] = row[9]
-                        out = [
-                            key, *row[:9],
-                            [ids[t] for t in counts], list(counts.values()),
-                        ]  # fmt: skip
-                        if has_vectors:
-                            out.append(row[10])
-                        copy.write_row(out)
-                cur.execute(
-                    self._q(
-                        "INSERT INTO {s}.postings (term_id, chunk_key, tf, length) "
-                        "SELECT u.term_id, c.chunk_key, u.tf, c.length "
-                        "FROM {s}.chunks c, unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) "
-                        "WHERE c.chunk_key BETWEEN %s AND %s ORDER BY u.term_id, c.chunk_key"
-                    ),
-                    (keys[0], keys[-1]),
-                )
+            if not n:
+                return
+            keys = [
+                k
+                for (k,) in cur.execute(
+                    "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                    (self._sequence, n),
+                ).fetchall()
+            ]
+            has_vectors = rows.chunks[0][10] is not None
+            columns = (
+                "chunk_key, chunk_id, document_id, ordinal, text, start_offset, end_offset, "
+                "headings, metadata, length, term_ids, term_tfs"
+            )
+            types = [
+                "int8", "text", "text", "int4", "text", "int4", "int4", "text[]", "jsonb",
+                "int4", "int4[]", "int4[]",
+            ]  # fmt: skip
+            if has_vectors:
+                columns += ", embedding"
+                types.append("vector")
+            with cur.copy(
+                self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
+            ) as copy:
+                copy.set_types(types)
+                for key, row in zip(keys, rows.chunks, strict=True):
+                    counts: Counter[str] = row[9]
+                    out = [
+                        key, *row[:9],
+                        [ids[t] for t in counts], list(counts.values()),
+                    ]  # fmt: skip
+                    if has_vectors:
+                        out.append(row[10])
+                    copy.write_row(out)
+            # In chunk order: a chunk's postings share a few heap pages, which is what a later
+            # replace of the chunk deletes (queries read the primary key's index-only scans).
             cur.execute(
                 self._q(
-                    "UPDATE {s}.stats SET documents = documents + %s, chunks = chunks + %s, "
-                    "characters = characters + %s, total_length = total_length + %s"
+                    "INSERT INTO {s}.postings (term_id, chunk_key, tf, length) "
+                    "SELECT u.term_id, c.chunk_key, u.tf, c.length "
+                    "FROM {s}.chunks c, unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) "
+                    "WHERE c.chunk_key BETWEEN %s AND %s ORDER BY c.chunk_key"
                 ),
-                (len(entries), n, rows.characters, rows.length),
+                (keys[0], keys[-1]),
             )
 
     # -- searches ---------------------------------------------------------------------------------
@@ -1645,9 +1666,10 @@ class PostgresStore:
     ) -> list[ScoredChunk]:
         """The ``k`` nearest chunks by cosine among chunks matching ``where`` (HNSW).
 
-        Filtered queries scan the HNSW graph iteratively until ``k`` matching rows are found;
-        if the index still yields fewer than ``k`` rows, an exact scan answers instead. Scores
-        are cosine similarities; ties are broken by chunk ID.
+        A filter expected to match few chunks is answered by an exact scan of them; else the
+        HNSW graph is scanned iteratively for a few times ``k`` matching candidates, re-ranked
+        exactly (and an exact scan answers if the graph yields fewer than ``k``). Scores are
+        cosine similarities; ties are broken by chunk ID.
         """
         rows = self._vector_rows(vector, k, where, _CHUNK_COLUMNS)
         out = [ScoredChunk(_chunk(row), 1.0 - float(row[7])) for row in rows]
@@ -1683,34 +1705,64 @@ class PostgresStore:
         condition = compile_filter(where, params).replace("{", "{{").replace("}", "}}")
         values = {"v": query, "k": k, **params.values}
         with self._connection(read=True) as conn:
-            ef = min(_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4))
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-            if where is not None:
-                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            else:
+            # The candidate list grows with the store: HNSW's recall falls as the graph grows
+            # at a fixed ef_search (bench/RESULTS.md, "Vector recall").
+            conn.execute(
+                self._q(
+                    "SELECT set_config('hnsw.ef_search', least(%s, greatest(%s, "
+                    "(SELECT chunks FROM {s}.stats) / %s))::text, true)"
+                ),
+                (_EF_SEARCH_MAX, max(_EF_SEARCH_MIN, k + k // 4), _CHUNKS_PER_EF),
+            )
+            exact = (
+                "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
+                "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
+                "ORDER BY (c.embedding <=> %(v)s::vector) + 0, c.chunk_id LIMIT %(k)s"
+            )  # the + 0 keeps the planner off the index: an exact scan of the matching rows
+            rows: list[tuple[Any, ...]] = []
+            if where is None:
                 # Unfiltered, the graph is always the faster path; the planner's estimate for a
                 # large k over wide (TOASTed) rows can prefer a sequential scan and a sort.
                 conn.execute("SET LOCAL enable_seqscan = off")
-            rows = conn.execute(
-                self._q(
-                    "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
-                    "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
-                    "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(k)s"
-                ),
-                values,
-            ).fetchall()
-            if len(rows) < k:
-                # The graph returned too few (a very selective filter, or fewer rows than k):
-                # an exact scan of the matching rows (the + 0 keeps the planner off the index).
                 rows = conn.execute(
                     self._q(
                         "SELECT " + columns + ", c.embedding <=> %(v)s::vector AS d "
-                        "FROM {s}.chunks c WHERE c.embedding IS NOT NULL AND " + condition + " "
-                        "ORDER BY (c.embedding <=> %(v)s::vector) + 0, c.chunk_id LIMIT %(k)s"
+                        "FROM {s}.chunks c WHERE c.embedding IS NOT NULL "
+                        "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(k)s"
                     ),
                     values,
                 ).fetchall()
+            elif self._estimate(conn, condition, values) > _EXACT_ROWS:
+                # Iterative scan in relaxed order, a few times k candidates re-ranked exactly:
+                # the first k found are not always the k nearest matching.
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                rows = conn.execute(
+                    self._q(
+                        "WITH r AS MATERIALIZED (SELECT " + columns + ", "
+                        "c.embedding <=> %(v)s::vector AS d FROM {s}.chunks c "
+                        "WHERE c.embedding IS NOT NULL AND " + condition + " "
+                        "ORDER BY c.embedding <=> %(v)s::vector LIMIT %(m)s) "
+                        "SELECT * FROM r ORDER BY r.d + 0, r.chunk_id LIMIT %(k)s"
+                    ),
+                    {**values, "m": max(_FILTERED_CANDIDATES, 4 * k)},
+                ).fetchall()
+            if len(rows) < k:
+                # Few matching rows, or the graph returned too few: the matching rows exactly.
+                rows = conn.execute(self._q(exact), values).fetchall()
         return rows
+
+    def _estimate(
+        self, conn: psycopg.Connection[Any], condition: str, values: Mapping[str, Any]
+    ) -> float:
+        """The planner's estimate of the chunks matching ``condition`` (no rows are read)."""
+        row = conn.execute(
+            self._q(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {s}.chunks c "
+                "WHERE c.embedding IS NOT NULL AND " + condition
+            ),
+            values,
+        ).fetchone()
+        return float(row[0][0]["Plan"]["Plan Rows"]) if row else math.inf
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -1885,6 +1937,24 @@ class PostgresStore:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+class _Removed:
+    """What a write removed: documents, chunks, their lengths and characters, and per term ID
+    the number of removed chunks holding it."""
+
+    __slots__ = ("characters", "chunks", "df", "documents", "length")
+
+    def __init__(self) -> None:
+        self.documents = 0
+        self.chunks = 0
+        self.characters = 0
+        self.length = 0
+        self.df: Counter[int] = Counter()
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """Documents, chunks, characters, analysed length: the statistics' columns."""
+        return (self.documents, self.chunks, self.characters, self.length)
 
 
 class _Rows:

@@ -230,6 +230,7 @@ _SQL_ARGUMENTS = {
     "_vector_rows": ("columns",),
     "_keyword_query": ("condition", "columns"),
     "_seed_threshold": ("condition",),
+    "_estimate": ("condition",),
 }
 # Functions that forward the SQL they are given (checked where they are called): the store's
 # template binder and its cursor's execute/copy.
