@@ -26,10 +26,10 @@ from .test_store_contract import FILTERS, KEYS
 
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
+from ragkit.stores._pg_sql import _Params  # noqa: E402
 from ragkit.stores.postgres import (  # noqa: E402
     SCHEMA_VERSION,
     PostgresStore,
-    _Params,
     compile_filter,
     migrate,
     redact_url,
@@ -453,9 +453,9 @@ def test_vector_recall_and_filtered_k(
 ) -> None:
     """Unfiltered, and filtered both ways: an exact scan of few matching chunks (the default
     here) and the graph scanned iteratively (exact_rows=0), re-ranked."""
-    from ragkit.stores import postgres
+    from ragkit.stores import _pg_vector
 
-    monkeypatch.setattr(postgres, "_EXACT_ROWS", exact_rows)
+    monkeypatch.setattr(_pg_vector, "_EXACT_ROWS", exact_rows)
     rng = np.random.default_rng(3)
     n, dim = 3000, 32
     centres = rng.normal(size=(30, dim))
@@ -532,10 +532,10 @@ def _zipf_entries(n_docs: int, seed: int) -> list[DocumentEntry]:
 def test_pruned_keyword_search_ranks_exactly_like_bm25index(
     pg_url: str, pg_schema: str, variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ragkit.stores import postgres
+    from ragkit.stores import _pg_bm25
 
     splits: list[Any] = []
-    real_split = postgres._split
+    real_split = _pg_bm25._split
 
     def spy(terms: Any, theta: float) -> Any:
         out = real_split(terms, theta)
@@ -543,9 +543,9 @@ def test_pruned_keyword_search_ranks_exactly_like_bm25index(
         return out
 
     # Prune from the first posting on, seeding the threshold from very few postings.
-    monkeypatch.setattr(postgres, "_PRUNE_POSTINGS", 0)
-    monkeypatch.setattr(postgres, "_SEED_POSTINGS", 30)
-    monkeypatch.setattr(postgres, "_split", spy)
+    monkeypatch.setattr(_pg_bm25, "_PRUNE_POSTINGS", 0)
+    monkeypatch.setattr(_pg_bm25, "_SEED_POSTINGS", 30)
+    monkeypatch.setattr(_pg_bm25, "_split", spy)
     entries = _zipf_entries(300, 5)
     settings_ = IndexSettings(
         embedder=SETTINGS.embedder, dim=SETTINGS.dim, chunk_size=256, chunk_overlap=32,
@@ -642,10 +642,10 @@ def test_migrate_upgrades_an_older_schema_in_place(
 _LOADER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from ragkit.stores import postgres
+from ragkit.stores import _pg_write, postgres
 from tests.stores.conftest import SETTINGS, entry
 
-postgres._BULK_MIN_CHUNKS = 50
+_pg_write._BULK_MIN_CHUNKS = 50
 real_end = postgres.PostgresStore._bulk_end
 
 def end_then_hang(self, conn, dim):
@@ -668,9 +668,9 @@ def _indexes(url: str, schema: str) -> set[str]:
 def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
     pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ragkit.stores import postgres
+    from ragkit.stores import _pg_write, postgres
 
-    monkeypatch.setattr(postgres, "_BULK_MIN_CHUNKS", 50)
+    monkeypatch.setattr(_pg_write, "_BULK_MIN_CHUNKS", 50)
     bulk: list[bool] = []
     real_begin = postgres.PostgresStore._bulk_begin
 
