@@ -304,13 +304,17 @@ class _Writes(_StoreCore):
                 "   AS x(term, n, tf, len)),"
                 " d AS (SELECT term_id, sum(n) AS n, max(tf) AS tf, min(len) AS len FROM ("
                 "   SELECT t.term_id, x.n, x.tf, x.len FROM x JOIN {s}.terms t ON t.term = x.term"
+                "     AND t.term = ANY(%s::text[])"
                 "   UNION ALL SELECT r.term_id, -r.n, 0, 2147483647"
                 "   FROM unnest(%s::int[], %s::int[]) AS r(term_id, n)) u GROUP BY term_id)"
                 " UPDATE {s}.terms t SET df = t.df + d.n, max_tf = greatest(t.max_tf, d.tf),"
-                " min_length = least(t.min_length, d.len)"
-                " FROM d WHERE t.term_id = d.term_id RETURNING t.term, t.term_id, t.df"
+                " min_length = least(t.min_length, d.len) FROM d WHERE t.term_id = d.term_id"
+                " AND (t.term = ANY(%s::text[]) OR t.term_id = ANY(%s::int[]))"
+                " RETURNING t.term, t.term_id, t.df"
             ),
-            (*columns(terms), gone, [removed.df[t] for t in gone]),
+            # The = ANY conditions repeat the joins' keys so that the planner looks the terms up
+            # in their indexes instead of hashing the whole vocabulary (a scan per write).
+            (*columns(terms), terms, gone, [removed.df[t] for t in gone], terms, gone),
         ).fetchall()
         ids: dict[str, int] = {term: term_id for term, term_id, _ in found}
         dead = [term_id for _, term_id, n in found if n <= 0]
