@@ -27,8 +27,8 @@ _EF_SEARCH_MIN = 100
 _EF_SEARCH_MAX = 1000
 _CHUNKS_PER_EF = 750
 # A filtered vector search scans the matching chunks exactly when the planner expects at most
-# _EXACT_ROWS of them; else the graph is scanned iteratively for _FILTERED_CANDIDATES (or 4k)
-# matching rows, re-ranked exactly.
+# _EXACT_ROWS of them (and at most that many are found); else the graph is scanned iteratively
+# for _FILTERED_CANDIDATES (or 4k) matching rows, re-ranked exactly.
 _EXACT_ROWS = 5_000
 _FILTERED_CANDIDATES = 40
 
@@ -107,7 +107,24 @@ class _VectorSearch(_StoreCore):
                     ),
                     values,
                 ).fetchall()
-            elif self._estimate(conn, condition, values) > _EXACT_ROWS:
+            else:
+                if self._estimate(conn, condition, values) <= _EXACT_ROWS:
+                    # Few expected: exactly, unless more than _EXACT_ROWS match after all (the
+                    # planner misjudges filters on metadata it has no statistics for); then no
+                    # row comes back and the graph answers.
+                    rows = conn.execute(
+                        self._q(
+                            "WITH m AS MATERIALIZED (SELECT " + columns + ", "
+                            "c.embedding <=> %(v)s::vector AS d FROM {s}.chunks c "
+                            "WHERE c.embedding IS NOT NULL AND " + condition + " "
+                            "LIMIT %(few)s + 1) "
+                            "SELECT * FROM m WHERE (SELECT count(*) FROM m) <= %(few)s "
+                            "ORDER BY m.d, m.chunk_id LIMIT %(k)s"
+                        ),
+                        {**values, "few": _EXACT_ROWS},
+                    ).fetchall()
+                    if rows:
+                        return rows  # the k nearest, or every matching row if fewer
                 # Iterative scan in relaxed order, a few times k candidates re-ranked exactly:
                 # the first k found are not always the k nearest matching.
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -122,7 +139,8 @@ class _VectorSearch(_StoreCore):
                     {**values, "m": max(_FILTERED_CANDIDATES, 4 * k)},
                 ).fetchall()
             if len(rows) < k:
-                # Few matching rows, or the graph returned too few: the matching rows exactly.
+                # The graph returned too few (a very selective filter, or fewer rows than k):
+                # the matching rows exactly.
                 rows = conn.execute(self._q(exact), values).fetchall()
         return rows
 

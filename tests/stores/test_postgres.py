@@ -447,15 +447,22 @@ def test_bm25_parity_with_bm25index_on_the_docs(
     store.close()
 
 
-@pytest.mark.parametrize("exact_rows", [5_000, 0])
+@pytest.mark.parametrize(("exact_rows", "misjudged"), [(5_000, False), (0, False), (100, True)])
 def test_vector_recall_and_filtered_k(
-    pg_url: str, pg_schema: str, exact_rows: int, monkeypatch: pytest.MonkeyPatch
+    pg_url: str,
+    pg_schema: str,
+    exact_rows: int,
+    misjudged: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Unfiltered, and filtered both ways: an exact scan of few matching chunks (the default
-    here) and the graph scanned iteratively (exact_rows=0), re-ranked."""
+    """Unfiltered, and filtered every way: an exact scan of few matching chunks (the default
+    here), the graph scanned iteratively (exact_rows=0), re-ranked, and a planner that expects
+    no match at all (the 20 % filter then finds more than exact_rows and goes to the graph)."""
     from ragkit.stores import _pg_vector
 
     monkeypatch.setattr(_pg_vector, "_EXACT_ROWS", exact_rows)
+    if misjudged:
+        monkeypatch.setattr(_pg_vector._VectorSearch, "_estimate", lambda *_: 0.0)
     rng = np.random.default_rng(3)
     n, dim = 3000, 32
     centres = rng.normal(size=(30, dim))
