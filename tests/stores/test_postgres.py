@@ -26,10 +26,10 @@ from .test_store_contract import FILTERS, KEYS
 
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("pgvector")
+from ragkit.stores._pg_sql import _Params  # noqa: E402
 from ragkit.stores.postgres import (  # noqa: E402
     SCHEMA_VERSION,
     PostgresStore,
-    _Params,
     compile_filter,
     migrate,
     redact_url,
@@ -447,7 +447,22 @@ def test_bm25_parity_with_bm25index_on_the_docs(
     store.close()
 
 
-def test_vector_recall_and_filtered_k(pg_url: str, pg_schema: str) -> None:
+@pytest.mark.parametrize(("exact_rows", "misjudged"), [(5_000, False), (0, False), (100, True)])
+def test_vector_recall_and_filtered_k(
+    pg_url: str,
+    pg_schema: str,
+    exact_rows: int,
+    misjudged: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unfiltered, and filtered every way: an exact scan of few matching chunks (the default
+    here), the graph scanned iteratively (exact_rows=0), re-ranked, and a planner that expects
+    no match at all (the 20 % filter then finds more than exact_rows and goes to the graph)."""
+    from ragkit.stores import _pg_vector
+
+    monkeypatch.setattr(_pg_vector, "_EXACT_ROWS", exact_rows)
+    if misjudged:
+        monkeypatch.setattr(_pg_vector._VectorSearch, "_estimate", lambda *_: 0.0)
     rng = np.random.default_rng(3)
     n, dim = 3000, 32
     centres = rng.normal(size=(30, dim))
@@ -479,14 +494,24 @@ def test_vector_recall_and_filtered_k(pg_url: str, pg_schema: str) -> None:
         exact = set(ids[np.argsort(-(vecs @ q), kind="stable")[:10]])
         hits += len(exact & {r.id for r in store.vector_search(q, 10)})
     assert hits / (10 * len(queries)) >= 0.98
-    # A 1 % filter (30 rows) still yields k rows, all matching, equal to exact search there.
+    # A 1 % filter (30 rows) and a 20 % one still yield k rows, all matching, as exact search
+    # does there.
+    for where, subset in (
+        (parse_filter({"bucket": 7}), np.array([i for i in range(n) if i % 100 == 7])),
+        (
+            parse_filter({"bucket": {"$lt": 20}}),
+            np.array([i for i in range(n) if i % 100 < 20]),
+        ),
+    ):
+        hits = 0
+        for q in queries[:10]:
+            got = store.vector_search(q, 10, where)
+            assert len(got) == 10
+            assert {r.id for r in got} <= set(ids[subset])
+            expected = ids[subset[np.argsort(-(vecs[subset] @ q), kind="stable")[:10]]]
+            hits += len(set(expected) & {r.id for r in got})
+        assert hits / 100 >= 0.98
     where = parse_filter({"bucket": 7})
-    subset = np.array([i for i in range(n) if i % 100 == 7])
-    for q in queries[:10]:
-        got = store.vector_search(q, 10, where)
-        assert len(got) == 10
-        expected = ids[subset[np.argsort(-(vecs[subset] @ q), kind="stable")[:10]]]
-        assert len(set(expected) & {r.id for r in got}) >= 9
     # Fewer matching rows than k: all of them.
     assert len(store.vector_search(queries[0], 50, where)) == 30
     store.close()
@@ -514,10 +539,10 @@ def _zipf_entries(n_docs: int, seed: int) -> list[DocumentEntry]:
 def test_pruned_keyword_search_ranks_exactly_like_bm25index(
     pg_url: str, pg_schema: str, variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ragkit.stores import postgres
+    from ragkit.stores import _pg_bm25
 
     splits: list[Any] = []
-    real_split = postgres._split
+    real_split = _pg_bm25._split
 
     def spy(terms: Any, theta: float) -> Any:
         out = real_split(terms, theta)
@@ -525,9 +550,9 @@ def test_pruned_keyword_search_ranks_exactly_like_bm25index(
         return out
 
     # Prune from the first posting on, seeding the threshold from very few postings.
-    monkeypatch.setattr(postgres, "_PRUNE_POSTINGS", 0)
-    monkeypatch.setattr(postgres, "_SEED_POSTINGS", 30)
-    monkeypatch.setattr(postgres, "_split", spy)
+    monkeypatch.setattr(_pg_bm25, "_PRUNE_POSTINGS", 0)
+    monkeypatch.setattr(_pg_bm25, "_SEED_POSTINGS", 30)
+    monkeypatch.setattr(_pg_bm25, "_split", spy)
     entries = _zipf_entries(300, 5)
     settings_ = IndexSettings(
         embedder=SETTINGS.embedder, dim=SETTINGS.dim, chunk_size=256, chunk_overlap=32,
@@ -574,7 +599,10 @@ def test_pruned_keyword_search_ranks_exactly_like_bm25index(
     store.close()
 
 
-def test_migrate_upgrades_a_version_1_schema_in_place(pg_url: str, pg_schema: str) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_migrate_upgrades_an_older_schema_in_place(
+    pg_url: str, pg_schema: str, version: int
+) -> None:
     store = PostgresStore(pg_url, schema=pg_schema)
     store.migrate()
     store.configure(SETTINGS)
@@ -582,28 +610,36 @@ def test_migrate_upgrades_a_version_1_schema_in_place(pg_url: str, pg_schema: st
     queries = ["w3 w50 w77", "w120 w1", "w9"]
     before = [[(r.id, r.score) for r in store.keyword_search(q, 10)] for q in queries]
     store.close()
-    # Version 1's layout: terms without the bound columns.
+    # Version 2's layout: no index of postings by chunk, terms filled to the brim; version 1's
+    # also has terms without the bound columns.
+    older = (
+        f'DROP INDEX "{pg_schema}".postings_chunk; '
+        f'ALTER TABLE "{pg_schema}".terms RESET (fillfactor); '
+        f'UPDATE "{pg_schema}".meta SET schema_version = {version}; '
+    )
+    if version == 1:
+        older += f'ALTER TABLE "{pg_schema}".terms DROP COLUMN max_tf, DROP COLUMN min_length; '
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            f'ALTER TABLE "{pg_schema}".terms DROP COLUMN max_tf, DROP COLUMN min_length; '
-            f'UPDATE "{pg_schema}".meta SET schema_version = 1'
-        )
+        conn.execute(older)
     store = PostgresStore(pg_url, schema=pg_schema)
-    with pytest.raises(SchemaError, match="has version 1; run the migration to upgrade it"):
+    with pytest.raises(
+        SchemaError, match=f"has version {version}; run the migration to upgrade it"
+    ):
         store.keyword_search("w3", 10)
     assert migrate(pg_url, schema=pg_schema) is False
     assert store.migrate() is False  # already upgraded: idempotent
     after = [[(r.id, r.score) for r in store.keyword_search(q, 10)] for q in queries]
     assert after == before
+    assert "postings_chunk" in _indexes(pg_url, pg_schema)
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute(f'SELECT schema_version FROM "{pg_schema}".meta').fetchone() == (2,)
+        assert conn.execute(f'SELECT schema_version FROM "{pg_schema}".meta').fetchone() == (3,)
         wrong = conn.execute(
             f'SELECT count(*) FROM "{pg_schema}".terms t JOIN (SELECT term_id, max(tf) m, '
             f'min(length) l FROM "{pg_schema}".postings GROUP BY term_id) p USING (term_id) '
             "WHERE t.max_tf <> p.m OR t.min_length <> p.l"
         ).fetchone()
         assert wrong == (0,)
-    store.write(_zipf_entries(2, 7))  # and it writes
+    store.write(_zipf_entries(2, 7))  # and it writes (replacing two documents)
     consistency(pg_url, pg_schema)
     store.close()
 
@@ -613,10 +649,10 @@ def test_migrate_upgrades_a_version_1_schema_in_place(pg_url: str, pg_schema: st
 _LOADER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from ragkit.stores import postgres
+from ragkit.stores import _pg_write, postgres
 from tests.stores.conftest import SETTINGS, entry
 
-postgres._BULK_MIN_CHUNKS = 50
+_pg_write._BULK_MIN_CHUNKS = 50
 real_end = postgres.PostgresStore._bulk_end
 
 def end_then_hang(self, conn, dim):
@@ -639,9 +675,9 @@ def _indexes(url: str, schema: str) -> set[str]:
 def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
     pg_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ragkit.stores import postgres
+    from ragkit.stores import _pg_write, postgres
 
-    monkeypatch.setattr(postgres, "_BULK_MIN_CHUNKS", 50)
+    monkeypatch.setattr(_pg_write, "_BULK_MIN_CHUNKS", 50)
     bulk: list[bool] = []
     real_begin = postgres.PostgresStore._bulk_begin
 
@@ -654,7 +690,7 @@ def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
     store.migrate()
     store.configure(SETTINGS)
     indexes = _indexes(pg_url, pg_schema)
-    assert {"chunks_embedding", "chunks_metadata", "postings_pkey"} <= indexes
+    assert {"chunks_embedding", "chunks_metadata", "postings_pkey", "postings_chunk"} <= indexes
     entries = _zipf_entries(60, 4)  # 120 chunks onto none: bulk
     store.write(entries)
     store.write(_zipf_entries(10, 5))  # replaces 10 documents (20 chunks): row by row
