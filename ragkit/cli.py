@@ -37,7 +37,7 @@ from .cli_options import (
     index_option,
     json_option,
 )
-from .cli_render import _load_notes, _reembedded
+from .cli_render import _load_notes, _printable, _reembedded
 from .errors import RagkitError
 from .progress import Progress
 
@@ -285,7 +285,9 @@ def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
                 )
             )
         else:
-            names = ", ".join([*u.added, *u.replaced, *(f"-{r}" for r in u.removed)])
+            names = ", ".join(
+                _printable(name) for name in [*u.added, *u.replaced, *(f"-{r}" for r in u.removed)]
+            )
             detail = f" ({_reembedded(u)})" if u.chunks_reused else ""
             click.echo(f"Updated ({event.seconds:.2f}s): {names}{detail}")
 

@@ -37,6 +37,15 @@ def _chunk_json(sc: ScoredChunk) -> dict[str, Any]:
     }
 
 
+def _printable(name: str) -> str:
+    """A document or chunk ID, heading or label safe to print on one terminal line: control
+    characters (a newline, an escape sequence) are shown escaped, as ``repr`` would; ``--json``
+    keeps names as they are."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def _source(result: Answer, chunk_id: str) -> str:
     """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
     from .plan import chunk_label
@@ -44,8 +53,9 @@ def _source(result: Answer, chunk_id: str) -> str:
     for sc in result.chunks:
         if sc.chunk.id == chunk_id:
             label = chunk_label(sc.chunk)
-            return chunk_id if label == sc.chunk.document_id else f"{chunk_id} ({label})"
-    return chunk_id
+            shown = _printable(chunk_id)
+            return shown if label == sc.chunk.document_id else f"{shown} ({_printable(label)})"
+    return _printable(chunk_id)
 
 
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
@@ -54,10 +64,12 @@ def _print_passages(results: Sequence[ScoredChunk]) -> None:
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())
         detail = f" ({parts})" if parts else ""
-        heading = f"  [{' > '.join(sc.chunk.headings)}]" if sc.chunk.headings else ""
+        path = " > ".join(sc.chunk.headings)
+        heading = f"  [{_printable(path)}]" if path else ""
         label = chunk_label(sc.chunk)
-        where = f"  ({label})" if label != sc.chunk.document_id else ""
-        click.echo(f"[{rank}] {sc.chunk.id}{where}  score {sc.score:.4f}{detail}{heading}")
+        where = f"  ({_printable(label)})" if label != sc.chunk.document_id else ""
+        shown = _printable(sc.chunk.id)
+        click.echo(f"[{rank}] {shown}{where}  score {sc.score:.4f}{detail}{heading}")
         text = " ".join(sc.chunk.text.split())
         click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
 

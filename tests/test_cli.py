@@ -82,6 +82,34 @@ def test_search_prints_chunk_ids(runner: CliRunner, indexed: Path) -> None:
     assert result.stdout.startswith("[1] rust.txt#0")
 
 
+def test_search_prints_control_characters_in_names_escaped(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A file name with a newline or an escape sequence cannot forge result lines or recolour
+    the terminal; --json keeps the name as it is."""
+    folder = write_corpus(
+        tmp_path / "docs",
+        {"a\nb.md": "# One\n\nOkapis graze.\n", "c\x1b[31md.md": "# Two\n\nOkapis sleep.\n"},
+    )
+    location = str(tmp_path / "idx")
+    assert (
+        runner.invoke(cli, ["index", str(folder), "--index", location, "--keyword-only"]).exit_code
+        == 0
+    )
+    result = runner.invoke(cli, ["search", "okapis", "--index", location])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert {line.split()[1] for line in lines if line.startswith("[")} == {
+        "a\\nb.md#0",
+        "c\\x1b[31md.md#0",
+    }
+    data = json.loads(
+        runner.invoke(cli, ["search", "okapis", "--index", location, "--json"]).stdout
+    )
+    assert {r["id"] for r in data["results"]} == {"a\nb.md#0", "c\x1b[31md.md#0"}
+
+
 def test_search_json(runner: CliRunner, indexed: Path) -> None:
     result = runner.invoke(
         cli, ["search", "pip installs packages", "--index", str(indexed), "--json", "-k", "50"]

@@ -32,12 +32,11 @@ from typing import Any
 
 from ..errors import LoadError
 from ..types import Document
-from .defaults import DEFAULT_EXCLUDE_DIRS, DEFAULT_INCLUDE
+from .defaults import DEFAULT_EXCLUDE_DIRS, DEFAULT_INCLUDE, DEFAULT_MAX_BYTES
 from .files import (
     _FILE_FLAGS,
     _O_CLOEXEC,
     _O_NOFOLLOW,
-    DEFAULT_MAX_BYTES,
     _check_arguments,
     _document,
     _kind,
