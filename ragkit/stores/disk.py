@@ -55,6 +55,7 @@ __all__ = [
     "is_index_dir",
     "only_debris",
     "read_generation",
+    "rebuild_advice",
     "write_generation",
     "writer_lock",
 ]
@@ -96,6 +97,13 @@ class Generation:
 def is_index_dir(root: Path) -> bool:
     """True when ``root`` holds a ragkit index (a ``CURRENT`` pointer)."""
     return (root / "CURRENT").is_file()
+
+
+def rebuild_advice(root: Path) -> str:
+    """What to do about a damaged index at ``root``: its documents are still in their folder."""
+    return (
+        f"rebuild it: move {root} aside (or delete it), then `ragkit index FOLDER --index {root}`"
+    )
 
 
 def only_debris(root: Path) -> bool:
@@ -402,7 +410,7 @@ def _read_once(root: Path) -> Generation:
     if hashlib.sha256(body).hexdigest() != manifest_sha:
         raise IndexFormatError(
             f"{folder / 'manifest.json'} does not match the checksum in CURRENT: it was changed "
-            "or damaged; rebuild the index"
+            f"or damaged; {rebuild_advice(root)}"
         )
     try:
         manifest = json.loads(body.decode("utf-8"))
@@ -440,7 +448,7 @@ def _read_once(root: Path) -> Generation:
         if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
             raise IndexFormatError(
                 f"{folder / name} does not match its checksum in the manifest: it was changed "
-                "or damaged; rebuild the index"
+                f"or damaged; {rebuild_advice(folder.parent)}"
             )
         files[name] = data
     return Generation(folder, manifest, files)

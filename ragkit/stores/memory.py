@@ -37,6 +37,7 @@ from .disk import (
     Generation,
     current_generation,
     read_generation,
+    rebuild_advice,
     write_generation,
     writer_lock,
 )
@@ -804,7 +805,8 @@ def _chunks_from_lines(
 def _blame(path: Path, detail: str = "") -> Iterator[None]:
     """Turn any failure while reading ``path`` into an :class:`IndexFormatError` naming it."""
     where = f"{path} {detail}".rstrip()
-    advice = "; rebuild the index with `ragkit index`"
+    index = path.parent.parent if path.parent.name.startswith("gen-") else path.parent
+    advice = f"; {rebuild_advice(index)}"
     try:
         yield
     except IndexFormatError as exc:

@@ -242,6 +242,10 @@ def test_tampering_without_resealing_is_caught_by_the_checksums(
     with pytest.raises(IndexFormatError, match="checksum") as info:
         MemoryStore.load(root)
     assert name in str(info.value)
+    # and says what to do: the documents are still in their folder
+    assert str(info.value).endswith(
+        f"rebuild it: move {root} aside (or delete it), then `ragkit index FOLDER --index {root}`"
+    )
 
 
 # -- forged damage (checksums recomputed) -------------------------------------------------------
