@@ -209,11 +209,11 @@ def _cpu_signature() -> str:
             info = fh.read(1 << 16)
     except OSError:
         info = ""
-    lines = {
-        key.strip(): value.strip()
-        for key, _, value in (line.partition(":") for line in info.splitlines())
-        if key.strip() in ("model name", "flags", "Features", "CPU part")
-    }
+    lines: dict[str, str] = {}
+    for line in info.splitlines():  # the first processor's (a long file is read in part)
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "flags", "Features", "CPU part"):
+            lines.setdefault(key.strip(), value.strip())
     return repr((os.uname().machine, sorted(lines.items())))
 
 

@@ -224,14 +224,23 @@ class MemoryStore:
     def keyword_ranking(
         self, text: str, k: int, where: Filter | None = None
     ) -> list[tuple[str, float]]:
-        """:meth:`keyword_search` as ``(chunk ID, score)`` pairs."""
-        return [(sc.chunk.id, sc.score) for sc in self.keyword_search(text, k, where)]
+        """:meth:`keyword_search` as ``(chunk ID, score)`` pairs (no :class:`ScoredChunk` made)."""
+        tokens = self.analyzer(text)
+        with self._lock.read():
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed, with_ties=True)
+            return self._ranked_pairs(keys, scores, k)
 
     def vector_ranking(
         self, vector: np.ndarray, k: int, where: Filter | None = None
     ) -> list[tuple[str, float]]:
-        """:meth:`vector_search` as ``(chunk ID, score)`` pairs."""
-        return [(sc.chunk.id, sc.score) for sc in self.vector_search(vector, k, where)]
+        """:meth:`vector_search` as ``(chunk ID, score)`` pairs (no :class:`ScoredChunk` made)."""
+        with self._lock.read():
+            if self._vectors is None or not len(self._vectors):
+                return []
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
+            return self._ranked_pairs(keys, scores, k)
 
     def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
         """The number of chunks and how many contain each analysed term."""
@@ -276,6 +285,18 @@ class MemoryStore:
             order = np.lexsort((ids, -np.asarray(scores, dtype=np.float64)))[:k].tolist()
             return [ScoredChunk(found[i], float(values[i])) for i in order]
         return [ScoredChunk(c, float(v)) for c, v in zip(found[:k], values[:k], strict=True)]
+
+    def _ranked_pairs(
+        self, keys: np.ndarray, scores: np.ndarray, k: int
+    ) -> list[tuple[str, float]]:
+        """:meth:`_ranked` as ``(chunk ID, score)`` pairs, in the same order."""
+        chunks = self._chunks
+        ids = [chunks[key].id for key in keys.tolist()]
+        values = scores.astype(np.float64).tolist()
+        if len(ids) > 1 and bool(np.any(scores[1:] == scores[:-1])):
+            order = np.lexsort((np.array(ids), -np.asarray(values))).tolist()[:k]
+            return [(ids[i], values[i]) for i in order]
+        return list(zip(ids[:k], values[:k], strict=True))
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
