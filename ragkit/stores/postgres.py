@@ -14,7 +14,7 @@ nothing on the query path runs DDL. Tables:
   HNSW cosine index, created by :meth:`PostgresStore.configure` once the dimension is known).
 - ``terms``: term → ID, document frequency and the bound of its BM25 contribution (highest tf,
   shortest chunk); ``postings``: (term ID, chunk, tf, chunk length), keyed for an index-only
-  scan per query term.
+  scan per query term and indexed by chunk, so a replace finds a chunk's postings at once.
 
 Keyword search is real BM25 (Lucene or Okapi variant, ``k1``, ``b`` from the settings) over
 these tables, analysed by :class:`ragkit.bm25.Analyzer` in Python, so it ranks as
