@@ -33,7 +33,14 @@ import numpy.typing as npt
 from .outline import _NON_SPACE, _Outline, _outline
 from .tokens import ENCODING_NAME, get_encoding
 from .tokens import count_tokens as _count_tokens
-from .types import Chunk, Document, Metadata, freeze_metadata
+from .types import (
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_SIZE,
+    Chunk,
+    Document,
+    Metadata,
+    freeze_metadata,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP",
@@ -44,11 +51,6 @@ __all__ = [
     "get_encoding",
 ]
 
-DEFAULT_CHUNK_SIZE = 256
-"""Default largest chunk, in tokens."""
-
-DEFAULT_CHUNK_OVERLAP = 32
-"""Default overlap between consecutive chunks of a document, in tokens."""
 
 # A cut at a blank line, line break or sentence end is taken only if the chunk is at least this
 # full (share of the characters that would fit); otherwise a finer boundary further on is used,

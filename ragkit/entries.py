@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .base import Store
-from .chunking import chunk_document
 from .types import Chunk, Document
 
 __all__ = [
@@ -127,6 +126,8 @@ def prepare_documents(
             # Every chunk can be filtered by path (--path GLOB), loader or not.
             doc = Document(doc.id, doc.text, {**doc.metadata, "path": doc.id})
         latest[doc.id] = doc
+    from .chunking import chunk_document  # here, not at the top: a search process never chunks
+
     known = store.document_hashes(list(latest))
     pending: list[PreparedDocument] = []
     unchanged: list[str] = []

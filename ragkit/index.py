@@ -36,7 +36,6 @@ from .base import (
     Store,
 )
 from .bm25 import BM25Index, lucene_idf
-from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 from .embedders import Embedder, default_embedder, embed_checked, get_embedder
 from .entries import (
     IndexUpdate,
@@ -52,7 +51,7 @@ from .fusion import FusionMethod
 from .retrievers import BM25Retriever, HybridRetriever, Retriever, VectorRetriever
 from .stores import load_store, open_store, writer
 from .stores.memory import MemoryStore
-from .types import Chunk, Document, ScoredChunk
+from .types import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Chunk, Document, ScoredChunk
 
 if TYPE_CHECKING:
     from .contextual import SupportsContextualize

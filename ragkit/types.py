@@ -37,6 +37,13 @@ _EMPTY: Mapping[str, float] = MappingProxyType({})
 _NO_METADATA: Metadata = MappingProxyType({})
 
 
+DEFAULT_CHUNK_SIZE = 256
+"""Default largest chunk, in tokens (``ragkit.chunking``)."""
+
+DEFAULT_CHUNK_OVERLAP = 32
+"""Default overlap between consecutive chunks of a document, in tokens."""
+
+
 def _freeze_value(key: str, value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value

@@ -36,8 +36,10 @@ def test_public_names_load_on_first_use() -> None:
 
 # What a search never needs: the loaders (docx, pdf, html, the folder walk, YAML front matter),
 # the Claude SDK, answering and evaluation, the onnx package (it only rewrites the graph once),
-# and the hosted and torch embedders.
+# the hosted and torch embedders, the chunker and the token counter (tiktoken).
 SEARCH_NEVER = (
+    "ragkit.chunking",
+    "tiktoken",
     "ragkit.loaders.docx",
     "ragkit.loaders.pdf",
     "ragkit.loaders.html",

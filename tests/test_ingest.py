@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import ragkit
+import ragkit.chunking
 import ragkit.entries
 import ragkit.index
 from ragkit import ingest
@@ -110,7 +111,7 @@ def test_each_document_is_hashed_and_chunked_once_per_sync(
     files = {f"d{i:02}.md": f"# Doc {i}\n\n" + "word " * 400 + f"unique{i}\n" for i in range(30)}
     folder = write_corpus(tmp_path / "src", files)
     counts = {"chunk": 0, "hash": 0}
-    real_chunk, real_hash = ragkit.entries.chunk_document, ragkit.entries.document_hash
+    real_chunk, real_hash = ragkit.chunking.chunk_document, ragkit.entries.document_hash
 
     def chunk(*args, **kwargs):  # type: ignore[no-untyped-def]
         counts["chunk"] += 1
@@ -120,7 +121,7 @@ def test_each_document_is_hashed_and_chunked_once_per_sync(
         counts["hash"] += 1
         return real_hash(doc)
 
-    monkeypatch.setattr(ragkit.entries, "chunk_document", chunk)
+    monkeypatch.setattr(ragkit.chunking, "chunk_document", chunk)
     monkeypatch.setattr(ragkit.entries, "document_hash", digest)
     monkeypatch.setattr(ingest, "_BATCH_CHARS", 5_000)  # several batches
     seen: list[tuple[int, int]] = []

@@ -197,8 +197,7 @@ class _KeywordSearch(_StoreCore):
         chunk with no essential term scores at most ``ubn`` < ``theta``, below the k-th.
         """
         contrib = (
-            "((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf))"
-            " * q.w"
+            "((p.tf * %(k1p1)s) / (%(k1)s * (%(omb)s + %(b)s * p.length / %(avgdl)s) + p.tf)) * q.w"
         )
         if pruned:
             rest = (

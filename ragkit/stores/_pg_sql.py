@@ -215,9 +215,7 @@ def check_schema_name(schema: object, *, allow_public: bool = False) -> str:
     """
     if not isinstance(schema, str) or not schema:
         raise ValueError(f"schema must be a non-empty string, got {schema!r}")
-    rule = (
-        "choose another schema name (PostgresStore(schema=...) or ragkit_schema= in the URL)"
-    )
+    rule = "choose another schema name (PostgresStore(schema=...) or ragkit_schema= in the URL)"
     if "\x00" in schema:
         raise ValueError(f"schema name {schema!r} contains a NUL character: {rule}")
     size = len(schema.encode("utf-8", "surrogatepass"))

@@ -147,9 +147,7 @@ class _Writes(_StoreCore):
         kb = max(65_536, min(_BULK_MAX_MEMORY_KB, need // 1024))
         for setting in ("maintenance_work_mem", "work_mem"):  # work_mem: the postings' sort
             conn.execute(
-                sql.SQL("SET LOCAL {} = {}").format(
-                    sql.Identifier(setting), sql.Literal(f"{kb}kB")
-                )
+                sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(setting), sql.Literal(f"{kb}kB"))
             )
         conn.execute(
             sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
@@ -269,9 +267,7 @@ class _Writes(_StoreCore):
             for row in found:
                 removed.df.update(row[3])
             # Found through postings_chunk: a few leaf pages, not one lookup per term.
-            conn.execute(
-                self._q("DELETE FROM {s}.postings WHERE chunk_key = ANY(%s)"), (keys,)
-            )
+            conn.execute(self._q("DELETE FROM {s}.postings WHERE chunk_key = ANY(%s)"), (keys,))
         removed.documents = conn.execute(
             self._q("DELETE FROM {s}.documents WHERE document_id = ANY(%s)"), (document_ids,)
         ).rowcount

@@ -118,8 +118,6 @@ def _close_later(pool: ConnectionPool[Any]) -> None:
         threading.Thread(target=pool.close, name="ragkit-pool-close", daemon=True).start()
 
 
-
-
 # -- the store ------------------------------------------------------------------------------------
 
 
@@ -477,9 +475,7 @@ class PostgresStore(_Schema, _KeywordSearch, _VectorSearch, _Writes, _Reads):
                 "write is all-or-nothing: it either committed whole or left nothing, and "
                 "repeating it is safe"
             )
-        return StoreError(
-            f"{where} refused a statement of schema {self.schema!r}: {reason}"
-        )
+        return StoreError(f"{where} refused a statement of schema {self.schema!r}: {reason}")
 
     def _why_unreachable(self, pool: ConnectionPool[Any]) -> str:
         """Why no pooled connection came: one direct attempt, its error redacted."""
@@ -535,9 +531,7 @@ class PostgresStore(_Schema, _KeywordSearch, _VectorSearch, _Writes, _Reads):
         self._schema_checked = True
 
     def _lock(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(
-            "SELECT set_config('lock_timeout', %s, true)", (f"{self._lock_timeout_ms}ms",)
-        )
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self._lock_timeout_ms}ms",))
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('ragkit:' || %s::text, 0))",
             (self.schema,),
