@@ -213,7 +213,6 @@ class Worker:
     def build(self, n: int, vectors: str) -> dict[str, Any]:
         import gc
 
-        from ragkit import index as index_mod
         from ragkit.index import Index
         from ragkit.types import Chunk, Document
 
@@ -230,8 +229,19 @@ class Worker:
                 return [Chunk(f"{doc.id}#0", doc.text, doc.id, 0, len(doc.text), (), doc.metadata)]
             return [Chunk(f"{doc.id}#0", doc.text, doc.id, 0, len(doc.text))]
 
-        real_chunker = index_mod.chunk_document
-        index_mod.chunk_document = one_chunk
+        # Wherever this version looks the chunker up at call time (ragkit.index in older
+        # versions; ragkit.chunking itself since it is imported when a document is chunked).
+        import importlib
+
+        holders = []
+        for name in ("ragkit.index", "ragkit.entries", "ragkit.chunking"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if "chunk_document" in vars(module):
+                holders.append((module, module.chunk_document))
+                module.chunk_document = one_chunk
         t0 = time.perf_counter()
         try:
             index = Index(embedder=self.embedder)
@@ -247,7 +257,8 @@ class Worker:
                     docs = [Document(f"p{i}", texts[i]) for i in range(start, stop)]
                 index.add(docs)
         finally:
-            index_mod.chunk_document = real_chunker
+            for module, real_chunker in holders:
+                module.chunk_document = real_chunker
         build_s = time.perf_counter() - t0
         self.embedder.feed = None
         del texts
