@@ -259,30 +259,50 @@ class BM25Index(_Postings):
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
         if self._n_docs == 0 or self._total_len == 0:
             return empty
-        df = self._df.view
-        counts = self._term_counts(tokens)
+        df, vocab = self._df.view, self._vocab
+        counts: dict[int, int] = {}
+        for tok in tokens:
+            tid = vocab.get(tok)
+            if tid is not None:
+                counts[tid] = counts.get(tid, 0) + 1
+        tids = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        dfs = df[tids]
+        if not dfs.all():  # terms of removed documents only: as _term_counts drops them
+            tids = tids[dfs > 0]
+            counts = {tid: counts[tid] for tid in tids.tolist()}
+            dfs = df[tids]
         if not counts:
             return empty
-        idfs = [self._idf(int(df[tid])) for tid in counts]
-        if min(idfs) <= 0:
-            return None
+        n_docs = self._n_docs
+        if self.variant == "okapi":
+            idfs = [self._idf(d) for d in dfs.tolist()]
+            if min(idfs) <= 0:
+                return None
+        else:  # lucene_idf, inlined: a query has few terms but every call counts here
+            idfs = [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in dfs.tolist()]
         n_terms = len(counts)
         okapi = self.variant == "okapi"
         k1p1 = self.k1 + 1
         bptr, blast, bmax, avgdl0 = self._blocks(kernel)
         # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
         # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
-        factor = max(1.0, (self._total_len / self._n_docs) / avgdl0) if self.b > 0 else 1.0
-        mult = (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
+        factor = max(1.0, (self._total_len / n_docs) / avgdl0) if self.b > 0 else 1.0
+        idf = np.array(idfs, dtype=np.float64)
+        count = np.fromiter(counts.values(), dtype=np.int64, count=n_terms)
+        scale = idf * count
+        scale *= (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
         indptr, n_base, delta = self._indptr, len(self._indptr) - 1, self._delta
-        # Per term, in query order: base range, first block, delta range, repeats (one array).
-        ints = np.zeros((6, n_terms), dtype=np.int64)
-        for j, (tid, count) in enumerate(counts.items()):
-            if tid < n_base:
-                ints[0, j], ints[1, j], ints[2, j] = indptr[tid], indptr[tid + 1], bptr[tid]
-            ints[5, j] = count
-        bounds = [w * c * mult for w, c in zip(idfs, counts.values(), strict=True)]
-        floats = np.array([idfs, bounds])
+        # Per term, in query order: base postings, first block, delta postings.
+        if int(tids.max()) < n_base:
+            lo, hi, b_lo = indptr[tids], indptr[tids + 1], bptr[tids]
+        else:  # terms new since the last merge have no base postings
+            inside = tids < n_base
+            safe = np.where(inside, tids, 0)
+            lo = np.where(inside, indptr[safe], 0)
+            hi = np.where(inside, indptr[np.minimum(safe + 1, n_base)], 0)
+            b_lo = np.where(inside, bptr[safe], 0)
+        d_lo = np.zeros(n_terms, dtype=np.int64)
+        d_hi = np.zeros(n_terms, dtype=np.int64)
         dslots, dtfs = _EMPTY_I32, _EMPTY_I32
         if delta:
             d_parts: list[tuple[np.ndarray, np.ndarray]] = []
@@ -291,7 +311,7 @@ class BM25Index(_Postings):
                 if tid in delta:
                     part = self._postings(tid)[-1]
                     d_parts.append(part)
-                    ints[3, j], ints[4, j] = d_size, d_size + len(part[0])
+                    d_lo[j], d_hi[j] = d_size, d_size + len(part[0])
                     d_size += len(part[0])
             if d_parts:
                 dslots = np.concatenate([p[0] for p in d_parts]).astype(np.int32, copy=False)
@@ -307,8 +327,8 @@ class BM25Index(_Postings):
             ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
         acc, touched = _scratch(len(self._keys))
         cand, scores = kernel.top_candidates(
-            self._pslots, self._ptfs, ints[0], ints[1], ints[2], blast, bmax,
-            dslots, dtfs, ints[3], ints[4], floats[0], ints[5], floats[1],
+            self._pslots, self._ptfs, lo, hi, b_lo, blast, bmax,
+            dslots, dtfs, d_lo, d_hi, idf, count, scale,
             self._norm(), self._norm32(), ok, okapi, k1p1, k, acc, touched, _WINDOW, _LOOKUP_COST,
         )  # fmt: skip
         return cand, scores
