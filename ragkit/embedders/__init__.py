@@ -21,10 +21,11 @@ This package leaves out storing and searching vectors (the index and its stores)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ragkit.base import Embedder
 
+from .._lazy import lazy_names
 from ._common import check_embeddings, embed_checked, plan_batches
 from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
 from .registry import (
@@ -90,17 +91,4 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its submodule on first use (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
