@@ -58,7 +58,10 @@ def test_unrelated_question_is_gated_without_a_call(tmp_path: Path, claude) -> N
     index = ragkit.index_folder(folder, tmp_path / "idx")
     client, rec = claude(["success"])
     result = ragkit.answer(
-        "What is the capital of Australia?", index, client=client, strategy="retrieve"
+        "What is the capital of Australia?",
+        index,
+        ragkit.AnswerOptions(strategy="retrieve"),
+        client=client,
     )
     assert result.abstained
     assert result.strategy == "none"
