@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ragkit._arrays import first_repeated
 from ragkit.embedders import check_embeddings
 from ragkit.errors import IndexFormatError
 
@@ -147,7 +148,7 @@ class VectorStore:
         vecs = check_embeddings(vectors, n=m, dim=self.dim)
         if m == 0:
             return
-        repeated = _first_repeated(key_arr)
+        repeated = first_repeated(key_arr)
         if repeated is not None:
             raise ValueError(f"key {repeated} appears twice in keys")
         key_list = key_arr.tolist()
@@ -315,7 +316,7 @@ class VectorStore:
             raise IndexFormatError(f"{keys.shape[0]} vector keys but {vectors.shape[0]} vectors")
         if keys.size and int(keys.min()) < 0:
             raise IndexFormatError("vector keys must not be negative")
-        if _first_repeated(keys) is not None:
+        if first_repeated(keys) is not None:
             raise IndexFormatError("vector keys are not unique")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         if not np.isfinite(vecs).all():
@@ -698,11 +699,3 @@ def _build_numba_kernel() -> Kernel | None:
     except Exception:
         return None
     return kernel
-
-
-def _first_repeated(keys: np.ndarray) -> int | None:
-    """The smallest key that appears twice, or ``None`` (a sort, not ``np.unique``, which
-    imports ``numpy.ma`` on first use: a cost a search process would pay at start-up)."""
-    ordered = np.sort(keys)
-    same = ordered[1:] == ordered[:-1]
-    return int(ordered[1:][same][0]) if same.any() else None

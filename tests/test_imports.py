@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ragkit"
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_lazy", "errors", "types", "filters", "fusion", "pricing", "tokens", "progress"),
+    ("_lazy", "_arrays", "errors", "types", "filters", "fusion", "pricing", "tokens", "progress"),
     ("_bm25_numba",),
     ("outline", "analyzer", "_bm25_postings"),
     ("plugins",),

@@ -121,7 +121,7 @@ def text_box(text: str) -> str:
     content = f"<w:txbxContent>{paragraph(text)}</w:txbxContent>"
     return (
         "<w:p><w:r><mc:AlternateContent>"
-        f"<mc:Choice Requires=\"wps\"><w:drawing><wps:txbx>{content}</wps:txbx></w:drawing>"
+        f'<mc:Choice Requires="wps"><w:drawing><wps:txbx>{content}</wps:txbx></w:drawing>'
         "</mc:Choice>"
         f"<mc:Fallback><w:pict><v:textbox>{content}</v:textbox></w:pict></mc:Fallback>"
         "</mc:AlternateContent></w:r></w:p>"

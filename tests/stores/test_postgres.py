@@ -528,9 +528,7 @@ def _zipf_entries(n_docs: int, seed: int) -> list[DocumentEntry]:
     p /= p.sum()
     out = []
     for d in range(n_docs):
-        texts = [
-            " ".join(rng.choice(vocab, size=int(rng.integers(3, 40)), p=p)) for _ in range(2)
-        ]
+        texts = [" ".join(rng.choice(vocab, size=int(rng.integers(3, 40)), p=p)) for _ in range(2)]
         out.append(entry(f"z{d:04d}.md", texts, {"bucket": d % 7}, vectors=True))
     return out
 

@@ -251,9 +251,7 @@ def test_a_full_disk_is_a_store_error_and_the_write_is_rolled_back(
             conn.execute("DROP FUNCTION IF EXISTS public.ragkit_disk_full() CASCADE")
 
 
-def test_a_read_only_server_refuses_writes_with_a_ragkit_error(
-    pg_url: str, pg_schema: str
-) -> None:
+def test_a_read_only_server_refuses_writes_with_a_ragkit_error(pg_url: str, pg_schema: str) -> None:
     _filled(pg_url, pg_schema).close()
     url = f"{pg_url}&options=-c%20default_transaction_read_only%3Don"
     store = PostgresStore(url, schema=pg_schema)

@@ -211,9 +211,7 @@ def test_the_cli_reports_a_bad_schema_name_as_a_usage_error(pg_url: str) -> None
     from ragkit.cli import cli
 
     sep = "&" if "?" in pg_url else "?"
-    result = CliRunner().invoke(
-        cli, ["migrate", "--index", f"{pg_url}{sep}ragkit_schema=pg_mine"]
-    )
+    result = CliRunner().invoke(cli, ["migrate", "--index", f"{pg_url}{sep}ragkit_schema=pg_mine"])
     assert result.exit_code == 2
     assert "starts with pg_, which Postgres reserves" in result.output
 
@@ -357,8 +355,8 @@ def test_no_sql_in_the_postgres_store_is_built_by_formatting_values() -> None:
     ("code", "why"),
     [
         ("def f(conn, s):\n    conn.execute(f\"SELECT nextval('{s}.keys')\")\n", "f-string"),
-        ("def f(conn, s):\n    conn.execute(\"SET x = %s\" % s)\n", "%-formatting"),
-        ("def f(conn, s):\n    conn.execute(\"SET x = {}\".format(s))\n", "str.format"),
+        ('def f(conn, s):\n    conn.execute("SET x = %s" % s)\n', "%-formatting"),
+        ('def f(conn, s):\n    conn.execute("SET x = {}".format(s))\n', "str.format"),
         ("def f(self, s):\n    q = 'SELECT ' + s\n    self._q(q)\n", "variable 's'"),
         ("def f(s):\n    sql.SQL(f'SELECT {s}')\n", "f-string"),
         (

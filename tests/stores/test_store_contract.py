@@ -512,6 +512,7 @@ def test_document_vectors_of_a_keyword_only_store_are_none(stores: StoreFactory)
     store.write([entry("a.md", ["alpha beta"], vectors=False)])
     assert store.document_vectors("a.md") is None
 
+
 # -- rankings without chunks (hybrid search's narrow fetch) ---------------------------------------
 
 
