@@ -38,14 +38,19 @@ def _normalise(suffix: str) -> str:
     return suffix if suffix.startswith(".") else "." + suffix
 
 
-def _accept(obj: object) -> Loader:
-    loader = obj() if isinstance(obj, type) or not isinstance(obj, Loader) else obj  # type: ignore[operator]
+def _checked(loader: object) -> Loader:
+    """``loader`` when it implements :class:`ragkit.base.Loader`, else a ``TypeError``."""
     if not isinstance(loader, Loader) or isinstance(loader.suffixes, str):
         raise TypeError(
             "loader must have a `suffixes` tuple and a `load(data, *, document_id)` method "
             f"(ragkit.base.Loader), got {type(loader).__name__}"
         )
     return loader
+
+
+def _accept(obj: object) -> Loader:
+    loader = obj() if isinstance(obj, type) or not isinstance(obj, Loader) else obj  # type: ignore[operator]
+    return _checked(loader)
 
 
 _TEXT, _MARKDOWN = "ragkit.loaders.text:TextLoader", "ragkit.loaders.text:MarkdownLoader"
@@ -89,11 +94,7 @@ def register_loader(loader: Loader, *, replace: bool = False) -> None:
     Example:
         ``register_loader(MyOrgModeLoader())  # suffixes = (".org",)``
     """
-    if not isinstance(loader, Loader) or isinstance(loader.suffixes, str):
-        raise TypeError(
-            "loader must have a `suffixes` tuple and a `load(data, *, document_id)` method "
-            f"(ragkit.base.Loader), got {type(loader).__name__}"
-        )
+    _checked(loader)
     suffixes = [_normalise(s) for s in loader.suffixes]
     if not suffixes:
         raise ValueError("loader.suffixes must name at least one suffix")
