@@ -13,6 +13,7 @@ import pytest
 
 from ragkit.embedders import (
     MINILM_NAME,
+    MINILM_V1_NAME,
     Embedder,
     MiniLMEmbedder,
     SentenceTransformerEmbedder,
@@ -122,7 +123,9 @@ def test_embedder_protocol_is_structural() -> None:
 
 
 def test_builtin_names_carry_model_and_dimension() -> None:
-    assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/384"
+    assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/v2/384"
+    # Graph version 1 keeps its name: its vectors differ, so its indexes never get version 2's.
+    assert MiniLMEmbedder(version=1).name == MINILM_V1_NAME == "minilm-l6-v2-int8/384"
     st = SentenceTransformerEmbedder()
     assert st.name == "sentence-transformers/all-MiniLM-L6-v2/384"
     assert st.name != MINILM_NAME  # two backends' vectors never share an index
@@ -155,6 +158,10 @@ def test_get_embedder_rejects_a_non_string() -> None:
 def test_get_embedder_resolves_the_default_by_name_and_family() -> None:
     assert get_embedder(MINILM_NAME).name == MINILM_NAME
     assert get_embedder("minilm-l6-v2-int8").name == MINILM_NAME
+    # The name indexes built before graph version 2 carry reopens them with version 1.
+    old = get_embedder(MINILM_V1_NAME)
+    assert isinstance(old, MiniLMEmbedder)
+    assert (old.name, old.version) == (MINILM_V1_NAME, 1)
 
 
 def test_get_embedder_refuses_another_dimension_of_minilm() -> None:
@@ -276,7 +283,9 @@ def test_rejects_a_single_string_and_non_strings() -> None:
         MiniLMEmbedder().embed_query(["a"])  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"threads": 0}, {"threads": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_size": 0}, {"threads": 0}, {"threads": True}, {"version": 3}]
+)
 def test_rejects_bad_settings(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         MiniLMEmbedder(**kwargs)
@@ -344,6 +353,49 @@ def test_minilm_real_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     # with the same result.
     assert sorted(p.suffix or "dir" for p in tmp_path.iterdir()) == [".onnx", "dir"]
     np.testing.assert_array_equal(MiniLMEmbedder(threads=1).embed_documents(_TEXTS), vectors[:3])
+
+
+@needs_local
+def test_minilm_vector_is_independent_of_its_batch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(17)
+    words = "cells protein receptor bone glucocorticoid signal tumour growth the of and".split()
+    texts = [" ".join(rng.choice(words, size=n)) for n in (1, 3, 12, 40, 90, 170, 300, 700)]
+    embedder = MiniLMEmbedder(threads=2)
+    together = embedder.embed_documents(texts)
+    alone = np.stack([MiniLMEmbedder(threads=1).embed_documents([t])[0] for t in texts])
+    np.testing.assert_array_equal(together, alone)
+    order = rng.permutation(len(texts))
+    for batch in np.array_split(order, 3):  # other batch-mates, other order, other sizes
+        np.testing.assert_array_equal(
+            embedder.embed_documents([texts[i] for i in batch]), alone[batch]
+        )
+    np.testing.assert_array_equal(np.stack([embedder.embed_query(t) for t in texts]), alone)
+
+
+@needs_local
+def test_minilm_index_of_graph_version_1_reopens_with_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ragkit.errors import SettingsMismatchError
+    from ragkit.index import Index
+    from ragkit.types import Document
+
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path / "cache"))
+    old, new = MiniLMEmbedder(version=1), MiniLMEmbedder()
+    # The two graphs embed alike, but not identically: never in one index.
+    assert ((old.embed_documents(_TEXTS) * new.embed_documents(_TEXTS)).sum(axis=1) > 0.99).all()
+    index = Index(embedder=old)
+    index.add([Document(f"d{i}", text) for i, text in enumerate(_TEXTS)])
+    index.save(tmp_path / "idx")
+    reopened = Index.load(tmp_path / "idx")
+    assert reopened.embedder is not None
+    assert reopened.embedder.name == MINILM_V1_NAME
+    assert reopened.search("a cat on a rug", k=1, mode="vector")[0].chunk.document_id == "d1"
+    with pytest.raises(SettingsMismatchError, match="built with embedder 'minilm-l6-v2-int8/384'"):
+        Index.load(tmp_path / "idx", embedder=new)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from ragkit.base import Embedder
 
 from .._lazy import lazy_names
 from ._common import check_embeddings, embed_checked, plan_batches
-from .minilm import MINILM_NAME, MiniLMEmbedder, minilm_available
+from .minilm import MINILM_NAME, MINILM_V1_NAME, MiniLMEmbedder, minilm_available
 from .registry import (
     EMBEDDERS,
     ENTRY_POINT_GROUP,
@@ -57,6 +57,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "GATE_THRESHOLDS",
     "MINILM_NAME",
+    "MINILM_V1_NAME",
     "Embedder",
     "EmbedderKeyError",
     "EmbeddingCost",

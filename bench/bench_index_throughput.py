@@ -1,0 +1,235 @@
+"""Embedding throughput of the default embedder against the one it replaced, in one run.
+
+Issue 17 part 3: ``ragkit index`` spends most of its time in the MiniLM graph. This bench times,
+on the same real texts and in alternating rounds (so both sides see the same machine load):
+
+1. ``embed_documents`` chunks/s of the baseline (``minilm.py`` as committed at ``--baseline-ref``,
+   loaded from git as a module; with no git, graph version 1 of this checkout, which is the same
+   graph) and of this checkout's default (graph version 2), medians and the median of the
+   per-round ratios. Texts: SciFact abstracts and the ``docs/`` pages, chunked with ragkit's
+   defaults exactly as an index chunks them.
+2. The vectors: the baseline's against version 1 of this checkout (must be identical), the new
+   ones against the baseline (cosine), and the new embedder's batch independence (each text
+   alone against the same text in the whole batch, and in reverse order).
+3. ``ragkit index FOLDER`` as a fresh process on a folder of SciFact abstracts (one markdown
+   file each), alternating ``--embedder minilm-l6-v2-int8/384`` (graph version 1) and the
+   default, each into an empty index: end-to-end chunks/s (process start, loading, chunking,
+   embedding, saving).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_index_throughput.py [--docs 200] [--rounds 5]
+
+Prints a markdown table and writes bench/out/index_throughput.json. It leaves out quality
+(SciFact nDCG@10 is ``ragkit eval``'s job; the numbers are in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from corpus import SCIFACT  # noqa: E402
+
+V1_NAME = "minilm-l6-v2-int8/384"
+
+
+def _load() -> str:
+    with open("/proc/loadavg", encoding="ascii") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+def baseline_embedder(ref: str) -> tuple[Any, str]:
+    """``MiniLMEmbedder`` from ``minilm.py`` at git ``ref``, or graph version 1 of this checkout."""
+    from ragkit.embedders.minilm import MiniLMEmbedder
+
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{ref}:ragkit/embedders/minilm.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return MiniLMEmbedder(version=1), "graph version 1 of this checkout"
+    folder = Path(tempfile.mkdtemp(prefix="ragkit-baseline-"))
+    path = folder / "_minilm_baseline.py"
+    path.write_text(source, encoding="utf-8")
+    # A module of the ragkit.embedders package, so that its relative imports resolve.
+    spec = importlib.util.spec_from_file_location("ragkit.embedders._minilm_baseline", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    module._TOKENIZER = ROOT / "ragkit" / "embedders" / module._TOKENIZER.name  # beside the copy
+    return module.MiniLMEmbedder(), f"minilm.py at {ref}"
+
+
+def chunks(docs: list[dict[str, str]]) -> list[str]:
+    """The texts an index embeds for these SciFact records and for docs/*.md."""
+    from ragkit.chunking import chunk_text
+
+    out = []
+    for doc in docs:
+        text = f"# {doc['title'].strip()}\n\n{doc['text']}"
+        out += [c.text for c in chunk_text(text, document_id=doc["_id"])]
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        out += [c.text for c in chunk_text(page.read_text(encoding="utf-8"), document_id=page.name)]
+    return out
+
+
+def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
+    from ragkit.embedders.minilm import MiniLMEmbedder
+
+    base, base_from = baseline_embedder(ref)
+    new = MiniLMEmbedder()
+    v1 = MiniLMEmbedder(version=1)
+    for emb in (base, new, v1):
+        emb.embed_documents(texts[:4])  # load and warm up
+    rates: dict[str, list[float]] = {"baseline": [], "new": []}
+    loads = [_load()]
+    vectors: dict[str, np.ndarray] = {}
+    for r in range(rounds):
+        pair = [("baseline", base), ("new", new)]
+        for label, emb in pair if r % 2 == 0 else pair[::-1]:
+            started = time.perf_counter()
+            vectors[label] = emb.embed_documents(texts)
+            rates[label].append(len(texts) / (time.perf_counter() - started))
+        print(f"round {r}: {rates['baseline'][-1]:.1f} / {rates['new'][-1]:.1f} chunks/s",
+              file=sys.stderr, flush=True)  # fmt: skip
+    loads.append(_load())
+    ratios = [n / b for n, b in zip(rates["new"], rates["baseline"], strict=True)]
+    cosines = (vectors["new"] * vectors["baseline"]).sum(axis=1)
+    sample = texts[:: max(1, len(texts) // 24)]
+    alone = np.stack([new.embed_documents([t])[0] for t in sample])
+    batched = new.embed_documents(sample)
+    reversed_ = new.embed_documents(sample[::-1])[::-1]
+    queries = np.stack([new.embed_query(t) for t in sample])
+    return {
+        "baseline_from": base_from,
+        "texts": len(texts),
+        "words_mean": round(float(np.mean([len(t.split()) for t in texts])), 1),
+        "rounds": rounds,
+        "chunks_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "median_chunks_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+        "ratio_of_medians": round(
+            statistics.median(rates["new"]) / statistics.median(rates["baseline"]), 2
+        ),
+        "median_per_round_ratio": round(statistics.median(ratios), 2),
+        "baseline_equals_v1": bool(
+            np.array_equal(vectors["baseline"], v1.embed_documents(texts))
+        ),
+        "cosine_new_vs_baseline": {
+            "min": round(float(cosines.min()), 4),
+            "median": round(float(np.median(cosines)), 4),
+        },
+        "batch_independence_max_abs": float(
+            max(np.abs(alone - batched).max(), np.abs(alone - reversed_).max(),
+                np.abs(alone - queries).max())
+        ),  # fmt: skip
+        "loadavg": loads,
+    }
+
+
+def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="ragkit-index-bench-"))
+    folder = work / "corpus"
+    folder.mkdir()
+    for doc in docs:
+        (folder / f"{doc['_id']}.md").write_text(
+            f"# {doc['title'].strip()}\n\n{doc['text']}\n", encoding="utf-8"
+        )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shim = "import sys; from ragkit.cli import main; main(sys.argv[1:])"
+    rates: dict[str, list[float]] = {"baseline": [], "new": []}
+    loads = [_load()]
+    try:
+        for r in range(rounds):
+            pair = [("baseline", ["--embedder", V1_NAME]), ("new", [])]
+            for label, extra in pair if r % 2 == 0 else pair[::-1]:
+                index = work / f"index-{label}-{r}"
+                cmd = [sys.executable, "-c", shim, "index", str(folder), "--index", str(index)]
+                started = time.perf_counter()
+                proc = subprocess.run(
+                    cmd + extra + ["--json"], capture_output=True, text=True, env=env, check=False
+                )
+                wall = time.perf_counter() - started
+                if proc.returncode:
+                    raise SystemExit(f"ragkit index failed:\n{proc.stderr[-2000:]}")
+                report = json.loads(proc.stdout)
+                rates[label].append(report["chunks_embedded"] / wall)
+                shutil.rmtree(index, ignore_errors=True)
+            print(f"index round {r}: {rates['baseline'][-1]:.1f} / {rates['new'][-1]:.1f}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    loads.append(_load())
+    ratios = [n / b for n, b in zip(rates["new"], rates["baseline"], strict=True)]
+    return {
+        "documents": len(docs),
+        "chunks_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "median_chunks_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+        "median_per_round_ratio": round(statistics.median(ratios), 2),
+        "loadavg": loads,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=200, help="SciFact abstracts (seeded sample)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--index-docs", type=int, default=150, help="files for `ragkit index`")
+    ap.add_argument("--index-rounds", type=int, default=3)
+    ap.add_argument("--baseline-ref", default="main", help="git ref of the baseline minilm.py")
+    args = ap.parse_args()
+
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
+        corpus = [json.loads(line) for line in fh]
+    rng = random.Random(17)
+    sample = rng.sample(corpus, args.docs)
+    texts = chunks(sample)
+    report = {
+        "cpus": len(os.sched_getaffinity(0)),
+        "embed_documents": in_process(texts, args.rounds, args.baseline_ref),
+    }
+    if args.index_rounds:
+        report["ragkit_index"] = end_to_end(rng.sample(corpus, args.index_docs), args.index_rounds)
+    out = HERE / "out" / "index_throughput.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    emb = report["embed_documents"]
+    print(f"{report['cpus']} cores; baseline: {emb['baseline_from']}; load {emb['loadavg']}")
+    print("| path | baseline chunks/s | new chunks/s | ratio (median per round) |")
+    print("|---|---:|---:|---:|")
+    m = emb["median_chunks_per_s"]
+    print(f"| embed_documents, {emb['texts']} chunks x {emb['rounds']} rounds "
+          f"| {m['baseline']} | {m['new']} | {emb['median_per_round_ratio']} |")  # fmt: skip
+    if "ragkit_index" in report:
+        e2e = report["ragkit_index"]
+        m = e2e["median_chunks_per_s"]
+        rounds = len(e2e["chunks_per_s"]["new"])
+        print(f"| `ragkit index`, {e2e['documents']} files x {rounds} rounds "
+              f"| {m['baseline']} | {m['new']} | {e2e['median_per_round_ratio']} |")  # fmt: skip
+    print(json.dumps({k: emb[k] for k in ("baseline_equals_v1", "cosine_new_vs_baseline",
+                                          "batch_independence_max_abs")}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
