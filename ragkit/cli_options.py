@@ -72,7 +72,7 @@ def embedder_option(f: F) -> F:
         "embedder_name",
         metavar="NAME",
         default=None,
-        help="Embedder by name, e.g. minilm-l6-v2-int8/384, openai/text-embedding-3-small/1536, "
+        help="Embedder by name, e.g. minilm-l6-v2-int8/v2/384, openai/text-embedding-3-small/1536, "
         "voyage/voyage-4-lite/1024 (default: the offline one; an existing index uses its own).",
     )(f)
 
