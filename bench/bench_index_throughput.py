@@ -142,16 +142,17 @@ def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
         "cpu_ratio": round(
             statistics.median(per_cpu_s["new"]) / statistics.median(per_cpu_s["baseline"]), 2
         ),
-        "baseline_equals_v1": bool(
-            np.array_equal(vectors["baseline"], v1.embed_documents(texts))
-        ),
+        "baseline_equals_v1": bool(np.array_equal(vectors["baseline"], v1.embed_documents(texts))),
         "cosine_new_vs_baseline": {
             "min": round(float(cosines.min()), 4),
             "median": round(float(np.median(cosines)), 4),
         },
         "batch_independence_max_abs": float(
-            max(np.abs(alone - batched).max(), np.abs(alone - reversed_).max(),
-                np.abs(alone - queries).max())
+            max(
+                np.abs(alone - batched).max(),
+                np.abs(alone - reversed_).max(),
+                np.abs(alone - queries).max(),
+            )
         ),  # fmt: skip
         "loadavg": loads,
     }
