@@ -537,7 +537,7 @@ _NUMBA_MIN_SLOTS = 20_000
 _WINDOW = 4096
 _LOOKUP_COST = 16
 # Pruning pays while k is below about 1/400 of the live documents; from there on the kernel reads
-# every posting of the query's terms (measured by bench/bench_bm25.py --depths).
+# every posting of the query's terms (bench/bench_bm25_depth.py measures where).
 _EXHAUSTIVE_RATIO = 400
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
