@@ -386,6 +386,37 @@ def top_candidates(
     return cand, scores
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scatter(
+    slots: Any,
+    tfs: Any,
+    lo: int,
+    hi: int,
+    norm: Any,
+    w: float,
+    c: int,
+    ok: Any,
+    okapi: bool,
+    k1p1: float,
+    acc: Any,
+    touched: Any,
+    n_t: int,
+) -> int:
+    """Add one term's postings ``lo:hi`` to ``acc`` (``c`` times each); the new touched count."""
+    check_ok = ok.shape[0] > 0
+    for p in range(lo, hi):
+        s = slots[p]
+        if check_ok and not ok[s]:
+            continue
+        v = _contribution(tfs[p], s, norm, w, okapi, k1p1)
+        if acc[s] == 0.0:
+            touched[n_t] = s
+            n_t += 1
+        for _ in range(c):
+            acc[s] += v
+    return n_t
+
+
 @numba.njit(cache=True, nogil=True)
 def all_candidates(
     pslots: Any,
@@ -413,32 +444,12 @@ def all_candidates(
     one partition of the touched documents' scores. Cheaper than pruning when ``k`` is large
     (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
     """
-    n_terms = idf.shape[0]
-    check_ok = ok.shape[0] > 0
     n_t = 0
-    for j in range(n_terms):
-        w = idf[j]
-        c = count[j]
-        for p in range(t_lo[j], t_hi[j]):
-            s = pslots[p]
-            if check_ok and not ok[s]:
-                continue
-            v = _contribution(ptfs[p], s, norm, w, okapi, k1p1)
-            if acc[s] == 0.0:
-                touched[n_t] = s
-                n_t += 1
-            for _ in range(c):
-                acc[s] += v
-        for p in range(d_lo[j], d_hi[j]):
-            s = dslots[p]
-            if check_ok and not ok[s]:
-                continue
-            v = _contribution(dtfs[p], s, norm, w, okapi, k1p1)
-            if acc[s] == 0.0:
-                touched[n_t] = s
-                n_t += 1
-            for _ in range(c):
-                acc[s] += v
+    for j in range(idf.shape[0]):
+        n_t = _scatter(pslots, ptfs, t_lo[j], t_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
+                       acc, touched, n_t)  # fmt: skip
+        n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
+                       acc, touched, n_t)  # fmt: skip
     cand = touched[:n_t].astype(np.int64)
     scores = np.empty(n_t, dtype=np.float64)
     for i in range(n_t):

@@ -320,13 +320,9 @@ class MemoryStore:
         self, keys: np.ndarray, scores: np.ndarray, k: int
     ) -> list[tuple[str, float]]:
         """:meth:`_ranked` as ``(chunk ID, score)`` pairs, in the same order."""
+        keys, values = self._ranked_keys(keys, scores, k)
         chunks = self._chunks
-        ids = [chunks[key].id for key in keys.tolist()]
-        values = scores.astype(np.float64).tolist()
-        if len(ids) > 1 and bool(np.any(scores[1:] == scores[:-1])):
-            order = np.lexsort((np.array(ids), -np.asarray(values))).tolist()[:k]
-            return [(ids[i], values[i]) for i in order]
-        return list(zip(ids[:k], values[:k], strict=True))
+        return [(chunks[key].id, v) for key, v in zip(keys.tolist(), values.tolist(), strict=True)]
 
     def _ranked_keys(
         self, keys: np.ndarray, scores: np.ndarray, k: int
