@@ -207,7 +207,8 @@ def test_hybrid_on_integer_keys_equals_the_id_pairs_path(fusion: str, depth: int
     bm25 = BM25Retriever(store=store)
     assert isinstance(store, KeyedRankingStore)
     pairs_store = _PairsOnly(store)
-    assert isinstance(pairs_store, RankingStore) and not isinstance(pairs_store, KeyedRankingStore)
+    assert isinstance(pairs_store, RankingStore)
+    assert not isinstance(pairs_store, KeyedRankingStore)
     keyed = HybridRetriever([bm25, vector], fusion=fusion, depth=depth)  # type: ignore[arg-type]
     by_ids = HybridRetriever(
         [BM25Retriever(store=pairs_store), VectorRetriever(store=pairs_store, embedder=embedder)],  # type: ignore[arg-type]
