@@ -8,8 +8,9 @@ This module leaves out the commands themselves (``ragkit.cli``, ``ragkit.cli_ask
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -186,8 +187,9 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
     if not isinstance(commands, dict):
         raise click.UsageError(f"{found}: 'commands' must be a table of per-command tables")
     shared = {k: v for k, v in config.items() if k != "commands"}
+    every = group.all_commands() if isinstance(group, _Group) else dict(group.commands)
     default_map: dict[str, Any] = {}
-    for command_name, command in group.commands.items():
+    for command_name, command in every.items():
         by_option: dict[str, str] = {}
         for param in command.params:
             for opt in getattr(param, "opts", []):
@@ -201,9 +203,9 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
                     values[target] = tuple(value) if isinstance(value, list) else value
         if values:
             default_map[command_name] = values
-    known = {n for c in group.commands.values() for p in c.params for n in _names(p)}
+    known = {n for c in every.values() for p in c.params for n in _names(p)}
     unknown = sorted(str(k) for k in shared if str(k).replace("-", "_") not in known) + sorted(
-        f"commands.{k}" for k in commands if k not in group.commands
+        f"commands.{k}" for k in commands if k not in every
     )
     if unknown:
         raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
@@ -215,7 +217,34 @@ def _names(param: click.Parameter) -> list[str]:
 
 
 class _Group(click.Group):
-    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command."""
+    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command; the
+    commands in ``lazy_commands`` (name: ``"module:attribute"``) are imported when first used."""
+
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def all_commands(self) -> dict[str, click.Command]:
+        """Every command by name, the lazy ones imported."""
+        for name in self.lazy_commands:
+            self._command(name)
+        return dict(self.commands)
+
+    def _command(self, name: str) -> click.Command | None:
+        target = self.lazy_commands.get(name)
+        if target is not None and name not in self.commands:
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return self.commands.get(name)
 
     def make_context(
         self,

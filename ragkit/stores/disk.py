@@ -31,12 +31,13 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import stat
+import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,16 +83,82 @@ class Generation:
         self.files = files
 
     def npz(self, name: str) -> dict[str, np.ndarray]:
-        """The arrays of an ``.npz`` file of this generation (no pickle)."""
+        """The arrays of an ``.npz`` file of this generation (no pickle; may be read-only)."""
         try:
-            with np.load(io.BytesIO(self.files[name]), allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+            raw = self.files[name]
         except KeyError as exc:
             raise IndexFormatError(f"{self.folder / name} is missing") from exc
+        try:
+            arrays = _stored_arrays(raw)
+            if arrays is not None:
+                return arrays
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
         except Exception as exc:  # ValueError, zipfile.BadZipFile, EOFError from damage
             raise IndexFormatError(
                 f"{self.folder / name} is corrupt: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+_END = struct.Struct("<4s4H2LH")  # end of central directory
+_ENTRY = struct.Struct("<4s6H3L5H2L")  # central directory entry
+_LOCAL = struct.Struct("<4s5H3L2H")  # local file header
+
+
+def _stored_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` archive whose members are stored uncompressed, as ``np.savez``
+    writes them (and every save here), as read-only views of the archive's bytes; ``None``
+    for any other archive (compressed members, zip64 records, a comment), which ``np.load``
+    reads. The stores copy what they keep (into their own buffers, or as other dtypes).
+
+    ``np.load`` would import ``zipfile`` (with ``bz2`` and ``lzma``) and check each member's
+    CRC-32, a second pass over bytes whose SHA-256 the manifest has already verified: together
+    a noticeable part of a search process's start. Damage raises ``ValueError`` or
+    ``struct.error``.
+    """
+    view = memoryview(raw)
+    if len(raw) < _END.size or raw[-_END.size : -_END.size + 4] != b"PK\x05\x06":
+        return None
+    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack_from(
+        raw, len(raw) - _END.size
+    )
+    if disk or cd_disk or here != count or comment or 0xFFFFFFFF in (cd_size, cd_offset):
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    at = cd_offset
+    for _ in range(count):
+        entry = _ENTRY.unpack_from(raw, at)
+        sig, method, csize, usize = entry[0], entry[4], entry[8], entry[9]
+        name_len, extra_len, note_len, offset = entry[10], entry[11], entry[12], entry[16]
+        if sig != b"PK\x01\x02" or method != 0 or csize != usize or 0xFFFFFFFF in entry[8:10]:
+            return None
+        name = bytes(view[at + _ENTRY.size : at + _ENTRY.size + name_len]).decode("utf-8")
+        at += _ENTRY.size + name_len + extra_len + note_len
+        local = _LOCAL.unpack_from(raw, offset)
+        if local[0] != b"PK\x03\x04":
+            raise ValueError(f"member {name!r} has no local header")
+        start = offset + _LOCAL.size + local[9] + local[10]
+        if start + csize > cd_offset:
+            raise ValueError(f"member {name!r} runs past the archive's directory")
+        arrays[name.removesuffix(".npy")] = _npy_array(view[start : start + csize])
+    if at != cd_offset + cd_size:
+        raise ValueError("the archive's directory has another size than its end record says")
+    return arrays
+
+
+def _npy_array(member: memoryview) -> np.ndarray:
+    """One ``.npy`` member as a read-only view of its bytes (no copy; never unpickles)."""
+    fh = io.BytesIO(member)
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    if dtype.hasobject:
+        raise ValueError("an array holds Python objects (pickles are never loaded)")
+    count = math.prod(shape)
+    flat = np.frombuffer(member, dtype=dtype, count=count, offset=fh.tell())
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
 def is_index_dir(root: Path) -> bool:
@@ -232,6 +299,8 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         OSError: the disk is full or not writable (the previous generation stays live).
     """
     check_target(root)
+    import uuid
+
     gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = root / f".{gen}.tmp"
     pointer = root / ".CURRENT.tmp"
