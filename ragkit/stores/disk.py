@@ -103,6 +103,7 @@ class Generation:
 _END = struct.Struct("<4s4H2LH")  # end of central directory
 _ENTRY = struct.Struct("<4s6H3L5H2L")  # central directory entry
 _LOCAL = struct.Struct("<4s5H3L2H")  # local file header
+_NPY_HEADER_MAX = 12 + 10_000  # magic, length and numpy's own limit on a header's size
 
 
 def _stored_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
@@ -148,7 +149,7 @@ def _stored_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
 
 def _npy_array(member: memoryview) -> np.ndarray:
     """One ``.npy`` member as a read-only view of its bytes (no copy; never unpickles)."""
-    fh = io.BytesIO(member)
+    fh = io.BytesIO(member[:_NPY_HEADER_MAX])  # the header only: BytesIO copies what it gets
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
