@@ -33,7 +33,6 @@ import io
 import json
 import math
 import os
-import shutil
 import stat
 import struct
 import threading
@@ -300,6 +299,7 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         OSError: the disk is full or not writable (the previous generation stays live).
     """
     check_target(root)
+    import shutil
     import uuid
 
     gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -344,6 +344,8 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
 
 def _unlink_debris(path: Path) -> None:
     """Remove a leftover file or directory of a crashed save; nothing when it is absent."""
+    import shutil
+
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
