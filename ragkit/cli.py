@@ -406,8 +406,14 @@ output and ends the process at once (:func:`_end_now`)."""
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ragkit`` console script and ``python -m ragkit``."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _ENDS_AT_ONCE and "numpy" not in sys.modules:
+        # One query's scores gain nothing from BLAS threads, and numpy's BLAS starts one per
+        # core when it is imported (a user's own setting wins).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="ragkit")
+        cli.main(args=args, prog_name="ragkit")
     except SystemExit as done:
         code = 0 if done.code is None else done.code
         if _invoked and _invoked[0] in _ENDS_AT_ONCE and isinstance(code, int):
