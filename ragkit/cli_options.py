@@ -272,8 +272,14 @@ def _reranker(name: str | None) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
-def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
-    """The index at --index, opened with the embedder it was built with (or --embedder's)."""
+def _load_index(
+    index_path: str | None, embedder: str | None = None, *, keyword_search: bool = False
+) -> Index:
+    """The index at --index, opened with the embedder it was built with (or --embedder's).
+
+    ``keyword_search``: the command searches by keywords only, so a directory index leaves
+    its vectors unread until something uses them (``MemoryStore.load``'s ``vectors``).
+    """
     from .index import Index
 
     chosen: Any = "default"
@@ -281,4 +287,12 @@ def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
         from .embedders import get_embedder
 
         chosen = get_embedder(embedder)
-    return Index.load(_index_path(index_path), embedder=chosen)
+    location = _index_path(index_path)
+    if keyword_search:
+        from .stores import local_path
+        from .stores.memory import MemoryStore
+
+        root = local_path(location)
+        if root is not None:
+            return Index(MemoryStore.load(root, vectors="when used"), embedder=chosen)
+    return Index.load(location, embedder=chosen)

@@ -37,7 +37,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -74,15 +74,28 @@ Writer = Callable[[IO[bytes]], object]
 
 
 class Generation:
-    """One generation read back: its manifest and its files' verified bytes."""
+    """One generation read back: its manifest and its files' verified bytes.
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+    ``deferred`` lists files left unread (name: manifest entry): :meth:`npz` reads and verifies
+    one when it is first asked for.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        files: dict[str, bytes],
+        deferred: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.files = files
+        self.deferred = deferred or {}
 
     def npz(self, name: str) -> dict[str, np.ndarray]:
         """The arrays of an ``.npz`` file of this generation (no pickle; may be read-only)."""
+        if name not in self.files and name in self.deferred:
+            self.files[name] = _verified(self.folder, name, self.deferred.pop(name))
         try:
             raw = self.files[name]
         except KeyError as exc:
@@ -424,11 +437,13 @@ def read_regular(path: Path, *, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
-def read_generation(root: Path) -> Generation:
+def read_generation(root: Path, *, defer: Collection[str] = ()) -> Generation:
     """The live generation of the index at ``root``, every file verified against the manifest.
 
     A save that swaps ``CURRENT`` while this reads is survived: the read is retried on the new
-    generation (for up to 30 s of saves in a row).
+    generation (for up to 30 s of saves in a row). Files named in ``defer`` are read and
+    verified when :meth:`Generation.npz` first asks for them (a save keeps the generation
+    before the live one, so they are there until the second save after this read).
 
     Raises:
         IndexFormatError: no index, a damaged or missing file, a checksum or size mismatch, or
@@ -438,7 +453,7 @@ def read_generation(root: Path) -> Generation:
     attempt = 0
     while True:
         try:
-            return _read_once(root)
+            return _read_once(root, defer)
         except _Vanished:
             attempt += 1
             if time.monotonic() >= deadline:
@@ -451,7 +466,7 @@ class _Vanished(Exception):
     """The generation named by CURRENT disappeared: a save replaced it while we read."""
 
 
-def _read_once(root: Path) -> Generation:
+def _read_once(root: Path, defer: Collection[str]) -> Generation:
     pointer_path = root / "CURRENT"
     if not root.exists():
         raise IndexFormatError(
@@ -501,6 +516,7 @@ def _read_once(root: Path) -> Generation:
     if not isinstance(listing, dict):
         raise IndexFormatError(f"{folder / 'manifest.json'}: 'files' must be an object")
     files: dict[str, bytes] = {}
+    deferred: dict[str, dict[str, Any]] = {}
     for name, info in listing.items():
         if (
             not isinstance(name, str)
@@ -511,16 +527,24 @@ def _read_once(root: Path) -> Generation:
             or not isinstance(info.get("bytes"), int)
         ):
             raise IndexFormatError(f"{folder / 'manifest.json'}: bad file entry {name!r}")
+        if name in defer:
+            deferred[name] = info
+            continue
         try:
-            data = read_regular(folder / name, limit=int(info["bytes"]))
+            files[name] = _verified(folder, name, info)
         except IndexFormatError:
             if _current_name(root) != gen:
                 raise _Vanished() from None
             raise
-        if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise IndexFormatError(
-                f"{folder / name} does not match its checksum in the manifest: it was changed "
-                f"or damaged; {rebuild_advice(folder.parent)}"
-            )
-        files[name] = data
-    return Generation(folder, manifest, files)
+    return Generation(folder, manifest, files, deferred)
+
+
+def _verified(folder: Path, name: str, info: Mapping[str, Any]) -> bytes:
+    """The bytes of one file of a generation, checked against its manifest entry."""
+    data = read_regular(folder / name, limit=int(info["bytes"]))
+    if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+        raise IndexFormatError(
+            f"{folder / name} does not match its checksum in the manifest: it was changed "
+            f"or damaged; {rebuild_advice(folder.parent)}"
+        )
+    return data

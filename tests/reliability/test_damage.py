@@ -582,3 +582,58 @@ def test_forged_archive_damage_is_refused_naming_the_file(
     _reseal(root)
     with pytest.raises(IndexFormatError, match="bm25[.]npz is corrupt"):
         MemoryStore.load(root)
+
+
+# -- vectors read when first used ---------------------------------------------------------------
+
+
+def test_vectors_read_when_used_are_the_same_and_saved_with_the_rest(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    eager = MemoryStore.load(root)
+    lazy = MemoryStore.load(root, vectors="when used")
+    assert lazy.keyword_search("alpha topic1", 5) == eager.keyword_search("alpha topic1", 5)
+    query = FakeEmbedder().embed_query("alpha topic1")
+    assert lazy.vector_search(query, 5) == eager.vector_search(query, 5)
+    untouched = MemoryStore.load(root, vectors="when used")
+    untouched.save(tmp_path / "copy")  # a save writes the vectors it had not read yet
+    assert MemoryStore.load(tmp_path / "copy").vector_search(query, 5) == eager.vector_search(
+        query, 5
+    )
+
+
+def test_damaged_vectors_read_when_used_are_refused_at_first_use(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    _edit_npz(root, "vectors.npz", lambda a: a.update(keys=a["keys"] + 1000))
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match="vectors[.]npz"):
+        MemoryStore.load(root)
+    store = MemoryStore.load(root, vectors="when used")
+    assert store.keyword_search("alpha topic1", 5)  # a keyword search never reads them
+    query = FakeEmbedder().embed_query("alpha topic1")
+    for _ in range(2):  # and every use after the first still refuses them
+        with pytest.raises(IndexFormatError, match="vectors[.]npz"):
+            store.vector_search(query, 5)
+    raw = bytearray(_file(root, "vectors.npz").read_bytes())
+    raw[-30] ^= 0xFF  # raw damage: the checksum is checked at first use too
+    _file(root, "vectors.npz").write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match="vectors[.]npz does not match its checksum"):
+        MemoryStore.load(root, vectors="when used").vector_search(query, 5)
+
+
+def test_a_bm25_search_on_the_command_line_leaves_damaged_vectors_unread(
+    pristine: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ragkit.index.default_embedder", FakeEmbedder)  # the index's own
+    root = _copy(pristine, "hybrid", tmp_path)
+    (_gen(root) / "vectors.npz").write_bytes(b"not an archive")
+    runner = CliRunner()
+    bm25 = runner.invoke(cli, ["search", "alpha topic1", "--index", str(root), "--mode", "bm25"])
+    assert bm25.exit_code == 0, bm25.output
+    assert "doc" in bm25.stdout
+    hybrid = runner.invoke(cli, ["search", "alpha topic1", "--index", str(root)])
+    assert hybrid.exit_code == 1
+    assert "vectors.npz does not match its checksum" in hybrid.stderr
