@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,6 +151,16 @@ def _chunk_request(chunk_size: int | None, overlap: int | None) -> tuple[int | N
     return _chunk_settings(chunk_size, overlap)
 
 
+_MAY_HOLD_RAGKIT = re.compile(
+    r"""tool["']?\s*\.\s*["']?ragkit"""  # [tool.ragkit...], tool.ragkit.key = ..., quoted parts
+    r"""|^\s*\[\s*["']?tool["']?\s*\]"""  # a [tool] table (ragkit = {...} inside it)
+    r"""|^\s*["']?tool["']?\s*=""",  # tool = {ragkit = {...}}
+    re.MULTILINE,
+)
+"""What a ``pyproject.toml`` with ragkit settings contains: most projects' files do not, and are
+not parsed (``tomllib`` and the parse are a noticeable part of a search process's start)."""
+
+
 def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], Path | None]:
     """Option defaults from ``ragkit.toml`` or ``[tool.ragkit]`` of ``pyproject.toml``.
 
@@ -166,12 +177,18 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
             if not path.is_file():
                 continue
             try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
+            if name == "pyproject.toml" and not _MAY_HOLD_RAGKIT.search(text):
+                continue  # no [tool.ragkit] in any TOML spelling: not parsed
+            try:
                 import tomllib
             except ImportError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
             try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
                 raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
             section = data.get("tool", {}).get("ragkit") if name == "pyproject.toml" else data
             if section is not None:

@@ -620,3 +620,38 @@ def test_a_search_process_writes_all_its_output_and_its_exit_code(
     code, _, err = run("", "--index", str(index))
     assert code == 2
     assert "QUERY must not be empty" in err
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        '[tool.ragkit]\nindex = "idx-from-config"\n',
+        '[ tool . "ragkit" ]\nindex = "idx-from-config"\n',
+        '[tool]\nragkit = { index = "idx-from-config" }\n',
+        'tool.ragkit.index = "idx-from-config"\n',
+        'tool = { ragkit = { index = "idx-from-config" } }\n',
+    ],
+)
+def test_project_defaults_in_every_toml_spelling_of_tool_ragkit(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(settings + '\n[project]\nname = "demo"\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 1
+    assert "idx-from-config" in result.stderr  # the configured index was looked for
+
+
+def test_a_pyproject_without_ragkit_settings_is_not_read_as_settings(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not valid TOML, but nothing in it can be a ragkit setting: the search goes on.
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\nbroken = [\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 1
+    assert "no index at .ragkit/index" in result.stderr
+    (tmp_path / "pyproject.toml").write_text("[tool.ragkit]\nindex = [\n")
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 2
+    assert "is not valid TOML" in result.stderr
