@@ -10,10 +10,10 @@ from pathlib import Path
 HEAVY = ("ragkit.loaders", "ragkit.index", "ragkit.evaluation", "ragkit.answering", "anthropic")
 
 
-def loaded_after(code: str) -> set[str]:
+def loaded_after(code: str, cwd: Path | None = None) -> set[str]:
     probe = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
     out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd
     ).stdout
     return set(out.split())
 
@@ -80,8 +80,9 @@ def test_a_search_process_imports_no_loader_or_sdk(tmp_path: Path) -> None:
     assert not loaded & set(SEARCH_NEVER)
 
 
-# A keyword search needs no embedder, even on an index built with one.
-BM25_SEARCH_NEVER = (*SEARCH_NEVER, "onnxruntime", "tokenizers")
+# A keyword search needs no embedder, even on an index built with one; a pyproject.toml without
+# ragkit settings is not parsed.
+BM25_SEARCH_NEVER = (*SEARCH_NEVER, "onnxruntime", "tokenizers", "tomllib")
 
 
 def test_a_bm25_search_of_an_index_with_vectors_loads_no_embedder_runtime(tmp_path: Path) -> None:
@@ -100,7 +101,8 @@ def test_a_bm25_search_of_an_index_with_vectors_loads_no_embedder_runtime(tmp_pa
         f"cli.main(['search', 'cosine', '--index', {str(tmp_path / 'index')!r}, '--mode', "
         "'{mode}'], standalone_mode=False)"
     )
-    loaded = loaded_after(search.format(mode="bm25"))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\n\n[tool.ruff]\n')
+    loaded = loaded_after(search.format(mode="bm25"), cwd=tmp_path)
     assert "ragkit.stores.memory" in loaded  # the search ran
     assert not loaded & set(BM25_SEARCH_NEVER)
     if minilm_available():  # the same search by vector does load them: the check above can fail
