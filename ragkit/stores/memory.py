@@ -262,6 +262,33 @@ class MemoryStore:
             keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
             return self._ranked_pairs(keys, scores, k)
 
+    def keyword_keys(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`keyword_search` as ``(keys, scores)`` arrays (``KeyedRankingStore``)."""
+        tokens = self.analyzer(text)
+        with self._lock.read():
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed, with_ties=True)
+            return self._ranked_keys(keys, scores, k)
+
+    def vector_keys(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`vector_search` as ``(keys, scores)`` arrays (``KeyedRankingStore``)."""
+        with self._lock.read():
+            if self._vectors is None or not len(self._vectors):
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
+            return self._ranked_keys(keys, scores, k)
+
+    def chunks_at(self, keys: Sequence[int]) -> list[Chunk]:
+        """The chunks with these keys, in that order; ``KeyError`` for a key no longer held."""
+        with self._lock.read():
+            chunks = self._chunks
+            return [chunks[key] for key in keys]
+
     def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
         """The number of chunks and how many contain each analysed term."""
         with self._lock.read():
@@ -310,13 +337,32 @@ class MemoryStore:
         self, keys: np.ndarray, scores: np.ndarray, k: int
     ) -> list[tuple[str, float]]:
         """:meth:`_ranked` as ``(chunk ID, score)`` pairs, in the same order."""
+        keys, values = self._ranked_keys(keys, scores, k)
         chunks = self._chunks
-        ids = [chunks[key].id for key in keys.tolist()]
-        values = scores.astype(np.float64).tolist()
-        if len(ids) > 1 and bool(np.any(scores[1:] == scores[:-1])):
-            order = np.lexsort((np.array(ids), -np.asarray(values))).tolist()[:k]
-            return [(ids[i], values[i]) for i in order]
-        return list(zip(ids[:k], values[:k], strict=True))
+        return [(chunks[key].id, v) for key, v in zip(keys.tolist(), values.tolist(), strict=True)]
+
+    def _ranked_keys(
+        self, keys: np.ndarray, scores: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_ranked` as ``(keys, scores)`` arrays, in the same order."""
+        keys = np.asarray(keys, dtype=np.int64)
+        values = np.asarray(scores, dtype=np.float64)
+        if len(keys) > 1:
+            tied = values[1:] == values[:-1]
+            if tied.any():
+                # Only keys in a run of equal scores need their IDs (a deep BM25 ranking has
+                # many such runs): their IDs' order breaks the tie, 0 does for the rest.
+                run = np.zeros(len(keys), dtype=np.bool_)
+                run[1:] |= tied
+                run[:-1] |= tied
+                chunks = self._chunks
+                where = np.flatnonzero(run)
+                ids = [chunks[key].id for key in keys[where].tolist()]
+                second = np.zeros(len(keys), dtype=np.int64)
+                second[where] = np.argsort(np.argsort(np.array(ids), kind="stable"))
+                order = np.lexsort((second, -values))[:k]
+                return keys[order], values[order]
+        return keys[:k], values[:k]
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
