@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +26,9 @@ from .embedders import Embedder, check_embeddings, embed_checked
 from .filters import FilterSpec, matches, parse_filter
 from .fusion import FUSION_METHODS, FusionMethod, fuse, fused_scores
 from .types import Chunk, ScoredChunk
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "BM25Retriever",
@@ -45,6 +47,8 @@ def _shared_pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragkit-hybrid")
         return _POOL
 

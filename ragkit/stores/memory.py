@@ -17,11 +17,11 @@ This module leaves out chunking and embedding (``ragkit.index``) and the file fo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -104,7 +104,9 @@ class MemoryStore:
         self.location = location
         self._settings: IndexSettings | None = None
         self._bm25 = BM25Index(analyzer=self.analyzer)
-        self._vectors: VectorStore | None = None
+        self._vector_store: VectorStore | None = None
+        self._pending_vectors: Callable[[], VectorStore] | None = None
+        self._pending_lock = threading.Lock()
         self._chunks: dict[int, Chunk] = {}
         self._doc_keys: dict[str, list[int]] = {}
         self._doc_hash: dict[str, str] = {}
@@ -120,6 +122,21 @@ class MemoryStore:
         # to ``location`` refuses to replace a generation another writer made meanwhile.
         self._generation: str | None = None
         self._hashes: tuple[int, _SortedSnapshot] | None = None
+
+    @property
+    def _vectors(self) -> VectorStore | None:
+        """The vectors; those of a store loaded with ``vectors="when used"`` load here, once."""
+        if self._pending_vectors is not None:
+            with self._pending_lock:
+                if self._pending_vectors is not None:
+                    self._vector_store = self._pending_vectors()
+                    self._pending_vectors = None
+        return self._vector_store
+
+    @_vectors.setter
+    def _vectors(self, value: VectorStore | None) -> None:
+        self._vector_store = value
+        self._pending_vectors = None
 
     def __repr__(self) -> str:
         return (
@@ -590,19 +607,24 @@ class MemoryStore:
             self._generation = gen
 
     @classmethod
-    def load(cls, path: str | Path) -> MemoryStore:
+    def load(cls, path: str | Path, *, vectors: Literal["now", "when used"] = "now") -> MemoryStore:
         """Load a store saved by :meth:`save`, verifying every file.
 
         Every field is type-checked and the files are checked against each other (the
         manifest's documents, the chunks, the BM25 postings and the vectors must list the same
         keys), so damage is found here, never later in a search.
 
+        ``vectors="when used"`` leaves ``vectors.npz`` unread until the vectors are first used
+        (a vector search, a write, a save), where it is verified and checked the same way: a
+        keyword search never reads it (``ragkit search --mode bm25``), and damage to it is
+        found at that first use.
+
         Raises:
             IndexFormatError: missing, damaged, tampered with, or of another format version;
                 the message names the file.
         """
         root = Path(path)
-        gen = read_generation(root)
+        gen = read_generation(root, defer=("vectors.npz",) if vectors == "when used" else ())
         return cls._from_generation(gen, str(root))
 
     @classmethod
@@ -622,7 +644,7 @@ class MemoryStore:
             for name in (chunk_name, "bm25.npz"):
                 if name not in gen.files:
                     raise IndexFormatError(f"{where} does not list {name}")
-            if settings.embedder is None and "vectors.npz" in gen.files:
+            if settings.embedder is None and "vectors.npz" in (*gen.files, *gen.deferred):
                 raise IndexFormatError(
                     f"{where}: settings say keyword-only, but the generation has vectors.npz"
                 )
@@ -684,25 +706,41 @@ class MemoryStore:
                 )
         if settings.embedder is not None and chunks:
             vector_file = folder / "vectors.npz"
-            with _blame(vector_file):
-                vectors = VectorStore.from_state(gen.npz("vectors.npz"))
-                if len(vectors) != len(chunks) or sorted(vectors.keys().tolist()) != listed:
-                    raise IndexFormatError(
-                        f"{vector_file}: the vectors' keys do not match the chunks"
-                    )
-                if settings.dim is not None and vectors.dim != settings.dim:
-                    raise IndexFormatError(
-                        f"{vector_file}: vectors of dimension {vectors.dim}, settings say "
-                        f"{settings.dim}"
-                    )
-                if counts.get("vectors") != len(vectors):
-                    raise IndexFormatError(
-                        f"{where}: counts say {counts.get('vectors')!r} vectors, "
-                        f"{vector_file.name} holds {len(vectors)}"
-                    )
-            store._vectors = vectors
+
+            def read_vectors() -> VectorStore:
+                with _blame(vector_file):
+                    return _checked_vectors(gen, settings, counts, listed, where)
+
+            if vector_file.name in gen.deferred:
+                store._pending_vectors = read_vectors
+            else:
+                store._vectors = read_vectors()
         store._generation = folder.name
         return store
+
+
+def _checked_vectors(
+    gen: Generation,
+    settings: IndexSettings,
+    counts: Mapping[str, Any],
+    listed: Sequence[int],
+    where: Path,
+) -> VectorStore:
+    """The vectors of a generation, checked against its chunk keys, settings and counts."""
+    vector_file = gen.folder / "vectors.npz"
+    vectors = VectorStore.from_state(gen.npz("vectors.npz"))
+    if len(vectors) != len(listed) or sorted(vectors.keys().tolist()) != listed:
+        raise IndexFormatError(f"{vector_file}: the vectors' keys do not match the chunks")
+    if settings.dim is not None and vectors.dim != settings.dim:
+        raise IndexFormatError(
+            f"{vector_file}: vectors of dimension {vectors.dim}, settings say {settings.dim}"
+        )
+    if counts.get("vectors") != len(vectors):
+        raise IndexFormatError(
+            f"{where}: counts say {counts.get('vectors')!r} vectors, "
+            f"{vector_file.name} holds {len(vectors)}"
+        )
+    return vectors
 
 
 class _SortedSnapshot(Mapping[str, str]):
