@@ -501,7 +501,8 @@ class _Writes(_StoreCore):
                     for key, chunk in zip(keys, rows.chunks, strict=True):
                         tokens = analyzer.tokens(chunk[9])
                         try:
-                            term_ids = [t for t in map(lookup, tokens) if t]
+                            # Counted in C; dropped tokens count under 0 and are removed.
+                            counts = Counter(map(lookup, tokens))
                         except KeyError:
                             missing = [t for t in set(tokens) if t not in of_token]
                             for token, term in analyzer.terms(missing).items():
@@ -513,11 +514,11 @@ class _Writes(_StoreCore):
                                     of_token[token] = term_id
                                 else:
                                     of_token[token] = 0
-                            term_ids = [t for t in map(lookup, tokens) if t]
-                        counts = Counter(term_ids)
-                        rows.length += len(term_ids)
+                            counts = Counter(map(lookup, tokens))
+                        length = len(tokens) - counts.pop(0, 0)
+                        rows.length += length
                         out = [
-                            key, *chunk[:8], len(term_ids), list(counts), list(counts.values()),
+                            key, *chunk[:8], length, list(counts), list(counts.values()),
                         ]  # fmt: skip
                         if has_vectors:
                             out.append(chunk[10])
