@@ -2,6 +2,11 @@
 terms' statistics, COPYing chunks and deriving their postings, and bulk loads that drop and
 rebuild the indexes in the same transaction.
 
+A small write analyses every chunk first and settles its terms in one statement; a large one
+(from ``_BULK_MIN_CHUNKS`` chunks) analyses each chunk while the binary COPY sends the previous
+ones, gives new terms their IDs itself (under the write lock) and sums the terms' statistics
+from the new postings in SQL. Both store the same rows (tests/stores/test_postgres.py).
+
 A mixin of :class:`ragkit.stores.postgres.PostgresStore`; it leaves out the connection and
 the write lock (the store owns them).
 """

@@ -651,14 +651,14 @@ from ragkit.stores import _pg_write, postgres
 from tests.stores.conftest import SETTINGS, entry
 
 _pg_write._BULK_MIN_CHUNKS = 50
-real_end = postgres.PostgresStore._bulk_end
+real = postgres.PostgresStore.{method}
 
-def end_then_hang(self, conn, dim):
+def hang_then_run(self, *args):
     print("loaded, indexes dropped", flush=True)
     time.sleep(120)  # killed here, inside the bulk write's transaction
-    real_end(self, conn, dim)
+    real(self, *args)
 
-postgres.PostgresStore._bulk_end = end_then_hang
+postgres.PostgresStore.{method} = hang_then_run
 store = postgres.PostgresStore({url!r}, schema={schema!r})
 store.write([entry(f"bulk{{i:03d}}.md", [f"gamma {{i}}", "delta epsilon"]) for i in range(100)])
 """
@@ -702,21 +702,29 @@ def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("method", "first"),
+    [("_bulk_end", False), ("_insert_postings", False), ("_insert_postings", True)],
+)
 def test_a_bulk_load_killed_midway_loses_nothing(
-    pg_url: str, pg_schema: str, tmp_path: Path
+    pg_url: str, pg_schema: str, tmp_path: Path, method: str, first: bool
 ) -> None:
+    """Killed before the indexes are rebuilt, or after the chunks' COPY (terms not yet written;
+    on a first load, the postings unlogged): the store is as it was, and the re-run completes
+    the load."""
     import subprocess
     import sys
 
     store = PostgresStore(pg_url, schema=pg_schema)
     store.migrate()
     store.configure(SETTINGS)
-    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(10)])
+    kept = 0 if first else 10
+    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(kept)])
     before = [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)]
     indexes = _indexes(pg_url, pg_schema)
     script = tmp_path / "loader.py"
     root = str(Path(__file__).resolve().parents[2])
-    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema))
+    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema, method=method))
     proc = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -727,14 +735,20 @@ def test_a_bulk_load_killed_midway_loses_nothing(
     proc.communicate()
     # The server rolls the dead loader's transaction back: the store is as it was.
     assert [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)] == before
-    assert store.stats().chunks == 20
+    assert store.stats().chunks == 2 * kept
     assert _indexes(pg_url, pg_schema) == indexes
+    with psycopg.connect(pg_url) as conn:  # the postings are logged (crash-safe) again
+        persistence = conn.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+            (f'"{pg_schema}".postings',),
+        ).fetchone()
+    assert persistence == ("p",)
     store.write([entry("after.md", ["zeta"])])  # and the write lock is free
     consistency(pg_url, pg_schema)
     # Resuming the load completes it.
     store.write([entry(f"bulk{i:03d}.md", [f"gamma {i}", "delta epsilon"]) for i in range(100)])
-    assert store.stats().chunks == 21 + 200
-    assert len(store.keyword_search("gamma", 200)) == 100 + 10
+    assert store.stats().chunks == 2 * kept + 1 + 200
+    assert len(store.keyword_search("gamma", 200)) == 100 + kept
     consistency(pg_url, pg_schema)
     store.close()
 
