@@ -40,6 +40,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -222,7 +223,7 @@ class Phases:
     wrapping the store's cursor: a bench-only probe)."""
 
     KINDS = (
-        ("CREATE INDEX IF NOT EXISTS chunks_embedding", "hnsw"),
+        ("USING hnsw", "hnsw"),
         ("INSERT INTO {s}.postings", "postings insert"),
         ("ADD CONSTRAINT postings_pkey", "postings primary key"),
         ("CREATE INDEX postings_chunk", "postings chunk index"),
@@ -250,8 +251,9 @@ class Phases:
                 return execute(cur, query, params, **kw)
             finally:
                 text = query.as_string(cur.connection) if hasattr(query, "as_string") else query
+                text = re.sub(r'"[^"]*"\.', ".", str(text))  # "schema".table -> .table
                 for needle, kind in kinds:
-                    if needle.replace("{s}", "") in str(text).replace('"bench"', ""):
+                    if needle.replace("{s}", "") in text:
                         seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - t
                         break
 
@@ -278,7 +280,13 @@ class Phases:
 
 
 def run_size(
-    url: str, n: int, n_queries: int, batch: int, schema: str, load_only: bool = False
+    url: str,
+    n: int,
+    n_queries: int,
+    batch: int,
+    schema: str,
+    load_only: bool = False,
+    compare: Any = None,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     anchors = rng.standard_normal((2000, DIM)).astype(np.float32)
@@ -330,6 +338,32 @@ def run_size(
         "ragkit_phases_s": phases.seconds,
         "chunks_per_write": min(batch, n),
     }
+    if compare is not None:
+        other = f"{schema}_compared"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        old = compare(url, schema=other)
+        old.migrate()
+        old.configure(SETTINGS)
+        old_s = 0.0
+        with Phases() as old_phases:
+            for start in range(0, n_docs, per_batch):
+                entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+                t0 = time.perf_counter()
+                old.write(entries)
+                old_s += time.perf_counter() - t0
+                del entries
+                gc.collect()
+        old.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        print(f"[{n}] compared writes: load {old_s:.1f} s {old_phases.seconds}", flush=True)
+        load["compared_s"] = round(old_s, 1)
+        load["compared_chunks_per_s"] = round(n / old_s)
+        load["compared_over_floor"] = round(old_s / floor_s, 2)
+        load["compared_over_store_floor"] = round(old_s / store_floor_s, 2)
+        load["compared_phases_s"] = old_phases.seconds
+        load["ragkit_over_compared"] = round(load_s / old_s, 2)
     if load_only:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -457,6 +491,19 @@ def restart_with(server: Any, shared_buffers: str) -> None:
         print("shared_buffers:", conn.execute("SHOW shared_buffers").fetchone()[0], flush=True)
 
 
+def compared_store(path: str) -> Any:
+    """A PostgresStore whose writes come from another version of ragkit/stores/_pg_write.py
+    (e.g. ``git show main:ragkit/stores/_pg_write.py > /tmp/old.py``), to time in the same run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ragkit.stores._pg_write_compared", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return type("ComparedStore", (module._Writes, PostgresStore), {})
+
+
 def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
     """Slope of log(p50) over log(n) per query kind (1.0 = linear in the corpus)."""
     if len(results) < 2:
@@ -477,6 +524,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10**9, help="chunks per write() call")
     parser.add_argument("--url", help="an existing server (default: start the bundled one)")
     parser.add_argument(
+        "--compare-writes",
+        metavar="PATH",
+        help="also load with this version of ragkit/stores/_pg_write.py, in the same run",
+    )
+    parser.add_argument(
         "--load-only",
         action="store_true",
         help="measure the bulk load against its floors only (no memory store, no queries)",
@@ -492,7 +544,10 @@ def main() -> None:
 
     def run_all(url: str) -> None:
         for n in args.sizes:
-            results.append(run_size(url, n, args.queries, args.batch, "bench", args.load_only))
+            compare = compared_store(args.compare_writes) if args.compare_writes else None
+            results.append(
+                run_size(url, n, args.queries, args.batch, "bench", args.load_only, compare)
+            )
             print(json.dumps(results[-1], indent=1), flush=True)
 
     if args.url:
