@@ -308,6 +308,31 @@ def run_size(
     store.migrate()
     store.configure(SETTINGS)
     per_batch = max(1, batch // PER_DOC)
+    compared: dict[str, Any] = {}
+    if compare is not None:  # loaded before ragkit's own load, same rows
+        other = f"{schema}_compared"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        old = compare(url, schema=other)
+        old.migrate()
+        old.configure(SETTINGS)
+        old_s = 0.0
+        with Phases() as old_phases:
+            for start in range(0, n_docs, per_batch):
+                entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+                t0 = time.perf_counter()
+                old.write(entries)
+                old_s += time.perf_counter() - t0
+                del entries
+                gc.collect()
+        old.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        print(f"[{n}] compared writes: load {old_s:.1f} s {old_phases.seconds}", flush=True)
+        compared["compared_s"] = round(old_s, 1)
+        compared["compared_chunks_per_s"] = round(n / old_s)
+        compared["compared_over_floor"] = round(old_s / floor_s, 2)
+        compared["compared_phases_s"] = old_phases.seconds
     load_s = 0.0
     with Phases() as phases:
         for start in range(0, n_docs, per_batch):
@@ -338,32 +363,10 @@ def run_size(
         "ragkit_phases_s": phases.seconds,
         "chunks_per_write": min(batch, n),
     }
-    if compare is not None:
-        other = f"{schema}_compared"
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
-        old = compare(url, schema=other)
-        old.migrate()
-        old.configure(SETTINGS)
-        old_s = 0.0
-        with Phases() as old_phases:
-            for start in range(0, n_docs, per_batch):
-                entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
-                t0 = time.perf_counter()
-                old.write(entries)
-                old_s += time.perf_counter() - t0
-                del entries
-                gc.collect()
-        old.close()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
-        print(f"[{n}] compared writes: load {old_s:.1f} s {old_phases.seconds}", flush=True)
-        load["compared_s"] = round(old_s, 1)
-        load["compared_chunks_per_s"] = round(n / old_s)
-        load["compared_over_floor"] = round(old_s / floor_s, 2)
-        load["compared_over_store_floor"] = round(old_s / store_floor_s, 2)
-        load["compared_phases_s"] = old_phases.seconds
-        load["ragkit_over_compared"] = round(load_s / old_s, 2)
+    if compared:
+        load.update(compared)
+        load["compared_over_store_floor"] = round(compared["compared_s"] / store_floor_s, 2)
+        load["ragkit_over_compared"] = round(load_s / compared["compared_s"], 2)
     if load_only:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -188,16 +188,10 @@ class _Writes(_StoreCore):
                     s=self._ident, table=sql.Identifier(table), name=sql.Identifier(name)
                 )
             )
-        if stored == 0:
-            # A first load: the postings are written without WAL, then logged in one pass
-            # (ALTER TABLE ... SET LOGGED) before their indexes are built. Rolled back whole
-            # if the load dies.
-            conn.execute(self._q("ALTER TABLE {s}.postings SET UNLOGGED"))
         return True
 
     def _bulk_end(self, conn: psycopg.Connection[Any], dim: int | None) -> None:
         """Rebuild what :meth:`_bulk_begin` dropped, sorted and in parallel, then ANALYZE."""
-        conn.execute(self._q("ALTER TABLE {s}.postings SET LOGGED"))  # no-op when logged
         conn.execute(
             self._q(
                 "ALTER TABLE {s}.postings ADD CONSTRAINT postings_pkey "

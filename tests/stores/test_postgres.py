@@ -709,9 +709,8 @@ def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
 def test_a_bulk_load_killed_midway_loses_nothing(
     pg_url: str, pg_schema: str, tmp_path: Path, method: str, first: bool
 ) -> None:
-    """Killed before the indexes are rebuilt, or after the chunks' COPY (terms not yet written;
-    on a first load, the postings unlogged): the store is as it was, and the re-run completes
-    the load."""
+    """Killed before the indexes are rebuilt, or after the chunks' COPY (terms not yet written),
+    on a first load or onto a store: the store is as it was, and the re-run completes it."""
     import subprocess
     import sys
 
@@ -737,7 +736,7 @@ def test_a_bulk_load_killed_midway_loses_nothing(
     assert [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)] == before
     assert store.stats().chunks == 2 * kept
     assert _indexes(pg_url, pg_schema) == indexes
-    with psycopg.connect(pg_url) as conn:  # the postings are logged (crash-safe) again
+    with psycopg.connect(pg_url) as conn:  # the postings are logged (crash-safe)
         persistence = conn.execute(
             "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
             (f'"{pg_schema}".postings',),
