@@ -4,6 +4,8 @@ Usage::
 
     .venv/bin/python bench/bench_postgres.py [--sizes 100000 300000] [--queries 50] [--url URL]
     .venv/bin/python bench/bench_postgres.py --sizes 1000000   # the 1M point (hours, ~60 GB)
+    .venv/bin/python bench/bench_postgres.py --sizes 100000 --load-only \
+        --compare-writes /tmp/pg_write_main.py   # bulk load only, against main's writes
 
 Without ``--url`` a fresh bundled server (ragkit.stores.local_postgres) is started in a
 temporary directory and stopped at the end.
@@ -20,7 +22,11 @@ Measured per size, all in one process and run:
 - **load**: the same rows loaded (a) as a floor, a plain binary ``COPY`` into a bare table plus
   ``CREATE INDEX ... USING hnsw`` with the same memory and workers, and (b) by ragkit's
   ``PostgresStore.write`` (``--batch`` chunks per call, default all in one: a bulk load that
-  drops and rebuilds the indexes itself); chunks/s and the ratio to the floor;
+  drops and rebuilds the indexes itself); chunks/s and the ratio to the floor, and to a
+  **store floor**: the floor plus the GIN index and a plain binary COPY of the postings ragkit
+  stored (exported first, untimed) with the postings' two indexes; ragkit's time per phase.
+  ``--load-only`` stops there; ``--compare-writes PATH`` first loads the same rows with another
+  version of ``ragkit/stores/_pg_write.py`` (e.g. main's) in the same run;
 - **queries** (p50/p95 ms, ratio to the memory store on the same corpus and queries): BM25 k=10,
   vector k=10 with Recall@10 against exact numpy search, hybrid as the Index runs it
   (``HybridRetriever``, z-score, depth 500: per-side (ID, score) rankings, then the fused top
