@@ -637,3 +637,16 @@ def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> Non
             expected = want[(i + offset) % len(queries)]
             assert keys == expected[0].tolist()
             assert scores == expected[1].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=80), lowercase=st.booleans(), min_len=st.integers(1, 3))
+def test_tokens_then_terms_is_the_analysis(text: str, lowercase: bool, min_len: int) -> None:
+    """Analyzer.tokens + Analyzer.terms (the Postgres store's large writes analyse with them)
+    give exactly what calling the analyzer gives."""
+    analyzer = Analyzer(lowercase=lowercase, min_token_len=min_len)
+    tokens = analyzer.tokens(text)
+    terms = analyzer.terms(tokens)
+    assert [terms[t] for t in tokens if terms[t]] == analyzer(text)
+    fresh = Analyzer(lowercase=lowercase, min_token_len=min_len)  # empty cache
+    assert fresh.terms(set(tokens)) == terms
