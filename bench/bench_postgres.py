@@ -4,6 +4,8 @@ Usage::
 
     .venv/bin/python bench/bench_postgres.py [--sizes 100000 300000] [--queries 50] [--url URL]
     .venv/bin/python bench/bench_postgres.py --sizes 1000000   # the 1M point (hours, ~60 GB)
+    .venv/bin/python bench/bench_postgres.py --sizes 100000 --load-only \
+        --compare-writes /tmp/pg_write_main.py   # bulk load only, against main's writes
 
 Without ``--url`` a fresh bundled server (ragkit.stores.local_postgres) is started in a
 temporary directory and stopped at the end.
@@ -20,7 +22,11 @@ Measured per size, all in one process and run:
 - **load**: the same rows loaded (a) as a floor, a plain binary ``COPY`` into a bare table plus
   ``CREATE INDEX ... USING hnsw`` with the same memory and workers, and (b) by ragkit's
   ``PostgresStore.write`` (``--batch`` chunks per call, default all in one: a bulk load that
-  drops and rebuilds the indexes itself); chunks/s and the ratio to the floor;
+  drops and rebuilds the indexes itself); chunks/s and the ratio to the floor, and to a
+  **store floor**: the floor plus the GIN index and a plain binary COPY of the postings ragkit
+  stored (exported first, untimed) with the postings' two indexes; ragkit's time per phase.
+  ``--load-only`` stops there; ``--compare-writes PATH`` first loads the same rows with another
+  version of ``ragkit/stores/_pg_write.py`` (e.g. main's) in the same run;
 - **queries** (p50/p95 ms, ratio to the memory store on the same corpus and queries): BM25 k=10,
   vector k=10 with Recall@10 against exact numpy search, hybrid as the Index runs it
   (``HybridRetriever``, z-score, depth 500: per-side (ID, score) rankings, then the fused top
@@ -40,6 +46,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -132,8 +139,9 @@ class Given:
         return self.vector
 
 
-def floor_load(url: str, texts: list[str], vecs: np.ndarray) -> float:
-    """Seconds for a plain binary COPY of the same rows plus CREATE INDEX ... USING hnsw."""
+def floor_load(url: str, texts: list[str], vecs: np.ndarray) -> dict[str, float]:
+    """Seconds for a plain binary COPY of the same rows plus CREATE INDEX ... USING hnsw (the
+    issue's floor), and apart, the GIN index on the metadata the store's filters need."""
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -168,16 +176,124 @@ def floor_load(url: str, texts: list[str], vecs: np.ndarray) -> float:
             kb = max(65_536, min(2 * 1024 * 1024, n * (DIM * 4 + 400 + 120 * 48) // 1024))
             cur.execute(f"SET LOCAL maintenance_work_mem = '{kb}kB'")
             cur.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+            copy_s = time.perf_counter() - t0
             cur.execute(
                 "CREATE INDEX ON bench_floor USING hnsw (embedding vector_cosine_ops) "
                 "WITH (m = 16, ef_construction = 64)"
             )
-        seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            cur.execute("CREATE INDEX ON bench_floor USING gin (metadata jsonb_path_ops)")
+            gin_s = time.perf_counter() - t1
         conn.execute("DROP TABLE bench_floor")
+    return {"copy_s": copy_s, "hnsw_s": seconds - copy_s, "total_s": seconds, "gin_s": gin_s}
+
+
+def postings_floor(url: str, schema: str, n: int) -> float:
+    """Seconds for a plain binary COPY of the postings ragkit stored (exported first, not
+    timed) into a bare table, plus the two indexes the store keeps on them."""
+    import psycopg
+
+    with tempfile.TemporaryFile() as spool, psycopg.connect(url, autocommit=True) as conn:
+        with conn.cursor().copy(
+            f'COPY "{schema}".postings (term_id, chunk_key, tf, length) TO STDOUT (FORMAT BINARY)'
+        ) as copy:
+            for data in copy:
+                spool.write(data)
+        conn.execute("DROP TABLE IF EXISTS bench_floor_postings")
+        conn.execute(
+            "CREATE TABLE bench_floor_postings (term_id integer NOT NULL, chunk_key bigint NOT "
+            "NULL, tf integer NOT NULL, length integer NOT NULL)"
+        )
+        spool.seek(0)
+        t0 = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy("COPY bench_floor_postings FROM STDIN (FORMAT BINARY)") as copy:
+                while data := spool.read(1 << 20):
+                    copy.write(data)
+            kb = max(65_536, min(2 * 1024 * 1024, n * (DIM * 4 + 400 + 120 * 48) // 1024))
+            cur.execute(f"SET LOCAL maintenance_work_mem = '{kb}kB'")
+            cur.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+            cur.execute(
+                "ALTER TABLE bench_floor_postings ADD PRIMARY KEY (term_id, chunk_key) "
+                "INCLUDE (tf, length)"
+            )
+            cur.execute("CREATE INDEX ON bench_floor_postings (chunk_key)")
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_floor_postings")
     return seconds
 
 
-def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[str, Any]:
+class Phases:
+    """Seconds per statement kind of ragkit's load, and the COPY with its analysis (timed by
+    wrapping the store's cursor: a bench-only probe)."""
+
+    KINDS = (
+        ("USING hnsw", "hnsw"),
+        ("INSERT INTO {s}.postings", "postings insert"),
+        ("ADD CONSTRAINT postings_pkey", "postings primary key"),
+        ("CREATE INDEX postings_chunk", "postings chunk index"),
+        ("SET LOGGED", "postings set logged"),
+        ("WITH a AS", "terms statistics"),
+        ("chunks_metadata", "gin"),
+        ("ANALYZE", "analyze"),
+    )
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._undo: list[Any] = []
+
+    def __enter__(self) -> Phases:
+        from ragkit.stores import _pg_sql, _pg_write
+
+        seconds = self.seconds
+        execute = _pg_sql._Cursor.execute
+        streamed = _pg_write._Writes._insert_streamed
+        kinds = self.KINDS
+
+        def timed_execute(cur: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return execute(cur, query, params, **kw)
+            finally:
+                text = query.as_string(cur.connection) if hasattr(query, "as_string") else query
+                text = re.sub(r'"[^"]*"\.', ".", str(text))  # "schema".table -> .table
+                for needle, kind in kinds:
+                    if needle.replace("{s}", "") in text:
+                        seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - t
+                        break
+
+        def timed_streamed(store: Any, *args: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return streamed(store, *args)
+            finally:
+                seconds["copy with analysis"] = time.perf_counter() - t
+
+        _pg_sql._Cursor.execute = timed_execute  # type: ignore[method-assign]
+        _pg_write._Writes._insert_streamed = timed_streamed  # type: ignore[method-assign]
+        self._undo = [(_pg_sql._Cursor, "execute", execute)]
+        self._undo.append((_pg_write._Writes, "_insert_streamed", streamed))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, value in self._undo:
+            setattr(owner, name, value)
+        inner = sum(self.seconds.get(k) or 0.0 for k in ("postings insert", "terms statistics"))
+        if "copy with analysis" in self.seconds:
+            self.seconds["copy with analysis"] -= inner
+        self.seconds = {k: round(v, 1) for k, v in self.seconds.items()}
+
+
+def run_size(
+    url: str,
+    n: int,
+    n_queries: int,
+    batch: int,
+    schema: str,
+    load_only: bool = False,
+    compare: Any = None,
+) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     anchors = rng.standard_normal((2000, DIM)).astype(np.float32)
     t = time.perf_counter()
@@ -186,8 +302,9 @@ def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[
     print(f"[{n}] corpus made in {time.perf_counter() - t:.1f} s", flush=True)
     n_docs = n // PER_DOC
 
-    floor_s = floor_load(url, texts, vecs)
-    print(f"[{n}] floor: COPY + CREATE INDEX hnsw {floor_s:.1f} s", flush=True)
+    floor = floor_load(url, texts, vecs)
+    floor_s = floor["total_s"]
+    print(f"[{n}] floor: COPY + CREATE INDEX hnsw {floor_s:.1f} s {floor}", flush=True)
 
     import psycopg
 
@@ -197,14 +314,70 @@ def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[
     store.migrate()
     store.configure(SETTINGS)
     per_batch = max(1, batch // PER_DOC)
-    t0 = time.perf_counter()
-    for start in range(0, n_docs, per_batch):
-        entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
-        store.write(entries)
-        del entries
-        gc.collect()
-    load_s = time.perf_counter() - t0
+    compared: dict[str, Any] = {}
+    if compare is not None:  # loaded before ragkit's own load, same rows
+        other = f"{schema}_compared"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        old = compare(url, schema=other)
+        old.migrate()
+        old.configure(SETTINGS)
+        old_s = 0.0
+        with Phases() as old_phases:
+            for start in range(0, n_docs, per_batch):
+                entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+                t0 = time.perf_counter()
+                old.write(entries)
+                old_s += time.perf_counter() - t0
+                del entries
+                gc.collect()
+        old.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        print(f"[{n}] compared writes: load {old_s:.1f} s {old_phases.seconds}", flush=True)
+        compared["compared_s"] = round(old_s, 1)
+        compared["compared_chunks_per_s"] = round(n / old_s)
+        compared["compared_over_floor"] = round(old_s / floor_s, 2)
+        compared["compared_phases_s"] = old_phases.seconds
+    load_s = 0.0
+    with Phases() as phases:
+        for start in range(0, n_docs, per_batch):
+            entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+            t0 = time.perf_counter()
+            store.write(entries)
+            load_s += time.perf_counter() - t0
+            del entries
+            gc.collect()
     print(f"[{n}] ragkit load {load_s:.1f} s ({n / load_s:.0f} chunks/s)", flush=True)
+    print(f"[{n}] ragkit phases {phases.seconds}", flush=True)
+    postings_s = postings_floor(url, schema, n)
+    store_floor_s = floor_s + floor["gin_s"] + postings_s
+    print(f"[{n}] floor with the postings and GIN: {store_floor_s:.1f} s", flush=True)
+    load = {
+        "floor_copy_s": round(floor["copy_s"], 1),
+        "floor_hnsw_s": round(floor["hnsw_s"], 1),
+        "floor_copy_plus_hnsw_s": round(floor_s, 1),
+        "floor_chunks_per_s": round(n / floor_s),
+        "store_floor_s": round(store_floor_s, 1),
+        "store_floor_chunks_per_s": round(n / store_floor_s),
+        "floor_gin_s": round(floor["gin_s"], 1),
+        "floor_postings_copy_and_indexes_s": round(postings_s, 1),
+        "ragkit_s": round(load_s, 1),
+        "ragkit_chunks_per_s": round(n / load_s),
+        "ragkit_over_floor": round(load_s / floor_s, 2),
+        "ragkit_over_store_floor": round(load_s / store_floor_s, 2),
+        "ragkit_phases_s": phases.seconds,
+        "chunks_per_write": min(batch, n),
+    }
+    if compared:
+        load.update(compared)
+        load["compared_over_store_floor"] = round(compared["compared_s"] / store_floor_s, 2)
+        load["ragkit_over_compared"] = round(load_s / compared["compared_s"], 2)
+    if load_only:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        store.close()
+        return {"n": n, "load": load, "load_average": os.getloadavg(), "peak_rss_mb": rss_mb()}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'VACUUM "{schema}".postings')  # as autovacuum would, for index-only scans
         sizes = {
@@ -297,23 +470,13 @@ def run_size(url: str, n: int, n_queries: int, batch: int, schema: str) -> dict[
         "queries": n_queries,
         "postings": n_postings,
         "bytes": sizes,
-        "load": {
-            "floor_copy_plus_hnsw_s": round(floor_s, 1),
-            "floor_chunks_per_s": round(n / floor_s),
-            "ragkit_s": round(load_s, 1),
-            "ragkit_chunks_per_s": round(n / load_s),
-            "ragkit_over_floor": round(load_s / floor_s, 2),
-            "chunks_per_write": min(batch, n),
-            "memory_store_s": round(memory_load_s, 1),
-        },
+        "load": {**load, "memory_store_s": round(memory_load_s, 1)},
         "p50_ms": p50,
         "p95_ms": p95,
         "ratio_pg_over_memory_p50": {
             k: round(p50["pg"][k] / p50["mem"][k], 2) for k in ("bm25", "vector", "hybrid")
         },
-        "narrow_over_fullfetch_p50": round(
-            p50["pg"]["hybrid"] / p50["pg"]["hybrid_fullfetch"], 2
-        ),
+        "narrow_over_fullfetch_p50": round(p50["pg"]["hybrid"] / p50["pg"]["hybrid_fullfetch"], 2),
         "vector_recall@10": round(float(np.mean(recall)), 4),
         "bm25_top10_same_as_memory": f"{parity_same}/{n_queries}",
         "bm25_max_score_diff": parity_diff,
@@ -337,6 +500,19 @@ def restart_with(server: Any, shared_buffers: str) -> None:
         print("shared_buffers:", conn.execute("SHOW shared_buffers").fetchone()[0], flush=True)
 
 
+def compared_store(path: str) -> Any:
+    """A PostgresStore whose writes come from another version of ragkit/stores/_pg_write.py
+    (e.g. ``git show main:ragkit/stores/_pg_write.py > /tmp/old.py``), to time in the same run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ragkit.stores._pg_write_compared", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return type("ComparedStore", (module._Writes, PostgresStore), {})
+
+
 def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
     """Slope of log(p50) over log(n) per query kind (1.0 = linear in the corpus)."""
     if len(results) < 2:
@@ -357,6 +533,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10**9, help="chunks per write() call")
     parser.add_argument("--url", help="an existing server (default: start the bundled one)")
     parser.add_argument(
+        "--compare-writes",
+        metavar="PATH",
+        help="also load with this version of ragkit/stores/_pg_write.py, in the same run",
+    )
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="measure the bulk load against its floors only (no memory store, no queries)",
+    )
+    parser.add_argument(
         "--shared-buffers",
         help="shared_buffers for the bundled server, e.g. 4GB (default: its own, 128MB); "
         "a production server holds the HNSW index and the postings' upper levels in memory",
@@ -367,7 +553,10 @@ def main() -> None:
 
     def run_all(url: str) -> None:
         for n in args.sizes:
-            results.append(run_size(url, n, args.queries, args.batch, "bench"))
+            compare = compared_store(args.compare_writes) if args.compare_writes else None
+            results.append(
+                run_size(url, n, args.queries, args.batch, "bench", args.load_only, compare)
+            )
             print(json.dumps(results[-1], indent=1), flush=True)
 
     if args.url:
@@ -385,7 +574,7 @@ def main() -> None:
                 server.stop()
     summary = {
         "results": results,
-        "growth_exponents_p50": exponents(results),
+        "growth_exponents_p50": {} if args.load_only else exponents(results),
         "load_average_after": os.getloadavg(),
         "cpu_count": os.cpu_count(),
     }
@@ -393,7 +582,8 @@ def main() -> None:
     print("load average after:", summary["load_average_after"])
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "postgres.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = "postgres_load.json" if args.load_only else "postgres.json"
+    (out / name).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

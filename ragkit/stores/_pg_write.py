@@ -2,6 +2,11 @@
 terms' statistics, COPYing chunks and deriving their postings, and bulk loads that drop and
 rebuild the indexes in the same transaction.
 
+A small write analyses every chunk first and settles its terms in one statement; a large one
+(from ``_BULK_MIN_CHUNKS`` chunks) analyses each chunk while the binary COPY sends the previous
+ones, gives new terms their IDs itself (under the write lock) and sums the terms' statistics
+from the new postings in SQL. Both store the same rows (tests/stores/test_postgres.py).
+
 A mixin of :class:`ragkit.stores.postgres.PostgresStore`; it leaves out the connection and
 the write lock (the store owns them).
 """
@@ -9,7 +14,8 @@ the write lock (the store owns them).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,6 +34,12 @@ _BULK_MIN_CHUNKS = 5_000
 _BULK_FRACTION = 0.5
 _BULK_MAX_MEMORY_KB = 2 * 1024 * 1024
 _BULK_PARALLEL_WORKERS = 2
+# Constraints a bulk load drops and rebuilds (their checks run set-wise once, not per row).
+_BULK_CONSTRAINTS = (
+    ("postings", "postings_pkey"),
+    ("chunks", "chunks_chunk_id_key"),
+    ("chunks", "chunks_document_id_fkey"),
+)
 
 
 class _Removed:
@@ -90,7 +102,10 @@ class _Writes(_StoreCore):
         self._ready()
         settings = self.settings
         dim = settings.dim if settings is not None else None
-        rows = self._prepare(entries, dim)
+        # A large write is analysed while it is copied (the server inserts one chunk while
+        # Python analyses the next), its terms' statistics summed from its postings in SQL.
+        stream = sum(len(e.chunks) for e in entries) >= _BULK_MIN_CHUNKS
+        rows = self._prepare(entries, dim, analyse=not stream)
         if not rows.chunks and not delete and not entries:
             return
         with self._connection() as conn:
@@ -98,9 +113,12 @@ class _Writes(_StoreCore):
             gone = list(delete) + ids
             removed = self._remove(conn, gone) if gone else _Removed()
             bulk = bool(entries) and self._bulk_begin(conn, len(rows.chunks), dim)
-            term_ids = self._update_terms(conn, rows, removed)
-            if entries:
-                self._insert(conn, rows, term_ids)
+            if stream:
+                self._insert_streamed(conn, rows, removed)
+            else:
+                term_ids = self._update_terms(conn, rows, removed)
+                if entries:
+                    self._insert(conn, rows, term_ids)
             added = (len(entries), len(rows.chunks), rows.characters, rows.length)
             net = [a - r for a, r in zip(added, removed.totals(), strict=True)]
             if any(net):
@@ -156,13 +174,20 @@ class _Writes(_StoreCore):
         )
         # A loader killed mid-load: the server notices within a second and rolls back.
         conn.execute("SET LOCAL client_connection_check_interval = 1000")
-        for name in ("chunks_embedding", "chunks_metadata", "postings_chunk"):
+        # One commit: a server crash may lose it (never half of it); the loader repeats it.
+        conn.execute("SET LOCAL synchronous_commit = off")
+        for name in ("chunks_embedding", "chunks_metadata", "postings_chunk", "chunks_document"):
             conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS {s}.{name}").format(
                     s=self._ident, name=sql.Identifier(name)
                 )
             )
-        conn.execute(self._q("ALTER TABLE {s}.postings DROP CONSTRAINT IF EXISTS postings_pkey"))
+        for table, name in _BULK_CONSTRAINTS:
+            conn.execute(
+                sql.SQL("ALTER TABLE {s}.{table} DROP CONSTRAINT IF EXISTS {name}").format(
+                    s=self._ident, table=sql.Identifier(table), name=sql.Identifier(name)
+                )
+            )
         return True
 
     def _bulk_end(self, conn: psycopg.Connection[Any], dim: int | None) -> None:
@@ -179,12 +204,34 @@ class _Writes(_StoreCore):
                 "CREATE INDEX chunks_metadata ON {s}.chunks USING gin (metadata jsonb_path_ops)"
             )
         )
+        conn.execute(
+            self._q("ALTER TABLE {s}.chunks ADD CONSTRAINT chunks_chunk_id_key UNIQUE (chunk_id)")
+        )
+        conn.execute(self._q("CREATE INDEX chunks_document ON {s}.chunks (document_id, ordinal)"))
+        # Checked in one join (the row-by-row check is what the load skipped).
+        conn.execute(
+            self._q(
+                "ALTER TABLE {s}.chunks ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY "
+                "(document_id) REFERENCES {s}.documents (document_id) ON DELETE CASCADE"
+            )
+        )
         if dim is not None and dim <= _HNSW_MAX_DIM:
             self._create_hnsw(conn)
-        conn.execute(self._q("ANALYZE {s}.chunks, {s}.postings, {s}.terms"))
+        # The columns queries filter and join on: the texts' and vectors' statistics would
+        # read every sampled row's TOASTed values, and no plan uses them.
+        conn.execute(
+            self._q(
+                "ANALYZE {s}.chunks (chunk_key, chunk_id, document_id, metadata, length), "
+                "{s}.postings, {s}.terms"
+            )
+        )
 
-    def _prepare(self, entries: Sequence[DocumentEntry], dim: int | None) -> _Rows:
-        """Analyse every chunk and check the vectors (outside the transaction)."""
+    def _prepare(
+        self, entries: Sequence[DocumentEntry], dim: int | None, *, analyse: bool = True
+    ) -> _Rows:
+        """Check every chunk and its vector (outside the transaction) and analyse it; with
+        ``analyse=False`` a chunk keeps its keyword text in place of its term counts (and 0 as
+        its length) for :meth:`_insert_streamed`."""
         rows = _Rows()
         analyzer = self.analyzer
         for entry in entries:
@@ -216,6 +263,24 @@ class _Writes(_StoreCore):
                         f"not {entry.document_id!r}"
                     )
                 _check_text(chunk.id, "chunk text", chunk.text)
+                rows.characters += len(chunk.text)
+                if not analyse:
+                    rows.chunks.append(
+                        (
+                            chunk.id,
+                            chunk.document_id,
+                            i,
+                            chunk.text,
+                            chunk.start,
+                            chunk.end,
+                            list(chunk.headings),
+                            _json(chunk.metadata, chunk.id),
+                            0,
+                            ktext,
+                            None if vectors is None else vectors[i],
+                        )
+                    )
+                    continue
                 tokens = analyzer(ktext)
                 counts = Counter(tokens)
                 rows.chunks.append(
@@ -233,7 +298,6 @@ class _Writes(_StoreCore):
                         None if vectors is None else vectors[i],
                     )
                 )
-                rows.characters += len(chunk.text)
                 rows.length += len(tokens)
                 n_tokens = len(tokens)
                 df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
@@ -329,44 +393,69 @@ class _Writes(_StoreCore):
             ids.update(added)
         return ids
 
+    def _copy_documents(self, cur: psycopg.Cursor[Any], rows: _Rows) -> list[int]:
+        """COPY the documents; the keys of ``rows``' chunks, in order, from the key sequence."""
+        with cur.copy(
+            self._q(
+                "COPY {s}.documents (document_id, content_hash, metadata) "
+                "FROM STDIN (FORMAT BINARY)"
+            )
+        ) as copy:
+            copy.set_types(["text", "text", "jsonb"])
+            for doc in rows.documents:
+                copy.write_row(doc)
+        if not rows.chunks:
+            return []
+        return [
+            k
+            for (k,) in cur.execute(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                (self._sequence, len(rows.chunks)),
+            ).fetchall()
+        ]
+
+    @contextmanager
+    def _copy_chunks(self, cur: psycopg.Cursor[Any], vectors: bool) -> Iterator[psycopg.Copy]:
+        """A binary COPY into the chunks; rows as :meth:`_insert` writes them."""
+        columns = (
+            "chunk_key, chunk_id, document_id, ordinal, text, start_offset, end_offset, "
+            "headings, metadata, length, term_ids, term_tfs"
+        )
+        types = [
+            "int8", "text", "text", "int4", "text", "int4", "int4", "text[]", "jsonb",
+            "int4", "int4[]", "int4[]",
+        ]  # fmt: skip
+        if vectors:
+            columns += ", embedding"
+            types.append("vector")
+        with cur.copy(
+            self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
+        ) as copy:
+            copy.set_types(types)
+            yield copy
+
+    def _insert_postings(self, cur: psycopg.Cursor[Any], first: int, last: int) -> None:
+        """Derive the postings of the chunks keyed ``first`` to ``last``, in one statement."""
+        # In chunk order: a chunk's postings share a few heap pages, which is what a later
+        # replace of the chunk deletes (queries read the primary key's index-only scans).
+        cur.execute(
+            self._q(
+                "INSERT INTO {s}.postings (term_id, chunk_key, tf, length) "
+                "SELECT u.term_id, c.chunk_key, u.tf, c.length "
+                "FROM {s}.chunks c, unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) "
+                "WHERE c.chunk_key BETWEEN %s AND %s ORDER BY c.chunk_key"
+            ),
+            (first, last),
+        )
+
     def _insert(self, conn: psycopg.Connection[Any], rows: _Rows, ids: Mapping[str, int]) -> None:
         """COPY the documents and chunks, then derive the chunks' postings in one statement."""
         with conn.cursor() as cur:
-            with cur.copy(
-                self._q(
-                    "COPY {s}.documents (document_id, content_hash, metadata) "
-                    "FROM STDIN (FORMAT BINARY)"
-                )
-            ) as copy:
-                copy.set_types(["text", "text", "jsonb"])
-                for doc in rows.documents:
-                    copy.write_row(doc)
-            n = len(rows.chunks)
-            if not n:
+            keys = self._copy_documents(cur, rows)
+            if not keys:
                 return
-            keys = [
-                k
-                for (k,) in cur.execute(
-                    "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-                    (self._sequence, n),
-                ).fetchall()
-            ]
             has_vectors = rows.chunks[0][10] is not None
-            columns = (
-                "chunk_key, chunk_id, document_id, ordinal, text, start_offset, end_offset, "
-                "headings, metadata, length, term_ids, term_tfs"
-            )
-            types = [
-                "int8", "text", "text", "int4", "text", "int4", "int4", "text[]", "jsonb",
-                "int4", "int4[]", "int4[]",
-            ]  # fmt: skip
-            if has_vectors:
-                columns += ", embedding"
-                types.append("vector")
-            with cur.copy(
-                self._q("COPY {s}.chunks (" + columns + ") FROM STDIN (FORMAT BINARY)")
-            ) as copy:
-                copy.set_types(types)
+            with self._copy_chunks(cur, has_vectors) as copy:
                 for key, row in zip(keys, rows.chunks, strict=True):
                     counts: Counter[str] = row[9]
                     out = [
@@ -376,14 +465,97 @@ class _Writes(_StoreCore):
                     if has_vectors:
                         out.append(row[10])
                     copy.write_row(out)
-            # In chunk order: a chunk's postings share a few heap pages, which is what a later
-            # replace of the chunk deletes (queries read the primary key's index-only scans).
-            cur.execute(
-                self._q(
-                    "INSERT INTO {s}.postings (term_id, chunk_key, tf, length) "
-                    "SELECT u.term_id, c.chunk_key, u.tf, c.length "
-                    "FROM {s}.chunks c, unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) "
-                    "WHERE c.chunk_key BETWEEN %s AND %s ORDER BY c.chunk_key"
-                ),
-                (keys[0], keys[-1]),
-            )
+            self._insert_postings(cur, keys[0], keys[-1])
+
+    def _insert_streamed(
+        self, conn: psycopg.Connection[Any], rows: _Rows, removed: _Removed
+    ) -> None:
+        """COPY the documents and the chunks of a large write, analysing each chunk as it is
+        copied; derive the postings, then every term's statistics from them, in SQL.
+
+        Term IDs are given here: the write lock keeps every other writer out, so the IDs
+        from one ``nextval`` of the terms' identity on are free. A token's term ID is looked
+        up once per distinct token (:meth:`ragkit.analyzer.Analyzer.terms`), so a chunk costs
+        one dictionary lookup per token; the analysis is the analyzer's own.
+        """
+        analyzer = self.analyzer
+        with conn.cursor() as cur:
+            keys = self._copy_documents(cur, rows)
+            if keys:
+                sequence = cur.execute(
+                    "SELECT pg_get_serial_sequence(%s, 'term_id')", (self._terms_table,)
+                ).fetchone()
+                assert sequence is not None
+                row = cur.execute("SELECT nextval(%s::regclass)", (sequence[0],)).fetchone()
+                assert row is not None
+                first_new = int(row[0])
+                vocabulary: dict[str, int] = dict(
+                    cur.execute(self._q("SELECT term, term_id FROM {s}.terms")).fetchall()
+                )
+                new: list[str] = []
+                of_token: dict[str, int] = {}  # token -> term ID; 0 when the token is dropped
+                lookup = of_token.__getitem__
+                has_vectors = rows.chunks[0][10] is not None
+                with self._copy_chunks(cur, has_vectors) as copy:
+                    for key, chunk in zip(keys, rows.chunks, strict=True):
+                        tokens = analyzer.tokens(chunk[9])
+                        try:
+                            # Counted in C; dropped tokens count under 0 and are removed.
+                            counts = Counter(map(lookup, tokens))
+                        except KeyError:
+                            missing = [t for t in set(tokens) if t not in of_token]
+                            for token, term in analyzer.terms(missing).items():
+                                if term:
+                                    term_id = vocabulary.get(term)
+                                    if term_id is None:
+                                        term_id = vocabulary[term] = first_new + len(new)
+                                        new.append(term)
+                                    of_token[token] = term_id
+                                else:
+                                    of_token[token] = 0
+                            counts = Counter(map(lookup, tokens))
+                        length = len(tokens) - counts.pop(0, 0)
+                        rows.length += length
+                        out = [
+                            key, *chunk[:8], length, list(counts), list(counts.values()),
+                        ]  # fmt: skip
+                        if has_vectors:
+                            out.append(chunk[10])
+                        copy.write_row(out)
+                self._insert_postings(cur, keys[0], keys[-1])
+                # Per term of this write: df, highest tf, shortest chunk, from its postings;
+                # new terms inserted with their IDs, known ones raised in place.
+                cur.execute(
+                    self._q(
+                        "WITH a AS (SELECT term_id, count(*)::int AS n, max(tf) AS tf,"
+                        "   min(length) AS len FROM {s}.postings"
+                        "   WHERE chunk_key BETWEEN %(lo)s AND %(hi)s GROUP BY term_id),"
+                        " ins AS (INSERT INTO {s}.terms (term_id, term, df, max_tf, min_length)"
+                        "   OVERRIDING SYSTEM VALUE"
+                        "   SELECT a.term_id, x.term, a.n, a.tf, a.len"
+                        "   FROM unnest(%(new)s::text[]) WITH ORDINALITY AS x(term, i)"
+                        "   JOIN a ON a.term_id = %(first)s + x.i - 1)"
+                        " UPDATE {s}.terms t SET df = t.df + a.n,"
+                        " max_tf = greatest(t.max_tf, a.tf),"
+                        " min_length = least(t.min_length, a.len)"
+                        " FROM a WHERE t.term_id = a.term_id AND a.term_id < %(first)s"
+                    ),
+                    {"lo": keys[0], "hi": keys[-1], "new": new, "first": first_new},
+                )
+                if new:
+                    cur.execute(
+                        "SELECT setval(%s::regclass, %s)", (sequence[0], first_new + len(new) - 1)
+                    )
+            if removed.df:
+                gone = sorted(removed.df)
+                found = cur.execute(
+                    self._q(
+                        "UPDATE {s}.terms t SET df = t.df - r.n"
+                        " FROM unnest(%s::int[], %s::int[]) AS r(term_id, n)"
+                        " WHERE t.term_id = r.term_id RETURNING t.term_id, t.df"
+                    ),
+                    (gone, [removed.df[t] for t in gone]),
+                ).fetchall()
+                dead = [term_id for term_id, n in found if n <= 0]
+                if dead:
+                    cur.execute(self._q("DELETE FROM {s}.terms WHERE term_id = ANY(%s)"), (dead,))

@@ -249,6 +249,7 @@ class PostgresStore(_Schema, _KeywordSearch, _VectorSearch, _Writes, _Reads):
         self._ident = _Name(schema)
         # The key sequence's name as regclass input text (a parameter, never formatted in).
         self._sequence = sql.Identifier(schema, "chunk_keys").as_string()
+        self._terms_table = sql.Identifier(schema, "terms").as_string()
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._secrets: tuple[str, ...] = ()
         self._queries: dict[str, sql.Composed] = {}

@@ -651,14 +651,14 @@ from ragkit.stores import _pg_write, postgres
 from tests.stores.conftest import SETTINGS, entry
 
 _pg_write._BULK_MIN_CHUNKS = 50
-real_end = postgres.PostgresStore._bulk_end
+real = postgres.PostgresStore.{method}
 
-def end_then_hang(self, conn, dim):
+def hang_then_run(self, *args):
     print("loaded, indexes dropped", flush=True)
     time.sleep(120)  # killed here, inside the bulk write's transaction
-    real_end(self, conn, dim)
+    real(self, *args)
 
-postgres.PostgresStore._bulk_end = end_then_hang
+postgres.PostgresStore.{method} = hang_then_run
 store = postgres.PostgresStore({url!r}, schema={schema!r})
 store.write([entry(f"bulk{{i:03d}}.md", [f"gamma {{i}}", "delta epsilon"]) for i in range(100)])
 """
@@ -702,21 +702,28 @@ def test_a_large_write_is_a_bulk_load_that_rebuilds_its_indexes(
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("method", "first"),
+    [("_bulk_end", False), ("_insert_postings", False), ("_insert_postings", True)],
+)
 def test_a_bulk_load_killed_midway_loses_nothing(
-    pg_url: str, pg_schema: str, tmp_path: Path
+    pg_url: str, pg_schema: str, tmp_path: Path, method: str, first: bool
 ) -> None:
+    """Killed before the indexes are rebuilt, or after the chunks' COPY (terms not yet written),
+    on a first load or onto a store: the store is as it was, and the re-run completes it."""
     import subprocess
     import sys
 
     store = PostgresStore(pg_url, schema=pg_schema)
     store.migrate()
     store.configure(SETTINGS)
-    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(10)])
+    kept = 0 if first else 10
+    store.write([entry(f"kept{i}.md", [f"alpha {i}", "beta gamma"]) for i in range(kept)])
     before = [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)]
     indexes = _indexes(pg_url, pg_schema)
     script = tmp_path / "loader.py"
     root = str(Path(__file__).resolve().parents[2])
-    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema))
+    script.write_text(_LOADER.format(root=root, url=pg_url, schema=pg_schema, method=method))
     proc = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -727,13 +734,105 @@ def test_a_bulk_load_killed_midway_loses_nothing(
     proc.communicate()
     # The server rolls the dead loader's transaction back: the store is as it was.
     assert [(r.id, r.score) for r in store.keyword_search("gamma alpha", 10)] == before
-    assert store.stats().chunks == 20
+    assert store.stats().chunks == 2 * kept
     assert _indexes(pg_url, pg_schema) == indexes
+    with psycopg.connect(pg_url) as conn:  # the postings are logged (crash-safe)
+        persistence = conn.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+            (f'"{pg_schema}".postings',),
+        ).fetchone()
+    assert persistence == ("p",)
     store.write([entry("after.md", ["zeta"])])  # and the write lock is free
     consistency(pg_url, pg_schema)
     # Resuming the load completes it.
     store.write([entry(f"bulk{i:03d}.md", [f"gamma {i}", "delta epsilon"]) for i in range(100)])
-    assert store.stats().chunks == 21 + 200
-    assert len(store.keyword_search("gamma", 200)) == 100 + 10
+    assert store.stats().chunks == 2 * kept + 1 + 200
+    assert len(store.keyword_search("gamma", 200)) == 100 + kept
     consistency(pg_url, pg_schema)
     store.close()
+
+
+_WORDS = (
+    "The cats are running and a cat runs; Running, RUN! ran runner's naïve café Straße "
+    "İstanbul 42 x2 under_score of the to be dogs dog's studies studying studied"
+).split()
+
+
+def _tables(url: str, schema: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """A store's keyword tables by term and chunk names (IDs and keys are the store's own)."""
+    with psycopg.connect(url) as conn:
+        terms = conn.execute(
+            f'SELECT term, df, max_tf, min_length FROM "{schema}".terms ORDER BY term'
+        ).fetchall()
+        postings = conn.execute(
+            f'SELECT t.term, c.chunk_id, p.tf, p.length FROM "{schema}".postings p '
+            f'JOIN "{schema}".terms t USING (term_id) JOIN "{schema}".chunks c USING (chunk_key) '
+            "ORDER BY 1, 2"
+        ).fetchall()
+        chunks = conn.execute(
+            "SELECT c.chunk_id, c.length, "
+            "(SELECT array_agg(t.term || ':' || u.tf ORDER BY t.term) "
+            f'FROM unnest(c.term_ids, c.term_tfs) AS u(term_id, tf) JOIN "{schema}".terms t '
+            f'USING (term_id)) FROM "{schema}".chunks c ORDER BY 1'
+        ).fetchall()
+    return terms, postings, chunks
+
+
+def test_a_large_write_analysed_while_copied_stores_what_a_small_write_stores(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed path (term IDs given while copying, statistics summed in SQL) leaves the
+    same terms, postings and chunks as the row path, and BM25 ranks as BM25Index does, through
+    first loads, large replaces and deletes onto a store, and small writes after them."""
+    from ragkit.stores import _pg_write
+
+    rng = random.Random(7)
+
+    def docs(prefix: str, n: int) -> list[DocumentEntry]:
+        return [
+            entry(
+                f"{prefix}{d:03d}.md",
+                [" ".join(rng.choices(_WORDS, k=rng.randint(1, 30))) for _ in range(3)],
+                {"bucket": d % 5},
+            )
+            for d in range(n)
+        ]
+
+    first, replace, extra, small = docs("a", 40), docs("a", 15), docs("b", 30), docs("c", 2)
+    more = docs("d", 20) + docs("b", 2)  # 66 chunks onto 255: large, not a bulk load
+    schemas = ("stream_on", "stream_off")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    stores = []
+    try:
+        for schema, minimum in zip(schemas, (50, 10**9), strict=True):
+            monkeypatch.setattr(_pg_write, "_BULK_MIN_CHUNKS", minimum)
+            store = PostgresStore(pg_url, schema=schema)
+            stores.append(store)
+            store.migrate()
+            store.configure(SETTINGS)
+            store.write(first)  # 120 chunks onto none: a first load
+            store.write(replace + extra, delete=["a020.md", "a021.md"])  # 135 onto 120
+            store.write(more)
+            store.write(small)  # 6 chunks: the row path on both
+            consistency(pg_url, schema)
+        assert _tables(pg_url, schemas[0]) == _tables(pg_url, schemas[1])
+        kept = {e.document_id: e for e in first if e.document_id not in ("a020.md", "a021.md")}
+        kept.update({e.document_id: e for e in replace + extra + more + small})
+        rows = sorted(
+            ((c.id, e.keyword_texts[i]) for e in kept.values() for i, c in enumerate(e.chunks))
+        )
+        memory = BM25Index(analyzer=stores[0].analyzer)
+        memory.add(list(range(len(rows))), [t for _, t in rows])
+        for query in ("cat running", "the studies of dogs", "naïve café 42", "İstanbul straße"):
+            keys, scores = memory.search(query, 10)
+            got = stores[0].keyword_search(query, 10)
+            assert [r.id for r in got] == [rows[i][0] for i in keys.tolist()], query
+            assert [r.score for r in got] == pytest.approx(scores.tolist(), abs=1e-4)
+    finally:
+        for store in stores:
+            store.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
