@@ -15,7 +15,7 @@ tokens never produces NaN). The rewritten graph is cached under the user's cache
 not writable it is rebuilt in memory on each load. Its vectors differ slightly from the fp32
 model's, so its name differs from sentence-transformers' and the two never share an index.
 
-Two graph versions, told apart by name, because their vectors differ (cosine >= 0.997 to each
+Two graph versions, told apart by name, because their vectors differ (cosine >= 0.995 to each
 other) and must never share an index:
 
 - ``minilm-l6-v2-int8/v2/384`` (the default): the graph above, then rewritten once more
