@@ -50,6 +50,10 @@ from .disk import (
 
 __all__ = ["MemoryStore"]
 
+# From this many chunks on (the vector store's default ``binary_threshold``, where search is a
+# compressed first pass and re-scoring anyway), vectors are held as float16: half the memory.
+_HALF_FROM = 200_000
+
 
 class _RWLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
@@ -412,7 +416,7 @@ class MemoryStore:
             if vector_parts:
                 matrix = np.concatenate(vector_parts, axis=0)
                 if self._vectors is None:
-                    self._vectors = VectorStore(matrix.shape[1])
+                    self._vectors = VectorStore(matrix.shape[1], half_from=_HALF_FROM)
                 self._vectors.add(keys, matrix)
         self._version += 1
         self._carry_masks(before, [e.document_id for e in entries], dropped)
@@ -639,7 +643,7 @@ class MemoryStore:
         if settings.embedder is not None and chunks:
             vector_file = folder / "vectors.npz"
             with _blame(vector_file):
-                vectors = VectorStore.from_state(gen.npz("vectors.npz"))
+                vectors = VectorStore.from_state(gen.npz("vectors.npz"), half_from=_HALF_FROM)
                 if len(vectors) != len(chunks) or sorted(vectors.keys().tolist()) != listed:
                     raise IndexFormatError(
                         f"{vector_file}: the vectors' keys do not match the chunks"
