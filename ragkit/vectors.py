@@ -24,7 +24,6 @@ from two threads at once, or to write while another thread searches.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit._arrays import first_repeated
+from ragkit._arrays import KeyRows, first_repeated
 from ragkit.embedders import check_embeddings
 from ragkit.errors import IndexFormatError
 
@@ -138,7 +137,7 @@ class VectorStore:
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._codes = np.empty((0, self._words), dtype=np.uint64)
         self._keys = np.empty(0, dtype=np.int64)
-        self._rows: dict[int, int] = {}
+        self._rows = KeyRows()
 
     def __repr__(self) -> str:
         return f"VectorStore(dim={self.dim}, n={self._n})"
@@ -177,7 +176,7 @@ class VectorStore:
         for key in key_list:
             if key in self._rows:
                 raise ValueError(f"key {key} is already stored; remove it first")
-        self._append(key_arr, key_list, vecs, normalise=True)
+        self._append(key_arr, vecs, normalise=True)
 
     def remove(self, keys: Iterable[int]) -> None:
         """Remove the vectors stored under ``keys``; all or nothing.
@@ -291,7 +290,7 @@ class VectorStore:
         """Bytes held: the allocated arrays (vectors, codes, keys) plus the key map, estimated."""
         arrays = self._vectors.nbytes + self._codes.nbytes + self._keys.nbytes
         # Each map entry also holds two int objects (key and row) beyond the table itself.
-        key_map = sys.getsizeof(self._rows) + 2 * 32 * len(self._rows)
+        key_map = self._rows.memory_bytes()
         return int(arrays + key_map)
 
     # ------------------------------------------------------------------ state
@@ -360,7 +359,7 @@ class VectorStore:
         key_arr = keys.astype(np.int64)
         # Stored vectors are already unit length: keep them bit for bit, so a saved and loaded
         # index returns exactly the scores it returned before.
-        store._append(key_arr, key_arr.tolist(), vecs, normalise=False)
+        store._append(key_arr, vecs, normalise=False)
         return store
 
     # ------------------------------------------------------------------ internals
@@ -384,9 +383,7 @@ class VectorStore:
         keys[:n] = self._keys[:n]
         self._vectors, self._codes, self._keys = vectors, codes, keys
 
-    def _append(
-        self, key_arr: np.ndarray, key_list: list[int], vecs: np.ndarray, *, normalise: bool
-    ) -> None:
+    def _append(self, key_arr: np.ndarray, vecs: np.ndarray, *, normalise: bool) -> None:
         n, m = self._n, key_arr.shape[0]
         half = (
             self.half_from is not None
@@ -407,7 +404,7 @@ class VectorStore:
             stop = min(m, start + _ENCODE_BLOCK)
             self._codes[n + start : n + stop] = _sign_codes(target[start:stop], self._words)
         self._keys[n : n + m] = key_arr
-        self._rows.update(zip(key_list, range(n, n + m), strict=True))
+        self._rows.assign(key_arr, np.arange(n, n + m, dtype=np.int64))
         self._n = n + m
 
     def _prepare_queries(self, queries: np.ndarray) -> np.ndarray:
