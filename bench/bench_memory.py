@@ -200,13 +200,64 @@ class _Lookup:
         raise NotImplementedError
 
 
+def paired_vectors(n: int, n_queries: int, baseline: Path) -> dict[str, object]:
+    """The vector store alone, this tree's against ``baseline``'s ``ragkit/vectors.py`` in one
+    process, query by query in turn (the same rows; this tree's store as the memory store
+    makes it, float16 from 200,000 rows)."""
+    import importlib.util
+
+    from ragkit.vectors import VectorStore
+
+    spec = importlib.util.spec_from_file_location("base_vectors", baseline / "ragkit/vectors.py")
+    assert spec is not None
+    assert spec.loader is not None
+    base_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(base_module)
+    x = read_rows(vector_file(n), 0, n, 384)
+    queries = np.load(DATA / "scifact_queries_minilm.npy")[:n_queries].astype(np.float32)
+    old = base_module.VectorStore(384)
+    old.add(np.arange(n), x)
+    new = VectorStore(384, half_from=200_000)
+    new.add(np.arange(n), x)
+    del x
+    for q in queries[:3]:  # compile / warm both
+        old.search(q, K)
+        new.search(q, K)
+    t_old, t_new, same = [], [], 0
+    for q in queries:
+        t = time.perf_counter()
+        a, _ = old.search(q, K, with_ties=True)
+        t_old.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        b, _ = new.search(q, K, with_ties=True)
+        t_new.append(time.perf_counter() - t)
+        same += a[:K].tolist() == b[:K].tolist()
+    return {
+        "n": n,
+        "dtype": str(new.dtype),
+        "baseline_p50_ms": round(float(np.median(t_old)) * 1000, 2),
+        "this_p50_ms": round(float(np.median(t_new)) * 1000, 2),
+        "paired_ratio_p50": round(float(np.median(np.array(t_new) / np.array(t_old))), 3),
+        "identical_top10": f"{same}/{len(queries)}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--baseline", type=Path, help="root of another checkout (e.g. main)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--paired-vectors",
+        action="store_true",
+        help="only time the vector store against --baseline's, query by query in one process",
+    )
     args = parser.parse_args()
+    if args.paired_vectors:
+        print(f"load average: {open('/proc/loadavg', encoding='ascii').read().split()[:3]}")
+        print(json.dumps(paired_vectors(args.n, args.queries, args.baseline.resolve())))
+        return
     if args.worker:
         print(json.dumps(worker(args.n, args.queries)))
         return
