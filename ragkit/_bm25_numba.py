@@ -6,7 +6,8 @@ its exact score. It never makes a corpus-sized pass, and it skips whole blocks o
 cannot change the top ``k``: block-max MaxScore over windows of document slots, as in Lucene's
 ``MaxScoreBulkScorer`` (after Turtle & Flood, "Query evaluation: strategies and optimizations",
 IP&M 1995, and Ding & Suel, "Faster top-k document retrieval using block-max indexes", SIGIR
-2011). :func:`block_maxima` builds the per-block bounds it needs.
+2011). :func:`block_maxima` builds the per-block bounds it needs. :func:`all_candidates` is the
+same contract without pruning, for a ``k`` so large that pruning would skip little.
 
 Each term's base postings are cut into blocks of ``BLOCK`` postings; a block keeps its last slot
 and the largest ``tf / (tf + norm)`` of its postings at the average document length of the
@@ -27,7 +28,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["BLOCK", "block_maxima", "top_candidates"]
+__all__ = ["BLOCK", "all_candidates", "block_maxima", "top_candidates"]
 
 BLOCK = 128
 """Postings per block of a term's base posting list."""
@@ -382,4 +383,82 @@ def top_candidates(
             n_cand += 1
     cand = c_slot[:n_cand].copy()
     scores = c_score[:n_cand].copy()
+    return cand, scores
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scatter(
+    slots: Any,
+    tfs: Any,
+    lo: int,
+    hi: int,
+    norm: Any,
+    w: float,
+    c: int,
+    ok: Any,
+    okapi: bool,
+    k1p1: float,
+    acc: Any,
+    touched: Any,
+    n_t: int,
+) -> int:
+    """Add one term's postings ``lo:hi`` to ``acc`` (``c`` times each); the new touched count."""
+    check_ok = ok.shape[0] > 0
+    for p in range(lo, hi):
+        s = slots[p]
+        if check_ok and not ok[s]:
+            continue
+        v = _contribution(tfs[p], s, norm, w, okapi, k1p1)
+        if acc[s] == 0.0:
+            touched[n_t] = s
+            n_t += 1
+        for _ in range(c):
+            acc[s] += v
+    return n_t
+
+
+@numba.njit(cache=True, nogil=True)
+def all_candidates(
+    pslots: Any,
+    ptfs: Any,
+    t_lo: Any,
+    t_hi: Any,
+    dslots: Any,
+    dtfs: Any,
+    d_lo: Any,
+    d_hi: Any,
+    idf: Any,
+    count: Any,
+    norm: Any,
+    ok: Any,
+    okapi: bool,
+    k1p1: float,
+    k: int,
+    acc: Any,
+    touched: Any,
+) -> tuple[Any, Any]:
+    """:func:`top_candidates` without pruning: every posting of the query's terms is read.
+
+    Term at a time in query order, so each document's score is summed in the order
+    :func:`_exact` uses (bit for bit the same); then the top ``k`` (ties included) are picked by
+    one partition of the touched documents' scores. Cheaper than pruning when ``k`` is large
+    (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
+    """
+    n_t = 0
+    for j in range(idf.shape[0]):
+        n_t = _scatter(pslots, ptfs, t_lo[j], t_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
+                       acc, touched, n_t)  # fmt: skip
+        n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
+                       acc, touched, n_t)  # fmt: skip
+    cand = touched[:n_t].astype(np.int64)
+    scores = np.empty(n_t, dtype=np.float64)
+    for i in range(n_t):
+        s = cand[i]
+        scores[i] = acc[s]
+        acc[s] = 0.0
+    if n_t > k:
+        kth = np.partition(scores, n_t - k)[n_t - k]
+        keep = scores >= kth
+        cand = cand[keep]
+        scores = scores[keep]
     return cand, scores

@@ -474,10 +474,9 @@ class _Postings:
             "doc_len does not equal the sum of its term frequencies",
         )
         raw = vocab_bytes.tobytes()
+        cuts = offsets.tolist()  # Python ints slice bytes faster than numpy scalars
         try:
-            terms = [
-                raw[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)
-            ]
+            terms = [raw[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
         except UnicodeDecodeError as exc:
             raise IndexFormatError(f"BM25 vocabulary is not UTF-8: {exc}") from exc
         vocab = {t: i for i, t in enumerate(terms)}

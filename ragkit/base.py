@@ -41,6 +41,7 @@ __all__ = [
     "IndexSettings",
     "Loader",
     "Query",
+    "KeyedRankingStore",
     "RankingStore",
     "Reranker",
     "Retriever",
@@ -512,6 +513,35 @@ class RankingStore(Protocol):
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these IDs, in that order; ``KeyError`` for an unknown ID."""
+        ...
+
+
+@runtime_checkable
+class KeyedRankingStore(Protocol):
+    """A store whose rankings name chunks by integer keys (optional, a faster RankingStore).
+
+    Hybrid search then fuses arrays of keys (``ragkit.fusion.fused_scores``) and reads chunk IDs
+    only for the fused top ``k`` and for ties. Rankings are ``(keys, scores)`` arrays (int64,
+    float64) holding the same chunks and scores as the matching searches, in their order (best
+    first, ties by chunk ID), at most ``k`` long. Keys are private to one store object, which
+    never reuses one: a chunk removed or replaced since the ranking makes :meth:`chunks_at`
+    raise ``KeyError``.
+    """
+
+    def keyword_keys(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``keyword_search`` as ``(keys, scores)``."""
+        ...
+
+    def vector_keys(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``vector_search`` as ``(keys, scores)``."""
+        ...
+
+    def chunks_at(self, keys: Sequence[int]) -> list[Chunk]:
+        """The chunks with these keys, in that order; ``KeyError`` for a key no longer held."""
         ...
 
 

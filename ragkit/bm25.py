@@ -14,7 +14,9 @@ slots. Each term's contributions are cached until the next change, so queries sh
 earlier ones are cheaper. With numba installed (extra ``fast``) and at least
 ``_NUMBA_MIN_SLOTS`` slots, a kernel (ragkit._bm25_numba) replaces that scan: it never makes a
 corpus-sized pass, skips the blocks of postings that cannot change the top k (block-max
-MaxScore), and scores the surviving candidates exactly, with the same results bit for bit.
+MaxScore), and scores the surviving candidates exactly, with the same results bit for bit; for a
+k large against the corpus (a hybrid search's depth) it reads every posting of the query's terms
+once instead, since pruning would skip little.
 
 This module leaves out chunk IDs, texts and files (ragkit's Index maps keys to chunks), persistence
 to disk (``state()`` returns plain numpy arrays; the caller writes them) and fusion with vector
@@ -326,6 +328,13 @@ class BM25Index(_Postings):
         elif not self._n_dead:
             ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
         acc, touched = _scratch(len(self._keys))
+        if k * _EXHAUSTIVE_RATIO >= n_docs:
+            # A k this large (a hybrid search's depth) keeps the k-th score low, so pruning
+            # skips little: reading every posting once is cheaper (same scores bit for bit).
+            return kernel.all_candidates(  # type: ignore[no-any-return]
+                self._pslots, self._ptfs, lo, hi, dslots, dtfs, d_lo, d_hi, idf, count,
+                self._norm(), ok, okapi, k1p1, k, acc, touched,
+            )  # fmt: skip
         cand, scores = kernel.top_candidates(
             self._pslots, self._ptfs, lo, hi, b_lo, blast, bmax,
             dslots, dtfs, d_lo, d_hi, idf, count, scale,
@@ -527,6 +536,9 @@ _NUMBA_MIN_SLOTS = 20_000
 # claims at 100k and 1M slots by bench/bench_bm25.py.
 _WINDOW = 4096
 _LOOKUP_COST = 16
+# Pruning pays while k is below about 1/400 of the live documents; from there on the kernel reads
+# every posting of the query's terms (bench/bench_bm25_depth.py measures where).
+_EXHAUSTIVE_RATIO = 400
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
 _scratch_local = threading.local()
@@ -554,6 +566,11 @@ def _numba_kernel() -> Any:
                     np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.float32),
                     np.ones(1, np.bool_),
                     False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
+                )  # fmt: skip
+                _bm25_numba.all_candidates(
+                    i32, tfs, i64, i64 + 1, i32, i32, i64, i64, np.ones(1), i64 + 1,
+                    np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, np.zeros(1),
+                    np.zeros(1, np.int32),
                 )  # fmt: skip
             _kernel = _bm25_numba
         except Exception:  # ImportError, or numba failing to compile on this machine

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .cli_ask import ask_cmd, search_cmd
-from .cli_measure import calibrate_cmd, cost_cmd, eval_cmd
 from .cli_options import (
     DEFAULT_TYPES,
     _chunk_request,
@@ -37,16 +36,28 @@ from .cli_options import (
     index_option,
     json_option,
 )
-from .cli_render import _load_notes, _printable, _reembedded
 from .errors import RagkitError
-from .progress import Progress
 
 if TYPE_CHECKING:
     from .index import Index
     from .loaders import LoadResult
 
+# Commands whose module is imported only when they run (or when --help lists them): a search
+# process does not pay for the measuring commands, nor they for each other.
+_LAZY_COMMANDS = {
+    "search": "ragkit.cli_ask:search_cmd",
+    "ask": "ragkit.cli_ask:ask_cmd",
+    "calibrate": "ragkit.cli_measure:calibrate_cmd",
+    "eval": "ragkit.cli_measure:eval_cmd",
+    "cost": "ragkit.cli_measure:cost_cmd",
+}
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=_Group,
+    lazy_commands=_LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "--version", prog_name="ragkit")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
@@ -66,10 +77,11 @@ def cli(verbose: bool) -> None:
         format="ragkit: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    _invoked[:] = [click.get_current_context().invoked_subcommand or ""]
 
 
-for _command in (search_cmd, ask_cmd, calibrate_cmd, eval_cmd, cost_cmd):
-    cli.add_command(_command)
+_invoked: list[str] = []
+"""The command this process ran (set by the group; read by :func:`main`)."""
 
 
 @cli.command("index")
@@ -159,8 +171,10 @@ def index_cmd(
         ragkit index notes/ --index ~/.ragkit/notes --include '**/*.md' --exclude 'drafts/**'
         ragkit index docs/ --watch         # then re-index each file as it is saved (Ctrl-C stops)
     """
+    from .cli_render import _load_notes, _reembedded
     from .index import open_index, writing
     from .ingest import source_for, sync
+    from .progress import Progress
 
     path = _index_path(index_path)
     size, lap = _chunk_request(chunk_size, overlap)
@@ -262,6 +276,7 @@ def index_cmd(
 def _watch(folder: Path, path: str, index: Index, as_json: bool) -> None:
     """Watch FOLDER after `ragkit index --watch` (read as the index recorded); one line (or
     JSON object) per update."""
+    from .cli_render import _printable, _reembedded
     from .watch import WatchUpdate, watch_folder
 
     def report(event: WatchUpdate) -> None:
@@ -384,6 +399,42 @@ def mcp_cmd(
         )
 
 
+_ENDS_AT_ONCE = frozenset({"search"})
+"""Commands that only read an index and print: when one has finished, :func:`main` flushes the
+output and ends the process at once (:func:`_end_now`)."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ragkit`` console script and ``python -m ragkit``."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="ragkit")
+    args = list(argv) if argv is not None else sys.argv[1:]
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _ENDS_AT_ONCE and "numpy" not in sys.modules:
+        # One query's scores gain nothing from BLAS threads, and numpy's BLAS starts one per
+        # core when it is imported (a user's own setting wins).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        cli.main(args=args, prog_name="ragkit")
+    except SystemExit as done:
+        code = 0 if done.code is None else done.code
+        if _invoked and _invoked[0] in _ENDS_AT_ONCE and isinstance(code, int):
+            _end_now(code)
+        raise
+
+
+def _end_now(code: int) -> None:
+    """End the process with ``code`` without the interpreter's teardown.
+
+    For a command that has only read (files it opened are closed by then) and printed: the
+    teardown frees every module and object one by one and joins the threads of numpy's BLAS and
+    of onnxruntime, which costs a search process a large part of its run (bench/RESULTS.md) and
+    does nothing a user can see. Logging is shut down and both output streams are flushed
+    first, as a normal exit would; a flush that fails (a closed pipe) gives exit code 120, as
+    Python's own exit does.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)

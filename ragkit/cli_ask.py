@@ -92,7 +92,7 @@ def search_cmd(
     where = _filter(wheres, paths)
     with _errors():
         reranker = _reranker(rerank)
-        index = _load_index(index_path, embedder_name)
+        index = _load_index(index_path, embedder_name, keyword_search=mode == "bm25")
         try:
             results = index.search(
                 query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker

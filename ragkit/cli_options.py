@@ -8,8 +8,10 @@ This module leaves out the commands themselves (``ragkit.cli``, ``ragkit.cli_ask
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -149,6 +151,16 @@ def _chunk_request(chunk_size: int | None, overlap: int | None) -> tuple[int | N
     return _chunk_settings(chunk_size, overlap)
 
 
+_MAY_HOLD_RAGKIT = re.compile(
+    r"""tool["']?\s*\.\s*["']?ragkit"""  # [tool.ragkit...], tool.ragkit.key = ..., quoted parts
+    r"""|^\s*\[\s*["']?tool["']?\s*\]"""  # a [tool] table (ragkit = {...} inside it)
+    r"""|^\s*["']?tool["']?\s*=""",  # tool = {ragkit = {...}}
+    re.MULTILINE,
+)
+"""What a ``pyproject.toml`` with ragkit settings contains: most projects' files do not, and are
+not parsed (``tomllib`` and the parse are a noticeable part of a search process's start)."""
+
+
 def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], Path | None]:
     """Option defaults from ``ragkit.toml`` or ``[tool.ragkit]`` of ``pyproject.toml``.
 
@@ -165,12 +177,18 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
             if not path.is_file():
                 continue
             try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
+            if name == "pyproject.toml" and not _MAY_HOLD_RAGKIT.search(text):
+                continue  # no [tool.ragkit] in any TOML spelling: not parsed
+            try:
                 import tomllib
             except ImportError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
             try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
                 raise click.UsageError(f"{path} is not valid TOML: {exc}") from exc
             section = data.get("tool", {}).get("ragkit") if name == "pyproject.toml" else data
             if section is not None:
@@ -186,8 +204,9 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
     if not isinstance(commands, dict):
         raise click.UsageError(f"{found}: 'commands' must be a table of per-command tables")
     shared = {k: v for k, v in config.items() if k != "commands"}
+    every = group.all_commands() if isinstance(group, _Group) else dict(group.commands)
     default_map: dict[str, Any] = {}
-    for command_name, command in group.commands.items():
+    for command_name, command in every.items():
         by_option: dict[str, str] = {}
         for param in command.params:
             for opt in getattr(param, "opts", []):
@@ -201,9 +220,9 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
                     values[target] = tuple(value) if isinstance(value, list) else value
         if values:
             default_map[command_name] = values
-    known = {n for c in group.commands.values() for p in c.params for n in _names(p)}
+    known = {n for c in every.values() for p in c.params for n in _names(p)}
     unknown = sorted(str(k) for k in shared if str(k).replace("-", "_") not in known) + sorted(
-        f"commands.{k}" for k in commands if k not in group.commands
+        f"commands.{k}" for k in commands if k not in every
     )
     if unknown:
         raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
@@ -215,7 +234,34 @@ def _names(param: click.Parameter) -> list[str]:
 
 
 class _Group(click.Group):
-    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command."""
+    """Reads project defaults (ragkit.toml / pyproject.toml) before parsing a command; the
+    commands in ``lazy_commands`` (name: ``"module:attribute"``) are imported when first used."""
+
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def all_commands(self) -> dict[str, click.Command]:
+        """Every command by name, the lazy ones imported."""
+        for name in self.lazy_commands:
+            self._command(name)
+        return dict(self.commands)
+
+    def _command(self, name: str) -> click.Command | None:
+        target = self.lazy_commands.get(name)
+        if target is not None and name not in self.commands:
+            module, _, attribute = target.partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return self.commands.get(name)
 
     def make_context(
         self,
@@ -243,8 +289,14 @@ def _reranker(name: str | None) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
-def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
-    """The index at --index, opened with the embedder it was built with (or --embedder's)."""
+def _load_index(
+    index_path: str | None, embedder: str | None = None, *, keyword_search: bool = False
+) -> Index:
+    """The index at --index, opened with the embedder it was built with (or --embedder's).
+
+    ``keyword_search``: the command searches by keywords only, so a directory index leaves
+    its vectors unread until something uses them (``MemoryStore.load``'s ``vectors``).
+    """
     from .index import Index
 
     chosen: Any = "default"
@@ -252,4 +304,12 @@ def _load_index(index_path: str | None, embedder: str | None = None) -> Index:
         from .embedders import get_embedder
 
         chosen = get_embedder(embedder)
-    return Index.load(_index_path(index_path), embedder=chosen)
+    location = _index_path(index_path)
+    if keyword_search:
+        from .stores import local_path
+        from .stores.memory import MemoryStore
+
+        root = local_path(location)
+        if root is not None:
+            return Index(MemoryStore.load(root, vectors="when used"), embedder=chosen)
+    return Index.load(location, embedder=chosen)

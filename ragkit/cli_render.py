@@ -48,7 +48,7 @@ def _printable(name: str) -> str:
 
 def _source(result: Answer, chunk_id: str) -> str:
     """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
-    from .plan import chunk_label
+    from .passages import chunk_label
 
     for sc in result.chunks:
         if sc.chunk.id == chunk_id:
@@ -59,7 +59,7 @@ def _source(result: Answer, chunk_id: str) -> str:
 
 
 def _print_passages(results: Sequence[ScoredChunk]) -> None:
-    from .plan import chunk_label
+    from .passages import chunk_label
 
     for rank, sc in enumerate(results, start=1):
         parts = ", ".join(f"{name} {value:.3f}" for name, value in sc.scores.items())

@@ -27,6 +27,7 @@ __all__ = [
     "FusionMethod",
     "Ranking",
     "fuse",
+    "fused_scores",
     "minmax_fusion",
     "reciprocal_rank_fusion",
     "zscore_fusion",
@@ -37,7 +38,7 @@ FusionMethod = Literal["rrf", "minmax", "zscore"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("rrf", "minmax", "zscore")
 
 
-def _check_weights(rankings: Sequence[Ranking], weights: Sequence[float] | None) -> list[float]:
+def _check_weights(rankings: Sequence[object], weights: Sequence[float] | None) -> list[float]:
     if weights is None:
         return [1.0] * len(rankings)
     if len(weights) != len(rankings):
@@ -50,29 +51,77 @@ def _check_weights(rankings: Sequence[Ranking], weights: Sequence[float] | None)
     return [float(w) for w in weights]
 
 
+def _contribution_of(
+    method: FusionMethod, rrf_k: int
+) -> Callable[[np.ndarray], tuple[np.ndarray, float]]:
+    """Per-ranking ``scores -> (values, floor)``: what each listed item adds, and unlisted ones."""
+    if method == "rrf":
+        if rrf_k < 0:
+            raise ValueError(f"k ({rrf_k}) must be >= 0")
+        return lambda s: (1.0 / (rrf_k + np.arange(1, s.shape[0] + 1)), 0.0)
+    if method == "minmax":
+        return _minmax
+    if method == "zscore":
+        return _zscore
+    raise ValueError(f"fusion method {method!r} is not one of {', '.join(FUSION_METHODS)}")
+
+
+def fused_scores(
+    rankings: Sequence[tuple[np.ndarray, np.ndarray]],
+    method: FusionMethod = "rrf",
+    *,
+    weights: Sequence[float] | None = None,
+    rrf_k: int = 60,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse rankings of integer keys: ``(keys, fused)``, each key once, in ascending key order.
+
+    Each ranking is ``(keys, scores)``, best first. This is :func:`fuse` without the final
+    order, for callers that name items by integer keys (a store's slots) and break ties by
+    their own IDs; the fused values are the same to the bit.
+
+    Example:
+        >>> keys, fused = fused_scores([(np.array([7, 3]), np.array([9.0, 1.0]))], "rrf", rrf_k=1)
+        >>> keys.tolist(), fused.tolist()
+        ([3, 7], [0.3333333333333333, 0.5])
+    """
+    ws = _check_weights(rankings, weights)
+    contribution = _contribution_of(method, rrf_k)
+    if not rankings:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    every = np.concatenate([np.asarray(keys, dtype=np.int64) for keys, _ in rankings])
+    union, inverse = np.unique(every, return_inverse=True)
+    total = np.zeros(len(union), dtype=np.float64)
+    offset = 0
+    for (keys, scores), w in zip(rankings, ws, strict=True):
+        n = len(keys)
+        values, floor = contribution(np.asarray(scores, dtype=np.float64))
+        part = np.full(len(union), w * floor, dtype=np.float64)
+        part[inverse[offset : offset + n]] = w * values
+        total += part
+        offset += n
+    return union, total
+
+
 def _fused(
     rankings: Sequence[Ranking],
     weights: Sequence[float] | None,
-    contribution: Callable[[np.ndarray], tuple[np.ndarray, float]],
+    method: FusionMethod,
+    rrf_k: int = 60,
 ) -> list[tuple[str, float]]:
-    """Sum each ranking's weighted per-item contribution (its floor for unlisted items).
-
-    Vectorised with numpy: hybrid search fuses hundreds of candidates per query.
-    """
-    ws = _check_weights(rankings, weights)
+    """:func:`fused_scores` over IDs, sorted by fused score, ties by ID."""
     position: dict[str, int] = {}
     for ranking in rankings:
         for doc_id, _ in ranking:
             position.setdefault(doc_id, len(position))
-    total = np.zeros(len(position), dtype=np.float64)
-    for ranking, w in zip(rankings, ws, strict=True):
-        n = len(ranking)
-        rows = np.fromiter((position[doc_id] for doc_id, _ in ranking), dtype=np.intp, count=n)
-        scores = np.fromiter((score for _, score in ranking), dtype=np.float64, count=n)
-        values, floor = contribution(scores)
-        part = np.full(len(position), w * floor, dtype=np.float64)
-        part[rows] = w * values
-        total += part
+    keyed = [
+        (
+            np.fromiter((position[doc_id] for doc_id, _ in ranking), np.int64, len(ranking)),
+            np.fromiter((score for _, score in ranking), np.float64, len(ranking)),
+        )
+        for ranking in rankings
+    ]
+    # Positions are 0..n-1 in first-seen order, so the fused keys come back as exactly that.
+    _, total = fused_scores(keyed, method, weights=weights, rrf_k=rrf_k)
     ids = list(position)
     # Fused score descending, ties by ID ascending (numpy compares str by code point, as Python
     # does): deterministic whatever the input order.
@@ -92,9 +141,7 @@ def reciprocal_rank_fusion(
         >>> reciprocal_rank_fusion([[("a", 9.0), ("b", 1.0)], [("b", 0.9)]], k=1)
         [('b', 0.8333333333333333), ('a', 0.5)]
     """
-    if k < 0:
-        raise ValueError(f"k ({k}) must be >= 0")
-    return _fused(rankings, weights, lambda s: (1.0 / (k + np.arange(1, s.shape[0] + 1)), 0.0))
+    return _fused(rankings, weights, "rrf", k)
 
 
 def _minmax(scores: np.ndarray) -> tuple[np.ndarray, float]:
@@ -133,7 +180,7 @@ def minmax_fusion(
         >>> minmax_fusion([[("a", 10.0), ("b", 5.0)], [("b", 0.8), ("a", 0.2)]])
         [('a', 1.0), ('b', 1.0)]
     """
-    return _fused(rankings, weights, _minmax)
+    return _fused(rankings, weights, "minmax")
 
 
 def zscore_fusion(
@@ -149,7 +196,7 @@ def zscore_fusion(
         >>> zscore_fusion([[("a", 3.0), ("b", 1.0)], [("a", 0.9), ("b", 0.1)]])
         [('a', 2.0), ('b', -2.0)]
     """
-    return _fused(rankings, weights, _zscore)
+    return _fused(rankings, weights, "zscore")
 
 
 def fuse(

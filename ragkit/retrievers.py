@@ -17,16 +17,18 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Query, RankingStore, Retriever, ScoreKind, Store
+from .base import KeyedRankingStore, Query, RankingStore, Retriever, ScoreKind, Store
 from .embedders import Embedder, check_embeddings, embed_checked
 from .filters import FilterSpec, matches, parse_filter
-from .fusion import FUSION_METHODS, FusionMethod, fuse
+from .fusion import FUSION_METHODS, FusionMethod, fuse, fused_scores
 from .types import Chunk, ScoredChunk
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "BM25Retriever",
@@ -45,6 +47,8 @@ def _shared_pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragkit-hybrid")
         return _POOL
 
@@ -75,6 +79,10 @@ class BM25Retriever(Retriever):
         if not isinstance(self.store, RankingStore):
             return None
         return self.store.keyword_ranking(query.text, query.k, query.where)
+
+    def _keys(self, query: Query, store: KeyedRankingStore) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, scores)`` from a store that ranks by integer keys."""
+        return store.keyword_keys(query.text, query.k, query.where)
 
 
 class VectorRetriever(Retriever):
@@ -129,6 +137,11 @@ class VectorRetriever(Retriever):
             return None
         vector = self.embed_query(query.text)
         return self.store.vector_ranking(vector, query.k, parse_filter(query.where))
+
+    def _keys(self, query: Query, store: KeyedRankingStore) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, scores)`` from a store that ranks by integer keys."""
+        vector = self.embed_query(query.text)
+        return store.vector_keys(vector, query.k, parse_filter(query.where))
 
 
 def _standalone(
@@ -271,6 +284,8 @@ class HybridRetriever(Retriever):
     def _search_narrow(self, query: Query, store: RankingStore) -> list[ScoredChunk]:
         """Rank each side as ``(chunk ID, score)`` pairs, fuse, fetch only the top k's chunks."""
         deep = query.with_k(max(self.depth, query.k))
+        if isinstance(store, KeyedRankingStore):
+            return self._search_keyed(query, deep, store)
 
         def ranking(r: Retriever) -> list[tuple[str, float]]:
             assert isinstance(r, (BM25Retriever, VectorRetriever))
@@ -301,6 +316,48 @@ class HybridRetriever(Retriever):
                 {name: scores[cid] for name, scores in per_retriever if cid in scores},
             )
             for chunk, (cid, score) in zip(chunks, fused, strict=True)
+        ]
+
+    def _search_keyed(
+        self, query: Query, deep: Query, store: KeyedRankingStore
+    ) -> list[ScoredChunk]:
+        """:meth:`_search_narrow` on integer keys: IDs are read for the fused top k only."""
+
+        def ranking(r: Retriever) -> tuple[np.ndarray, np.ndarray]:
+            assert isinstance(r, (BM25Retriever, VectorRetriever))
+            return r._keys(deep, store)
+
+        if self.parallel and len(self.retrievers) > 1:
+            pool = _shared_pool()
+            futures = [pool.submit(ranking, r) for r in self.retrievers[1:]]
+            keyed = [ranking(self.retrievers[0]), *(f.result() for f in futures)]
+        else:
+            keyed = [ranking(r) for r in self.retrievers]
+        keys, fused = fused_scores(keyed, self.fusion, weights=self.weights, rrf_k=self.rrf_k)
+        if len(keys) > query.k:  # the best k, with every key tied at the k-th score
+            kth = np.partition(fused, len(fused) - query.k)[len(fused) - query.k]
+            best = np.flatnonzero(fused >= kth)
+            keys, fused = keys[best], fused[best]
+        try:
+            chunks = store.chunks_at(keys.tolist())
+        except KeyError:  # a writer removed or replaced a chunk since the rankings
+            return self.fuse_rankings(self._rankings(query), limit=query.k)
+        if query.where is not None and not all(matches(query.where, c.metadata) for c in chunks):
+            return self.fuse_rankings(self._rankings(query), limit=query.k)
+        values = fused.tolist()
+        order = sorted(range(len(chunks)), key=lambda i: (-values[i], chunks[i].id))[: query.k]
+        per_retriever = [
+            (r.name, dict(zip(k.tolist(), s.tolist(), strict=True)))
+            for r, (k, s) in zip(self.retrievers, keyed, strict=True)
+        ]
+        picked = keys.tolist()
+        return [
+            ScoredChunk(
+                chunks[i],
+                values[i],
+                {name: scores[picked[i]] for name, scores in per_retriever if picked[i] in scores},
+            )
+            for i in order
         ]
 
     def fuse_rankings(

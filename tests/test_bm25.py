@@ -528,18 +528,29 @@ def zipf_docs(rng: np.random.Generator, n: int, vocab: int = 2000) -> list[list[
 
 
 @pytest.mark.parametrize("variant", ["lucene", "okapi"])
-@pytest.mark.parametrize(("window", "lookup_cost"), [(4096, 16), (64, 16), (256, 0), (256, 10**6)])
+@pytest.mark.parametrize(
+    ("window", "lookup_cost", "exhaustive_ratio"),
+    [(4096, 16, 0), (64, 16, 0), (256, 0, 0), (256, 10**6, 0), (4096, 16, 10**9), (4096, 16, 400)],
+)
 def test_pruned_search_equals_the_full_scan(
-    variant: str, window: int, lookup_cost: int, backend: str, monkeypatch: pytest.MonkeyPatch
+    variant: str,
+    window: int,
+    lookup_cost: int,
+    exhaustive_ratio: int,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The numba kernel skips blocks of postings it proves cannot change the top k: its keys
     # and scores must be bit-for-bit the full numpy scan's, with single-document adds in the
     # delta, tombstones, a filter, ties and repeated query terms; with one window or many,
-    # and with candidates always looked up or never.
+    # with candidates always looked up or never. For a large k it reads every posting instead
+    # (exhaustive_ratio 10**9: always; 0: never; 400, the default: by k against the corpus),
+    # and must give the same.
     if backend == "numpy":
         pytest.skip("compares the numba kernel against the numpy path")
     monkeypatch.setattr(bm25_module, "_WINDOW", window)
     monkeypatch.setattr(bm25_module, "_LOOKUP_COST", lookup_cost)
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", exhaustive_ratio)
     rng = np.random.default_rng(3)
     docs = zipf_docs(rng, 4000)
     index = BM25Index(variant=variant)  # type: ignore[arg-type]
@@ -573,6 +584,7 @@ def test_pruned_search_stays_exact_as_the_average_length_changes(
     if backend == "numpy":
         pytest.skip("compares the numba kernel against the numpy path")
     monkeypatch.setattr(bm25_module, "_WINDOW", 64)
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", 0)  # always the pruned kernel
     rng = np.random.default_rng(7)
     docs = zipf_docs(rng, 6600, vocab=300)
     index = BM25Index(variant=variant)  # type: ignore[arg-type]

@@ -583,3 +583,75 @@ def test_search_says_what_is_wrong_with_a_filter_that_matches_nothing(tmp_path: 
     assert "--path 'docs/**': no document path matches" in search("--path", "docs/**")
     both = search("--where", "team=pets", "--path", "faq/refunds.md")
     assert "each condition matches some chunks, but no chunk matches all of them" in both
+
+
+def test_a_search_process_writes_all_its_output_and_its_exit_code(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    """`ragkit search` as its own process (it ends without the interpreter's teardown): the
+    output is complete when redirected to a file, errors keep their message and exit code."""
+    import subprocess
+    import sys
+
+    index = tmp_path / "idx"
+    built = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(index), "--keyword-only"])
+    assert built.exit_code == 0, built.output
+    expected = runner.invoke(cli, ["search", "cats", "--index", str(index), "--json"]).stdout
+
+    def run(*args: str) -> tuple[int, str, str]:
+        out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+        with out.open("w") as stdout, err.open("w") as stderr:  # files: block-buffered output
+            code = subprocess.run(
+                [sys.executable, "-m", "ragkit", "search", *args],
+                stdout=stdout,
+                stderr=stderr,
+                cwd=tmp_path,
+                check=False,
+            ).returncode
+        return code, out.read_text(), err.read_text()
+
+    code, out, err = run("cats", "--index", str(index), "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == json.loads(expected)
+    assert run("cats", "--index", str(index), "-k", "1")[1].startswith("[1] ")
+    code, out, err = run("cats", "--index", str(tmp_path / "missing"))
+    assert (code, out) == (1, "")
+    assert "no index at" in err
+    code, _, err = run("", "--index", str(index))
+    assert code == 2
+    assert "QUERY must not be empty" in err
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        '[tool.ragkit]\nindex = "idx-from-config"\n',
+        '[ tool . "ragkit" ]\nindex = "idx-from-config"\n',
+        '[tool]\nragkit = { index = "idx-from-config" }\n',
+        'tool.ragkit.index = "idx-from-config"\n',
+        'tool = { ragkit = { index = "idx-from-config" } }\n',
+    ],
+)
+def test_project_defaults_in_every_toml_spelling_of_tool_ragkit(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(settings + '\n[project]\nname = "demo"\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 1
+    assert "idx-from-config" in result.stderr  # the configured index was looked for
+
+
+def test_a_pyproject_without_ragkit_settings_is_not_read_as_settings(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not valid TOML, but nothing in it can be a ragkit setting: the search goes on.
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\nbroken = [\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 1
+    assert "no index at .ragkit/index" in result.stderr
+    (tmp_path / "pyproject.toml").write_text("[tool.ragkit]\nindex = [\n")
+    result = runner.invoke(cli, ["search", "cats"])
+    assert result.exit_code == 2
+    assert "is not valid TOML" in result.stderr

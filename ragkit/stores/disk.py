@@ -31,13 +31,13 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
-import shutil
 import stat
+import struct
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -74,24 +74,104 @@ Writer = Callable[[IO[bytes]], object]
 
 
 class Generation:
-    """One generation read back: its manifest and its files' verified bytes."""
+    """One generation read back: its manifest and its files' verified bytes.
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+    ``deferred`` lists files left unread (name: manifest entry): :meth:`npz` reads and verifies
+    one when it is first asked for.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        files: dict[str, bytes],
+        deferred: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.files = files
+        self.deferred = deferred or {}
 
     def npz(self, name: str) -> dict[str, np.ndarray]:
-        """The arrays of an ``.npz`` file of this generation (no pickle)."""
+        """The arrays of an ``.npz`` file of this generation (no pickle; may be read-only)."""
+        if name not in self.files and name in self.deferred:
+            self.files[name] = _verified(self.folder, name, self.deferred.pop(name))
         try:
-            with np.load(io.BytesIO(self.files[name]), allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+            raw = self.files[name]
         except KeyError as exc:
             raise IndexFormatError(f"{self.folder / name} is missing") from exc
+        try:
+            arrays = _stored_arrays(raw)
+            if arrays is not None:
+                return arrays
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
         except Exception as exc:  # ValueError, zipfile.BadZipFile, EOFError from damage
             raise IndexFormatError(
                 f"{self.folder / name} is corrupt: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+_END = struct.Struct("<4s4H2LH")  # end of central directory
+_ENTRY = struct.Struct("<4s6H3L5H2L")  # central directory entry
+_LOCAL = struct.Struct("<4s5H3L2H")  # local file header
+_NPY_HEADER_MAX = 12 + 10_000  # magic, length and numpy's own limit on a header's size
+
+
+def _stored_arrays(raw: bytes) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` archive whose members are stored uncompressed, as ``np.savez``
+    writes them (and every save here), as read-only views of the archive's bytes; ``None``
+    for any other archive (compressed members, zip64 records, a comment), which ``np.load``
+    reads. The stores copy what they keep (into their own buffers, or as other dtypes).
+
+    ``np.load`` would import ``zipfile`` (with ``bz2`` and ``lzma``) and check each member's
+    CRC-32, a second pass over bytes whose SHA-256 the manifest has already verified: together
+    a noticeable part of a search process's start. Damage raises ``ValueError`` or
+    ``struct.error``.
+    """
+    view = memoryview(raw)
+    if len(raw) < _END.size or raw[-_END.size : -_END.size + 4] != b"PK\x05\x06":
+        return None
+    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _END.unpack_from(
+        raw, len(raw) - _END.size
+    )
+    if disk or cd_disk or here != count or comment or 0xFFFFFFFF in (cd_size, cd_offset):
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    at = cd_offset
+    for _ in range(count):
+        entry = _ENTRY.unpack_from(raw, at)
+        sig, method, csize, usize = entry[0], entry[4], entry[8], entry[9]
+        name_len, extra_len, note_len, offset = entry[10], entry[11], entry[12], entry[16]
+        if sig != b"PK\x01\x02" or method != 0 or csize != usize or 0xFFFFFFFF in entry[8:10]:
+            return None
+        name = bytes(view[at + _ENTRY.size : at + _ENTRY.size + name_len]).decode("utf-8")
+        at += _ENTRY.size + name_len + extra_len + note_len
+        local = _LOCAL.unpack_from(raw, offset)
+        if local[0] != b"PK\x03\x04":
+            raise ValueError(f"member {name!r} has no local header")
+        start = offset + _LOCAL.size + local[9] + local[10]
+        if start + csize > cd_offset:
+            raise ValueError(f"member {name!r} runs past the archive's directory")
+        arrays[name.removesuffix(".npy")] = _npy_array(view[start : start + csize])
+    if at != cd_offset + cd_size:
+        raise ValueError("the archive's directory has another size than its end record says")
+    return arrays
+
+
+def _npy_array(member: memoryview) -> np.ndarray:
+    """One ``.npy`` member as a read-only view of its bytes (no copy; never unpickles)."""
+    fh = io.BytesIO(member[:_NPY_HEADER_MAX])  # the header only: BytesIO copies what it gets
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    if dtype.hasobject:
+        raise ValueError("an array holds Python objects (pickles are never loaded)")
+    count = math.prod(shape)
+    flat = np.frombuffer(member, dtype=dtype, count=count, offset=fh.tell())
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
 def is_index_dir(root: Path) -> bool:
@@ -232,6 +312,9 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
         OSError: the disk is full or not writable (the previous generation stays live).
     """
     check_target(root)
+    import shutil
+    import uuid
+
     gen = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     tmp = root / f".{gen}.tmp"
     pointer = root / ".CURRENT.tmp"
@@ -274,6 +357,8 @@ def write_generation(root: Path, files: Mapping[str, Writer], manifest: dict[str
 
 def _unlink_debris(path: Path) -> None:
     """Remove a leftover file or directory of a crashed save; nothing when it is absent."""
+    import shutil
+
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -352,11 +437,13 @@ def read_regular(path: Path, *, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
-def read_generation(root: Path) -> Generation:
+def read_generation(root: Path, *, defer: Collection[str] = ()) -> Generation:
     """The live generation of the index at ``root``, every file verified against the manifest.
 
     A save that swaps ``CURRENT`` while this reads is survived: the read is retried on the new
-    generation (for up to 30 s of saves in a row).
+    generation (for up to 30 s of saves in a row). Files named in ``defer`` are read and
+    verified when :meth:`Generation.npz` first asks for them (a save keeps the generation
+    before the live one, so they are there until the second save after this read).
 
     Raises:
         IndexFormatError: no index, a damaged or missing file, a checksum or size mismatch, or
@@ -366,7 +453,7 @@ def read_generation(root: Path) -> Generation:
     attempt = 0
     while True:
         try:
-            return _read_once(root)
+            return _read_once(root, defer)
         except _Vanished:
             attempt += 1
             if time.monotonic() >= deadline:
@@ -379,7 +466,7 @@ class _Vanished(Exception):
     """The generation named by CURRENT disappeared: a save replaced it while we read."""
 
 
-def _read_once(root: Path) -> Generation:
+def _read_once(root: Path, defer: Collection[str]) -> Generation:
     pointer_path = root / "CURRENT"
     if not root.exists():
         raise IndexFormatError(
@@ -429,6 +516,7 @@ def _read_once(root: Path) -> Generation:
     if not isinstance(listing, dict):
         raise IndexFormatError(f"{folder / 'manifest.json'}: 'files' must be an object")
     files: dict[str, bytes] = {}
+    deferred: dict[str, dict[str, Any]] = {}
     for name, info in listing.items():
         if (
             not isinstance(name, str)
@@ -439,16 +527,24 @@ def _read_once(root: Path) -> Generation:
             or not isinstance(info.get("bytes"), int)
         ):
             raise IndexFormatError(f"{folder / 'manifest.json'}: bad file entry {name!r}")
+        if name in defer:
+            deferred[name] = info
+            continue
         try:
-            data = read_regular(folder / name, limit=int(info["bytes"]))
+            files[name] = _verified(folder, name, info)
         except IndexFormatError:
             if _current_name(root) != gen:
                 raise _Vanished() from None
             raise
-        if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise IndexFormatError(
-                f"{folder / name} does not match its checksum in the manifest: it was changed "
-                f"or damaged; {rebuild_advice(folder.parent)}"
-            )
-        files[name] = data
-    return Generation(folder, manifest, files)
+    return Generation(folder, manifest, files, deferred)
+
+
+def _verified(folder: Path, name: str, info: Mapping[str, Any]) -> bytes:
+    """The bytes of one file of a generation, checked against its manifest entry."""
+    data = read_regular(folder / name, limit=int(info["bytes"]))
+    if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+        raise IndexFormatError(
+            f"{folder / name} does not match its checksum in the manifest: it was changed "
+            f"or damaged; {rebuild_advice(folder.parent)}"
+        )
+    return data

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -112,7 +112,9 @@ class MemoryStore:
         self.location = location
         self._settings: IndexSettings | None = None
         self._bm25 = BM25Index(analyzer=self.analyzer)
-        self._vectors: VectorStore | None = None
+        self._vector_store: VectorStore | None = None
+        self._pending_vectors: Callable[[], VectorStore] | None = None
+        self._pending_lock = threading.Lock()
         self._chunks = ChunkRows()
         self._doc_keys: dict[str, Sequence[int]] = {}
         self._doc_hash: dict[str, str] = {}
@@ -128,6 +130,21 @@ class MemoryStore:
         # to ``location`` refuses to replace a generation another writer made meanwhile.
         self._generation: str | None = None
         self._hashes: tuple[int, _SortedSnapshot] | None = None
+
+    @property
+    def _vectors(self) -> VectorStore | None:
+        """The vectors; those of a store loaded with ``vectors="when used"`` load here, once."""
+        if self._pending_vectors is not None:
+            with self._pending_lock:
+                if self._pending_vectors is not None:
+                    self._vector_store = self._pending_vectors()
+                    self._pending_vectors = None
+        return self._vector_store
+
+    @_vectors.setter
+    def _vectors(self, value: VectorStore | None) -> None:
+        self._vector_store = value
+        self._pending_vectors = None
 
     def __repr__(self) -> str:
         return (
@@ -253,6 +270,33 @@ class MemoryStore:
             keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
             return self._ranked_pairs(keys, scores, k)
 
+    def keyword_keys(
+        self, text: str, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`keyword_search` as ``(keys, scores)`` arrays (``KeyedRankingStore``)."""
+        tokens = self.analyzer(text)
+        with self._lock.read():
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._bm25.search_tokens(tokens, k, allowed=allowed, with_ties=True)
+            return self._ranked_keys(keys, scores, k)
+
+    def vector_keys(
+        self, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`vector_search` as ``(keys, scores)`` arrays (``KeyedRankingStore``)."""
+        with self._lock.read():
+            if self._vectors is None or not len(self._vectors):
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+            allowed = self._mask(where) if where is not None else None
+            keys, scores = self._vectors.search(vector, k, allowed=allowed, with_ties=True)
+            return self._ranked_keys(keys, scores, k)
+
+    def chunks_at(self, keys: Sequence[int]) -> list[Chunk]:
+        """The chunks with these keys, in that order; ``KeyError`` for a key no longer held."""
+        with self._lock.read():
+            chunks = self._chunks
+            return [chunks[key] for key in keys]
+
     def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
         """The number of chunks and how many contain each analysed term."""
         with self._lock.read():
@@ -301,13 +345,32 @@ class MemoryStore:
         self, keys: np.ndarray, scores: np.ndarray, k: int
     ) -> list[tuple[str, float]]:
         """:meth:`_ranked` as ``(chunk ID, score)`` pairs, in the same order."""
+        keys, values = self._ranked_keys(keys, scores, k)
         id_of = self._chunks.id_of
-        ids = [id_of(key) for key in keys.tolist()]
-        values = scores.astype(np.float64).tolist()
-        if len(ids) > 1 and bool(np.any(scores[1:] == scores[:-1])):
-            order = np.lexsort((np.array(ids), -np.asarray(values))).tolist()[:k]
-            return [(ids[i], values[i]) for i in order]
-        return list(zip(ids[:k], values[:k], strict=True))
+        return [(id_of(key), v) for key, v in zip(keys.tolist(), values.tolist(), strict=True)]
+
+    def _ranked_keys(
+        self, keys: np.ndarray, scores: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_ranked` as ``(keys, scores)`` arrays, in the same order."""
+        keys = np.asarray(keys, dtype=np.int64)
+        values = np.asarray(scores, dtype=np.float64)
+        if len(keys) > 1:
+            tied = values[1:] == values[:-1]
+            if tied.any():
+                # Only keys in a run of equal scores need their IDs (a deep BM25 ranking has
+                # many such runs): their IDs' order breaks the tie, 0 does for the rest.
+                run = np.zeros(len(keys), dtype=np.bool_)
+                run[1:] |= tied
+                run[:-1] |= tied
+                id_of = self._chunks.id_of
+                where = np.flatnonzero(run)
+                ids = [id_of(key) for key in keys[where].tolist()]
+                second = np.zeros(len(keys), dtype=np.int64)
+                second[where] = np.argsort(np.argsort(np.array(ids), kind="stable"))
+                order = np.lexsort((second, -values))[:k]
+                return keys[order], values[order]
+        return keys[:k], values[:k]
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
         """``mask[key]`` true for chunks matching ``where``; cached per filter until a write."""
@@ -562,19 +625,24 @@ class MemoryStore:
             self._generation = gen
 
     @classmethod
-    def load(cls, path: str | Path) -> MemoryStore:
+    def load(cls, path: str | Path, *, vectors: Literal["now", "when used"] = "now") -> MemoryStore:
         """Load a store saved by :meth:`save`, verifying every file.
 
         Every field is type-checked and the files are checked against each other (the
         manifest's documents, the chunks, the BM25 postings and the vectors must list the same
         keys), so damage is found here, never later in a search.
 
+        ``vectors="when used"`` leaves ``vectors.npz`` unread until the vectors are first used
+        (a vector search, a write, a save), where it is verified and checked the same way: a
+        keyword search never reads it (``ragkit search --mode bm25``), and damage to it is
+        found at that first use.
+
         Raises:
             IndexFormatError: missing, damaged, tampered with, or of another format version;
                 the message names the file.
         """
         root = Path(path)
-        gen = read_generation(root)
+        gen = read_generation(root, defer=("vectors.npz",) if vectors == "when used" else ())
         return cls._from_generation(gen, str(root))
 
     @classmethod
@@ -594,7 +662,7 @@ class MemoryStore:
             for name in (chunk_name, "bm25.npz"):
                 if name not in gen.files:
                     raise IndexFormatError(f"{where} does not list {name}")
-            if settings.embedder is None and "vectors.npz" in gen.files:
+            if settings.embedder is None and "vectors.npz" in (*gen.files, *gen.deferred):
                 raise IndexFormatError(
                     f"{where}: settings say keyword-only, but the generation has vectors.npz"
                 )
@@ -657,25 +725,41 @@ class MemoryStore:
                 )
         if settings.embedder is not None and len(store._chunks):
             vector_file = folder / "vectors.npz"
-            with _blame(vector_file):
-                vectors = VectorStore.from_state(gen.npz("vectors.npz"), half_from=_HALF_FROM)
-                if len(vectors) != len(store._chunks) or sorted(vectors.keys().tolist()) != listed:
-                    raise IndexFormatError(
-                        f"{vector_file}: the vectors' keys do not match the chunks"
-                    )
-                if settings.dim is not None and vectors.dim != settings.dim:
-                    raise IndexFormatError(
-                        f"{vector_file}: vectors of dimension {vectors.dim}, settings say "
-                        f"{settings.dim}"
-                    )
-                if counts.get("vectors") != len(vectors):
-                    raise IndexFormatError(
-                        f"{where}: counts say {counts.get('vectors')!r} vectors, "
-                        f"{vector_file.name} holds {len(vectors)}"
-                    )
-            store._vectors = vectors
+
+            def read_vectors() -> VectorStore:
+                with _blame(vector_file):
+                    return _checked_vectors(gen, settings, counts, listed, where)
+
+            if vector_file.name in gen.deferred:
+                store._pending_vectors = read_vectors
+            else:
+                store._vectors = read_vectors()
         store._generation = folder.name
         return store
+
+
+def _checked_vectors(
+    gen: Generation,
+    settings: IndexSettings,
+    counts: Mapping[str, Any],
+    listed: Sequence[int],
+    where: Path,
+) -> VectorStore:
+    """The vectors of a generation, checked against its chunk keys, settings and counts."""
+    vector_file = gen.folder / "vectors.npz"
+    vectors = VectorStore.from_state(gen.npz("vectors.npz"), half_from=_HALF_FROM)
+    if len(vectors) != len(listed) or sorted(vectors.keys().tolist()) != listed:
+        raise IndexFormatError(f"{vector_file}: the vectors' keys do not match the chunks")
+    if settings.dim is not None and vectors.dim != settings.dim:
+        raise IndexFormatError(
+            f"{vector_file}: vectors of dimension {vectors.dim}, settings say {settings.dim}"
+        )
+    if counts.get("vectors") != len(vectors):
+        raise IndexFormatError(
+            f"{where}: counts say {counts.get('vectors')!r} vectors, "
+            f"{vector_file.name} holds {len(vectors)}"
+        )
+    return vectors
 
 
 def _release_free_memory() -> None:

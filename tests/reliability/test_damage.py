@@ -503,3 +503,137 @@ def test_a_fifo_in_place_of_an_index_file_never_hangs_the_cli(
     assert done.returncode == 1
     assert "bm25.npz" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the archive around the arrays --------------------------------------------------------------
+
+
+def _rewrite_npz(root: Path, name: str, save: Callable[..., None]) -> None:
+    path = _gen(root) / name
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    buf = io.BytesIO()
+    save(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+    _reseal(root)
+
+
+def test_arrays_read_without_zipfile_equal_numpys_own_reading(pristine: dict[str, Path]) -> None:
+    from ragkit.stores.disk import _stored_arrays
+
+    buf = io.BytesIO()
+    arrays = {
+        "empty": np.zeros(0, np.int64),
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        "scalar": np.array(3),
+        "strings": np.array(["ab", "c"]),
+        "no_rows": np.zeros((0, 5), np.float32),
+    }
+    np.savez(buf, **arrays)
+    archives = [buf.getvalue()] + [
+        _file(pristine["hybrid"], name).read_bytes()
+        for name in ("chunks.npz", "bm25.npz", "vectors.npz")
+    ]
+    for raw in archives:
+        read = _stored_arrays(raw)
+        assert read is not None
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            assert sorted(read) == sorted(data.files)
+            for key in data.files:
+                assert read[key].dtype == data[key].dtype
+                assert read[key].shape == data[key].shape
+                assert np.array_equal(read[key], data[key])
+
+
+def test_a_compressed_archive_still_loads(pristine: dict[str, Path], tmp_path: Path) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    _rewrite_npz(root, "vectors.npz", np.savez_compressed)
+    _rewrite_npz(root, "chunks.npz", np.savez_compressed)
+    loaded, original = MemoryStore.load(root), MemoryStore.load(pristine["hybrid"])
+    assert loaded._chunks == original._chunks
+    assert loaded.keyword_search("alpha topic1", 5) == original.keyword_search("alpha topic1", 5)
+    query = FakeEmbedder().embed_query("alpha topic1")
+    assert loaded.vector_search(query, 5) == original.vector_search(query, 5)
+
+
+ARCHIVE_DAMAGE: dict[str, Callable[[bytearray], None]] = {
+    # the first member's local header signature
+    "local-header": lambda b: b.__setitem__(slice(0, 4), b"XXXX"),
+    # the directory's first entry points past the archive
+    "member-offset": lambda b: b.__setitem__(
+        slice(b.rfind(b"PK\x01\x02") + 42, b.rfind(b"PK\x01\x02") + 46), b"\xff\xff\xff\x7f"
+    ),
+    # an .npy header that is not one
+    "npy-magic": lambda b: b.__setitem__(
+        slice(b.find(b"\x93NUMPY"), b.find(b"\x93NUMPY") + 6), b"NUMPY!"
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(ARCHIVE_DAMAGE))
+def test_forged_archive_damage_is_refused_naming_the_file(
+    pristine: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    path = _gen(root) / "bm25.npz"
+    raw = bytearray(path.read_bytes())
+    ARCHIVE_DAMAGE[damage](raw)
+    path.write_bytes(bytes(raw))
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match="bm25[.]npz is corrupt"):
+        MemoryStore.load(root)
+
+
+# -- vectors read when first used ---------------------------------------------------------------
+
+
+def test_vectors_read_when_used_are_the_same_and_saved_with_the_rest(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    eager = MemoryStore.load(root)
+    lazy = MemoryStore.load(root, vectors="when used")
+    assert lazy.keyword_search("alpha topic1", 5) == eager.keyword_search("alpha topic1", 5)
+    query = FakeEmbedder().embed_query("alpha topic1")
+    assert lazy.vector_search(query, 5) == eager.vector_search(query, 5)
+    untouched = MemoryStore.load(root, vectors="when used")
+    untouched.save(tmp_path / "copy")  # a save writes the vectors it had not read yet
+    assert MemoryStore.load(tmp_path / "copy").vector_search(query, 5) == eager.vector_search(
+        query, 5
+    )
+
+
+def test_damaged_vectors_read_when_used_are_refused_at_first_use(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    _edit_npz(root, "vectors.npz", lambda a: a.update(keys=a["keys"] + 1000))
+    _reseal(root)
+    with pytest.raises(IndexFormatError, match="vectors[.]npz"):
+        MemoryStore.load(root)
+    store = MemoryStore.load(root, vectors="when used")
+    assert store.keyword_search("alpha topic1", 5)  # a keyword search never reads them
+    query = FakeEmbedder().embed_query("alpha topic1")
+    for _ in range(2):  # and every use after the first still refuses them
+        with pytest.raises(IndexFormatError, match="vectors[.]npz"):
+            store.vector_search(query, 5)
+    raw = bytearray(_file(root, "vectors.npz").read_bytes())
+    raw[-30] ^= 0xFF  # raw damage: the checksum is checked at first use too
+    _file(root, "vectors.npz").write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match="vectors[.]npz does not match its checksum"):
+        MemoryStore.load(root, vectors="when used").vector_search(query, 5)
+
+
+def test_a_bm25_search_on_the_command_line_leaves_damaged_vectors_unread(
+    pristine: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ragkit.index.default_embedder", FakeEmbedder)  # the index's own
+    root = _copy(pristine, "hybrid", tmp_path)
+    (_gen(root) / "vectors.npz").write_bytes(b"not an archive")
+    runner = CliRunner()
+    bm25 = runner.invoke(cli, ["search", "alpha topic1", "--index", str(root), "--mode", "bm25"])
+    assert bm25.exit_code == 0, bm25.output
+    assert "doc" in bm25.stdout
+    hybrid = runner.invoke(cli, ["search", "alpha topic1", "--index", str(root)])
+    assert hybrid.exit_code == 1
+    assert "vectors.npz does not match its checksum" in hybrid.stderr
