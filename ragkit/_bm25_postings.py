@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ragkit._arrays import first_repeated
+from ragkit._arrays import KeyRows, first_repeated
 from ragkit.errors import IndexFormatError
 
 # The delta is merged into the base when it holds more postings than this floor or than
 # 1/_MERGE_FRACTION of the base: small enough to keep queries on the delta cheap, large enough to
 # amortise the O(postings) merge over thousands of single-document adds.
 _MIN_MERGE = 1 << 16
+# Postings moved per block by a merge (bounds its temporaries).
+_MERGE_BLOCK = 1 << 20
 _MERGE_FRACTION = 16
 # Tombstoned slots are compacted away once they are this fraction of all slots.
 _COMPACT_FRACTION = 0.25
@@ -88,13 +90,24 @@ def _merge_csr(
     out_tfs = np.empty(n, dtype=_tf_dtype(*(tfs for _, _, tfs in parts)))
     offset = new_indptr[:-1].copy()
     for (indptr, slots, tfs), c in zip(parts, counts, strict=True):
-        if len(slots):
-            terms = np.repeat(np.arange(n_terms, dtype=np.int64), c)
-            dest = offset[terms] + (
-                np.arange(len(slots), dtype=np.int64) - indptr[:-1].astype(np.int64)[terms]
-            )
-            out_slots[dest] = slots
-            out_tfs[dest] = tfs
+        m = len(slots)
+        if not m:
+            offset += c
+            continue
+        ptr = indptr.astype(np.int64)
+        # Posting j of term t goes to j + shift[t]. Done in blocks of postings, so the int64
+        # temporaries stay a few MB instead of 24 bytes per posting of the whole part.
+        shift = offset[: len(ptr) - 1] - ptr[:-1]
+        for lo in range(0, m, _MERGE_BLOCK):
+            hi = min(m, lo + _MERGE_BLOCK)
+            first = int(np.searchsorted(ptr, lo, side="right")) - 1
+            last = int(np.searchsorted(ptr, hi - 1, side="right")) - 1
+            ends = np.clip(ptr[first + 1 : last + 2], lo, hi)
+            starts = np.clip(ptr[first : last + 1], lo, hi)
+            terms = np.repeat(np.arange(first, last + 1, dtype=np.int64), ends - starts)
+            dest = np.arange(lo, hi, dtype=np.int64) + shift[terms]
+            out_slots[dest] = slots[lo:hi]
+            out_tfs[dest] = tfs[lo:hi]
         offset += c
     return new_indptr, out_slots, out_tfs
 
@@ -109,7 +122,7 @@ class _Postings:
         self._keys = _Buffer(np.zeros(0, dtype=np.int64))
         self._dl = _Buffer(np.zeros(0, dtype=np.int64))
         self._alive = _Buffer(np.zeros(0, dtype=np.bool_))
-        self._slot_of: dict[int, int] = {}
+        self._slot_of = KeyRows()
         self._n_docs = 0
         self._total_len = 0
         self._n_dead = 0
@@ -201,7 +214,7 @@ class _Postings:
         self._keys.extend(key_arr)
         self._dl.extend(lengths)
         self._alive.extend(np.ones(len(key_arr), dtype=np.bool_))
-        self._slot_of.update(zip(key_arr.tolist(), range(slot0, slot0 + len(key_arr)), strict=True))
+        self._slot_of.assign(key_arr, np.arange(slot0, slot0 + len(key_arr), dtype=np.int64))
         self._n_docs += len(key_arr)
         self._total_len += int(lengths.sum())
         if self._fwd_ptr is not None and self._fwd_terms is not None:
@@ -210,7 +223,9 @@ class _Postings:
             self._fwd_ptr.extend(self._fwd_ptr.view[-1] + np.cumsum(per_doc))
 
         slots = (pair_doc + slot0).astype(np.int32)
-        if len(pair) + self._delta_size >= self._merge_threshold():
+        # A bulk add (as many postings as the merge floor) goes straight into the base: kept
+        # as Python lists in the delta it would cost ~40 bytes per posting until the merge.
+        if len(pair) >= _MIN_MERGE or len(pair) + self._delta_size >= self._merge_threshold():
             order = np.argsort(pair_term32, kind="stable")
             batch_indptr = np.zeros(n_terms + 1, dtype=np.int64)
             np.cumsum(np.bincount(pair_term, minlength=n_terms), out=batch_indptr[1:])
@@ -360,7 +375,8 @@ class _Postings:
         self._keys = _Buffer(keys)
         self._dl = _Buffer(self._dl.view[alive].copy())
         self._alive = _Buffer(np.ones(len(keys), dtype=np.bool_))
-        self._slot_of = dict(zip(keys.tolist(), range(len(keys)), strict=True))
+        self._slot_of = KeyRows()
+        self._slot_of.assign(keys, np.arange(len(keys), dtype=np.int64))
         self._n_dead = 0
         self._version += 1
 
@@ -471,7 +487,8 @@ class _Postings:
         self._keys = _Buffer(keys)
         self._dl = _Buffer(dl)
         self._alive = _Buffer(np.ones(n_docs, dtype=np.bool_))
-        self._slot_of = dict(zip(keys.tolist(), range(n_docs), strict=True))
+        self._slot_of = KeyRows()
+        self._slot_of.assign(keys, np.arange(n_docs, dtype=np.int64))
         self._n_docs = n_docs
         self._total_len = int(dl.sum())
         self._indptr = indptr

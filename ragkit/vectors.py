@@ -1,12 +1,15 @@
 """Keep unit vectors under integer keys and return the nearest ones by cosine similarity.
 
-``VectorStore`` holds one float32 matrix (capacity doubling, so appends are amortised O(1)),
-a key -> row map, and 1-bit sign codes of every vector (1/32 of the float32 size) kept in sync on
-every add and remove. Removal moves the last row into the hole: O(dim), never a rebuild.
+``VectorStore`` holds one float32 matrix (capacity grown by 1.25x, so appends are amortised
+O(1) with at most a quarter of slack), a key -> row map, and 1-bit sign codes of every vector
+(1/32 of the float32 size) kept in sync on every add and remove. Removal moves the last row into
+the hole: O(dim), never a rebuild. With ``half_from`` set, the matrix is converted to float16
+once the store reaches that many rows (half the memory; see ``VectorStore``).
 
 Search is exact (one BLAS matrix-vector product over all rows) below ``binary_threshold`` rows.
 Above it, search runs in two stages: a scan of the sign codes picks ``rerank`` candidates, and
-those are re-scored exactly in float32, so returned scores are always exact cosines. With numba
+those are re-scored exactly, so returned scores are always exact cosines of the stored vectors
+(computed in float32; of float16-rounded vectors once the matrix is float16). With numba
 installed (extra ``fast``) the scan scores each code asymmetrically against the query quantised
 to 4 bits per component (sum of the query's components where the code's bit is set, computed
 with AND and POPCNT over the query's bit planes); without numba, a blocked numpy scan
@@ -21,7 +24,6 @@ from two threads at once, or to write while another thread searches.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit._arrays import first_repeated
+from ragkit._arrays import KeyRows, first_repeated
 from ragkit.embedders import check_embeddings
 from ragkit.errors import IndexFormatError
 
@@ -41,6 +43,9 @@ _WORD_BITS = 64
 _SCAN_BLOCK = 8192
 # Rows per block when encoding: bounds the boolean temporary to a few MB.
 _ENCODE_BLOCK = 65536
+# Rows per block of an exact scan over a float16 matrix: each block is converted to float32 in
+# a reused buffer (6 MB at 384 dimensions, within cache) and scanned by BLAS.
+_HALF_BLOCK = 4096
 # Query-score blocks of search_batch's exact path stay under this many floats (64 MB).
 _BATCH_SCORES = 16 * 1024 * 1024
 
@@ -87,7 +92,14 @@ class VectorStore:
         [9]
     """
 
-    def __init__(self, dim: int, *, binary_threshold: int = 200_000, rerank: int = 1000) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        binary_threshold: int = 200_000,
+        rerank: int = 1000,
+        half_from: int | None = None,
+    ) -> None:
         """Create an empty store.
 
         Args:
@@ -97,10 +109,16 @@ class VectorStore:
             rerank: candidates the compressed first pass hands to exact re-scoring. 1,000 gives
                 Recall@10 of about 0.99 against exact search on 1M MiniLM-like vectors
                 (bench/bench_vectors.py).
+            half_from: from this many rows on, vectors are held as float16 (2 bytes per
+                component instead of 4): the matrix is converted once when an add reaches it
+                and stays float16 after removals. Scores (exact scan and re-scoring alike) are
+                then computed in float32 from the float16-rounded vectors, within about 1e-3
+                of the float32 cosines (bench/RESULTS.md, "Memory at 1M chunks"). ``None``
+                (the default) keeps float32 at every size.
 
         Raises:
-            ValueError: ``dim`` or ``rerank`` is smaller than 1, or ``binary_threshold`` is
-                negative.
+            ValueError: ``dim`` or ``rerank`` is smaller than 1, or ``binary_threshold`` or
+                ``half_from`` is negative.
         """
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim ({dim!r}) must be a positive integer")
@@ -108,6 +126,9 @@ class VectorStore:
             raise ValueError(f"binary_threshold ({binary_threshold}) must not be negative")
         if rerank < 1:
             raise ValueError(f"rerank ({rerank}) must be at least 1")
+        if half_from is not None and half_from < 0:
+            raise ValueError(f"half_from ({half_from}) must not be negative")
+        self.half_from = None if half_from is None else int(half_from)
         self.dim = int(dim)
         self.binary_threshold = int(binary_threshold)
         self.rerank = int(rerank)
@@ -116,7 +137,7 @@ class VectorStore:
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._codes = np.empty((0, self._words), dtype=np.uint64)
         self._keys = np.empty(0, dtype=np.int64)
-        self._rows: dict[int, int] = {}
+        self._rows = KeyRows()
 
     def __repr__(self) -> str:
         return f"VectorStore(dim={self.dim}, n={self._n})"
@@ -155,7 +176,7 @@ class VectorStore:
         for key in key_list:
             if key in self._rows:
                 raise ValueError(f"key {key} is already stored; remove it first")
-        self._append(key_arr, key_list, vecs, normalise=True)
+        self._append(key_arr, vecs, normalise=True)
 
     def remove(self, keys: Iterable[int]) -> None:
         """Remove the vectors stored under ``keys``; all or nothing.
@@ -198,7 +219,8 @@ class VectorStore:
             KeyError: a key is not stored.
         """
         rows = [self._rows[key] for key in _key_list(keys)]
-        return self._vectors[np.asarray(rows, dtype=np.intp)]
+        picked: np.ndarray = self._vectors[np.asarray(rows, dtype=np.intp)]
+        return picked.astype(np.float32, copy=False)
 
     def search(
         self,
@@ -268,7 +290,7 @@ class VectorStore:
         """Bytes held: the allocated arrays (vectors, codes, keys) plus the key map, estimated."""
         arrays = self._vectors.nbytes + self._codes.nbytes + self._keys.nbytes
         # Each map entry also holds two int objects (key and row) beyond the table itself.
-        key_map = sys.getsizeof(self._rows) + 2 * 32 * len(self._rows)
+        key_map = self._rows.memory_bytes()
         return int(arrays + key_map)
 
     # ------------------------------------------------------------------ state
@@ -277,9 +299,9 @@ class VectorStore:
         """The store's content as plain arrays, for ``numpy.savez`` (no pickle needed).
 
         Returns:
-            ``{"keys": int64 (n,), "vectors": float32 (n, dim)}``, normalised vectors in storage
-            order. These are read-only views, valid until the next ``add`` or ``remove``: save
-            them at once, or copy them.
+            ``{"keys": int64 (n,), "vectors": float32 or float16 (n, dim)}``, normalised vectors
+            in storage order, in the dtype they are held in. These are read-only views, valid
+            until the next ``add`` or ``remove``: save them at once, or copy them.
         """
         keys = self._keys[: self._n].view()
         vectors = self._vectors[: self._n].view()
@@ -318,7 +340,13 @@ class VectorStore:
             raise IndexFormatError("vector keys must not be negative")
         if first_repeated(keys) is not None:
             raise IndexFormatError("vector keys are not unique")
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        store = cls(vectors.shape[1], **options)
+        half = store.half_from is not None and vectors.shape[0] >= store.half_from
+        # A float16 state kept as float16 is not copied to float32 first (at 1M rows that copy
+        # alone is 1.5 GB).
+        vecs = np.ascontiguousarray(
+            vectors, dtype=np.float16 if half and vectors.dtype == np.float16 else np.float32
+        )
         if not np.isfinite(vecs).all():
             raise IndexFormatError("vectors contain NaN or infinity")
         norms = _norms(vecs)
@@ -328,11 +356,10 @@ class VectorStore:
                 f"{int(bad.sum())} stored vectors are not unit length (first: row "
                 f"{int(np.flatnonzero(bad)[0])})"
             )
-        store = cls(vecs.shape[1], **options)
         key_arr = keys.astype(np.int64)
         # Stored vectors are already unit length: keep them bit for bit, so a saved and loaded
         # index returns exactly the scores it returned before.
-        store._append(key_arr, key_arr.tolist(), vecs, normalise=False)
+        store._append(key_arr, vecs, normalise=False)
         return store
 
     # ------------------------------------------------------------------ internals
@@ -341,9 +368,14 @@ class VectorStore:
     def _capacity(self) -> int:
         return int(self._vectors.shape[0])
 
-    def _resize(self, capacity: int) -> None:
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype the vectors are held in: float32, or float16 (see ``half_from``)."""
+        return self._vectors.dtype
+
+    def _resize(self, capacity: int, dtype: Any = None) -> None:
         n = self._n
-        vectors = np.empty((capacity, self.dim), dtype=np.float32)
+        vectors = np.empty((capacity, self.dim), dtype=dtype or self._vectors.dtype)
         codes = np.empty((capacity, self._words), dtype=np.uint64)
         keys = np.empty(capacity, dtype=np.int64)
         vectors[:n] = self._vectors[:n]
@@ -351,12 +383,16 @@ class VectorStore:
         keys[:n] = self._keys[:n]
         self._vectors, self._codes, self._keys = vectors, codes, keys
 
-    def _append(
-        self, key_arr: np.ndarray, key_list: list[int], vecs: np.ndarray, *, normalise: bool
-    ) -> None:
+    def _append(self, key_arr: np.ndarray, vecs: np.ndarray, *, normalise: bool) -> None:
         n, m = self._n, key_arr.shape[0]
-        if n + m > self._capacity:
-            self._resize(max(n + m, 2 * self._capacity, 16))
+        half = (
+            self.half_from is not None
+            and n + m >= self.half_from
+            and self._vectors.dtype != np.float16
+        )
+        if half or n + m > self._capacity:
+            grown = max(n + m, self._capacity * 5 // 4, 16) if n + m > self._capacity else None
+            self._resize(grown or self._capacity, np.float16 if half else None)
         target = self._vectors[n : n + m]
         if normalise:
             norms = _norms(vecs)
@@ -368,7 +404,7 @@ class VectorStore:
             stop = min(m, start + _ENCODE_BLOCK)
             self._codes[n + start : n + stop] = _sign_codes(target[start:stop], self._words)
         self._keys[n : n + m] = key_arr
-        self._rows.update(zip(key_list, range(n, n + m), strict=True))
+        self._rows.assign(key_arr, np.arange(n, n + m, dtype=np.int64))
         self._n = n + m
 
     def _prepare_queries(self, queries: np.ndarray) -> np.ndarray:
@@ -400,8 +436,7 @@ class VectorStore:
             rows = kernel(codes, q, candidates)
             # Sorted rows make the gather walk memory forwards.
             rows.sort()
-            scores = self._vectors[rows] @ q
-            results.append(self._top_k(scores, rows, k, ties))
+            results.append(self._top_k(self._gather_scores(rows, q), rows, k, ties))
         return results
 
     def _search_allowed(
@@ -420,44 +455,72 @@ class VectorStore:
         candidates = min(rows.size, max(self.rerank, 4 * k))
         if use_exact or candidates >= rows.size:
             if rows.size * 4 < n:  # selective: gather the allowed rows and scan only those
-                scores = self._vectors[rows] @ q
+                scores = self._gather_scores(rows, q)
             else:
                 with _scan_threads(n * self.dim):
-                    scores = (self._vectors[:n] @ q)[rows]
+                    scores = self._scan(q[None, :])[0][rows]
             return self._top_k(scores, rows, k, ties)
         kernel = _candidate_kernel()
         if kernel is _hamming_candidates_numpy:
             candidates = min(rows.size, candidates * _NUMPY_CANDIDATE_FACTOR)
         picked = rows[kernel(np.ascontiguousarray(self._codes[rows]), q, candidates)]
         picked.sort()
-        return self._top_k(self._vectors[picked] @ q, picked, k, ties)
+        return self._top_k(self._gather_scores(picked, q), picked, k, ties)
+
+    def _gather_scores(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Cosines of ``q`` with the given rows (float32 arithmetic whatever the storage)."""
+        if self._vectors.dtype == np.float16:
+            kernels = _half_kernels()
+            if kernels is not None:
+                out = np.empty(rows.shape[0], dtype=np.float32)
+                kernels[1](self._vectors.view(np.uint16), rows.astype(np.int64), q, out)
+                return out
+        picked = self._vectors[rows]
+        scores: np.ndarray = picked.astype(np.float32, copy=False) @ q
+        return scores
+
+    def _scan(self, queries: np.ndarray) -> np.ndarray:
+        """Scores ``(len(queries), n)`` of every stored row: one BLAS product for a float32
+        matrix; block by block through a float32 buffer for a float16 one."""
+        matrix = self._vectors[: self._n]
+        if matrix.dtype == np.float32:
+            if queries.shape[0] == 1:
+                one: np.ndarray = (matrix @ queries[0])[None, :]
+                return one
+            many: np.ndarray = queries @ matrix.T
+            return many
+        n = self._n
+        out = np.empty((queries.shape[0], n), dtype=np.float32)
+        kernels = _half_kernels()
+        if kernels is not None:
+            halves = matrix.view(np.uint16)
+            for i, q in enumerate(queries):
+                kernels[0](halves, q, out[i])
+            return out
+        buf = np.empty((min(n, _HALF_BLOCK), self.dim), dtype=np.float32)
+        for start in range(0, n, _HALF_BLOCK):
+            stop = min(n, start + _HALF_BLOCK)
+            block = buf[: stop - start]
+            block[...] = matrix[start:stop]
+            if queries.shape[0] == 1:
+                out[0, start:stop] = block @ queries[0]
+            else:
+                out[:, start:stop] = queries @ block.T
+        return out
 
     def _exact_many(
         self, queries: np.ndarray, k: int, ties: bool = False
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         n = self._n
-        matrix = self._vectors[:n]
         block = max(1, min(queries.shape[0], _BATCH_SCORES // n))
         results: list[tuple[np.ndarray, np.ndarray]] = []
         with _scan_threads(n * self.dim):
-            self._exact_blocks(matrix, queries, block, k, results, ties)
+            for start in range(0, queries.shape[0], block):
+                # One query: a BLAS matrix-vector product; several: one matrix product per
+                # block, so the matrix is read once per block of queries, not once per query.
+                scores = self._scan(queries[start : start + block])
+                results.extend(self._top_k(row, None, k, ties) for row in scores)
         return results
-
-    def _exact_blocks(
-        self,
-        matrix: np.ndarray,
-        queries: np.ndarray,
-        block: int,
-        k: int,
-        results: list[tuple[np.ndarray, np.ndarray]],
-        ties: bool = False,
-    ) -> None:
-        for start in range(0, queries.shape[0], block):
-            chunk = queries[start : start + block]
-            # One query: a BLAS matrix-vector product; several: one matrix product per block,
-            # so the 1.5 GB matrix at 1M rows is read once per block instead of once per query.
-            scores = (matrix @ chunk[0])[None, :] if chunk.shape[0] == 1 else chunk @ matrix.T
-            results.extend(self._top_k(row, None, k, ties) for row in scores)
 
     def _top_k(
         self, scores: np.ndarray, rows: np.ndarray | None, k: int, ties: bool = False
@@ -611,6 +674,78 @@ def _query_planes(query: np.ndarray, words: int) -> tuple[np.ndarray, np.float32
     packed = np.zeros((_QUERY_BITS, words * 8), dtype=np.uint8)
     packed[:, : -(-query.shape[0] // 8)] = np.packbits(bits, axis=1, bitorder="little")
     return packed.view("<u8"), np.float32(lo / step)
+
+
+HalfKernels = tuple[Callable[..., None], Callable[..., None]]
+"""``scan(halves (n, dim) uint16, q, out (n,))`` and ``gather(halves, rows int64, q, out)``."""
+
+_half: HalfKernels | None = None
+_half_built = False
+
+
+def _half_kernels() -> HalfKernels | None:
+    """numba kernels scoring float16 rows (read as their uint16 bits) against a float32 query.
+
+    numpy has no fast float16 product (a cast to float32 first runs ~10x slower than a float32
+    BLAS scan here); these convert each component with the CPU's half -> float instruction
+    (LLVM ``fpext``, vectorised) and accumulate in float32. The sum's order is fixed by the
+    compiled loop, so a row scores the same in the full scan and in re-scoring.
+    """
+    global _half, _half_built
+    if not _use_numba:
+        return None
+    if not _half_built:
+        _half, _half_built = _build_half_kernels(), True
+    return _half
+
+
+def _build_half_kernels() -> HalfKernels | None:
+    try:
+        import numba
+        from llvmlite import ir
+        from numba.extending import intrinsic
+    except ImportError:
+        return None
+
+    @intrinsic
+    def half_to_float(typingctx: Any, bits: Any) -> Any:  # noqa: ARG001  # pragma: no cover
+        """The float16 whose bits are ``bits``, as a float32 (exact)."""
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # noqa: ARG001
+            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+        return numba.types.float32(numba.types.uint16), codegen
+
+    # Reassociation lets LLVM vectorise the float32 sum; the order is still fixed per build.
+    fast = {"reassoc", "contract", "nsz", "arcp"}
+
+    @numba.njit(cache=True, nogil=True, fastmath=fast)
+    def scan(halves: Any, q: Any, out: Any) -> None:  # pragma: no cover
+        n, dim = halves.shape
+        for i in range(n):
+            acc = np.float32(0.0)
+            for j in range(dim):
+                acc += half_to_float(halves[i, j]) * q[j]  # type: ignore[call-arg]
+            out[i] = acc
+
+    @numba.njit(cache=True, nogil=True, fastmath=fast)
+    def gather(halves: Any, rows: Any, q: Any, out: Any) -> None:  # pragma: no cover
+        dim = halves.shape[1]
+        for r in range(rows.shape[0]):
+            i = rows[r]
+            acc = np.float32(0.0)
+            for j in range(dim):
+                acc += half_to_float(halves[i, j]) * q[j]  # type: ignore[call-arg]
+            out[r] = acc
+
+    try:  # compile (or load from numba's cache) now, so a broken numba falls back to numpy
+        probe = np.ones((2, 3), dtype=np.float16).view(np.uint16)
+        scan(probe, np.ones(3, dtype=np.float32), np.empty(2, dtype=np.float32))
+        one = np.ones(3, dtype=np.float32)
+        gather(probe, np.zeros(1, dtype=np.int64), one, np.empty(1, dtype=np.float32))
+    except Exception:
+        return None
+    return scan, gather
 
 
 def _build_numba_kernel() -> Kernel | None:

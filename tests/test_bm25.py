@@ -650,3 +650,24 @@ def test_tokens_then_terms_is_the_analysis(text: str, lowercase: bool, min_len: 
     assert [terms[t] for t in tokens if terms[t]] == analyzer(text)
     fresh = Analyzer(lowercase=lowercase, min_token_len=min_len)  # empty cache
     assert fresh.terms(set(tokens)) == terms
+
+
+def test_merge_in_small_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base merge moves postings block by block; block boundaries change nothing."""
+    from ragkit import _bm25_postings
+
+    texts = [f"alpha beta{i % 7} gamma{i % 13} delta {'eps ' * (i % 3)}" for i in range(300)]
+
+    def build() -> dict[str, np.ndarray]:
+        index = BM25Index()
+        for start in range(0, 300, 50):
+            index.add(range(start, start + 50), texts[start : start + 50])
+            index._merge_delta()
+        return index.state()
+
+    whole = build()
+    monkeypatch.setattr(_bm25_postings, "_MERGE_BLOCK", 7)
+    blocked = build()
+    assert whole.keys() == blocked.keys()
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], blocked[name], err_msg=name)

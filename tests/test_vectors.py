@@ -334,3 +334,82 @@ def test_bad_constructor_arguments() -> None:
         VectorStore(4, rerank=0)
     with pytest.raises(ValueError, match="binary_threshold"):
         VectorStore(4, binary_threshold=-1)
+
+
+# -- float16 storage (half_from) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_float16_store_ranks_like_float32(backend: str, exact: bool) -> None:
+    rng = np.random.default_rng(7)
+    keys = np.arange(3000, dtype=np.int64)
+    vecs = rng.standard_normal((3000, 48)).astype(np.float32)
+    full = VectorStore(48, rerank=300)
+    half = VectorStore(48, rerank=300, half_from=1000)
+    full.add(keys, vecs)
+    for start in range(0, 3000, 500):  # crosses half_from inside an add
+        half.add(keys[start : start + 500], vecs[start : start + 500])
+    assert full.dtype == np.float32
+    assert half.dtype == np.float16
+    assert half.memory_bytes() < full.memory_bytes()
+    for q in rng.standard_normal((20, 48)).astype(np.float32):
+        want_keys, want_scores = full.search(q, 10, exact=exact)
+        got_keys, got_scores = half.search(q, 10, exact=exact)
+        # Scores are cosines of the float16-rounded vectors: within 1e-3 of float32's.
+        np.testing.assert_allclose(got_scores, full.get(got_keys) @ unit(q), atol=1e-3)
+        assert len(set(got_keys.tolist()) & set(want_keys.tolist())) >= 9
+        assert np.all(np.diff(got_scores) <= 0)
+        if exact:
+            np.testing.assert_allclose(got_scores, want_scores, atol=1e-3)
+
+
+def test_float16_scores_agree_between_scan_and_rescoring(backend: str) -> None:
+    """A row scores the same whether the exact scan or the re-scoring of candidates reads it."""
+    rng = np.random.default_rng(8)
+    store = VectorStore(64, rerank=2000, half_from=0)
+    store.add(np.arange(2000), rng.standard_normal((2000, 64)).astype(np.float32))
+    q = rng.standard_normal(64).astype(np.float32)
+    exact_keys, exact_scores = store.search(q, 10, exact=True)
+    # rerank >= n: the compressed path re-scores every row.
+    keys, scores = store.search(q, 10, exact=False)
+    np.testing.assert_array_equal(keys, exact_keys)
+    np.testing.assert_array_equal(scores, exact_scores)
+
+
+def test_float16_store_updates_and_state_round_trip(tmp_path: object) -> None:
+    rng = np.random.default_rng(9)
+    vecs = rng.standard_normal((600, 32)).astype(np.float32)
+    store = VectorStore(32, half_from=100)
+    store.add(np.arange(600), vecs)
+    store.remove(range(0, 600, 3))
+    store.add([1000], vecs[:1])
+    state = store.state()
+    assert state["vectors"].dtype == np.float16
+    np.testing.assert_array_equal(store.get([1000])[0], state["vectors"][-1].astype(np.float32))
+    assert store.get([1000]).dtype == np.float32
+    loaded = VectorStore.from_state(state, half_from=100)
+    assert loaded.dtype == np.float16
+    np.testing.assert_array_equal(loaded.state()["vectors"], state["vectors"])
+    for q in rng.standard_normal((5, 32)):
+        for exact in (True, False):
+            a, sa = store.search(q, 10, exact=exact)
+            b, sb = loaded.search(q, 10, exact=exact)
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(sa, sb)
+    # The same state read without half_from (as an older ragkit reads it) is float32.
+    as_float32 = VectorStore.from_state(state)
+    assert as_float32.dtype == np.float32
+    np.testing.assert_array_equal(as_float32.get([1000]), store.get([1000]))
+
+
+def test_float32_state_becomes_float16_at_half_from() -> None:
+    rng = np.random.default_rng(10)
+    full = VectorStore(16)
+    full.add(np.arange(300), rng.standard_normal((300, 16)).astype(np.float32))
+    assert VectorStore.from_state(full.state(), half_from=300).dtype == np.float16
+    assert VectorStore.from_state(full.state(), half_from=301).dtype == np.float32
+
+
+def test_half_from_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match=r"half_from \(-1\) must not be negative"):
+        VectorStore(4, half_from=-1)

@@ -16,10 +16,12 @@ This module leaves out chunking and embedding (``ragkit.index``) and the file fo
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,9 +34,9 @@ from ..errors import IndexConflictError, IndexFormatError, RagkitError
 from ..filters import Filter, matches
 from ..types import Chunk, ScoredChunk, freeze_metadata
 from ..vectors import VectorStore
+from ._chunk_rows import ChunkRows
 from ._chunk_table import (
     _blame,
-    _chunk_columns,
     _chunks_from_columns,
     _chunks_from_lines,
     _expect,
@@ -49,6 +51,12 @@ from .disk import (
 )
 
 __all__ = ["MemoryStore"]
+
+# From this many chunks on (the vector store's default ``binary_threshold``, where search is a
+# compressed first pass and re-scoring anyway), vectors are held as float16: half the memory.
+_HALF_FROM = 200_000
+# After a write of this many chunks, freed heap memory is handed back to the system.
+_TRIM_AFTER = 10_000
 
 
 class _RWLock:
@@ -107,8 +115,8 @@ class MemoryStore:
         self._vector_store: VectorStore | None = None
         self._pending_vectors: Callable[[], VectorStore] | None = None
         self._pending_lock = threading.Lock()
-        self._chunks: dict[int, Chunk] = {}
-        self._doc_keys: dict[str, list[int]] = {}
+        self._chunks = ChunkRows()
+        self._doc_keys: dict[str, Sequence[int]] = {}
         self._doc_hash: dict[str, str] = {}
         self._doc_meta: dict[str, Mapping[str, Any]] = {}
         self._next_key = 0
@@ -213,7 +221,7 @@ class MemoryStore:
                 if hit:
                     docs += 1
                     chunks += len(hit)
-                    chars += sum(len(self._chunks[k].text) for k in hit)
+                    chars += sum(self._chunks.chars_of(k) for k in hit)
             return StoreStats(docs, chunks, chars)
 
     def chunks(self, where: Filter | None = None) -> Iterator[Chunk]:
@@ -338,8 +346,8 @@ class MemoryStore:
     ) -> list[tuple[str, float]]:
         """:meth:`_ranked` as ``(chunk ID, score)`` pairs, in the same order."""
         keys, values = self._ranked_keys(keys, scores, k)
-        chunks = self._chunks
-        return [(chunks[key].id, v) for key, v in zip(keys.tolist(), values.tolist(), strict=True)]
+        id_of = self._chunks.id_of
+        return [(id_of(key), v) for key, v in zip(keys.tolist(), values.tolist(), strict=True)]
 
     def _ranked_keys(
         self, keys: np.ndarray, scores: np.ndarray, k: int
@@ -355,9 +363,9 @@ class MemoryStore:
                 run = np.zeros(len(keys), dtype=np.bool_)
                 run[1:] |= tied
                 run[:-1] |= tied
-                chunks = self._chunks
+                id_of = self._chunks.id_of
                 where = np.flatnonzero(run)
-                ids = [chunks[key].id for key in keys[where].tolist()]
+                ids = [id_of(key) for key in keys[where].tolist()]
                 second = np.zeros(len(keys), dtype=np.int64)
                 second[where] = np.argsort(np.argsort(np.array(ids), kind="stable"))
                 order = np.lexsort((second, -values))[:k]
@@ -389,7 +397,7 @@ class MemoryStore:
             meta = self._doc_meta[doc_id]
             verdict: bool | None = None
             for key in self._doc_keys[doc_id]:
-                chunk_meta = self._chunks[key].metadata
+                chunk_meta = self._chunks.metadata_of(key)
                 if chunk_meta is meta:
                     if verdict is None:
                         verdict = matches(where, meta)
@@ -445,6 +453,9 @@ class MemoryStore:
         tokens = [self.analyzer(t) for e in latest.values() for t in e.keyword_texts]
         with self._lock.write():
             self._apply(list(latest.values()), drop, tokens)
+        if len(tokens) >= _TRIM_AFTER:
+            del tokens
+            _release_free_memory()
 
     def _apply(
         self, entries: list[DocumentEntry], drop: list[str], tokens: list[list[str]]
@@ -454,28 +465,36 @@ class MemoryStore:
         n = sum(len(e.chunks) for e in entries)
         keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
         self._next_key += n
-        position = 0
+        position = self._next_key - n
         vector_parts: list[np.ndarray] = []
+        chunks: list[Chunk] = []
+        ordinals: list[int] = []
+        metas: list[Mapping[str, Any]] = []
         for entry in entries:
-            doc_keys = [int(k) for k in keys[position : position + len(entry.chunks)]]
+            # Keys of a document are consecutive: a range costs 48 bytes, a list of ints ~40
+            # per chunk.
+            doc_keys = range(position, position + len(entry.chunks))
             position += len(entry.chunks)
             meta = freeze_metadata(entry.metadata)
             self._doc_keys[entry.document_id] = doc_keys
             self._doc_hash[entry.document_id] = entry.content_hash
             self._doc_meta[entry.document_id] = meta
-            for key, chunk in zip(doc_keys, entry.chunks, strict=True):
-                if chunk.metadata == meta and chunk.metadata is not meta:
-                    chunk = _with_metadata(chunk, meta)
-                self._chunks[key] = chunk
+            for ordinal, chunk in enumerate(entry.chunks):
+                chunks.append(chunk)
+                ordinals.append(ordinal)
+                # One metadata object per document in memory when the chunk's equals it.
+                metas.append(meta if chunk.metadata == meta else chunk.metadata)
                 self._total_chars += len(chunk.text)
             if entry.vectors is not None:
                 vector_parts.append(entry.vectors)
         if n:
+            self._chunks.add(keys.tolist(), chunks, ordinals, metas)
+            del chunks
             self._bm25.add_tokens(keys, tokens)
             if vector_parts:
                 matrix = np.concatenate(vector_parts, axis=0)
                 if self._vectors is None:
-                    self._vectors = VectorStore(matrix.shape[1])
+                    self._vectors = VectorStore(matrix.shape[1], half_from=_HALF_FROM)
                 self._vectors.add(keys, matrix)
         self._version += 1
         self._carry_masks(before, [e.document_id for e in entries], dropped)
@@ -486,8 +505,7 @@ class MemoryStore:
             self._bm25.remove(keys)
             if self._vectors is not None:
                 self._vectors.remove(keys)
-            for key in keys:
-                self._total_chars -= len(self._chunks.pop(key).text)
+            self._total_chars -= self._chunks.remove(keys)
         for doc_id in doc_ids:
             self._doc_keys.pop(doc_id, None)
             self._doc_hash.pop(doc_id, None)
@@ -565,7 +583,9 @@ class MemoryStore:
                     "again and reapply your change"
                 )
         with self._lock.read():
-            chunk_items = sorted(self._chunks.items())
+            # Columns straight from the chunk rows: no Chunk object per chunk.
+            chunk_table = self._chunks.columns(self._doc_meta)
+            n_chunks = len(self._chunks)
             documents = {
                 doc_id: {
                     "sha256": self._doc_hash[doc_id],
@@ -574,16 +594,14 @@ class MemoryStore:
                 }
                 for doc_id in sorted(self._doc_keys)
             }
-            bm25_state = {k: np.array(v) for k, v in self._bm25.state().items()}
+            bm25_state = dict(self._bm25.state())  # fresh arrays already: no second copy
             vector_state = (
                 {k: np.array(v) for k, v in self._vectors.state().items()}
                 if self._vectors is not None
                 else None
             )
-            doc_meta = dict(self._doc_meta)
             next_key = self._next_key
 
-        chunk_table = _chunk_columns(chunk_items, doc_meta)
         files: dict[str, Any] = {
             "chunks.npz": lambda fh: np.savez(fh, **chunk_table),  # type: ignore[arg-type]
             "bm25.npz": lambda fh: np.savez(fh, **bm25_state),  # type: ignore[arg-type]
@@ -595,7 +613,7 @@ class MemoryStore:
             "next_key": next_key,
             "counts": {
                 "documents": len(documents),
-                "chunks": len(chunk_items),
+                "chunks": n_chunks,
                 "vectors": 0 if vector_state is None else int(len(vector_state["keys"])),
             },
             "documents": documents,
@@ -689,9 +707,10 @@ class MemoryStore:
                     )
         if listed and listed[-1] >= next_key:
             raise IndexFormatError(f"{where}: next_key {next_key} is not above every chunk key")
-        store._chunks = chunks
-        store._next_key = next_key
         store._total_chars = sum(len(c.text) for c in chunks.values())
+        store._chunks = _rows_of(chunks, store._doc_keys)
+        del chunks
+        store._next_key = next_key
         bm25_file = folder / "bm25.npz"
         with _blame(bm25_file):
             state = gen.npz("bm25.npz")
@@ -704,7 +723,7 @@ class MemoryStore:
                 raise IndexFormatError(
                     f"{bm25_file}: the postings' keys are not the chunks' keys in ascending order"
                 )
-        if settings.embedder is not None and chunks:
+        if settings.embedder is not None and len(store._chunks):
             vector_file = folder / "vectors.npz"
 
             def read_vectors() -> VectorStore:
@@ -728,7 +747,7 @@ def _checked_vectors(
 ) -> VectorStore:
     """The vectors of a generation, checked against its chunk keys, settings and counts."""
     vector_file = gen.folder / "vectors.npz"
-    vectors = VectorStore.from_state(gen.npz("vectors.npz"))
+    vectors = VectorStore.from_state(gen.npz("vectors.npz"), half_from=_HALF_FROM)
     if len(vectors) != len(listed) or sorted(vectors.keys().tolist()) != listed:
         raise IndexFormatError(f"{vector_file}: the vectors' keys do not match the chunks")
     if settings.dim is not None and vectors.dim != settings.dim:
@@ -741,6 +760,30 @@ def _checked_vectors(
             f"{vector_file.name} holds {len(vectors)}"
         )
     return vectors
+
+
+def _release_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    A large write frees the analysed tokens, the callers' texts and numpy temporaries, hundreds
+    of MB that glibc keeps mapped between the objects that stay; trimming after the write keeps
+    that out of the process's resident size (bench/RESULTS.md, "Memory at 1M chunks").
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 class _SortedSnapshot(Mapping[str, str]):
@@ -773,8 +816,17 @@ class _SortedSnapshot(Mapping[str, str]):
         return f"{{{', '.join(f'{k!r}: {self._data[k]!r}' for k in self)}}}"
 
 
-def _with_metadata(chunk: Chunk, meta: Mapping[str, Any]) -> Chunk:
-    """The chunk sharing its document's metadata object (one mapping per document in memory)."""
-    return Chunk(
-        chunk.id, chunk.text, chunk.document_id, chunk.start, chunk.end, chunk.headings, meta
-    )
+def _rows_of(chunks: dict[int, Chunk], doc_keys: dict[str, Sequence[int]]) -> ChunkRows:
+    """A loaded chunk table as :class:`ChunkRows` (the documents' key lists become ranges
+    where their keys are consecutive, as every save of this store writes them)."""
+    rows = ChunkRows()
+    keys: list[int] = []
+    ordinals: list[int] = []
+    for doc_id, listed in doc_keys.items():
+        if len(listed) and list(listed) == list(range(listed[0], listed[0] + len(listed))):
+            doc_keys[doc_id] = range(listed[0], listed[0] + len(listed))
+        keys.extend(listed)
+        ordinals.extend(range(len(listed)))
+    picked = [chunks[k] for k in keys]
+    rows.add(keys, picked, ordinals, [c.metadata for c in picked])
+    return rows
