@@ -264,24 +264,7 @@ class _Writes(_StoreCore):
                     )
                 _check_text(chunk.id, "chunk text", chunk.text)
                 rows.characters += len(chunk.text)
-                if not analyse:
-                    rows.chunks.append(
-                        (
-                            chunk.id,
-                            chunk.document_id,
-                            i,
-                            chunk.text,
-                            chunk.start,
-                            chunk.end,
-                            list(chunk.headings),
-                            _json(chunk.metadata, chunk.id),
-                            0,
-                            ktext,
-                            None if vectors is None else vectors[i],
-                        )
-                    )
-                    continue
-                tokens = analyzer(ktext)
+                tokens = analyzer(ktext) if analyse else []
                 counts = Counter(tokens)
                 rows.chunks.append(
                     (
@@ -294,10 +277,12 @@ class _Writes(_StoreCore):
                         list(chunk.headings),
                         _json(chunk.metadata, chunk.id),
                         len(tokens),
-                        counts,
+                        counts if analyse else ktext,  # the streamed path analyses the text later
                         None if vectors is None else vectors[i],
                     )
                 )
+                if not analyse:
+                    continue
                 rows.length += len(tokens)
                 n_tokens = len(tokens)
                 df, max_tf, min_length = rows.df, rows.max_tf, rows.min_length
