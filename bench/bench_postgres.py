@@ -285,6 +285,22 @@ class Phases:
         self.seconds = {k: round(v, 1) for k, v in self.seconds.items()}
 
 
+def timed_load(
+    store: Any, texts: Any, vecs: Any, n_docs: int, per_batch: int
+) -> tuple[float, Phases]:
+    """Seconds spent in ``store.write`` loading every document, in batches, and its phases."""
+    seconds = 0.0
+    with Phases() as phases:
+        for start in range(0, n_docs, per_batch):
+            entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
+            t0 = time.perf_counter()
+            store.write(entries)
+            seconds += time.perf_counter() - t0
+            del entries
+            gc.collect()
+    return seconds, phases
+
+
 def run_size(
     url: str,
     n: int,
@@ -322,15 +338,7 @@ def run_size(
         old = compare(url, schema=other)
         old.migrate()
         old.configure(SETTINGS)
-        old_s = 0.0
-        with Phases() as old_phases:
-            for start in range(0, n_docs, per_batch):
-                entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
-                t0 = time.perf_counter()
-                old.write(entries)
-                old_s += time.perf_counter() - t0
-                del entries
-                gc.collect()
+        old_s, old_phases = timed_load(old, texts, vecs, n_docs, per_batch)
         old.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
@@ -339,15 +347,7 @@ def run_size(
         compared["compared_chunks_per_s"] = round(n / old_s)
         compared["compared_over_floor"] = round(old_s / floor_s, 2)
         compared["compared_phases_s"] = old_phases.seconds
-    load_s = 0.0
-    with Phases() as phases:
-        for start in range(0, n_docs, per_batch):
-            entries = documents(texts, vecs, start, min(n_docs, start + per_batch))
-            t0 = time.perf_counter()
-            store.write(entries)
-            load_s += time.perf_counter() - t0
-            del entries
-            gc.collect()
+    load_s, phases = timed_load(store, texts, vecs, n_docs, per_batch)
     print(f"[{n}] ragkit load {load_s:.1f} s ({n / load_s:.0f} chunks/s)", flush=True)
     print(f"[{n}] ragkit phases {phases.seconds}", flush=True)
     postings_s = postings_floor(url, schema, n)
