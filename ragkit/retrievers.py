@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,8 @@ __all__ = [
     "VectorRetriever",
 ]
 
+
+_T = TypeVar("_T")
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -251,15 +253,19 @@ class HybridRetriever(Retriever):
         """What each contributor's score in a result's ``scores`` means, by name."""
         return {r.name: r.score_kind for r in self.retrievers}
 
+    def _each(self, side: Callable[[Retriever], _T]) -> list[_T]:
+        """``side(r)`` for every retriever, in order; with ``parallel``, the first runs here
+        while the others run in the shared pool's threads."""
+        if self.parallel and len(self.retrievers) > 1:
+            pool = _shared_pool()
+            futures = [pool.submit(side, r) for r in self.retrievers[1:]]
+            first = side(self.retrievers[0])
+            return [first, *(f.result() for f in futures)]
+        return [side(r) for r in self.retrievers]
+
     def _rankings(self, query: Query) -> list[list[ScoredChunk]]:
         deep = query.with_k(max(self.depth, query.k))
-        if self.parallel and len(self.retrievers) > 1:
-            # The first retriever runs here while the others run in the shared pool's threads.
-            pool = _shared_pool()
-            futures = [pool.submit(r.retrieve, deep) for r in self.retrievers[1:]]
-            first = self.retrievers[0].retrieve(deep)
-            return [first, *(f.result() for f in futures)]
-        return [r.retrieve(deep) for r in self.retrievers]
+        return self._each(lambda r: r.retrieve(deep))
 
     def _search(self, query: Query) -> list[ScoredChunk]:
         narrow = self._narrow_store()
@@ -293,12 +299,7 @@ class HybridRetriever(Retriever):
             pairs.sort(key=lambda p: (-p[1], p[0]))
             return pairs[: deep.k]
 
-        if self.parallel and len(self.retrievers) > 1:
-            pool = _shared_pool()
-            futures = [pool.submit(ranking, r) for r in self.retrievers[1:]]
-            pairs = [ranking(self.retrievers[0]), *(f.result() for f in futures)]
-        else:
-            pairs = [ranking(r) for r in self.retrievers]
+        pairs = self._each(ranking)
         fused = fuse(pairs, self.fusion, weights=self.weights, rrf_k=self.rrf_k)[: query.k]
         try:
             chunks = store.get_chunks([cid for cid, _ in fused])
@@ -327,12 +328,7 @@ class HybridRetriever(Retriever):
             assert isinstance(r, (BM25Retriever, VectorRetriever))
             return r._keys(deep, store)
 
-        if self.parallel and len(self.retrievers) > 1:
-            pool = _shared_pool()
-            futures = [pool.submit(ranking, r) for r in self.retrievers[1:]]
-            keyed = [ranking(self.retrievers[0]), *(f.result() for f in futures)]
-        else:
-            keyed = [ranking(r) for r in self.retrievers]
+        keyed = self._each(ranking)
         keys, fused = fused_scores(keyed, self.fusion, weights=self.weights, rrf_k=self.rrf_k)
         if len(keys) > query.k:  # the best k, with every key tied at the k-th score
             kth = np.partition(fused, len(fused) - query.k)[len(fused) - query.k]
