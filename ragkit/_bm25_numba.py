@@ -151,6 +151,17 @@ def _heap_offer(heap: Any, size: int, k: int, v: float) -> int:
     return size
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _append(slots: Any, scores: Any, n: int, s: int, a: float) -> tuple[Any, Any, int]:
+    """Put candidate ``(s, a)`` at ``n``, doubling both arrays when full; them and ``n + 1``."""
+    if n == slots.shape[0]:
+        slots = np.concatenate((slots, np.empty(n, dtype=np.int64)))
+        scores = np.concatenate((scores, np.empty(n, dtype=np.float64)))
+    slots[n] = s
+    scores[n] = a
+    return slots, scores, n + 1
+
+
 @numba.njit(cache=True, nogil=True)
 def top_candidates(
     pslots: Any,
@@ -198,9 +209,8 @@ def top_candidates(
     heap = np.empty(k, dtype=np.float64)
     size = 0
     theta = 0.0
-    cap = 4 * k + 64
-    c_slot = np.empty(cap, dtype=np.int64)
-    c_score = np.empty(cap, dtype=np.float64)
+    c_slot = np.empty(4 * k + 64, dtype=np.int64)
+    c_score = np.empty(4 * k + 64, dtype=np.float64)
     n_c = 0
 
     # The delta (recent single-document adds): scored in full, it is small.
@@ -223,13 +233,7 @@ def top_candidates(
         if a >= theta * (1.0 - _SLACK):
             a = _exact(s, dslots, dtfs, d_lo, d_hi, norm, idf, count, okapi, k1p1)
         if a >= theta:
-            if n_c == cap:
-                cap *= 2
-                c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
-                c_score = np.concatenate((c_score, np.empty(cap - n_c, dtype=np.float64)))
-            c_slot[n_c] = s
-            c_score[n_c] = a
-            n_c += 1
+            c_slot, c_score, n_c = _append(c_slot, c_score, n_c, s, a)
             size = _heap_offer(heap, size, k, a)
             if size == k:
                 theta = heap[0]
@@ -363,13 +367,7 @@ def top_candidates(
             # Exact while the window's postings are in cache (and theta then exact too).
             a = _exact(s, pslots, ptfs, r_lo, cap_p, norm, idf, count, okapi, k1p1)
             if a >= theta:
-                if n_c == cap:
-                    cap *= 2
-                    c_slot = np.concatenate((c_slot, np.empty(cap - n_c, dtype=np.int64)))
-                    c_score = np.concatenate((c_score, np.empty(cap - n_c, dtype=np.float64)))
-                c_slot[n_c] = s
-                c_score[n_c] = a
-                n_c += 1
+                c_slot, c_score, n_c = _append(c_slot, c_score, n_c, s, a)
                 size = _heap_offer(heap, size, k, a)
                 if size == k:
                     theta = heap[0]
