@@ -84,8 +84,8 @@ def fused_scores(
         >>> keys.tolist(), fused.tolist()
         ([3, 7], [0.3333333333333333, 0.5])
     """
-    ws = _check_weights(rankings, weights)
     contribution = _contribution_of(method, rrf_k)
+    ws = _check_weights(rankings, weights)
     if not rankings:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     every = np.concatenate([np.asarray(keys, dtype=np.int64) for keys, _ in rankings])
@@ -207,10 +207,4 @@ def fuse(
     rrf_k: int = 60,
 ) -> list[tuple[str, float]]:
     """Fuse rankings with the named method (``"rrf"``, ``"minmax"`` or ``"zscore"``)."""
-    if method == "rrf":
-        return reciprocal_rank_fusion(rankings, k=rrf_k, weights=weights)
-    if method == "minmax":
-        return minmax_fusion(rankings, weights=weights)
-    if method == "zscore":
-        return zscore_fusion(rankings, weights=weights)
-    raise ValueError(f"fusion method {method!r} is not one of {', '.join(FUSION_METHODS)}")
+    return _fused(rankings, weights, method, rrf_k)
