@@ -88,11 +88,11 @@ def main() -> None:
     old = HybridRetriever([BM25Retriever(store=ps), VectorRetriever(store=ps, embedder=e)])
 
     def run_old(q: str) -> Any:
-        bm._EXHAUSTIVE_RATIO = 0
+        saved, bm._EXHAUSTIVE_RATIO = bm._EXHAUSTIVE_RATIO, 0
         try:
             return old.retrieve(q, K)
         finally:
-            bm._EXHAUSTIVE_RATIO = 400
+            bm._EXHAUSTIVE_RATIO = saved
 
     for q in qt[:3]:
         new.retrieve(q, K)
@@ -116,9 +116,7 @@ def main() -> None:
     print({k: round(x, 2) for k, x in med.items()})
     for name in ("hybrid_new", "hybrid_old"):
         paired = statistics.median(a / b for a, b in zip(T[name], T["vector"], strict=True))
-        print(
-            f"{name}: to vector {med[name] / med['vector']:.2f} (medians), {paired:.2f} (paired)"
-        )
+        print(f"{name}: to vector {med[name] / med['vector']:.2f} (medians), {paired:.2f} (paired)")
 
 
 if __name__ == "__main__":

@@ -198,8 +198,9 @@ def top_candidates(
     ``scale[j] * bmax[i]`` bounds the contribution of any posting of block ``i`` (times
     ``count[j]``). ``ok[slot]`` is false for slots that must not be returned (``ok`` empty:
     all may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one
-    entry per slot; ``acc`` must be all zero and is left all zero. ``norm1`` is ``norm`` in
-    float32, used to pick the candidates (their scores are then computed with ``norm``).
+    entry per slot (``touched`` one more); ``acc`` must be all zero and is left all zero.
+    ``norm1`` is ``norm`` in float32, used to pick the candidates (their scores are then
+    computed with ``norm``).
     ``window`` is the number of slots scored together; the documents left in a window are
     looked up in a non-essential term's postings when ``lookup_cost`` times their number is
     below that term's postings there, else those postings are read.
@@ -407,9 +408,9 @@ def _scatter(
         if check_ok and not ok[s]:
             continue
         v = _contribution(tfs[p], s, norm, w, okapi, k1p1)
-        if acc[s] == 0.0:
-            touched[n_t] = s
-            n_t += 1
+        # Branch-free: whether a document was touched before is as good as random.
+        touched[n_t] = s
+        n_t += acc[s] == 0.0
         for _ in range(c):
             acc[s] += v
     return n_t

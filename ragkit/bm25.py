@@ -536,9 +536,9 @@ _NUMBA_MIN_SLOTS = 20_000
 # claims at 100k and 1M slots by bench/bench_bm25.py.
 _WINDOW = 4096
 _LOOKUP_COST = 16
-# Pruning pays while k is below about 1/400 of the live documents; from there on the kernel reads
+# Pruning pays while k is below about 1/600 of the live documents; from there on the kernel reads
 # every posting of the query's terms (bench/bench_bm25_depth.py measures where).
-_EXHAUSTIVE_RATIO = 400
+_EXHAUSTIVE_RATIO = 600
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
 _scratch_local = threading.local()
@@ -570,7 +570,7 @@ def _numba_kernel() -> Any:
                 _bm25_numba.all_candidates(
                     i32, tfs, i64, i64 + 1, i32, i32, i64, i64, np.ones(1), i64 + 1,
                     np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, np.zeros(1),
-                    np.zeros(1, np.int32),
+                    np.zeros(2, np.int32),
                 )  # fmt: skip
             _kernel = _bm25_numba
         except Exception:  # ImportError, or numba failing to compile on this machine
@@ -579,13 +579,15 @@ def _numba_kernel() -> Any:
 
 
 def _scratch(n_slots: int) -> tuple[FloatArray, npt.NDArray[np.int32]]:
-    """This thread's zeroed accumulator and touched-slot list, of at least ``n_slots`` entries."""
+    """This thread's zeroed accumulator and touched-slot list, of at least ``n_slots`` entries
+    (the list one more)."""
     acc: FloatArray | None = getattr(_scratch_local, "acc", None)
     if acc is None or len(acc) < n_slots:
         size = max(n_slots, len(acc) * 5 // 4 if acc is not None else 0)
         acc = np.zeros(size, dtype=np.float64)
         _scratch_local.acc = acc
-        _scratch_local.touched = np.zeros(size, dtype=np.int32)
+        # One spare entry: the kernels may write one past the last touched slot.
+        _scratch_local.touched = np.zeros(size + 1, dtype=np.int32)
     touched: npt.NDArray[np.int32] = _scratch_local.touched
     return acc, touched
 

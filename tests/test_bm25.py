@@ -574,6 +574,31 @@ def test_pruned_search_equals_the_full_scan(
                 assert got[1].tolist() == want[1].tolist(), (query, k, kwargs)
 
 
+def test_exhaustive_search_when_every_document_matches(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A term in every document touches every slot, the case where the kernel's list of
+    # touched slots is full: all of them must come back, ranked as the numpy path ranks them.
+    if backend == "numpy":
+        pytest.skip("compares the numba kernel against the numpy path")
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", 10**9)  # always read every posting
+    rng = np.random.default_rng(5)
+    docs = [["common", *doc] for doc in zipf_docs(rng, 300)]
+    index = BM25Index()
+    index.add_tokens(list(range(250)), docs[:250])
+    for key in range(250, 300):  # in the delta
+        index.add_tokens([key], [docs[key]])
+    for query in (["common"], ["common", "w1"], ["common", "common", "w2"]):
+        for k in (299, 300, 1000):
+            monkeypatch.setattr(bm25_module, "_use_numba", True)
+            got = index.search_tokens(query, k)
+            monkeypatch.setattr(bm25_module, "_use_numba", False)
+            want = index.search_tokens(query, k)
+            assert len(got[0]) == min(k, 300)
+            assert got[0].tolist() == want[0].tolist(), (query, k)
+            assert got[1].tolist() == want[1].tolist(), (query, k)
+
+
 @pytest.mark.parametrize("variant", ["lucene", "okapi"])
 def test_pruned_search_stays_exact_as_the_average_length_changes(
     variant: str, backend: str, monkeypatch: pytest.MonkeyPatch
