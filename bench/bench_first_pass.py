@@ -10,8 +10,10 @@ shared CPU slows each alike: the floor (one sequential pass over the codes: a nu
 64-bit word, which reads them as fast as memory and the core allow), the first pass of this
 checkout (candidates only), and with ``--baseline`` the first pass of another checkout's
 ``ragkit/vectors.py`` (e.g. main's). Recall@10 of the two-stage search (first pass, then exact
-re-scoring of ``rerank`` candidates) against exact search, for each kernel. Reports medians,
-ratios to the floor, the load average. Writes bench/out/first_pass.json.
+re-scoring of ``rerank`` candidates) against exact search, for each kernel, and how many
+queries got exactly the baseline's candidate set. Then one-document adds and removes on a
+store of ``n`` vectors, for this checkout and the baseline (one store at a time). Reports
+medians, ratios to the floor, the load average. Writes bench/out/first_pass.json.
 """
 
 from __future__ import annotations
@@ -48,13 +50,48 @@ def read_floor(words: Any) -> Any:  # pragma: no cover
     return acc
 
 
-def load_kernel(path: Path) -> Any:
+def load_module(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location("baseline_vectors", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._build_numba_kernel()
+    return module
+
+
+def first_pass(module: Any, vecs: np.ndarray) -> Any:
+    """``query, count -> rows``: the module's numba first pass over its own code layout
+    (blocked codes since this branch, row-major uint64 words before)."""
+    kernel = module._build_numba_kernel()
+    if hasattr(module, "_to_blocks"):
+        codes = module._sign_bytes(vecs)
+        blocks, ones, n = module._to_blocks(codes), module._ones(codes), vecs.shape[0]
+        return lambda q, count: kernel(blocks, ones, n, q, count)
+    words = module._sign_codes(vecs, -(-vecs.shape[1] // 64))
+    return lambda q, count: kernel(words, q, count)
+
+
+def updates(module: Any, vecs: np.ndarray, rounds: int = 50) -> dict[str, float]:
+    """Median ms of one-document adds and removes (a random stored key: the last row moves
+    into its place) on a store of ``vecs``."""
+    store = module.VectorStore(vecs.shape[1])
+    store.add(np.arange(vecs.shape[0]), vecs)
+    n = vecs.shape[0]
+    rng = np.random.default_rng(1)
+    add_t, remove_t = [], []
+    for i in range(rounds):
+        v = rng.standard_normal((1, vecs.shape[1])).astype(np.float32)
+        t = time.perf_counter()
+        store.add([n + i], v)
+        add_t.append(time.perf_counter() - t)
+    for key in rng.choice(n, size=rounds, replace=False).tolist():
+        t = time.perf_counter()
+        store.remove([key])
+        remove_t.append(time.perf_counter() - t)
+    return {
+        "add_one_ms": round(statistics.median(add_t) * 1000, 3),
+        "remove_one_ms": round(statistics.median(remove_t) * 1000, 3),
+    }
 
 
 def load_average() -> str:
@@ -70,15 +107,17 @@ def main() -> None:
     args = parser.parse_args()
     real, claims = real_vectors()
     vecs = synthesize(real, args.n)
-    codes = vectors._sign_codes(vecs, -(-vecs.shape[1] // 64))
-    flat = codes.reshape(-1)
+    codes = vectors._sign_bytes(vecs)
+    flat = np.ascontiguousarray(codes).view(np.uint64).reshape(-1)  # 384 bits: whole words
     queries = claims[: args.queries]
-    kernels = {"this checkout": vectors._build_numba_kernel()}
-    if args.baseline:
-        kernels["baseline"] = load_kernel(args.baseline)
+    baseline = load_module(args.baseline) if args.baseline else None
+    kernels = {"this checkout": first_pass(vectors, vecs)}
+    if baseline is not None:
+        kernels["baseline"] = first_pass(baseline, vecs)
     read_floor(flat[:8])
     for kernel in kernels.values():
-        kernel(codes[:100], queries[0], 10)
+        kernel(queries[0], 10)
+    same = 0
     times: dict[str, list[float]] = {"floor": [], **{name: [] for name in kernels}}
     recall: dict[str, list[float]] = {name: [] for name in kernels}
     load_before = load_average()
@@ -87,12 +126,15 @@ def main() -> None:
         t = time.perf_counter()
         read_floor(flat)
         times["floor"].append(time.perf_counter() - t)
+        found = {}
         for name, kernel in kernels.items():
             t = time.perf_counter()
-            rows = kernel(codes, q, args.rerank)
+            rows = kernel(q, args.rerank)
             times[name].append(time.perf_counter() - t)
+            found[name] = set(rows.tolist())
             top = rows[np.argsort(-(vecs[rows] @ q))[:K]]
             recall[name].append(len(exact & set(top.tolist())) / K)
+        same += found.get("baseline") == found["this checkout"]
     medians = {name: statistics.median(v) for name, v in times.items()}
     floor = medians["floor"]
     result = {
@@ -103,8 +145,14 @@ def main() -> None:
         "median_ms": {name: round(m * 1000, 2) for name, m in medians.items()},
         "ratio_to_floor": {name: round(m / floor, 2) for name, m in medians.items()},
         "recall_at_10": {name: round(float(np.mean(v)), 4) for name, v in recall.items()},
+        "same_candidates_as_baseline": same if baseline is not None else None,
+        "pshufb_width": vectors._pshufb_width(),
         "load_average": [load_before, load_average()],
     }
+    del kernels
+    result["updates"] = {"this checkout": updates(vectors, vecs)}
+    if baseline is not None:
+        result["updates"]["baseline"] = updates(baseline, vecs)
     print(
         f"\n### 1-bit first pass, {args.n:,} vectors ({result['codes_mb']} MB of codes), "
         f"{len(queries)} queries, rerank {args.rerank}\n"
@@ -114,6 +162,13 @@ def main() -> None:
     for name, m in medians.items():
         r = result["recall_at_10"].get(name, "")
         print(f"| {name} | {m * 1000:.2f} | {m / floor:.2f} | {r} |")
+    if baseline is not None:
+        print(f"\nqueries with the baseline's exact candidate set: {same} / {len(queries)}")
+    print(f"PSHUFB width: {result['pshufb_width']} bytes")
+    print("\n| store | one-document add, median ms | one-document remove, median ms |")
+    print("|---|---:|---:|")
+    for name, u in result["updates"].items():
+        print(f"| {name} | {u['add_one_ms']} | {u['remove_one_ms']} |")
     print(f"\nload average before / after: {load_before} / {load_average()}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
