@@ -797,6 +797,8 @@ def _build_half_kernels() -> HalfKernels | None:
 
         return numba.types.float32(numba.types.uint16), codegen
 
+    _stable_identity(half_to_float, "half_to_float")
+
     # Reassociation lets LLVM vectorise the float32 sum; the order is still fixed per build.
     fast = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -878,9 +880,8 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
         return None
     if width is None:
         width = _pshufb_width()
-    scan_block = _simd_block_scan(width) if width else _portable_block_scan()
-    if scan_block is None:
-        return None
+    scan_block = _block_scan(width)
+    trailing_zeros = _trailing_zeros()
 
     # Asymmetric scoring: the query against the sign codes, the sum of q[c] over the set bits c,
     # which ranks like q . sign(x) (= 2 * that sum - sum(q)). It keeps the query's magnitudes
@@ -905,14 +906,14 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
             first = block * rows
             last = min(rows, n - first)
             floor = heap_score[0] if size == count else np.float32(-np.inf)
-            beats = 0
+            beats = np.uint64(0)  # bit r: row r beats the heap's minimum as the block starts
             for r in range(last):
                 score = np.float32(acc[r]) + offset * np.float32(ones[first + r])
                 scores[r] = score
-                beats += score > floor
-            if beats == 0:
-                continue
-            for r in range(last):
+                beats |= np.uint64(score > floor) << np.uint64(r)
+            while beats:  # the rows that may enter, in order (others would be rejected)
+                r = trailing_zeros(beats)
+                beats &= beats - np.uint64(1)
                 score = scores[r]
                 if size < count:  # push, sift up
                     pos = size
@@ -961,33 +962,60 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
     return kernel
 
 
-def _portable_block_scan() -> Callable[..., None] | None:
-    """``scan_block(blocks, block, luts, out)``: each row's sum of table entries, in plain
-    numba (any CPU): the same sums as the PSHUFB scan, one lookup per nibble."""
+_scanners: dict[int, Any] = {}
+
+
+@lru_cache(maxsize=1)
+def _trailing_zeros() -> Any:
+    """A numba intrinsic: the index (int64) of the lowest set bit of a nonzero uint64 (cttz)."""
     import numba
+    from llvmlite import ir
+    from numba.extending import intrinsic
 
-    @numba.njit(cache=True, nogil=True)
-    def scan_block(blocks: Any, block: Any, luts: Any, out: Any) -> None:  # pragma: no cover
-        out[:] = 0
-        for j in range(blocks.shape[1]):
-            low, high = luts[j, 0], luts[j, 1]
-            for r in range(blocks.shape[2]):
-                c = blocks[block, j, r]
-                out[r] += low[c & 15] + high[c >> 4]
+    @intrinsic
+    def trailing_zeros(typingctx: Any, x: Any) -> Any:  # noqa: ARG001  # pragma: no cover
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # noqa: ARG001
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
-    scanner: Callable[..., None] = scan_block
-    return scanner
+        return numba.types.int64(numba.types.uint64), codegen
+
+    _stable_identity(trailing_zeros, "trailing_zeros")
+    return trailing_zeros
 
 
-def _simd_block_scan(width: int) -> Callable[..., None] | None:
+def _block_scan(width: int) -> Any:
     """``scan_block(blocks, block, luts, out)`` as a numba intrinsic: per byte position, the 64
     codes' low and high nibbles index the byte's two 16-entry tables with PSHUFB (``width``
     bytes at a time: one instruction per 16, 32 or 64 rows), and the two lookups' sum (at most
-    120) is widened and added to the row's sum (``out``'s dtype: uint16 or uint32).
+    120) is widened and added to the row's sum (``out``'s dtype: uint16 or uint32). Width 0
+    is a scalar loop for any CPU (one table load per nibble): the same sums.
 
     Hand-written LLVM IR because no numpy or numba operation reaches a variable byte shuffle:
     LLVM's loop vectoriser turns a table lookup into gathers, not into PSHUFB.
     """
+    if width not in _scanners:
+        _scanners[width] = _make_block_scan(width)
+    return _scanners[width]
+
+
+def _stable_identity(intrinsic: Any, name: str) -> None:
+    """Give a numba intrinsic the same identity in every process.
+
+    numba's cache keys a closure-compiled function by the pickled contents of its closure; an
+    intrinsic pickles with a random per-instance UUID, so a kernel closing over one missed the
+    cache in every new process (recompiled, ~3 s, and one more cache file each time). A fixed
+    UUID (per ragkit build: any edit of this file invalidates numba's cache anyway) makes the
+    key stable. numba keeps that UUID private; without the hook, kernels still work, uncached.
+    """
+    set_uuid = getattr(intrinsic, "_set_uuid", None)
+    if set_uuid is not None:
+        try:
+            set_uuid(f"ragkit.vectors.{name}")
+        except AssertionError:  # already given one (this process pickled it): keep that
+            pass
+
+
+def _make_block_scan(width: int) -> Any:
     import numba
     from llvmlite import ir
     from numba.core import cgutils as numba_cgutils
@@ -995,7 +1023,7 @@ def _simd_block_scan(width: int) -> Callable[..., None] | None:
 
     cgutils: Any = numba_cgutils  # untyped
 
-    name = _PSHUFB[width]
+    name = _PSHUFB.get(width, "")
 
     @intrinsic
     def scan_block(
@@ -1007,7 +1035,37 @@ def _simd_block_scan(width: int) -> Callable[..., None] | None:
     ) -> Any:  # pragma: no cover
         sum_bits = out.dtype.bitwidth
 
+        def scalar(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            isum, intp = ir.IntType(sum_bits), ir.IntType(64)
+            codes = context.make_array(signature.args[0])(context, builder, args[0])
+            tables = context.make_array(signature.args[2])(context, builder, args[2])
+            dest = context.make_array(signature.args[3])(context, builder, args[3])
+            nbytes = builder.extract_value(codes.shape, 1)
+            index = context.cast(builder, args[1], signature.args[1], numba.types.intp)
+            rows = ir.Constant(intp, _BLOCK_ROWS)
+            base = builder.gep(codes.data, [builder.mul(index, builder.mul(nbytes, rows))])
+            out_data = builder.bitcast(dest.data, isum.as_pointer())
+            with cgutils.for_range(builder, rows) as loop:
+                builder.store(ir.Constant(isum, 0), builder.gep(out_data, [loop.index]))
+            with cgutils.for_range(builder, nbytes) as outer:
+                j = outer.index
+                pair = builder.gep(tables.data, [builder.mul(j, ir.Constant(intp, 32))])
+                row = builder.gep(base, [builder.mul(j, rows)])
+                with cgutils.for_range(builder, rows) as inner:
+                    c = builder.zext(builder.load(builder.gep(row, [inner.index])), intp)
+                    lo_at = builder.and_(c, ir.Constant(intp, 15))
+                    hi_at = builder.add(
+                        builder.lshr(c, ir.Constant(intp, 4)), ir.Constant(intp, 16)
+                    )
+                    lo = builder.zext(builder.load(builder.gep(pair, [lo_at])), isum)
+                    hi = builder.zext(builder.load(builder.gep(pair, [hi_at])), isum)
+                    at = builder.gep(out_data, [inner.index])
+                    builder.store(builder.add(builder.load(at), builder.add(lo, hi)), at)
+            return context.get_dummy_value()
+
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            if not width:
+                return scalar(context, builder, signature, args)
             i8, isum, intp = ir.IntType(8), ir.IntType(sum_bits), ir.IntType(64)
             vbytes, vsums = ir.VectorType(i8, width), ir.VectorType(isum, width)
             table = ir.VectorType(i8, 16)
@@ -1031,8 +1089,9 @@ def _simd_block_scan(width: int) -> Callable[..., None] | None:
             repeat = ir.Constant(
                 ir.VectorType(ir.IntType(32), width), [i % 16 for i in range(width)]
             )
-            with cgutils.for_range(builder, nbytes) as loop:
-                j = loop.index
+
+            def lookup(j: Any) -> list[Any]:
+                """Byte position ``j``: each part's low + high table entries (<= 120)."""
                 pair = builder.gep(tables.data, [builder.mul(j, ir.Constant(intp, 32))])
                 low = builder.load(builder.bitcast(pair, table.as_pointer()), align=1)
                 high_at = builder.gep(pair, [ir.Constant(intp, 16)])
@@ -1040,13 +1099,30 @@ def _simd_block_scan(width: int) -> Callable[..., None] | None:
                 low = builder.shuffle_vector(low, low, repeat)
                 high = builder.shuffle_vector(high, high, repeat)
                 row = builder.gep(base, [builder.mul(j, ir.Constant(intp, _BLOCK_ROWS))])
+                found = []
                 for part in range(parts):
                     at = builder.gep(row, [ir.Constant(intp, part * width)])
                     c = builder.load(builder.bitcast(at, vbytes.as_pointer()), align=1)
                     lo = builder.call(shuffle, [low, builder.and_(c, nibble)])
                     hi = builder.call(shuffle, [high, builder.and_(builder.lshr(c, four), nibble)])
-                    both = builder.zext(builder.add(lo, hi), vsums)
-                    builder.store(builder.add(builder.load(sums[part]), both), sums[part])
+                    found.append(builder.add(lo, hi))
+                return found
+
+            def accumulate(found: list[Any]) -> None:
+                for part, value in enumerate(found):
+                    wide = builder.zext(value, vsums)
+                    builder.store(builder.add(builder.load(sums[part]), wide), sums[part])
+
+            # Two byte positions are summed in bytes (<= 240) before one widening add.
+            two = ir.Constant(intp, 2)
+            with cgutils.for_range(builder, builder.udiv(nbytes, two)) as loop:
+                j = builder.mul(loop.index, two)
+                first = lookup(j)
+                second = lookup(builder.add(j, ir.Constant(intp, 1)))
+                accumulate([builder.add(x, y) for x, y in zip(first, second, strict=True)])
+            odd = builder.icmp_unsigned("!=", builder.urem(nbytes, two), ir.Constant(intp, 0))
+            with builder.if_then(odd):
+                accumulate(lookup(builder.sub(nbytes, ir.Constant(intp, 1))))
             out_data = builder.bitcast(dest.data, isum.as_pointer())
             for part in range(parts):
                 at = builder.gep(out_data, [ir.Constant(intp, part * width)])
@@ -1057,5 +1133,5 @@ def _simd_block_scan(width: int) -> Callable[..., None] | None:
 
         return numba.types.void(blocks, block, luts, out), codegen
 
-    scanner: Callable[..., None] = scan_block
-    return scanner
+    _stable_identity(scan_block, f"scan_block.{width}")
+    return scan_block
