@@ -139,6 +139,7 @@ class VectorStore:
         # each code's number of set bits (the asymmetric score's offset term).
         self._nbytes = -(-self.dim // 8)
         self._blocks = np.empty((0, self._nbytes, _BLOCK_ROWS), dtype=np.uint8)
+        # Whole blocks of counts (the first pass reads 64 at a time).
         self._ones = np.empty(0, dtype=np.uint16 if self.dim < 1 << 16 else np.uint32)
         self._keys = np.empty(0, dtype=np.int64)
         self._rows = KeyRows()
@@ -385,7 +386,7 @@ class VectorStore:
         n = self._n
         vectors = np.empty((capacity, self.dim), dtype=dtype or self._vectors.dtype)
         blocks = np.empty((_block_count(capacity), self._nbytes, _BLOCK_ROWS), dtype=np.uint8)
-        ones = np.empty(capacity, dtype=self._ones.dtype)
+        ones = np.empty(_block_count(capacity) * _BLOCK_ROWS, dtype=self._ones.dtype)
         keys = np.empty(capacity, dtype=np.int64)
         vectors[:n] = self._vectors[:n]
         blocks[: _block_count(n)] = self._blocks[: _block_count(n)]
@@ -882,6 +883,7 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
         width = _pshufb_width()
     scan_block = _block_scan(width)
     trailing_zeros = _trailing_zeros()
+    block_scores = _block_scores()
 
     # Asymmetric scoring: the query against the sign codes, the sum of q[c] over the set bits c,
     # which ranks like q . sign(x) (= 2 * that sum - sum(q)). It keeps the query's magnitudes
@@ -896,7 +898,10 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
     def lut_candidates(
         blocks: Any, n: Any, ones: Any, luts: Any, offset: Any, count: Any, acc: Any
     ) -> Any:  # pragma: no cover
-        heap_score = np.empty(count, dtype=np.float32)
+        # One slot more than the heap holds, +inf: the missing right child of the last parent
+        # never wins, so a full heap's sift-down picks a child without a bounds branch.
+        heap_score = np.empty(count + 1, dtype=np.float32)
+        heap_score[count] = np.inf
         heap_row = np.empty(count, dtype=np.int64)
         size = 0
         rows = acc.shape[0]
@@ -906,11 +911,10 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
             first = block * rows
             last = min(rows, n - first)
             floor = heap_score[0] if size == count else np.float32(-np.inf)
-            beats = np.uint64(0)  # bit r: row r beats the heap's minimum as the block starts
-            for r in range(last):
-                score = np.float32(acc[r]) + offset * np.float32(ones[first + r])
-                scores[r] = score
-                beats |= np.uint64(score > floor) << np.uint64(r)
+            # Bit r: row r beats the heap's minimum as the block starts.
+            beats = block_scores(acc, ones, first, offset, floor, scores)
+            if last < rows:
+                beats &= (np.uint64(1) << np.uint64(last)) - np.uint64(1)
             while beats:  # the rows that may enter, in order (others would be rejected)
                 r = trailing_zeros(beats)
                 beats &= beats - np.uint64(1)
@@ -927,19 +931,26 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
                         pos = parent
                     heap_score[pos] = score
                     heap_row[pos] = first + r
-                elif score > heap_score[0]:  # replace the worst, sift down; ties keep lower rows
+                elif score > heap_score[0]:  # replace the worst; ties keep lower rows
+                    # Floyd's sift-down: the hole goes to a leaf along the smaller children
+                    # (no comparison with the score, so few mispredicted branches), then the
+                    # score climbs back while its parent is >= it: the arrangement a plain
+                    # sift-down (stop at the first child >= score) leaves, equal keys included.
                     pos = 0
-                    while True:
-                        child = 2 * pos + 1
-                        if child >= size:
-                            break
-                        if child + 1 < size and heap_score[child + 1] < heap_score[child]:
-                            child += 1
-                        if heap_score[child] >= score:
-                            break
+                    child = 1
+                    while child < size:
+                        child += np.int64(heap_score[child + 1] < heap_score[child])
                         heap_score[pos] = heap_score[child]
                         heap_row[pos] = heap_row[child]
                         pos = child
+                        child = 2 * pos + 1
+                    while pos > 0:
+                        parent = (pos - 1) // 2
+                        if heap_score[parent] < score:
+                            break
+                        heap_score[pos] = heap_score[parent]
+                        heap_row[pos] = heap_row[parent]
+                        pos = parent
                     heap_score[pos] = score
                     heap_row[pos] = first + r
         return heap_row[:size].copy()
@@ -951,6 +962,9 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
         luts, offset = _query_luts(query, nbytes)
         # A block's sums stay below 2**16 up to 546 bytes (4,368 dimensions): 120 per byte.
         acc = np.empty(_BLOCK_ROWS, dtype=np.uint16 if nbytes * 120 < 1 << 16 else np.uint32)
+        whole = _block_count(n) * _BLOCK_ROWS
+        if ones.shape[0] < whole:  # block_scores reads whole blocks
+            ones = np.concatenate([ones[:n], np.zeros(whole - n, dtype=ones.dtype)])
         rows: np.ndarray = lut_candidates(blocks, n, ones, luts, offset, count, acc)
         return rows
 
@@ -963,6 +977,65 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
 
 
 _scanners: dict[int, Any] = {}
+
+
+@lru_cache(maxsize=1)
+def _block_scores() -> Any:
+    """A numba intrinsic ``block_scores(sums, ones, first, offset, floor, scores) -> mask``:
+    a block's 64 scores ``float32(sums[r]) + offset * float32(ones[first + r])`` (the same
+    float32 operations, unfused, as in plain numba) into ``scores``, and a uint64 whose bit
+    ``r`` says ``scores[r] > floor``. Plain LLVM vector operations, which every target lowers
+    (one compare into a mask register with AVX-512); ``ones`` must hold ``first + 64`` rows."""
+    import numba
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def block_scores(
+        typingctx: Any,  # noqa: ARG001
+        sums: Any,
+        ones: Any,
+        first: Any,
+        offset: Any,
+        floor: Any,
+        scores: Any,
+    ) -> Any:  # pragma: no cover
+        sum_bits, ones_bits = sums.dtype.bitwidth, ones.dtype.bitwidth
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            rows, f32 = _BLOCK_ROWS, ir.FloatType()
+            vfloat = ir.VectorType(f32, rows)
+            arrays = [
+                context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 1, 5)
+            ]
+            start = context.cast(builder, args[2], signature.args[2], numba.types.intp)
+
+            def load(data: Any, bits: int, at: Any) -> Any:
+                vector = ir.VectorType(ir.IntType(bits), rows)
+                pointer = builder.bitcast(builder.gep(data, [at]), vector.as_pointer())
+                return builder.uitofp(builder.load(pointer, align=1), vfloat)
+
+            zero = ir.Constant(ir.IntType(64), 0)
+            total = load(arrays[0].data, sum_bits, zero)
+            bits = load(arrays[1].data, ones_bits, start)
+
+            def splat(value: Any) -> Any:
+                one = builder.insert_element(ir.Constant(vfloat, None), value, zero)
+                return builder.shuffle_vector(
+                    one, one, ir.Constant(ir.VectorType(ir.IntType(32), rows), None)
+                )
+
+            score = builder.fadd(total, builder.fmul(splat(args[3]), bits))
+            out = builder.bitcast(arrays[2].data, vfloat.as_pointer())
+            builder.store(score, out, align=1)
+            above = builder.fcmp_ordered(">", score, splat(args[4]))
+            return builder.bitcast(above, ir.IntType(rows))
+
+        signature = numba.types.uint64(sums, ones, first, offset, floor, scores)
+        return signature, codegen
+
+    _stable_identity(block_scores, "block_scores")
+    return block_scores
 
 
 @lru_cache(maxsize=1)
