@@ -898,19 +898,28 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
     def lut_candidates(
         blocks: Any, n: Any, ones: Any, luts: Any, offset: Any, count: Any, acc: Any
     ) -> Any:  # pragma: no cover
-        # One slot more than the heap holds, +inf: the missing right child of the last parent
-        # never wins, so a full heap's sift-down picks a child without a bounds branch.
-        heap_score = np.empty(count + 1, dtype=np.float32)
-        heap_score[count] = np.inf
-        heap_row = np.empty(count, dtype=np.int64)
+        # Heap entries pack a score's order-preserving 32-bit pattern over its row (key >> 32
+        # compares as the scores do; rows < 2**32), so a sift moves one 8-byte word. One slot
+        # more than the heap holds, the largest key: the missing right child of the last
+        # parent never wins, so a full heap's sift-down picks a child without a bounds branch.
+        heap = np.empty(count + 1, dtype=np.uint64)
+        heap[count] = np.uint64(0xFFFFFFFFFFFFFFFF)
         size = 0
         rows = acc.shape[0]
         scores = np.empty(rows, dtype=np.float32)
+        bits = scores.view(np.uint32)
+        root = np.empty(1, dtype=np.uint32)
+        root_score = root.view(np.float32)
+        sign = np.uint64(0x80000000)
         for block in range((n + rows - 1) // rows):
             scan_block(blocks, block, luts, acc)
             first = block * rows
             last = min(rows, n - first)
-            floor = heap_score[0] if size == count else np.float32(-np.inf)
+            floor = np.float32(-np.inf)
+            if size == count:
+                top = heap[0] >> np.uint64(32)
+                root[0] = top ^ sign if top >= sign else top ^ np.uint64(0xFFFFFFFF)
+                floor = root_score[0]
             # Bit r: row r beats the heap's minimum as the block starts.
             beats = block_scores(acc, ones, first, offset, floor, scores)
             if last < rows:
@@ -918,20 +927,20 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
             while beats:  # the rows that may enter, in order (others would be rejected)
                 r = trailing_zeros(beats)
                 beats &= beats - np.uint64(1)
-                score = scores[r]
+                b = np.uint64(bits[r])
+                order = b ^ np.uint64(0xFFFFFFFF) if b >= sign else b ^ sign
+                key = (order << np.uint64(32)) | np.uint64(first + r)
                 if size < count:  # push, sift up
                     pos = size
                     size += 1
                     while pos > 0:
                         parent = (pos - 1) // 2
-                        if heap_score[parent] <= score:
+                        if heap[parent] >> np.uint64(32) <= order:
                             break
-                        heap_score[pos] = heap_score[parent]
-                        heap_row[pos] = heap_row[parent]
+                        heap[pos] = heap[parent]
                         pos = parent
-                    heap_score[pos] = score
-                    heap_row[pos] = first + r
-                elif score > heap_score[0]:  # replace the worst; ties keep lower rows
+                    heap[pos] = key
+                elif order > heap[0] >> np.uint64(32):  # replace the worst; ties keep lower rows
                     # Floyd's sift-down: the hole goes to a leaf along the smaller children
                     # (no comparison with the score, so few mispredicted branches), then the
                     # score climbs back while its parent is >= it: the arrangement a plain
@@ -939,21 +948,19 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
                     pos = 0
                     child = 1
                     while child < size:
-                        child += np.int64(heap_score[child + 1] < heap_score[child])
-                        heap_score[pos] = heap_score[child]
-                        heap_row[pos] = heap_row[child]
+                        right = heap[child + 1] >> np.uint64(32) < heap[child] >> np.uint64(32)
+                        child += np.int64(right)
+                        heap[pos] = heap[child]
                         pos = child
                         child = 2 * pos + 1
                     while pos > 0:
                         parent = (pos - 1) // 2
-                        if heap_score[parent] < score:
+                        if heap[parent] >> np.uint64(32) < order:
                             break
-                        heap_score[pos] = heap_score[parent]
-                        heap_row[pos] = heap_row[parent]
+                        heap[pos] = heap[parent]
                         pos = parent
-                    heap_score[pos] = score
-                    heap_row[pos] = first + r
-        return heap_row[:size].copy()
+                    heap[pos] = key
+        return (heap[:size] & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
     def kernel(
         blocks: np.ndarray, ones: np.ndarray, n: int, query: np.ndarray, count: int
