@@ -949,7 +949,7 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
                     child = 1
                     while child < size:
                         right = heap[child + 1] >> np.uint64(32) < heap[child] >> np.uint64(32)
-                        child += np.int64(right)
+                        child += right  # a bool: 0 or 1
                         heap[pos] = heap[child]
                         pos = child
                         child = 2 * pos + 1
