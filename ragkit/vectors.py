@@ -2,8 +2,9 @@
 
 ``VectorStore`` holds one float32 matrix (capacity grown by 1.25x, so appends are amortised
 O(1) with at most a quarter of slack), a key -> row map, and 1-bit sign codes of every vector
-(1/32 of the float32 size) kept in sync on every add and remove. Removal moves the last row into
-the hole: O(dim), never a rebuild. With ``half_from`` set, the matrix is converted to float16
+(1/32 of the float32 size, stored in blocks of 64 rows with the rows side by side for each
+byte, plus 2 bytes per row: the code's number of set bits) kept in sync on every add and
+remove. Removal moves the last row into the hole: O(dim), never a rebuild. With ``half_from`` set, the matrix is converted to float16
 once the store reaches that many rows (half the memory; see ``VectorStore``).
 
 Search is exact (one BLAS matrix-vector product over all rows) below ``binary_threshold`` rows.
@@ -11,8 +12,10 @@ Above it, search runs in two stages: a scan of the sign codes picks ``rerank`` c
 those are re-scored exactly, so returned scores are always exact cosines of the stored vectors
 (computed in float32; of float16-rounded vectors once the matrix is float16). With numba
 installed (extra ``fast``) the scan scores each code asymmetrically against the query quantised
-to 4 bits per component (sum of the query's components where the code's bit is set, computed
-with AND and POPCNT over the query's bit planes); without numba, a blocked numpy scan
+to 4 bits per component (sum of the query's components where the code's bit is set: per nibble
+of a code, one entry of a 16-entry table, looked up for 16 to 64 rows at once with the CPU's
+byte shuffle, PSHUFB, where the CPU has one, SSSE3 to AVX-512BW; a scalar loop elsewhere);
+without numba, a blocked numpy scan
 ranks by Hamming distance between sign codes (the sign-random-projection angle estimate,
 Charikar, STOC 2002, on the embedding's own axes) and re-scores 4x more candidates to make up
 for its weaker ranking.
