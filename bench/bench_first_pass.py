@@ -69,10 +69,11 @@ def load_module(path: Path) -> Any:
     return module
 
 
-def first_pass(module: Any, vecs: np.ndarray) -> Any:
+def first_pass(module: Any, vecs: np.ndarray, width: int | None = None) -> Any:
     """``query, count -> rows``: the module's numba first pass over its own code layout
-    (blocked codes since this branch, row-major uint64 words before)."""
-    kernel = module._build_numba_kernel()
+    (blocked codes since this branch, row-major uint64 words before); ``width`` forces a
+    PSHUFB width (bytes; 0: the portable loop) where the module has that choice."""
+    kernel = module._build_numba_kernel() if width is None else module._build_numba_kernel(width)
     if hasattr(module, "_to_blocks"):
         codes = module._sign_bytes(vecs)
         blocks, ones, n = module._to_blocks(codes), module._ones(codes), vecs.shape[0]
@@ -114,6 +115,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rerank", type=int, default=1000)
     parser.add_argument("--baseline", type=Path, help="another checkout's ragkit/vectors.py")
+    parser.add_argument(
+        "--widths",
+        default="",
+        help="extra PSHUFB widths of this checkout to time, e.g. 32,0 (AVX2, portable loop)",
+    )
     args = parser.parse_args()
     real, claims = real_vectors()
     vecs = synthesize(real, args.n)
@@ -122,6 +128,8 @@ def main() -> None:
     queries = claims[: args.queries]
     baseline = load_module(args.baseline) if args.baseline else None
     kernels = {"this checkout": first_pass(vectors, vecs)}
+    for width in filter(None, args.widths.split(",")):
+        kernels[f"this checkout, width {int(width)}"] = first_pass(vectors, vecs, int(width))
     if baseline is not None:
         kernels["baseline"] = first_pass(baseline, vecs)
     read_floor(flat[:8])
@@ -150,6 +158,8 @@ def main() -> None:
                 top = rows[np.argsort(-(vecs[rows] @ q))[:K]]
                 recall[name].append(len(exact & set(top.tolist())) / K)
         same += found.get("baseline") == found["this checkout"]
+        mine = [rows for name, rows in found.items() if name.startswith("this checkout")]
+        assert all(rows == mine[0] for rows in mine), "the widths' candidates differ"
     medians = {name: statistics.median(v) for name, v in times.items()}
     floor = medians["floor"]
     cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
