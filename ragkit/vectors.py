@@ -4,8 +4,9 @@
 O(1) with at most a quarter of slack), a key -> row map, and 1-bit sign codes of every vector
 (1/32 of the float32 size, stored in blocks of 64 rows with the rows side by side for each
 byte, plus 2 bytes per row: the code's number of set bits) kept in sync on every add and
-remove. Removal moves the last row into the hole: O(dim), never a rebuild. With ``half_from`` set, the matrix is converted to float16
-once the store reaches that many rows (half the memory; see ``VectorStore``).
+remove. Removal moves the last row into the hole: O(dim), never a rebuild. With ``half_from``
+set, the matrix is converted to float16 once the store reaches that many rows (half the
+memory; see ``VectorStore``).
 
 Search is exact (one BLAS matrix-vector product over all rows) below ``binary_threshold`` rows.
 Above it, search runs in two stages: a scan of the sign codes picks ``rerank`` candidates, and
@@ -897,7 +898,6 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
     # of André, Kermarrec & Le Scouarnec, VLDB 2015, on the blocked layout of _to_blocks).
     # Scores of a block are computed first, then a min-heap keeps the best ``count``; a block
     # none of whose scores beats the heap's minimum is skipped (the heap would reject each).
-    @numba.njit(cache=True, nogil=True)
     def lut_candidates(
         blocks: Any, n: Any, ones: Any, luts: Any, offset: Any, count: Any, acc: Any
     ) -> Any:  # pragma: no cover
@@ -975,15 +975,21 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
         whole = _block_count(n) * _BLOCK_ROWS
         if ones.shape[0] < whole:  # block_scores reads whole blocks
             ones = np.concatenate([ones[:n], np.zeros(whole - n, dtype=ones.dtype)])
-        rows: np.ndarray = lut_candidates(blocks, n, ones, luts, offset, count, acc)
+        rows: np.ndarray = compiled(blocks, n, ones, luts, offset, count, acc)
         return rows
 
-    try:  # compile (or load from numba's cache) now, so a broken numba falls back to numpy
-        blocks = np.zeros((1, 8, _BLOCK_ROWS), dtype=np.uint8)
-        kernel(blocks, np.zeros(_BLOCK_ROWS, dtype=np.uint16), 2, np.zeros(64, np.float32), 1)
-    except Exception:
-        return None
-    return kernel
+    # Compile (or load from numba's cache) now, so a broken numba falls back to numpy. A cached
+    # build that fails (seen once here, not reproduced) is compiled afresh without the cache.
+    for cache in (True, False):
+        compiled = numba.njit(cache=cache, nogil=True)(lut_candidates)
+        try:
+            blocks = np.zeros((1, 8, _BLOCK_ROWS), dtype=np.uint8)
+            ones = np.zeros(_BLOCK_ROWS, dtype=np.uint16)
+            kernel(blocks, ones, 2, np.zeros(64, np.float32), 1)
+        except Exception:
+            continue
+        return kernel
+    return None
 
 
 _scanners: dict[int, Any] = {}
