@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -524,3 +529,27 @@ def test_float32_state_becomes_float16_at_half_from() -> None:
 def test_half_from_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match=r"half_from \(-1\) must not be negative"):
         VectorStore(4, half_from=-1)
+
+
+@pytest.mark.slow  # two processes compile or load numba kernels: 10-30 s here
+def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path: Path) -> None:
+    # numba keys a kernel by its pickled closure; kernels closing over an intrinsic with a random
+    # identity were compiled again (seconds) in every new process, adding a cache file each time.
+    pytest.importorskip("numba")
+    probe = (
+        "from ragkit import vectors as v\n"
+        "assert v._build_numba_kernel() is not None\n"
+        "assert v._half_kernels() is not None\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+        )
+        return done.stdout + done.stderr
+
+    assert "data saved" in run()  # compiled once
+    second = run()
+    assert "data saved" not in second
+    assert second.count("data loaded") == 3  # the first pass, the float16 scan and gather
