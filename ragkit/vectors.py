@@ -995,6 +995,14 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
 _scanners: dict[int, Any] = {}
 
 
+def _contiguous(*arrays: Any) -> bool:
+    """Whether these numba types are C-contiguous arrays of unsigned integers or floats."""
+    return all(
+        getattr(a, "layout", None) == "C" and getattr(a.dtype, "bitwidth", 0) in (8, 16, 32)
+        for a in arrays
+    )
+
+
 @lru_cache(maxsize=1)
 def _block_scores() -> Any:
     """A numba intrinsic ``block_scores(sums, ones, first, offset, floor, scores) -> mask``:
@@ -1016,6 +1024,8 @@ def _block_scores() -> Any:
         floor: Any,
         scores: Any,
     ) -> Any:  # pragma: no cover
+        if not _contiguous(sums, ones, scores) or scores.dtype != numba.types.float32:
+            return None  # a typing error: the IR below assumes these
         sum_bits, ones_bits = sums.dtype.bitwidth, ones.dtype.bitwidth
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -1122,6 +1132,10 @@ def _make_block_scan(width: int) -> Any:
         luts: Any,
         out: Any,
     ) -> Any:  # pragma: no cover
+        if not _contiguous(blocks, luts, out) or blocks.ndim != 3 or luts.ndim != 3:
+            return None  # a typing error: the IR below assumes C-contiguous uint8 codes, tables
+        if blocks.dtype != numba.types.uint8 or luts.dtype != numba.types.uint8:
+            return None
         sum_bits = out.dtype.bitwidth
 
         def scalar(context: Any, builder: Any, signature: Any, args: Any) -> Any:
