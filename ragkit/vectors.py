@@ -1138,39 +1138,10 @@ def _make_block_scan(width: int) -> Any:
             return None
         sum_bits = out.dtype.bitwidth
 
-        def scalar(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            isum, intp = ir.IntType(sum_bits), ir.IntType(64)
-            codes = context.make_array(signature.args[0])(context, builder, args[0])
-            tables = context.make_array(signature.args[2])(context, builder, args[2])
-            dest = context.make_array(signature.args[3])(context, builder, args[3])
-            nbytes = builder.extract_value(codes.shape, 1)
-            index = context.cast(builder, args[1], signature.args[1], numba.types.intp)
-            rows = ir.Constant(intp, _BLOCK_ROWS)
-            base = builder.gep(codes.data, [builder.mul(index, builder.mul(nbytes, rows))])
-            out_data = builder.bitcast(dest.data, isum.as_pointer())
-            with cgutils.for_range(builder, rows) as loop:
-                builder.store(ir.Constant(isum, 0), builder.gep(out_data, [loop.index]))
-            with cgutils.for_range(builder, nbytes) as outer:
-                j = outer.index
-                pair = builder.gep(tables.data, [builder.mul(j, ir.Constant(intp, 32))])
-                row = builder.gep(base, [builder.mul(j, rows)])
-                with cgutils.for_range(builder, rows) as inner:
-                    c = builder.zext(builder.load(builder.gep(row, [inner.index])), intp)
-                    lo_at = builder.and_(c, ir.Constant(intp, 15))
-                    hi_at = builder.add(
-                        builder.lshr(c, ir.Constant(intp, 4)), ir.Constant(intp, 16)
-                    )
-                    lo = builder.zext(builder.load(builder.gep(pair, [lo_at])), isum)
-                    hi = builder.zext(builder.load(builder.gep(pair, [hi_at])), isum)
-                    at = builder.gep(out_data, [inner.index])
-                    builder.store(builder.add(builder.load(at), builder.add(lo, hi)), at)
-            return context.get_dummy_value()
-
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            if not width:
-                return scalar(context, builder, signature, args)
+            lanes = width or 16  # the portable build: 16-byte vectors, which every target has
             i8, isum, intp = ir.IntType(8), ir.IntType(sum_bits), ir.IntType(64)
-            vbytes, vsums = ir.VectorType(i8, width), ir.VectorType(isum, width)
+            vbytes, vsums = ir.VectorType(i8, lanes), ir.VectorType(isum, lanes)
             table = ir.VectorType(i8, 16)
             codes = context.make_array(signature.args[0])(context, builder, args[0])
             tables = context.make_array(signature.args[2])(context, builder, args[2])
@@ -1179,23 +1150,50 @@ def _make_block_scan(width: int) -> Any:
             index = context.cast(builder, args[1], signature.args[1], numba.types.intp)
             block_bytes = builder.mul(nbytes, ir.Constant(intp, _BLOCK_ROWS))
             base = builder.gep(codes.data, [builder.mul(index, block_bytes)])
-            shuffle = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vbytes, [vbytes, vbytes]), name
-            )
-            parts = _BLOCK_ROWS // width
+            if width:
+                shuffle = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vbytes, [vbytes, vbytes]), name
+                )
+            parts = _BLOCK_ROWS // lanes
             sums = [
                 cgutils.alloca_once_value(builder, ir.Constant(vsums, None)) for _ in range(parts)
             ]
-            nibble = ir.Constant(vbytes, [15] * width)
-            four = ir.Constant(vbytes, [4] * width)
+            nibble = ir.Constant(vbytes, [15] * lanes)
+            four = ir.Constant(vbytes, [4] * lanes)
             # PSHUFB looks up within each 16-byte lane: repeat the table in every lane.
             repeat = ir.Constant(
-                ir.VectorType(ir.IntType(32), width), [i % 16 for i in range(width)]
+                ir.VectorType(ir.IntType(32), lanes), [i % 16 for i in range(lanes)]
             )
+            zero = ir.Constant(vbytes, None)
+
+            def select_sum(pair: Any, row: Any) -> list[Any]:
+                """The portable lookup: the sum over the byte's 8 bits of (bit set ? its
+                component's level : 0), in plain vector operations. A component's level is
+                the table entry of its bit alone (entry 1 << t of its nibble's table)."""
+                levels = []
+                for bit in range(8):
+                    at = (1 << bit) if bit < 4 else 16 + (1 << (bit - 4))
+                    level = builder.load(builder.gep(pair, [ir.Constant(intp, at)]))
+                    one = builder.insert_element(zero, level, ir.Constant(ir.IntType(32), 0))
+                    levels.append(builder.shuffle_vector(one, one, ir.Constant(repeat.type, None)))
+                found = []
+                for part in range(parts):
+                    at = builder.gep(row, [ir.Constant(intp, part * lanes)])
+                    c = builder.load(builder.bitcast(at, vbytes.as_pointer()), align=1)
+                    total = zero
+                    for bit in range(8):
+                        mask = ir.Constant(vbytes, [1 << bit] * lanes)
+                        on = builder.icmp_unsigned("!=", builder.and_(c, mask), zero)
+                        total = builder.add(total, builder.select(on, levels[bit], zero))
+                    found.append(total)
+                return found
 
             def lookup(j: Any) -> list[Any]:
                 """Byte position ``j``: each part's low + high table entries (<= 120)."""
                 pair = builder.gep(tables.data, [builder.mul(j, ir.Constant(intp, 32))])
+                if not width:
+                    row = builder.gep(base, [builder.mul(j, ir.Constant(intp, _BLOCK_ROWS))])
+                    return select_sum(pair, row)
                 low = builder.load(builder.bitcast(pair, table.as_pointer()), align=1)
                 high_at = builder.gep(pair, [ir.Constant(intp, 16)])
                 high = builder.load(builder.bitcast(high_at, table.as_pointer()), align=1)
@@ -1204,7 +1202,7 @@ def _make_block_scan(width: int) -> Any:
                 row = builder.gep(base, [builder.mul(j, ir.Constant(intp, _BLOCK_ROWS))])
                 found = []
                 for part in range(parts):
-                    at = builder.gep(row, [ir.Constant(intp, part * width)])
+                    at = builder.gep(row, [ir.Constant(intp, part * lanes)])
                     c = builder.load(builder.bitcast(at, vbytes.as_pointer()), align=1)
                     lo = builder.call(shuffle, [low, builder.and_(c, nibble)])
                     hi = builder.call(shuffle, [high, builder.and_(builder.lshr(c, four), nibble)])
@@ -1228,7 +1226,7 @@ def _make_block_scan(width: int) -> Any:
                 accumulate(lookup(builder.sub(nbytes, ir.Constant(intp, 1))))
             out_data = builder.bitcast(dest.data, isum.as_pointer())
             for part in range(parts):
-                at = builder.gep(out_data, [ir.Constant(intp, part * width)])
+                at = builder.gep(out_data, [ir.Constant(intp, part * lanes)])
                 builder.store(
                     builder.load(sums[part]), builder.bitcast(at, vsums.as_pointer()), align=1
                 )
