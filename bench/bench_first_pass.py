@@ -72,7 +72,7 @@ def load_module(path: Path) -> Any:
 def first_pass(module: Any, vecs: np.ndarray, width: int | None = None) -> Any:
     """``query, count -> rows``: the module's numba first pass over its own code layout
     (blocked codes since this branch, row-major uint64 words before); ``width`` forces a
-    PSHUFB width (bytes; 0: the portable loop) where the module has that choice."""
+    PSHUFB width (bytes; 0: the portable build) where the module has that choice."""
     kernel = module._build_numba_kernel() if width is None else module._build_numba_kernel(width)
     if hasattr(module, "_to_blocks"):
         codes = module._sign_bytes(vecs)
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument(
         "--widths",
         default="",
-        help="extra PSHUFB widths of this checkout to time, e.g. 32,0 (AVX2, portable loop)",
+        help="extra PSHUFB widths of this checkout to time, e.g. 32,0 (AVX2, portable build)",
     )
     args = parser.parse_args()
     real, claims = real_vectors()

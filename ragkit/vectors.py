@@ -15,11 +15,10 @@ those are re-scored exactly, so returned scores are always exact cosines of the 
 installed (extra ``fast``) the scan scores each code asymmetrically against the query quantised
 to 4 bits per component (sum of the query's components where the code's bit is set: per nibble
 of a code, one entry of a 16-entry table, looked up for 16 to 64 rows at once with the CPU's
-byte shuffle, PSHUFB, where the CPU has one, SSSE3 to AVX-512BW; a scalar loop elsewhere);
-without numba, a blocked numpy scan
-ranks by Hamming distance between sign codes (the sign-random-projection angle estimate,
-Charikar, STOC 2002, on the embedding's own axes) and re-scores 4x more candidates to make up
-for its weaker ranking.
+byte shuffle, PSHUFB, where the CPU has one, SSSE3 to AVX-512BW; plain vector compares and
+selects elsewhere); without numba, a blocked numpy scan ranks by Hamming distance between sign
+codes (the sign-random-projection angle estimate, Charikar, STOC 2002, on the embedding's own
+axes) and re-scores 4x more candidates to make up for its weaker ranking.
 
 This module leaves out persistence to disk (the caller saves ``state()``), embedding, text and
 chunk IDs: keys are opaque non-negative integers chosen by the caller. It is not safe to write
@@ -875,7 +874,7 @@ def _build_numba_kernel(width: int | None = None) -> Kernel | None:
     """The asymmetric first pass compiled with numba, or ``None`` without a working numba.
 
     Args:
-        width: bytes per PSHUFB to compile for (64, 32, 16), 0 for the portable scalar loop,
+        width: bytes per PSHUFB to compile for (64, 32, 16), 0 for the portable build,
             ``None`` for the widest the CPU has (``_pshufb_width``). Every width returns the
             same rows.
     """
@@ -1087,7 +1086,8 @@ def _block_scan(width: int) -> Any:
     codes' low and high nibbles index the byte's two 16-entry tables with PSHUFB (``width``
     bytes at a time: one instruction per 16, 32 or 64 rows), and the two lookups' sum (at most
     120) is widened and added to the row's sum (``out``'s dtype: uint16 or uint32). Width 0
-    is a scalar loop for any CPU (one table load per nibble): the same sums.
+    is the portable build for any CPU (16-byte vectors; per code bit, a compare and a select of
+    its component's level, read from the tables): the same sums.
 
     Hand-written LLVM IR because no numpy or numba operation reaches a variable byte shuffle:
     LLVM's loop vectoriser turns a table lookup into gathers, not into PSHUFB.

@@ -293,7 +293,7 @@ def _widths() -> list[int]:
 
 @pytest.mark.parametrize("dim", [384, 100, 8, 1000])
 def test_every_scan_width_returns_the_same_rows(dim: int) -> None:
-    # The PSHUFB scans this CPU can run (16, 32, 64 bytes) and the portable loop agree row for
+    # The PSHUFB scans this CPU can run (16, 32, 64 bytes) and the portable build agree row for
     # row, on a row count that leaves the last block partly filled.
     rng = np.random.default_rng(dim)
     n = 64 * 37 + 23
