@@ -2,20 +2,23 @@
 
 ``VectorStore`` holds one float32 matrix (capacity grown by 1.25x, so appends are amortised
 O(1) with at most a quarter of slack), a key -> row map, and 1-bit sign codes of every vector
-(1/32 of the float32 size) kept in sync on every add and remove. Removal moves the last row into
-the hole: O(dim), never a rebuild. With ``half_from`` set, the matrix is converted to float16
-once the store reaches that many rows (half the memory; see ``VectorStore``).
+(1/32 of the float32 size, stored in blocks of 64 rows with the rows side by side for each
+byte, plus 2 bytes per row: the code's number of set bits) kept in sync on every add and
+remove. Removal moves the last row into the hole: O(dim), never a rebuild. With ``half_from``
+set, the matrix is converted to float16 once the store reaches that many rows (half the
+memory; see ``VectorStore``).
 
 Search is exact (one BLAS matrix-vector product over all rows) below ``binary_threshold`` rows.
 Above it, search runs in two stages: a scan of the sign codes picks ``rerank`` candidates, and
 those are re-scored exactly, so returned scores are always exact cosines of the stored vectors
 (computed in float32; of float16-rounded vectors once the matrix is float16). With numba
 installed (extra ``fast``) the scan scores each code asymmetrically against the query quantised
-to 4 bits per component (sum of the query's components where the code's bit is set, computed
-with AND and POPCNT over the query's bit planes); without numba, a blocked numpy scan
-ranks by Hamming distance between sign codes (the sign-random-projection angle estimate,
-Charikar, STOC 2002, on the embedding's own axes) and re-scores 4x more candidates to make up
-for its weaker ranking.
+to 4 bits per component (sum of the query's components where the code's bit is set: per nibble
+of a code, one entry of a 16-entry table, looked up for 16 to 64 rows at once with the CPU's
+byte shuffle, PSHUFB, where the CPU has one, SSSE3 to AVX-512BW; plain vector compares and
+selects elsewhere); without numba, a blocked numpy scan ranks by Hamming distance between sign
+codes (the sign-random-projection angle estimate, Charikar, STOC 2002, on the embedding's own
+axes) and re-scores 4x more candidates to make up for its weaker ranking.
 
 This module leaves out persistence to disk (the caller saves ``state()``), embedding, text and
 chunk IDs: keys are opaque non-negative integers chosen by the caller. It is not safe to write
@@ -135,7 +138,12 @@ class VectorStore:
         self._words = -(-self.dim // _WORD_BITS)
         self._n = 0
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
-        self._codes = np.empty((0, self._words), dtype=np.uint64)
+        # Sign codes in the blocked layout of _to_blocks (ceil(capacity / 64) blocks), and
+        # each code's number of set bits (the asymmetric score's offset term).
+        self._nbytes = -(-self.dim // 8)
+        self._blocks = np.empty((0, self._nbytes, _BLOCK_ROWS), dtype=np.uint8)
+        # Whole blocks of counts (the first pass reads 64 at a time).
+        self._ones = np.empty(0, dtype=np.uint16 if self.dim < 1 << 16 else np.uint32)
         self._keys = np.empty(0, dtype=np.int64)
         self._rows = KeyRows()
 
@@ -190,14 +198,17 @@ class VectorStore:
         for key in key_list:
             if key not in self._rows:
                 raise KeyError(key)
-        vectors, codes, stored = self._vectors, self._codes, self._keys
+        vectors, blocks, ones, stored = self._vectors, self._blocks, self._ones, self._keys
         rows = self._rows
         for key in key_list:
             row = rows.pop(key)
             last = self._n - 1
             if row != last:
                 vectors[row] = vectors[last]
-                codes[row] = codes[last]
+                blocks[row // _BLOCK_ROWS, :, row % _BLOCK_ROWS] = blocks[
+                    last // _BLOCK_ROWS, :, last % _BLOCK_ROWS
+                ]
+                ones[row] = ones[last]
                 moved = int(stored[last])
                 stored[row] = moved
                 rows[moved] = row
@@ -288,7 +299,8 @@ class VectorStore:
 
     def memory_bytes(self) -> int:
         """Bytes held: the allocated arrays (vectors, codes, keys) plus the key map, estimated."""
-        arrays = self._vectors.nbytes + self._codes.nbytes + self._keys.nbytes
+        codes = self._blocks.nbytes + self._ones.nbytes
+        arrays = self._vectors.nbytes + codes + self._keys.nbytes
         # Each map entry also holds two int objects (key and row) beyond the table itself.
         key_map = self._rows.memory_bytes()
         return int(arrays + key_map)
@@ -376,12 +388,14 @@ class VectorStore:
     def _resize(self, capacity: int, dtype: Any = None) -> None:
         n = self._n
         vectors = np.empty((capacity, self.dim), dtype=dtype or self._vectors.dtype)
-        codes = np.empty((capacity, self._words), dtype=np.uint64)
+        blocks = np.empty((_block_count(capacity), self._nbytes, _BLOCK_ROWS), dtype=np.uint8)
+        ones = np.empty(_block_count(capacity) * _BLOCK_ROWS, dtype=self._ones.dtype)
         keys = np.empty(capacity, dtype=np.int64)
         vectors[:n] = self._vectors[:n]
-        codes[:n] = self._codes[:n]
+        blocks[: _block_count(n)] = self._blocks[: _block_count(n)]
+        ones[:n] = self._ones[:n]
         keys[:n] = self._keys[:n]
-        self._vectors, self._codes, self._keys = vectors, codes, keys
+        self._vectors, self._blocks, self._ones, self._keys = vectors, blocks, ones, keys
 
     def _append(self, key_arr: np.ndarray, vecs: np.ndarray, *, normalise: bool) -> None:
         n, m = self._n, key_arr.shape[0]
@@ -402,7 +416,9 @@ class VectorStore:
             target[...] = vecs
         for start in range(0, m, _ENCODE_BLOCK):
             stop = min(m, start + _ENCODE_BLOCK)
-            self._codes[n + start : n + stop] = _sign_codes(target[start:stop], self._words)
+            codes = _sign_bytes(target[start:stop])
+            _put_rows(self._blocks, n + start, codes)
+            self._ones[n + start : n + stop] = _ones(codes)
         self._keys[n : n + m] = key_arr
         self._rows.assign(key_arr, np.arange(n, n + m, dtype=np.int64))
         self._n = n + m
@@ -430,10 +446,9 @@ class VectorStore:
         kernel = _candidate_kernel()
         if kernel is _hamming_candidates_numpy:
             candidates = min(n, candidates * _NUMPY_CANDIDATE_FACTOR)
-        codes = self._codes[:n]
         results: list[tuple[np.ndarray, np.ndarray]] = []
         for q in queries:
-            rows = kernel(codes, q, candidates)
+            rows = kernel(self._blocks, self._ones, n, q, candidates)
             # Sorted rows make the gather walk memory forwards.
             rows.sort()
             results.append(self._top_k(self._gather_scores(rows, q), rows, k, ties))
@@ -463,7 +478,8 @@ class VectorStore:
         kernel = _candidate_kernel()
         if kernel is _hamming_candidates_numpy:
             candidates = min(rows.size, candidates * _NUMPY_CANDIDATE_FACTOR)
-        picked = rows[kernel(np.ascontiguousarray(self._codes[rows]), q, candidates)]
+        blocks = _to_blocks(_block_rows(self._blocks, rows))
+        picked = rows[kernel(blocks, self._ones[rows], rows.size, q, candidates)]
         picked.sort()
         return self._top_k(self._gather_scores(picked, q), picked, k, ties)
 
@@ -582,55 +598,113 @@ def _norms(vectors: np.ndarray) -> np.ndarray:
     return result.astype(np.float32)
 
 
-def _sign_codes(vectors: np.ndarray, words: int) -> np.ndarray:
-    """Pack the sign bits of each row (1 where the component is > 0) into ``words`` uint64s.
+_BLOCK_ROWS = 64
+"""Rows per block of the code layout (see ``_to_blocks``): one 64-byte SIMD register holds one
+byte position of a whole block."""
 
-    Bit ``j`` of the vector is bit ``j % 64`` of word ``j // 64``; padding bits are 0.
+
+def _sign_bytes(vectors: np.ndarray) -> np.ndarray:
+    """The sign bits of each row (1 where the component is > 0), ``ceil(dim / 8)`` bytes a row.
+
+    Bit ``j`` of the vector is bit ``j % 8`` of byte ``j // 8``; padding bits are 0.
     """
-    m, dim = vectors.shape
-    packed = np.zeros((m, words * 8), dtype=np.uint8)
-    packed[:, : -(-dim // 8)] = np.packbits(vectors > 0, axis=1, bitorder="little")
-    return packed.view("<u8")
+    packed: np.ndarray = np.packbits(vectors > 0, axis=1, bitorder="little")
+    return packed
+
+
+def _block_count(rows: int) -> int:
+    return -(-rows // _BLOCK_ROWS)
+
+
+def _to_blocks(codes: np.ndarray) -> np.ndarray:
+    """Row-major codes ``(m, nbytes)`` in the blocked layout ``(ceil(m / 64), nbytes, 64)``.
+
+    Byte ``j`` of row ``r`` is ``blocks[r // 64, j, r % 64]``: a block's 64 rows lie side by
+    side for each byte position, so a scan reads one byte position of 64 rows in one vector
+    load, with no transposition at search time. Rows past ``m`` in the last block are zero.
+    """
+    m, nbytes = codes.shape
+    padded = np.zeros((_block_count(m) * _BLOCK_ROWS, nbytes), dtype=np.uint8)
+    padded[:m] = codes
+    return np.ascontiguousarray(padded.reshape(-1, _BLOCK_ROWS, nbytes).transpose(0, 2, 1))
+
+
+def _block_rows(blocks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The codes of the given rows, row-major ``(len(rows), nbytes)``, from the blocked layout."""
+    picked: np.ndarray = blocks[rows // _BLOCK_ROWS, :, rows % _BLOCK_ROWS]
+    return picked
+
+
+def _put_rows(blocks: np.ndarray, start: int, codes: np.ndarray) -> None:
+    """Write row-major ``codes`` into ``blocks`` as rows ``start, start + 1, ...``."""
+    m = codes.shape[0]
+    first = -start % _BLOCK_ROWS  # rows before the next block boundary
+    head = min(m, first)
+    if head:
+        rows = np.arange(start, start + head)
+        blocks[rows // _BLOCK_ROWS, :, rows % _BLOCK_ROWS] = codes[:head]
+    whole = (m - head) // _BLOCK_ROWS
+    if whole:  # whole blocks: one transposed copy
+        b0 = (start + head) // _BLOCK_ROWS
+        body = codes[head : head + whole * _BLOCK_ROWS]
+        blocks[b0 : b0 + whole] = body.reshape(whole, _BLOCK_ROWS, -1).transpose(0, 2, 1)
+    if head + whole * _BLOCK_ROWS < m:
+        rows = np.arange(start + head + whole * _BLOCK_ROWS, start + m)
+        blocks[rows // _BLOCK_ROWS, :, rows % _BLOCK_ROWS] = codes[head + whole * _BLOCK_ROWS :]
 
 
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def _popcount64(x: np.ndarray, out: np.ndarray) -> None:
-    """Set bits of each uint64 of ``x`` into the uint8 array ``out`` (same shape)."""
+def _popcount8(x: np.ndarray, out: np.ndarray) -> None:
+    """Set bits of each byte of the uint8 array ``x`` into ``out`` (same shape; may be ``x``)."""
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
         np.bitwise_count(x, out=out)
     else:  # one table lookup per byte
-        out[...] = _POPCOUNT8[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1)
+        np.take(_POPCOUNT8, x, out=out)
 
 
-def _hamming_candidates_numpy(codes: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
+def _ones(codes: np.ndarray) -> np.ndarray:
+    """Set bits per row of row-major codes, as uint16 (uint32 above 65,535 dimensions)."""
+    bits = np.empty_like(codes)
+    _popcount8(codes, bits)
+    dtype = np.uint16 if codes.shape[1] * 8 < 1 << 16 else np.uint32
+    ones: np.ndarray = bits.sum(axis=1, dtype=dtype)
+    return ones
+
+
+def _hamming_candidates_numpy(
+    blocks: np.ndarray, ones: np.ndarray, n: int, query: np.ndarray, count: int
+) -> np.ndarray:
     """Rows of the ``count`` codes nearest to the query's sign code in Hamming distance.
 
-    The numpy path. Distances are computed in cache-sized blocks; then a histogram of the small
-    integer distances finds the cut-off distance, so no sort or argpartition over all rows is
-    needed. Ties at the cut-off go to the lowest rows.
+    The numpy path (``ones`` is not used). Distances are computed in cache-sized runs of
+    blocks; then a histogram of the small integer distances finds the cut-off distance, so no
+    sort or argpartition over all rows is needed. Ties at the cut-off go to the lowest rows.
     """
-    n, words = codes.shape
-    query_code = _sign_codes(query[None, :], words)[0]
-    dist = np.empty(n, dtype=np.uint16)
-    xor = np.empty((_SCAN_BLOCK, words), dtype=np.uint64)
-    bits = np.empty((_SCAN_BLOCK, words), dtype=np.uint8)
-    for start in range(0, n, _SCAN_BLOCK):
-        stop = min(n, start + _SCAN_BLOCK)
-        size = stop - start
-        np.bitwise_xor(codes[start:stop], query_code, out=xor[:size])
-        _popcount64(xor[:size], bits[:size])
-        np.sum(bits[:size], axis=1, dtype=np.uint16, out=dist[start:stop])
-    counts = np.cumsum(np.bincount(dist, minlength=words * _WORD_BITS + 1))
+    del ones
+    nbytes = blocks.shape[1]
+    query_code = _sign_bytes(query[None, :])[0][:, None]
+    per_run = _SCAN_BLOCK // _BLOCK_ROWS
+    dist = np.empty(_block_count(n) * _BLOCK_ROWS, dtype=np.uint16)
+    bits = np.empty((per_run, nbytes, _BLOCK_ROWS), dtype=np.uint8)
+    for b0 in range(0, _block_count(n), per_run):
+        b1 = min(_block_count(n), b0 + per_run)
+        run = bits[: b1 - b0]
+        np.bitwise_xor(blocks[b0:b1], query_code, out=run)
+        _popcount8(run, run)
+        out = dist[b0 * _BLOCK_ROWS : b1 * _BLOCK_ROWS].reshape(b1 - b0, _BLOCK_ROWS)
+        np.sum(run, axis=1, dtype=np.uint16, out=out)
+    dist = dist[:n]
+    counts = np.cumsum(np.bincount(dist, minlength=nbytes * 8 + 1))
     cutoff = int(np.searchsorted(counts, count))  # first distance with >= count rows at or below
     below = np.flatnonzero(dist < cutoff)
     at = np.flatnonzero(dist == cutoff)[: count - below.shape[0]]
     return np.concatenate([below, at])
 
 
-Kernel = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-"""``(codes (n, words) uint64, unit float32 query (dim,), count) -> candidate rows``."""
+Kernel = Callable[[np.ndarray, np.ndarray, int, np.ndarray, int], np.ndarray]
+"""``(blocks (see _to_blocks), ones (rows,), n, unit float32 query (dim,), count) -> rows``."""
 
 # Symmetric Hamming ranks candidates worse than the asymmetric score of the numba kernel
 # (bench/bench_vectors.py, 1M MiniLM-like vectors, Recall@10 of the final top 10: Hamming 0.945
@@ -656,24 +730,35 @@ _QUERY_BITS = 4
 """Bits per query component in the numba first pass (16 levels: Recall@10 after re-scoring as
 with the float query, bench/bench_vectors.py)."""
 
+# Bit t of each nibble value v, as a (16, 4) matrix: a nibble's lookup table is this times the
+# four quantised query components it covers.
+_NIBBLE_BITS = (np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1
 
-def _query_planes(query: np.ndarray, words: int) -> tuple[np.ndarray, np.float32]:
+
+def _quantise_query(query: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """The query quantised to ``2**_QUERY_BITS`` levels between its smallest and largest
-    component, as bit planes packed like the codes, and the offset of the first level.
+    component, ``u`` (uint8, one per component), and the offset of the first level.
 
-    With ``q[c] ~ lo + step * u[c]`` and ``u[c] = sum_b 2**b * plane_b[c]``, the asymmetric
-    score ``sum of q[c] over the code's set bits`` is ``step * (sum_b 2**b * popcount(code &
-    plane_b) + (lo / step) * popcount(code))``: ranked by the bracket, whose second factor is
-    the returned offset.
+    With ``q[c] ~ lo + step * u[c]``, the asymmetric score ``sum of q[c] over the code's set
+    bits`` is ``step * (sum of u[c] over the set bits + (lo / step) * popcount(code))``: ranked
+    by the bracket, whose second factor is the returned offset.
     """
     levels = 2**_QUERY_BITS - 1
     lo, hi = float(query.min()), float(query.max())
     step = (hi - lo) / levels if hi > lo else 1.0
     u = np.clip(np.rint((query - lo) / step), 0, levels).astype(np.uint8)
-    bits = (u[None, :] >> np.arange(_QUERY_BITS, dtype=np.uint8)[:, None]) & 1
-    packed = np.zeros((_QUERY_BITS, words * 8), dtype=np.uint8)
-    packed[:, : -(-query.shape[0] // 8)] = np.packbits(bits, axis=1, bitorder="little")
-    return packed.view("<u8"), np.float32(lo / step)
+    return u, np.float32(lo / step)
+
+
+def _query_luts(query: np.ndarray, nbytes: int) -> tuple[np.ndarray, np.float32]:
+    """Per byte of a code, two 16-entry tables (low nibble, high nibble): entry ``v`` is the sum
+    of the quantised query components whose bits are set in ``v`` (at most 4 x 15 = 60), and
+    the offset of ``_quantise_query``. ``(nbytes, 2, 16)`` uint8, contiguous."""
+    u, offset = _quantise_query(query)
+    padded = np.zeros(nbytes * 8, dtype=np.int32)
+    padded[: u.shape[0]] = u
+    luts = (padded.reshape(nbytes, 2, 4) @ _NIBBLE_BITS.T).astype(np.uint8)
+    return luts, offset
 
 
 HalfKernels = tuple[Callable[..., None], Callable[..., None]]
@@ -716,6 +801,8 @@ def _build_half_kernels() -> HalfKernels | None:
 
         return numba.types.float32(numba.types.uint16), codegen
 
+    _stable_identity(half_to_float, "half_to_float")
+
     # Reassociation lets LLVM vectorise the float32 sum; the order is still fixed per build.
     fast = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -748,89 +835,404 @@ def _build_half_kernels() -> HalfKernels | None:
     return scan, gather
 
 
-def _build_numba_kernel() -> Kernel | None:
+_PSHUFB = {
+    16: "llvm.x86.ssse3.pshuf.b.128",
+    32: "llvm.x86.avx2.pshuf.b",
+    64: "llvm.x86.avx512.pshuf.b.512",
+}
+"""LLVM's byte shuffle (PSHUFB) by register width in bytes: SSSE3, AVX2, AVX-512BW."""
+
+
+def _pshufb_width() -> int:
+    """The widest PSHUFB (bytes) of the CPU numba compiles for, or 0 (not x86, or none known).
+
+    numba compiles for the host CPU unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say
+    otherwise (for example to build portable caches): then only features named there count.
+    """
     try:
         import numba
-        from numba.extending import intrinsic
+        from llvmlite import binding
+    except ImportError:
+        return 0
+    if not binding.get_process_triple().startswith(("x86_64", "i386", "i686")):
+        return 0
+    cpu_features = getattr(numba.config, "CPU_FEATURES", None)
+    cpu_name = getattr(numba.config, "CPU_NAME", None)
+    if cpu_features:
+        features = {f[1:] for f in str(cpu_features).split(",") if f.startswith("+")}
+    elif cpu_name and cpu_name != "host":
+        return 0  # a named CPU's features are not known here: stay portable
+    else:
+        features = {name for name, on in binding.get_host_cpu_features().items() if on}
+    for width, feature in ((64, "avx512bw"), (32, "avx2"), (16, "ssse3")):
+        if feature in features:
+            return width
+    return 0
+
+
+def _build_numba_kernel(width: int | None = None) -> Kernel | None:
+    """The asymmetric first pass compiled with numba, or ``None`` without a working numba.
+
+    Args:
+        width: bytes per PSHUFB to compile for (64, 32, 16), 0 for the portable build,
+            ``None`` for the widest the CPU has (``_pshufb_width``). Every width returns the
+            same rows.
+    """
+    try:
+        import numba
     except ImportError:
         return None
-
-    @intrinsic
-    def popcount(typingctx: Any, x: Any) -> Any:  # noqa: ARG001  # pragma: no cover
-        """LLVM's ctpop: one instruction (POPCNT) per 64-bit word."""
-
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # noqa: ARG001
-            return builder.ctpop(args[0])
-
-        return numba.types.uint64(numba.types.uint64), codegen
+    if width is None:
+        width = _pshufb_width()
+    scan_block = _block_scan(width)
+    trailing_zeros = _trailing_zeros()
+    block_scores = _block_scores()
 
     # Asymmetric scoring: the query against the sign codes, the sum of q[c] over the set bits c,
     # which ranks like q . sign(x) (= 2 * that sum - sum(q)). It keeps the query's magnitudes
     # that a symmetric Hamming distance throws away (asymmetric distances: Jegou, Douze & Schmid,
-    # TPAMI 2011; for binary codes Gordo et al., TPAMI 2014). The query is quantised to a few
-    # bits per component and split into bit planes (see _query_planes), so each 64-bit word of
-    # a code costs one AND and one POPCNT per plane plus one POPCNT for its own set bits: no
-    # table lookups. Scores of a block of rows are computed first (a tight loop), then a
-    # min-heap keeps the best ``count``.
-    @numba.njit(cache=True, nogil=True)
-    def asymmetric_candidates(
-        codes: Any, planes: Any, offset: Any, count: Any
+    # TPAMI 2011; for binary codes Gordo et al., TPAMI 2014). The query is quantised to 4 bits
+    # per component, so each nibble of a code contributes one of 16 small integers: a lookup in
+    # a 16-byte table, which PSHUFB does for a whole register of codes at once (the "fast scan"
+    # of André, Kermarrec & Le Scouarnec, VLDB 2015, on the blocked layout of _to_blocks).
+    # Scores of a block are computed first, then a min-heap keeps the best ``count``; a block
+    # none of whose scores beats the heap's minimum is skipped (the heap would reject each).
+    def lut_candidates(
+        blocks: Any, n: Any, ones: Any, luts: Any, offset: Any, count: Any, acc: Any
     ) -> Any:  # pragma: no cover
-        n, words = codes.shape
-        heap_score = np.empty(count, dtype=np.float32)
-        heap_row = np.empty(count, dtype=np.int64)
+        # Heap entries pack a score's order-preserving 32-bit pattern over its row (key >> 32
+        # compares as the scores do; rows < 2**32), so a sift moves one 8-byte word. One slot
+        # more than the heap holds, the largest key: the missing right child of the last
+        # parent never wins, so a full heap's sift-down picks a child without a bounds branch.
+        heap = np.empty(count + 1, dtype=np.uint64)
+        heap[count] = np.uint64(0xFFFFFFFFFFFFFFFF)
         size = 0
-        block = 2048
-        scores = np.empty(block, dtype=np.float32)
-        for first in range(0, n, block):
-            last = min(n, first + block)
-            for i in range(first, last):
-                acc = np.int64(0)
-                ones = np.int64(0)
-                for w in range(words):
-                    x = codes[i, w]
-                    ones += np.int64(popcount(x))  # type: ignore[call-arg]
-                    for b in range(_QUERY_BITS):  # a constant: the loop is unrolled
-                        acc += np.int64(popcount(x & planes[b, w])) << b
-                scores[i - first] = np.float32(acc) + offset * np.float32(ones)
-            for i in range(first, last):
-                score = scores[i - first]
+        rows = acc.shape[0]
+        scores = np.empty(rows, dtype=np.float32)
+        bits = scores.view(np.uint32)
+        root = np.empty(1, dtype=np.uint32)
+        root_score = root.view(np.float32)
+        sign = np.uint64(0x80000000)
+        for block in range((n + rows - 1) // rows):
+            scan_block(blocks, block, luts, acc)
+            first = block * rows
+            last = min(rows, n - first)
+            floor = np.float32(-np.inf)
+            if size == count:
+                top = heap[0] >> np.uint64(32)
+                root[0] = top ^ sign if top >= sign else top ^ np.uint64(0xFFFFFFFF)
+                floor = root_score[0]
+            # Bit r: row r beats the heap's minimum as the block starts.
+            beats = block_scores(acc, ones, first, offset, floor, scores)
+            if last < rows:
+                beats &= (np.uint64(1) << np.uint64(last)) - np.uint64(1)
+            while beats:  # the rows that may enter, in order (others would be rejected)
+                r = trailing_zeros(beats)
+                beats &= beats - np.uint64(1)
+                b = np.uint64(bits[r])
+                order = b ^ np.uint64(0xFFFFFFFF) if b >= sign else b ^ sign
+                key = (order << np.uint64(32)) | np.uint64(first + r)
                 if size < count:  # push, sift up
                     pos = size
                     size += 1
                     while pos > 0:
                         parent = (pos - 1) // 2
-                        if heap_score[parent] <= score:
+                        if heap[parent] >> np.uint64(32) <= order:
                             break
-                        heap_score[pos] = heap_score[parent]
-                        heap_row[pos] = heap_row[parent]
+                        heap[pos] = heap[parent]
                         pos = parent
-                    heap_score[pos] = score
-                    heap_row[pos] = i
-                elif score > heap_score[0]:  # replace the worst, sift down; ties keep lower rows
+                    heap[pos] = key
+                elif order > heap[0] >> np.uint64(32):  # replace the worst; ties keep lower rows
+                    # Floyd's sift-down: the hole goes to a leaf along the smaller children
+                    # (no comparison with the score, so few mispredicted branches), then the
+                    # score climbs back while its parent is >= it: the arrangement a plain
+                    # sift-down (stop at the first child >= score) leaves, equal keys included.
                     pos = 0
-                    while True:
-                        child = 2 * pos + 1
-                        if child >= size:
-                            break
-                        if child + 1 < size and heap_score[child + 1] < heap_score[child]:
-                            child += 1
-                        if heap_score[child] >= score:
-                            break
-                        heap_score[pos] = heap_score[child]
-                        heap_row[pos] = heap_row[child]
+                    child = 1
+                    while child < size:
+                        right = heap[child + 1] >> np.uint64(32) < heap[child] >> np.uint64(32)
+                        child += right  # a bool: 0 or 1
+                        heap[pos] = heap[child]
                         pos = child
-                    heap_score[pos] = score
-                    heap_row[pos] = i
-        return heap_row[:size].copy()
+                        child = 2 * pos + 1
+                    while pos > 0:
+                        parent = (pos - 1) // 2
+                        if heap[parent] >> np.uint64(32) < order:
+                            break
+                        heap[pos] = heap[parent]
+                        pos = parent
+                    heap[pos] = key
+        return (heap[:size] & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
-    def kernel(codes: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
-        planes, offset = _query_planes(query, codes.shape[1])
-        rows: np.ndarray = asymmetric_candidates(codes, planes, offset, count)
+    def kernel(
+        blocks: np.ndarray, ones: np.ndarray, n: int, query: np.ndarray, count: int
+    ) -> np.ndarray:
+        nbytes = blocks.shape[1]
+        luts, offset = _query_luts(query, nbytes)
+        # A block's sums stay below 2**16 up to 546 bytes (4,368 dimensions): 120 per byte.
+        acc = np.empty(_BLOCK_ROWS, dtype=np.uint16 if nbytes * 120 < 1 << 16 else np.uint32)
+        whole = _block_count(n) * _BLOCK_ROWS
+        if ones.shape[0] < whole:  # block_scores reads whole blocks
+            ones = np.concatenate([ones[:n], np.zeros(whole - n, dtype=ones.dtype)])
+        rows: np.ndarray = compiled(blocks, n, ones, luts, offset, count, acc)
         return rows
 
-    try:  # compile (or load from numba's cache) now, so a broken numba falls back to numpy
-        kernel(np.zeros((2, 1), dtype=np.uint64), np.zeros(64, dtype=np.float32), 1)
-    except Exception:
-        return None
-    return kernel
+    # Compile (or load from numba's cache) now, so a broken numba falls back to numpy. A cached
+    # build that fails (seen once here, not reproduced) is compiled afresh without the cache.
+    for cache in (True, False):
+        compiled = numba.njit(cache=cache, nogil=True)(lut_candidates)
+        try:
+            blocks = np.zeros((1, 8, _BLOCK_ROWS), dtype=np.uint8)
+            ones = np.zeros(_BLOCK_ROWS, dtype=np.uint16)
+            kernel(blocks, ones, 2, np.zeros(64, np.float32), 1)
+        except Exception:
+            continue
+        return kernel
+    return None
+
+
+_scanners: dict[int, Any] = {}
+
+
+def _contiguous(*arrays: Any) -> bool:
+    """Whether these numba types are C-contiguous arrays of unsigned integers or floats."""
+    return all(
+        getattr(a, "layout", None) == "C" and getattr(a.dtype, "bitwidth", 0) in (8, 16, 32)
+        for a in arrays
+    )
+
+
+@lru_cache(maxsize=1)
+def _block_scores() -> Any:
+    """A numba intrinsic ``block_scores(sums, ones, first, offset, floor, scores) -> mask``:
+    a block's 64 scores ``float32(sums[r]) + offset * float32(ones[first + r])`` (the same
+    float32 operations, unfused, as in plain numba) into ``scores``, and a uint64 whose bit
+    ``r`` says ``scores[r] > floor``. Plain LLVM vector operations, which every target lowers
+    (one compare into a mask register with AVX-512); ``ones`` must hold ``first + 64`` rows."""
+    import numba
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def block_scores(
+        typingctx: Any,  # noqa: ARG001
+        sums: Any,
+        ones: Any,
+        first: Any,
+        offset: Any,
+        floor: Any,
+        scores: Any,
+    ) -> Any:  # pragma: no cover
+        if not _contiguous(sums, ones, scores) or scores.dtype != numba.types.float32:
+            return None  # a typing error: the IR below assumes these
+        sum_bits, ones_bits = sums.dtype.bitwidth, ones.dtype.bitwidth
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            rows, f32 = _BLOCK_ROWS, ir.FloatType()
+            vfloat = ir.VectorType(f32, rows)
+            arrays = [
+                context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 1, 5)
+            ]
+            start = context.cast(builder, args[2], signature.args[2], numba.types.intp)
+
+            def load(data: Any, bits: int, at: Any) -> Any:
+                vector = ir.VectorType(ir.IntType(bits), rows)
+                pointer = builder.bitcast(builder.gep(data, [at]), vector.as_pointer())
+                return builder.uitofp(builder.load(pointer, align=1), vfloat)
+
+            zero = ir.Constant(ir.IntType(64), 0)
+            total = load(arrays[0].data, sum_bits, zero)
+            bits = load(arrays[1].data, ones_bits, start)
+
+            def splat(value: Any) -> Any:
+                one = builder.insert_element(ir.Constant(vfloat, None), value, zero)
+                return builder.shuffle_vector(
+                    one, one, ir.Constant(ir.VectorType(ir.IntType(32), rows), None)
+                )
+
+            score = builder.fadd(total, builder.fmul(splat(args[3]), bits))
+            out = builder.bitcast(arrays[2].data, vfloat.as_pointer())
+            builder.store(score, out, align=1)
+            above = builder.fcmp_ordered(">", score, splat(args[4]))
+            return builder.bitcast(above, ir.IntType(rows))
+
+        signature = numba.types.uint64(sums, ones, first, offset, floor, scores)
+        return signature, codegen
+
+    _stable_identity(block_scores, "block_scores")
+    return block_scores
+
+
+@lru_cache(maxsize=1)
+def _trailing_zeros() -> Any:
+    """A numba intrinsic: the index (int64) of the lowest set bit of a nonzero uint64 (cttz)."""
+    import numba
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def trailing_zeros(typingctx: Any, x: Any) -> Any:  # noqa: ARG001  # pragma: no cover
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # noqa: ARG001
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+        return numba.types.int64(numba.types.uint64), codegen
+
+    _stable_identity(trailing_zeros, "trailing_zeros")
+    return trailing_zeros
+
+
+def _block_scan(width: int) -> Any:
+    """``scan_block(blocks, block, luts, out)`` as a numba intrinsic: per byte position, the 64
+    codes' low and high nibbles index the byte's two 16-entry tables with PSHUFB (``width``
+    bytes at a time: one instruction per 16, 32 or 64 rows), and the two lookups' sum (at most
+    120) is widened and added to the row's sum (``out``'s dtype: uint16 or uint32). Width 0
+    is the portable build for any CPU (16-byte vectors; per code bit, a compare and a select of
+    its component's level, read from the tables): the same sums.
+
+    Hand-written LLVM IR because no numpy or numba operation reaches a variable byte shuffle:
+    LLVM's loop vectoriser turns a table lookup into gathers, not into PSHUFB.
+    """
+    if width not in _scanners:
+        _scanners[width] = _make_block_scan(width)
+    return _scanners[width]
+
+
+def _stable_identity(intrinsic: Any, name: str) -> None:
+    """Give a numba intrinsic the same identity in every process.
+
+    numba's cache keys a closure-compiled function by the pickled contents of its closure; an
+    intrinsic pickles with a random per-instance UUID, so a kernel closing over one missed the
+    cache in every new process (recompiled, ~3 s, and one more cache file each time). A fixed
+    UUID (per ragkit build: any edit of this file invalidates numba's cache anyway) makes the
+    key stable. numba keeps that UUID private; without the hook, kernels still work, uncached.
+    """
+    set_uuid = getattr(intrinsic, "_set_uuid", None)
+    if set_uuid is not None:
+        try:
+            set_uuid(f"ragkit.vectors.{name}")
+        except AssertionError:  # already given one (this process pickled it): keep that
+            pass
+
+
+def _make_block_scan(width: int) -> Any:
+    import numba
+    from llvmlite import ir
+    from numba.core import cgutils as numba_cgutils
+    from numba.extending import intrinsic
+
+    cgutils: Any = numba_cgutils  # untyped
+
+    name = _PSHUFB.get(width, "")
+
+    @intrinsic
+    def scan_block(
+        typingctx: Any,  # noqa: ARG001
+        blocks: Any,
+        block: Any,
+        luts: Any,
+        out: Any,
+    ) -> Any:  # pragma: no cover
+        if not _contiguous(blocks, luts, out) or blocks.ndim != 3 or luts.ndim != 3:
+            return None  # a typing error: the IR below assumes C-contiguous uint8 codes, tables
+        if blocks.dtype != numba.types.uint8 or luts.dtype != numba.types.uint8:
+            return None
+        sum_bits = out.dtype.bitwidth
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            lanes = width or 16  # the portable build: 16-byte vectors, which every target has
+            i8, isum, intp = ir.IntType(8), ir.IntType(sum_bits), ir.IntType(64)
+            vbytes, vsums = ir.VectorType(i8, lanes), ir.VectorType(isum, lanes)
+            table = ir.VectorType(i8, 16)
+            codes = context.make_array(signature.args[0])(context, builder, args[0])
+            tables = context.make_array(signature.args[2])(context, builder, args[2])
+            dest = context.make_array(signature.args[3])(context, builder, args[3])
+            nbytes = builder.extract_value(codes.shape, 1)
+            index = context.cast(builder, args[1], signature.args[1], numba.types.intp)
+            block_bytes = builder.mul(nbytes, ir.Constant(intp, _BLOCK_ROWS))
+            base = builder.gep(codes.data, [builder.mul(index, block_bytes)])
+            if width:
+                shuffle = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vbytes, [vbytes, vbytes]), name
+                )
+            parts = _BLOCK_ROWS // lanes
+            sums = [
+                cgutils.alloca_once_value(builder, ir.Constant(vsums, None)) for _ in range(parts)
+            ]
+            nibble = ir.Constant(vbytes, [15] * lanes)
+            four = ir.Constant(vbytes, [4] * lanes)
+            # PSHUFB looks up within each 16-byte lane: repeat the table in every lane.
+            repeat = ir.Constant(
+                ir.VectorType(ir.IntType(32), lanes), [i % 16 for i in range(lanes)]
+            )
+            zero = ir.Constant(vbytes, None)
+
+            def select_sum(pair: Any, row: Any) -> list[Any]:
+                """The portable lookup: the sum over the byte's 8 bits of (bit set ? its
+                component's level : 0), in plain vector operations. A component's level is
+                the table entry of its bit alone (entry 1 << t of its nibble's table)."""
+                levels = []
+                for bit in range(8):
+                    at = (1 << bit) if bit < 4 else 16 + (1 << (bit - 4))
+                    level = builder.load(builder.gep(pair, [ir.Constant(intp, at)]))
+                    one = builder.insert_element(zero, level, ir.Constant(ir.IntType(32), 0))
+                    levels.append(builder.shuffle_vector(one, one, ir.Constant(repeat.type, None)))
+                found = []
+                for part in range(parts):
+                    at = builder.gep(row, [ir.Constant(intp, part * lanes)])
+                    c = builder.load(builder.bitcast(at, vbytes.as_pointer()), align=1)
+                    total = zero
+                    for bit in range(8):
+                        mask = ir.Constant(vbytes, [1 << bit] * lanes)
+                        on = builder.icmp_unsigned("!=", builder.and_(c, mask), zero)
+                        total = builder.add(total, builder.select(on, levels[bit], zero))
+                    found.append(total)
+                return found
+
+            def lookup(j: Any) -> list[Any]:
+                """Byte position ``j``: each part's low + high table entries (<= 120)."""
+                pair = builder.gep(tables.data, [builder.mul(j, ir.Constant(intp, 32))])
+                if not width:
+                    row = builder.gep(base, [builder.mul(j, ir.Constant(intp, _BLOCK_ROWS))])
+                    return select_sum(pair, row)
+                low = builder.load(builder.bitcast(pair, table.as_pointer()), align=1)
+                high_at = builder.gep(pair, [ir.Constant(intp, 16)])
+                high = builder.load(builder.bitcast(high_at, table.as_pointer()), align=1)
+                low = builder.shuffle_vector(low, low, repeat)
+                high = builder.shuffle_vector(high, high, repeat)
+                row = builder.gep(base, [builder.mul(j, ir.Constant(intp, _BLOCK_ROWS))])
+                found = []
+                for part in range(parts):
+                    at = builder.gep(row, [ir.Constant(intp, part * lanes)])
+                    c = builder.load(builder.bitcast(at, vbytes.as_pointer()), align=1)
+                    lo = builder.call(shuffle, [low, builder.and_(c, nibble)])
+                    hi = builder.call(shuffle, [high, builder.and_(builder.lshr(c, four), nibble)])
+                    found.append(builder.add(lo, hi))
+                return found
+
+            def accumulate(found: list[Any]) -> None:
+                for part, value in enumerate(found):
+                    wide = builder.zext(value, vsums)
+                    builder.store(builder.add(builder.load(sums[part]), wide), sums[part])
+
+            # Two byte positions are summed in bytes (<= 240) before one widening add.
+            two = ir.Constant(intp, 2)
+            with cgutils.for_range(builder, builder.udiv(nbytes, two)) as loop:
+                j = builder.mul(loop.index, two)
+                first = lookup(j)
+                second = lookup(builder.add(j, ir.Constant(intp, 1)))
+                accumulate([builder.add(x, y) for x, y in zip(first, second, strict=True)])
+            odd = builder.icmp_unsigned("!=", builder.urem(nbytes, two), ir.Constant(intp, 0))
+            with builder.if_then(odd):
+                accumulate(lookup(builder.sub(nbytes, ir.Constant(intp, 1))))
+            out_data = builder.bitcast(dest.data, isum.as_pointer())
+            for part in range(parts):
+                at = builder.gep(out_data, [ir.Constant(intp, part * lanes)])
+                builder.store(
+                    builder.load(sums[part]), builder.bitcast(at, vsums.as_pointer()), align=1
+                )
+            return context.get_dummy_value()
+
+        return numba.types.void(blocks, block, luts, out), codegen
+
+    _stable_identity(scan_block, f"scan_block.{width}")
+    return scan_block

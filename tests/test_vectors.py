@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -221,9 +226,11 @@ def test_threshold_switches_to_compressed_path(monkeypatch: pytest.MonkeyPatch) 
     calls: list[int] = []
     real = vectors_module._candidate_kernel()
 
-    def spy(codes: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
+    def spy(
+        blocks: np.ndarray, ones: np.ndarray, n: int, query: np.ndarray, count: int
+    ) -> np.ndarray:
         calls.append(count)
-        return real(codes, query, count)
+        return real(blocks, ones, n, query, count)
 
     monkeypatch.setattr(vectors_module, "_candidate_kernel", lambda: spy)
     rng = np.random.default_rng(6)
@@ -238,39 +245,148 @@ def test_threshold_switches_to_compressed_path(monkeypatch: pytest.MonkeyPatch) 
     assert calls == [20]
 
 
+def codes_of(vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The blocked sign codes and set-bit counts the store keeps for these vectors."""
+    codes = vectors_module._sign_bytes(vecs)
+    return vectors_module._to_blocks(codes), vectors_module._ones(codes)
+
+
+def asymmetric_scores(vecs: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The numba kernel's score, computed the plain way: the sum of the 4-bit quantised query's
+    levels over each code's set bits, plus the offset times the number of set bits (float32)."""
+    levels, offset = vectors_module._quantise_query(query)
+    bits = vecs > 0
+    acc = bits.astype(np.int64) @ levels.astype(np.int64)
+    return np.float32(acc) + offset * bits.sum(axis=1).astype(np.float32)
+
+
+def assert_best_by(score: np.ndarray, got: np.ndarray, count: int) -> None:
+    """``got`` is ``count`` distinct rows: every row scoring above the cut-off, then rows at it."""
+    assert len(got) == len(set(got.tolist())) == count
+    cutoff = np.sort(score)[::-1][count - 1]
+    assert score[got].min() == cutoff
+    assert set(np.flatnonzero(score > cutoff).tolist()) <= set(got.tolist())
+
+
 def test_candidate_kernel_picks_the_best_by_its_score(backend: str) -> None:
     rng = np.random.default_rng(7)
     vecs = rng.standard_normal((5000, 100)).astype(np.float32)
-    codes = vectors_module._sign_codes(vecs, 2)
+    blocks, ones = codes_of(vecs)
     query = unit(rng.standard_normal(100)).astype(np.float32)
-    got = vectors_module._candidate_kernel()(codes, query, 250)
-    assert len(set(got.tolist())) == 250
+    got = vectors_module._candidate_kernel()(blocks, ones, 5000, query, 250)
     if backend == "numpy":  # Hamming distance between sign codes; ties go to lower rows
-        xor = codes ^ vectors_module._sign_codes(query[None], 2)[0]
-        dist = np.unpackbits(xor.view(np.uint8), axis=1).sum(axis=1)
+        dist = ((vecs > 0) != (query > 0)).sum(axis=1)
         expected = np.lexsort((np.arange(5000), dist))[:250]
         np.testing.assert_array_equal(np.sort(got), np.sort(expected))
-    else:  # asymmetric: sum of the query's components where the sign bit is set, the query
-        # quantised to 16 levels: the best by that score, and nearly the best by the float one
-        planes, offset = vectors_module._query_planes(query, 2)
-        levels = sum(
-            (2**b) * np.unpackbits(planes[b].view(np.uint8), bitorder="little")[:100]
-            for b in range(planes.shape[0])
-        )
-        score = (vecs > 0).astype(np.float64) @ (levels + offset)
-        cutoff = np.sort(score)[::-1][249]
-        assert score[got].min() >= cutoff - 1e-3
+    else:  # asymmetric, the query quantised to 16 levels: the best by that score, and nearly
+        # the best by the float one
+        assert_best_by(asymmetric_scores(vecs, query), got, 250)
         exact = (vecs > 0).astype(np.float64) @ query
         assert len(set(got.tolist()) & set(np.argsort(-exact)[:250].tolist())) >= 0.9 * 250
 
 
+def _widths() -> list[int]:
+    pytest.importorskip("numba")
+    best = vectors_module._pshufb_width()
+    return [0] + [w for w in (16, 32, 64) if w <= best]
+
+
+@pytest.mark.parametrize("dim", [384, 100, 8, 1000])
+def test_every_scan_width_returns_the_same_rows(dim: int) -> None:
+    # The PSHUFB scans this CPU can run (16, 32, 64 bytes) and the portable build agree row for
+    # row, on a row count that leaves the last block partly filled.
+    rng = np.random.default_rng(dim)
+    n = 64 * 37 + 23
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    blocks, ones = codes_of(vecs)
+    queries = unit(rng.standard_normal((5, dim))).astype(np.float32)
+    results = {}
+    for width in _widths():
+        kernel = vectors_module._build_numba_kernel(width)
+        assert kernel is not None
+        results[width] = [np.sort(kernel(blocks, ones, n, q, 100)) for q in queries]
+    for q, got in zip(queries, results[0], strict=True):
+        assert_best_by(asymmetric_scores(vecs, q), got, 100)
+    for width, rows in results.items():
+        for got, expected in zip(rows, results[0], strict=True):
+            np.testing.assert_array_equal(got, expected, err_msg=f"width {width}")
+
+
+def test_scan_width_follows_numba_cpu_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    numba = pytest.importorskip("numba")
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic", raising=False)
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "", raising=False)
+    assert vectors_module._pshufb_width() == 0  # a named CPU without features: portable
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+sse2,+ssse3,-avx2", raising=False)
+    assert vectors_module._pshufb_width() == 16
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+ssse3", raising=False)
+    assert vectors_module._pshufb_width() == 32
+
+
+def first_pass() -> tuple[vectors_module.Kernel, int]:
+    """The kernel in use and the candidates it hands on for ``rerank=60`` and ``k <= 15``."""
+    kernel = vectors_module._candidate_kernel()
+    numpy = kernel is vectors_module._hamming_candidates_numpy
+    return kernel, 60 * (vectors_module._NUMPY_CANDIDATE_FACTOR if numpy else 1)
+
+
+def test_codes_stay_in_step_with_adds_removes_and_shrinking(backend: str) -> None:
+    # The blocked codes are kept in place on every write: after adds, removals (rows moved into
+    # holes, across block boundaries), a shrink and more adds, the first pass returns what it
+    # returns for codes built afresh from the stored vectors, and so does a store loaded back.
+    rng = np.random.default_rng(11)
+    dim = 72
+    store = VectorStore(dim, binary_threshold=0, rerank=60)
+    store.add(np.arange(3000), rng.standard_normal((3000, dim)))
+    store.remove(rng.choice(3000, size=2500, replace=False).tolist())  # shrinks the arrays
+    store.add(np.arange(5000, 5100), rng.standard_normal((100, dim)))
+    store.remove(store.keys()[::7].tolist())
+    store.add(np.arange(7000, 7013), rng.standard_normal((13, dim)))
+    n = len(store)
+    keys, stored = store.state()["keys"].copy(), store.state()["vectors"].copy()
+    blocks, ones = codes_of(stored)
+    np.testing.assert_array_equal(store._ones[:n], ones)
+    np.testing.assert_array_equal(
+        vectors_module._block_rows(store._blocks, np.arange(n)), vectors_module._sign_bytes(stored)
+    )
+    loaded = VectorStore.from_state(
+        {"keys": keys, "vectors": stored}, binary_threshold=0, rerank=60
+    )
+    kernel, count = first_pass()
+    for q in unit(rng.standard_normal((10, dim))).astype(np.float32):
+        rows = kernel(blocks, ones, n, q, count)
+        expected = keys[rows[np.argsort(-(stored[rows] @ q))[:15]]]
+        for s in (store, loaded):
+            assert set(s.search(q, 15)[0].tolist()) == set(expected.tolist())
+
+
+def test_filtered_first_pass_scores_only_allowed_rows(backend: str) -> None:
+    rng = np.random.default_rng(12)
+    vecs = rng.standard_normal((4000, 48)).astype(np.float32)
+    store = VectorStore(48, binary_threshold=0, rerank=60)
+    store.add(np.arange(4000), vecs)
+    store.remove(np.arange(0, 4000, 3).tolist())
+    allowed = np.zeros(4000, dtype=bool)
+    allowed[rng.choice(4000, size=2500, replace=False)] = True
+    kernel, count = first_pass()
+    ok = store.keys()[allowed[store.keys()]]  # in storage order, which ties at the cut-off follow
+    stored = store.get(ok)
+    blocks, ones = codes_of(stored)
+    for q in unit(rng.standard_normal((5, 48))).astype(np.float32):
+        rows = kernel(blocks, ones, len(ok), q, count)
+        expected = ok[rows[np.argsort(-(stored[rows] @ q))[:12]]]
+        assert set(store.search(q, 12, allowed=allowed)[0].tolist()) == set(expected.tolist())
+
+
 def test_popcount_fallback_for_old_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = np.random.default_rng(8).integers(0, 2**63, size=(50, 3), dtype=np.int64).view(np.uint64)
+    x = np.random.default_rng(8).integers(0, 256, size=(50, 3), dtype=np.uint8)
     expected = np.array([[bin(int(v)).count("1") for v in row] for row in x])
     monkeypatch.delattr(np, "bitwise_count", raising=False)
     out = np.empty(x.shape, dtype=np.uint8)
-    vectors_module._popcount64(x, out)
+    vectors_module._popcount8(x, out)
     np.testing.assert_array_equal(out, expected)
+    vectors_module._popcount8(x, x)  # in place
+    np.testing.assert_array_equal(x, expected)
 
 
 def test_state_round_trip(data: tuple[np.ndarray, np.ndarray], tmp_path: object) -> None:
@@ -413,3 +529,27 @@ def test_float32_state_becomes_float16_at_half_from() -> None:
 def test_half_from_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match=r"half_from \(-1\) must not be negative"):
         VectorStore(4, half_from=-1)
+
+
+@pytest.mark.slow  # two processes compile or load numba kernels: 10-30 s here
+def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path: Path) -> None:
+    # numba keys a kernel by its pickled closure; kernels closing over an intrinsic with a random
+    # identity were compiled again (seconds) in every new process, adding a cache file each time.
+    pytest.importorskip("numba")
+    probe = (
+        "from ragkit import vectors as v\n"
+        "assert v._build_numba_kernel() is not None\n"
+        "assert v._half_kernels() is not None\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+        )
+        return done.stdout + done.stderr
+
+    assert "data saved" in run()  # compiled once
+    second = run()
+    assert "data saved" not in second
+    assert second.count("data loaded") == 3  # the first pass, the float16 scan and gather
