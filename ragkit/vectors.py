@@ -787,10 +787,15 @@ def _half_kernels() -> HalfKernels | None:
 def _build_half_kernels() -> HalfKernels | None:
     try:
         import numba
-        from llvmlite import ir
+        from llvmlite import binding, ir
         from numba.extending import intrinsic
     except ImportError:
         return None
+    if binding.get_process_triple().startswith(("x86_64", "i386", "i686")):
+        # Without F16C, LLVM lowers the half -> float conversion to a runtime call numba's JIT
+        # does not link, and the compiled kernel crashes the process: use numpy instead.
+        if "f16c" not in (_target_features() or set()):
+            return None
 
     @intrinsic
     def half_to_float(typingctx: Any, bits: Any) -> Any:  # noqa: ARG001  # pragma: no cover
@@ -843,27 +848,32 @@ _PSHUFB = {
 """LLVM's byte shuffle (PSHUFB) by register width in bytes: SSSE3, AVX2, AVX-512BW."""
 
 
-def _pshufb_width() -> int:
-    """The widest PSHUFB (bytes) of the CPU numba compiles for, or 0 (not x86, or none known).
+def _target_features() -> set[str] | None:
+    """The x86 features of the CPU numba compiles for; ``None`` when not x86 or not known.
 
     numba compiles for the host CPU unless ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say
-    otherwise (for example to build portable caches): then only features named there count.
+    otherwise (for example to build portable caches): then only features named there count, and
+    a CPU named without features is not known here.
     """
     try:
         import numba
         from llvmlite import binding
     except ImportError:
-        return 0
+        return None
     if not binding.get_process_triple().startswith(("x86_64", "i386", "i686")):
-        return 0
+        return None
     cpu_features = getattr(numba.config, "CPU_FEATURES", None)
     cpu_name = getattr(numba.config, "CPU_NAME", None)
     if cpu_features:
-        features = {f[1:] for f in str(cpu_features).split(",") if f.startswith("+")}
-    elif cpu_name and cpu_name != "host":
-        return 0  # a named CPU's features are not known here: stay portable
-    else:
-        features = {name for name, on in binding.get_host_cpu_features().items() if on}
+        return {f[1:] for f in str(cpu_features).split(",") if f.startswith("+")}
+    if cpu_name and cpu_name != "host":
+        return None
+    return {name for name, on in binding.get_host_cpu_features().items() if on}
+
+
+def _pshufb_width() -> int:
+    """The widest PSHUFB (bytes) of the CPU numba compiles for, or 0 (not x86, or none known)."""
+    features = _target_features() or set()
     for width, feature in ((64, "avx512bw"), (32, "avx2"), (16, "ssse3")):
         if feature in features:
             return width

@@ -553,3 +553,30 @@ def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path: Path) ->
     second = run()
     assert "data saved" not in second
     assert second.count("data loaded") == 3  # the first pass, the float16 scan and gather
+
+
+@pytest.mark.slow  # a process compiles numba kernels for another CPU: ~10 s here
+def test_float16_search_works_when_numba_targets_a_cpu_without_f16c(tmp_path: Path) -> None:
+    # Compiled for a CPU without F16C, the half -> float conversion became a runtime call the
+    # JIT did not link, and the first float16 search killed the process (SIGSEGV). Such a CPU
+    # gets the numpy float16 path instead, with the same results.
+    pytest.importorskip("numba")
+    probe = (
+        "import numpy as np\n"
+        "from ragkit import vectors as v\n"
+        "assert v._half_kernels() is None\n"
+        "rng = np.random.default_rng(1)\n"
+        "x = rng.standard_normal((500, 16)).astype(np.float32)\n"
+        "store = v.VectorStore(16, half_from=0)\n"
+        "store.add(np.arange(500), x)\n"
+        "assert store.dtype == np.float16\n"
+        "keys, scores = store.search(x[7], 3, exact=True)\n"
+        "assert keys.tolist()[0] == 7, keys\n"
+        "print('ok', scores.tolist()[0])\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_CPU_NAME": "generic"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok 0.99")
