@@ -103,9 +103,13 @@ def _no_nul(key: str, value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Field:
     """One condition on one metadata key.
+
+    Two fields are equal (and hash alike) when they match the same chunks: ``{"n": True}`` and
+    ``{"n": 1}`` are different fields although ``True == 1`` in Python, while ``1`` and ``1.0``
+    are the same number. A store may key a cache by a parsed filter, so this matters.
 
     Attributes:
         key: the metadata key.
@@ -155,6 +159,28 @@ class Field:
             _no_nul(self.key, v)
         else:
             object.__setattr__(self, "value", _scalar(self.key, v))
+
+    def _identity(self) -> tuple[str, str, Any]:
+        return (self.key, self.op, _typed(self.value))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Field):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each scalar tagged by its kind, so that ``True`` and ``1`` differ."""
+    if isinstance(value, tuple):
+        return tuple(_typed(v) for v in value)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    return (type(value).__name__, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,36 @@ def test_not_of_field() -> None:
     assert matches(Not(Field("a", "eq", 1)), {"a": 2})
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"n": True}, {"n": 1}),
+        ({"n": 1}, {"n": True}),
+        ({"n": {"$in": [False]}}, {"n": {"$in": [0]}}),
+        ({"n": {"$ne": True}}, {"n": {"$ne": 1}}),
+    ],
+)
+def test_true_and_1_are_different_filters_even_after_the_other_was_searched(
+    first: dict, second: dict
+) -> None:
+    # The memory store caches a filter's mask by the parsed filter; Field compared values with
+    # ==, where True == 1 and False == 0, so the second search reused the first's mask.
+    docs = [
+        Document("one.md", "refund policy", {"n": 1}),
+        Document("true.md", "refund policy", {"n": True}),
+        Document("zero.md", "refund policy", {"n": 0}),
+        Document("false.md", "refund policy", {"n": False}),
+        Document("float.md", "refund policy", {"n": 1.0}),
+    ]
+    index = Index(embedder=None)
+    index.add(docs)
+    index.search("refund", 5, where=first)
+    got = sorted(r.chunk.document_id for r in index.search("refund", 5, where=second))
+    assert got == sorted(d.id for d in docs if matches(parse_filter(second), d.metadata))
+    assert parse_filter(first) != parse_filter(second)
+    assert parse_filter({"n": 1}) == parse_filter({"n": 1.0})
+
+
 # -- filtered search == brute force over the matching subset ---------------------------------
 
 TEAMS = ["billing", "support", "infra"]
