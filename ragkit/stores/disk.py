@@ -503,6 +503,11 @@ def _read_once(root: Path, defer: Collection[str]) -> Generation:
         manifest = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{folder / 'manifest.json'} is corrupt: {exc}") from exc
+    except RecursionError as exc:  # the decoder recurses once per nested array or object
+        raise IndexFormatError(
+            f"{folder / 'manifest.json'} is corrupt: nested too deeply to read; "
+            f"{rebuild_advice(root)}"
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{folder / 'manifest.json'} is not a ragkit index manifest")
     version = manifest.get("version")
