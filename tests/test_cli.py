@@ -195,6 +195,42 @@ def test_index_refuses_foreign_directory(
     assert sorted(p.name for p in corpus_dir.iterdir()) == sorted(SMALL_CORPUS)
 
 
+def test_an_index_path_that_cannot_be_created_is_one_line(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    # Found by an outside probe (--index /proc/xyz): mkdir's OSError escaped as a traceback.
+    (tmp_path / "a-file").write_text("not a folder")
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(tmp_path / "a-file/idx")])
+    assert result.exit_code == 1
+    assert "cannot create the index directory" in result.stderr
+    assert "a folder you can write to" in result.stderr
+    assert not isinstance(result.exception, OSError)
+
+
+def test_an_index_on_a_read_only_filesystem_says_so(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    path = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path)]).exit_code == 0
+    real_open = os.open
+
+    def read_only(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(name).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    (corpus_dir / "new.md").write_text("# New\n\nA new document.\n")
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path)])
+    assert result.exit_code == 1
+    assert "cannot write the index at" in result.stderr
+    assert "copy the index somewhere writable, or only search it" in result.stderr
+    assert "remove it if it is not a plain file" not in result.stderr  # the old, wrong advice
+
+
 def test_keyword_only_index_and_vector_mode(
     tmp_path: Path, runner: CliRunner, corpus_dir: Path
 ) -> None:

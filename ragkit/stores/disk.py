@@ -233,8 +233,14 @@ def writer_lock(root: Path, *, timeout: float | None = None) -> Iterator[None]:
         IndexLockedError: another writer held the lock for ``timeout`` seconds.
     """
     wait = _lock_timeout() if timeout is None else timeout
-    root.mkdir(parents=True, exist_ok=True)
-    info = os.stat(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        info = os.stat(root)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the index directory {root}: {exc.strerror or exc}; choose an "
+            "--index path in a folder you can write to"
+        ) from exc
     me = (info.st_dev, info.st_ino, threading.get_ident())
     with _held_guard:
         depth = _held.get(me, 0)
@@ -250,6 +256,11 @@ def writer_lock(root: Path, *, timeout: float | None = None) -> Iterator[None]:
     try:
         fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StoreError(
+                f"cannot write the index at {root} ({exc.strerror}): a writer needs to create "
+                f"{root / '.lock'} there; copy the index somewhere writable, or only search it"
+            ) from exc
         raise RagkitError(
             f"cannot lock the index at {root}: {root / '.lock'} cannot be opened ({exc.strerror}); "
             "remove it if it is not a plain file"
