@@ -213,10 +213,14 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
                 by_option[opt.lstrip("-").replace("-", "_")] = str(param.name)
         values: dict[str, Any] = {}
         own = commands.get(command_name, {})
-        for table in (shared, own if isinstance(own, dict) else {}):
+        if not isinstance(own, dict):
+            raise click.UsageError(f"{found}: 'commands.{command_name}' must be a table")
+        params = {str(p.name): p for p in command.params}
+        for table in (shared, own):
             for key, value in table.items():
                 target = by_option.get(str(key).replace("-", "_"))
                 if target is not None:
+                    _check_setting(found, str(key), params[target], value)
                     values[target] = tuple(value) if isinstance(value, list) else value
         if values:
             default_map[command_name] = values
@@ -227,6 +231,24 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
     if unknown:
         raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
     return default_map, found
+
+
+def _check_setting(found: Path | None, key: str, param: click.Parameter, value: Any) -> None:
+    """Refuse a setting whose TOML type the option cannot take: click would turn ``index = 5``
+    or ``index = [1, 2]`` into the text ``"5"`` or ``"(1, 2)"`` and write an index there."""
+    many = bool(getattr(param, "multiple", False)) or param.nargs != 1
+    if isinstance(value, dict):
+        raise click.UsageError(f"{found}: {key} must be a value, not a table")
+    if isinstance(value, list):
+        if not many:
+            raise click.UsageError(f"{found}: {key} takes one value, not a list")
+        items = value
+    else:
+        items = [value]
+    if isinstance(param.type, click.types.StringParamType):
+        for item in items:
+            if not isinstance(item, str):
+                raise click.UsageError(f"{found}: {key} must be text (in quotes), got {item!r}")
 
 
 def _names(param: click.Parameter) -> list[str]:

@@ -466,6 +466,37 @@ def test_unknown_project_setting_is_a_usage_error(
     assert "unknown ragkit settings: chunk_sise" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        # Found by an outside probe: click turned these into the text "5" and "(1, 2)" and
+        # `ragkit index` built an index in a folder of that name; a non-table
+        # [commands] entry was silently ignored.
+        ("index = 5\n", "index must be text (in quotes), got 5"),
+        ("index = [1, 2]\n", "index takes one value, not a list"),
+        ("[commands.index]\nexclude = [1]\n", "exclude must be text (in quotes), got 1"),
+        ("[commands.index]\ninclude = {a = 1}\n", "include must be a value, not a table"),
+        ("[commands]\nindex = 5\n", "'commands.index' must be a table"),
+    ],
+)
+def test_a_project_setting_of_the_wrong_type_is_a_usage_error(
+    runner: CliRunner,
+    tmp_path: Path,
+    corpus_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    toml: str,
+    message: str,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ragkit.toml").write_text(toml)
+    monkeypatch.chdir(work)
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--keyword-only"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["ragkit.toml"]  # nothing was written
+
+
 def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     (docs / "billing").mkdir(parents=True)
