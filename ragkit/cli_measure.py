@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from .cli_options import (
+    FolderPath,
     _chunk_settings,
     _embedder_arg,
     _errors,
@@ -92,7 +93,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 
 
 @click.command("eval")
-@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dataset_dir", type=FolderPath(file_okay=False, path_type=Path))
 @click.option(
     "--retriever",
     "mode",
@@ -115,7 +116,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 )
 @click.option(
     "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FolderPath(file_okay=False, path_type=Path),
     default=None,
     help="Keep the built index here and update it incrementally on the next run.",
 )

@@ -33,6 +33,16 @@ DEFAULT_TYPES = tuple(pattern.rsplit("*", 1)[-1] for pattern in DEFAULT_INCLUDE)
 """The suffixes `ragkit index` reads by default (plugin loaders add theirs)."""
 
 
+class FolderPath(click.Path):
+    """A folder argument that refuses the empty string: ``Path("")`` is the current folder, so
+    ``ragkit index "$DOCS"`` with ``DOCS`` unset would index wherever the shell stands."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("must not be empty (write . for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _index_path(value: str | None) -> str:
     """The index location: a directory or a ``postgresql://`` URL (kept as given)."""
     return str(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)

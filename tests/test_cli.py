@@ -186,6 +186,25 @@ def test_index_missing_folder(tmp_path: Path, runner: CliRunner) -> None:
     assert "not a directory" in result.stderr
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_folder_argument_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    # Found by an outside probe: `ragkit index ""` (a script's unset "$DOCS") indexed the
+    # current folder, since Path("") is ".".
+    write_corpus(tmp_path, {"private.md": "# Private\n\nNot meant to be indexed.\n"})
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["index", empty, "--index", str(tmp_path / "idx")],
+        ["eval", empty],
+        ["eval", str(tmp_path), "--cache", empty],
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 2, argv
+        assert "must not be empty (write . for the current folder)" in result.stderr
+    assert not (tmp_path / "idx").exists()
+
+
 def test_index_refuses_foreign_directory(
     tmp_path: Path, runner: CliRunner, corpus_dir: Path
 ) -> None:
