@@ -41,6 +41,7 @@ from .cli_render import (
     _print_passages,
     _show_plan,
     _source,
+    _terminal_text,
 )
 from .errors import RagkitError
 from .types import Answer
@@ -347,7 +348,7 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
                     final = event
                 else:
                     streamed = True
-                    click.echo(event, nl=False)
+                    click.echo(_terminal_text(event), nl=False)
             if final is None:  # pragma: no cover - answer_stream always ends with an Answer
                 raise RagkitError("the answer stream ended without a final answer")
             result = final
@@ -365,7 +366,7 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
     elif streamed:
         click.echo()
     else:
-        click.echo(result.text)
+        click.echo(_terminal_text(result.text))
     if not result.complete:
         more = (
             f": raise --max-tokens (now {max_tokens})" if result.stop_reason == "max_tokens" else ""

@@ -335,6 +335,54 @@ def _sse(name: str):  # type: ignore[no-untyped-def]
     return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
 
+HOSTILE_TEXT = "Seals \x1b]0;PWNED\x07 bask\x1b[2J on rocks \u200d\u05d0 here."
+
+
+def test_search_prints_document_text_without_its_escape_sequences(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: chunk IDs were escaped but the text preview was printed raw,
+    # so a document could retitle or clear the terminal of whoever searched it.
+    folder = write_corpus(tmp_path / "docs", {"seals.md": HOSTILE_TEXT + "\n"})
+    idx = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(folder), "--index", str(idx)]).exit_code == 0
+    for argv in (["search", "seals"], ["ask", "Where do seals bask?"]):  # ask: no key, passages
+        result = runner.invoke(cli, [*argv, "--index", str(idx)])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+        assert "Seals \\x1b]0;PWNED\\x07 bask\\x1b[2J on rocks \u200d\u05d0 here." in result.stdout
+    data = json.loads(runner.invoke(cli, ["search", "seals", "--index", str(idx), "--json"]).stdout)
+    assert data["results"][0]["text"] == HOSTILE_TEXT  # --json keeps the text as it is
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ask_prints_the_answer_without_escape_sequences(  # type: ignore[no-untyped-def]
+    runner: CliRunner, indexed: Path, with_claude, stream: bool
+) -> None:
+    from .conftest import load_message
+
+    reply = load_message("success")
+    reply["content"][0]["text"] = "Dogs \x1b]0;PWNED\x07learn\n"
+    if stream:
+        sse = (Path(__file__).parent / "fixtures" / "sse" / "success.sse").read_text()
+        body = sse.replace("Dogs learn commands ", "Dogs \\u001b]0;PWNED\\u0007learn ")
+        assert body != sse
+        import httpx2
+
+        with_claude(
+            [httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})]
+        )
+    else:
+        with_claude([reply])
+    argv = ["ask", "How do dogs learn?", "--index", str(indexed), "--no-gate"]
+    result = runner.invoke(cli, argv if stream else [*argv, "--no-stream"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "Dogs \\x1b]0;PWNED\\x07learn" in result.stdout
+
+
 def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
     rec = with_claude(["success"])
     result = runner.invoke(
