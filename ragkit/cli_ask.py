@@ -23,6 +23,7 @@ from .cli_options import (
     _filter,
     _index_path,
     _load_index,
+    _one_line,
     _reranker,
     _shown,
     embedder_option,
@@ -99,7 +100,7 @@ def search_cmd(
                 query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
             )
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(_one_line(str(exc))) from exc
     if as_json:
         click.echo(
             json.dumps({"query": query, "k": k, "results": [_chunk_json(r) for r in results]})
@@ -355,7 +356,7 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
     except RagkitError as exc:
         if streamed:
             click.echo()  # end the partial line; the error says the answer is incomplete
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_one_line(str(exc))) from exc
     gate_json = _gate_json(plan.gate, gate)
     if as_json:
         click.echo(json.dumps(_answer_json(question, result, gate_json)))

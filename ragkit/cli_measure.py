@@ -20,6 +20,7 @@ from .cli_options import (
     _embedder_arg,
     _errors,
     _load_index,
+    _one_line,
     embedder_option,
     index_option,
     json_option,
@@ -185,7 +186,7 @@ def eval_cmd(
                 cast(SearchMode, mode), fusion=cast("FusionMethod | None", fusion)
             )
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(_one_line(str(exc))) from exc
         depth = min(len(index), k * 3)
 
         from .evaluation import chunk_hits_to_documents
@@ -276,7 +277,7 @@ def cost_cmd(
             cached_fraction=cached,
         )
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
     if as_json:
         click.echo(
             json.dumps(

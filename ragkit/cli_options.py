@@ -113,7 +113,7 @@ def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
     try:
         return parse_cli(wheres, paths)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
 
 
 def rerank_option(f: F) -> F:
@@ -138,9 +138,18 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except RagkitError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_one_line(str(exc))) from exc
     except ValueError as exc:  # a bad value the user passed through an option
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(message: str) -> str:
+    """An error message safe to print as one terminal line: a path or name inside it that holds
+    a newline or an escape sequence (a hostile file name) shows it escaped, as ``repr`` would."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
@@ -318,7 +327,7 @@ def _reranker(name: str | None) -> Any:
     try:
         return get_reranker(name)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
 
 
 def _load_index(

@@ -356,6 +356,22 @@ def test_search_prints_document_text_without_its_escape_sequences(
     assert data["results"][0]["text"] == HOSTILE_TEXT  # --json keeps the text as it is
 
 
+def test_an_error_naming_a_hostile_path_is_still_one_escaped_line(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: the name went into "Error: ..." raw, newline and all.
+    hostile = str(tmp_path / "no\x1b]0;PWNED\x07pe\nsecond line")
+    for argv in (
+        ["index", hostile, "--index", str(tmp_path / "idx")],
+        ["search", "x", "--index", hostile],
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 1
+        assert "\x1b" not in result.stderr
+        assert "no\\x1b]0;PWNED\\x07pe\\nsecond line" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("stream", [True, False])
 def test_ask_prints_the_answer_without_escape_sequences(  # type: ignore[no-untyped-def]
     runner: CliRunner, indexed: Path, with_claude, stream: bool
