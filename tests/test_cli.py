@@ -226,6 +226,23 @@ def test_an_index_path_that_cannot_be_created_is_one_line(
     assert not isinstance(result.exception, OSError)
 
 
+def test_an_index_path_too_long_for_the_filesystem_is_one_line(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    # Found by an outside probe: Path.exists() raised ENAMETOOLONG as a traceback.
+    long = str(tmp_path / ("x" * 300))
+    for argv, message in (
+        (["search", "cats", "--index", long], "cannot read an index at"),
+        (["ask", "cats?", "--index", long], "cannot read an index at"),
+        (["index", str(corpus_dir), "--index", long], "cannot use"),
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 1, argv
+        assert message in result.stderr
+        assert "File name too long" in result.stderr
+        assert not isinstance(result.exception, OSError)
+
+
 def test_an_index_on_a_read_only_filesystem_says_so(
     tmp_path: Path, runner: CliRunner, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

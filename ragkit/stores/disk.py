@@ -208,9 +208,15 @@ def check_target(root: Path) -> None:
     Raises:
         StoreError: ``root`` is a file, or a foreign non-empty directory.
     """
-    if root.exists() and not root.is_dir():
+    try:
+        is_file, is_dir = root.exists() and not root.is_dir(), root.is_dir()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise StoreError(
+            f"cannot use {root} as an index: {exc.strerror or exc}; choose another --index path"
+        ) from exc
+    if is_file:
         raise StoreError(f"cannot use {root} as an index: it is a file, not a directory")
-    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+    if is_dir and not is_index_dir(root) and not only_debris(root):
         raise StoreError(
             f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
             "index; choose another --index path"
@@ -479,11 +485,17 @@ class _Vanished(Exception):
 
 def _read_once(root: Path, defer: Collection[str]) -> Generation:
     pointer_path = root / "CURRENT"
-    if not root.exists():
+    try:
+        found, pointed = root.exists(), pointer_path.exists() or pointer_path.is_symlink()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise IndexFormatError(
+            f"cannot read an index at {root}: {exc.strerror or exc}; check the --index path"
+        ) from exc
+    if not found:
         raise IndexFormatError(
             f"no index at {root}; build one with `ragkit index DIR --index {root}`"
         )
-    if not pointer_path.exists() and not pointer_path.is_symlink():
+    if not pointed:
         raise IndexFormatError(f"{root} is not a ragkit index (no CURRENT file)")
     raw = read_regular(pointer_path, limit=4096)
     try:
