@@ -141,6 +141,9 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(_one_line(str(exc))) from exc
     except ValueError as exc:  # a bad value the user passed through an option
         raise click.UsageError(_one_line(str(exc))) from exc
+    except OSError as exc:  # the last net: a path the system refused, as one line, not a trace
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        raise click.ClickException(_one_line(f"{where}{exc.strerror or exc}")) from exc
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -130,7 +130,11 @@ def load_beir(
             reason names the line.
     """
     root = Path(folder)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise LoadError(root, f"cannot be read ({exc.strerror or exc})") from exc
+    if not is_dir:
         raise LoadError(root, "not a directory (expected a BEIR dataset folder)")
     qrels_path = _find_qrels(root, qrels, split)
     judgments, first_line = _read_qrels(qrels_path)
@@ -192,8 +196,11 @@ def _find_qrels(root: Path, qrels: str | Path | None, split: str) -> Path:
     if qrels is not None:
         given = Path(qrels)
         for candidate in (given,) if given.is_absolute() else (root / given, given):
-            if candidate.is_file():
-                return candidate
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError as exc:  # a name too long...
+                raise LoadError(candidate, f"cannot be read ({exc.strerror or exc})") from exc
         raise LoadError(given, f"qrels file not found (looked in {root} and the current directory)")
     for candidate in (root / "qrels.tsv", root / "qrels" / f"{split}.tsv"):
         if candidate.is_file():

@@ -235,6 +235,9 @@ def test_an_index_path_too_long_for_the_filesystem_is_one_line(
         (["search", "cats", "--index", long], "cannot read an index at"),
         (["ask", "cats?", "--index", long], "cannot read an index at"),
         (["index", str(corpus_dir), "--index", long], "cannot use"),
+        (["index", long, "--index", str(tmp_path / "idx")], "File name too long"),
+        (["eval", long], "cannot be read"),
+        (["eval", str(corpus_dir), "--qrels", "q" * 300], "cannot be read"),
     ):
         result = runner.invoke(cli, argv)
         assert result.exit_code == 1, argv
