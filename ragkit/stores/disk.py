@@ -502,13 +502,14 @@ def _read_once(root: Path, defer: Collection[str]) -> Generation:
         parts = raw.decode("utf-8").split()
     except UnicodeDecodeError as exc:
         raise IndexFormatError(f"{pointer_path} is unreadable: {exc}") from exc
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0].startswith("gen-") and "/" not in parts[0]:
+        # Format version 1 wrote the generation's name alone.
         raise IndexFormatError(
             f"{root} was written by an older ragkit (format version 1); rebuild it with "
             f"`ragkit index DIR --index {root}`"
         )
     if len(parts) != 2 or not parts[0].startswith("gen-") or "/" in parts[0]:
-        raise IndexFormatError(f"{pointer_path} is corrupt: {raw[:80]!r}")
+        raise IndexFormatError(f"{pointer_path} is corrupt: {raw[:80]!r}; {rebuild_advice(root)}")
     gen, manifest_sha = parts
     folder = root / gen
     try:

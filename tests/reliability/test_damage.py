@@ -466,6 +466,22 @@ def test_a_damaged_current_pointer_is_refused(
         MemoryStore.load(root)
 
 
+@pytest.mark.parametrize("pointer", [b"garbage", b"xK3+9/a==", b"CURRENT"])
+def test_a_current_pointer_of_one_foreign_word_is_damage_not_an_old_format(
+    pristine: dict[str, Path], tmp_path: Path, pointer: bytes
+) -> None:
+    # Found by an outside probe: any one-word CURRENT was reported as "written by an older
+    # ragkit (format version 1)", whose pointers held a generation's name alone.
+    root = _copy(pristine, "keyword", tmp_path)
+    (root / "CURRENT").write_bytes(pointer)
+    with pytest.raises(IndexFormatError, match=r"CURRENT is corrupt: .*; rebuild it: move") as info:
+        MemoryStore.load(root)
+    assert "older ragkit" not in str(info.value)
+    (root / "CURRENT").write_bytes(b"gen-20240101T000000-deadbeef\n")  # a version 1 pointer
+    with pytest.raises(IndexFormatError, match=r"older ragkit \(format version 1\)"):
+        MemoryStore.load(root)
+
+
 # -- the CLI: one line, exit 1, no hang ---------------------------------------------------------
 
 
