@@ -317,8 +317,20 @@ def build_server(
                 text += "\n\nSources:\n" + "\n".join(
                     f"- chunk {c['chunk_id']} ({c['source']}): {c['cited_text']}" for c in citations
                 )
+            elif result.strategy != "none":  # the gate's own text already says why
+                # The host's model reads this text, not the structured flags: an answer that
+                # cites nothing it was sent is not to be passed on as supported.
+                text = (text + "\n\n" if text.strip() else "") + (
+                    "(No retrieved chunk was cited: treat this as not supported by the documents.)"
+                )
+            if not result.complete:
+                text += (
+                    f"\n\n(The answer was cut off, stop reason {result.stop_reason}: it is "
+                    "incomplete.)"
+                )
             output: AnswerOutput = {
                 "answer": result.text,
+                "complete": result.complete,
                 "abstained": result.abstained,
                 "model": result.model,
                 "citations": citations,
