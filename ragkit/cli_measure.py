@@ -8,6 +8,7 @@ This module leaves out indexing and asking (``ragkit.cli``, ``ragkit.cli_ask``).
 from __future__ import annotations
 
 import json
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -54,7 +55,17 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 
     good: list[str] = []
     bad: list[str] = []
-    for number, raw in enumerate(questions.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        if not stat.S_ISREG(questions.stat().st_mode):  # a FIFO would block the read forever
+            raise click.ClickException(f"{questions} is not a regular file; pass a text file")
+        text = questions.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{questions} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(f"{questions}: {exc.strerror or exc}") from exc
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

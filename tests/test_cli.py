@@ -673,6 +673,28 @@ def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path
     assert "start the line with '+ '" in usage.stderr
 
 
+def test_calibrate_refuses_a_questions_file_it_cannot_read(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: a file that is not UTF-8 was a UnicodeDecodeError traceback,
+    # and a FIFO blocked the command forever.
+    import os
+
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    idx = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(folder), "--index", str(idx)]).exit_code == 0
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("+ Qu'est-ce qu'un caf\xe9 ?\n".encode("latin-1"))
+    result = runner.invoke(cli, ["calibrate", str(latin), "--index", str(idx)])
+    assert result.exit_code == 1
+    assert "is not UTF-8 text (byte 21); save it as UTF-8" in result.stderr
+    fifo = tmp_path / "questions.fifo"
+    os.mkfifo(fifo)
+    result = runner.invoke(cli, ["calibrate", str(fifo), "--index", str(idx)])
+    assert result.exit_code == 1
+    assert "is not a regular file; pass a text file" in result.stderr
+
+
 def test_ctrl_c_during_a_first_index_keeps_every_batch_already_embedded(
     tmp_path: Path,
     runner: CliRunner,
