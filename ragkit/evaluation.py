@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,6 +212,8 @@ def _find_qrels(root: Path, qrels: str | Path | None, split: str) -> Path:
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line without its newline), mapping I/O errors to LoadError."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+            raise LoadError(path, "not a regular file")
         with path.open(encoding="utf-8") as handle:
             lineno = 0
             try:

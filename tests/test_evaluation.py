@@ -330,6 +330,18 @@ def test_load_beir_refuses_a_dataset_it_cannot_score(
     assert info.value.path == str(beir_dir / file)
 
 
+@pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl"])
+def test_load_beir_refuses_a_fifo_instead_of_blocking(beir_dir: Path, name: str) -> None:
+    # Found by an outside probe: a FIFO in place of corpus.jsonl blocked `ragkit eval` forever.
+    import os
+
+    (beir_dir / name).unlink()
+    os.mkfifo(beir_dir / name)
+    with pytest.raises(LoadError, match="not a regular file") as info:
+        load_beir(beir_dir)
+    assert info.value.path == str(beir_dir / name)
+
+
 def test_load_beir_blank_lines_are_skipped(beir_dir: Path) -> None:
     with (beir_dir / "corpus.jsonl").open("a", encoding="utf-8") as f:
         f.write("\n   \n")
