@@ -223,6 +223,31 @@ def test_ask_tool_says_when_an_answer_is_uncited_or_cut_off(
     assert result.structured_content["complete"] is complete
 
 
+def test_mcp_http_on_a_port_in_use_is_one_error_line(built: tuple[Path, Path]) -> None:
+    # Found by an outside probe: uvicorn logged "address already in use" and the process
+    # exited with status 3, after "serving ... over http" had been printed.
+    import socket
+    import subprocess
+
+    _, index = built
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "ragkit", "mcp", "--index", str(index), "--http"]
+            + ["--port", str(port)],
+            env={"PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=SESSION_TIMEOUT,
+        )
+    assert done.returncode == 1
+    assert f"Error: cannot serve on 127.0.0.1:{port} (" in done.stderr
+    assert "pick another port with --port" in done.stderr
+    assert "serving" not in done.stderr
+
+
 def test_ask_tool_answers_with_cited_chunk_ids(built: tuple[Path, Path], claude) -> None:
     _, index = built
     client, rec = claude(["success"])
