@@ -55,7 +55,7 @@ def test_log_appends_lines(tmp_path: Path) -> None:
     assert (log.path.stat().st_mode & 0o777) == 0o600
 
 
-def test_an_audit_path_that_is_not_a_regular_file_is_an_error_not_a_hang(tmp_path: Path) -> None:
+def test_an_audit_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:
     # Found by an outside probe: `ragkit ask --audit some.fifo` blocked forever in open()
     # waiting for a reader; the answer is now reported as not recorded instead.
     import os
@@ -65,12 +65,12 @@ def test_an_audit_path_that_is_not_a_regular_file_is_an_error_not_a_hang(tmp_pat
     fifo = tmp_path / "audit.fifo"
     os.mkfifo(fifo)
     log = AuditLog(fifo)
-    with pytest.raises(OSError, match="No such device or address|is not a regular file"):
+    with pytest.raises(OSError, match="No such device or address"):
         log.log_answer("q", make_answer())
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # with a reader, open succeeds
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # with a reader, the line goes through
     try:
-        with pytest.raises(OSError, match="is not a regular file"):
-            log.log_answer("q", make_answer())
+        log.log_answer("q2", make_answer())
+        assert json.loads(os.read(reader, 1 << 16).decode().splitlines()[0])["question"] == "q2"
     finally:
         os.close(reader)
 
