@@ -133,7 +133,9 @@ class AuditLog:
         data = (line + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # O_NONBLOCK: opening a FIFO with no reader would otherwise block the answer forever.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+            fd = os.open(self.path, flags, 0o600)
             try:
                 # One write call per line: with O_APPEND the kernel positions and writes it as
                 # one unit, so concurrent writers never interleave inside a line.

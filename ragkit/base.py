@@ -296,6 +296,11 @@ class IndexSettings:
         for name, value in (("chunk_size", size), ("chunk_overlap", overlap)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"settings.{name} must be an integer, got {value!r}")
+        if size < 1 or not 0 <= overlap < size:
+            raise ValueError(
+                f"settings.chunk_size ({size}) must be >= 1 and settings.chunk_overlap "
+                f"({overlap}) from 0 to below it"
+            )
         bm25, analyzer = data.get("bm25", {}), data.get("analyzer", {})
         if not isinstance(bm25, Mapping) or not isinstance(analyzer, Mapping):
             raise TypeError("settings.bm25 and settings.analyzer must be objects")

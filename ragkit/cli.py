@@ -26,6 +26,7 @@ import click
 from . import __version__
 from .cli_options import (
     DEFAULT_TYPES,
+    FolderPath,
     _chunk_request,
     _embedder_arg,
     _errors,
@@ -85,7 +86,7 @@ _invoked: list[str] = []
 
 
 @cli.command("index")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=FolderPath(file_okay=False, path_type=Path))
 @index_option
 @click.option(
     "--include",

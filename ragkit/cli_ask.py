@@ -23,6 +23,7 @@ from .cli_options import (
     _filter,
     _index_path,
     _load_index,
+    _one_line,
     _reranker,
     _shown,
     embedder_option,
@@ -41,6 +42,7 @@ from .cli_render import (
     _print_passages,
     _show_plan,
     _source,
+    _terminal_text,
 )
 from .errors import RagkitError
 from .types import Answer
@@ -98,7 +100,7 @@ def search_cmd(
                 query, k, mode=cast("SearchMode | None", mode), where=where, rerank=reranker
             )
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(_one_line(str(exc))) from exc
     if as_json:
         click.echo(
             json.dumps({"query": query, "k": k, "results": [_chunk_json(r) for r in results]})
@@ -347,14 +349,14 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
                     final = event
                 else:
                     streamed = True
-                    click.echo(event, nl=False)
+                    click.echo(_terminal_text(event), nl=False)
             if final is None:  # pragma: no cover - answer_stream always ends with an Answer
                 raise RagkitError("the answer stream ended without a final answer")
             result = final
     except RagkitError as exc:
         if streamed:
             click.echo()  # end the partial line; the error says the answer is incomplete
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_one_line(str(exc))) from exc
     gate_json = _gate_json(plan.gate, gate)
     if as_json:
         click.echo(json.dumps(_answer_json(question, result, gate_json)))
@@ -365,7 +367,7 @@ def _ask_one(question: str, index: Index, s: _Ask) -> None:
     elif streamed:
         click.echo()
     else:
-        click.echo(result.text)
+        click.echo(_terminal_text(result.text))
     if not result.complete:
         more = (
             f": raise --max-tokens (now {max_tokens})" if result.stop_reason == "max_tokens" else ""

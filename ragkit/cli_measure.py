@@ -8,6 +8,7 @@ This module leaves out indexing and asking (``ragkit.cli``, ``ragkit.cli_ask``).
 from __future__ import annotations
 
 import json
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from .cli_options import (
+    FolderPath,
     _chunk_settings,
     _embedder_arg,
     _errors,
     _load_index,
+    _one_line,
     embedder_option,
     index_option,
     json_option,
@@ -52,7 +55,17 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 
     good: list[str] = []
     bad: list[str] = []
-    for number, raw in enumerate(questions.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        if not stat.S_ISREG(questions.stat().st_mode):  # a FIFO would block the read forever
+            raise click.ClickException(f"{questions} is not a regular file; pass a text file")
+        text = questions.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{questions} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(f"{questions}: {exc.strerror or exc}") from exc
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -92,7 +105,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 
 
 @click.command("eval")
-@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dataset_dir", type=FolderPath(file_okay=False, path_type=Path))
 @click.option(
     "--retriever",
     "mode",
@@ -115,7 +128,7 @@ def calibrate_cmd(questions: Path, index_path: str | None, k: int, as_json: bool
 )
 @click.option(
     "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FolderPath(file_okay=False, path_type=Path),
     default=None,
     help="Keep the built index here and update it incrementally on the next run.",
 )
@@ -184,7 +197,7 @@ def eval_cmd(
                 cast(SearchMode, mode), fusion=cast("FusionMethod | None", fusion)
             )
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise click.UsageError(_one_line(str(exc))) from exc
         depth = min(len(index), k * 3)
 
         from .evaluation import chunk_hits_to_documents
@@ -275,7 +288,7 @@ def cost_cmd(
             cached_fraction=cached,
         )
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
     if as_json:
         click.echo(
             json.dumps(

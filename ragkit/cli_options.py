@@ -33,6 +33,16 @@ DEFAULT_TYPES = tuple(pattern.rsplit("*", 1)[-1] for pattern in DEFAULT_INCLUDE)
 """The suffixes `ragkit index` reads by default (plugin loaders add theirs)."""
 
 
+class FolderPath(click.Path):
+    """A folder argument that refuses the empty string: ``Path("")`` is the current folder, so
+    ``ragkit index "$DOCS"`` with ``DOCS`` unset would index wherever the shell stands."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("must not be empty (write . for the current folder)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _index_path(value: str | None) -> str:
     """The index location: a directory or a ``postgresql://`` URL (kept as given)."""
     return str(value or os.environ.get("RAGKIT_INDEX") or DEFAULT_INDEX)
@@ -103,7 +113,7 @@ def _filter(wheres: Sequence[str], paths: Sequence[str]) -> Any:
     try:
         return parse_cli(wheres, paths)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
 
 
 def rerank_option(f: F) -> F:
@@ -128,9 +138,21 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except RagkitError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(_one_line(str(exc))) from exc
     except ValueError as exc:  # a bad value the user passed through an option
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
+    except OSError as exc:  # the last net: a path the system refused, as one line, not a trace
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        raise click.ClickException(_one_line(f"{where}{exc.strerror or exc}")) from exc
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(message: str) -> str:
+    """An error message safe to print as one terminal line: a path or name inside it that holds
+    a newline or an escape sequence (a hostile file name) shows it escaped, as ``repr`` would."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def _chunk_settings(chunk_size: int | None, overlap: int | None) -> tuple[int, int]:
@@ -213,10 +235,14 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
                 by_option[opt.lstrip("-").replace("-", "_")] = str(param.name)
         values: dict[str, Any] = {}
         own = commands.get(command_name, {})
-        for table in (shared, own if isinstance(own, dict) else {}):
+        if not isinstance(own, dict):
+            raise click.UsageError(f"{found}: 'commands.{command_name}' must be a table")
+        params = {str(p.name): p for p in command.params}
+        for table in (shared, own):
             for key, value in table.items():
                 target = by_option.get(str(key).replace("-", "_"))
                 if target is not None:
+                    _check_setting(found, str(key), params[target], value)
                     values[target] = tuple(value) if isinstance(value, list) else value
         if values:
             default_map[command_name] = values
@@ -227,6 +253,24 @@ def _project_defaults(group: click.Group, start: Path) -> tuple[dict[str, Any], 
     if unknown:
         raise click.UsageError(f"{found}: unknown ragkit settings: {', '.join(unknown)}")
     return default_map, found
+
+
+def _check_setting(found: Path | None, key: str, param: click.Parameter, value: Any) -> None:
+    """Refuse a setting whose TOML type the option cannot take: click would turn ``index = 5``
+    or ``index = [1, 2]`` into the text ``"5"`` or ``"(1, 2)"`` and write an index there."""
+    many = bool(getattr(param, "multiple", False)) or param.nargs != 1
+    if isinstance(value, dict):
+        raise click.UsageError(f"{found}: {key} must be a value, not a table")
+    if isinstance(value, list):
+        if not many:
+            raise click.UsageError(f"{found}: {key} takes one value, not a list")
+        items = value
+    else:
+        items = [value]
+    if isinstance(param.type, click.types.StringParamType):
+        for item in items:
+            if not isinstance(item, str):
+                raise click.UsageError(f"{found}: {key} must be text (in quotes), got {item!r}")
 
 
 def _names(param: click.Parameter) -> list[str]:
@@ -286,7 +330,7 @@ def _reranker(name: str | None) -> Any:
     try:
         return get_reranker(name)
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(_one_line(str(exc))) from exc
 
 
 def _load_index(

@@ -8,6 +8,7 @@ commands).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,17 @@ def _printable(name: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _terminal_text(text: str) -> str:
+    """Document or answer text safe to print: newlines and tabs are kept, every other control
+    character (an escape sequence inside a document, which a terminal would obey) is shown
+    escaped, as ``repr`` would. Format characters (joiners, bidi marks) are left alone: scripts
+    need them. ``--json`` keeps text as it is."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _source(result: Answer, chunk_id: str) -> str:
     """A cited chunk ID, with its page(s) when its document has pages (``a.pdf#3 (p. 12)``)."""
     from .passages import chunk_label
@@ -71,7 +83,7 @@ def _print_passages(results: Sequence[ScoredChunk]) -> None:
         shown = _printable(sc.chunk.id)
         click.echo(f"[{rank}] {shown}{where}  score {sc.score:.4f}{detail}{heading}")
         text = " ".join(sc.chunk.text.split())
-        click.echo(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
+        click.echo(f"    {_terminal_text(text[:400])}{'…' if len(text) > 400 else ''}")
 
 
 def _reembedded(update: IndexUpdate) -> str:

@@ -340,8 +340,9 @@ class Contextualizer:
 
         found: dict[str, str] = {}
         for key, (document, chunk) in todo.items():
+            params = self._params(document, chunk)
             try:
-                message = self.client.messages.create(**self._params(document, chunk))
+                message = self.client.messages.create(**params)
             except anthropic.APIStatusError as exc:
                 if exc.status_code in (400, 401, 403, 404):
                     raise ContextualizeError(
@@ -352,6 +353,15 @@ class Contextualizer:
                 continue
             except anthropic.APIError as exc:
                 logger.warning("context for %s failed: %s", chunk.id, exc.message)
+                continue
+            except Exception as exc:  # noqa: BLE001 - only the SDK's call is in this try
+                # A reply the SDK could not read (JSON cut off in transit, a proxy's page):
+                # this chunk's failure, like a 5xx, not a usage error nor a traceback.
+                logger.warning(
+                    "context for %s failed: the reply could not be read (%s)",
+                    chunk.id,
+                    type(exc).__name__,
+                )
                 continue
             finally:
                 self.requests_made += 1
@@ -399,8 +409,13 @@ def _text_of(message: Any) -> str:
     """The context in a reply: its text blocks joined, stripped ('' on a refusal)."""
     if getattr(message, "stop_reason", None) == "refusal":
         return ""
+    content = getattr(message, "content", None)
+    if not isinstance(content, list):  # not a Message: a proxy's HTML page, read as text
+        return ""
     return " ".join(
-        b.text.strip() for b in message.content if getattr(b, "type", "") == "text"
+        b.text.strip()
+        for b in content
+        if getattr(b, "type", "") == "text" and isinstance(getattr(b, "text", None), str)
     ).strip()
 
 

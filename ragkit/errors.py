@@ -21,6 +21,7 @@ parameter, its value and the rule. Everything that can go wrong at run time with
     ├── FilterError             a metadata filter is malformed or over a limit (also a ValueError)
     ├── UnknownNameError        no embedder, reranker or store of that name (also a ValueError)
     ├── MissingDependencyError  an optional extra is not installed (also an ImportError)
+    ├── PortInUseError          ``ragkit mcp --http`` cannot listen on its port
     └── AnswerError             the Claude call failed (status_code, request_id, error_type)
         └── MissingAPIKeyError  no ANTHROPIC_API_KEY and no client was given
 
@@ -43,6 +44,7 @@ __all__ = [
     "LoadError",
     "MissingAPIKeyError",
     "MissingDependencyError",
+    "PortInUseError",
     "RagkitError",
     "SchemaError",
     "ReadOnlyStoreError",
@@ -164,6 +166,11 @@ class UnknownNameError(RagkitError, ValueError):
 
 class MissingDependencyError(RagkitError, ImportError):
     """An optional extra is needed; the message gives the ``pip install`` command."""
+
+
+class PortInUseError(RagkitError):
+    """The MCP server cannot listen on its HTTP port (another program holds it, or the port
+    is not allowed); the message says to pick another with ``--port``."""
 
 
 class AnswerError(RagkitError):

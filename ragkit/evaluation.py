@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -123,12 +124,18 @@ def load_beir(
         The dataset, with only the judged queries.
 
     Raises:
-        LoadError: a file is missing or unreadable, a line is not valid JSON or lacks a field,
-            a TSV row is malformed, a judged query is not in ``queries.jsonl``, or no query has
-            a relevant document. The reason names the line.
+        LoadError: a file is missing or unreadable, a line is not valid JSON (or nested too
+            deeply to read) or lacks a field, a TSV row is malformed or its score is not a
+            relevance grade, the corpus has no documents, a judged query is not in
+            ``queries.jsonl`` or its text is blank, or no query has a relevant document. The
+            reason names the line.
     """
     root = Path(folder)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise LoadError(root, f"cannot be read ({exc.strerror or exc})") from exc
+    if not is_dir:
         raise LoadError(root, "not a directory (expected a BEIR dataset folder)")
     qrels_path = _find_qrels(root, qrels, split)
     judgments, first_line = _read_qrels(qrels_path)
@@ -142,8 +149,11 @@ def load_beir(
         if doc_id in corpus:
             raise LoadError(corpus_path, f"line {lineno}: duplicate _id {doc_id!r}")
         corpus[doc_id] = (title, text)
+    if not corpus:
+        raise LoadError(corpus_path, "no documents (one JSON object per line: _id, title, text)")
 
     all_queries: dict[str, str] = {}
+    query_lines: dict[str, int] = {}
     queries_path = root / "queries.jsonl"
     for lineno, row in _read_jsonl(queries_path):
         query_id = _field_id(row, queries_path, lineno)
@@ -151,6 +161,7 @@ def load_beir(
         if query_id in all_queries:
             raise LoadError(queries_path, f"line {lineno}: duplicate _id {query_id!r}")
         all_queries[query_id] = text
+        query_lines[query_id] = lineno
 
     relevant: dict[str, Mapping[str, int]] = {}
     for query_id, judged in judgments.items():
@@ -167,6 +178,13 @@ def load_beir(
     if not relevant:
         raise LoadError(qrels_path, "no query has a relevant document (every score is <= 0)")
     queries = {q: text for q, text in all_queries.items() if q in relevant}
+    for query_id, text in queries.items():
+        if not text.strip():
+            raise LoadError(
+                queries_path,
+                f"line {query_lines[query_id]}: query {query_id!r} is judged but its text is "
+                "empty; give it a text or remove its judgments",
+            )
     ordered_qrels = {q: relevant[q] for q in queries}
     return BeirDataset(
         corpus=MappingProxyType(corpus),
@@ -179,8 +197,11 @@ def _find_qrels(root: Path, qrels: str | Path | None, split: str) -> Path:
     if qrels is not None:
         given = Path(qrels)
         for candidate in (given,) if given.is_absolute() else (root / given, given):
-            if candidate.is_file():
-                return candidate
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError as exc:  # a name too long...
+                raise LoadError(candidate, f"cannot be read ({exc.strerror or exc})") from exc
         raise LoadError(given, f"qrels file not found (looked in {root} and the current directory)")
     for candidate in (root / "qrels.tsv", root / "qrels" / f"{split}.tsv"):
         if candidate.is_file():
@@ -191,6 +212,8 @@ def _find_qrels(root: Path, qrels: str | Path | None, split: str) -> Path:
 def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, line without its newline), mapping I/O errors to LoadError."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+            raise LoadError(path, "not a regular file")
         with path.open(encoding="utf-8") as handle:
             lineno = 0
             try:
@@ -212,6 +235,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise LoadError(path, f"line {lineno}: invalid JSON ({exc.msg})") from exc
+        except RecursionError as exc:  # the decoder recurses once per nested array or object
+            raise LoadError(path, f"line {lineno}: JSON nested too deeply to read") from exc
         if not isinstance(row, dict):
             raise LoadError(path, f"line {lineno}: expected a JSON object")
         yield lineno, row
@@ -243,6 +268,10 @@ def _is_int(text: str) -> bool:
     return True
 
 
+_MAX_GRADE = 2**53
+"""The largest relevance grade accepted: nDCG computes with floats, exact up to 2**53."""
+
+
 def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
     """All judgments (any score) and the line where each query first appears."""
     judgments: dict[str, dict[str, int]] = {}
@@ -266,6 +295,13 @@ def _read_qrels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
             score = int(raw_score)
         except ValueError as exc:
             raise LoadError(path, f"line {lineno}: score {raw_score!r} is not an integer") from exc
+        if abs(score) > _MAX_GRADE:
+            shown = raw_score if len(raw_score) <= 20 else raw_score[:20] + "..."
+            raise LoadError(
+                path,
+                f"line {lineno}: score {shown} is too large for a relevance grade (at most "
+                "2**53 either way; BEIR grades are 0, 1, 2)",
+            )
         judgments.setdefault(query_id, {})[doc_id] = score
         first_line.setdefault(query_id, lineno)
     return judgments, first_line

@@ -32,6 +32,8 @@ so no store ever sees a filter another store would refuse: anything malformed ra
 - text values and globs hold no NUL (U+0000), which Postgres cannot store or compare;
   other control characters in values are compared like any other character;
 - a number is not NaN (it would match nothing anywhere);
+- ``$and`` / ``$or`` / ``$not`` nest at most :data:`MAX_FILTER_DEPTH` deep (every store walks a
+  filter recursively);
 - a ``$glob`` is at most :data:`MAX_GLOB_LENGTH` characters with at most
   :data:`MAX_GLOB_STARS` ``*``/``**`` wildcards. Globs are matched in Python without
   backtracking (a bit-parallel automaton when a pattern has two or more stars), so a pattern
@@ -57,6 +59,7 @@ from .errors import FilterError
 
 __all__ = [
     "MAX_GLOB_LENGTH",
+    "MAX_FILTER_DEPTH",
     "MAX_GLOB_STARS",
     "AllOf",
     "AnyOf",
@@ -83,6 +86,9 @@ MAX_GLOB_LENGTH = 1024
 MAX_GLOB_STARS = 32
 """The most ``*`` / ``**`` wildcards one ``$glob`` may hold (``?`` is not counted)."""
 
+MAX_FILTER_DEPTH = 32
+"""The deepest nesting of ``$and`` / ``$or`` / ``$not`` accepted (a plain field is depth 1)."""
+
 
 def _control(text: str) -> str | None:
     """The first control character (category Cc) in ``text`` as ``U+XXXX``, or ``None``."""
@@ -103,9 +109,13 @@ def _no_nul(key: str, value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Field:
     """One condition on one metadata key.
+
+    Two fields are equal (and hash alike) when they match the same chunks: ``{"n": True}`` and
+    ``{"n": 1}`` are different fields although ``True == 1`` in Python, while ``1`` and ``1.0``
+    are the same number. A store may key a cache by a parsed filter, so this matters.
 
     Attributes:
         key: the metadata key.
@@ -155,6 +165,28 @@ class Field:
             _no_nul(self.key, v)
         else:
             object.__setattr__(self, "value", _scalar(self.key, v))
+
+    def _identity(self) -> tuple[str, str, Any]:
+        return (self.key, self.op, _typed(self.value))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Field):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each scalar tagged by its kind, so that ``True`` and ``1`` differ."""
+    if isinstance(value, tuple):
+        return tuple(_typed(v) for v in value)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    return (type(value).__name__, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,19 +242,43 @@ def parse_filter(spec: FilterSpec | None) -> Filter | None:
     if spec is None:
         return None
     if isinstance(spec, (Field, AllOf, AnyOf, Not)):
+        _check_depth(spec)
         return spec
     if not isinstance(spec, Mapping):
         raise FilterError(
             f"where must be a mapping such as {{'team': 'billing'}} or a ragkit filter, "
             f"got {type(spec).__name__}"
         )
-    parts = _parse_mapping(spec)
+    parts = _parse_mapping(spec, 1)
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
-def _parse_mapping(spec: Mapping[str, Any]) -> list[Filter]:
+def _too_deep() -> FilterError:
+    return FilterError(
+        f"filter nests $and/$or/$not more than {MAX_FILTER_DEPTH} deep "
+        "(ragkit.filters.MAX_FILTER_DEPTH): flatten it, e.g. one $or with a list, or $in"
+    )
+
+
+def _check_depth(where: Filter, start: int = 1) -> None:
+    """Raise when a parsed filter found at depth ``start`` nests deeper than MAX_FILTER_DEPTH
+    (walked without recursion, so a filter built by hand ten thousand deep is refused too)."""
+    stack: list[tuple[Filter, int]] = [(where, start)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise _too_deep()
+        if isinstance(node, (AllOf, AnyOf)):
+            stack.extend((part, depth + 1) for part in node.parts)
+        elif isinstance(node, Not):
+            stack.append((node.part, depth + 1))
+
+
+def _parse_mapping(spec: Mapping[str, Any], depth: int) -> list[Filter]:
+    if depth > MAX_FILTER_DEPTH:
+        raise _too_deep()
     parts: list[Filter] = []
     for key, value in spec.items():
         if not isinstance(key, str):
@@ -230,10 +286,10 @@ def _parse_mapping(spec: Mapping[str, Any]) -> list[Filter]:
         if key in ("$and", "$or"):
             if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
                 raise FilterError(f"{key} needs a list of filters, got {value!r}")
-            subs = tuple(_parse_one(v, key) for v in value)
+            subs = tuple(_parse_one(v, key, depth + 1) for v in value)
             parts.append(AllOf(subs) if key == "$and" else AnyOf(subs))
         elif key == "$not":
-            parts.append(Not(_parse_one(value, key)))
+            parts.append(Not(_parse_one(value, key, depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r}; use $and, $or or $not at the top")
         elif isinstance(value, Mapping):
@@ -254,12 +310,13 @@ def _parse_mapping(spec: Mapping[str, Any]) -> list[Filter]:
     return parts
 
 
-def _parse_one(value: Any, where: str) -> Filter:
+def _parse_one(value: Any, where: str, depth: int) -> Filter:
     if isinstance(value, (Field, AllOf, AnyOf, Not)):
+        _check_depth(value, depth)
         return value
     if not isinstance(value, Mapping):
         raise FilterError(f"{where} needs filters (mappings), got {value!r}")
-    parts = _parse_mapping(value)
+    parts = _parse_mapping(value, depth)
     return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 

@@ -77,6 +77,7 @@ class CitationOutput(TypedDict):
 
 class AnswerOutput(TypedDict):
     answer: str
+    complete: bool
     abstained: bool
     model: str
     citations: list[CitationOutput]

@@ -317,8 +317,20 @@ def build_server(
                 text += "\n\nSources:\n" + "\n".join(
                     f"- chunk {c['chunk_id']} ({c['source']}): {c['cited_text']}" for c in citations
                 )
+            elif result.strategy != "none":  # the gate's own text already says why
+                # The host's model reads this text, not the structured flags: an answer that
+                # cites nothing it was sent is not to be passed on as supported.
+                text = (text + "\n\n" if text.strip() else "") + (
+                    "(No retrieved chunk was cited: treat this as not supported by the documents.)"
+                )
+            if not result.complete:
+                text += (
+                    f"\n\n(The answer was cut off, stop reason {result.stop_reason}: it is "
+                    "incomplete.)"
+                )
             output: AnswerOutput = {
                 "answer": result.text,
+                "complete": result.complete,
                 "abstained": result.abstained,
                 "model": result.model,
                 "citations": citations,
@@ -386,6 +398,24 @@ def build_server(
     return server
 
 
+def _check_port(port: int) -> None:
+    """Refuse a port that cannot be bound before announcing the server: uvicorn would log the
+    error and end the process with status 3, after "serving ..." was already printed."""
+    import socket
+
+    from .errors import PortInUseError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); pick another port "
+                "with --port"
+            ) from exc
+
+
 def serve(
     location: str | Path,
     *,
@@ -442,6 +472,8 @@ def serve(
             holder = IndexHolder.unavailable(location, exc)
             logger.error("%s", holder.error)
     server = build_server(holder, allow_index=allow_index)
+    if http:
+        _check_port(port)
     if on_ready is not None:
         where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"
         on_ready(f"serving {redact(str(location))} over {where}")

@@ -94,8 +94,13 @@ class Document:
     metadata: Metadata = field(default_factory=lambda: _NO_METADATA)
 
     def __post_init__(self) -> None:
-        if not self.id:
-            raise ValueError("Document.id must be a non-empty string")
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"Document.id must be a non-empty string, got {self.id!r}")
+        if not isinstance(self.text, str):
+            raise TypeError(
+                f"Document.text must be a str, got {type(self.text).__name__} "
+                "(decode bytes first, e.g. data.decode('utf-8'))"
+            )
         object.__setattr__(self, "metadata", freeze_metadata(self.metadata))
 
     @property

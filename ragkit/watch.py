@@ -112,6 +112,8 @@ def watch_folder(
     ``KeyboardInterrupt`` propagates; the index on disk is always a complete generation). A
     batch that fails (a file locked by another writer, an embedder error) is logged and the
     next batch tries again; bad arguments and a missing extra raise before watching starts.
+    When the folder itself is removed, the index is left as it was and the watcher waits for a
+    folder of that name, then syncs with it and watches it.
 
     Args:
         folder: the folder to watch (recursively), read with the options the index recorded
@@ -183,33 +185,69 @@ def watch_folder(
         # The index's own files change on every save: never a reason for another batch.
         return bool(base_filter(change, path)) and not _inside(Path(path).resolve(), index_root)
 
-    batches = watchfiles.watch(
-        root,
-        watch_filter=relevant,
-        debounce=debounce_ms,
-        step=step_ms,
-        stop_event=stop_event,
-        rust_timeout=_TICK_MS,
-        yield_on_timeout=True,
-        raise_interrupt=True,
-    )
-    with closing(batches):
-        # The watcher exists once the first batch (or tick) comes back; syncing after that
-        # point leaves no gap in which a saved file goes unseen.
-        first = next(batches, None)
-        if first is None:
-            return
-        if initial_sync:
-            apply((), True)
-        elif first:
-            apply(tuple(sorted({p for _, p in first})), False)
-        for changes in batches:
-            if stop_event is not None and stop_event.is_set():
-                break
-            if not changes:
-                continue
-            paths = tuple(sorted({p for _, p in changes}))
+    def identity() -> tuple[int, int] | None:
+        try:
+            info = root.stat()
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def try_apply(paths: tuple[str, ...]) -> None:
+        try:
+            apply(paths, False)
+        except (RagkitError, OSError) as exc:
+            logger.warning("watch: could not apply %d change(s): %s", len(paths), exc)
+
+    first_round = True
+    while True:
+        # A watch follows the folder's inode: once the folder is removed (or replaced by
+        # another of the same name) it sees nothing more, so it is set up again on the new one.
+        watched = identity()
+        batches = watchfiles.watch(
+            root,
+            watch_filter=relevant,
+            debounce=debounce_ms,
+            step=step_ms,
+            stop_event=stop_event,
+            rust_timeout=_TICK_MS,
+            yield_on_timeout=True,
+            raise_interrupt=True,
+        )
+        gone = False
+        with closing(batches):
+            # The watcher exists once the first batch (or tick) comes back; syncing after that
+            # point leaves no gap in which a saved file goes unseen.
             try:
-                apply(paths, False)
-            except (RagkitError, OSError) as exc:
-                logger.warning("watch: could not apply %d change(s): %s", len(paths), exc)
+                first = next(batches, None)
+            except OSError:  # removed again before the watch was set up
+                first, gone = set(), True
+            if first is None:
+                return
+            if not gone:
+                if not first_round:
+                    try_apply((str(root),))  # what happened while the folder was away
+                elif initial_sync:
+                    apply((), True)
+                elif first:
+                    apply(tuple(sorted({p for _, p in first})), False)
+                first_round = False
+                for changes in batches:
+                    if stop_event is not None and stop_event.is_set():
+                        break
+                    # The folder's own deletion event also counts: a folder made again at
+                    # once may get the same inode number back.
+                    if identity() != watched or any(Path(p) == root for _, p in changes):
+                        gone = True
+                        break
+                    if not changes:
+                        continue
+                    try_apply(tuple(sorted({p for _, p in changes})))
+        if not gone:
+            return
+        logger.warning("watch: %s was removed or replaced; waiting for it to be back", root)
+        while identity() is None:
+            if stop_event is not None:
+                if stop_event.wait(_TICK_MS / 1000):
+                    return
+            else:
+                time.sleep(_TICK_MS / 1000)

@@ -55,6 +55,26 @@ def test_log_appends_lines(tmp_path: Path) -> None:
     assert (log.path.stat().st_mode & 0o777) == 0o600
 
 
+def test_an_audit_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    # Found by an outside probe: `ragkit ask --audit some.fifo` blocked forever in open()
+    # waiting for a reader; the answer is now reported as not recorded instead.
+    import os
+
+    import pytest
+
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    log = AuditLog(fifo)
+    with pytest.raises(OSError, match="No such device or address"):
+        log.log_answer("q", make_answer())
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # with a reader, the line goes through
+    try:
+        log.log_answer("q2", make_answer())
+        assert json.loads(os.read(reader, 1 << 16).decode().splitlines()[0])["question"] == "q2"
+    finally:
+        os.close(reader)
+
+
 def test_api_key_like_strings_are_redacted(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl")
     secret = "sk-ant-api03-AbCdEf_123-xyz"

@@ -186,6 +186,25 @@ def test_index_missing_folder(tmp_path: Path, runner: CliRunner) -> None:
     assert "not a directory" in result.stderr
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_folder_argument_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    # Found by an outside probe: `ragkit index ""` (a script's unset "$DOCS") indexed the
+    # current folder, since Path("") is ".".
+    write_corpus(tmp_path, {"private.md": "# Private\n\nNot meant to be indexed.\n"})
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["index", empty, "--index", str(tmp_path / "idx")],
+        ["eval", empty],
+        ["eval", str(tmp_path), "--cache", empty],
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 2, argv
+        assert "must not be empty (write . for the current folder)" in result.stderr
+    assert not (tmp_path / "idx").exists()
+
+
 def test_index_refuses_foreign_directory(
     tmp_path: Path, runner: CliRunner, corpus_dir: Path
 ) -> None:
@@ -193,6 +212,62 @@ def test_index_refuses_foreign_directory(
     assert result.exit_code == 1
     assert "not a ragkit index" in result.stderr
     assert sorted(p.name for p in corpus_dir.iterdir()) == sorted(SMALL_CORPUS)
+
+
+def test_an_index_path_that_cannot_be_created_is_one_line(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    # Found by an outside probe (--index /proc/xyz): mkdir's OSError escaped as a traceback.
+    (tmp_path / "a-file").write_text("not a folder")
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(tmp_path / "a-file/idx")])
+    assert result.exit_code == 1
+    assert "cannot create the index directory" in result.stderr
+    assert "a folder you can write to" in result.stderr
+    assert not isinstance(result.exception, OSError)
+
+
+def test_an_index_path_too_long_for_the_filesystem_is_one_line(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path
+) -> None:
+    # Found by an outside probe: Path.exists() raised ENAMETOOLONG as a traceback.
+    long = str(tmp_path / ("x" * 300))
+    for argv, message in (
+        (["search", "cats", "--index", long], "cannot read an index at"),
+        (["ask", "cats?", "--index", long], "cannot read an index at"),
+        (["index", str(corpus_dir), "--index", long], "cannot use"),
+        (["index", long, "--index", str(tmp_path / "idx")], "File name too long"),
+        (["eval", long], "cannot be read"),
+        (["eval", str(corpus_dir), "--qrels", "q" * 300], "cannot be read"),
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 1, argv
+        assert message in result.stderr
+        assert "File name too long" in result.stderr
+        assert not isinstance(result.exception, OSError)
+
+
+def test_an_index_on_a_read_only_filesystem_says_so(
+    tmp_path: Path, runner: CliRunner, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    path = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path)]).exit_code == 0
+    real_open = os.open
+
+    def read_only(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(name).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    (corpus_dir / "new.md").write_text("# New\n\nA new document.\n")
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--index", str(path)])
+    assert result.exit_code == 1
+    assert "cannot write the index at" in result.stderr
+    assert "copy the index somewhere writable, or only search it" in result.stderr
+    assert "remove it if it is not a plain file" not in result.stderr  # the old, wrong advice
 
 
 def test_keyword_only_index_and_vector_mode(
@@ -278,6 +353,70 @@ def _sse(name: str):  # type: ignore[no-untyped-def]
 
     body = (Path(__file__).parent / "fixtures" / "sse" / name).read_bytes()
     return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+HOSTILE_TEXT = "Seals \x1b]0;PWNED\x07 bask\x1b[2J on rocks \u200d\u05d0 here."
+
+
+def test_search_prints_document_text_without_its_escape_sequences(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: chunk IDs were escaped but the text preview was printed raw,
+    # so a document could retitle or clear the terminal of whoever searched it.
+    folder = write_corpus(tmp_path / "docs", {"seals.md": HOSTILE_TEXT + "\n"})
+    idx = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(folder), "--index", str(idx)]).exit_code == 0
+    for argv in (["search", "seals"], ["ask", "Where do seals bask?"]):  # ask: no key, passages
+        result = runner.invoke(cli, [*argv, "--index", str(idx)])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout
+        assert "\x07" not in result.stdout
+        assert "Seals \\x1b]0;PWNED\\x07 bask\\x1b[2J on rocks \u200d\u05d0 here." in result.stdout
+    data = json.loads(runner.invoke(cli, ["search", "seals", "--index", str(idx), "--json"]).stdout)
+    assert data["results"][0]["text"] == HOSTILE_TEXT  # --json keeps the text as it is
+
+
+def test_an_error_naming_a_hostile_path_is_still_one_escaped_line(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: the name went into "Error: ..." raw, newline and all.
+    hostile = str(tmp_path / "no\x1b]0;PWNED\x07pe\nsecond line")
+    for argv in (
+        ["index", hostile, "--index", str(tmp_path / "idx")],
+        ["search", "x", "--index", hostile],
+    ):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 1
+        assert "\x1b" not in result.stderr
+        assert "no\\x1b]0;PWNED\\x07pe\\nsecond line" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ask_prints_the_answer_without_escape_sequences(  # type: ignore[no-untyped-def]
+    runner: CliRunner, indexed: Path, with_claude, stream: bool
+) -> None:
+    from .conftest import load_message
+
+    reply = load_message("success")
+    reply["content"][0]["text"] = "Dogs \x1b]0;PWNED\x07learn\n"
+    if stream:
+        sse = (Path(__file__).parent / "fixtures" / "sse" / "success.sse").read_text()
+        body = sse.replace("Dogs learn commands ", "Dogs \\u001b]0;PWNED\\u0007learn ")
+        assert body != sse
+        import httpx2
+
+        with_claude(
+            [httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})]
+        )
+    else:
+        with_claude([reply])
+    argv = ["ask", "How do dogs learn?", "--index", str(indexed), "--no-gate"]
+    result = runner.invoke(cli, argv if stream else [*argv, "--no-stream"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert "Dogs \\x1b]0;PWNED\\x07learn" in result.stdout
 
 
 def test_ask_json_with_key(runner: CliRunner, indexed: Path, with_claude) -> None:  # type: ignore[no-untyped-def]
@@ -430,6 +569,37 @@ def test_unknown_project_setting_is_a_usage_error(
     assert "unknown ragkit settings: chunk_sise" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        # Found by an outside probe: click turned these into the text "5" and "(1, 2)" and
+        # `ragkit index` built an index in a folder of that name; a non-table
+        # [commands] entry was silently ignored.
+        ("index = 5\n", "index must be text (in quotes), got 5"),
+        ("index = [1, 2]\n", "index takes one value, not a list"),
+        ("[commands.index]\nexclude = [1]\n", "exclude must be text (in quotes), got 1"),
+        ("[commands.index]\ninclude = {a = 1}\n", "include must be a value, not a table"),
+        ("[commands]\nindex = 5\n", "'commands.index' must be a table"),
+    ],
+)
+def test_a_project_setting_of_the_wrong_type_is_a_usage_error(
+    runner: CliRunner,
+    tmp_path: Path,
+    corpus_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    toml: str,
+    message: str,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ragkit.toml").write_text(toml)
+    monkeypatch.chdir(work)
+    result = runner.invoke(cli, ["index", str(corpus_dir), "--keyword-only"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["ragkit.toml"]  # nothing was written
+
+
 def test_search_and_ask_filter_by_metadata_and_path(runner: CliRunner, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     (docs / "billing").mkdir(parents=True)
@@ -501,6 +671,28 @@ def test_calibrate_separates_a_folders_own_questions(runner: CliRunner, tmp_path
     usage = runner.invoke(cli, ["calibrate", str(wrong), "--index", str(idx)])
     assert usage.exit_code == 2
     assert "start the line with '+ '" in usage.stderr
+
+
+def test_calibrate_refuses_a_questions_file_it_cannot_read(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # Found by an outside probe: a file that is not UTF-8 was a UnicodeDecodeError traceback,
+    # and a FIFO blocked the command forever.
+    import os
+
+    folder = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    idx = tmp_path / "idx"
+    assert runner.invoke(cli, ["index", str(folder), "--index", str(idx)]).exit_code == 0
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("+ Qu'est-ce qu'un caf\xe9 ?\n".encode("latin-1"))
+    result = runner.invoke(cli, ["calibrate", str(latin), "--index", str(idx)])
+    assert result.exit_code == 1
+    assert "is not UTF-8 text (byte 21); save it as UTF-8" in result.stderr
+    fifo = tmp_path / "questions.fifo"
+    os.mkfifo(fifo)
+    result = runner.invoke(cli, ["calibrate", str(fifo), "--index", str(idx)])
+    assert result.exit_code == 1
+    assert "is not a regular file; pass a text file" in result.stderr
 
 
 def test_ctrl_c_during_a_first_index_keeps_every_batch_already_embedded(

@@ -194,6 +194,40 @@ def test_a_refused_key_stops_the_job(claude) -> None:
         Contextualizer()
 
 
+@pytest.mark.parametrize(
+    "bad_reply",
+    [
+        httpx2.Response(
+            200, content=b"<html>proxy login</html>", headers={"content-type": "text/html"}
+        ),
+        httpx2.Response(
+            200,
+            content=json.dumps(_message("cut")).encode()[:60],
+            headers={"content-type": "application/json"},
+        ),
+    ],
+    ids=["html-page", "json-cut-off"],
+)
+def test_a_reply_the_sdk_cannot_read_loses_that_chunks_context_only(
+    claude, caplog: pytest.LogCaptureFixture, bad_reply: httpx2.Response
+) -> None:
+    # Found by an outside probe: a proxy's HTML page raised AttributeError from _text_of, and
+    # JSON cut off in transit a JSONDecodeError that `ragkit index` showed as a usage error.
+    chunks = chunk_document(DOC, size=8, overlap=0)
+    replies = [bad_reply, *(_echo for _ in chunks[1:])]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        reply = replies.pop(0)
+        return reply(request) if callable(reply) else reply
+
+    client, _ = claude(handler)
+    with caplog.at_level("WARNING"):
+        contexts = Contextualizer(client, batch=False).contextualize(DOC, chunks)
+    assert contexts[0] == ""
+    assert all(c.startswith("Context about") for c in contexts[1:])
+    assert "1 chunk contexts could not be written" in caplog.text
+
+
 def test_cost_estimate_from_the_pricing_table(claude) -> None:
     client, rec = claude(_echo)
     chunks = chunk_document(DOC, size=8, overlap=0)

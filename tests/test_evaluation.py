@@ -297,6 +297,51 @@ def test_load_beir_malformed_rows(beir_dir: Path, file: str, line: str, match: s
     assert info.value.path == str(beir_dir / file)
 
 
+@pytest.mark.parametrize(
+    ("file", "content", "match"),
+    [
+        # Found by an outside probe: each of these escaped as a traceback, or as a usage error
+        # (exit 2) about a parameter the user never gave.
+        ("corpus.jsonl", "", r"no documents \(one JSON object per line"),
+        ("corpus.jsonl", "\n\n", "no documents"),
+        (
+            "corpus.jsonl",
+            '{"_id": "d9", "text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "line 1: JSON nested too deeply to read",
+        ),
+        (
+            "queries.jsonl",
+            '{"_id": "q1", "text": "  "}\n{"_id": "q3", "text": "borrow checker"}\n',
+            "line 1: query 'q1' is judged but its text is empty",
+        ),
+        (
+            "qrels.tsv",
+            "query-id\tcorpus-id\tscore\nq1\td2\t" + "9" * 400 + "\n",
+            r"line 2: score 9{20}\.\.\. is too large for a relevance grade",
+        ),
+    ],
+)
+def test_load_beir_refuses_a_dataset_it_cannot_score(
+    beir_dir: Path, file: str, content: str, match: str
+) -> None:
+    (beir_dir / file).write_text(content, encoding="utf-8")
+    with pytest.raises(LoadError, match=match) as info:
+        load_beir(beir_dir)
+    assert info.value.path == str(beir_dir / file)
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "queries.jsonl"])
+def test_load_beir_refuses_a_fifo_instead_of_blocking(beir_dir: Path, name: str) -> None:
+    # Found by an outside probe: a FIFO in place of corpus.jsonl blocked `ragkit eval` forever.
+    import os
+
+    (beir_dir / name).unlink()
+    os.mkfifo(beir_dir / name)
+    with pytest.raises(LoadError, match="not a regular file") as info:
+        load_beir(beir_dir)
+    assert info.value.path == str(beir_dir / name)
+
+
 def test_load_beir_blank_lines_are_skipped(beir_dir: Path) -> None:
     with (beir_dir / "corpus.jsonl").open("a", encoding="utf-8") as f:
         f.write("\n   \n")

@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from ragkit import Document, Index, Query
 from ragkit.errors import FilterError, RagkitError
 from ragkit.filters import (
+    MAX_FILTER_DEPTH,
     MAX_GLOB_LENGTH,
     MAX_GLOB_STARS,
     AllOf,
     AnyOf,
     Field,
+    Filter,
     Not,
     _GlobAutomaton,
     glob_to_regex,
@@ -129,6 +131,46 @@ def test_hostile_filters_are_one_filter_error_before_any_store(spec: dict, messa
     assert isinstance(info.value, ValueError)
 
 
+def _nested(op: str, depth: int) -> dict:
+    spec: dict = {"team": "billing"}
+    for _ in range(depth - 1):
+        spec = {op: spec} if op == "$not" else {op: [spec]}
+    return spec
+
+
+@pytest.mark.parametrize("op", ["$not", "$or", "$and"])
+@pytest.mark.parametrize("depth", [MAX_FILTER_DEPTH + 1, 900, 5000])
+def test_a_filter_nested_too_deep_is_one_filter_error_not_a_recursion_error(
+    op: str, depth: int
+) -> None:
+    # Found by an outside probe: 900 nested $not (or 400 $or) passed parsing, then the search
+    # raised RecursionError from deep inside the store; 5,000 failed inside the parser.
+    index = Index(embedder=None)
+    index.add([Document("a.md", "refund policy", {"team": "billing"})])
+    with pytest.raises(FilterError, match=r"nests \$and/\$or/\$not more than 32 deep"):
+        index.search("refund", 3, where=_nested(op, depth))
+
+
+def test_a_hand_built_filter_nested_too_deep_is_refused_too() -> None:
+    where: Filter = Field("team", "eq", "billing")
+    for _ in range(MAX_FILTER_DEPTH):
+        where = Not(where)
+    with pytest.raises(FilterError, match="more than 32 deep"):
+        parse_filter(where)
+    with pytest.raises(FilterError, match="more than 32 deep"):
+        parse_filter({"$or": [where]})
+
+
+def test_the_deepest_filter_allowed_still_matches() -> None:
+    index = Index(embedder=None)
+    index.add([Document("a.md", "refund policy", {"team": "billing"})])
+    for op in ("$or", "$and"):
+        assert [r.chunk.document_id for r in index.search("refund", 3, where=_nested(op, 32))] == [
+            "a.md"
+        ]
+    assert index.search("refund", 3, where=_nested("$not", 32)) == []  # 31 $not: odd, excluded
+
+
 def test_filter_values_may_hold_control_characters_other_than_nul() -> None:
     assert matches(parse_filter({"title": "a\tb"}), {"title": "a\tb"})
     assert matches(parse_filter({"title": {"$glob": "line*\nnext"}}), {"title": "line 1\nnext"})
@@ -200,6 +242,36 @@ def test_cli_syntax() -> None:
 
 def test_not_of_field() -> None:
     assert matches(Not(Field("a", "eq", 1)), {"a": 2})
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"n": True}, {"n": 1}),
+        ({"n": 1}, {"n": True}),
+        ({"n": {"$in": [False]}}, {"n": {"$in": [0]}}),
+        ({"n": {"$ne": True}}, {"n": {"$ne": 1}}),
+    ],
+)
+def test_true_and_1_are_different_filters_even_after_the_other_was_searched(
+    first: dict, second: dict
+) -> None:
+    # The memory store caches a filter's mask by the parsed filter; Field compared values with
+    # ==, where True == 1 and False == 0, so the second search reused the first's mask.
+    docs = [
+        Document("one.md", "refund policy", {"n": 1}),
+        Document("true.md", "refund policy", {"n": True}),
+        Document("zero.md", "refund policy", {"n": 0}),
+        Document("false.md", "refund policy", {"n": False}),
+        Document("float.md", "refund policy", {"n": 1.0}),
+    ]
+    index = Index(embedder=None)
+    index.add(docs)
+    index.search("refund", 5, where=first)
+    got = sorted(r.chunk.document_id for r in index.search("refund", 5, where=second))
+    assert got == sorted(d.id for d in docs if matches(parse_filter(second), d.metadata))
+    assert parse_filter(first) != parse_filter(second)
+    assert parse_filter({"n": 1}) == parse_filter({"n": 1.0})
 
 
 # -- filtered search == brute force over the matching subset ---------------------------------

@@ -38,6 +38,25 @@ def emb() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((5, "text"), ValueError, r"Document.id must be a non-empty string, got 5"),
+        ((("a",), "text"), ValueError, r"got \('a',\)"),
+        (("a.md", b"bytes"), TypeError, r"Document.text must be a str, got bytes \(decode"),
+        (("a.md", None), TypeError, r"Document.text must be a str, got NoneType"),
+    ],
+)
+def test_a_document_of_the_wrong_types_is_refused_when_made(
+    args: tuple, error: type[Exception], message: str
+) -> None:
+    # Found by an outside probe: Document(5, ...) was indexed under the ID 5 and broke the
+    # next sort with "'<' not supported between int and str"; bytes text failed deep inside
+    # the hashing with AttributeError.
+    with pytest.raises(error, match=message):
+        Document(*args)
+
+
 def test_search_finds_the_right_document(emb: FakeEmbedder) -> None:
     index = Index(embedder=emb)
     update = index.add(DOCS)

@@ -31,6 +31,25 @@ def test_folder_source_is_validated_once_when_built(tmp_path: Path) -> None:
         FolderSource(tmp_path, fallback_encoding="nope")
     with pytest.raises(TypeError, match="skip_hidden must be True or False"):
         FolderSource(tmp_path, skip_hidden="no")  # type: ignore[arg-type]
+    assert FolderSource(tmp_path, fallback_encoding="utf-16").fallback_encoding == "utf-16"
+
+
+def test_a_folder_name_too_long_is_a_load_error(tmp_path: Path) -> None:
+    from ragkit.errors import LoadError
+    from ragkit.loaders import load_folder
+
+    with pytest.raises(LoadError, match=r"cannot be read as a folder \(File name too long\)"):
+        load_folder(tmp_path / ("x" * 300))
+
+
+@pytest.mark.parametrize("codec", ["rot13", "base64", "hex", "zlib"])
+def test_a_codec_that_is_not_a_text_encoding_is_refused_up_front(
+    tmp_path: Path, codec: str
+) -> None:
+    # Found by an outside probe: --fallback-encoding rot13 was accepted, then every file that
+    # needed it was skipped as "not UTF-8 (pass fallback_encoding ...)", the one already passed.
+    with pytest.raises(ValueError, match=f"\\('{codec}'\\) is a codec but not a text encoding"):
+        FolderSource(tmp_path, fallback_encoding=codec)
     source = FolderSource(tmp_path / "docs" / ".." / "docs", include="*.md")
     assert source.folder == str((tmp_path / "docs").resolve())
     assert source.include == ("*.md",)

@@ -87,6 +87,38 @@ def test_pdf_library_warnings_are_one_line_per_file(caplog: pytest.LogCaptureFix
     assert len(message) < 400
 
 
+def _damage_pages(data: bytes, pages: set[int]) -> bytes:
+    """``data`` with the page dictionaries of ``pages`` (0-based) replaced by a number, padded
+    to the same length so the cross-reference table stays right: PDFium cannot load them."""
+    import re
+
+    found = list(re.finditer(rb"<< /Type /Page /Parent 2 0 R .*?/Contents \d+ 0 R >>", data))
+    out = bytearray(data)
+    for i in pages:
+        m = found[i]
+        out[m.start() : m.end()] = b"42".ljust(m.end() - m.start())
+    return bytes(out)
+
+
+def test_a_damaged_page_loses_its_own_text_not_the_whole_pdf(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found by an outside probe: a real 87-page manual with one damaged page (PDFium: "Failed
+    # to load page") was skipped whole; the other 86 pages read fine.
+    pytest.importorskip("pypdfium2")
+    pages = [text_page([f"Page {n} is about {animal}."]) for n, animal in enumerate("ABC", 1)]
+    data = _damage_pages(pdf_file(pages), {1})
+    with caplog.at_level("WARNING"):
+        doc = PdfLoader().load(data, document_id="manual.pdf")
+    assert "Page 1 is about A." in doc.text
+    assert "Page 3 is about C." in doc.text
+    assert "Page 2" not in doc.text
+    assert doc.metadata["pages"] == 3
+    assert "'manual.pdf': 1 of 3 pages are damaged and were left out (p. 2)" in caplog.text
+    with pytest.raises(LoadError, match=r"not a readable PDF \(no page could be read\)"):
+        PdfLoader().load(_damage_pages(pdf_file(pages), {0, 1, 2}), document_id="gone.pdf")
+
+
 def test_escaped_lines_are_plain_text_to_the_chunker() -> None:
     text = escape_markup("Intro\n# comment\nTitle\n=====\n~~~\ncode\n| a | b |\n|---|---|")
     doc_chunks = chunk_document(Document("d.pdf", text), size=64)

@@ -521,6 +521,29 @@ def test_notebook_cells_become_markdown_and_fenced_code(tmp_path: Path) -> None:
     assert reasons(result)["bad.ipynb"].startswith("not a Jupyter notebook")
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b'{"cells": [{"cell_type": "code", "execution_count": ' + b"9" * 5000 + b"}]}",
+            "not a Jupyter notebook (a number with thousands of digits)",
+        ),
+        (b'{"cells": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "(JSON nested too deeply)"),
+    ],
+)
+def test_a_hostile_notebook_is_skipped_with_a_reason_for_users(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    # Found by an outside probe: the skip reason told users to call
+    # sys.set_int_max_str_digits(), or repeated Python's recursion message.
+    write_bytes(tmp_path, "good.md", b"# Good\n\ntext\n")
+    write_bytes(tmp_path, "hostile.ipynb", content)
+    result = load_folder(tmp_path)
+    assert [d.id for d in result.documents] == ["good.md"]
+    assert reasons(result)["hostile.ipynb"].endswith(reason)
+    assert "sys." not in reasons(result)["hostile.ipynb"]
+
+
 # --------------------------------------------------------------------------- registry
 
 

@@ -183,6 +183,71 @@ def test_index_tool_only_with_allow_index(built: tuple[Path, Path], tmp_path: Pa
     assert "otters.md" in ragkit.Index.load(index, embedder=None).document_ids
 
 
+@pytest.mark.parametrize(
+    ("reply", "note", "complete"),
+    [
+        ("success", "(No retrieved chunk was cited: treat this as not", True),
+        (
+            "max_tokens",
+            "(The answer was cut off, stop reason max_tokens: it is incomplete.)",
+            False,
+        ),
+    ],
+)
+def test_ask_tool_says_when_an_answer_is_uncited_or_cut_off(
+    built: tuple[Path, Path], claude, reply: str, note: str, complete: bool
+) -> None:
+    # Found by an outside probe: the host's model read an answer whose citations were all
+    # dropped, or one cut off at max_tokens, as plain text like any supported, whole answer.
+    from .conftest import load_message
+
+    _, index = built
+    body = load_message(reply)
+    if reply == "success":  # every citation names a chunk that was never sent
+        for block in body["content"]:
+            for citation in block.get("citations") or []:
+                citation["source"] = "ghost.md#9"
+    client, _ = claude([body])
+    server = build_server(IndexHolder(index), client=client)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with Client(server) as c:
+                seen["ask"] = await c.call_tool("ask", {"question": "How do dogs learn?"})
+
+    anyio.run(main)
+    result = seen["ask"]
+    assert not result.is_error
+    assert note in result.content[0].text
+    assert result.structured_content["complete"] is complete
+
+
+def test_mcp_http_on_a_port_in_use_is_one_error_line(built: tuple[Path, Path]) -> None:
+    # Found by an outside probe: uvicorn logged "address already in use" and the process
+    # exited with status 3, after "serving ... over http" had been printed.
+    import socket
+    import subprocess
+
+    _, index = built
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "ragkit", "mcp", "--index", str(index), "--http"]
+            + ["--port", str(port)],
+            env={"PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=SESSION_TIMEOUT,
+        )
+    assert done.returncode == 1
+    assert f"Error: cannot serve on 127.0.0.1:{port} (" in done.stderr
+    assert "pick another port with --port" in done.stderr
+    assert "serving" not in done.stderr
+
+
 def test_ask_tool_answers_with_cited_chunk_ids(built: tuple[Path, Path], claude) -> None:
     _, index = built
     client, rec = claude(["success"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,37 @@ def test_saved_changed_and_deleted_files_reach_the_index(
 
     wait_for(reported_removal, "on_update to report the deletion")
     assert all(not u.initial and u.paths for u in seen)
+
+
+@pytest.mark.parametrize("pause", [0.0, 1.0])
+def test_a_watched_folder_removed_and_made_again_is_watched_again(
+    tmp_path: Path, pause: float
+) -> None:
+    # Found by an outside probe: once the folder was removed, its watch saw nothing more, so
+    # files saved in the folder made again were never indexed (a folder made again at once
+    # may even get the same inode number back).
+    folder = write_corpus(tmp_path / "notes", SMALL_CORPUS)
+    location = tmp_path / "index"
+    index = ragkit.Index(embedder=None)
+    watcher = Watcher(folder, location, index)
+    watcher.thread.start()
+    try:
+        assert watcher.updates.get(timeout=WAIT).initial
+        shutil.rmtree(folder)
+        time.sleep(pause)
+        write_corpus(folder, {"back.md": "# Back\n\nThe wombat returns.\n"})
+        wait_for(lambda: set(index.document_ids) == {"back.md"}, "the folder made again")
+        (folder / "later.md").write_text("# Later\n\nA quokka arrives.\n", encoding="utf-8")
+        wait_for(lambda: ids_for(index, "quokka") == ["later.md#0"], "a file saved after that")
+        wait_for(
+            lambda: "later.md" in ragkit.Index.load(location, embedder=None).document_ids,
+            "the saved index",
+        )
+    finally:
+        watcher.stop.set()
+        watcher.thread.join(timeout=WAIT)
+    assert not watcher.thread.is_alive(), "stop_event did not stop the watcher"
+    assert watcher.errors == []
 
 
 def test_watch_folder_checks_its_arguments(tmp_path: Path) -> None:

@@ -183,6 +183,15 @@ def _check_arguments(
                 f"fallback_encoding ({fallback_encoding!r}) is not a known codec, "
                 "e.g. 'latin-1' or 'cp1252'"
             ) from None
+        try:  # bytes.decode refuses the codecs that are not text encodings (rot13, base64...)
+            b"a".decode(fallback_encoding)
+        except LookupError:
+            raise ValueError(
+                f"fallback_encoding ({fallback_encoding!r}) is a codec but not a text "
+                "encoding; name one that reads bytes as text, e.g. 'latin-1' or 'cp1252'"
+            ) from None
+        except UnicodeError:
+            pass  # a text encoding that cannot read this one byte (utf-16): fine
 
 
 def load_file(

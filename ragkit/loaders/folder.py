@@ -337,9 +337,13 @@ def load_folder(
     for pattern in (*include, *exclude):
         _glob_regex(pattern)  # raises ValueError early for a bad pattern
     root = Path(folder)
-    if not root.exists():
+    try:
+        exists, is_dir = root.exists(), root.is_dir()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise LoadError(root, f"cannot be read as a folder ({exc.strerror or exc})") from exc
+    if not exists:
         raise LoadError(root, "no such folder")
-    if not root.is_dir():
+    if not is_dir:
         raise LoadError(root, "not a folder")
     walk = _Walk(
         root,

@@ -82,8 +82,15 @@ class NotebookLoader:
             if not isinstance(notebook, Mapping):
                 raise ValueError("not an object")
             cells = _cells(notebook)
-        except (ValueError, RecursionError) as exc:
-            raise LoadError(document_id, f"not a Jupyter notebook ({exc})") from None
+        except RecursionError:
+            raise LoadError(
+                document_id, "not a Jupyter notebook (JSON nested too deeply)"
+            ) from None
+        except ValueError as exc:
+            why = str(exc)
+            if "int_max_str_digits" in why:  # Python's advice is for programmers, not users
+                why = "a number with thousands of digits"
+            raise LoadError(document_id, f"not a Jupyter notebook ({why})") from None
         language = _language(notebook)
         parts: list[str] = []
         for cell in cells:

@@ -416,7 +416,7 @@ class PdfLoader:
                     ) from None
                 raise LoadError(document_id, f"not a readable PDF ({exc})") from None
             try:
-                pages, title, outline = self._read(document, budget)
+                pages, title, outline = self._read(document, budget, document_id)
             finally:
                 document.close()
         if not pages:
@@ -434,18 +434,34 @@ class PdfLoader:
         return Document(document_id, text, metadata)
 
     def _read(
-        self, document: Any, budget: Budget
+        self, document: Any, budget: Budget, document_id: str
     ) -> tuple[list[str], str, dict[int, list[tuple[int, str]]]]:
+        import pypdfium2 as pdfium
+
         n_pages = len(document)
         outline = _outline(document, n_pages, budget)
         layout = _Layout() if not outline else None
         pages: list[str] = []
         tables: dict[int, list[str]] = {}  # page index -> its tables as markdown
+        unreadable: list[int] = []  # 1-based numbers of damaged pages, read as empty
         for index in range(n_pages):
             budget.check_time()
-            page = document[index]
             try:
-                textpage = page.get_textpage()
+                page = document[index]
+            except pdfium.PdfiumError:
+                page = None
+            try:
+                try:
+                    textpage = None if page is None else page.get_textpage()
+                except pdfium.PdfiumError:
+                    textpage = None
+                if textpage is None:
+                    # One damaged page loses its own text, not the document's other pages.
+                    unreadable.append(index + 1)
+                    pages.append("")
+                    if layout is not None:
+                        layout.pages.append([])
+                    continue
                 try:
                     found = self._tables(page, textpage)
                     if found:
@@ -462,7 +478,8 @@ class PdfLoader:
                 finally:
                     textpage.close()
             finally:
-                page.close()
+                if page is not None:
+                    page.close()
             if index in outline:
                 text = _mark_headings(text, outline[index])
             pages.append(text)
@@ -471,6 +488,17 @@ class PdfLoader:
                 pages[index] = _mark_headings(pages[index], headings)
         for index, blocks in tables.items():
             pages[index] = _fill(pages[index], blocks)
+        if unreadable and len(unreadable) == n_pages:
+            raise LoadError(document_id, "not a readable PDF (no page could be read)")
+        if unreadable:
+            shown = ", ".join(map(str, unreadable[:10])) + (" ..." if len(unreadable) > 10 else "")
+            logger.warning(
+                "%r: %d of %d pages are damaged and were left out (p. %s); the others are indexed",
+                document_id,
+                len(unreadable),
+                n_pages,
+                shown,
+            )
         try:
             title = _one_line(document.get_metadata_value("Title"))
         except Exception:  # noqa: BLE001 - a damaged info dictionary only loses the title

@@ -24,7 +24,7 @@ from typing import Protocol, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..base import Store
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, StoreError
 from ..plugins import Registry
 from .disk import check_target, current_generation, writer_lock
 from .memory import MemoryStore
@@ -196,7 +196,13 @@ def _open_directory(location: str, *, migrate: bool, read_url: str | None) -> St
     if read_url is not None:
         raise ValueError(f"read_url is for a postgresql:// index, not the directory {location!r}")
     root = Path(location)
-    if (root / "CURRENT").exists() or (root / "CURRENT").is_symlink():
+    try:
+        existing = (root / "CURRENT").exists() or (root / "CURRENT").is_symlink()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise StoreError(
+            f"cannot use {root} as an index: {exc.strerror or exc}; choose another --index path"
+        ) from exc
+    if existing:
         return MemoryStore.load(root)
     check_target(root)
     return MemoryStore(location=str(root))

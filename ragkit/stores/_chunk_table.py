@@ -225,4 +225,6 @@ def _expect(value: Any, kind: type, where: Path, name: str) -> Any:
         raise IndexFormatError(
             f"{where}: {name} must be {kind.__name__}, got {type(value).__name__}"
         )
+    if kind is int and not -(2**63) <= value < 2**63:  # keys and offsets live in int64 arrays
+        raise IndexFormatError(f"{where}: {name} ({value}) does not fit in 64 bits")
     return value

@@ -225,7 +225,7 @@ class _Schema(_StoreCore):
             return None
         try:
             return IndexSettings.from_dict(row[0])
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(
                 f"the settings stored in schema {self.schema!r} at {self.location} are "
                 f"unreadable ({exc}); the schema was not written by ragkit"

@@ -208,9 +208,15 @@ def check_target(root: Path) -> None:
     Raises:
         StoreError: ``root`` is a file, or a foreign non-empty directory.
     """
-    if root.exists() and not root.is_dir():
+    try:
+        is_file, is_dir = root.exists() and not root.is_dir(), root.is_dir()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise StoreError(
+            f"cannot use {root} as an index: {exc.strerror or exc}; choose another --index path"
+        ) from exc
+    if is_file:
         raise StoreError(f"cannot use {root} as an index: it is a file, not a directory")
-    if root.is_dir() and not is_index_dir(root) and not only_debris(root):
+    if is_dir and not is_index_dir(root) and not only_debris(root):
         raise StoreError(
             f"cannot use {root} as an index: the directory is not empty and is not a ragkit "
             "index; choose another --index path"
@@ -233,8 +239,14 @@ def writer_lock(root: Path, *, timeout: float | None = None) -> Iterator[None]:
         IndexLockedError: another writer held the lock for ``timeout`` seconds.
     """
     wait = _lock_timeout() if timeout is None else timeout
-    root.mkdir(parents=True, exist_ok=True)
-    info = os.stat(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        info = os.stat(root)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the index directory {root}: {exc.strerror or exc}; choose an "
+            "--index path in a folder you can write to"
+        ) from exc
     me = (info.st_dev, info.st_ino, threading.get_ident())
     with _held_guard:
         depth = _held.get(me, 0)
@@ -250,6 +262,11 @@ def writer_lock(root: Path, *, timeout: float | None = None) -> Iterator[None]:
     try:
         fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StoreError(
+                f"cannot write the index at {root} ({exc.strerror}): a writer needs to create "
+                f"{root / '.lock'} there; copy the index somewhere writable, or only search it"
+            ) from exc
         raise RagkitError(
             f"cannot lock the index at {root}: {root / '.lock'} cannot be opened ({exc.strerror}); "
             "remove it if it is not a plain file"
@@ -468,24 +485,31 @@ class _Vanished(Exception):
 
 def _read_once(root: Path, defer: Collection[str]) -> Generation:
     pointer_path = root / "CURRENT"
-    if not root.exists():
+    try:
+        found, pointed = root.exists(), pointer_path.exists() or pointer_path.is_symlink()
+    except OSError as exc:  # a name too long, a path through a file...
+        raise IndexFormatError(
+            f"cannot read an index at {root}: {exc.strerror or exc}; check the --index path"
+        ) from exc
+    if not found:
         raise IndexFormatError(
             f"no index at {root}; build one with `ragkit index DIR --index {root}`"
         )
-    if not pointer_path.exists() and not pointer_path.is_symlink():
+    if not pointed:
         raise IndexFormatError(f"{root} is not a ragkit index (no CURRENT file)")
     raw = read_regular(pointer_path, limit=4096)
     try:
         parts = raw.decode("utf-8").split()
     except UnicodeDecodeError as exc:
         raise IndexFormatError(f"{pointer_path} is unreadable: {exc}") from exc
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0].startswith("gen-") and "/" not in parts[0]:
+        # Format version 1 wrote the generation's name alone.
         raise IndexFormatError(
             f"{root} was written by an older ragkit (format version 1); rebuild it with "
             f"`ragkit index DIR --index {root}`"
         )
     if len(parts) != 2 or not parts[0].startswith("gen-") or "/" in parts[0]:
-        raise IndexFormatError(f"{pointer_path} is corrupt: {raw[:80]!r}")
+        raise IndexFormatError(f"{pointer_path} is corrupt: {raw[:80]!r}; {rebuild_advice(root)}")
     gen, manifest_sha = parts
     folder = root / gen
     try:
@@ -503,6 +527,11 @@ def _read_once(root: Path, defer: Collection[str]) -> Generation:
         manifest = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{folder / 'manifest.json'} is corrupt: {exc}") from exc
+    except RecursionError as exc:  # the decoder recurses once per nested array or object
+        raise IndexFormatError(
+            f"{folder / 'manifest.json'} is corrupt: nested too deeply to read; "
+            f"{rebuild_advice(root)}"
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{folder / 'manifest.json'} is not a ragkit index manifest")
     version = manifest.get("version")

@@ -272,6 +272,12 @@ FORGED_MANIFEST: dict[str, Callable[[dict], None]] = {
     "next-key-is-a-string": lambda m: m.update(next_key="99"),
     "settings-missing": lambda m: m.pop("settings"),
     "settings-chunk-size-string": lambda m: m["settings"].update(chunk_size="16"),
+    # Found by an outside probe: these loaded, then the next `ragkit index` failed with a usage
+    # error about a size nobody passed, or an OverflowError traceback on the first new chunk.
+    "settings-chunk-size-negative": lambda m: m["settings"].update(chunk_size=-5),
+    "settings-overlap-not-below-size": lambda m: m["settings"].update(chunk_overlap=9999),
+    "next-key-beyond-64-bits": lambda m: m.update(next_key=10**30),
+    "keys-beyond-64-bits": lambda m: _first_doc(m).update(keys=[10**30]),
     "settings-dim-negative": lambda m: m["settings"].update(dim=-3),
     "settings-dim-changed": lambda m: m["settings"].update(dim=32),
     "settings-embedder-number": lambda m: m["settings"].update(embedder=7),
@@ -306,6 +312,19 @@ def test_forged_manifest_damage_is_refused_naming_the_manifest(
         (root / "CURRENT").write_text(f"{gen.name} {hashlib.sha256(body).hexdigest()}\n")
     names = ("manifest.json", "chunks.npz", "bm25.npz", "vectors.npz", "version")
     with pytest.raises(IndexFormatError, match="|".join(map(re.escape, names))):
+        MemoryStore.load(root)
+
+
+def test_a_forged_manifest_nested_too_deeply_is_refused_not_a_recursion_error(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    root = _copy(pristine, "hybrid", tmp_path)
+    _edit_manifest(root, lambda m: _first_doc(m)["metadata"].update(deep="DEEP"))
+    path = _gen(root) / "manifest.json"
+    path.write_bytes(path.read_bytes().replace(b'"DEEP"', b"[" * 100_000 + b"]" * 100_000))
+    body = path.read_bytes()
+    (root / "CURRENT").write_text(f"{_gen(root).name} {hashlib.sha256(body).hexdigest()}\n")
+    with pytest.raises(IndexFormatError, match=r"manifest\.json is corrupt: nested too deeply"):
         MemoryStore.load(root)
 
 
@@ -444,6 +463,22 @@ def test_a_damaged_current_pointer_is_refused(
     root = _copy(pristine, "keyword", tmp_path)
     (root / "CURRENT").write_bytes(pointer)
     with pytest.raises(IndexFormatError, match="CURRENT|older ragkit|manifest"):
+        MemoryStore.load(root)
+
+
+@pytest.mark.parametrize("pointer", [b"garbage", b"xK3+9/a==", b"CURRENT"])
+def test_a_current_pointer_of_one_foreign_word_is_damage_not_an_old_format(
+    pristine: dict[str, Path], tmp_path: Path, pointer: bytes
+) -> None:
+    # Found by an outside probe: any one-word CURRENT was reported as "written by an older
+    # ragkit (format version 1)", whose pointers held a generation's name alone.
+    root = _copy(pristine, "keyword", tmp_path)
+    (root / "CURRENT").write_bytes(pointer)
+    with pytest.raises(IndexFormatError, match=r"CURRENT is corrupt: .*; rebuild it: move") as info:
+        MemoryStore.load(root)
+    assert "older ragkit" not in str(info.value)
+    (root / "CURRENT").write_bytes(b"gen-20240101T000000-deadbeef\n")  # a version 1 pointer
+    with pytest.raises(IndexFormatError, match=r"older ragkit \(format version 1\)"):
         MemoryStore.load(root)
 
 
