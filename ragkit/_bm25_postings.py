@@ -31,6 +31,9 @@ _MERGE_FRACTION = 16
 # Tombstoned slots are compacted away once they are this fraction of all slots.
 _COMPACT_FRACTION = 0.25
 _MIN_COMPACT = 1024
+# A removal of more slots than this (out of the delta, without usable tokens) finds their terms
+# in one pass over all postings instead of a search per slot.
+_SEARCH_SLOTS = 32
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -134,9 +137,10 @@ class _Postings:
         self._delta: dict[int, tuple[list[int], list[int]]] = {}
         self._delta_size = 0
         self._delta_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        # Forward index (term ids per slot), for removal; derived lazily from the postings.
-        self._fwd_ptr: _Buffer | None = _Buffer(np.zeros(1, dtype=np.int64))
-        self._fwd_terms: _Buffer | None = _Buffer(np.zeros(0, dtype=np.int32))
+        # Term ids of the slots whose postings are in the delta (until it is merged). There is
+        # no forward index of the base: a removal finds a slot's terms from its analysed text
+        # when the caller has it (checked against the postings), else in the postings.
+        self._recent: dict[int, np.ndarray] = {}
         self._version = 0
         self._norm_cache: tuple[int, FloatArray] | None = None
         self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
@@ -157,16 +161,16 @@ class _Postings:
     def memory_bytes(self) -> int:
         """Bytes held by postings, per-document arrays and the vocabulary's text (estimate).
 
-        Counts numpy buffers at their capacity, the delta at 16 bytes per posting and the
-        vocabulary as UTF-8 plus 8 bytes per term. Left out: Python dict overheads and the
-        query-term cache (at most an eighth of the postings, as float64 contributions).
+        Counts numpy buffers at their capacity, the delta at 20 bytes per posting (its lists
+        and the term ids of its slots) and the vocabulary as UTF-8 plus 8 bytes per term. Left
+        out: Python dict overheads and the query-term cache (at most an eighth of the postings,
+        as float64 contributions).
         """
         arrays: list[np.ndarray] = [self._indptr, self._pslots, self._ptfs]
-        for buf in (self._df, self._keys, self._dl, self._alive, self._fwd_ptr, self._fwd_terms):
-            if buf is not None:
-                arrays.append(buf._data)
+        for buf in (self._df, self._keys, self._dl, self._alive):
+            arrays.append(buf._data)
         vocab = sum(len(t.encode("utf-8")) + 8 for t in self._vocab)
-        return sum(a.nbytes for a in arrays) + 16 * self._delta_size + vocab
+        return sum(a.nbytes for a in arrays) + 20 * self._delta_size + vocab
 
     def add_tokens(
         self, keys: Sequence[int] | np.ndarray, token_lists: Sequence[Sequence[str]]
@@ -217,10 +221,6 @@ class _Postings:
         self._slot_of.assign(key_arr, np.arange(slot0, slot0 + len(key_arr), dtype=np.int64))
         self._n_docs += len(key_arr)
         self._total_len += int(lengths.sum())
-        if self._fwd_ptr is not None and self._fwd_terms is not None:
-            self._fwd_terms.extend(pair_term32)
-            per_doc = np.bincount(pair_doc, minlength=len(key_arr))
-            self._fwd_ptr.extend(self._fwd_ptr.view[-1] + np.cumsum(per_doc))
 
         slots = (pair_doc + slot0).astype(np.int32)
         # A bulk add (as many postings as the merge floor) goes straight into the base: kept
@@ -241,6 +241,9 @@ class _Postings:
                     entry[1].append(c)
                     cache.pop(t, None)
             self._delta_size += len(pair)
+            cuts = np.cumsum(np.bincount(pair_doc, minlength=len(key_arr)))[:-1]
+            for slot, terms in enumerate(np.split(pair_term32, cuts), start=slot0):
+                self._recent[slot] = terms
         self._version += 1
 
     def _check_new_keys(self, keys: Sequence[int] | np.ndarray) -> IntArray:
@@ -285,31 +288,43 @@ class _Postings:
         if extra is not None:
             parts.append(extra)
         self._indptr, self._pslots, self._ptfs = _merge_csr(parts, n_terms)
+        # Rebound, never cleared in place: state() compacts a shallow copy of this index.
         self._delta = {}
         self._delta_arrays = {}
         self._delta_size = 0
+        self._recent = {}
 
-    def remove(self, keys: Iterable[int]) -> None:
+    def remove(
+        self, keys: Iterable[int], token_lists: Sequence[Sequence[str] | None] | None = None
+    ) -> None:
         """Remove documents by key; removing no keys is fine.
+
+        Args:
+            keys: the documents to remove.
+            token_lists: optionally, per key, the tokens the document was added with (or None
+                where unknown). They
+                spare a search of the postings for its terms (a few milliseconds at a million
+                documents) and are checked against the postings, so tokens that are wrong
+                (the document was added with other ones) cost only that search.
 
         Raises:
             KeyError: a key is not in the index (nothing is removed then).
+            ValueError: ``token_lists`` is given with a length other than the keys'.
         """
-        wanted = list(dict.fromkeys(int(k) for k in keys))
+        key_list = [int(k) for k in keys]
+        if token_lists is not None and len(token_lists) != len(key_list):
+            raise ValueError(f"token_lists ({len(token_lists)}) must match keys ({len(key_list)})")
+        hints = dict(zip(key_list, token_lists, strict=True)) if token_lists is not None else {}
+        wanted = list(dict.fromkeys(key_list))
         for key in wanted:
             if key not in self._slot_of:
                 raise KeyError(key)
         if not wanted:
             return
-        fwd_ptr, fwd_terms = self._forward()
-        slots = np.array([self._slot_of.pop(k) for k in wanted], dtype=np.int64)
-        starts, ends = fwd_ptr[slots], fwd_ptr[slots + 1]
-        if len(slots) == 1:
-            terms = fwd_terms[int(starts[0]) : int(ends[0])]
-        else:
-            terms = np.concatenate(
-                [fwd_terms[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-            )
+        slots = np.array([self._slot_of[k] for k in wanted], dtype=np.int64)
+        terms = self._terms_of(slots, [hints.get(k) for k in wanted])
+        for key in wanted:
+            self._slot_of.pop(key)
         df = self._df.view
         if len(slots) == 1:
             df[terms] -= 1  # a document's term ids are unique
@@ -325,20 +340,94 @@ class _Postings:
         elif self._n_dead >= max(_MIN_COMPACT, _COMPACT_FRACTION * len(self._keys)):
             self._compact()
 
-    def _forward(self) -> tuple[IntArray, np.ndarray]:
-        """The forward index (term ids of each slot), derived from the postings if needed."""
-        if self._fwd_ptr is None or self._fwd_terms is None:
-            self._merge_delta()
-            n_slots = len(self._keys)
-            terms = np.repeat(
-                np.arange(len(self._indptr) - 1, dtype=np.int32), np.diff(self._indptr)
-            )
-            order = np.argsort(self._pslots, kind="stable")
-            ptr = np.zeros(n_slots + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self._pslots, minlength=n_slots), out=ptr[1:])
-            self._fwd_ptr = _Buffer(ptr)
-            self._fwd_terms = _Buffer(terms[order])
-        return self._fwd_ptr.view, self._fwd_terms.view
+    def _terms_of(
+        self, slots: IntArray, hints: Sequence[Sequence[str] | None]
+    ) -> npt.NDArray[np.int32]:
+        """The term ids of live ``slots``, concatenated (each slot's are distinct).
+
+        A slot still in the delta has them in ``_recent``; otherwise its tokens, when given
+        and equal to its postings, give them; the rest are found in the postings: term by
+        term for a few slots, in one pass over all postings for many.
+        """
+        found: list[np.ndarray] = []
+        searched: list[int] = []
+        for slot, tokens in zip(slots.tolist(), hints, strict=True):
+            recent = self._recent.get(slot)
+            if recent is not None:
+                found.append(recent)
+                continue
+            checked = None if tokens is None else self._checked_terms(slot, tokens)
+            if checked is not None:
+                found.append(checked)
+            else:
+                searched.append(slot)
+        if len(searched) > _SEARCH_SLOTS:
+            found.append(self._base_terms_pass(np.array(searched, dtype=np.int64)))
+        else:
+            found.extend(self._base_terms(slot) for slot in searched)
+        if not found:
+            return np.zeros(0, dtype=np.int32)
+        return np.concatenate(found).astype(np.int32, copy=False)
+
+    def _find(self, terms: IntArray, slot: int) -> IntArray:
+        """Per term (of the base), the position of ``slot``'s posting in its list, or -1.
+
+        A binary search of every term's list at once (each list's slots increase).
+        """
+        indptr, pslots = self._indptr, self._pslots
+        lo, end = indptr[terms], indptr[terms + 1]
+        hi = end.copy()
+        last = len(pslots) - 1
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) >> 1
+            right = active & (pslots[np.minimum(mid, last)] < slot)
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
+        hit = lo < end
+        hit[hit] = pslots[lo[hit]] == slot
+        return np.where(hit, lo, -1)
+
+    def _checked_terms(self, slot: int, tokens: Sequence[str]) -> np.ndarray | None:
+        """``slot``'s term ids from its tokens, or None unless they are exactly its postings."""
+        if isinstance(tokens, str) or len(tokens) != int(self._dl.view[slot]):
+            return None
+        vocab, n_base = self._vocab, len(self._indptr) - 1
+        counts: dict[int, int] = {}
+        for tok in tokens:
+            tid = vocab.get(tok)
+            if tid is None or tid >= n_base:
+                return None
+            counts[tid] = counts.get(tid, 0) + 1
+        terms = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        where = self._find(terms, slot)
+        if (where < 0).any():
+            return None
+        tfs = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+        # Every posting's tf is positive and they sum to the slot's length, as these do: the
+        # terms found are all of the slot's terms.
+        if not np.array_equal(self._ptfs[where].astype(np.int64), tfs):
+            return None
+        return terms
+
+    def _base_terms(self, slot: int) -> IntArray:
+        """``slot``'s term ids, found in the base postings (a slot out of the delta)."""
+        indptr, pslots = self._indptr, self._pslots
+        nonempty = np.flatnonzero(indptr[1:] > indptr[:-1])
+        first = pslots[indptr[nonempty]]
+        last = pslots[indptr[nonempty + 1] - 1]
+        spans = nonempty[(first <= slot) & (last >= slot)]
+        return spans[self._find(spans, slot) >= 0]
+
+    def _base_terms_pass(self, slots: IntArray) -> IntArray:
+        """The term ids of many slots out of the delta, in one pass over the base postings."""
+        mark = np.zeros(len(self._keys), dtype=np.bool_)
+        mark[slots] = True
+        at = np.flatnonzero(mark[self._pslots])
+        terms: IntArray = np.searchsorted(self._indptr, at, side="right") - 1
+        return terms
 
     def _compact(self) -> None:
         """Drop tombstoned slots and unused terms; renumber both (scores do not change)."""
@@ -358,15 +447,6 @@ class _Postings:
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_of, minlength=n_terms), out=indptr[1:])
         self._indptr = indptr
-
-        if self._fwd_ptr is not None and self._fwd_terms is not None:
-            ptr = self._fwd_ptr.view
-            sizes = np.diff(ptr)
-            owner_alive = np.repeat(alive, sizes)
-            fwd_terms = new_term[self._fwd_terms.view[owner_alive]].astype(np.int32)
-            fwd_ptr = np.zeros(int(alive.sum()) + 1, dtype=np.int64)
-            np.cumsum(sizes[alive], out=fwd_ptr[1:])
-            self._fwd_ptr, self._fwd_terms = _Buffer(fwd_ptr), _Buffer(fwd_terms)
 
         terms = list(self._vocab)
         self._vocab = {terms[i]: j for j, i in enumerate(np.flatnonzero(live_term).tolist())}
@@ -494,5 +574,4 @@ class _Postings:
         self._indptr = indptr
         self._pslots = pdocs.astype(np.int32)
         self._ptfs = ptf.astype(_tf_dtype(ptf))
-        self._fwd_ptr = self._fwd_terms = None  # derived on the first remove
         self._version += 1

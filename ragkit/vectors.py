@@ -38,6 +38,9 @@ from ragkit.errors import IndexFormatError
 __all__ = ["VectorStore"]
 
 _WORD_BITS = 64
+# Default candidates re-scored after the compressed first pass, float32 and float16 matrices.
+_RERANK = 1000
+_RERANK_HALF = 2000
 # Rows per block of the numpy Hamming scan: the block's codes and temporaries (~100 bytes per
 # row at 384 dimensions) stay within a core's L2 cache.
 _SCAN_BLOCK = 8192
@@ -97,7 +100,7 @@ class VectorStore:
         dim: int,
         *,
         binary_threshold: int = 200_000,
-        rerank: int = 1000,
+        rerank: int | None = None,
         half_from: int | None = None,
     ) -> None:
         """Create an empty store.
@@ -106,9 +109,11 @@ class VectorStore:
             dim: the vectors' dimension.
             binary_threshold: from this many rows on, ``search`` uses the compressed first pass
                 unless told otherwise; below it, search is exact.
-            rerank: candidates the compressed first pass hands to exact re-scoring. 1,000 gives
-                Recall@10 of about 0.99 against exact search on 1M MiniLM-like vectors
-                (bench/bench_vectors.py).
+            rerank: candidates the compressed first pass hands to exact re-scoring. ``None``
+                (the default): 1,000 while the vectors are float32, 2,000 once they are float16
+                (re-scoring float16 rows costs little; Recall@10 >= 0.99 against an exact
+                float32 scan at 1M MiniLM-like vectors, where 1,000 gave about 0.98:
+                bench/RESULTS.md, "Memory at 1M chunks").
             half_from: from this many rows on, vectors are held as float16 (2 bytes per
                 component instead of 4): the matrix is converted once when an add reaches it
                 and stays float16 after removals. Scores (exact scan and re-scoring alike) are
@@ -124,14 +129,14 @@ class VectorStore:
             raise ValueError(f"dim ({dim!r}) must be a positive integer")
         if binary_threshold < 0:
             raise ValueError(f"binary_threshold ({binary_threshold}) must not be negative")
-        if rerank < 1:
+        if rerank is not None and rerank < 1:
             raise ValueError(f"rerank ({rerank}) must be at least 1")
         if half_from is not None and half_from < 0:
             raise ValueError(f"half_from ({half_from}) must not be negative")
         self.half_from = None if half_from is None else int(half_from)
         self.dim = int(dim)
         self.binary_threshold = int(binary_threshold)
-        self.rerank = int(rerank)
+        self.rerank = None if rerank is None else int(rerank)
         self._words = -(-self.dim // _WORD_BITS)
         self._n = 0
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
@@ -141,6 +146,12 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore(dim={self.dim}, n={self._n})"
+
+    def _rerank(self) -> int:
+        """Candidates to re-score: ``rerank``, or its default for the matrix's dtype."""
+        if self.rerank is not None:
+            return self.rerank
+        return _RERANK_HALF if self._vectors.dtype == np.float16 else _RERANK
 
     def __len__(self) -> int:
         return self._n
@@ -424,7 +435,7 @@ class VectorStore:
         use_exact = (n < self.binary_threshold) if exact is None else exact
         # Re-score at least 4k candidates: a fused hybrid search asks for hundreds, and its
         # normalisation reads the whole list, not just the top 10.
-        candidates = min(n, max(self.rerank, 4 * k))
+        candidates = min(n, max(self._rerank(), 4 * k))
         if use_exact or candidates >= n:
             return self._exact_many(queries, k, ties)
         kernel = _candidate_kernel()
@@ -452,7 +463,7 @@ class VectorStore:
         if rows.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         use_exact = (n < self.binary_threshold) if exact is None else exact
-        candidates = min(rows.size, max(self.rerank, 4 * k))
+        candidates = min(rows.size, max(self._rerank(), 4 * k))
         if use_exact or candidates >= rows.size:
             if rows.size * 4 < n:  # selective: gather the allowed rows and scan only those
                 scores = self._gather_scores(rows, q)
