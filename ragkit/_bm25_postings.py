@@ -141,6 +141,8 @@ class _Postings:
         # no forward index of the base: a removal finds a slot's terms from its analysed text
         # when the caller has it (checked against the postings), else in the postings.
         self._recent: dict[int, np.ndarray] = {}
+        # (base slots array, its non-empty terms, their first and last slots), for removals.
+        self._spans: tuple[np.ndarray, IntArray, np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._norm_cache: tuple[int, FloatArray] | None = None
         self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
@@ -169,6 +171,8 @@ class _Postings:
         arrays: list[np.ndarray] = [self._indptr, self._pslots, self._ptfs]
         for buf in (self._df, self._keys, self._dl, self._alive):
             arrays.append(buf._data)
+        if self._spans is not None:
+            arrays.extend(self._spans[1:])
         vocab = sum(len(t.encode("utf-8")) + 8 for t in self._vocab)
         return sum(a.nbytes for a in arrays) + 20 * self._delta_size + vocab
 
@@ -372,20 +376,23 @@ class _Postings:
     def _find(self, terms: IntArray, slot: int) -> IntArray:
         """Per term (of the base), the position of ``slot``'s posting in its list, or -1.
 
-        A binary search of every term's list at once (each list's slots increase).
+        A binary search of every term's list at once (each list's slots increase); a term
+        leaves the search once its range is empty, so short lists cost a few steps.
         """
         indptr, pslots = self._indptr, self._pslots
         lo, end = indptr[terms], indptr[terms + 1]
-        hi = end.copy()
-        last = len(pslots) - 1
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = (lo + hi) >> 1
-            right = active & (pslots[np.minimum(mid, last)] < slot)
-            lo = np.where(right, mid + 1, lo)
-            hi = np.where(active & ~right, mid, hi)
+        live = np.flatnonzero(lo < end)
+        a_lo, a_hi = lo[live], end[live]
+        while len(live):
+            mid = (a_lo + a_hi) >> 1
+            right = pslots[mid] < slot
+            a_lo = np.where(right, mid + 1, a_lo)
+            a_hi = np.where(right, a_hi, mid)
+            going = a_lo < a_hi
+            if not going.all():
+                done = ~going
+                lo[live[done]] = a_lo[done]
+                live, a_lo, a_hi = live[going], a_lo[going], a_hi[going]
         hit = lo < end
         hit[hit] = pslots[lo[hit]] == slot
         return np.where(hit, lo, -1)
@@ -413,13 +420,21 @@ class _Postings:
         return terms
 
     def _base_terms(self, slot: int) -> IntArray:
-        """``slot``'s term ids, found in the base postings (a slot out of the delta)."""
-        indptr, pslots = self._indptr, self._pslots
-        nonempty = np.flatnonzero(indptr[1:] > indptr[:-1])
-        first = pslots[indptr[nonempty]]
-        last = pslots[indptr[nonempty + 1] - 1]
-        spans = nonempty[(first <= slot) & (last >= slot)]
-        return spans[self._find(spans, slot) >= 0]
+        """``slot``'s term ids, found in the base postings (a slot out of the delta).
+
+        Only the terms whose first and last posting enclose the slot are searched; those two
+        slots per term are kept until the base changes (8 bytes per term).
+        """
+        spans = self._spans
+        if spans is None or spans[0] is not self._pslots:
+            indptr, pslots = self._indptr, self._pslots
+            terms = np.flatnonzero(indptr[1:] > indptr[:-1])
+            first, last = pslots[indptr[terms]], pslots[indptr[terms + 1] - 1]
+            spans = (pslots, terms, first, last)
+            self._spans = spans
+        _, terms, first, last = spans
+        inside = terms[(first <= slot) & (last >= slot)]
+        return inside[self._find(inside, slot) >= 0]
 
     def _base_terms_pass(self, slots: IntArray) -> IntArray:
         """The term ids of many slots out of the delta, in one pass over the base postings."""
