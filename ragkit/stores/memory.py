@@ -28,9 +28,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..base import DocumentEntry, IndexSettings, StoreStats
+from ..base import DocumentEntry, IndexSettings, StoreStats, keyword_text
 from ..bm25 import Analyzer, BM25Index
-from ..entries import keyword_text
 from ..errors import IndexConflictError, IndexFormatError, RagkitError
 from ..filters import Filter, matches
 from ..types import Chunk, ScoredChunk, freeze_metadata
