@@ -38,9 +38,11 @@ from ragkit.errors import IndexFormatError
 __all__ = ["VectorStore"]
 
 _WORD_BITS = 64
-# Default candidates re-scored after the compressed first pass, float32 and float16 matrices.
+# Default candidates re-scored after the compressed first pass: _RERANK for a float32 matrix;
+# for a float16 one, one row in _RERANK_HALF_ROWS, between _RERANK and _RERANK_HALF.
 _RERANK = 1000
 _RERANK_HALF = 2000
+_RERANK_HALF_ROWS = 500
 # Rows per block of the numpy Hamming scan: the block's codes and temporaries (~100 bytes per
 # row at 384 dimensions) stay within a core's L2 cache.
 _SCAN_BLOCK = 8192
@@ -110,10 +112,11 @@ class VectorStore:
             binary_threshold: from this many rows on, ``search`` uses the compressed first pass
                 unless told otherwise; below it, search is exact.
             rerank: candidates the compressed first pass hands to exact re-scoring. ``None``
-                (the default): 1,000 while the vectors are float32, 2,000 once they are float16
-                (re-scoring float16 rows costs little; Recall@10 >= 0.99 against an exact
-                float32 scan at 1M MiniLM-like vectors, where 1,000 gave about 0.98:
-                bench/RESULTS.md, "Memory at 1M chunks").
+                (the default): 1,000 while the vectors are float32; once they are float16
+                (re-scoring float16 rows costs little), one row in 500, from 1,000 up to 2,000
+                (2,000 from 1M rows: Recall@10 0.999 against an exact float32 scan of 1M
+                MiniLM-like vectors, 0.983-0.992 with 1,000; bench/RESULTS.md, "no forward
+                index, compressed texts").
             half_from: from this many rows on, vectors are held as float16 (2 bytes per
                 component instead of 4): the matrix is converted once when an add reaches it
                 and stays float16 after removals. Scores (exact scan and re-scoring alike) are
@@ -151,7 +154,9 @@ class VectorStore:
         """Candidates to re-score: ``rerank``, or its default for the matrix's dtype."""
         if self.rerank is not None:
             return self.rerank
-        return _RERANK_HALF if self._vectors.dtype == np.float16 else _RERANK
+        if self._vectors.dtype != np.float16:
+            return _RERANK
+        return min(_RERANK_HALF, max(_RERANK, self._n // _RERANK_HALF_ROWS))
 
     def __len__(self) -> int:
         return self._n
