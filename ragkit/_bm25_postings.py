@@ -141,6 +141,8 @@ class _Postings:
         # no forward index of the base: a removal finds a slot's terms from its analysed text
         # when the caller has it (checked against the postings), else in the postings.
         self._recent: dict[int, np.ndarray] = {}
+        # Term ids of the slots added with keep_terms (until removed; renumbered by compaction).
+        self._kept: dict[int, np.ndarray] = {}
         # (base slots array, its non-empty terms, their first and last slots), for removals.
         self._spans: tuple[np.ndarray, IntArray, np.ndarray, np.ndarray] | None = None
         self._version = 0
@@ -173,13 +175,22 @@ class _Postings:
             arrays.append(buf._data)
         if self._spans is not None:
             arrays.extend(self._spans[1:])
+        arrays.extend(self._kept.values())
         vocab = sum(len(t.encode("utf-8")) + 8 for t in self._vocab)
         return sum(a.nbytes for a in arrays) + 20 * self._delta_size + vocab
 
     def add_tokens(
-        self, keys: Sequence[int] | np.ndarray, token_lists: Sequence[Sequence[str]]
+        self,
+        keys: Sequence[int] | np.ndarray,
+        token_lists: Sequence[Sequence[str]],
+        *,
+        keep_terms: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         """Add already-analysed documents under new keys (no analyzer is applied).
+
+        ``keep_terms`` marks the documents whose term ids the index keeps until they are
+        removed (4 bytes per distinct term): those whose tokens the caller cannot give again at
+        removal, which would otherwise be found by a search of the postings.
 
         Raises:
             ValueError: a key is negative, repeated, or already in the index, or the lengths differ.
@@ -192,6 +203,8 @@ class _Postings:
             )
         if any(isinstance(tl, str) for tl in token_lists):
             raise TypeError("each token list must be a sequence of strings, not a string")
+        if keep_terms is not None and len(keep_terms) != len(key_arr):
+            raise ValueError(f"keep_terms ({len(keep_terms)}) must match keys ({len(key_arr)})")
         if not len(key_arr):
             return
         vocab = self._vocab
@@ -227,6 +240,11 @@ class _Postings:
         self._total_len += int(lengths.sum())
 
         slots = (pair_doc + slot0).astype(np.int32)
+        if keep_terms is not None and np.any(keep_terms):
+            bounds = np.zeros(len(key_arr) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(pair_doc, minlength=len(key_arr)), out=bounds[1:])
+            for i in np.flatnonzero(np.asarray(keep_terms, dtype=np.bool_)).tolist():
+                self._kept[slot0 + i] = pair_term32[bounds[i] : bounds[i + 1]].copy()
         # A bulk add (as many postings as the merge floor) goes straight into the base: kept
         # as Python lists in the delta it would cost ~40 bytes per posting until the merge.
         if len(pair) >= _MIN_MERGE or len(pair) + self._delta_size >= self._merge_threshold():
@@ -349,14 +367,16 @@ class _Postings:
     ) -> npt.NDArray[np.int32]:
         """The term ids of live ``slots``, concatenated (each slot's are distinct).
 
-        A slot still in the delta has them in ``_recent``; otherwise its tokens, when given
+        A slot still in the delta has them in ``_recent``, one added with ``keep_terms`` in
+        ``_kept`` (dropped here: the slot is being removed); otherwise its tokens, when given
         and equal to its postings, give them; the rest are found in the postings: term by
         term for a few slots, in one pass over all postings for many.
         """
         found: list[np.ndarray] = []
         searched: list[int] = []
         for slot, tokens in zip(slots.tolist(), hints, strict=True):
-            recent = self._recent.get(slot)
+            kept = self._kept.pop(slot, None)
+            recent = self._recent.get(slot, kept)
             if recent is not None:
                 found.append(recent)
                 continue
@@ -463,6 +483,11 @@ class _Postings:
         np.cumsum(np.bincount(term_of, minlength=n_terms), out=indptr[1:])
         self._indptr = indptr
 
+        if self._kept:  # rebound, not changed in place (state() compacts a shallow copy)
+            self._kept = {
+                int(new_slot[slot]): new_term[ids].astype(np.int32)
+                for slot, ids in self._kept.items()
+            }
         terms = list(self._vocab)
         self._vocab = {terms[i]: j for j, i in enumerate(np.flatnonzero(live_term).tolist())}
         self._df = _Buffer(df[live_term].copy())

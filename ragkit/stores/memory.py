@@ -520,7 +520,14 @@ class MemoryStore:
         if n:
             self._chunks.add(keys.tolist(), chunks, ordinals, metas, encoded)
             del chunks
-            self._bm25.add_tokens(keys, tokens)
+            # Chunks indexed under other text than their own (a contextualizer's) keep their
+            # term ids: a removal could not re-derive them from the stored chunk.
+            own = [
+                text == keyword_text(chunk)
+                for e in entries
+                for chunk, text in zip(e.chunks, e.keyword_texts, strict=True)
+            ]
+            self._bm25.add_tokens(keys, tokens, keep_terms=None if all(own) else np.invert(own))
             if vector_parts:
                 matrix = np.concatenate(vector_parts, axis=0)
                 if self._vectors is None:
