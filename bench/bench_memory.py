@@ -17,7 +17,12 @@ file batch by batch (no memory map, so the file's pages are not counted), then r
 - vector-only, keyword and hybrid search p50 over SciFact claims (the default mode at this size:
   the compressed first pass and re-scoring above 200,000 chunks), Recall@10 of the vector
   search against an exact float32 top 10 computed with numpy from the vector file, and
-  Recall@10 of ``exact=True`` search against the same.
+  Recall@10 of ``exact=True`` search against the same;
+- the vector store's search at re-scoring depths 1,000 and 2,000, query by query in turn (p50
+  and Recall@10 of each: the depth the float16 default re-scores);
+- one-document removal after the build: ``remove_p50_ms`` through ``MemoryStore.write(delete=)``
+  (20 documents, one write each) and ``bm25_remove_p50_ms`` of the BM25 index alone given only
+  the key (20 other documents; what a removal costs without the chunk's tokens).
 
 Versions run one after the other (not interleaved: each needs the whole machine's memory), so the
 load average is printed before each. No embedding model runs.
@@ -168,6 +173,31 @@ def worker(n: int, n_queries: int) -> dict[str, object]:
         return float(np.mean([len(set(f) & t) / K for f, t in zip(found, truth, strict=True)]))
 
     vec_rows = [[int(i.split("#")[0][1:]) for i in ids] for ids in vec_ids]
+
+    default_rerank = vecs.rerank
+    depth_times: dict[int, list[float]] = {1000: [], 2000: []}
+    depth_rows: dict[int, list[list[int]]] = {1000: [], 2000: []}
+    for q in queries:
+        for depth in (1000, 2000):
+            vecs.rerank = depth
+            t = time.perf_counter()
+            found_keys, _ = vecs.search(q, K)
+            depth_times[depth].append(time.perf_counter() - t)
+            depth_rows[depth].append(found_keys.tolist())  # key i is passage i
+    vecs.rerank = default_rerank
+    depth_ratio = np.array(depth_times[2000]) / np.array(depth_times[1000])
+
+    picked = [n // 2 + 997 * j for j in range(40)]
+    remove_times = []
+    for i in picked[:20]:
+        t = time.perf_counter()
+        store.write([], delete=[f"p{i}"])
+        remove_times.append(time.perf_counter() - t)
+    bm25_times = []
+    for i in picked[20:]:
+        t = time.perf_counter()
+        store._bm25.remove([i])  # the store's other parts keep the chunk: the bench ends here
+        bm25_times.append(time.perf_counter() - t)
     return {
         "ragkit": ragkit.__file__,
         "n": n,
@@ -181,7 +211,15 @@ def worker(n: int, n_queries: int) -> dict[str, object]:
         "hybrid_p50_ms": round(hyb_ms, 2),
         "recall10_vector": round(rec(vec_rows), 4),
         "recall10_exact_mode": round(rec(exact_ids), 4),
+        "rerank1000_p50_ms": round(float(np.median(depth_times[1000])) * 1000, 2),
+        "rerank2000_p50_ms": round(float(np.median(depth_times[2000])) * 1000, 2),
+        "rerank2000_paired_ratio_p50": round(float(np.median(depth_ratio)), 3),
+        "recall10_rerank1000": round(rec(depth_rows[1000]), 4),
+        "recall10_rerank2000": round(rec(depth_rows[2000]), 4),
+        "remove_p50_ms": round(float(np.median(remove_times)) * 1000, 2),
+        "bm25_remove_p50_ms": round(float(np.median(bm25_times)) * 1000, 2),
         "vector_bytes_per_chunk": round(vecs.memory_bytes() / n),
+        "chunk_bytes_per_chunk": round(store._chunks.memory_bytes() / n),
         "bm25_bytes_per_chunk": round(store._bm25.memory_bytes() / n),
     }
 

@@ -31,6 +31,9 @@ _MERGE_FRACTION = 16
 # Tombstoned slots are compacted away once they are this fraction of all slots.
 _COMPACT_FRACTION = 0.25
 _MIN_COMPACT = 1024
+# A removal of more slots than this (out of the delta, without usable tokens) finds their terms
+# in one pass over all postings instead of a search per slot.
+_SEARCH_SLOTS = 32
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -134,9 +137,14 @@ class _Postings:
         self._delta: dict[int, tuple[list[int], list[int]]] = {}
         self._delta_size = 0
         self._delta_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        # Forward index (term ids per slot), for removal; derived lazily from the postings.
-        self._fwd_ptr: _Buffer | None = _Buffer(np.zeros(1, dtype=np.int64))
-        self._fwd_terms: _Buffer | None = _Buffer(np.zeros(0, dtype=np.int32))
+        # Term ids of the slots whose postings are in the delta (until it is merged). There is
+        # no forward index of the base: a removal finds a slot's terms from its analysed text
+        # when the caller has it (checked against the postings), else in the postings.
+        self._recent: dict[int, np.ndarray] = {}
+        # Term ids of the slots added with keep_terms (until removed; renumbered by compaction).
+        self._kept: dict[int, np.ndarray] = {}
+        # (base slots array, its non-empty terms, their first and last slots), for removals.
+        self._spans: tuple[np.ndarray, IntArray, np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._norm_cache: tuple[int, FloatArray] | None = None
         self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
@@ -157,21 +165,32 @@ class _Postings:
     def memory_bytes(self) -> int:
         """Bytes held by postings, per-document arrays and the vocabulary's text (estimate).
 
-        Counts numpy buffers at their capacity, the delta at 16 bytes per posting and the
-        vocabulary as UTF-8 plus 8 bytes per term. Left out: Python dict overheads and the
-        query-term cache (at most an eighth of the postings, as float64 contributions).
+        Counts numpy buffers at their capacity, the delta at 20 bytes per posting (its lists
+        and the term ids of its slots) and the vocabulary as UTF-8 plus 8 bytes per term. Left
+        out: Python dict overheads and the query-term cache (at most an eighth of the postings,
+        as float64 contributions).
         """
         arrays: list[np.ndarray] = [self._indptr, self._pslots, self._ptfs]
-        for buf in (self._df, self._keys, self._dl, self._alive, self._fwd_ptr, self._fwd_terms):
-            if buf is not None:
-                arrays.append(buf._data)
+        for buf in (self._df, self._keys, self._dl, self._alive):
+            arrays.append(buf._data)
+        if self._spans is not None:
+            arrays.extend(self._spans[1:])
+        arrays.extend(self._kept.values())
         vocab = sum(len(t.encode("utf-8")) + 8 for t in self._vocab)
-        return sum(a.nbytes for a in arrays) + 16 * self._delta_size + vocab
+        return sum(a.nbytes for a in arrays) + 20 * self._delta_size + vocab
 
     def add_tokens(
-        self, keys: Sequence[int] | np.ndarray, token_lists: Sequence[Sequence[str]]
+        self,
+        keys: Sequence[int] | np.ndarray,
+        token_lists: Sequence[Sequence[str]],
+        *,
+        keep_terms: Sequence[bool] | np.ndarray | None = None,
     ) -> None:
         """Add already-analysed documents under new keys (no analyzer is applied).
+
+        ``keep_terms`` marks the documents whose term ids the index keeps until they are
+        removed (4 bytes per distinct term): those whose tokens the caller cannot give again at
+        removal, which would otherwise be found by a search of the postings.
 
         Raises:
             ValueError: a key is negative, repeated, or already in the index, or the lengths differ.
@@ -184,6 +203,8 @@ class _Postings:
             )
         if any(isinstance(tl, str) for tl in token_lists):
             raise TypeError("each token list must be a sequence of strings, not a string")
+        if keep_terms is not None and len(keep_terms) != len(key_arr):
+            raise ValueError(f"keep_terms ({len(keep_terms)}) must match keys ({len(key_arr)})")
         if not len(key_arr):
             return
         vocab = self._vocab
@@ -217,12 +238,13 @@ class _Postings:
         self._slot_of.assign(key_arr, np.arange(slot0, slot0 + len(key_arr), dtype=np.int64))
         self._n_docs += len(key_arr)
         self._total_len += int(lengths.sum())
-        if self._fwd_ptr is not None and self._fwd_terms is not None:
-            self._fwd_terms.extend(pair_term32)
-            per_doc = np.bincount(pair_doc, minlength=len(key_arr))
-            self._fwd_ptr.extend(self._fwd_ptr.view[-1] + np.cumsum(per_doc))
 
         slots = (pair_doc + slot0).astype(np.int32)
+        if keep_terms is not None and np.any(keep_terms):
+            bounds = np.zeros(len(key_arr) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(pair_doc, minlength=len(key_arr)), out=bounds[1:])
+            for i in np.flatnonzero(np.asarray(keep_terms, dtype=np.bool_)).tolist():
+                self._kept[slot0 + i] = pair_term32[bounds[i] : bounds[i + 1]].copy()
         # A bulk add (as many postings as the merge floor) goes straight into the base: kept
         # as Python lists in the delta it would cost ~40 bytes per posting until the merge.
         if len(pair) >= _MIN_MERGE or len(pair) + self._delta_size >= self._merge_threshold():
@@ -241,6 +263,9 @@ class _Postings:
                     entry[1].append(c)
                     cache.pop(t, None)
             self._delta_size += len(pair)
+            cuts = np.cumsum(np.bincount(pair_doc, minlength=len(key_arr)))[:-1]
+            for slot, terms in enumerate(np.split(pair_term32, cuts), start=slot0):
+                self._recent[slot] = terms
         self._version += 1
 
     def _check_new_keys(self, keys: Sequence[int] | np.ndarray) -> IntArray:
@@ -285,31 +310,43 @@ class _Postings:
         if extra is not None:
             parts.append(extra)
         self._indptr, self._pslots, self._ptfs = _merge_csr(parts, n_terms)
+        # Rebound, never cleared in place: state() compacts a shallow copy of this index.
         self._delta = {}
         self._delta_arrays = {}
         self._delta_size = 0
+        self._recent = {}
 
-    def remove(self, keys: Iterable[int]) -> None:
+    def remove(
+        self, keys: Iterable[int], token_lists: Sequence[Sequence[str] | None] | None = None
+    ) -> None:
         """Remove documents by key; removing no keys is fine.
+
+        Args:
+            keys: the documents to remove.
+            token_lists: optionally, per key, the tokens the document was added with (or None
+                where unknown). They
+                spare a search of the postings for its terms (a few milliseconds at a million
+                documents) and are checked against the postings, so tokens that are wrong
+                (the document was added with other ones) cost only that search.
 
         Raises:
             KeyError: a key is not in the index (nothing is removed then).
+            ValueError: ``token_lists`` is given with a length other than the keys'.
         """
-        wanted = list(dict.fromkeys(int(k) for k in keys))
+        key_list = [int(k) for k in keys]
+        if token_lists is not None and len(token_lists) != len(key_list):
+            raise ValueError(f"token_lists ({len(token_lists)}) must match keys ({len(key_list)})")
+        hints = dict(zip(key_list, token_lists, strict=True)) if token_lists is not None else {}
+        wanted = list(dict.fromkeys(key_list))
         for key in wanted:
             if key not in self._slot_of:
                 raise KeyError(key)
         if not wanted:
             return
-        fwd_ptr, fwd_terms = self._forward()
-        slots = np.array([self._slot_of.pop(k) for k in wanted], dtype=np.int64)
-        starts, ends = fwd_ptr[slots], fwd_ptr[slots + 1]
-        if len(slots) == 1:
-            terms = fwd_terms[int(starts[0]) : int(ends[0])]
-        else:
-            terms = np.concatenate(
-                [fwd_terms[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-            )
+        slots = np.array([self._slot_of[k] for k in wanted], dtype=np.int64)
+        terms = self._terms_of(slots, [hints.get(k) for k in wanted])
+        for key in wanted:
+            self._slot_of.pop(key)
         df = self._df.view
         if len(slots) == 1:
             df[terms] -= 1  # a document's term ids are unique
@@ -325,20 +362,107 @@ class _Postings:
         elif self._n_dead >= max(_MIN_COMPACT, _COMPACT_FRACTION * len(self._keys)):
             self._compact()
 
-    def _forward(self) -> tuple[IntArray, np.ndarray]:
-        """The forward index (term ids of each slot), derived from the postings if needed."""
-        if self._fwd_ptr is None or self._fwd_terms is None:
-            self._merge_delta()
-            n_slots = len(self._keys)
-            terms = np.repeat(
-                np.arange(len(self._indptr) - 1, dtype=np.int32), np.diff(self._indptr)
-            )
-            order = np.argsort(self._pslots, kind="stable")
-            ptr = np.zeros(n_slots + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self._pslots, minlength=n_slots), out=ptr[1:])
-            self._fwd_ptr = _Buffer(ptr)
-            self._fwd_terms = _Buffer(terms[order])
-        return self._fwd_ptr.view, self._fwd_terms.view
+    def _terms_of(
+        self, slots: IntArray, hints: Sequence[Sequence[str] | None]
+    ) -> npt.NDArray[np.int32]:
+        """The term ids of live ``slots``, concatenated (each slot's are distinct).
+
+        A slot still in the delta has them in ``_recent``, one added with ``keep_terms`` in
+        ``_kept`` (dropped here: the slot is being removed); otherwise its tokens, when given
+        and equal to its postings, give them; the rest are found in the postings: term by
+        term for a few slots, in one pass over all postings for many.
+        """
+        found: list[np.ndarray] = []
+        searched: list[int] = []
+        for slot, tokens in zip(slots.tolist(), hints, strict=True):
+            kept = self._kept.pop(slot, None)
+            recent = self._recent.get(slot, kept)
+            if recent is not None:
+                found.append(recent)
+                continue
+            checked = None if tokens is None else self._checked_terms(slot, tokens)
+            if checked is not None:
+                found.append(checked)
+            else:
+                searched.append(slot)
+        if len(searched) > _SEARCH_SLOTS:
+            found.append(self._base_terms_pass(np.array(searched, dtype=np.int64)))
+        else:
+            found.extend(self._base_terms(slot) for slot in searched)
+        if not found:
+            return np.zeros(0, dtype=np.int32)
+        return np.concatenate(found).astype(np.int32, copy=False)
+
+    def _find(self, terms: IntArray, slot: int) -> IntArray:
+        """Per term (of the base), the position of ``slot``'s posting in its list, or -1.
+
+        A binary search of every term's list at once (each list's slots increase); a term
+        leaves the search once its range is empty, so short lists cost a few steps.
+        """
+        indptr, pslots = self._indptr, self._pslots
+        lo, end = indptr[terms], indptr[terms + 1]
+        live = np.flatnonzero(lo < end)
+        a_lo, a_hi = lo[live], end[live]
+        while len(live):
+            mid = (a_lo + a_hi) >> 1
+            right = pslots[mid] < slot
+            a_lo = np.where(right, mid + 1, a_lo)
+            a_hi = np.where(right, a_hi, mid)
+            going = a_lo < a_hi
+            if not going.all():
+                done = ~going
+                lo[live[done]] = a_lo[done]
+                live, a_lo, a_hi = live[going], a_lo[going], a_hi[going]
+        hit = lo < end
+        hit[hit] = pslots[lo[hit]] == slot
+        return np.where(hit, lo, -1)
+
+    def _checked_terms(self, slot: int, tokens: Sequence[str]) -> np.ndarray | None:
+        """``slot``'s term ids from its tokens, or None unless they are exactly its postings."""
+        if isinstance(tokens, str) or len(tokens) != int(self._dl.view[slot]):
+            return None
+        vocab, n_base = self._vocab, len(self._indptr) - 1
+        counts: dict[int, int] = {}
+        for tok in tokens:
+            tid = vocab.get(tok)
+            if tid is None or tid >= n_base:
+                return None
+            counts[tid] = counts.get(tid, 0) + 1
+        terms = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        where = self._find(terms, slot)
+        if (where < 0).any():
+            return None
+        tfs = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+        # Every posting's tf is positive and they sum to the slot's length, as these do: the
+        # terms found are all of the slot's terms.
+        if not np.array_equal(self._ptfs[where].astype(np.int64), tfs):
+            return None
+        return terms
+
+    def _base_terms(self, slot: int) -> IntArray:
+        """``slot``'s term ids, found in the base postings (a slot out of the delta).
+
+        Only the terms whose first and last posting enclose the slot are searched; those two
+        slots per term are kept until the base changes (8 bytes per term).
+        """
+        spans = self._spans
+        if spans is None or spans[0] is not self._pslots:
+            indptr, pslots = self._indptr, self._pslots
+            terms = np.flatnonzero(indptr[1:] > indptr[:-1])
+            first, last = pslots[indptr[terms]], pslots[indptr[terms + 1] - 1]
+            spans = (pslots, terms, first, last)
+            self._spans = spans
+        _, terms, first, last = spans
+        inside = terms[(first <= slot) & (last >= slot)]
+        return inside[self._find(inside, slot) >= 0]
+
+    def _base_terms_pass(self, slots: IntArray) -> IntArray:
+        """The term ids of many slots out of the delta, in one pass over the base postings."""
+        mark = np.zeros(len(self._keys), dtype=np.bool_)
+        mark[slots] = True
+        at = np.flatnonzero(mark[self._pslots])
+        terms: IntArray = np.searchsorted(self._indptr, at, side="right") - 1
+        return terms
 
     def _compact(self) -> None:
         """Drop tombstoned slots and unused terms; renumber both (scores do not change)."""
@@ -359,15 +483,11 @@ class _Postings:
         np.cumsum(np.bincount(term_of, minlength=n_terms), out=indptr[1:])
         self._indptr = indptr
 
-        if self._fwd_ptr is not None and self._fwd_terms is not None:
-            ptr = self._fwd_ptr.view
-            sizes = np.diff(ptr)
-            owner_alive = np.repeat(alive, sizes)
-            fwd_terms = new_term[self._fwd_terms.view[owner_alive]].astype(np.int32)
-            fwd_ptr = np.zeros(int(alive.sum()) + 1, dtype=np.int64)
-            np.cumsum(sizes[alive], out=fwd_ptr[1:])
-            self._fwd_ptr, self._fwd_terms = _Buffer(fwd_ptr), _Buffer(fwd_terms)
-
+        if self._kept:  # rebound, not changed in place (state() compacts a shallow copy)
+            self._kept = {
+                int(new_slot[slot]): new_term[ids].astype(np.int32)
+                for slot, ids in self._kept.items()
+            }
         terms = list(self._vocab)
         self._vocab = {terms[i]: j for j, i in enumerate(np.flatnonzero(live_term).tolist())}
         self._df = _Buffer(df[live_term].copy())
@@ -494,5 +614,4 @@ class _Postings:
         self._indptr = indptr
         self._pslots = pdocs.astype(np.int32)
         self._ptfs = ptf.astype(_tf_dtype(ptf))
-        self._fwd_ptr = self._fwd_terms = None  # derived on the first remove
         self._version += 1

@@ -50,6 +50,7 @@ __all__ = [
     "Store",
     "StoreStats",
     "TextAnalyzer",
+    "keyword_text",
 ]
 
 SearchMode = Literal["hybrid", "bm25", "vector"]
@@ -316,6 +317,18 @@ class IndexSettings:
             dict(analyzer),
             None if source is None else dict(source),
         )
+
+
+def keyword_text(chunk: Chunk) -> str:
+    """What gets embedded and keyword-indexed: the heading path, then the chunk text.
+
+    Headings give a chunk the context its own words may lack ("Install > From source").
+    (Here, below the stores, so a store can re-derive what it indexed; ``ragkit.entries``
+    re-exports it.)
+    """
+    if not chunk.headings:
+        return chunk.text
+    return " > ".join(chunk.headings) + "\n" + chunk.text
 
 
 @dataclass(frozen=True, slots=True)

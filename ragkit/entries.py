@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .base import Store
+from .base import Store, keyword_text
 from .types import Chunk, Document
 
 __all__ = [
@@ -28,16 +28,6 @@ __all__ = [
     "keyword_text",
     "prepare_documents",
 ]
-
-
-def keyword_text(chunk: Chunk) -> str:
-    """What gets embedded and keyword-indexed: the heading path, then the chunk text.
-
-    Headings give a chunk the context its own words may lack ("Install > From source").
-    """
-    if not chunk.headings:
-        return chunk.text
-    return " > ".join(chunk.headings) + "\n" + chunk.text
 
 
 @dataclass(frozen=True, slots=True)

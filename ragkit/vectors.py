@@ -41,6 +41,11 @@ from ragkit.errors import IndexFormatError
 __all__ = ["VectorStore"]
 
 _WORD_BITS = 64
+# Default candidates re-scored after the compressed first pass: _RERANK for a float32 matrix;
+# for a float16 one, one row in _RERANK_HALF_ROWS, between _RERANK and _RERANK_HALF.
+_RERANK = 1000
+_RERANK_HALF = 2000
+_RERANK_HALF_ROWS = 500
 # Rows per block of the numpy Hamming scan: the block's codes and temporaries (~100 bytes per
 # row at 384 dimensions) stay within a core's L2 cache.
 _SCAN_BLOCK = 8192
@@ -100,7 +105,7 @@ class VectorStore:
         dim: int,
         *,
         binary_threshold: int = 200_000,
-        rerank: int = 1000,
+        rerank: int | None = None,
         half_from: int | None = None,
     ) -> None:
         """Create an empty store.
@@ -109,9 +114,12 @@ class VectorStore:
             dim: the vectors' dimension.
             binary_threshold: from this many rows on, ``search`` uses the compressed first pass
                 unless told otherwise; below it, search is exact.
-            rerank: candidates the compressed first pass hands to exact re-scoring. 1,000 gives
-                Recall@10 of about 0.99 against exact search on 1M MiniLM-like vectors
-                (bench/bench_vectors.py).
+            rerank: candidates the compressed first pass hands to exact re-scoring. ``None``
+                (the default): 1,000 while the vectors are float32; once they are float16
+                (re-scoring float16 rows costs little), one row in 500, from 1,000 up to 2,000
+                (2,000 from 1M rows: Recall@10 0.999 against an exact float32 scan of 1M
+                MiniLM-like vectors, 0.983-0.992 with 1,000; bench/RESULTS.md, "no forward
+                index, compressed texts").
             half_from: from this many rows on, vectors are held as float16 (2 bytes per
                 component instead of 4): the matrix is converted once when an add reaches it
                 and stays float16 after removals. Scores (exact scan and re-scoring alike) are
@@ -127,14 +135,14 @@ class VectorStore:
             raise ValueError(f"dim ({dim!r}) must be a positive integer")
         if binary_threshold < 0:
             raise ValueError(f"binary_threshold ({binary_threshold}) must not be negative")
-        if rerank < 1:
+        if rerank is not None and rerank < 1:
             raise ValueError(f"rerank ({rerank}) must be at least 1")
         if half_from is not None and half_from < 0:
             raise ValueError(f"half_from ({half_from}) must not be negative")
         self.half_from = None if half_from is None else int(half_from)
         self.dim = int(dim)
         self.binary_threshold = int(binary_threshold)
-        self.rerank = int(rerank)
+        self.rerank = None if rerank is None else int(rerank)
         self._words = -(-self.dim // _WORD_BITS)
         self._n = 0
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
@@ -149,6 +157,14 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore(dim={self.dim}, n={self._n})"
+
+    def _rerank(self) -> int:
+        """Candidates to re-score: ``rerank``, or its default for the matrix's dtype."""
+        if self.rerank is not None:
+            return self.rerank
+        if self._vectors.dtype != np.float16:
+            return _RERANK
+        return min(_RERANK_HALF, max(_RERANK, self._n // _RERANK_HALF_ROWS))
 
     def __len__(self) -> int:
         return self._n
@@ -440,7 +456,7 @@ class VectorStore:
         use_exact = (n < self.binary_threshold) if exact is None else exact
         # Re-score at least 4k candidates: a fused hybrid search asks for hundreds, and its
         # normalisation reads the whole list, not just the top 10.
-        candidates = min(n, max(self.rerank, 4 * k))
+        candidates = min(n, max(self._rerank(), 4 * k))
         if use_exact or candidates >= n:
             return self._exact_many(queries, k, ties)
         kernel = _candidate_kernel()
@@ -467,7 +483,7 @@ class VectorStore:
         if rows.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         use_exact = (n < self.binary_threshold) if exact is None else exact
-        candidates = min(rows.size, max(self.rerank, 4 * k))
+        candidates = min(rows.size, max(self._rerank(), 4 * k))
         if use_exact or candidates >= rows.size:
             if rows.size * 4 < n:  # selective: gather the allowed rows and scan only those
                 scores = self._gather_scores(rows, q)

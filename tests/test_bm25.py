@@ -696,3 +696,94 @@ def test_merge_in_small_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch)
     assert whole.keys() == blocked.keys()
     for name in whole:
         np.testing.assert_array_equal(whole[name], blocked[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------- removal (no forward index)
+
+
+@pytest.mark.parametrize("tokens", ["none", "right", "wrong"])
+@pytest.mark.parametrize("search_slots", [0, 32])
+def test_removal_finds_the_terms_with_or_without_tokens(
+    tokens: str, search_slots: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The index keeps no forward index: a removed document's terms come from tokens the caller
+    # gives (checked against the postings) or from a search of the postings (per document, or
+    # in one pass for many). Wrong tokens must not corrupt the statistics.
+    import ragkit._bm25_postings as mod
+
+    monkeypatch.setattr(mod, "_MIN_MERGE", 20)
+    monkeypatch.setattr(mod, "_MIN_COMPACT", 10_000)
+    monkeypatch.setattr(mod, "_SEARCH_SLOTS", search_slots)
+    rng = random.Random(7)
+    docs = dict(enumerate(random_docs(rng, 120)))
+    index = BM25Index()
+    index.add_tokens(list(range(100)), [docs[k] for k in range(100)])  # a bulk add: the base
+    for key in range(100, 120):  # small adds: the delta
+        index.add_tokens([key], [docs[key]])
+    gone = [3, 50, 99, 101, 119, 0, 64]
+
+    def given(key: int) -> list[str] | None:
+        if tokens == "right":
+            return docs[key]
+        if tokens == "wrong":  # one token too many, one token swapped, or none at all
+            return [docs[key] + ["t1"], ["t0"] + docs[key][1:], []][key % 3]
+        return None
+
+    index.remove(gone[:2], [given(k) for k in gone[:2]])
+    index.remove(gone[2:], [given(k) for k in gone[2:]])
+    survivors = [k for k in docs if k not in gone]
+    fresh = build([docs[k] for k in survivors], survivors)
+    assert index.document_frequencies([f"t{i}" for i in range(30)]) == fresh.document_frequencies(
+        [f"t{i}" for i in range(30)]
+    )
+    for query in (["t0"], ["t1", "t3", "t3"], ["t2", "t9", "t20"]):
+        got, want = index.get_scores(query, survivors), fresh.get_scores(query, survivors)
+        assert np.array_equal(got, want)
+        a, b = index.search_tokens(query, 10), fresh.search_tokens(query, 10)
+        assert np.array_equal(a[0], b[0])
+        assert np.array_equal(a[1], b[1])
+
+
+def test_removal_tokens_must_match_the_keys() -> None:
+    index = build([["a"], ["b"], ["c"]])
+    with pytest.raises(ValueError, match=r"token_lists \(1\) must match keys \(2\)"):
+        index.remove([0, 1], [["a"]])
+    assert len(index) == 3
+
+
+def test_kept_terms_survive_merges_and_compaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Documents added with keep_terms are removed from their kept term ids (no search of the
+    # postings), also after merges and a compaction renumbered slots and terms.
+    import ragkit._bm25_postings as mod
+
+    monkeypatch.setattr(mod, "_MIN_MERGE", 20)
+    monkeypatch.setattr(mod, "_MIN_COMPACT", 5)
+    rng = random.Random(11)
+    docs = dict(enumerate(random_docs(rng, 90)))
+    index = BM25Index()
+    index.add_tokens(
+        list(range(60)), [docs[k] for k in range(60)], keep_terms=[k % 3 == 0 for k in range(60)]
+    )
+    for key in range(60, 90):
+        index.add_tokens([key], [docs[key]], keep_terms=[key % 3 == 0])
+    index.remove([k for k in range(90) if k % 3 == 1])  # a compaction: 30 of 90 slots dead
+    assert index._n_dead == 0
+
+    def no_search(*args: object) -> None:
+        raise AssertionError("the postings were searched for a document with kept terms")
+
+    monkeypatch.setattr(mod._Postings, "_base_terms", no_search)
+    monkeypatch.setattr(mod._Postings, "_base_terms_pass", no_search)
+    gone = [k for k in range(90) if k % 3 == 0]
+    index.remove(gone[:4])
+    index.remove(gone[4:])
+    survivors = [k for k in range(90) if k % 3 == 2]
+    fresh = build([docs[k] for k in survivors], survivors)
+    terms = [f"t{i}" for i in range(31)]
+    assert index.document_frequencies(terms) == fresh.document_frequencies(terms)
+    for query in (["t0"], ["t1", "t3", "t3"], ["t2", "t9", "t20"]):
+        a, b = index.search_tokens(query, 10), fresh.search_tokens(query, 10)
+        assert np.array_equal(a[0], b[0])
+        assert np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match=r"keep_terms \(1\) must match keys \(2\)"):
+        index.add_tokens([100, 101], [["a"], ["b"]], keep_terms=[True])

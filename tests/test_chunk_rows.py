@@ -80,3 +80,26 @@ def test_columns_equal_the_chunk_table_writer() -> None:
     assert [got_paths[i] for i in got["heading_ids"]] == [
         want_paths[i] for i in want["heading_ids"]
     ]
+
+
+def test_compressed_rows_read_back_and_save_as_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_chunk_rows, "_MIN_GARBAGE", 0)
+    meta = freeze_metadata({"path": "a.md"})
+    long_texts = [f"Paragraph {i}: " + "the same words again, ü ✓ " * (i + 3) for i in range(6)]
+    chunks = make_chunks("a", ["tiny", *long_texts], {"path": "a.md"})  # "tiny" stays plain
+    plain, packed = ChunkRows(), ChunkRows()
+    plain.add(list(range(7)), chunks, list(range(7)), [meta] * 7)
+    encoded = ChunkRows.encode([c.text for c in chunks], pack=True)
+    assert encoded[1].tolist() == [False] + [True] * 6
+    assert sum(map(len, encoded[0][1:])) < sum(len(t.encode()) for t in long_texts) / 2
+    packed.add(list(range(7)), chunks, list(range(7)), [meta] * 7, encoded)
+    assert dict(packed) == dict(plain) == dict(enumerate(chunks))
+    assert packed.memory_bytes() < plain.memory_bytes()
+    saved, want = packed.columns({"a": meta}), plain.columns({"a": meta})
+    assert saved.keys() == want.keys()
+    for name, column in want.items():
+        assert np.array_equal(saved[name], column)
+    packed.remove([0, 2, 3, 4])  # reclaims the buffer: compressed bytes are moved as they are
+    assert dict(packed) == {1: chunks[1], 5: chunks[5], 6: chunks[6]}
+    with pytest.raises(ValueError, match=r"encoded texts \(7\) must match chunks \(1\)"):
+        packed.add([9], chunks[:1], [0], [meta], ChunkRows.encode(long_texts + ["x"], pack=True))

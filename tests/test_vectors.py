@@ -580,3 +580,35 @@ def test_float16_search_works_when_numba_targets_a_cpu_without_f16c(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok 0.99")
+
+
+@pytest.mark.parametrize(
+    ("half_from", "rows", "rescored"),
+    [(None, 3000, 10), (0, 500, 10), (0, 3000, 30), (0, 9000, 40)],
+)
+def test_default_rerank_grows_with_a_float16_store(
+    half_from: int | None, rows: int, rescored: int, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: 10 candidates for float32; for float16 one row in 100, from 10 up to 40.
+    monkeypatch.setattr(vectors_module, "_RERANK", 10)
+    monkeypatch.setattr(vectors_module, "_RERANK_HALF", 40)
+    monkeypatch.setattr(vectors_module, "_RERANK_HALF_ROWS", 100)
+    factor = vectors_module._NUMPY_CANDIDATE_FACTOR if backend == "numpy" else 1
+    rng = np.random.default_rng(10)
+    store = VectorStore(32, binary_threshold=0, half_from=half_from)
+    store.add(np.arange(rows), rng.standard_normal((rows, 32)).astype(np.float32))
+    seen: list[int] = []
+    gather = store._gather_scores
+
+    def counted(r: np.ndarray, q: np.ndarray) -> np.ndarray:
+        seen.append(len(r))
+        return gather(r, q)
+
+    monkeypatch.setattr(store, "_gather_scores", counted)
+    store.search(rng.standard_normal(32).astype(np.float32), 1)
+    assert store.rerank is None
+    assert seen == [rescored * factor]
+    store.rerank = 7  # an explicit depth wins
+    seen.clear()
+    store.search(rng.standard_normal(32).astype(np.float32), 1)
+    assert seen == [7 * factor]

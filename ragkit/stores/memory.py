@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..base import DocumentEntry, IndexSettings, StoreStats
+from ..base import DocumentEntry, IndexSettings, StoreStats, keyword_text
 from ..bm25 import Analyzer, BM25Index
 from ..errors import IndexConflictError, IndexFormatError, RagkitError
 from ..filters import Filter, matches
@@ -57,6 +57,11 @@ __all__ = ["MemoryStore"]
 _HALF_FROM = 200_000
 # After a write of this many chunks, freed heap memory is handed back to the system.
 _TRIM_AFTER = 10_000
+# Chunks written once the store holds this many keep their texts compressed (zlib level 1):
+# about half the bytes, a few microseconds per chunk read.
+_PACK_FROM = 100_000
+# A write removing at most this many chunks re-analyses them for the BM25 index's removal.
+_HINT_CHUNKS = 1024
 
 
 class _RWLock:
@@ -451,17 +456,42 @@ class MemoryStore:
                     f"for an index of dimension {settings.dim}"
                 )
         tokens = [self.analyzer(t) for e in latest.values() for t in e.keyword_texts]
+        gone = self._removal_tokens([*latest, *drop])
+        texts = [c.text for e in latest.values() for c in e.chunks]
+        encoded = ChunkRows.encode(texts, pack=len(self._chunks) + len(texts) >= _PACK_FROM)
+        del texts
         with self._lock.write():
-            self._apply(list(latest.values()), drop, tokens)
+            self._apply(list(latest.values()), drop, tokens, gone, encoded)
         if len(tokens) >= _TRIM_AFTER:
             del tokens
             _release_free_memory()
 
+    def _removal_tokens(self, doc_ids: Sequence[str]) -> dict[int, list[str]]:
+        """Chunk key → the analysed keyword text of the chunks a write will remove.
+
+        The BM25 index keeps no forward index (a few bytes per posting): these tokens tell it a
+        removed chunk's terms without a search of its postings. They are re-analysed from the
+        stored chunk as ``Index`` indexes it (heading path, then text); the index checks them
+        against its postings, so a chunk indexed with other text (a contextualizer's) costs only
+        that search. Skipped for large removals, where one pass over the postings is cheaper.
+        """
+        with self._lock.read():
+            keys = [k for d in doc_ids for k in self._doc_keys.get(d, ())]
+            if not keys or len(keys) > _HINT_CHUNKS:
+                return {}
+            chunks = [self._chunks[k] for k in keys]
+        return {k: self.analyzer(keyword_text(c)) for k, c in zip(keys, chunks, strict=True)}
+
     def _apply(
-        self, entries: list[DocumentEntry], drop: list[str], tokens: list[list[str]]
+        self,
+        entries: list[DocumentEntry],
+        drop: list[str],
+        tokens: list[list[str]],
+        gone: Mapping[int, list[str]] | None = None,
+        encoded: tuple[list[bytes], np.ndarray] | None = None,
     ) -> None:
         before = self._version
-        dropped = self._drop([e.document_id for e in entries] + drop)
+        dropped = self._drop([e.document_id for e in entries] + drop, gone or {})
         n = sum(len(e.chunks) for e in entries)
         keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
         self._next_key += n
@@ -488,9 +518,16 @@ class MemoryStore:
             if entry.vectors is not None:
                 vector_parts.append(entry.vectors)
         if n:
-            self._chunks.add(keys.tolist(), chunks, ordinals, metas)
+            self._chunks.add(keys.tolist(), chunks, ordinals, metas, encoded)
             del chunks
-            self._bm25.add_tokens(keys, tokens)
+            # Chunks indexed under other text than their own (a contextualizer's) keep their
+            # term ids: a removal could not re-derive them from the stored chunk.
+            own = [
+                text == keyword_text(chunk)
+                for e in entries
+                for chunk, text in zip(e.chunks, e.keyword_texts, strict=True)
+            ]
+            self._bm25.add_tokens(keys, tokens, keep_terms=None if all(own) else np.invert(own))
             if vector_parts:
                 matrix = np.concatenate(vector_parts, axis=0)
                 if self._vectors is None:
@@ -499,10 +536,11 @@ class MemoryStore:
         self._version += 1
         self._carry_masks(before, [e.document_id for e in entries], dropped)
 
-    def _drop(self, doc_ids: Sequence[str]) -> list[int]:
+    def _drop(self, doc_ids: Sequence[str], gone: Mapping[int, list[str]]) -> list[int]:
         keys = [key for doc_id in doc_ids for key in self._doc_keys.get(doc_id, [])]
         if keys:
-            self._bm25.remove(keys)
+            hints = [gone.get(k) for k in keys] if gone else None
+            self._bm25.remove(keys, hints)
             if self._vectors is not None:
                 self._vectors.remove(keys)
             self._total_chars -= self._chunks.remove(keys)
