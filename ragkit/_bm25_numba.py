@@ -250,6 +250,10 @@ def top_candidates(
     cap_p = np.zeros(n_terms, dtype=np.int64)
     r_lo = np.zeros(n_terms, dtype=np.int64)
     order = np.arange(n_terms)
+    # Window-local accumulator and touched offsets: the same small arrays for every window, so
+    # they stay in cache (a slot-indexed one would bring a new stretch of memory each window).
+    accw = np.zeros(window, dtype=np.float64)
+    tw = np.empty(window, dtype=np.int32)
     last = -1
     for j in range(n_terms):
         if bend[j] > bcur[j] and blast[bend[j] - 1] > last:
@@ -306,10 +310,12 @@ def top_candidates(
                     break
                 if not check_ok or ok[s]:
                     v = _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
-                    if acc[s] == 0.0:
-                        touched[n_t] = s
-                        n_t += 1
-                    acc[s] += v
+                    # Branch-free: whether the slot was already touched is unpredictable.
+                    o = s - start
+                    a0 = accw[o]
+                    tw[n_t] = o
+                    n_t += a0 == 0.0
+                    accw[o] = a0 + v
                 p += 1
             pos[j] = p
         rest = ne_sum
@@ -319,12 +325,12 @@ def top_candidates(
             floor = theta * (1.0 - _SLACK) - rest * (1.0 + _SLACK)
             kept = 0
             for i in range(n_t):
-                s = touched[i]
-                if acc[s] >= floor:
-                    touched[kept] = s
+                o = tw[i]
+                if accw[o] >= floor:
+                    tw[kept] = o
                     kept += 1
                 else:
-                    acc[s] = 0.0
+                    accw[o] = 0.0
             n_t = kept
             if m < 0 or n_t == 0 or wb[order[m]] == 0.0:
                 break
@@ -340,10 +346,11 @@ def top_candidates(
             # Look the documents up in term j's postings of the window, or read those.
             if n_t * lookup_cost < hi - p:
                 for i in range(n_t):
-                    s = touched[i]
+                    o = tw[i]
+                    s = start + o
                     f = _find(pslots, p, hi, s)
                     if f >= 0:
-                        acc[s] += _contribution(ptfs[f], s, norm1, w, okapi, k1p1) * c
+                        accw[o] += _contribution(ptfs[f], s, norm1, w, okapi, k1p1) * c
             else:
                 while p < hi and pslots[p] < start:
                     p += 1
@@ -351,17 +358,19 @@ def top_candidates(
                     s = pslots[p]
                     if s >= end:
                         break
-                    if acc[s] != 0.0:
-                        acc[s] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
+                    o = s - start
+                    if accw[o] != 0.0:
+                        accw[o] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
                     p += 1
                 pos[j] = p
         if n_t:
             for j in range(n_terms):
                 r_lo[j] = min(t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK, t_hi[j])
         for i in range(n_t):
-            s = touched[i]
-            a = acc[s]
-            acc[s] = 0.0
+            o = tw[i]
+            s = start + o
+            a = accw[o]
+            accw[o] = 0.0
             if a < theta * (1.0 - _SLACK):
                 continue
             # Exact while the window's postings are in cache (and theta then exact too).
