@@ -163,48 +163,94 @@ def _append(slots: Any, scores: Any, n: int, s: int, a: float) -> tuple[Any, Any
 
 
 @numba.njit(cache=True, nogil=True)
+def _ranked(cand: Any, scores: Any, keys: Any) -> tuple[Any, Any]:
+    """Candidate slots' keys and scores by score descending, ties by key ascending."""
+    n = cand.shape[0]
+    ckeys = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        ckeys[i] = keys[cand[i]]
+    by_key = np.argsort(ckeys)
+    neg = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        neg[i] = -scores[by_key[i]]
+    order = by_key[np.argsort(neg, kind="mergesort")]  # stable: equal scores keep key order
+    out_keys = np.empty(n, dtype=np.int64)
+    out_scores = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out_keys[i] = ckeys[order[i]]
+        out_scores[i] = scores[order[i]]
+    return out_keys, out_scores
+
+
+@numba.njit(cache=True, nogil=True)
+def _term_ranges(indptr: Any, tids: Any) -> tuple[Any, Any]:
+    """Each term's base postings ``lo:hi`` (empty for terms new since the base was built)."""
+    n_base = indptr.shape[0] - 1
+    n_terms = tids.shape[0]
+    t_lo = np.zeros(n_terms, dtype=np.int64)
+    t_hi = np.zeros(n_terms, dtype=np.int64)
+    for j in range(n_terms):
+        t = tids[j]
+        if t < n_base:
+            t_lo[j] = indptr[t]
+            t_hi[j] = indptr[t + 1]
+    return t_lo, t_hi
+
+
+@numba.njit(cache=True, nogil=True)
 def top_candidates(
     pslots: Any,
     ptfs: Any,
-    t_lo: Any,
-    t_hi: Any,
-    b_lo: Any,
+    indptr: Any,
+    bptr: Any,
     blast: Any,
     bmax: Any,
+    tids: Any,
+    count: Any,
+    idf: Any,
+    factor: float,
     dslots: Any,
     dtfs: Any,
     d_lo: Any,
     d_hi: Any,
-    idf: Any,
-    count: Any,
-    scale: Any,
     norm: Any,
     norm1: Any,
     ok: Any,
     okapi: bool,
     k1p1: float,
     k: int,
+    keys: Any,
     acc: Any,
     touched: Any,
     window: int,
     lookup_cost: int,
 ) -> tuple[Any, Any]:
-    """Candidate slots and their exact scores; see the module docstring.
+    """The top ``k`` keys and their exact scores, best first, ties by key, ties at the ``k``-th
+    score included (so possibly more than ``k``); see the module docstring.
 
-    Per query term ``j`` (in query order, repeats folded into ``count[j]``): base postings
-    ``pslots/ptfs[t_lo[j]:t_hi[j]]`` with blocks from ``b_lo[j]`` on (``blast``, ``bmax``), and
-    delta postings ``dslots/dtfs[d_lo[j]:d_hi[j]]``, all sorted by slot; every delta slot is
-    above every base slot (a document's postings are all in one of the two). ``idf[j] > 0``, and
-    ``scale[j] * bmax[i]`` bounds the contribution of any posting of block ``i`` (times
-    ``count[j]``). ``ok[slot]`` is false for slots that must not be returned (``ok`` empty:
-    all may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one
-    entry per slot; ``acc`` must be all zero and is left all zero. ``norm1`` is ``norm`` in
-    float32, used to pick the candidates (their scores are then computed with ``norm``).
-    ``window`` is the number of slots scored together; the documents left in a window are
-    looked up in a non-essential term's postings when ``lookup_cost`` times their number is
-    below that term's postings there, else those postings are read.
+    Per query term ``j`` (in query order, repeats folded into ``count[j]``): term ``tids[j]``'s
+    base postings ``pslots/ptfs[indptr[t]:indptr[t + 1]]`` (none when ``t`` is past the base)
+    with blocks ``bptr[t]:bptr[t + 1]`` (``blast``, ``bmax``), and delta postings
+    ``dslots/dtfs[d_lo[j]:d_hi[j]]`` (``d_lo`` empty: no delta), all sorted by slot; every delta
+    slot is above every base slot (a document's postings are all in one of the two).
+    ``idf[j] > 0``, and ``factor`` times a block's ``bmax`` bounds ``tf / (tf + norm)`` for its
+    postings now. ``ok[slot]`` is false for slots that must not be returned (``ok`` empty: all
+    may); ``keys[slot]`` is the slot's key. ``acc`` (float64) and ``touched`` (int32) are scratch
+    arrays of at least one entry per slot; ``acc`` must be all zero and is left all zero.
+    ``norm1`` is ``norm`` in float32, used to pick the candidates (their scores are then computed
+    with ``norm``). ``window`` is the number of slots scored together; the documents left in a
+    window are looked up in a non-essential term's postings when ``lookup_cost`` times their
+    number is below that term's postings there, else those postings are read.
     """
     n_terms = idf.shape[0]
+    t_lo, t_hi = _term_ranges(indptr, tids)
+    n_base = indptr.shape[0] - 1
+    b_lo = np.zeros(n_terms, dtype=np.int64)
+    scale = np.empty(n_terms, dtype=np.float64)
+    for j in range(n_terms):
+        if tids[j] < n_base:
+            b_lo[j] = bptr[tids[j]]
+        scale[j] = idf[j] * count[j] * (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
     check_ok = ok.shape[0] > 0
     heap = np.empty(k, dtype=np.float64)
     size = 0
@@ -215,7 +261,7 @@ def top_candidates(
 
     # The delta (recent single-document adds): scored in full, it is small.
     n_t = 0
-    for j in range(n_terms):
+    for j in range(d_lo.shape[0]):
         w = idf[j]
         c = count[j]
         for p in range(d_lo[j], d_hi[j]):
@@ -388,9 +434,7 @@ def top_candidates(
             c_slot[n_cand] = c_slot[i]
             c_score[n_cand] = c_score[i]
             n_cand += 1
-    cand = c_slot[:n_cand].copy()
-    scores = c_score[:n_cand].copy()
-    return cand, scores
+    return _ranked(c_slot[:n_cand], c_score[:n_cand], keys)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -428,8 +472,8 @@ def _scatter(
 def all_candidates(
     pslots: Any,
     ptfs: Any,
-    t_lo: Any,
-    t_hi: Any,
+    indptr: Any,
+    tids: Any,
     dslots: Any,
     dtfs: Any,
     d_lo: Any,
@@ -441,6 +485,7 @@ def all_candidates(
     okapi: bool,
     k1p1: float,
     k: int,
+    keys: Any,
     acc: Any,
     touched: Any,
 ) -> tuple[Any, Any]:
@@ -451,12 +496,14 @@ def all_candidates(
     one partition of the touched documents' scores. Cheaper than pruning when ``k`` is large
     (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
     """
+    t_lo, t_hi = _term_ranges(indptr, tids)
     n_t = 0
     for j in range(idf.shape[0]):
         n_t = _scatter(pslots, ptfs, t_lo[j], t_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
                        acc, touched, n_t)  # fmt: skip
-        n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
-                       acc, touched, n_t)  # fmt: skip
+        if d_lo.shape[0]:
+            n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi,
+                           k1p1, acc, touched, n_t)  # fmt: skip
     cand = touched[:n_t].astype(np.int64)
     scores = np.empty(n_t, dtype=np.float64)
     for i in range(n_t):
@@ -468,4 +515,4 @@ def all_candidates(
         keep = scores >= kth
         cand = cand[keep]
         scores = scores[keep]
-    return cand, scores
+    return _ranked(cand, scores, keys)

@@ -311,6 +311,31 @@ def test_ties_are_broken_by_key() -> None:
     assert scores[0] == scores[1]
 
 
+@pytest.mark.parametrize("exhaustive_ratio", [0, 10**9])
+@pytest.mark.parametrize("delta", [False, True])
+def test_ties_are_broken_by_key_not_by_insertion_order(
+    exhaustive_ratio: int, delta: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys fall as documents are added, so insertion order is the reverse of key order; a
+    # hundred documents tie, spread over many of the kernel's windows (pruned and exhaustive
+    # kernels alike), some in the delta of single-document adds.
+    monkeypatch.setattr(bm25_module, "_WINDOW", 64)
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", exhaustive_ratio)
+    keys = [10_000 - 7 * i for i in range(300)]
+    docs = [["x", "y"] if i % 3 == 0 else ["y", f"z{i}"] for i in range(300)]
+    split = 250 if delta else 300
+    index = build(docs[:split], keys=keys[:split])
+    for key, doc in zip(keys[split:], docs[split:], strict=True):
+        index.add_tokens([key], [doc])
+    tied = sorted(key for key, doc in zip(keys, docs, strict=True) if doc == ["x", "y"])
+    got_keys, got_scores = index.search_tokens(["x"], 5)
+    assert got_keys.tolist() == tied[:5]
+    assert len(set(got_scores.tolist())) == 1
+    got_keys, got_scores = index.search_tokens(["y", "x"], 3, with_ties=True)
+    assert got_keys.tolist() == tied  # every document tied with the third, by key
+    assert len(set(got_scores.tolist())) == 1
+
+
 def test_empty_query_after_analysis(text_index: BM25Index) -> None:
     keys, scores = text_index.search("the and of", 5)  # only stopwords
     assert keys.size == 0
