@@ -33,9 +33,9 @@ __all__ = ["BLOCK", "all_candidates", "block_maxima", "top_candidates"]
 BLOCK = 128
 """Postings per block of a term's base posting list."""
 
-# Relative slack on every bound comparison: the candidates are picked with float32 norms
-# (``norm1``, half the memory traffic) and partial sums taken in another order than the final
-# one; 1e-6 is far above those roundings (~1e-7), and a larger slack only keeps more candidates.
+# Relative slack on every bound comparison: the candidates are picked with partial sums taken
+# in another order than the final one; 1e-6 is far above those roundings (~1e-15), and a larger
+# slack only keeps more candidates.
 _SLACK = 1e-6
 
 # The seeds' budget: postings of the rarest query terms read to pick them (the rarest term's
@@ -76,6 +76,15 @@ def block_maxima(indptr: Any, pslots: Any, ptfs: Any, norm: Any) -> tuple[Any, A
             bmax[i] = top
             i += 1
     return bptr, blast, bmax
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _approx(tf_int: Any, code: Any, cnorm: Any, idf: float, okapi: bool, k1p1: float) -> Any:
+    # An upper bound of _contribution: the norm of the shortest length with this length code.
+    tf = np.float64(tf_int)
+    denom = cnorm[code] + tf
+    num = tf * k1p1 if okapi else tf
+    return (num / denom) * idf
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -233,7 +242,8 @@ def top_candidates(
     d_lo: Any,
     d_hi: Any,
     norm: Any,
-    norm1: Any,
+    codes: Any,
+    cnorm: Any,
     ok: Any,
     okapi: bool,
     k1p1: float,
@@ -256,10 +266,11 @@ def top_candidates(
     postings now. ``ok[slot]`` is false for slots that must not be returned (``ok`` empty: all
     may); ``keys[slot]`` is the slot's key. ``acc`` (float64) and ``touched`` (int32) are scratch
     arrays of at least one entry per slot; ``acc`` must be all zero and is left all zero.
-    ``norm1`` is ``norm`` in float32, used to pick the candidates (their scores are then computed
-    with ``norm``). ``window`` is the number of slots scored together; the documents left in a
-    window are looked up in a non-essential term's postings when ``lookup_cost`` times their
-    number is below that term's postings there, else those postings are read.
+    The candidates are picked with ``cnorm[codes[slot]]``, a lower bound of ``norm[slot]`` (one
+    byte per slot to read instead of eight; their scores are then computed with ``norm``).
+    ``window`` is the number of slots scored together; the documents left in a window are looked
+    up in a non-essential term's postings when ``lookup_cost`` times their number is below that
+    term's postings there, else those postings are read.
     """
     n_terms = idf.shape[0]
     t_lo, t_hi = _term_ranges(indptr, tids)
@@ -286,7 +297,7 @@ def top_candidates(
         for p in range(d_lo[j], d_hi[j]):
             s = dslots[p]
             if not check_ok or ok[s]:
-                v = _contribution(dtfs[p], s, norm1, w, okapi, k1p1) * c
+                v = _approx(dtfs[p], codes[s], cnorm, w, okapi, k1p1) * c
                 if acc[s] == 0.0:
                     touched[n_t] = s
                     n_t += 1
@@ -321,7 +332,7 @@ def top_candidates(
         for p in range(t_lo[jj], t_hi[jj]):
             s = pslots[p]
             if not check_ok or ok[s]:
-                v = _contribution(ptfs[p], s, norm1, w_j, okapi, k1p1) * c
+                v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
                 a0 = acc[s]
                 touched[n_t] = s
                 n_t += a0 == 0.0
@@ -429,7 +440,7 @@ def top_candidates(
                 if s >= end:
                     break
                 if not check_ok or ok[s]:
-                    v = _contribution(ptfs[p], s, norm1, w_j, okapi, k1p1) * c
+                    v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
                     # Branch-free: whether the slot was already touched is unpredictable.
                     o = s - start
                     a0 = accw[o]
@@ -469,7 +480,7 @@ def top_candidates(
                     s = start + o
                     f = _find(pslots, p, hi, s)
                     if f >= 0:
-                        accw[o] += _contribution(ptfs[f], s, norm1, w_j, okapi, k1p1) * c
+                        accw[o] += _approx(ptfs[f], codes[s], cnorm, w_j, okapi, k1p1) * c
             else:
                 p = _first_at_least(pslots, p, hi, start)
                 while p < hi:
@@ -478,7 +489,7 @@ def top_candidates(
                         break
                     o = s - start
                     if accw[o] != 0.0:
-                        accw[o] += _contribution(ptfs[p], s, norm1, w_j, okapi, k1p1) * c
+                        accw[o] += _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
                     p += 1
         for i in range(n_t):
             o = tw[i]

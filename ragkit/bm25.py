@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
-from ragkit._bm25_postings import FloatArray, IntArray, _Postings
+from ragkit._bm25_postings import FloatArray, IntArray, _Buffer, _Postings
 from ragkit.analyzer import ENGLISH_STOPWORDS, Analyzer
 from ragkit.errors import IndexFormatError
 
@@ -161,13 +161,30 @@ class BM25Index(_Postings):
         self._norm_cache = (self._version, norm)
         return norm
 
-    def _norm32(self) -> npt.NDArray[np.float32]:
-        """:meth:`_norm` in float32, for the numba kernel's choice of candidates."""
-        cache = self._norm32_cache
-        if cache is None or cache[0] != self._version:
-            cache = (self._version, self._norm().astype(np.float32))
-            self._norm32_cache = cache
-        return cache[1]
+    def _length_codes(self) -> tuple[npt.NDArray[np.uint8], FloatArray]:
+        """Per-slot length codes and, per code, a lower bound of the norm of its lengths.
+
+        For the numba kernel's choice of candidates: a byte per slot to read instead of a float.
+        A slot's length never changes, so codes are only computed for slots new since the last
+        call (or all of them after a compaction or load replaced the lengths); the table follows
+        the average length, which changes with every write.
+        """
+        dl = self._dl
+        cache: tuple[object, Any, int, FloatArray] | None = getattr(self, "_codes_cache", None)
+        if cache is None or cache[0] is not dl:
+            codes = _Buffer(_length_code(dl.view))
+        else:
+            codes = cache[1]
+            if len(codes) < len(dl):
+                codes.extend(_length_code(dl.view[len(codes) :]))
+        if cache is not None and cache[2] == self._version:
+            table = cache[3]
+        else:
+            avgdl = self._total_len / self._n_docs
+            # The norm's operations in _norm's order, at each code's shortest length.
+            table = (self.k1 * (1 - self.b + self.b * _CODE_LENGTHS / avgdl)).astype(np.float64)
+        self._codes_cache = (dl, codes, self._version, table)
+        return codes.view, table
 
     def _average_idf(self) -> float:
         """Okapi's mean idf over the whole vocabulary (terms in at least one live document).
@@ -332,7 +349,7 @@ class BM25Index(_Postings):
         factor = max(1.0, (self._total_len / n_docs) / avgdl0) if self.b > 0 else 1.0
         return kernel.top_candidates(  # type: ignore[no-any-return]
             self._pslots, self._ptfs, self._indptr, bptr, blast, bmax, tids, count, idf, factor,
-            dslots, dtfs, d_lo, d_hi, self._norm(), self._norm32(), ok, okapi, k1p1, k,
+            dslots, dtfs, d_lo, d_hi, self._norm(), *self._length_codes(), ok, okapi, k1p1, k,
             self._keys.view, acc, touched, _WINDOW, _LOOKUP_COST,
         )  # fmt: skip
 
@@ -539,6 +556,19 @@ _scratch_local = threading.local()
 _EMPTY_I32: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
 _EMPTY_I64: IntArray = np.zeros(0, dtype=np.int64)
 _EMPTY_BOOL: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+# Length codes (one byte per document, for the kernel's choice of candidates): code c stands for
+# lengths from _CODE_LENGTHS[c] up to the next entry; exact below 160 terms, then 3 % apart.
+_CODE_LENGTHS: IntArray = np.concatenate(
+    (np.arange(160), np.floor(160 * 1.03 ** np.arange(1, 97)).astype(np.int64))
+)
+
+
+def _length_code(dl: np.ndarray) -> npt.NDArray[np.uint8]:
+    """Each length's code: the last entry of _CODE_LENGTHS at most that length."""
+    codes: npt.NDArray[np.uint8] = (np.searchsorted(_CODE_LENGTHS, dl, side="right") - 1).astype(
+        np.uint8
+    )
+    return codes
 
 
 def _numba_kernel() -> Any:
@@ -559,7 +589,8 @@ def _numba_kernel() -> Any:
                 keys = np.zeros(1, np.int64)
                 _bm25_numba.top_candidates(
                     i32, tfs, indptr, indptr, blast, bmax, i64, i64 + 1, np.ones(1), 1.0,
-                    i32, i32, i64, i64, np.ones(1), np.ones(1, np.float32), np.ones(1, np.bool_),
+                    i32, i32, i64, i64, np.ones(1), np.zeros(1, np.uint8), np.ones(256),
+                    np.ones(1, np.bool_),
                     False, 2.0, 1, keys, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
                 )  # fmt: skip
                 _bm25_numba.all_candidates(
