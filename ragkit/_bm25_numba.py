@@ -353,9 +353,23 @@ def top_candidates(
             acc[s] = 0.0
         seeds = np.sort(seeds[:n_s])
         n_seed = n_s
+        # Each seed's posting of term j can only be in the block whose last slot is the first
+        # at or past the seed's: found by walking the block ends (a small array), not by
+        # binary search over the whole list (a cache miss at most steps).
+        s_lo = np.empty((n_seed, n_terms), dtype=np.int64)
+        s_hi = np.empty((n_seed, n_terms), dtype=np.int64)
+        for j in range(n_terms):
+            b = b_lo[j]
+            e = b_lo[j] + (t_hi[j] - t_lo[j] + BLOCK - 1) // BLOCK
+            for i in range(n_seed):
+                while b < e and blast[b] < seeds[i]:
+                    b += 1
+                first = t_lo[j] + (b - b_lo[j]) * BLOCK
+                s_lo[i, j] = min(first, t_hi[j])
+                s_hi[i, j] = min(first + BLOCK, t_hi[j])
         for i in range(n_seed):
             s = seeds[i]
-            a = _exact(s, pslots, ptfs, t_lo, t_hi, norm, idf, count, okapi, k1p1)
+            a = _exact(s, pslots, ptfs, s_lo[i], s_hi[i], norm, idf, count, okapi, k1p1)
             if a >= theta:
                 c_slot, c_score, n_c = _append(c_slot, c_score, n_c, s, a)
                 size = _heap_offer(heap, size, k, a)
