@@ -1,24 +1,29 @@
 """The numba kernel behind :class:`ragkit.bm25.BM25Index` searches (extra ``fast``).
 
-:func:`top_candidates`: given a query's posting lists, it returns a small set of document slots
-that contains every document of the top ``k`` (ties at the ``k``-th score included), each with
-its exact score. It never makes a corpus-sized pass, and it skips whole blocks of postings that
-cannot change the top ``k``: block-max MaxScore over windows of document slots, as in Lucene's
-``MaxScoreBulkScorer`` (after Turtle & Flood, "Query evaluation: strategies and optimizations",
-IP&M 1995, and Ding & Suel, "Faster top-k document retrieval using block-max indexes", SIGIR
-2011). :func:`block_maxima` builds the per-block bounds it needs. :func:`all_candidates` is the
-same contract without pruning, for a ``k`` so large that pruning would skip little.
+:func:`top_candidates`: given a query's terms, it returns the top ``k`` keys with their exact
+scores, best first, ties by key (ties at the ``k``-th score included). It never makes a
+corpus-sized pass, and it skips whole blocks of postings that cannot change the top ``k``:
+block-max MaxScore over windows of document slots, as in Lucene's ``MaxScoreBulkScorer`` (after
+Turtle & Flood, "Query evaluation: strategies and optimizations", IP&M 1995, and Ding & Suel,
+"Faster top-k document retrieval using block-max indexes", SIGIR 2011). Two things make the
+k-th best score (theta) high early, which is what lets windows and terms be skipped: seeds (the
+documents of the rarest query terms with the best partial scores there, scored exactly before
+any window) and the order of the windows (highest bound first, stopping at the first one whose
+bound is below theta). :func:`block_maxima` builds the per-block bounds. :func:`all_candidates`
+is the same contract without pruning, for a ``k`` so large that pruning would skip little.
 
 Each term's base postings are cut into blocks of ``BLOCK`` postings; a block keeps its last slot
 and the largest ``tf / (tf + norm)`` of its postings at the average document length of the
 moment it was built. Those bounds stay valid while documents come and go: dead documents only
 make them looser, and a change of the average length ``avgdl`` is covered by multiplying them by
-``max(1, avgdl_now / avgdl_then)`` (the caller folds that into ``scale``).
+``max(1, avgdl_now / avgdl_then)`` (the caller passes that as ``factor``). Candidates are picked
+with one-byte length codes (the caller's table gives a lower bound of the norm per code, so the
+partial scores are upper bounds).
 
 Scores are bit-for-bit those of the numpy path in ragkit.bm25: each candidate's score is summed
 afresh in query-term order with the same floating-point operations, after the pruning has picked
-the candidates. This module leaves out everything else (analysis, the index's layout, ties and
-keys, filters: the caller passes a mask of the slots that may be returned).
+the candidates. This module leaves out everything else (analysis, the index's layout, the length
+codes, filters: the caller passes a mask of the slots that may be returned).
 """
 
 from __future__ import annotations
