@@ -176,7 +176,9 @@ class BM25Index(_Postings):
         else:
             codes = cache[1]
             if len(codes) < len(dl):
-                codes.extend(_length_code(dl.view[len(codes) :]))
+                with _codes_lock:  # concurrent searches must not both append the new slots
+                    if len(codes) < len(dl):
+                        codes.extend(_length_code(dl.view[len(codes) :]))
         if cache is not None and cache[2] == self._version:
             table = cache[3]
         else:
@@ -553,6 +555,7 @@ _EXHAUSTIVE_RATIO = 400
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
 _scratch_local = threading.local()
+_codes_lock = threading.Lock()
 _EMPTY_I32: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
 _EMPTY_I64: IntArray = np.zeros(0, dtype=np.int64)
 _EMPTY_BOOL: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)

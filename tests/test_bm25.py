@@ -668,7 +668,8 @@ def test_pruned_search_is_exact_with_long_documents(
 
 def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> None:
     # Searches may run in threads at once (the kernel releases the GIL): each thread has its
-    # own scratch buffers, and the block bounds built by the first searches are shared safely.
+    # own scratch buffers, and the block bounds and length codes built by the first searches
+    # (and extended after adds) are shared safely.
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(11)
@@ -685,13 +686,22 @@ def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> Non
             out.append((keys.tolist(), scores.tolist()))
         return out
 
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run, range(0, 120, 30)))
-    for offset, got in zip(range(0, 120, 30), results, strict=True):
-        for i, (keys, scores) in enumerate(got):
-            expected = want[(i + offset) % len(queries)]
-            assert keys == expected[0].tolist()
-            assert scores == expected[1].tolist()
+    def check() -> None:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(run, range(0, 120, 30)))
+        for offset, got in zip(range(0, 120, 30), results, strict=True):
+            for i, (keys, scores) in enumerate(got):
+                expected = want[(i + offset) % len(queries)]
+                assert keys == expected[0].tolist()
+                assert scores == expected[1].tolist()
+
+    check()
+    # Documents added since: the threads race to extend the kernel's per-document length codes.
+    for key, doc in enumerate(zipf_docs(rng, 300), start=4000):
+        serial.add_tokens([key], [doc * 3])
+        fresh.add_tokens([key], [doc * 3])
+    want = [serial.search_tokens(q, 10) for q in queries]
+    check()
 
 
 @settings(max_examples=200, deadline=None)
