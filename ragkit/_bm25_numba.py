@@ -1,24 +1,29 @@
 """The numba kernel behind :class:`ragkit.bm25.BM25Index` searches (extra ``fast``).
 
-:func:`top_candidates`: given a query's posting lists, it returns a small set of document slots
-that contains every document of the top ``k`` (ties at the ``k``-th score included), each with
-its exact score. It never makes a corpus-sized pass, and it skips whole blocks of postings that
-cannot change the top ``k``: block-max MaxScore over windows of document slots, as in Lucene's
-``MaxScoreBulkScorer`` (after Turtle & Flood, "Query evaluation: strategies and optimizations",
-IP&M 1995, and Ding & Suel, "Faster top-k document retrieval using block-max indexes", SIGIR
-2011). :func:`block_maxima` builds the per-block bounds it needs. :func:`all_candidates` is the
-same contract without pruning, for a ``k`` so large that pruning would skip little.
+:func:`top_candidates`: given a query's terms, it returns the top ``k`` keys with their exact
+scores, best first, ties by key (ties at the ``k``-th score included). It never makes a
+corpus-sized pass, and it skips whole blocks of postings that cannot change the top ``k``:
+block-max MaxScore over windows of document slots, as in Lucene's ``MaxScoreBulkScorer`` (after
+Turtle & Flood, "Query evaluation: strategies and optimizations", IP&M 1995, and Ding & Suel,
+"Faster top-k document retrieval using block-max indexes", SIGIR 2011). Two things make the
+k-th best score (theta) high early, which is what lets windows and terms be skipped: seeds (the
+documents of the rarest query terms with the best partial scores there, scored exactly before
+any window) and the order of the windows (highest bound first, stopping at the first one whose
+bound is below theta). :func:`block_maxima` builds the per-block bounds. :func:`all_candidates`
+is the same contract without pruning, for a ``k`` so large that pruning would skip little.
 
 Each term's base postings are cut into blocks of ``BLOCK`` postings; a block keeps its last slot
 and the largest ``tf / (tf + norm)`` of its postings at the average document length of the
 moment it was built. Those bounds stay valid while documents come and go: dead documents only
 make them looser, and a change of the average length ``avgdl`` is covered by multiplying them by
-``max(1, avgdl_now / avgdl_then)`` (the caller folds that into ``scale``).
+``max(1, avgdl_now / avgdl_then)`` (the caller passes that as ``factor``). Candidates are picked
+with one-byte length codes (the caller's table gives a lower bound of the norm per code, so the
+partial scores are upper bounds).
 
 Scores are bit-for-bit those of the numpy path in ragkit.bm25: each candidate's score is summed
 afresh in query-term order with the same floating-point operations, after the pruning has picked
-the candidates. This module leaves out everything else (analysis, the index's layout, ties and
-keys, filters: the caller passes a mask of the slots that may be returned).
+the candidates. This module leaves out everything else (analysis, the index's layout, the length
+codes, filters: the caller passes a mask of the slots that may be returned).
 """
 
 from __future__ import annotations
@@ -33,10 +38,17 @@ __all__ = ["BLOCK", "all_candidates", "block_maxima", "top_candidates"]
 BLOCK = 128
 """Postings per block of a term's base posting list."""
 
-# Relative slack on every bound comparison: the candidates are picked with float32 norms
-# (``norm1``, half the memory traffic) and partial sums taken in another order than the final
-# one; 1e-6 is far above those roundings (~1e-7), and a larger slack only keeps more candidates.
+# Relative slack on every bound comparison: the candidates are picked with partial sums taken
+# in another order than the final one; 1e-6 is far above those roundings (~1e-15), and a larger
+# slack only keeps more candidates.
 _SLACK = 1e-6
+
+# The seeds' budget: postings of the rarest query terms read to pick them (the rarest term's
+# are read if they are at most _SEED_FIRST, more terms while all stay within _SEED_POSTINGS),
+# and how many seeds per k are scored exactly. Tuned on SciFact claims at 100k slots.
+_SEED_FIRST = 8192
+_SEED_POSTINGS = 1024
+_SEEDS_PER_K = 2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -72,6 +84,15 @@ def block_maxima(indptr: Any, pslots: Any, ptfs: Any, norm: Any) -> tuple[Any, A
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _approx(tf_int: Any, code: Any, cnorm: Any, idf: float, okapi: bool, k1p1: float) -> Any:
+    # An upper bound of _contribution: the norm of the shortest length with this length code.
+    tf = np.float64(tf_int)
+    denom = cnorm[code] + tf
+    num = tf * k1p1 if okapi else tf
+    return (num / denom) * idf
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _contribution(tf_int: Any, slot: Any, norm: Any, idf: float, okapi: bool, k1p1: float) -> Any:
     # The numpy path's operations in its order: idf * (tf [* (k1 + 1)] / (tf + norm)).
     tf = np.float64(tf_int)
@@ -83,16 +104,28 @@ def _contribution(tf_int: Any, slot: Any, norm: Any, idf: float, okapi: bool, k1
 @numba.njit(cache=True, nogil=True)
 def _find(slots: Any, lo: int, hi: int, slot: int) -> int:
     """Position of ``slot`` in the sorted ``slots[lo:hi]``, or -1."""
+    n = hi - lo
+    if n <= 0:
+        return -1
+    # Branch-free (a conditional move per step): whether a step goes left or right is a coin
+    # toss, and mispredicted branches cost more than the steps a match could save.
+    while n > 1:
+        half = n >> 1
+        lo = lo + half if slots[lo + half] <= slot else lo
+        n -= half
+    return lo if slots[lo] == slot else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_at_least(slots: Any, lo: int, hi: int, slot: int) -> int:
+    """The first position in the sorted ``slots[lo:hi]`` holding ``slot`` or more (or ``hi``)."""
     while lo < hi:
         mid = (lo + hi) >> 1
-        v = slots[mid]
-        if v < slot:
+        if slots[mid] < slot:
             lo = mid + 1
-        elif v > slot:
-            hi = mid
         else:
-            return mid
-    return -1
+            hi = mid
+    return lo
 
 
 @numba.njit(cache=True, nogil=True)
@@ -163,49 +196,97 @@ def _append(slots: Any, scores: Any, n: int, s: int, a: float) -> tuple[Any, Any
 
 
 @numba.njit(cache=True, nogil=True)
+def _ranked(cand: Any, scores: Any, keys: Any) -> tuple[Any, Any]:
+    """Candidate slots' keys and scores by score descending, ties by key ascending."""
+    n = cand.shape[0]
+    ckeys = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        ckeys[i] = keys[cand[i]]
+    by_key = np.argsort(ckeys)
+    neg = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        neg[i] = -scores[by_key[i]]
+    order = by_key[np.argsort(neg, kind="mergesort")]  # stable: equal scores keep key order
+    out_keys = np.empty(n, dtype=np.int64)
+    out_scores = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out_keys[i] = ckeys[order[i]]
+        out_scores[i] = scores[order[i]]
+    return out_keys, out_scores
+
+
+@numba.njit(cache=True, nogil=True)
+def _term_ranges(indptr: Any, tids: Any) -> tuple[Any, Any]:
+    """Each term's base postings ``lo:hi`` (empty for terms new since the base was built)."""
+    n_base = indptr.shape[0] - 1
+    n_terms = tids.shape[0]
+    t_lo = np.zeros(n_terms, dtype=np.int64)
+    t_hi = np.zeros(n_terms, dtype=np.int64)
+    for j in range(n_terms):
+        t = tids[j]
+        if t < n_base:
+            t_lo[j] = indptr[t]
+            t_hi[j] = indptr[t + 1]
+    return t_lo, t_hi
+
+
+@numba.njit(cache=True, nogil=True)
 def top_candidates(
     pslots: Any,
     ptfs: Any,
-    t_lo: Any,
-    t_hi: Any,
-    b_lo: Any,
+    indptr: Any,
+    bptr: Any,
     blast: Any,
     bmax: Any,
+    tids: Any,
+    count: Any,
+    idf: Any,
+    factor: float,
     dslots: Any,
     dtfs: Any,
     d_lo: Any,
     d_hi: Any,
-    idf: Any,
-    count: Any,
-    scale: Any,
     norm: Any,
-    norm1: Any,
+    codes: Any,
+    cnorm: Any,
     ok: Any,
     okapi: bool,
     k1p1: float,
     k: int,
+    keys: Any,
     acc: Any,
     touched: Any,
     window: int,
     lookup_cost: int,
 ) -> tuple[Any, Any]:
-    """Candidate slots and their exact scores; see the module docstring.
+    """The top ``k`` keys and their exact scores, best first, ties by key, ties at the ``k``-th
+    score included (so possibly more than ``k``); see the module docstring.
 
-    Per query term ``j`` (in query order, repeats folded into ``count[j]``): base postings
-    ``pslots/ptfs[t_lo[j]:t_hi[j]]`` with blocks from ``b_lo[j]`` on (``blast``, ``bmax``), and
-    delta postings ``dslots/dtfs[d_lo[j]:d_hi[j]]``, all sorted by slot; every delta slot is
-    above every base slot (a document's postings are all in one of the two). ``idf[j] > 0``, and
-    ``scale[j] * bmax[i]`` bounds the contribution of any posting of block ``i`` (times
-    ``count[j]``). ``ok[slot]`` is false for slots that must not be returned (``ok`` empty:
-    all may). ``acc`` (float64) and ``touched`` (int32) are scratch arrays of at least one
-    entry per slot (``touched`` one more); ``acc`` must be all zero and is left all zero.
-    ``norm1`` is ``norm`` in float32, used to pick the candidates (their scores are then
-    computed with ``norm``).
-    ``window`` is the number of slots scored together; the documents left in a window are
-    looked up in a non-essential term's postings when ``lookup_cost`` times their number is
-    below that term's postings there, else those postings are read.
+    Per query term ``j`` (in query order, repeats folded into ``count[j]``): term ``tids[j]``'s
+    base postings ``pslots/ptfs[indptr[t]:indptr[t + 1]]`` (none when ``t`` is past the base)
+    with blocks ``bptr[t]:bptr[t + 1]`` (``blast``, ``bmax``), and delta postings
+    ``dslots/dtfs[d_lo[j]:d_hi[j]]`` (``d_lo`` empty: no delta), all sorted by slot; every delta
+    slot is above every base slot (a document's postings are all in one of the two).
+    ``idf[j] > 0``, and ``factor`` times a block's ``bmax`` bounds ``tf / (tf + norm)`` for its
+    postings now. ``ok[slot]`` is false for slots that must not be returned (``ok`` empty: all
+    may); ``keys[slot]`` is the slot's key. ``acc`` (float64) and ``touched`` (int32) are scratch
+    arrays of at least one entry per slot (``touched`` one more); ``acc`` must be all zero and
+    is left all zero.
+    The candidates are picked with ``cnorm[codes[slot]]``, a lower bound of ``norm[slot]`` (one
+    byte per slot to read instead of eight; their scores are then computed with ``norm``).
+    ``window`` is the number of slots scored together; the documents left in a window are looked
+    up in a non-essential term's postings when ``lookup_cost`` times their number is below that
+    term's postings there, else those postings are read.
     """
     n_terms = idf.shape[0]
+    t_lo, t_hi = _term_ranges(indptr, tids)
+    n_base = indptr.shape[0] - 1
+    b_lo = np.zeros(n_terms, dtype=np.int64)
+    scale = np.empty(n_terms, dtype=np.float64)
+    for j in range(n_terms):
+        if tids[j] < n_base:
+            b_lo[j] = bptr[tids[j]]
+        scale[j] = idf[j] * count[j] * (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
     check_ok = ok.shape[0] > 0
     heap = np.empty(k, dtype=np.float64)
     size = 0
@@ -216,13 +297,13 @@ def top_candidates(
 
     # The delta (recent single-document adds): scored in full, it is small.
     n_t = 0
-    for j in range(n_terms):
+    for j in range(d_lo.shape[0]):
         w = idf[j]
         c = count[j]
         for p in range(d_lo[j], d_hi[j]):
             s = dslots[p]
             if not check_ok or ok[s]:
-                v = _contribution(dtfs[p], s, norm1, w, okapi, k1p1) * c
+                v = _approx(dtfs[p], codes[s], cnorm, w, okapi, k1p1) * c
                 if acc[s] == 0.0:
                     touched[n_t] = s
                     n_t += 1
@@ -239,44 +320,119 @@ def top_candidates(
             if size == k:
                 theta = heap[0]
 
+    # Seeds, so that theta starts high: the documents of the query's rarest terms with the
+    # best partial scores there, scored exactly. Without them theta grows from zero over the
+    # first windows, which then prune little.
+    by_df = np.argsort(t_hi - t_lo)
+    n_t = 0
+    budget = 0
+    for jj in by_df:
+        n = t_hi[jj] - t_lo[jj]
+        if n == 0:
+            continue
+        if budget + n > (_SEED_POSTINGS if budget else _SEED_FIRST):
+            break
+        budget += n
+        w_j = idf[jj]
+        c = count[jj]
+        for p in range(t_lo[jj], t_hi[jj]):
+            s = pslots[p]
+            if not check_ok or ok[s]:
+                v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
+                a0 = acc[s]
+                touched[n_t] = s
+                n_t += a0 == 0.0
+                acc[s] = a0 + v
+    n_seed = min(n_t, _SEEDS_PER_K * k)
+    seeds = np.empty(n_seed, dtype=np.int64)
+    if n_seed:
+        part = np.empty(n_t, dtype=np.float64)
+        for i in range(n_t):
+            part[i] = acc[touched[i]]
+        cut = np.partition(part, n_t - n_seed)[n_t - n_seed]
+        n_s = 0
+        for i in range(n_t):
+            s = touched[i]
+            if acc[s] >= cut and n_s < n_seed:
+                seeds[n_s] = s
+                n_s += 1
+            acc[s] = 0.0
+        seeds = np.sort(seeds[:n_s])
+        n_seed = n_s
+        # Each seed's posting of term j can only be in the block whose last slot is the first
+        # at or past the seed's: found by walking the block ends (a small array), not by
+        # binary search over the whole list (a cache miss at most steps).
+        s_lo = np.empty((n_seed, n_terms), dtype=np.int64)
+        s_hi = np.empty((n_seed, n_terms), dtype=np.int64)
+        for j in range(n_terms):
+            b = b_lo[j]
+            e = b_lo[j] + (t_hi[j] - t_lo[j] + BLOCK - 1) // BLOCK
+            for i in range(n_seed):
+                while b < e and blast[b] < seeds[i]:
+                    b += 1
+                first = t_lo[j] + (b - b_lo[j]) * BLOCK
+                s_lo[i, j] = min(first, t_hi[j])
+                s_hi[i, j] = min(first + BLOCK, t_hi[j])
+        for i in range(n_seed):
+            s = seeds[i]
+            a = _exact(s, pslots, ptfs, s_lo[i], s_hi[i], norm, idf, count, okapi, k1p1)
+            if a >= theta:
+                c_slot, c_score, n_c = _append(c_slot, c_score, n_c, s, a)
+                size = _heap_offer(heap, size, k, a)
+                if size == k:
+                    theta = heap[0]
+
     # The base, window by window (``window`` slots each). In a window a term's bound is the
     # largest of its blocks there; terms whose bounds sum below theta are non-essential: a
     # document found only in them cannot reach the top k. The essential terms' postings are
     # read; the others are added to the documents those touched while they can still reach
     # theta, by lookups when few are left, else by reading the term's postings in the window.
-    pos = t_lo.copy()
-    bcur = b_lo.copy()
+    # Windows are visited by their bound, highest first: theta rises fast on the windows most
+    # likely to hold the top k, and the visit stops at the first window bounded below theta.
     bend = b_lo + (t_hi - t_lo + BLOCK - 1) // BLOCK
-    wb = np.zeros(n_terms, dtype=np.float64)
-    cap_p = np.zeros(n_terms, dtype=np.int64)
-    r_lo = np.zeros(n_terms, dtype=np.int64)
-    order = np.arange(n_terms)
     last = -1
     for j in range(n_terms):
-        if bend[j] > bcur[j] and blast[bend[j] - 1] > last:
+        if bend[j] > b_lo[j] and blast[bend[j] - 1] > last:
             last = blast[bend[j] - 1]
-    for start in range(0, last + 1, window):
-        end = start + window
-        total = 0.0
-        for j in range(n_terms):
-            b = bcur[j]
+    n_win = last // window + 1 if last >= 0 else 0
+    w_top = np.zeros((n_win, n_terms), dtype=np.float64)  # term j's bound in window w
+    w_first = np.zeros((n_win, n_terms), dtype=np.int64)  # its first posting there may be after
+    w_cap = np.zeros((n_win, n_terms), dtype=np.int64)  # its postings there end before this
+    w_total = np.zeros(n_win, dtype=np.float64)
+    for j in range(n_terms):
+        b = b_lo[j]
+        for w in range(n_win):
+            start = w * window
+            end = start + window
             while b < bend[j] and blast[b] < start:
                 b += 1
-            bcur[j] = b
+            w_first[w, j] = min(t_hi[j], t_lo[j] + (b - b_lo[j]) * BLOCK)
             top = 0.0
-            while b < bend[j]:
-                if bmax[b] > top:
-                    top = bmax[b]
-                if blast[b] >= end:
+            e = b
+            while e < bend[j]:
+                if bmax[e] > top:
+                    top = bmax[e]
+                if blast[e] >= end:
                     break
-                b += 1
-            # Term j's postings in the window lie before the end of block b.
-            cap_p[j] = min(t_hi[j], t_lo[j] + (b + 1 - b_lo[j]) * BLOCK)
-            wb[j] = top * scale[j]
-            total += wb[j]
+                e += 1
+            w_cap[w, j] = min(t_hi[j], t_lo[j] + (e + 1 - b_lo[j]) * BLOCK)
+            w_top[w, j] = top * scale[j]
+            w_total[w] += w_top[w, j]
+    visit = np.argsort(-w_total)
+    order = np.arange(n_terms)
+    # Window-local accumulator and touched offsets: the same small arrays for every window, so
+    # they stay in cache (a slot-indexed one would bring a new stretch of memory each window).
+    accw = np.zeros(window, dtype=np.float64)
+    tw = np.empty(window + 1, dtype=np.int32)  # one spare: the first-touch write is branch-free
+    for w in visit:
         floor = theta * (1.0 - _SLACK)
-        if total < floor:
-            continue
+        if w_total[w] < floor:
+            break  # and so is every window after this one
+        start = w * window
+        end = start + window
+        wb = w_top[w]
+        r_lo = w_first[w]
+        cap_p = w_cap[w]
         for i in range(1, n_terms):
             j = order[i]
             x = wb[j]
@@ -295,24 +451,23 @@ def top_candidates(
             j = order[i]
             if wb[j] == 0.0:
                 continue
-            p = max(pos[j], t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK)
             hi = cap_p[j]
-            while p < hi and pslots[p] < start:
-                p += 1
-            w = idf[j]
+            p = _first_at_least(pslots, r_lo[j], hi, start)
+            w_j = idf[j]
             c = count[j]
             while p < hi:
                 s = pslots[p]
                 if s >= end:
                     break
                 if not check_ok or ok[s]:
-                    v = _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
-                    if acc[s] == 0.0:
-                        touched[n_t] = s
-                        n_t += 1
-                    acc[s] += v
+                    v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
+                    # Branch-free: whether the slot was already touched is unpredictable.
+                    o = s - start
+                    a0 = accw[o]
+                    tw[n_t] = o
+                    n_t += a0 == 0.0
+                    accw[o] = a0 + v
                 p += 1
-            pos[j] = p
         rest = ne_sum
         m = n_ne - 1
         while True:
@@ -320,12 +475,12 @@ def top_candidates(
             floor = theta * (1.0 - _SLACK) - rest * (1.0 + _SLACK)
             kept = 0
             for i in range(n_t):
-                s = touched[i]
-                if acc[s] >= floor:
-                    touched[kept] = s
+                o = tw[i]
+                if accw[o] >= floor:
+                    tw[kept] = o
                     kept += 1
                 else:
-                    acc[s] = 0.0
+                    accw[o] = 0.0
             n_t = kept
             if m < 0 or n_t == 0 or wb[order[m]] == 0.0:
                 break
@@ -334,37 +489,35 @@ def top_candidates(
             rest -= wb[j]
             if rest < 0.0:
                 rest = 0.0
-            p = max(pos[j], t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK)
+            p = r_lo[j]
             hi = cap_p[j]
-            w = idf[j]
+            w_j = idf[j]
             c = count[j]
             # Look the documents up in term j's postings of the window, or read those.
             if n_t * lookup_cost < hi - p:
                 for i in range(n_t):
-                    s = touched[i]
+                    o = tw[i]
+                    s = start + o
                     f = _find(pslots, p, hi, s)
                     if f >= 0:
-                        acc[s] += _contribution(ptfs[f], s, norm1, w, okapi, k1p1) * c
+                        accw[o] += _approx(ptfs[f], codes[s], cnorm, w_j, okapi, k1p1) * c
             else:
-                while p < hi and pslots[p] < start:
-                    p += 1
+                p = _first_at_least(pslots, p, hi, start)
                 while p < hi:
                     s = pslots[p]
                     if s >= end:
                         break
-                    if acc[s] != 0.0:
-                        acc[s] += _contribution(ptfs[p], s, norm1, w, okapi, k1p1) * c
+                    o = s - start
+                    if accw[o] != 0.0:
+                        accw[o] += _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
                     p += 1
-                pos[j] = p
-        if n_t:
-            for j in range(n_terms):
-                r_lo[j] = min(t_lo[j] + (bcur[j] - b_lo[j]) * BLOCK, t_hi[j])
         for i in range(n_t):
-            s = touched[i]
-            a = acc[s]
-            acc[s] = 0.0
-            if a < theta * (1.0 - _SLACK):
-                continue
+            o = tw[i]
+            s = start + o
+            a = accw[o]
+            accw[o] = 0.0
+            if a < theta * (1.0 - _SLACK) or (n_seed and _find(seeds, 0, n_seed, s) >= 0):
+                continue  # below theta, or a seed (offered already)
             # Exact while the window's postings are in cache (and theta then exact too).
             a = _exact(s, pslots, ptfs, r_lo, cap_p, norm, idf, count, okapi, k1p1)
             if a >= theta:
@@ -380,9 +533,7 @@ def top_candidates(
             c_slot[n_cand] = c_slot[i]
             c_score[n_cand] = c_score[i]
             n_cand += 1
-    cand = c_slot[:n_cand].copy()
-    scores = c_score[:n_cand].copy()
-    return cand, scores
+    return _ranked(c_slot[:n_cand], c_score[:n_cand], keys)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -420,8 +571,8 @@ def _scatter(
 def all_candidates(
     pslots: Any,
     ptfs: Any,
-    t_lo: Any,
-    t_hi: Any,
+    indptr: Any,
+    tids: Any,
     dslots: Any,
     dtfs: Any,
     d_lo: Any,
@@ -433,6 +584,7 @@ def all_candidates(
     okapi: bool,
     k1p1: float,
     k: int,
+    keys: Any,
     acc: Any,
     touched: Any,
 ) -> tuple[Any, Any]:
@@ -443,12 +595,14 @@ def all_candidates(
     one partition of the touched documents' scores. Cheaper than pruning when ``k`` is large
     (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
     """
+    t_lo, t_hi = _term_ranges(indptr, tids)
     n_t = 0
     for j in range(idf.shape[0]):
         n_t = _scatter(pslots, ptfs, t_lo[j], t_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
                        acc, touched, n_t)  # fmt: skip
-        n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
-                       acc, touched, n_t)  # fmt: skip
+        if d_lo.shape[0]:
+            n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi,
+                           k1p1, acc, touched, n_t)  # fmt: skip
     cand = touched[:n_t].astype(np.int64)
     scores = np.empty(n_t, dtype=np.float64)
     for i in range(n_t):
@@ -460,4 +614,4 @@ def all_candidates(
         keep = scores >= kth
         cand = cand[keep]
         scores = scores[keep]
-    return cand, scores
+    return _ranked(cand, scores, keys)

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
-from ragkit._bm25_postings import FloatArray, IntArray, _Postings
+from ragkit._bm25_postings import FloatArray, IntArray, _Buffer, _Postings
 from ragkit.analyzer import ENGLISH_STOPWORDS, Analyzer
 from ragkit.errors import IndexFormatError
 
@@ -161,13 +161,32 @@ class BM25Index(_Postings):
         self._norm_cache = (self._version, norm)
         return norm
 
-    def _norm32(self) -> npt.NDArray[np.float32]:
-        """:meth:`_norm` in float32, for the numba kernel's choice of candidates."""
-        cache = self._norm32_cache
-        if cache is None or cache[0] != self._version:
-            cache = (self._version, self._norm().astype(np.float32))
-            self._norm32_cache = cache
-        return cache[1]
+    def _length_codes(self) -> tuple[npt.NDArray[np.uint8], FloatArray]:
+        """Per-slot length codes and, per code, a lower bound of the norm of its lengths.
+
+        For the numba kernel's choice of candidates: a byte per slot to read instead of a float.
+        A slot's length never changes, so codes are only computed for slots new since the last
+        call (or all of them after a compaction or load replaced the lengths); the table follows
+        the average length, which changes with every write.
+        """
+        dl = self._dl
+        cache: tuple[object, Any, int, FloatArray] | None = getattr(self, "_codes_cache", None)
+        if cache is None or cache[0] is not dl:
+            codes = _Buffer(_length_code(dl.view))
+        else:
+            codes = cache[1]
+            if len(codes) < len(dl):
+                with _codes_lock:  # concurrent searches must not both append the new slots
+                    if len(codes) < len(dl):
+                        codes.extend(_length_code(dl.view[len(codes) :]))
+        if cache is not None and cache[2] == self._version:
+            table = cache[3]
+        else:
+            avgdl = self._total_len / self._n_docs
+            # The norm's operations in _norm's order, at each code's shortest length.
+            table = (self.k1 * (1 - self.b + self.b * _CODE_LENGTHS / avgdl)).astype(np.float64)
+        self._codes_cache = (dl, codes, self._version, table)
+        return codes.view, table
 
     def _average_idf(self) -> float:
         """Okapi's mean idf over the whole vocabulary (terms in at least one live document).
@@ -249,67 +268,58 @@ class BM25Index(_Postings):
 
     def _search_pruned(
         self, kernel: Any, tokens: Sequence[str], k: int, allowed: npt.NDArray[np.bool_] | None
-    ) -> tuple[np.ndarray, FloatArray] | None:
-        """Candidate slots and exact scores from the numba kernel; None to take the numpy path.
+    ) -> tuple[IntArray, FloatArray] | None:
+        """The top ``k`` keys and scores from the numba kernel, ties at the ``k``-th included;
+        None to take the numpy path.
 
-        The kernel reads only the query's posting lists (no corpus-sized pass) and skips the
-        blocks of them that cannot change the top ``k`` (ragkit._bm25_numba). It needs every
-        term's contribution to be positive; otherwise (okapi's negative idf) this returns None.
+        The kernel reads only the query's posting lists (no corpus-sized pass), skips the blocks
+        of them that cannot change the top ``k`` (ragkit._bm25_numba) and sorts the result by
+        (score descending, key ascending). It needs every term's contribution to be positive;
+        otherwise (okapi's negative idf) this returns None.
         """
         if isinstance(tokens, str):
             raise TypeError("tokens must be a sequence of strings, not one string")
-        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
-        if self._n_docs == 0 or self._total_len == 0:
-            return empty
-        df, vocab = self._df.view, self._vocab
+        n_docs = self._n_docs
+        if n_docs == 0 or self._total_len == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        vocab = self._vocab
         counts: dict[int, int] = {}
         for tok in tokens:
             tid = vocab.get(tok)
             if tid is not None:
                 counts[tid] = counts.get(tid, 0) + 1
-        tids = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        dfs = df[tids]
-        if not dfs.all():  # terms of removed documents only: as _term_counts drops them
-            tids = tids[dfs > 0]
-            counts = {tid: counts[tid] for tid in tids.tolist()}
-            dfs = df[tids]
-        if not counts:
-            return empty
-        n_docs = self._n_docs
-        if self.variant == "okapi":
-            idfs = [self._idf(d) for d in dfs.tolist()]
-            if min(idfs) <= 0:
-                return None
-        else:  # lucene_idf, inlined: a query has few terms but every call counts here
-            idfs = [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in dfs.tolist()]
-        n_terms = len(counts)
+        # Per term in query order; terms of removed documents only are dropped (as _term_counts).
+        df = self._df.view
+        tid_list: list[int] = []
+        count_list: list[int] = []
+        idfs: list[float] = []
         okapi = self.variant == "okapi"
+        log = math.log
+        for tid, c in counts.items():
+            d = int(df[tid])
+            if d:
+                tid_list.append(tid)
+                count_list.append(c)
+                if okapi:
+                    idfs.append(self._idf(d))
+                else:  # lucene_idf, inlined: a query has few terms but every call counts here
+                    idfs.append(log(1 + (n_docs - d + 0.5) / (d + 0.5)))
+        if not tid_list:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        if okapi and min(idfs) <= 0:
+            return None
         k1p1 = self.k1 + 1
-        bptr, blast, bmax, avgdl0 = self._blocks(kernel)
-        # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
-        # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
-        factor = max(1.0, (self._total_len / n_docs) / avgdl0) if self.b > 0 else 1.0
+        tids = np.array(tid_list, dtype=np.int64)
+        count = np.array(count_list, dtype=np.int64)
         idf = np.array(idfs, dtype=np.float64)
-        count = np.fromiter(counts.values(), dtype=np.int64, count=n_terms)
-        scale = idf * count
-        scale *= (k1p1 if okapi else 1.0) * factor * (1 + 1e-9)
-        indptr, n_base, delta = self._indptr, len(self._indptr) - 1, self._delta
-        # Per term, in query order: base postings, first block, delta postings.
-        if int(tids.max()) < n_base:
-            lo, hi, b_lo = indptr[tids], indptr[tids + 1], bptr[tids]
-        else:  # terms new since the last merge have no base postings
-            inside = tids < n_base
-            safe = np.where(inside, tids, 0)
-            lo = np.where(inside, indptr[safe], 0)
-            hi = np.where(inside, indptr[np.minimum(safe + 1, n_base)], 0)
-            b_lo = np.where(inside, bptr[safe], 0)
-        d_lo = np.zeros(n_terms, dtype=np.int64)
-        d_hi = np.zeros(n_terms, dtype=np.int64)
-        dslots, dtfs = _EMPTY_I32, _EMPTY_I32
+        dslots, dtfs, d_lo, d_hi = _EMPTY_I32, _EMPTY_I32, _EMPTY_I64, _EMPTY_I64
+        delta = self._delta
         if delta:
             d_parts: list[tuple[np.ndarray, np.ndarray]] = []
             d_size = 0
-            for j, tid in enumerate(counts):
+            d_lo = np.zeros(len(tid_list), dtype=np.int64)
+            d_hi = np.zeros(len(tid_list), dtype=np.int64)
+            for j, tid in enumerate(tid_list):
                 if tid in delta:
                     part = self._postings(tid)[-1]
                     d_parts.append(part)
@@ -332,15 +342,18 @@ class BM25Index(_Postings):
             # A k this large (a hybrid search's depth) keeps the k-th score low, so pruning
             # skips little: reading every posting once is cheaper (same scores bit for bit).
             return kernel.all_candidates(  # type: ignore[no-any-return]
-                self._pslots, self._ptfs, lo, hi, dslots, dtfs, d_lo, d_hi, idf, count,
-                self._norm(), ok, okapi, k1p1, k, acc, touched,
+                self._pslots, self._ptfs, self._indptr, tids, dslots, dtfs, d_lo, d_hi, idf,
+                count, self._norm(), ok, okapi, k1p1, k, self._keys.view, acc, touched,
             )  # fmt: skip
-        cand, scores = kernel.top_candidates(
-            self._pslots, self._ptfs, lo, hi, b_lo, blast, bmax,
-            dslots, dtfs, d_lo, d_hi, idf, count, scale,
-            self._norm(), self._norm32(), ok, okapi, k1p1, k, acc, touched, _WINDOW, _LOOKUP_COST,
+        bptr, blast, bmax, avgdl0 = self._blocks(kernel)
+        # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
+        # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
+        factor = max(1.0, (self._total_len / n_docs) / avgdl0) if self.b > 0 else 1.0
+        return kernel.top_candidates(  # type: ignore[no-any-return]
+            self._pslots, self._ptfs, self._indptr, bptr, blast, bmax, tids, count, idf, factor,
+            dslots, dtfs, d_lo, d_hi, self._norm(), *self._length_codes(), ok, okapi, k1p1, k,
+            self._keys.view, acc, touched, _WINDOW, _LOOKUP_COST,
         )  # fmt: skip
-        return cand, scores
 
     def _blocks(self, kernel: Any) -> tuple[IntArray, np.ndarray, FloatArray, float]:
         """Per-block bounds of the base postings (ragkit._bm25_numba), rebuilt when they change.
@@ -410,7 +423,7 @@ class BM25Index(_Postings):
             if kernel is not None:
                 found = self._search_pruned(kernel, tokens, int(k), allowed)
                 if found is not None:
-                    return self._select(found[0], found[1], int(k), with_ties)
+                    return found if with_ties else (found[0][:k], found[1][:k])
         acc = self._accumulate(tokens)
         if acc is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
@@ -542,8 +555,23 @@ _EXHAUSTIVE_RATIO = 600
 _use_numba = True  # tests switch this off to exercise the numpy path
 _kernel: Any = None  # the kernel once loaded, False when numba is missing or broken
 _scratch_local = threading.local()
+_codes_lock = threading.Lock()
 _EMPTY_I32: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
+_EMPTY_I64: IntArray = np.zeros(0, dtype=np.int64)
 _EMPTY_BOOL: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+# Length codes (one byte per document, for the kernel's choice of candidates): code c stands for
+# lengths from _CODE_LENGTHS[c] up to the next entry; exact below 160 terms, then 3 % apart.
+_CODE_LENGTHS: IntArray = np.concatenate(
+    (np.arange(160), np.floor(160 * 1.03 ** np.arange(1, 97)).astype(np.int64))
+)
+
+
+def _length_code(dl: np.ndarray) -> npt.NDArray[np.uint8]:
+    """Each length's code: the last entry of _CODE_LENGTHS at most that length."""
+    codes: npt.NDArray[np.uint8] = (np.searchsorted(_CODE_LENGTHS, dl, side="right") - 1).astype(
+        np.uint8
+    )
+    return codes
 
 
 def _numba_kernel() -> Any:
@@ -561,15 +589,16 @@ def _numba_kernel() -> Any:
                 tfs = np.ones(1, tf_dtype)
                 indptr = np.arange(2, dtype=np.int64)
                 _, blast, bmax = _bm25_numba.block_maxima(indptr, i32, tfs, np.ones(1))
+                keys = np.zeros(1, np.int64)
                 _bm25_numba.top_candidates(
-                    i32, tfs, i64, i64 + 1, i64, blast, bmax, i32, i32, i64, i64,
-                    np.ones(1), i64 + 1, np.ones(1), np.ones(1), np.ones(1, np.float32),
+                    i32, tfs, indptr, indptr, blast, bmax, i64, i64 + 1, np.ones(1), 1.0,
+                    i32, i32, i64, i64, np.ones(1), np.zeros(1, np.uint8), np.ones(256),
                     np.ones(1, np.bool_),
-                    False, 2.0, 1, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
+                    False, 2.0, 1, keys, np.zeros(1), np.zeros(1, np.int32), _WINDOW, _LOOKUP_COST,
                 )  # fmt: skip
                 _bm25_numba.all_candidates(
-                    i32, tfs, i64, i64 + 1, i32, i32, i64, i64, np.ones(1), i64 + 1,
-                    np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, np.zeros(1),
+                    i32, tfs, indptr, i64, i32, i32, i64, i64, np.ones(1), i64 + 1,
+                    np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, keys, np.zeros(1),
                     np.zeros(2, np.int32),
                 )  # fmt: skip
             _kernel = _bm25_numba

@@ -311,6 +311,31 @@ def test_ties_are_broken_by_key() -> None:
     assert scores[0] == scores[1]
 
 
+@pytest.mark.parametrize("exhaustive_ratio", [0, 10**9])
+@pytest.mark.parametrize("delta", [False, True])
+def test_ties_are_broken_by_key_not_by_insertion_order(
+    exhaustive_ratio: int, delta: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys fall as documents are added, so insertion order is the reverse of key order; a
+    # hundred documents tie, spread over many of the kernel's windows (pruned and exhaustive
+    # kernels alike), some in the delta of single-document adds.
+    monkeypatch.setattr(bm25_module, "_WINDOW", 64)
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", exhaustive_ratio)
+    keys = [10_000 - 7 * i for i in range(300)]
+    docs = [["x", "y"] if i % 3 == 0 else ["y", f"z{i}"] for i in range(300)]
+    split = 250 if delta else 300
+    index = build(docs[:split], keys=keys[:split])
+    for key, doc in zip(keys[split:], docs[split:], strict=True):
+        index.add_tokens([key], [doc])
+    tied = sorted(key for key, doc in zip(keys, docs, strict=True) if doc == ["x", "y"])
+    got_keys, got_scores = index.search_tokens(["x"], 5)
+    assert got_keys.tolist() == tied[:5]
+    assert len(set(got_scores.tolist())) == 1
+    got_keys, got_scores = index.search_tokens(["y", "x"], 3, with_ties=True)
+    assert got_keys.tolist() == tied  # every document tied with the third, by key
+    assert len(set(got_scores.tolist())) == 1
+
+
 def test_empty_query_after_analysis(text_index: BM25Index) -> None:
     keys, scores = text_index.search("the and of", 5)  # only stopwords
     assert keys.size == 0
@@ -636,9 +661,40 @@ def test_pruned_search_stays_exact_as_the_average_length_changes(
     same()
 
 
+@pytest.mark.parametrize("variant", ["lucene", "okapi"])
+def test_pruned_search_is_exact_with_long_documents(
+    variant: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel picks candidates with one-byte length codes, exact below 160 terms and
+    # approximate (a lower bound of the length) above: documents of up to ~3,600 terms, in the
+    # base and in the delta, must still get the numpy path's keys and scores bit for bit.
+    if backend == "numpy":
+        pytest.skip("compares the numba kernel against the numpy path")
+    monkeypatch.setattr(bm25_module, "_WINDOW", 256)
+    monkeypatch.setattr(bm25_module, "_EXHAUSTIVE_RATIO", 0)  # always the pruned kernel
+    rng = np.random.default_rng(5)
+    docs = [doc * int(rng.integers(1, 60)) for doc in zipf_docs(rng, 3200, vocab=500)]
+    index = BM25Index(variant=variant)  # type: ignore[arg-type]
+    index.add_tokens(list(range(3000)), docs[:3000])
+    for key in range(3000, 3200):
+        index.add_tokens([key], [docs[key]])
+    index.remove(range(0, 3000, 13))
+    assert max(map(len, docs)) > 2000
+    queries = [docs[i][:n] for i in rng.integers(0, 3200, size=40).tolist() for n in (2, 5)]
+    for query in queries:
+        for k in (1, 10):
+            monkeypatch.setattr(bm25_module, "_use_numba", True)
+            got = index.search_tokens(query, k)
+            monkeypatch.setattr(bm25_module, "_use_numba", False)
+            want = index.search_tokens(query, k)
+            assert got[0].tolist() == want[0].tolist(), query
+            assert got[1].tolist() == want[1].tolist(), query
+
+
 def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> None:
     # Searches may run in threads at once (the kernel releases the GIL): each thread has its
-    # own scratch buffers, and the block bounds built by the first searches are shared safely.
+    # own scratch buffers, and the block bounds and length codes built by the first searches
+    # (and extended after adds) are shared safely.
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(11)
@@ -655,13 +711,22 @@ def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> Non
             out.append((keys.tolist(), scores.tolist()))
         return out
 
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run, range(0, 120, 30)))
-    for offset, got in zip(range(0, 120, 30), results, strict=True):
-        for i, (keys, scores) in enumerate(got):
-            expected = want[(i + offset) % len(queries)]
-            assert keys == expected[0].tolist()
-            assert scores == expected[1].tolist()
+    def check() -> None:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(run, range(0, 120, 30)))
+        for offset, got in zip(range(0, 120, 30), results, strict=True):
+            for i, (keys, scores) in enumerate(got):
+                expected = want[(i + offset) % len(queries)]
+                assert keys == expected[0].tolist()
+                assert scores == expected[1].tolist()
+
+    check()
+    # Documents added since: the threads race to extend the kernel's per-document length codes.
+    for key, doc in enumerate(zipf_docs(rng, 300), start=4000):
+        serial.add_tokens([key], [doc * 3])
+        fresh.add_tokens([key], [doc * 3])
+    want = [serial.search_tokens(q, 10) for q in queries]
+    check()
 
 
 @settings(max_examples=200, deadline=None)
