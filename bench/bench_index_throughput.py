@@ -4,17 +4,18 @@ Issue 17 part 3: ``ragkit index`` spends most of its time in the MiniLM graph. T
 on the same real texts and in alternating rounds (so both sides see the same machine load):
 
 1. ``embed_documents`` chunks/s of the baseline (``minilm.py`` as committed at ``--baseline-ref``,
-   loaded from git as a module; with no git, graph version 1 of this checkout, which is the same
-   graph) and of this checkout's default (graph version 2), medians and the median of the
-   per-round ratios. Texts: SciFact abstracts and the ``docs/`` pages, chunked with ragkit's
-   defaults exactly as an index chunks them.
+   by default 8780ad2, before graph version 2; loaded from git as a module; with no git, graph
+   version 1 of this checkout, which is the same graph), of graph version 2 and of this
+   checkout's default (graph version 3), medians and the median of the per-round ratios to the
+   baseline. Texts: SciFact abstracts and the ``docs/`` pages, chunked with ragkit's defaults
+   exactly as an index chunks them.
 2. The vectors: the baseline's against version 1 of this checkout (must be identical), the new
    ones against the baseline (cosine), and the new embedder's batch independence (each text
    alone against the same text in the whole batch, and in reverse order).
 3. ``ragkit index FOLDER`` as a fresh process on a folder of SciFact abstracts (one markdown
-   file each), alternating ``--embedder minilm-l6-v2-int8/384`` (graph version 1) and the
-   default, each into an empty index: end-to-end chunks/s (process start, loading, chunking,
-   embedding, saving).
+   file each), alternating ``--embedder minilm-l6-v2-int8/384`` (graph version 1, the
+   baseline's graph), ``--embedder minilm-l6-v2-int8/v2/384`` and the default, each into an
+   empty index: end-to-end chunks/s (process start, loading, chunking, embedding, saving).
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_index_throughput.py [--docs 200] [--rounds 5]
 
@@ -47,6 +48,15 @@ sys.path.insert(0, str(HERE))
 from corpus import SCIFACT  # noqa: E402
 
 V1_NAME = "minilm-l6-v2-int8/384"
+V2_NAME = "minilm-l6-v2-int8/v2/384"
+# Issue 17's baseline: minilm.py before graph version 2.
+BASELINE_REF = "8780ad2"
+LABELS = ("baseline", "v2", "new")
+
+
+def _order(r: int) -> list[int]:
+    """Round r's order of the three contenders: each goes first, second and last in turn."""
+    return [(r + i) % 3 for i in range(3)][:: 1 if r % 2 == 0 else -1]
 
 
 def _load() -> str:
@@ -101,23 +111,25 @@ def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
     base, base_from = baseline_embedder(ref)
     new = MiniLMEmbedder()
     v1 = MiniLMEmbedder(version=1)
-    for emb in (base, new, v1):
+    v2 = MiniLMEmbedder(version=2)
+    for emb in (base, new, v1, v2):
         emb.embed_documents(texts[:4])  # load and warm up
-    rates: dict[str, list[float]] = {"baseline": [], "new": []}
-    per_cpu_s: dict[str, list[float]] = {"baseline": [], "new": []}
+    rates: dict[str, list[float]] = {label: [] for label in LABELS}
+    per_cpu_s: dict[str, list[float]] = {label: [] for label in LABELS}
     loads = [_load()]
     vectors: dict[str, np.ndarray] = {}
     for r in range(rounds):
-        pair = [("baseline", base), ("new", new)]
-        for label, emb in pair if r % 2 == 0 else pair[::-1]:
+        contenders = [("baseline", base), ("v2", v2), ("new", new)]
+        for label, emb in (contenders[i] for i in _order(r)):
             started, cpu = time.perf_counter(), time.process_time()
             vectors[label] = emb.embed_documents(texts)
             rates[label].append(len(texts) / (time.perf_counter() - started))
             per_cpu_s[label].append(len(texts) / (time.process_time() - cpu))
-        print(f"round {r}: {rates['baseline'][-1]:.1f} / {rates['new'][-1]:.1f} chunks/s",
+        print(f"round {r}: " + " / ".join(f"{rates[k][-1]:.1f}" for k in LABELS) + " chunks/s",
               file=sys.stderr, flush=True)  # fmt: skip
     loads.append(_load())
     ratios = [n / b for n, b in zip(rates["new"], rates["baseline"], strict=True)]
+    v2_ratios = [n / b for n, b in zip(rates["v2"], rates["baseline"], strict=True)]
     cosines = (vectors["new"] * vectors["baseline"]).sum(axis=1)
     sample = texts[:: max(1, len(texts) // 24)]
     alone = np.stack([new.embed_documents([t])[0] for t in sample])
@@ -135,6 +147,8 @@ def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
             statistics.median(rates["new"]) / statistics.median(rates["baseline"]), 2
         ),
         "median_per_round_ratio": round(statistics.median(ratios), 2),
+        "per_round_ratios": [round(x, 2) for x in ratios],
+        "v2_median_per_round_ratio": round(statistics.median(v2_ratios), 2),
         # CPU seconds (all threads) per chunk: what a busy machine inflates least.
         "median_chunks_per_cpu_s": {
             k: round(statistics.median(v), 2) for k, v in per_cpu_s.items()
@@ -142,11 +156,15 @@ def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
         "cpu_ratio": round(
             statistics.median(per_cpu_s["new"]) / statistics.median(per_cpu_s["baseline"]), 2
         ),
+        "v2_cpu_ratio": round(
+            statistics.median(per_cpu_s["v2"]) / statistics.median(per_cpu_s["baseline"]), 2
+        ),
         "baseline_equals_v1": bool(np.array_equal(vectors["baseline"], v1.embed_documents(texts))),
         "cosine_new_vs_baseline": {
             "min": round(float(cosines.min()), 4),
             "median": round(float(np.median(cosines)), 4),
         },
+        "cosine_new_vs_v2_min": round(float((vectors["new"] * vectors["v2"]).sum(axis=1).min()), 4),
         "batch_independence_max_abs": float(
             max(
                 np.abs(alone - batched).max(),
@@ -168,12 +186,16 @@ def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
         )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shim = "import sys; from ragkit.cli import main; main(sys.argv[1:])"
-    rates: dict[str, list[float]] = {"baseline": [], "new": []}
+    rates: dict[str, list[float]] = {label: [] for label in LABELS}
     loads = [_load()]
     try:
         for r in range(rounds):
-            pair = [("baseline", ["--embedder", V1_NAME]), ("new", [])]
-            for label, extra in pair if r % 2 == 0 else pair[::-1]:
+            contenders = [
+                ("baseline", ["--embedder", V1_NAME]),
+                ("v2", ["--embedder", V2_NAME]),
+                ("new", []),
+            ]
+            for label, extra in (contenders[i] for i in _order(r)):
                 index = work / f"index-{label}-{r}"
                 cmd = [sys.executable, "-c", shim, "index", str(folder), "--index", str(index)]
                 started = time.perf_counter()
@@ -186,14 +208,16 @@ def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
                 report = json.loads(proc.stdout)
                 rates[label].append(report["chunks_embedded"] / wall)
                 shutil.rmtree(index, ignore_errors=True)
-            print(f"index round {r}: {rates['baseline'][-1]:.1f} / {rates['new'][-1]:.1f}",
+            print(f"index round {r}: " + " / ".join(f"{rates[k][-1]:.1f}" for k in LABELS),
                   file=sys.stderr, flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loads.append(_load())
     ratios = [n / b for n, b in zip(rates["new"], rates["baseline"], strict=True)]
+    v2_ratios = [n / b for n, b in zip(rates["v2"], rates["baseline"], strict=True)]
     return {
         "documents": len(docs),
+        "v2_median_per_round_ratio": round(statistics.median(v2_ratios), 2),
         "chunks_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "median_chunks_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
         "median_per_round_ratio": round(statistics.median(ratios), 2),
@@ -207,7 +231,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--index-docs", type=int, default=150, help="files for `ragkit index`")
     ap.add_argument("--index-rounds", type=int, default=3)
-    ap.add_argument("--baseline-ref", default="main", help="git ref of the baseline minilm.py")
+    ap.add_argument(
+        "--baseline-ref", default=BASELINE_REF, help="git ref of the baseline minilm.py"
+    )
     args = ap.parse_args()
 
     with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
@@ -226,21 +252,25 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=1))
     emb = report["embed_documents"]
     print(f"{report['cpus']} cores; baseline: {emb['baseline_from']}; load {emb['loadavg']}")
-    print("| path | baseline chunks/s | new chunks/s | ratio (median per round) |")
-    print("|---|---:|---:|---:|")
+    print("| path | baseline chunks/s | v2 chunks/s | new chunks/s | v2 ratio | new ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     m = emb["median_chunks_per_s"]
     c = emb["median_chunks_per_cpu_s"]
     print(f"| embed_documents, {emb['texts']} chunks x {emb['rounds']} rounds "
-          f"| {m['baseline']} | {m['new']} | {emb['median_per_round_ratio']} |")  # fmt: skip
-    print(f"| embed_documents, chunks per CPU second | {c['baseline']} | {c['new']} "
-          f"| {emb['cpu_ratio']} |")  # fmt: skip
+          f"| {m['baseline']} | {m['v2']} | {m['new']} | {emb['v2_median_per_round_ratio']} "
+          f"| {emb['median_per_round_ratio']} |")  # fmt: skip
+    print(f"| embed_documents, chunks per CPU second | {c['baseline']} | {c['v2']} | {c['new']} "
+          f"| {emb['v2_cpu_ratio']} | {emb['cpu_ratio']} |")  # fmt: skip
     if "ragkit_index" in report:
         e2e = report["ragkit_index"]
         m = e2e["median_chunks_per_s"]
         rounds = len(e2e["chunks_per_s"]["new"])
         print(f"| `ragkit index`, {e2e['documents']} files x {rounds} rounds "
-              f"| {m['baseline']} | {m['new']} | {e2e['median_per_round_ratio']} |")  # fmt: skip
+              f"| {m['baseline']} | {m['v2']} | {m['new']} | {e2e['v2_median_per_round_ratio']} "
+              f"| {e2e['median_per_round_ratio']} |")  # fmt: skip
+    print("ratios: median of per-round ratios to the baseline; per round:", emb["per_round_ratios"])
     print(json.dumps({k: emb[k] for k in ("baseline_equals_v1", "cosine_new_vs_baseline",
+                                          "cosine_new_vs_v2_min",
                                           "batch_independence_max_abs")}))  # fmt: skip
 
 
