@@ -12,7 +12,13 @@ on the same real texts and in alternating rounds (so both sides see the same mac
 2. The vectors: the baseline's against version 1 of this checkout (must be identical), the new
    ones against the baseline (cosine), and the new embedder's batch independence (each text
    alone against the same text in the whole batch, and in reverse order).
-3. ``ragkit index FOLDER`` as a fresh process on a folder of SciFact abstracts (one markdown
+3. The floor under any graph of this model at these precisions, in the same run: the 36 int8
+   matmuls (onnxruntime's dynamic-quantisation kernels, the model's shapes, random weights)
+   and the 12 fp32 per-head attention matmuls (QK^T, AV) of six layers, for each chunk's token
+   count, one thread, nothing else (no softmax, GELU, layer norm, copies): CPU ms per chunk,
+   against the baseline's. The baseline's CPU time per chunk over this floor is the largest
+   speed-up a rewrite at int8 matmuls and fp32 attention could reach on this CPU.
+4. ``ragkit index FOLDER`` as a fresh process on a folder of SciFact abstracts (one markdown
    file each), alternating ``--embedder minilm-l6-v2-int8/384`` (graph version 1, the
    baseline's graph), ``--embedder minilm-l6-v2-int8/v2/384`` and the default, each into an
    empty index: end-to-end chunks/s (process start, loading, chunking, embedding, saving).
@@ -176,6 +182,88 @@ def in_process(texts: list[str], rounds: int, ref: str) -> dict[str, Any]:
     }
 
 
+def matmul_floor(texts: list[str], rounds: int = 3) -> dict[str, Any]:
+    """CPU ms per chunk of the model's matmuls alone (item 3 of the module docstring)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from tokenizers import Tokenizer
+
+    from ragkit.embedders import minilm
+
+    tokenizer = Tokenizer.from_file(str(minilm._TOKENIZER))
+    tokenizer.enable_truncation(minilm.MiniLMEmbedder.max_input_tokens)
+    lengths = [len(enc.ids) for enc in tokenizer.encode_batch(texts)]
+    hidden, ffn, heads, head = 384, 1536, 12, 32
+    rng = np.random.default_rng(0)
+    nodes, inits, outputs = [], [], []
+    # Per layer: q, k and v (384 x 384, one quantised input between them), the attention
+    # output (384 x 384), the FFN's up (384 x 1536) and down (1536 x 384) projections.
+    shapes = [("x", "qkv", hidden, hidden)] * 3 + [
+        ("x", "out", hidden, hidden),
+        ("x", "up", hidden, ffn),
+        ("h", "down", ffn, hidden),
+    ]
+    for layer in range(6):
+        for i, (source, group, rows, cols) in enumerate(shapes):
+            name, quantised = f"l{layer}m{i}", f"l{layer}{group}"
+            if i == 0 or group != "qkv":
+                outs = [quantised + "q", quantised + "s", quantised + "z"]
+                nodes.append(helper.make_node("DynamicQuantizeLinear", [source], outs))
+            weight = rng.integers(-127, 128, (rows, cols), dtype=np.int8)
+            scale = np.full(cols, 1e-3, np.float32)
+            inits += [
+                numpy_helper.from_array(weight, name + "w"),
+                numpy_helper.from_array(scale, name + "ws"),
+            ]
+            nodes += [
+                helper.make_node(
+                    "MatMulInteger", [quantised + "q", name + "w", quantised + "z"], [name + "a"]
+                ),
+                helper.make_node("Cast", [name + "a"], [name + "f"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [quantised + "s", name + "ws"], [name + "sc"]),
+                helper.make_node("Mul", [name + "f", name + "sc"], [name]),
+            ]
+            outputs.append(name)
+        nodes += [helper.make_node("MatMul", ["q", "kt"], [f"l{layer}s"]),
+                  helper.make_node("MatMul", ["p", "v"], [f"l{layer}o"])]  # fmt: skip
+        outputs += [f"l{layer}s", f"l{layer}o"]
+    dims = {"x": ["n", hidden], "h": ["n", ffn], "q": [heads, "n", head], "kt": [heads, head, "n"],
+            "p": [heads, "n", "n"], "v": [heads, "n", head]}  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "matmuls",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, d) for k, d in dims.items()],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        onnx.shape_inference.infer_shapes(model).SerializeToString(), options,
+        providers=["CPUExecutionProvider"],
+    )  # fmt: skip
+    feeds = {}
+    for n in sorted(set(lengths)):
+        arrays = {k: rng.standard_normal([n if d == "n" else d for d in shape]).astype(np.float32)
+                  for k, shape in dims.items()}  # fmt: skip
+        feeds[n] = {k: ort.OrtValue.ortvalue_from_numpy(a) for k, a in arrays.items()}
+    session.run_with_ort_values(outputs, feeds[lengths[0]])  # warm up
+    per_chunk = []
+    for _ in range(rounds):
+        cpu = time.process_time()
+        for n in lengths:
+            session.run_with_ort_values(outputs, feeds[n])
+        per_chunk.append((time.process_time() - cpu) / len(lengths) * 1000)
+    return {
+        "tokens_mean": round(float(np.mean(lengths)), 1),
+        "cpu_ms_per_chunk": round(min(per_chunk), 2),  # a floor: the best round
+        "rounds": [round(x, 2) for x in per_chunk],
+    }
+
+
 def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ragkit-index-bench-"))
     folder = work / "corpus"
@@ -244,6 +332,7 @@ def main() -> None:
     report = {
         "cpus": len(os.sched_getaffinity(0)),
         "embed_documents": in_process(texts, args.rounds, args.baseline_ref),
+        "matmul_floor": matmul_floor(texts),
     }
     if args.index_rounds:
         report["ragkit_index"] = end_to_end(rng.sample(corpus, args.index_docs), args.index_rounds)
@@ -268,6 +357,11 @@ def main() -> None:
         print(f"| `ragkit index`, {e2e['documents']} files x {rounds} rounds "
               f"| {m['baseline']} | {m['v2']} | {m['new']} | {e2e['v2_median_per_round_ratio']} "
               f"| {e2e['median_per_round_ratio']} |")  # fmt: skip
+    floor = report["matmul_floor"]
+    base_ms = 1000 / c["baseline"]
+    bound = base_ms / floor["cpu_ms_per_chunk"]
+    print(f"| matmuls alone (int8, fp32 attention): CPU ms per chunk | {base_ms:.2f} (baseline) "
+          f"| | {floor['cpu_ms_per_chunk']} | | bound {bound:.2f} |")  # fmt: skip
     print("ratios: median of per-round ratios to the baseline; per round:", emb["per_round_ratios"])
     print(json.dumps({k: emb[k] for k in ("baseline_equals_v1", "cosine_new_vs_baseline",
                                           "cosine_new_vs_v2_min",
