@@ -36,6 +36,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -264,6 +265,11 @@ def matmul_floor(texts: list[str], rounds: int = 3) -> dict[str, Any]:
     }
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ragkit-index-bench-"))
     folder = work / "corpus"
@@ -275,6 +281,7 @@ def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shim = "import sys; from ragkit.cli import main; main(sys.argv[1:])"
     rates: dict[str, list[float]] = {label: [] for label in LABELS}
+    busy: dict[str, list[float]] = {label: [] for label in LABELS}  # CPU seconds per second
     loads = [_load()]
     try:
         for r in range(rounds):
@@ -286,11 +293,12 @@ def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
             for label, extra in (contenders[i] for i in _order(r)):
                 index = work / f"index-{label}-{r}"
                 cmd = [sys.executable, "-c", shim, "index", str(folder), "--index", str(index)]
-                started = time.perf_counter()
+                started, children = time.perf_counter(), _children_cpu()
                 proc = subprocess.run(
                     cmd + extra + ["--json"], capture_output=True, text=True, env=env, check=False
                 )
                 wall = time.perf_counter() - started
+                busy[label].append((_children_cpu() - children) / wall)
                 if proc.returncode:
                     raise SystemExit(f"ragkit index failed:\n{proc.stderr[-2000:]}")
                 report = json.loads(proc.stdout)
@@ -309,6 +317,8 @@ def end_to_end(docs: list[dict[str, str]], rounds: int) -> dict[str, Any]:
         "chunks_per_s": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "median_chunks_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
         "median_per_round_ratio": round(statistics.median(ratios), 2),
+        # Cores kept busy on average (process CPU time over wall time; 2 = both cores).
+        "median_cores_busy": {k: round(statistics.median(v), 2) for k, v in busy.items()},
         "loadavg": loads,
     }
 
@@ -357,6 +367,7 @@ def main() -> None:
         print(f"| `ragkit index`, {e2e['documents']} files x {rounds} rounds "
               f"| {m['baseline']} | {m['v2']} | {m['new']} | {e2e['v2_median_per_round_ratio']} "
               f"| {e2e['median_per_round_ratio']} |")  # fmt: skip
+        print("`ragkit index` cores busy (CPU s / wall s):", e2e["median_cores_busy"])
     floor = report["matmul_floor"]
     base_ms = 1000 / c["baseline"]
     bound = base_ms / floor["cpu_ms_per_chunk"]

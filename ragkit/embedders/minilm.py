@@ -15,18 +15,23 @@ tokens never produces NaN). The rewritten graph is cached under the user's cache
 not writable it is rebuilt in memory on each load. Its vectors differ slightly from the fp32
 model's, so its name differs from sentence-transformers' and the two never share an index.
 
-Two graph versions, told apart by name, because their vectors differ (cosine >= 0.995 to each
+Three graph versions, told apart by name, because their vectors differ (cosine >= 0.99 to each
 other) and must never share an index:
 
-- ``minilm-l6-v2-int8/v2/384`` (the default): the graph above, then rewritten once more
+- ``minilm-l6-v2-int8/v3/384`` (the default): version 2's graph with each layer's attention core
+  (per-head reshapes and transposes, scaled ``QK^T``, softmax, ``AV``, transposed back) as
+  onnxruntime's one ``com.microsoft.MultiHeadAttention`` kernel (:func:`_rewrite_v3`).
+- ``minilm-l6-v2-int8/v2/384``: the dynamic-int8 graph above, rewritten once more
   (:func:`_rewrite_v2`) for a text that runs alone: the attention mask is dropped (every token
   of a lone text is real, so the mask only ever added zeros), each GELU's five element-wise
   nodes become onnxruntime's one ``Gelu`` kernel, and onnxruntime's ``SkipLayerNormFusion`` is
-  disabled (its fused kernel was slower here than ``Add`` + ``LayerNormalization``). Faster,
-  same quality (bench/RESULTS.md, issue 17 part 3).
-- ``minilm-l6-v2-int8/384``: the graph of ragkit 0.x before that change, kept so that an index
-  built with it reopens and searches with the very vectors it was built with.
-onnxruntime's optimisation of that graph (fusions, constant folding) is kept in the same cache
+  disabled (its fused kernel was slower here than ``Add`` + ``LayerNormalization``).
+- ``minilm-l6-v2-int8/384``: the dynamic-int8 graph as it is (ragkit 0.x before version 2).
+
+Older versions are kept so that an index built with one reopens and searches with the very
+vectors it was built with. Speed and quality of each: bench/RESULTS.md, issue 17 part 3.
+
+onnxruntime's optimisation of each graph (fusions, constant folding) is kept in the same cache
 directory too, per onnxruntime version and CPU, so that a process embedding one query does not
 pay for it again (:func:`_optimised_session`).
 
