@@ -14,7 +14,7 @@ import pytest
 from ragkit.embedders import (
     MINILM_NAME,
     MINILM_V1_NAME,
-    MINILM_V2_NAME,
+    MINILM_V3_NAME,
     Embedder,
     MiniLMEmbedder,
     SentenceTransformerEmbedder,
@@ -124,10 +124,10 @@ def test_embedder_protocol_is_structural() -> None:
 
 
 def test_builtin_names_carry_model_and_dimension() -> None:
-    assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/v3/384"
-    # Older graph versions keep their names: their vectors differ, so their indexes never get
-    # the default's.
-    assert MiniLMEmbedder(version=2).name == MINILM_V2_NAME == "minilm-l6-v2-int8/v2/384"
+    assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/v2/384"
+    # Other graph versions have their own names: their vectors differ, so their indexes never
+    # get the default's.
+    assert MiniLMEmbedder(version=3).name == MINILM_V3_NAME == "minilm-l6-v2-int8/v3/384"
     assert MiniLMEmbedder(version=1).name == MINILM_V1_NAME == "minilm-l6-v2-int8/384"
     with pytest.raises(ValueError, match=r"version \(4\) must be 1, 2 or 3"):
         MiniLMEmbedder(version=4)
@@ -163,9 +163,9 @@ def test_get_embedder_rejects_a_non_string() -> None:
 def test_get_embedder_resolves_the_default_by_name_and_family() -> None:
     assert get_embedder(MINILM_NAME).name == MINILM_NAME
     assert get_embedder("minilm-l6-v2-int8").name == MINILM_NAME
-    assert get_embedder("minilm-l6-v2-int8").version == 3
-    # The names indexes built with older graph versions carry reopen them with those versions.
-    for name, version in ((MINILM_V2_NAME, 2), (MINILM_V1_NAME, 1)):
+    assert get_embedder("minilm-l6-v2-int8").version == 2
+    # The names indexes built with other graph versions carry reopen them with those versions.
+    for name, version in ((MINILM_V3_NAME, 3), (MINILM_V1_NAME, 1)):
         old = get_embedder(name)
         assert isinstance(old, MiniLMEmbedder)
         assert (old.name, old.version) == (name, version)
@@ -364,16 +364,19 @@ def test_minilm_real_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 @needs_local
+@pytest.mark.parametrize("version", [2, 3])
 def test_minilm_vector_is_independent_of_its_batch(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: int
 ) -> None:
     monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
     rng = np.random.default_rng(17)
     words = "cells protein receptor bone glucocorticoid signal tumour growth the of and".split()
     texts = [" ".join(rng.choice(words, size=n)) for n in (1, 3, 12, 40, 90, 170, 300, 700)]
-    embedder = MiniLMEmbedder(threads=2)
+    embedder = MiniLMEmbedder(threads=2, version=version)
     together = embedder.embed_documents(texts)
-    alone = np.stack([MiniLMEmbedder(threads=1).embed_documents([t])[0] for t in texts])
+    alone = np.stack(
+        [MiniLMEmbedder(threads=1, version=version).embed_documents([t])[0] for t in texts]
+    )
     np.testing.assert_array_equal(together, alone)
     order = rng.permutation(len(texts))
     for batch in np.array_split(order, 3):  # other batch-mates, other order, other sizes
@@ -384,8 +387,8 @@ def test_minilm_vector_is_independent_of_its_batch(
 
 
 @needs_local
-@pytest.mark.parametrize("version", [1, 2])
-def test_minilm_index_of_an_older_graph_version_reopens_with_it(
+@pytest.mark.parametrize("version", [1, 3])
+def test_minilm_index_of_another_graph_version_reopens_with_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: int
 ) -> None:
     from ragkit.errors import SettingsMismatchError

@@ -30,7 +30,7 @@ from ._common import check_embeddings, embed_checked, plan_batches
 from .minilm import (
     MINILM_NAME,
     MINILM_V1_NAME,
-    MINILM_V2_NAME,
+    MINILM_V3_NAME,
     MiniLMEmbedder,
     minilm_available,
 )
@@ -64,7 +64,7 @@ __all__ = [
     "GATE_THRESHOLDS",
     "MINILM_NAME",
     "MINILM_V1_NAME",
-    "MINILM_V2_NAME",
+    "MINILM_V3_NAME",
     "Embedder",
     "EmbedderKeyError",
     "EmbeddingCost",

@@ -17,8 +17,8 @@ the precedence among the three is ``ragkit.plugins``'s: registered > built-in > 
 =========================  =========  ==============================================
 family                     extra      names
 =========================  =========  ==============================================
-``minilm-l6-v2-int8``      local      ``minilm-l6-v2-int8/v3/384`` (the default),
-                                     ``minilm-l6-v2-int8/v2/384`` (graph version 2),
+``minilm-l6-v2-int8``      local      ``minilm-l6-v2-int8/v2/384`` (the default),
+                                     ``minilm-l6-v2-int8/v3/384`` (graph version 3),
                                      ``minilm-l6-v2-int8/384`` (graph version 1)
 ``sentence-transformers``  st         ``sentence-transformers/all-MiniLM-L6-v2/384``
 ``voyage``                 voyage     ``voyage/voyage-4-lite/1024`` ...
@@ -45,7 +45,7 @@ from ragkit.plugins import Registry
 from .minilm import (
     MINILM_NAME,
     MINILM_V1_NAME,
-    MINILM_V2_NAME,
+    MINILM_V3_NAME,
     MiniLMEmbedder,
     minilm_available,
 )
@@ -78,7 +78,7 @@ _BUILTIN = {
 # to keyword coverage for them.
 GATE_THRESHOLDS: dict[str, float] = {
     MINILM_NAME: 0.36,
-    MINILM_V2_NAME: 0.36,
+    MINILM_V3_NAME: 0.36,
     MINILM_V1_NAME: 0.36,
     "sentence-transformers/all-MiniLM-L6-v2/384": 0.36,
 }
@@ -148,8 +148,8 @@ def get_embedder(name: str) -> Embedder:
         MissingDependencyError: the family's pip extra is not installed (the message names it).
 
     Example:
-        >>> get_embedder("minilm-l6-v2-int8/v3/384").name  # doctest: +SKIP
-        'minilm-l6-v2-int8/v3/384'
+        >>> get_embedder("minilm-l6-v2-int8/v2/384").name  # doctest: +SKIP
+        'minilm-l6-v2-int8/v2/384'
     """
     if not isinstance(name, str):
         raise TypeError(f"embedder name must be a str, got {type(name).__name__}")
