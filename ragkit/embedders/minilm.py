@@ -20,8 +20,8 @@ other) and must never share an index:
 
 - ``minilm-l6-v2-int8/v3/384`` (opt-in): version 2's graph with each layer's attention core
   (per-head reshapes and transposes, scaled ``QK^T``, softmax, ``AV``, transposed back) as
-  onnxruntime's one ``com.microsoft.MultiHeadAttention`` kernel (:func:`_rewrite_v3`). About a
-  tenth less CPU per chunk than version 2, but not the default: its SciFact test nDCG@10 fell
+  onnxruntime's one ``com.microsoft.MultiHeadAttention`` kernel (:func:`_rewrite_v3`). A tenth
+  to a fifth less CPU per chunk than version 2, but not the default: its SciFact test nDCG@10 fell
   just outside the band the default must keep (bench/RESULTS.md).
 - ``minilm-l6-v2-int8/v2/384`` (the default): the dynamic-int8 graph above, rewritten once more
   (:func:`_rewrite_v2`) for a text that runs alone: the attention mask is dropped (every token
