@@ -339,7 +339,9 @@ def _rewrite_v3(source: bytes) -> bytes:
         if scores is None or scores.op_type != "MatMul" or out is None:
             continue
         q_scaled, k_scaled = (producer.get(name) for name in scores.input)
-        if q_scaled is None or k_scaled is None or "Mul" != q_scaled.op_type != k_scaled.op_type:
+        if q_scaled is None or k_scaled is None:
+            continue
+        if {q_scaled.op_type, k_scaled.op_type} != {"Mul"}:
             continue
         factors = {name for side in (q_scaled, k_scaled) for name in side.input[1:]}
         if len(factors) != 1 or next(iter(factors)) not in inits:
