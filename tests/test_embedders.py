@@ -14,6 +14,7 @@ import pytest
 from ragkit.embedders import (
     MINILM_NAME,
     MINILM_V1_NAME,
+    MINILM_V3_NAME,
     Embedder,
     MiniLMEmbedder,
     SentenceTransformerEmbedder,
@@ -124,8 +125,12 @@ def test_embedder_protocol_is_structural() -> None:
 
 def test_builtin_names_carry_model_and_dimension() -> None:
     assert MiniLMEmbedder().name == MINILM_NAME == "minilm-l6-v2-int8/v2/384"
-    # Graph version 1 keeps its name: its vectors differ, so its indexes never get version 2's.
+    # Other graph versions have their own names: their vectors differ, so their indexes never
+    # get the default's.
+    assert MiniLMEmbedder(version=3).name == MINILM_V3_NAME == "minilm-l6-v2-int8/v3/384"
     assert MiniLMEmbedder(version=1).name == MINILM_V1_NAME == "minilm-l6-v2-int8/384"
+    with pytest.raises(ValueError, match=r"version \(4\) must be 1, 2 or 3"):
+        MiniLMEmbedder(version=4)
     st = SentenceTransformerEmbedder()
     assert st.name == "sentence-transformers/all-MiniLM-L6-v2/384"
     assert st.name != MINILM_NAME  # two backends' vectors never share an index
@@ -158,10 +163,13 @@ def test_get_embedder_rejects_a_non_string() -> None:
 def test_get_embedder_resolves_the_default_by_name_and_family() -> None:
     assert get_embedder(MINILM_NAME).name == MINILM_NAME
     assert get_embedder("minilm-l6-v2-int8").name == MINILM_NAME
-    # The name indexes built before graph version 2 carry reopens them with version 1.
-    old = get_embedder(MINILM_V1_NAME)
-    assert isinstance(old, MiniLMEmbedder)
-    assert (old.name, old.version) == (MINILM_V1_NAME, 1)
+    assert get_embedder("minilm-l6-v2-int8").version == 2
+    # The names indexes built with other graph versions carry reopen them with those versions.
+    for name, version in ((MINILM_V3_NAME, 3), (MINILM_V1_NAME, 1)):
+        old = get_embedder(name)
+        assert isinstance(old, MiniLMEmbedder)
+        assert (old.name, old.version) == (name, version)
+        assert gate_threshold(name) == gate_threshold(MINILM_NAME)
 
 
 def test_get_embedder_refuses_another_dimension_of_minilm() -> None:
@@ -284,7 +292,7 @@ def test_rejects_a_single_string_and_non_strings() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch_size": 0}, {"threads": 0}, {"threads": True}, {"version": 3}]
+    "kwargs", [{"batch_size": 0}, {"threads": 0}, {"threads": True}, {"version": 4}]
 )
 def test_rejects_bad_settings(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -356,16 +364,19 @@ def test_minilm_real_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 @needs_local
+@pytest.mark.parametrize("version", [2, 3])
 def test_minilm_vector_is_independent_of_its_batch(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: int
 ) -> None:
     monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
     rng = np.random.default_rng(17)
     words = "cells protein receptor bone glucocorticoid signal tumour growth the of and".split()
     texts = [" ".join(rng.choice(words, size=n)) for n in (1, 3, 12, 40, 90, 170, 300, 700)]
-    embedder = MiniLMEmbedder(threads=2)
+    embedder = MiniLMEmbedder(threads=2, version=version)
     together = embedder.embed_documents(texts)
-    alone = np.stack([MiniLMEmbedder(threads=1).embed_documents([t])[0] for t in texts])
+    alone = np.stack(
+        [MiniLMEmbedder(threads=1, version=version).embed_documents([t])[0] for t in texts]
+    )
     np.testing.assert_array_equal(together, alone)
     order = rng.permutation(len(texts))
     for batch in np.array_split(order, 3):  # other batch-mates, other order, other sizes
@@ -376,26 +387,53 @@ def test_minilm_vector_is_independent_of_its_batch(
 
 
 @needs_local
-def test_minilm_index_of_graph_version_1_reopens_with_it(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("version", [1, 3])
+def test_minilm_index_of_another_graph_version_reopens_with_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: int
 ) -> None:
     from ragkit.errors import SettingsMismatchError
     from ragkit.index import Index
     from ragkit.types import Document
 
     monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path / "cache"))
-    old, new = MiniLMEmbedder(version=1), MiniLMEmbedder()
+    old, new = MiniLMEmbedder(version=version), MiniLMEmbedder()
+    built = old.embed_documents(_TEXTS)
     # The two graphs embed alike, but not identically: never in one index.
-    assert ((old.embed_documents(_TEXTS) * new.embed_documents(_TEXTS)).sum(axis=1) > 0.99).all()
+    assert ((built * new.embed_documents(_TEXTS)).sum(axis=1) > 0.99).all()
+    assert not np.array_equal(built, new.embed_documents(_TEXTS))
     index = Index(embedder=old)
     index.add([Document(f"d{i}", text) for i, text in enumerate(_TEXTS)])
     index.save(tmp_path / "idx")
     reopened = Index.load(tmp_path / "idx")
     assert reopened.embedder is not None
-    assert reopened.embedder.name == MINILM_V1_NAME
+    assert reopened.embedder.name == old.name
+    # Reopened with its own graph: a text embeds exactly as when the index was built.
+    np.testing.assert_array_equal(reopened.embedder.embed_documents(_TEXTS), built)
     assert reopened.search("a cat on a rug", k=1, mode="vector")[0].chunk.document_id == "d1"
-    with pytest.raises(SettingsMismatchError, match="built with embedder 'minilm-l6-v2-int8/384'"):
+    with pytest.raises(SettingsMismatchError, match=f"built with embedder '{old.name}'"):
         Index.load(tmp_path / "idx", embedder=new)
+
+
+@needs_local
+def test_minilm_graph_version_3_fuses_each_attention_core(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import onnx
+
+    monkeypatch.setenv("RAGKIT_CACHE_DIR", str(tmp_path))
+
+    def graph_of(version: int) -> bytes:
+        model = minilm_module._prepared_model(version)
+        return model if isinstance(model, bytes) else Path(model).read_bytes()
+
+    graph = onnx.load_from_string(graph_of(3)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("MultiHeadAttention") == 6
+    assert "Softmax" not in ops  # the per-head copies are gone with the unfused core
+    assert "Transpose" not in ops
+    # A graph of another shape (version 1 adds a mask before each softmax) is refused.
+    with pytest.raises(EmbeddingError, match=r"0 attention cores found, 6 expected"):
+        minilm_module._rewrite_v3(graph_of(1))
 
 
 @pytest.mark.slow

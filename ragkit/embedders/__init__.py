@@ -27,7 +27,13 @@ from ragkit.base import Embedder
 
 from .._lazy import lazy_names
 from ._common import check_embeddings, embed_checked, plan_batches
-from .minilm import MINILM_NAME, MINILM_V1_NAME, MiniLMEmbedder, minilm_available
+from .minilm import (
+    MINILM_NAME,
+    MINILM_V1_NAME,
+    MINILM_V3_NAME,
+    MiniLMEmbedder,
+    minilm_available,
+)
 from .registry import (
     EMBEDDERS,
     ENTRY_POINT_GROUP,
@@ -58,6 +64,7 @@ __all__ = [
     "GATE_THRESHOLDS",
     "MINILM_NAME",
     "MINILM_V1_NAME",
+    "MINILM_V3_NAME",
     "Embedder",
     "EmbedderKeyError",
     "EmbeddingCost",

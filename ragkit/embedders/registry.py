@@ -18,6 +18,7 @@ the precedence among the three is ``ragkit.plugins``'s: registered > built-in > 
 family                     extra      names
 =========================  =========  ==============================================
 ``minilm-l6-v2-int8``      local      ``minilm-l6-v2-int8/v2/384`` (the default),
+                                     ``minilm-l6-v2-int8/v3/384`` (graph version 3),
                                      ``minilm-l6-v2-int8/384`` (graph version 1)
 ``sentence-transformers``  st         ``sentence-transformers/all-MiniLM-L6-v2/384``
 ``voyage``                 voyage     ``voyage/voyage-4-lite/1024`` ...
@@ -41,7 +42,13 @@ from ragkit.base import Embedder
 from ragkit.errors import MissingDependencyError
 from ragkit.plugins import Registry
 
-from .minilm import MINILM_NAME, MINILM_V1_NAME, MiniLMEmbedder, minilm_available
+from .minilm import (
+    MINILM_NAME,
+    MINILM_V1_NAME,
+    MINILM_V3_NAME,
+    MiniLMEmbedder,
+    minilm_available,
+)
 
 __all__ = [
     "EMBEDDERS",
@@ -71,6 +78,7 @@ _BUILTIN = {
 # to keyword coverage for them.
 GATE_THRESHOLDS: dict[str, float] = {
     MINILM_NAME: 0.36,
+    MINILM_V3_NAME: 0.36,
     MINILM_V1_NAME: 0.36,
     "sentence-transformers/all-MiniLM-L6-v2/384": 0.36,
 }
