@@ -147,7 +147,6 @@ class _Postings:
         self._spans: tuple[np.ndarray, IntArray, np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._norm_cache: tuple[int, FloatArray] | None = None
-        self._norm32_cache: tuple[int, npt.NDArray[np.float32]] | None = None
         self._avg_idf_cache: tuple[int, float] | None = None
         self._dead_cache: tuple[int, IntArray] | None = None
         self._block_cache: tuple[np.ndarray, IntArray, np.ndarray, FloatArray, float] | None = None
