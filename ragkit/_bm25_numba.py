@@ -84,21 +84,22 @@ def block_maxima(indptr: Any, pslots: Any, ptfs: Any, norm: Any) -> tuple[Any, A
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _term_score(tf_int: Any, norm: float, idf: float, okapi: bool, k1p1: float) -> Any:
+    # The numpy path's operations in its order: idf * (tf [* (k1 + 1)] / (tf + norm)).
+    tf = np.float64(tf_int)
+    num = tf * k1p1 if okapi else tf
+    return (num / (norm + tf)) * idf
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _approx(tf_int: Any, code: Any, cnorm: Any, idf: float, okapi: bool, k1p1: float) -> Any:
     # An upper bound of _contribution: the norm of the shortest length with this length code.
-    tf = np.float64(tf_int)
-    denom = cnorm[code] + tf
-    num = tf * k1p1 if okapi else tf
-    return (num / denom) * idf
+    return _term_score(tf_int, cnorm[code], idf, okapi, k1p1)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _contribution(tf_int: Any, slot: Any, norm: Any, idf: float, okapi: bool, k1p1: float) -> Any:
-    # The numpy path's operations in its order: idf * (tf [* (k1 + 1)] / (tf + norm)).
-    tf = np.float64(tf_int)
-    denom = norm[slot] + tf
-    num = tf * k1p1 if okapi else tf
-    return (num / denom) * idf
+    return _term_score(tf_int, norm[slot], idf, okapi, k1p1)
 
 
 @numba.njit(cache=True, nogil=True)

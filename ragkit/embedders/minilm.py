@@ -129,6 +129,24 @@ def _cache_dir() -> Path:
     return Path(base) / "ragkit"
 
 
+def _load_graph(source: bytes) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, list[Any]]]:
+    """The ONNX model in ``source``, its initializers by name, the node producing each output
+    and the nodes reading each name: what every graph rewrite below starts from."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+    model = onnx.load_from_string(source)
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return model, inits, producer, consumers
+
+
 def _rewrite(source: bytes) -> bytes:
     """The exported graph in dynamic-int8 form, without the softmax NaN guards.
 
@@ -137,16 +155,10 @@ def _rewrite(source: bytes) -> bytes:
     scale)``, which onnxruntime fuses into its int8 kernels. Pattern removed:
     ``Where(IsNaN(p), 0, p)`` after ``Softmax``.
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError as exc:
-        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+    model, inits, producer, _ = _load_graph(source)
+    from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load_from_string(source)
     graph = model.graph
-    inits = {init.name: init for init in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
     dropped: set[int] = set()
     rename: dict[str, str] = {}
     nodes: list[Any] = []
@@ -205,20 +217,11 @@ def _rewrite_v2(source: bytes) -> bytes:
     ``Mul(x, Mul(0.5, Add(Erf(Div(x, sqrt 2)), 1)))`` (the exact GELU) by onnxruntime's
     ``com.microsoft.Gelu(x)``, the same function in one pass.
     """
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError as exc:
-        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+    model, protos, producer, consumers = _load_graph(source)
+    from onnx import helper, numpy_helper
 
-    model = onnx.load_from_string(source)
     graph = model.graph
-    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    inits = {name: numpy_helper.to_array(init) for name, init in protos.items()}
 
     def scalar(name: str) -> float | None:
         node = producer.get(name)
@@ -300,20 +303,10 @@ def _rewrite_v3(source: bytes) -> bytes:
     computed in another order, without the five copies per layer: the vectors differ from
     version 2's by float rounding (cosine >= 0.99 to each other).
     """
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError as exc:
-        raise MissingDependencyError(_INSTALL_HINT + f" (missing module: {exc.name})") from exc
+    model, inits, producer, consumers = _load_graph(source)
+    from onnx import helper, numpy_helper
 
-    model = onnx.load_from_string(source)
     graph = model.graph
-    inits = {init.name: init for init in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
 
     def projection(name: str) -> str | None:
         """The ``(batch, tokens, 384)`` projection a per-head view was reshaped from."""
