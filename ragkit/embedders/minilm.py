@@ -147,6 +147,24 @@ def _load_graph(source: bytes) -> tuple[Any, dict[str, Any], dict[str, Any], dic
     return model, inits, producer, consumers
 
 
+def _keep_live(graph: Any, nodes: list[Any]) -> None:
+    """Make ``nodes`` the graph's nodes, less those that no longer feed an output, and drop the
+    inputs and initializers nothing reads any more."""
+    outputs = {out.name for out in graph.output}
+    while True:
+        used = {name for node in nodes for name in node.input} | outputs
+        alive = [node for node in nodes if any(out in used for out in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for field in (graph.input, graph.initializer):
+        kept = [item for item in field if item.name in used]
+        del field[:]
+        field.extend(kept)
+
+
 def _rewrite(source: bytes) -> bytes:
     """The exported graph in dynamic-int8 form, without the softmax NaN guards.
 
@@ -272,21 +290,7 @@ def _rewrite_v2(source: bytes) -> bytes:
     for node in nodes:
         for i, name in enumerate(node.input):
             node.input[i] = rename.get(name, name)
-    outputs = {out.name for out in graph.output}
-    while True:  # drop what no longer feeds the output (the mask's path)
-        used = {name for node in nodes for name in node.input} | outputs
-        alive = [node for node in nodes if any(out in used for out in node.output)]
-        if len(alive) == len(nodes):
-            break
-        nodes = alive
-    del graph.node[:]
-    graph.node.extend(nodes)
-    inputs = [inp for inp in graph.input if inp.name in used]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _keep_live(graph, nodes)  # drops the mask's path
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return bytes(model.SerializeToString())
@@ -362,18 +366,7 @@ def _rewrite_v3(source: bytes) -> bytes:
             f"{_LAYERS} expected): reinstall 'ragkit-claude[local]'"
         )
     nodes = [replaced.get(id(node), node) for node in graph.node]
-    outputs = {out.name for out in graph.output}
-    while True:  # drop what no longer feeds the output (the per-head reshapes and transposes)
-        used = {name for node in nodes for name in node.input} | outputs
-        alive = [node for node in nodes if any(out in used for out in node.output)]
-        if len(alive) == len(nodes):
-            break
-        nodes = alive
-    del graph.node[:]
-    graph.node.extend(nodes)
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _keep_live(graph, nodes)  # drops the per-head reshapes and transposes
     return bytes(model.SerializeToString())
 
 
