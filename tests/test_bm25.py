@@ -540,6 +540,25 @@ def test_state_is_a_pure_read_even_with_tombstones_and_a_delta() -> None:
     assert np.allclose(loaded.search("cat", 10)[1], before[1])
 
 
+def assert_kernel_matches_numpy(
+    index: BM25Index,
+    queries: list[list[str]],
+    ks: tuple[int, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    options: tuple[dict[str, object], ...] = ({},),
+) -> None:
+    """The numba kernel's keys and scores equal the numpy path's, bit for bit, per query."""
+    for query in queries:
+        for k in ks:
+            for kwargs in options:
+                monkeypatch.setattr(bm25_module, "_use_numba", True)
+                got = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
+                monkeypatch.setattr(bm25_module, "_use_numba", False)
+                want = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
+                assert got[0].tolist() == want[0].tolist(), (query, k, kwargs)
+                assert got[1].tolist() == want[1].tolist(), (query, k, kwargs)
+
+
 def zipf_docs(rng: np.random.Generator, n: int, vocab: int = 2000) -> list[list[str]]:
     """Documents of 5-60 terms drawn from a Zipf law: long and short posting lists, as in text."""
     ranks = np.minimum(rng.zipf(1.3, size=n * 60), vocab)
@@ -588,15 +607,8 @@ def test_pruned_search_equals_the_full_scan(
     queries = [docs[i][:n] for i in rng.integers(0, 3300, size=40).tolist() for n in (3, 8)]
     queries += [["w1", "w2"], ["w1", "w1", "w500"], ["w3", "w1999", "w7", "w7"], ["nope"]]
     queries += [docs[0][:6]]  # the tied documents
-    for query in queries:
-        for k in (1, 10, 100):
-            for kwargs in ({}, {"allowed": allowed}, {"with_ties": True}):
-                monkeypatch.setattr(bm25_module, "_use_numba", True)
-                got = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
-                monkeypatch.setattr(bm25_module, "_use_numba", False)
-                want = index.search_tokens(query, k, **kwargs)  # type: ignore[arg-type]
-                assert got[0].tolist() == want[0].tolist(), (query, k, kwargs)
-                assert got[1].tolist() == want[1].tolist(), (query, k, kwargs)
+    options = ({}, {"allowed": allowed}, {"with_ties": True})
+    assert_kernel_matches_numpy(index, queries, (1, 10, 100), monkeypatch, options)
 
 
 def test_exhaustive_search_when_every_document_matches(
@@ -644,14 +656,7 @@ def test_pruned_search_stays_exact_as_the_average_length_changes(
     queries += [docs[i][:n] for i in rng.integers(0, 6000, size=30).tolist() for n in (2, 6)]
 
     def same() -> None:
-        for query in queries:
-            for k in (1, 10):
-                monkeypatch.setattr(bm25_module, "_use_numba", True)
-                got = index.search_tokens(query, k)
-                monkeypatch.setattr(bm25_module, "_use_numba", False)
-                want = index.search_tokens(query, k)
-                assert got[0].tolist() == want[0].tolist(), query
-                assert got[1].tolist() == want[1].tolist(), query
+        assert_kernel_matches_numpy(index, queries, (1, 10), monkeypatch)
 
     same()  # builds the block bounds
     for key in range(6000, 6200):  # long documents: the average length grows by about a third
@@ -681,14 +686,7 @@ def test_pruned_search_is_exact_with_long_documents(
     index.remove(range(0, 3000, 13))
     assert max(map(len, docs)) > 2000
     queries = [docs[i][:n] for i in rng.integers(0, 3200, size=40).tolist() for n in (2, 5)]
-    for query in queries:
-        for k in (1, 10):
-            monkeypatch.setattr(bm25_module, "_use_numba", True)
-            got = index.search_tokens(query, k)
-            monkeypatch.setattr(bm25_module, "_use_numba", False)
-            want = index.search_tokens(query, k)
-            assert got[0].tolist() == want[0].tolist(), query
-            assert got[1].tolist() == want[1].tolist(), query
+    assert_kernel_matches_numpy(index, queries, (1, 10), monkeypatch)
 
 
 def test_concurrent_searches_get_the_answers_of_serial_ones(backend: str) -> None:
