@@ -18,6 +18,7 @@ scoring (``ragkit.bm25``, ``ragkit.vectors``, ``ragkit.fusion``) and storage (``
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -578,7 +579,7 @@ writing = writer
 
 
 def open_index(
-    location: str | Path | None,
+    location: str | os.PathLike[str] | None,
     *,
     embedder: EmbedderArg = "default",
     chunk_size: int | None = None,
@@ -600,7 +601,15 @@ def open_index(
         SettingsMismatchError: the existing index has other settings than those asked for.
         IndexFormatError: the saved index is corrupt.
         MissingDependencyError: the saved index's embedder or the Postgres driver is missing.
+        TypeError: ``location`` is neither a path, a URL nor ``None``.
     """
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if location is not None and not isinstance(location, (str, Path)):
+        raise TypeError(
+            "location must be a directory path or a postgresql:// URL (or None for an in-memory "
+            f"index), got {type(location).__name__}"
+        )
     if location is None and read_url is not None:
         raise ValueError("read_url needs a postgresql:// location")
     store = (

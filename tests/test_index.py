@@ -439,3 +439,33 @@ def test_repeated_chunk_texts_are_embedded_once() -> None:
     assert update.chunks_embedded == 1
     assert update.chunks_reused == 3
     assert len(emb.texts) == 1
+
+
+@pytest.mark.parametrize("location", [5, b"/tmp/index", ["ix"]])
+def test_open_index_refuses_a_location_that_is_not_a_path_or_url(location: object) -> None:
+    # It used to return an empty in-memory index, so a caller's wrong argument lost every
+    # write silently.
+    import ragkit
+
+    with pytest.raises(TypeError, match="location must be a directory path or a postgresql://"):
+        ragkit.open_index(location)  # type: ignore[arg-type]
+
+
+def test_open_index_none_is_an_in_memory_index() -> None:
+    import ragkit
+
+    index = ragkit.open_index(None)
+    assert len(index) == 0
+
+
+def test_open_index_takes_any_path_like(tmp_path: Path) -> None:
+    import ragkit
+
+    class Where:
+        def __fspath__(self) -> str:
+            return str(tmp_path / "ix")
+
+    index = ragkit.open_index(Where(), embedder=None)
+    index.add([Document("a.md", "the caracal hunts at dusk")])
+    index.save()
+    assert (tmp_path / "ix").is_dir()
