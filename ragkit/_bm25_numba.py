@@ -231,6 +231,39 @@ def _term_ranges(indptr: Any, tids: Any) -> tuple[Any, Any]:
     return t_lo, t_hi
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scatter_bound(
+    slots: Any,
+    tfs: Any,
+    lo: int,
+    hi: int,
+    codes: Any,
+    cnorm: Any,
+    w: float,
+    c: int,
+    ok: Any,
+    okapi: bool,
+    k1p1: float,
+    acc: Any,
+    touched: Any,
+    n_t: int,
+) -> int:
+    """Add the upper bounds (:func:`_approx`, times ``c``) of one term's postings ``lo:hi`` to
+    ``acc``, listing first touches in ``touched``; the new touched count."""
+    check_ok = ok.shape[0] > 0
+    for p in range(lo, hi):
+        s = slots[p]
+        if check_ok and not ok[s]:
+            continue
+        v = _approx(tfs[p], codes[s], cnorm, w, okapi, k1p1) * c
+        # Branch-free: whether a document was touched before is as good as random.
+        a0 = acc[s]
+        touched[n_t] = s
+        n_t += a0 == 0.0
+        acc[s] = a0 + v
+    return n_t
+
+
 @numba.njit(cache=True, nogil=True)
 def top_candidates(
     pslots: Any,
@@ -299,16 +332,8 @@ def top_candidates(
     # The delta (recent single-document adds): scored in full, it is small.
     n_t = 0
     for j in range(d_lo.shape[0]):
-        w = idf[j]
-        c = count[j]
-        for p in range(d_lo[j], d_hi[j]):
-            s = dslots[p]
-            if not check_ok or ok[s]:
-                v = _approx(dtfs[p], codes[s], cnorm, w, okapi, k1p1) * c
-                if acc[s] == 0.0:
-                    touched[n_t] = s
-                    n_t += 1
-                acc[s] += v
+        n_t = _scatter_bound(dslots, dtfs, d_lo[j], d_hi[j], codes, cnorm, idf[j], count[j], ok,
+                             okapi, k1p1, acc, touched, n_t)  # fmt: skip
     for i in range(n_t):
         s = touched[i]
         a = acc[s]
@@ -334,16 +359,8 @@ def top_candidates(
         if budget + n > (_SEED_POSTINGS if budget else _SEED_FIRST):
             break
         budget += n
-        w_j = idf[jj]
-        c = count[jj]
-        for p in range(t_lo[jj], t_hi[jj]):
-            s = pslots[p]
-            if not check_ok or ok[s]:
-                v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
-                a0 = acc[s]
-                touched[n_t] = s
-                n_t += a0 == 0.0
-                acc[s] = a0 + v
+        n_t = _scatter_bound(pslots, ptfs, t_lo[jj], t_hi[jj], codes, cnorm, idf[jj], count[jj],
+                             ok, okapi, k1p1, acc, touched, n_t)  # fmt: skip
     n_seed = min(n_t, _SEEDS_PER_K * k)
     seeds = np.empty(n_seed, dtype=np.int64)
     if n_seed:
