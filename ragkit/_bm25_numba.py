@@ -185,6 +185,39 @@ def _heap_offer(heap: Any, size: int, k: int, v: float) -> int:
     return size
 
 
+@numba.njit(cache=True, nogil=True)
+def _pair_offer(vals: Any, slots: Any, size: int, cap: int, v: float, s: int) -> int:
+    """Offer ``(v, s)`` to a min-heap (by ``v``) of the ``cap`` largest; the new size."""
+    if size < cap:
+        pos = size
+        size += 1
+        while pos > 0:
+            parent = (pos - 1) >> 1
+            if vals[parent] <= v:
+                break
+            vals[pos] = vals[parent]
+            slots[pos] = slots[parent]
+            pos = parent
+        vals[pos] = v
+        slots[pos] = s
+    elif v > vals[0]:
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size and vals[child + 1] < vals[child]:
+                child += 1
+            if vals[child] >= v:
+                break
+            vals[pos] = vals[child]
+            slots[pos] = slots[child]
+            pos = child
+        vals[pos] = v
+        slots[pos] = s
+    return size
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _append(slots: Any, scores: Any, n: int, s: int, a: float) -> tuple[Any, Any, int]:
     """Put candidate ``(s, a)`` at ``n``, doubling both arrays when full; them and ``n + 1``."""
@@ -350,7 +383,8 @@ def top_candidates(
     # best partial scores there, scored exactly. Without them theta grows from zero over the
     # first windows, which then prune little.
     by_df = np.argsort(t_hi - t_lo)
-    n_t = 0
+    sel = np.empty(n_terms, dtype=np.int64)
+    n_sel = 0
     budget = 0
     for jj in by_df:
         n = t_hi[jj] - t_lo[jj]
@@ -359,24 +393,59 @@ def top_candidates(
         if budget + n > (_SEED_POSTINGS if budget else _SEED_FIRST):
             break
         budget += n
-        n_t = _scatter_bound(pslots, ptfs, t_lo[jj], t_hi[jj], codes, cnorm, idf[jj], count[jj],
-                             ok, okapi, k1p1, acc, touched, n_t)  # fmt: skip
-    n_seed = min(n_t, _SEEDS_PER_K * k)
-    seeds = np.empty(n_seed, dtype=np.int64)
+        sel[n_sel] = jj
+        n_sel += 1
+    # Window-local accumulator and touched offsets, shared with the windows below: the same
+    # small arrays for every window, so they stay in cache.
+    accw = np.zeros(window, dtype=np.float64)
+    tw = np.empty(window + 1, dtype=np.int32)  # one spare: the first-touch write is branch-free
+    cap = _SEEDS_PER_K * k
+    h_val = np.empty(cap, dtype=np.float64)
+    h_slot = np.empty(cap, dtype=np.int64)
+    n_s = 0
+    if n_sel:
+        pos = np.empty(n_sel, dtype=np.int64)
+        for i in range(n_sel):
+            pos[i] = t_lo[sel[i]]
+        while True:
+            nxt = -1
+            for i in range(n_sel):
+                if pos[i] < t_hi[sel[i]]:
+                    s = pslots[pos[i]]
+                    if nxt < 0 or s < nxt:
+                        nxt = s
+            if nxt < 0:
+                break
+            start = nxt - nxt % window
+            end = start + window
+            n_t = 0
+            for i in range(n_sel):
+                jj = sel[i]
+                p = pos[i]
+                hi = t_hi[jj]
+                w_j = idf[jj]
+                c = count[jj]
+                while p < hi:
+                    s = pslots[p]
+                    if s >= end:
+                        break
+                    if not check_ok or ok[s]:
+                        v = _approx(ptfs[p], codes[s], cnorm, w_j, okapi, k1p1) * c
+                        o = s - start
+                        a0 = accw[o]
+                        tw[n_t] = o
+                        n_t += a0 == 0.0
+                        accw[o] = a0 + v
+                    p += 1
+                pos[i] = p
+            for i in range(n_t):
+                o = tw[i]
+                a = accw[o]
+                accw[o] = 0.0
+                n_s = _pair_offer(h_val, h_slot, n_s, cap, a, start + o)
+    n_seed = n_s
+    seeds = np.sort(h_slot[:n_s])
     if n_seed:
-        part = np.empty(n_t, dtype=np.float64)
-        for i in range(n_t):
-            part[i] = acc[touched[i]]
-        cut = np.partition(part, n_t - n_seed)[n_t - n_seed]
-        n_s = 0
-        for i in range(n_t):
-            s = touched[i]
-            if acc[s] >= cut and n_s < n_seed:
-                seeds[n_s] = s
-                n_s += 1
-            acc[s] = 0.0
-        seeds = np.sort(seeds[:n_s])
-        n_seed = n_s
         # Each seed's posting of term j can only be in the block whose last slot is the first
         # at or past the seed's: found by walking the block ends (a small array), not by
         # binary search over the whole list (a cache miss at most steps).
@@ -440,8 +509,6 @@ def top_candidates(
     order = np.arange(n_terms)
     # Window-local accumulator and touched offsets: the same small arrays for every window, so
     # they stay in cache (a slot-indexed one would bring a new stretch of memory each window).
-    accw = np.zeros(window, dtype=np.float64)
-    tw = np.empty(window + 1, dtype=np.int32)  # one spare: the first-touch write is branch-free
     for w in visit:
         floor = theta * (1.0 - _SLACK)
         if w_total[w] < floor:
