@@ -86,8 +86,9 @@ def block_maxima(indptr: Any, pslots: Any, ptfs: Any, norm: Any) -> tuple[Any, A
 @numba.njit(cache=True, nogil=True, inline="always")
 def _term_score(tf_int: Any, norm: float, idf: float, okapi: bool, k1p1: float) -> Any:
     # The numpy path's operations in its order: idf * (tf [* (k1 + 1)] / (tf + norm)).
+    # tf * 1.0 is tf exactly: a multiply either way keeps the loops that call this branch-free.
     tf = np.float64(tf_int)
-    num = tf * k1p1 if okapi else tf
+    num = tf * (k1p1 if okapi else 1.0)
     return (num / (norm + tf)) * idf
 
 
@@ -622,34 +623,43 @@ def top_candidates(
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _scatter(
+def _window_sum(
     slots: Any,
     tfs: Any,
-    lo: int,
+    p: int,
     hi: int,
+    start: int,
+    end: int,
     norm: Any,
     w: float,
     c: int,
     ok: Any,
     okapi: bool,
     k1p1: float,
-    acc: Any,
-    touched: Any,
+    accw: Any,
+    tw: Any,
     n_t: int,
-) -> int:
-    """Add one term's postings ``lo:hi`` to ``acc`` (``c`` times each); the new touched count."""
+) -> tuple[int, int]:
+    """Add one term's postings from ``p`` (up to ``hi``) with slots below ``end`` to the window
+    accumulator ``accw`` (slot ``s`` at ``s - start``, ``c`` times each), listing first touches
+    in ``tw``; the next position and the new touched count."""
     check_ok = ok.shape[0] > 0
-    for p in range(lo, hi):
+    while p < hi:
         s = slots[p]
-        if check_ok and not ok[s]:
-            continue
-        v = _contribution(tfs[p], s, norm, w, okapi, k1p1)
-        # Branch-free: whether a document was touched before is as good as random.
-        touched[n_t] = s
-        n_t += acc[s] == 0.0
-        for _ in range(c):
-            acc[s] += v
-    return n_t
+        if s >= end:
+            break
+        if not check_ok or ok[s]:
+            v = _contribution(tfs[p], s, norm, w, okapi, k1p1)
+            o = s - start
+            a0 = accw[o]
+            # Branch-free: whether a document was touched before is as good as random.
+            tw[n_t] = o
+            n_t += a0 == 0.0
+            for _ in range(c):
+                a0 += v
+            accw[o] = a0
+        p += 1
+    return p, n_t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -670,33 +680,76 @@ def all_candidates(
     k1p1: float,
     k: int,
     keys: Any,
-    acc: Any,
-    touched: Any,
+    window: int,
 ) -> tuple[Any, Any]:
     """:func:`top_candidates` without pruning: every posting of the query's terms is read.
 
-    Term at a time in query order, so each document's score is summed in the order
-    :func:`_exact` uses (bit for bit the same); then the top ``k`` (ties included) are picked by
-    one partition of the touched documents' scores. Cheaper than pruning when ``k`` is large
-    (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
+    Window by window of ``window`` slots, every term's postings there in query order, summed in
+    a window-local accumulator, so each document's score is summed in the order :func:`_exact`
+    uses (bit for bit the same) and the accumulator and the window's norms stay in cache; each
+    window's documents are offered to a heap of the ``k`` best. Cheaper than pruning when ``k``
+    is large (a hybrid search's depth), where the ``k``-th score stays low and prunes little.
     """
+    n_terms = idf.shape[0]
     t_lo, t_hi = _term_ranges(indptr, tids)
-    n_t = 0
-    for j in range(idf.shape[0]):
-        n_t = _scatter(pslots, ptfs, t_lo[j], t_hi[j], norm, idf[j], count[j], ok, okapi, k1p1,
-                       acc, touched, n_t)  # fmt: skip
-        if d_lo.shape[0]:
-            n_t = _scatter(dslots, dtfs, d_lo[j], d_hi[j], norm, idf[j], count[j], ok, okapi,
-                           k1p1, acc, touched, n_t)  # fmt: skip
-    cand = touched[:n_t].astype(np.int64)
-    scores = np.empty(n_t, dtype=np.float64)
-    for i in range(n_t):
-        s = cand[i]
-        scores[i] = acc[s]
-        acc[s] = 0.0
-    if n_t > k:
-        kth = np.partition(scores, n_t - k)[n_t - k]
-        keep = scores >= kth
-        cand = cand[keep]
-        scores = scores[keep]
-    return _ranked(cand, scores, keys)
+    has_delta = d_lo.shape[0] > 0
+    pos = t_lo.copy()
+    dpos = d_lo.copy() if has_delta else np.zeros(n_terms, dtype=np.int64)
+    dend = d_hi if has_delta else np.zeros(n_terms, dtype=np.int64)
+    accw = np.zeros(window, dtype=np.float64)
+    tw = np.empty(window + 1, dtype=np.int32)  # one spare: the first-touch write is branch-free
+    heap = np.empty(k, dtype=np.float64)
+    size = 0
+    theta = 0.0
+    c_slot = np.empty(4 * k + 64, dtype=np.int64)
+    c_score = np.empty(4 * k + 64, dtype=np.float64)
+    n_c = 0
+    w_slot = np.empty(window, dtype=np.int64)
+    w_score = np.empty(window, dtype=np.float64)
+    while True:
+        nxt = -1  # the lowest slot not read yet: the next window starts at its window
+        for j in range(n_terms):
+            if pos[j] < t_hi[j]:
+                s = pslots[pos[j]]
+                if nxt < 0 or s < nxt:
+                    nxt = s
+            elif dpos[j] < dend[j]:
+                s = dslots[dpos[j]]
+                if nxt < 0 or s < nxt:
+                    nxt = s
+        if nxt < 0:
+            break
+        start = nxt - nxt % window
+        end = start + window
+        n_t = 0
+        for j in range(n_terms):
+            w_j = idf[j]
+            c = count[j]
+            pos[j], n_t = _window_sum(pslots, ptfs, pos[j], t_hi[j], start, end, norm, w_j, c,
+                                      ok, okapi, k1p1, accw, tw, n_t)  # fmt: skip
+            if has_delta:  # a document's postings are all in the base or all in the delta
+                dpos[j], n_t = _window_sum(dslots, dtfs, dpos[j], dend[j], start, end, norm, w_j,
+                                           c, ok, okapi, k1p1, accw, tw, n_t)  # fmt: skip
+        # The window's documents that reach theta, kept in window-sized arrays first: growing
+        # the candidate arrays rebinds them, which numba pays for on every pass of a loop.
+        m = 0
+        for i in range(n_t):
+            o = tw[i]
+            a = accw[o]
+            accw[o] = 0.0
+            if a >= theta:
+                w_slot[m] = start + o
+                w_score[m] = a
+                m += 1
+                size = _heap_offer(heap, size, k, a)
+                if size == k:
+                    theta = heap[0]
+        for i in range(m):
+            c_slot, c_score, n_c = _append(c_slot, c_score, n_c, w_slot[i], w_score[i])
+    n_cand = 0
+    for i in range(n_c):
+        if c_score[i] >= theta:
+            c_slot[n_cand] = c_slot[i]
+            c_score[n_cand] = c_score[i]
+            n_cand += 1
+    return _ranked(c_slot[:n_cand], c_score[:n_cand], keys)

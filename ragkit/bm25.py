@@ -337,14 +337,14 @@ class BM25Index(_Postings):
             ok = ok & slot_ok
         elif not self._n_dead:
             ok = _EMPTY_BOOL  # every slot may be returned: the kernel skips the check
-        acc, touched = _scratch(len(self._keys))
         if k * _EXHAUSTIVE_RATIO >= n_docs:
             # A k this large (a hybrid search's depth) keeps the k-th score low, so pruning
             # skips little: reading every posting once is cheaper (same scores bit for bit).
             return kernel.all_candidates(  # type: ignore[no-any-return]
                 self._pslots, self._ptfs, self._indptr, tids, dslots, dtfs, d_lo, d_hi, idf,
-                count, self._norm(), ok, okapi, k1p1, k, self._keys.view, acc, touched,
+                count, self._norm(), ok, okapi, k1p1, k, self._keys.view, _WINDOW,
             )  # fmt: skip
+        acc, touched = _scratch(len(self._keys))
         bptr, blast, bmax, avgdl0 = self._blocks(kernel)
         # A block's bound was taken at avgdl0; with avgdl now larger, norms shrink by at most
         # avgdl0 / avgdl (ragkit._bm25_numba's docstring).
@@ -598,8 +598,7 @@ def _numba_kernel() -> Any:
                 )  # fmt: skip
                 _bm25_numba.all_candidates(
                     i32, tfs, indptr, i64, i32, i32, i64, i64, np.ones(1), i64 + 1,
-                    np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, keys, np.zeros(1),
-                    np.zeros(2, np.int32),
+                    np.ones(1), np.ones(1, np.bool_), False, 2.0, 1, keys, _WINDOW,
                 )  # fmt: skip
             _kernel = _bm25_numba
         except Exception:  # ImportError, or numba failing to compile on this machine
