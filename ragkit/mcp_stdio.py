@@ -33,22 +33,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from io import TextIOWrapper
 from typing import IO, Any, BinaryIO, Protocol
 
-import anyio
-import pydantic_core
-from anyio import to_thread
-from mcp.server.stdio import stdio_server
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
-from mcp.shared.message import SessionMessage
-from mcp.types import (
-    INVALID_REQUEST,
-    PARSE_ERROR,
-    ErrorData,
-    JSONRPCError,
-    JSONRPCNotification,
-    JSONRPCRequest,
-    jsonrpc_message_adapter,
-)
-from pydantic import ValidationError
+from .errors import MissingDependencyError
+
+try:
+    import anyio
+    import pydantic_core
+    from anyio import to_thread
+    from mcp.server.stdio import stdio_server
+    from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+    from mcp.shared.message import SessionMessage
+    from mcp.types import (
+        INVALID_REQUEST,
+        PARSE_ERROR,
+        ErrorData,
+        JSONRPCError,
+        JSONRPCNotification,
+        JSONRPCRequest,
+        jsonrpc_message_adapter,
+    )
+    from pydantic import ValidationError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        "the MCP server needs the 'mcp' extra: pip install 'ragkit-claude[mcp]'"
+    ) from exc
 
 __all__ = ["MAX_LINE", "GuardedStdin", "replies_to", "serve_stdio"]
 
@@ -92,7 +99,7 @@ def _first_problem(decoded: object) -> str:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return f"{where}: {first['msg']}" if where else first["msg"]
-    return "an id must be a string or an integer"  # valid as a request only when re-read
+    return "not a JSON-RPC 2.0 request"  # not reached: what fails as a message fails here too
 
 
 def replies_to(line: str) -> list[JSONRPCError] | None:
