@@ -184,7 +184,10 @@ class GuardedStdin(anyio.AsyncFile[str]):
             line = await to_thread.run_sync(_read_line, self._fp, self._limit)
             if line is None:
                 reason = f"a message longer than {self._limit:,} characters, this server's limit"
-                await self._answer([_error(INVALID_REQUEST, "Invalid Request", None, reason)])
+                if not await self._answer(
+                    [_error(INVALID_REQUEST, "Invalid Request", None, reason)]
+                ):
+                    return
                 continue
             if not line:
                 return

@@ -203,7 +203,7 @@ def test_notifications_responses_and_blank_lines_get_no_reply(host: RawHost, lin
 
 
 def test_a_line_over_the_limit_is_refused_without_reading_it_into_memory(host: RawHost) -> None:
-    """main read the whole line: a 50 MB `search` call peaked near 720 MB and echoed 50 MB."""
+    """main read the whole line into memory and served it (bench/bench_mcp_lines.py)."""
     from ragkit.mcp_stdio import MAX_LINE
 
     before = host.peak_rss_kib()
