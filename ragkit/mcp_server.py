@@ -19,7 +19,8 @@ index's saved version (``ragkit.stores.current_version``: a directory's ``CURREN
 and reopens the index when ``ragkit index`` has saved a new one. A Postgres index is always
 current. With ``watch=FOLDER`` the server runs :func:`ragkit.watch.watch_folder` in a thread
 on the index it serves, and is then that index's writer. A bad argument comes back as a tool
-error (``isError``) naming the problem; the server keeps running.
+error (``isError``) naming the problem; the server keeps running. Over stdio, a line that is not
+a valid JSON-RPC message is answered with a JSON-RPC error (``ragkit.mcp_stdio``).
 
 The result shapes and the text blocks are ``ragkit.mcp_results``. This module leaves out
 retrieval and answering (``ragkit.index``, ``ragkit.answering``), the
@@ -184,6 +185,23 @@ class IndexHolder:
 
 # -- the server --------------------------------------------------------------------------------
 
+
+class _Server(MCPServer[Any]):
+    """The SDK's ``MCPServer`` whose stdio transport answers lines that are not valid JSON-RPC
+    messages with a JSON-RPC error instead of dropping them (``ragkit.mcp_stdio``)."""
+
+    async def run_stdio_async(self) -> None:
+        """Run the server on stdio, as the SDK does, through :func:`serve_stdio`."""
+        from .mcp_stdio import serve_stdio
+
+        lowlevel = self._lowlevel_server
+
+        async def run(read_stream: Any, write_stream: Any) -> None:
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+        await serve_stdio(run)
+
+
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
@@ -206,7 +224,7 @@ def build_server(
     """
     from . import __version__
 
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = _Server(
         "ragkit", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
 

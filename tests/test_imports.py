@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest", "plan", "evaluation", "context"),
     ("messages", "claude"),
     ("answering", "watch"),
-    ("cli_options", "cli_render", "mcp_results"),
+    ("cli_options", "cli_render", "mcp_results", "mcp_stdio"),
     # "" is the package itself (ragkit/__init__.py)
     ("mcp_server", "cli", "cli_ask", "cli_measure", "__main__", ""),
 )
